@@ -1,0 +1,3 @@
+from cryoal.cli.main import main
+
+main()

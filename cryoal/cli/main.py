@@ -1,0 +1,116 @@
+"""The ``cryoal`` command: a thin shell over the library.
+
+Every sub-command lives in a module ``cryoal/cli/<topic>_commands.py`` that defines
+``register(app)``; this module discovers them, so adding a command never touches this
+file. User errors (``ValueError``, ``FileNotFoundError``, ...) raised anywhere in the
+library become one line on stderr and exit code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import sys
+import traceback
+
+import typer
+
+import cryoal
+
+#: Exceptions that mean "the input or the request is wrong", not "cryoal is broken".
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+#: Exit code for user errors (same as a usage error).
+EXIT_USER_ERROR = 2
+
+app = typer.Typer(
+    name="cryoal",
+    help="Active learning for cryo-ET subtomograms: simulate, extract, train, score, label.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"cryoal {cryoal.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show full tracebacks and debug logging."
+    ),
+) -> None:
+    """cryoal: label fewer subtomograms, train better models."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _register_commands() -> None:
+    import cryoal.cli as cli_package
+
+    for info in sorted(pkgutil.iter_modules(cli_package.__path__), key=lambda m: m.name):
+        if info.name.endswith("_commands"):
+            module = importlib.import_module(f"cryoal.cli.{info.name}")
+            module.register(app)
+
+
+_register_commands()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, KeyError) and text.startswith(("'", '"')):
+        text = text[1:-1]
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (without the program name); return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        app(args=argv, prog_name="cryoal")
+    except SystemExit as exc:
+        if exc.code is None:
+            return 0
+        return exc.code if isinstance(exc.code, int) else 1
+    except USER_ERRORS as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"cryoal: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("cryoal: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug in cryoal, not in the user's input
+        if debug:
+            traceback.print_exc()
+        print(
+            f"cryoal: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            "(rerun with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())

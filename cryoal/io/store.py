@@ -1,0 +1,423 @@
+"""The HDF5 subtomogram dataset that every later step reads and writes.
+
+Layout (``format_version`` 1)::
+
+    /subtomograms   (N, b, b, b) float32 or float16, zyx, one sample per chunk, gzip+shuffle
+    /ids            (N,) UTF-8 strings, unique (stable candidate ids such as "TS_01:000123")
+    /labels         (N,) int64, class index into ``class_names``; -1 = unlabeled
+    /centres_zyx    (N, 3) float64, centre in voxels of the source tomogram (NaN if none)
+    /tomo_ids       (N,) UTF-8 strings, source tomogram id ("" if none)
+    /masks          (N, b, b, b) uint8, optional, segmentation targets (0 = background)
+    /meta/<name>    (N, ...) optional per-sample metadata (e.g. simulation ground truth)
+    attrs: voxel_size_A (float), box (int), class_names (JSON list), format_version (int),
+           plus any extra scalar attributes the writer was given.
+
+A store is written under a temporary name and renamed only when it is complete, so a crash
+never leaves a file that looks finished. Readers open the HDF5 file lazily in the process
+that reads (each DataLoader worker opens its own handle; nothing is pickled across).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from cryoal.io.atomic import check_can_write, fsync_directory
+
+FORMAT_VERSION = 1
+_REQUIRED = ("subtomograms", "ids", "labels", "centres_zyx", "tomo_ids")
+_STR = h5py.string_dtype(encoding="utf-8")
+
+
+class StoreWriter:
+    """Write a subtomogram store in batches; the file appears under ``path`` on close.
+
+    Use as a context manager::
+
+        with StoreWriter("out.h5", box=32, voxel_size_A=10.0, class_names=["a", "b"]) as w:
+            w.append(subtomos, ids, labels=labels, centres_zyx=centres, tomo_ids=tomos)
+
+    If the block raises, the temporary file is deleted and ``path`` is untouched.
+
+    Parameters
+    ----------
+    path
+        Destination ``.h5`` file.
+    box
+        Edge length ``b`` of the cubic subtomograms, voxels.
+    voxel_size_A
+        Voxel size in Å (> 0).
+    class_names
+        Names of the classes that ``labels`` index (may be empty for unlabeled pools).
+    dtype
+        ``"float32"`` or ``"float16"`` storage for subtomograms.
+    with_masks
+        Store ``/masks`` (N, b, b, b) uint8 segmentation targets; then every ``append``
+        must pass ``masks``.
+    extra_attrs
+        Extra scalar (str/int/float/bool) file attributes, e.g. simulation parameters.
+    compression_level
+        gzip level 0-9 (0 disables compression).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        box: int,
+        voxel_size_A: float,
+        class_names: Sequence[str] = (),
+        *,
+        dtype: str = "float32",
+        with_masks: bool = False,
+        extra_attrs: Mapping[str, str | int | float | bool] | None = None,
+        compression_level: int = 1,
+        overwrite: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.box = int(box)
+        self.voxel_size_A = float(voxel_size_A)
+        self.class_names = [str(c) for c in class_names]
+        self.dtype = np.dtype(dtype)
+        self.with_masks = with_masks
+        self.extra_attrs = dict(extra_attrs or {})
+        self.compression_level = int(compression_level)
+        self.overwrite = overwrite
+        self._file: h5py.File | None = None
+        self._tmp: Path | None = None
+        self._seen: set[str] = set()
+        self._n = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+    def __enter__(self) -> StoreWriter:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def open(self) -> None:
+        if self.box <= 0:
+            raise ValueError(f"{self.path}: box {self.box} must be a positive number of voxels")
+        if not np.isfinite(self.voxel_size_A) or self.voxel_size_A <= 0:
+            raise ValueError(f"{self.path}: voxel size {self.voxel_size_A} Å must be > 0")
+        if self.dtype not in (np.float32, np.float16):
+            raise ValueError(f"{self.path}: dtype {self.dtype} not supported; use float32 or float16")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise ValueError(f"{self.path}: class names {self.class_names} contain duplicates")
+        final = check_can_write(self.path, self.overwrite)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        b = self.box
+        f = h5py.File(self._tmp, "w")
+        self._file = f
+        comp = {"compression": "gzip", "compression_opts": self.compression_level, "shuffle": True}
+        if self.compression_level == 0:
+            comp = {}
+        f.create_dataset("subtomograms", (0, b, b, b), self.dtype, maxshape=(None, b, b, b),
+                         chunks=(1, b, b, b), **comp)
+        if self.with_masks:
+            f.create_dataset("masks", (0, b, b, b), np.uint8, maxshape=(None, b, b, b),
+                             chunks=(1, b, b, b), **comp)
+        f.create_dataset("ids", (0,), _STR, maxshape=(None,), chunks=(4096,))
+        f.create_dataset("labels", (0,), np.int64, maxshape=(None,), chunks=(4096,))
+        f.create_dataset("centres_zyx", (0, 3), np.float64, maxshape=(None, 3), chunks=(4096, 3))
+        f.create_dataset("tomo_ids", (0,), _STR, maxshape=(None,), chunks=(4096,))
+        f.attrs["voxel_size_A"] = self.voxel_size_A
+        f.attrs["box"] = b
+        f.attrs["class_names"] = json.dumps(self.class_names)
+        f.attrs["format_version"] = FORMAT_VERSION
+        for key, value in self.extra_attrs.items():
+            if key in ("voxel_size_A", "box", "class_names", "format_version"):
+                raise ValueError(f"extra attribute {key!r} would overwrite a reserved attribute")
+            f.attrs[key] = value
+
+    def append(
+        self,
+        subtomograms: np.ndarray,
+        ids: Sequence[str],
+        labels: Sequence[int] | np.ndarray | None = None,
+        centres_zyx: np.ndarray | None = None,
+        tomo_ids: Sequence[str] | None = None,
+        masks: np.ndarray | None = None,
+        meta: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        """Append a batch of ``n`` samples.
+
+        Parameters
+        ----------
+        subtomograms
+            ``(n, b, b, b)`` zyx.
+        ids
+            ``n`` unique string ids (unique across the whole store).
+        labels
+            ``n`` class indices, -1 for unlabeled (default all -1).
+        centres_zyx
+            ``(n, 3)`` voxels (default NaN).
+        tomo_ids
+            ``n`` tomogram ids (default "").
+        masks
+            ``(n, b, b, b)`` uint8, required when the writer has ``with_masks``.
+        meta
+            Per-sample metadata arrays ``(n, ...)``; every batch must give the same names.
+        """
+        f = self._require_open()
+        sub = np.asarray(subtomograms)
+        b = self.box
+        if sub.ndim != 4 or sub.shape[1:] != (b, b, b):
+            raise ValueError(f"{self.path}: subtomograms must be (n, {b}, {b}, {b}); got {sub.shape}")
+        n = sub.shape[0]
+        if not np.isfinite(sub).all():
+            raise ValueError(f"{self.path}: subtomograms contain NaN/Inf; clean the input first")
+        ids = [str(i) for i in ids]
+        if len(ids) != n:
+            raise ValueError(f"{self.path}: {len(ids)} ids for {n} subtomograms")
+        dup = [i for i in ids if i in self._seen]
+        if dup or len(set(ids)) != n:
+            raise ValueError(f"{self.path}: duplicate sample ids (e.g. {dup[:3] or ids[:3]}); ids must be unique")
+        lab = np.full(n, -1, np.int64) if labels is None else np.asarray(labels, np.int64).reshape(-1)
+        if lab.shape != (n,):
+            raise ValueError(f"{self.path}: {lab.shape[0]} labels for {n} subtomograms")
+        bad = lab[(lab < -1) | (lab >= max(len(self.class_names), 0))]
+        if bad.size and not (len(self.class_names) == 0 and (lab == -1).all()):
+            raise ValueError(
+                f"{self.path}: label {int(bad[0])} out of range for classes {self.class_names} "
+                "(use -1 for unlabeled)"
+            )
+        cen = np.full((n, 3), np.nan) if centres_zyx is None else np.asarray(centres_zyx, np.float64)
+        if cen.shape != (n, 3):
+            raise ValueError(f"{self.path}: centres_zyx must be ({n}, 3); got {cen.shape}")
+        tomos = [""] * n if tomo_ids is None else [str(t) for t in tomo_ids]
+        if len(tomos) != n:
+            raise ValueError(f"{self.path}: {len(tomos)} tomo_ids for {n} subtomograms")
+        if self.with_masks:
+            if masks is None:
+                raise ValueError(f"{self.path}: this store has masks; pass masks=(n, b, b, b)")
+            m = np.asarray(masks)
+            if m.shape != sub.shape:
+                raise ValueError(f"{self.path}: masks must be {sub.shape}; got {m.shape}")
+        elif masks is not None:
+            raise ValueError(f"{self.path}: masks given but the writer was created with_masks=False")
+
+        start, stop = self._n, self._n + n
+        for name, arr in (
+            ("subtomograms", sub.astype(self.dtype, copy=False)),
+            ("ids", np.array(ids, dtype=object)),
+            ("labels", lab),
+            ("centres_zyx", cen),
+            ("tomo_ids", np.array(tomos, dtype=object)),
+        ):
+            _grow_and_write(f[name], start, stop, arr)
+        if self.with_masks:
+            _grow_and_write(f["masks"], start, stop, np.asarray(masks).astype(np.uint8, copy=False))
+        meta = dict(meta or {})
+        group = f.require_group("meta")
+        if start > 0 and set(meta) != set(group.keys()):
+            raise ValueError(
+                f"{self.path}: metadata fields {sorted(meta)} differ from earlier batches {sorted(group.keys())}"
+            )
+        for name, values in meta.items():
+            arr = np.asarray(values)
+            if arr.shape[:1] != (n,):
+                raise ValueError(f"{self.path}: metadata {name!r} must have {n} rows; got {arr.shape}")
+            if name not in group:
+                kind = _STR if arr.dtype.kind in "OUS" else arr.dtype
+                group.create_dataset(name, (0, *arr.shape[1:]), kind, maxshape=(None, *arr.shape[1:]))
+                arr = arr.astype(object) if arr.dtype.kind in "US" else arr
+            _grow_and_write(group[name], start, stop, arr)
+        self._seen.update(ids)
+        self._n = stop
+
+    def close(self) -> Path:
+        """Finish the file and move it to its final name."""
+        f = self._require_open()
+        f.flush()
+        f.close()
+        self._file = None
+        assert self._tmp is not None
+        with open(self._tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        if self.path.exists() and not self.overwrite:
+            self.abort()
+            raise FileExistsError(f"{self.path}: appeared while writing; not overwritten")
+        os.replace(self._tmp, self.path)
+        fsync_directory(self.path.parent)
+        self._tmp = None
+        return self.path
+
+    def abort(self) -> None:
+        """Discard everything written (the final path is left untouched)."""
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+            self._file = None
+        if self._tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._tmp.unlink()
+            self._tmp = None
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _require_open(self) -> h5py.File:
+        if self._file is None:
+            raise RuntimeError("StoreWriter is not open; use it as a context manager")
+        return self._file
+
+
+def _grow_and_write(ds: h5py.Dataset, start: int, stop: int, values: np.ndarray) -> None:
+    ds.resize(stop, axis=0)
+    ds[start:stop] = values
+
+
+class SubtomogramStore:
+    """Read a subtomogram store; safe to pass to DataLoader workers.
+
+    Small per-sample arrays (ids, labels, centres, tomo_ids) are read once on construction;
+    subtomograms and masks are read on demand from an HDF5 handle that each process opens
+    for itself (the handle is dropped when the object is pickled).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Missing, truncated or malformed file, or an unknown ``format_version``.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        f = self._h5()
+        missing = [k for k in _REQUIRED if k not in f]
+        if missing:
+            raise ValueError(
+                f"{self.path}: not a cryoal subtomogram store (missing {missing}); create it "
+                "with 'cryoal extract' or 'cryoal simulate subtomograms'"
+            )
+        try:
+            version = int(f.attrs["format_version"])
+            self.voxel_size_A = float(f.attrs["voxel_size_A"])
+            self.box = int(f.attrs["box"])
+            self.class_names: list[str] = list(json.loads(f.attrs["class_names"]))
+        except KeyError as exc:
+            raise ValueError(f"{self.path}: store attribute {exc} missing; re-create the store") from exc
+        if version > FORMAT_VERSION:
+            raise ValueError(
+                f"{self.path}: store format_version {version} is newer than this cryoal "
+                f"understands ({FORMAT_VERSION}); upgrade cryoal"
+            )
+        try:
+            self.ids = np.asarray(f["ids"].asstr()[:], dtype=object)
+            self.labels = np.asarray(f["labels"][:], dtype=np.int64)
+            self.centres_zyx = np.asarray(f["centres_zyx"][:], dtype=np.float64)
+            self.tomo_ids = np.asarray(f["tomo_ids"].asstr()[:], dtype=object)
+        except (OSError, RuntimeError) as exc:
+            raise ValueError(f"{self.path}: store is damaged ({exc}); re-create it") from exc
+        n = len(self.ids)
+        if f["subtomograms"].shape[0] != n or len(self.labels) != n:
+            raise ValueError(f"{self.path}: inconsistent sample counts; re-create the store")
+        self.has_masks = "masks" in f
+        self.extra_attrs = {
+            k: (v.item() if hasattr(v, "item") else v)
+            for k, v in f.attrs.items()
+            if k not in ("voxel_size_A", "box", "class_names", "format_version")
+        }
+
+    def _h5(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            if not self.path.exists():
+                raise FileNotFoundError(f"{self.path}: subtomogram store not found; check the path")
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as exc:
+                raise ValueError(
+                    f"{self.path}: cannot open as HDF5 ({' '.join(str(exc).split())}); the file is "
+                    "truncated or not HDF5; re-create it"
+                ) from exc
+            self._pid = os.getpid()
+        return self._file
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_file"] = None
+        state["_pid"] = None
+        return state
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"SubtomogramStore({str(self.path)!r}, n={len(self)}, box={self.box}, classes={self.class_names})"
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._h5()["subtomograms"].dtype
+
+    @property
+    def meta_names(self) -> list[str]:
+        f = self._h5()
+        return sorted(f["meta"].keys()) if "meta" in f else []
+
+    def meta(self, name: str) -> np.ndarray:
+        """Per-sample metadata ``(N, ...)``."""
+        f = self._h5()
+        if "meta" not in f or name not in f["meta"]:
+            raise KeyError(f"{self.path}: no metadata {name!r}; available: {self.meta_names}")
+        ds = f["meta"][name]
+        return np.asarray(ds.asstr()[:] if ds.dtype == _STR else ds[:])
+
+    def _read(self, name: str, indices: np.ndarray | Sequence[int] | slice) -> np.ndarray:
+        ds = self._h5()[name]
+        if isinstance(indices, slice):
+            return ds[indices]
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size == 0:
+            return np.empty((0, *ds.shape[1:]), ds.dtype)
+        if idx.min() < 0 or idx.max() >= len(self):
+            raise IndexError(f"{self.path}: index out of range 0..{len(self) - 1}")
+        order = np.argsort(idx, kind="stable")
+        sorted_idx = idx[order]
+        uniq, inverse = np.unique(sorted_idx, return_inverse=True)
+        out_sorted = ds[uniq][inverse]
+        out = np.empty_like(out_sorted)
+        out[order] = out_sorted
+        return out
+
+    def subtomograms(self, indices: np.ndarray | Sequence[int] | slice) -> np.ndarray:
+        """``(n, b, b, b)`` float32 zyx for the given indices (any order, repeats allowed)."""
+        return self._read("subtomograms", indices).astype(np.float32, copy=False)
+
+    def masks(self, indices: np.ndarray | Sequence[int] | slice) -> np.ndarray:
+        """``(n, b, b, b)`` uint8 segmentation targets."""
+        if not self.has_masks:
+            raise ValueError(f"{self.path}: store has no /masks; simulate or extract with masks")
+        return self._read("masks", indices)
+
+    def index_of(self, ids: Sequence[str]) -> np.ndarray:
+        """Row indices of the given ids. Raises ``KeyError`` naming an unknown id."""
+        lookup = {i: k for k, i in enumerate(self.ids)}
+        try:
+            return np.array([lookup[str(i)] for i in ids], dtype=np.int64)
+        except KeyError as exc:
+            raise KeyError(f"{self.path}: unknown sample id {exc}") from None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> SubtomogramStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create ./.venv with torch 2.13.0 installed first and pinned, then cryoal with EXTRAS.
+# Usage: bash scripts/setup.sh [EXTRAS]      (default: test; e.g. "test,napari")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-test}"
+python="${PYTHON:-python3}"
+
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+# torch first, pinned: an unpinned torch/monai in an empty venv pulls a newer torch with
+# several GB of CUDA wheels. On a GPU machine the same pin resolves to the CUDA build.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+PIP_CONSTRAINT="$PWD/constraints.txt" .venv/bin/python -m pip install --quiet \
+    --disable-pip-version-check -e ".[${extras}]"
+.venv/bin/python -c "import torch, cryoal; print(f'cryoal {cryoal.__version__} ready (torch {torch.__version__})')"

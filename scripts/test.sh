@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up ./.venv (test extras) and run the whole test suite. Extra args go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+# pytest exits 5 when it collected no tests: that is a failure here, as any non-zero code.
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
