@@ -364,6 +364,11 @@ class SubtomogramStore:
         return self._h5()["subtomograms"].dtype
 
     @property
+    def lazy_subtomograms(self) -> h5py.Dataset:
+        """The ``(N, b, b, b)`` HDF5 dataset itself, for viewers that slice it lazily."""
+        return self._h5()["subtomograms"]
+
+    @property
     def meta_names(self) -> list[str]:
         f = self._h5()
         return sorted(f["meta"].keys()) if "meta" in f else []
