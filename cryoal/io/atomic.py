@@ -28,6 +28,25 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def default_file_mode() -> int:
+    """Permissions a plain ``open(path, "w")`` would give: 0o666 minus the umask.
+
+    ``tempfile.mkstemp`` creates files readable by the owner only; outputs renamed from a
+    temp file get these permissions instead, so colleagues can read them as usual.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def make_temp_file(final: Path, suffix: str = ".tmp") -> Path:
+    """Create an empty temp file beside ``final`` with ordinary permissions."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
+    os.close(fd)
+    os.chmod(tmp_name, default_file_mode())
+    return Path(tmp_name)
+
+
 def check_can_write(path: str | os.PathLike, overwrite: bool) -> Path:
     """Validate an output path before any work is done.
 
@@ -66,9 +85,7 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
         Allow replacing an existing file.
     """
     final = check_can_write(path, overwrite)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = make_temp_file(final)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:

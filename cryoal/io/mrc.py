@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import mrcfile
 import numpy as np
 
 from cryoal.io.atomic import atomic_path
+from cryoal.io.volume import PlaneWindow
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +81,11 @@ def _validation_report(path: Path) -> str:
             mrcfile.validate(str(path), print_file=buf)
     except Exception as exc:  # validate itself can fail on badly broken files
         return str(exc)
-    lines = [ln.strip() for ln in buf.getvalue().splitlines() if ln.strip()]
-    lines = [ln for ln in lines if not ln.startswith("Checking if")]
+    # mrcfile.validate also prints tracebacks (indented frame lines); keep its findings only.
+    lines = [ln.strip() for ln in buf.getvalue().splitlines() if ln.strip() and not ln[0].isspace()]
+    noise = ("Checking if", "Traceback", "During handling")
+    lines = [ln for ln in lines if not ln.startswith(noise)]
+    lines = list(dict.fromkeys(re.sub(r"^\w+(Error|Exception): ", "", ln) for ln in lines))
     return "; ".join(lines[:3]) or "unreadable header"
 
 
@@ -219,9 +224,12 @@ def check_finite_voxels(data: np.ndarray, path: str | os.PathLike = "<array>") -
     if data.dtype.kind not in "fc":
         return
     slab = max(1, _FINITE_CHECK_SLAB_BYTES // max(1, data[0].nbytes))
+    window = PlaneWindow(data)  # unmaps scanned planes: RSS stays near one slab
     for z0 in range(0, data.shape[0], slab):
+        window.prefetch_to(z0 + 2 * slab)
         block = np.asarray(data[z0 : z0 + slab])
         bad = ~np.isfinite(block)
+        window.release_below(z0 + slab)
         if bad.any():
             count = int(bad.sum())
             z = z0 + int(np.argwhere(bad)[0][0])

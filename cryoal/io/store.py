@@ -22,14 +22,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from cryoal.io.atomic import check_can_write, fsync_directory
+from cryoal.io.atomic import check_can_write, fsync_directory, make_temp_file
 
 FORMAT_VERSION = 1
 _REQUIRED = ("subtomograms", "ids", "labels", "centres_zyx", "tomo_ids")
@@ -115,9 +114,7 @@ class StoreWriter:
         if len(set(self.class_names)) != len(self.class_names):
             raise ValueError(f"{self.path}: class names {self.class_names} contain duplicates")
         final = check_can_write(self.path, self.overwrite)
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = make_temp_file(final, suffix=".partial")
         b = self.box
         f = h5py.File(self._tmp, "w")
         self._file = f

@@ -1,0 +1,313 @@
+"""``cryoal info / extract / convert-coords`` and the bad-input corpus (issue 2, item 9)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+
+from cryoal.cli.main import run
+from cryoal.io.mrc import write_mrc
+from cryoal.io.store import SubtomogramStore
+
+SHAPE = (24, 40, 48)
+VS = 10.0
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """``in/`` holds inputs (a tomogram and coordinates); ``out/`` starts empty."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    rng = np.random.default_rng(0)
+    write_mrc(tmp_path / "in" / "TS_01.mrc", rng.standard_normal(SHAPE).astype(np.float32), VS)
+    # x, y, z in Å -> zyx voxels (12, 20, 24), (10, 15, 30), (12, 22, 20)
+    (tmp_path / "in" / "picks.csv").write_text(
+        "x,y,z,class_name\n240,200,120,ribosome\n300,150,100,proteasome\n200,220,120,ribosome\n"
+    )
+    return tmp_path
+
+
+def _run(capsys: pytest.CaptureFixture, argv: list[str]) -> tuple[int, str, str]:
+    code = run([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_extract_then_info(work: Path, capsys: pytest.CaptureFixture) -> None:
+    out = work / "out" / "s.h5"
+    code, stdout, err = _run(
+        capsys,
+        [
+            "extract",
+            work / "in" / "TS_01.mrc",
+            work / "in" / "picks.csv",
+            out,
+            "--box",
+            "8",
+            "--coords-unit",
+            "angstrom",
+            "--no-progress",
+        ],
+    )
+    assert code == 0, err
+    assert "wrote 3 subtomograms (8^3 at 10 Å) of tomogram 'TS_01'" in stdout
+    s = SubtomogramStore(out)
+    rows = s.index_of(["TS_01:000000", "TS_01:000001", "TS_01:000002"])
+    assert s.class_names == ["proteasome", "ribosome"] and s.labels[rows].tolist() == [1, 0, 1]
+    np.testing.assert_allclose(s.centres_zyx[s.index_of(["TS_01:000001"])], [[10.0, 15.0, 30.0]])
+    np.testing.assert_allclose(s.subtomograms(slice(None)).mean(axis=(1, 2, 3)), 0, atol=1e-5)
+
+    code, stdout, _ = _run(capsys, ["info", out])
+    assert code == 0
+    assert "samples: 3   box: 8^3   voxel size: 10 Å" in stdout
+    assert "proteasome: 1" in stdout and "ribosome: 2" in stdout and "unlabeled: 0" in stdout
+    assert "masks: no" in stdout
+
+    code, stdout, _ = _run(capsys, ["info", work / "in" / "TS_01.mrc"])
+    assert code == 0
+    assert "shape (z, y, x): 24 x 40 x 48 voxels" in stdout and "voxel size: 10 Å" in stdout
+    assert "dtype: float32" in stdout and "mean " in stdout and "std " in stdout
+
+    code, stdout, _ = _run(capsys, ["info", work / "in" / "picks.csv"])
+    assert code == 0
+    assert (
+        "csv coordinates, 3 rows" in stdout
+        and "(unnamed): 3  (proteasome: 1, ribosome: 2)" in stdout
+    )
+
+
+def test_extract_refuses_existing_output_then_overwrites(work: Path, capsys) -> None:
+    args = [
+        "extract",
+        work / "in" / "TS_01.mrc",
+        work / "in" / "picks.csv",
+        work / "out" / "s.h5",
+        "--box",
+        "8",
+        "--coords-unit",
+        "angstrom",
+        "--no-progress",
+    ]
+    assert _run(capsys, args)[0] == 0
+    code, _, err = _run(capsys, args)
+    assert code == 2 and "s.h5: output already exists" in err and "--overwrite" in err
+    assert _run(capsys, [*args, "--overwrite", "--edge", "skip"])[0] == 0
+
+
+def test_convert_coords_relion5_round_trip(work: Path, capsys) -> None:
+    tomo = work / "in" / "TS_01.mrc"
+    star5 = work / "out" / "p5.star"
+    code, stdout, err = _run(
+        capsys,
+        [
+            "convert-coords",
+            work / "in" / "picks.csv",
+            star5,
+            "--to",
+            "star5",
+            "--coords-unit",
+            "angstrom",
+            "--tomogram",
+            tomo,
+        ],
+    )
+    assert code == 0, err
+    # (x, y, z) = (240, 200, 120) Å in a 48 x 40 x 24 tomogram at 10 Å: centre (240, 200, 120) Å
+    text = star5.read_text()
+    assert "rlnCenteredCoordinateXAngst" in text and "0.000000\t0.000000\t0.000000" in text
+    back = work / "out" / "back.csv"
+    code, _, err = _run(capsys, ["convert-coords", star5, back, "--tomogram", tomo])
+    assert code == 0, err
+    lines = back.read_text().splitlines()
+    assert lines[1].startswith("TS_01:000000,TS_01,240.000000,200.000000,120.000000")
+
+
+def test_cli_subprocess_entry_point(work: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cryoal",
+            "extract",
+            str(work / "in" / "TS_01.mrc"),
+            str(work / "in" / "picks.csv"),
+            str(work / "out" / "s.h5"),
+            "--box",
+            "40",
+            "--coords-unit",
+            "angstrom",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"cryoal: error: {work / 'in' / 'TS_01.mrc'}: box 40 is larger than the tomogram "
+        "(z, y, x) = (24, 40, 48); choose a box of at most 24 voxels (--box)"
+    ]
+    assert list((work / "out").iterdir()) == []
+
+
+# -- the bad-input corpus -------------------------------------------------------------------
+def _truncated_mrc(work: Path) -> list:
+    p = work / "in" / "TS_01.mrc"
+    p.write_bytes(p.read_bytes()[:-4096])
+    return [p, "truncated"]
+
+
+def _corrupt_header(work: Path) -> list:
+    p = work / "in" / "TS_01.mrc"
+    raw = bytearray(p.read_bytes())
+    raw[208:212] = b"XXXX"
+    p.write_bytes(bytes(raw))
+    return [p, "XXXX"]
+
+
+def _two_d(work: Path) -> list:
+    p = work / "in" / "TS_01.mrc"
+    with mrcfile.new(p, overwrite=True) as m:
+        m.set_data(np.zeros((40, 48), np.float32))
+        m.voxel_size = VS
+    return [p, "2-D with shape (40, 48)"]
+
+
+def _nan_voxels(work: Path) -> list:
+    p = work / "in" / "TS_01.mrc"
+    with mrcfile.open(p, mode="r+") as m:
+        m.data[17, 3, 4] = np.nan
+    return [p, "first at z=17"]
+
+
+def _voxel_size_zero(work: Path) -> list:
+    p = work / "in" / "TS_01.mrc"
+    with mrcfile.open(p, mode="r+") as m:
+        m.voxel_size = 0.0
+    return [p, "0.0 Å"]
+
+
+def _missing(work: Path) -> list:
+    (work / "in" / "TS_01.mrc").unlink()
+    return [work / "in" / "TS_01.mrc", "not found"]
+
+
+def _no_columns(work: Path) -> list:
+    p = work / "in" / "picks.star"
+    p.write_text("data_particles\n\nloop_\n_rlnTomoName #1\n_rlnAngleRot #2\nTS_01 12.5\n")
+    return [p, "rlnAngleRot"]
+
+
+def _outside(work: Path) -> list:
+    (work / "in" / "picks.csv").write_text("x,y,z\n240,200,120\n10,200,120\n")
+    return [work / "in" / "TS_01.mrc", "'TS_01:000001' at zyx [12.0, 20.0, 1.0]"]
+
+
+EXTRACT = "extract {tomo} {picks} {out} --box 8 --coords-unit angstrom --no-progress"
+CASES: dict[str, tuple[Callable[[Path], list], str]] = {
+    "truncated MRC": (_truncated_mrc, EXTRACT),
+    "corrupt header": (_corrupt_header, EXTRACT),
+    "2D MRC": (_two_d, EXTRACT),
+    "NaN voxels": (_nan_voxels, EXTRACT + " --check-finite"),
+    "voxel size 0": (_voxel_size_zero, EXTRACT),
+    "missing file": (_missing, EXTRACT),
+    "STAR without coordinates": (_no_columns, "extract {tomo} {star} {out} --box 8 --no-progress"),
+    "outside, edge=error": (_outside, EXTRACT + " --edge error"),
+    "box larger than tomogram": (
+        lambda w: [w / "in" / "TS_01.mrc", "box 25"],
+        EXTRACT.replace("8", "25"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_gives_one_clear_line_and_no_output(work: Path, capsys, case: str) -> None:
+    make, template = CASES[case]
+    named, value = make(work)
+    argv = template.format(
+        tomo=work / "in" / "TS_01.mrc",
+        picks=work / "in" / "picks.csv",
+        star=work / "in" / "picks.star",
+        out=work / "out" / "s.h5",
+    ).split()
+    code, stdout, err = _run(capsys, argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cryoal: error: "), err
+    assert str(named) in lines[0] and value in lines[0], lines[0]
+    assert "Traceback" not in err
+    assert list((work / "out").iterdir()) == []  # neither the store nor a temp file
+
+
+def test_voxel_size_zero_is_fixed_by_the_option(work: Path, capsys) -> None:
+    _voxel_size_zero(work)
+    argv = EXTRACT.format(
+        tomo=work / "in" / "TS_01.mrc", picks=work / "in" / "picks.csv", out=work / "out" / "s.h5"
+    ).split()
+    code, _, err = _run(capsys, argv)
+    assert code == 2 and "--voxel-size" in err
+    code, stdout, err = _run(capsys, [*argv, "--voxel-size", "10"])
+    assert code == 0, err
+    assert SubtomogramStore(work / "out" / "s.h5").voxel_size_A == 10.0
+
+
+def test_relion5_without_tomogram_size(work: Path, capsys) -> None:
+    star = work / "in" / "r5.star"
+    star.write_text(
+        "data_particles\n\nloop_\n_rlnTomoName #1\n_rlnCenteredCoordinateXAngst #2\n"
+        "_rlnCenteredCoordinateYAngst #3\n_rlnCenteredCoordinateZAngst #4\nTS_01 0 0 0\n"
+    )
+    code, _, err = _run(
+        capsys, ["convert-coords", star, work / "out" / "p.csv", "--voxel-size", "10"]
+    )
+    assert code == 2
+    line = err.strip()
+    assert (
+        "\n" not in line
+        and str(star) in line
+        and "tomogram 'TS_01'" in line
+        and "--tomogram" in line
+    )
+    assert list((work / "out").iterdir()) == []
+
+
+def test_truncated_store_info(work: Path, capsys) -> None:
+    args = [
+        "extract",
+        work / "in" / "TS_01.mrc",
+        work / "in" / "picks.csv",
+        work / "out" / "s.h5",
+        "--box",
+        "8",
+        "--coords-unit",
+        "angstrom",
+        "--no-progress",
+    ]
+    assert _run(capsys, args)[0] == 0
+    store = work / "out" / "s.h5"
+    store.write_bytes(store.read_bytes()[:3000])
+    code, stdout, err = _run(capsys, ["info", store])
+    assert code == 2 and stdout == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and str(store) in lines[0] and "truncated" in lines[0]
+
+
+def test_csv_without_unit_and_missing_coordinates(work: Path, capsys) -> None:
+    argv = [
+        "extract",
+        work / "in" / "TS_01.mrc",
+        work / "in" / "picks.csv",
+        work / "out" / "s.h5",
+        "--box",
+        "8",
+    ]
+    code, _, err = _run(capsys, argv)
+    assert code == 2 and "picks.csv: the unit of x, y, z is not stated" in err
+    code, _, err = _run(capsys, [*argv[:2], work / "in" / "nope.csv", *argv[3:]])
+    assert code == 2 and "nope.csv: coordinate file not found" in err
+    assert list((work / "out").iterdir()) == []
