@@ -1,0 +1,323 @@
+"""``cryoal project ...``, ``cryoal labels ...``, ``cryoal suggest`` and ``cryoal status``.
+
+Thin commands: each parses its options, calls one ``cryoal.project`` function and prints
+a short summary. Defaults that are not given on the command line come from the project's
+``project.yaml`` (``defaults:``).
+"""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+project_app = typer.Typer(
+    help="Create a labelling project and fill it with tomograms and candidates.",
+    no_args_is_help=True,
+)
+labels_app = typer.Typer(help="Label, import and export a project's labels.", no_args_is_help=True)
+
+_DIR = typer.Argument(..., help="Project folder.", show_default=False)
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _text(value: object) -> str:
+    """A table cell: '-' for None/NaN."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return str(value)
+
+
+def _default_annotator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+# -- cryoal project ----------------------------------------------------------------------
+@project_app.command("init")
+def init_cmd(
+    directory: Path = _DIR,
+    classes: str = typer.Option(
+        ..., "--classes", help="Comma-separated class names, in class-id order: ribosome,proteasome"
+    ),
+    voxel_size: float = typer.Option(
+        None,
+        "--voxel-size",
+        help="Voxel size (Å) of the project's tomograms [default: the first tomogram's].",
+    ),
+    box: int = typer.Option(32, "--box", help="Subtomogram edge length, voxels."),
+) -> None:
+    """Create a project: project.yaml and an empty label store."""
+    from cryoal.project.project import Project, parse_class_list
+
+    project = Project.init(directory, parse_class_list(classes), voxel_size_A=voxel_size, box=box)
+    names = ", ".join(f"{c.id}={c.name}" for c in project.config.classes)
+    _console().print(f"created project {directory} (classes {names}; box {box} voxels)")
+    project.close()
+
+
+@project_app.command("add-tomogram")
+def add_tomogram_cmd(
+    directory: Path = _DIR,
+    tomogram: Path = typer.Argument(..., help="Tomogram (.mrc/.rec).", show_default=False),
+    tomo_id: str = typer.Option(
+        None, "--id", help="Tomogram id [default: file name without extension]."
+    ),
+    voxel_size: float = typer.Option(
+        None, "--voxel-size", help="Override the header voxel size (Å) when it is wrong or 0."
+    ),
+) -> None:
+    """Add a tomogram; its voxel size must match the project's."""
+    from cryoal.project.project import Project
+
+    with Project.open(directory) as project:
+        spec = project.add_tomogram(tomogram, tomo_id, voxel_size_A=voxel_size)
+    shape = " x ".join(str(s) for s in spec.shape_zyx)
+    _console().print(
+        f"added tomogram {spec.id}: {shape} voxels (z, y, x) at {spec.voxel_size_A:g} Å"
+    )
+
+
+@project_app.command("import-picks")
+def import_picks_cmd(
+    directory: Path = _DIR,
+    files: list[Path] = typer.Argument(
+        ..., help="Picks: RELION .star, .csv or copick .json.", show_default=False
+    ),
+    tomo_id: str = typer.Option(None, "--tomo", help="Tomogram id for files that name none."),
+    unit: str = typer.Option(None, "--unit", help="CSV coordinate unit: angstrom or pixel."),
+    class_name: str = typer.Option(None, "--class", help="Class of every pick (prior class)."),
+    as_labels: bool = typer.Option(
+        False, "--as-labels", help="Also record the picks' classes as labels."
+    ),
+    annotator: str = typer.Option(
+        None, "--annotator", help="Annotator for --as-labels [default: import:FILE]."
+    ),
+) -> None:
+    """Create candidates from existing picks (duplicates of existing candidates are skipped)."""
+    from cryoal.project.candidates import import_picks
+    from cryoal.project.project import Project
+
+    console = _console()
+    with Project.open(directory) as project:
+        for path in files:
+            res = import_picks(
+                project, path, tomo_id=tomo_id, unit=unit, class_name=class_name,
+                as_labels=as_labels, annotator=annotator,
+            )  # fmt: skip
+            per = ", ".join(f"{t}: {n}" for t, n in res.added.items())
+            extra = f"; {res.duplicates} duplicates skipped" if res.duplicates else ""
+            extra += f"; {res.outside} outside the tomogram skipped" if res.outside else ""
+            extra += f"; {res.labelled} labelled" if res.labelled else ""
+            console.print(f"{path}: {res.n_added} candidates ({per}){extra}")
+
+
+@project_app.command("detect")
+def detect_cmd(
+    directory: Path = _DIR,
+    tomo_id: str = typer.Option(None, "--tomo", help="Only this tomogram [default: all]."),
+    radius: float = typer.Option(
+        None, "--radius-A", help="Particle radius, Å [default: project defaults, else box/3]."
+    ),
+    n: int = typer.Option(None, "--n", help="Candidates per tomogram [default: project defaults]."),
+    polarity: str = typer.Option(
+        None, "--polarity", help="dark or bright particles [default: project defaults]."
+    ),
+) -> None:
+    """Find candidates without picks (difference of Gaussians + non-maximum suppression)."""
+    from cryoal.project.candidates import detect_candidates
+    from cryoal.project.project import Project
+
+    with Project.open(directory) as project:
+        res = detect_candidates(
+            project, tomo_id=tomo_id, radius_A=radius, n=n, polarity=polarity, progress=True
+        )
+    per = ", ".join(f"{t}: {k}" for t, k in res.added.items())
+    _console().print(f"detected {res.n_added} new candidates ({per})")
+
+
+@project_app.command("snapshot")
+def snapshot_cmd(directory: Path = _DIR) -> None:
+    """Freeze the current labels into rounds/NNN/snapshot.csv (hashed, read-only)."""
+    from cryoal.project.project import Project
+    from cryoal.project.snapshot import write_snapshot
+
+    with Project.open(directory) as project:
+        snap = write_snapshot(project.labels, project.root)
+    _console().print(
+        f"snapshot of {snap.n_labels} labels: {snap.path} (round {snap.round}, sha256 {snap.sha256[:16]}...)"
+    )
+
+
+# -- cryoal labels -----------------------------------------------------------------------
+@labels_app.command("add")
+def labels_add_cmd(
+    directory: Path = _DIR,
+    candidate_id: str = typer.Argument(
+        ..., help="Candidate id, e.g. TS_01:000123.", show_default=False
+    ),
+    label: str = typer.Argument(
+        ..., help="Class name, unsure or not-a-particle.", show_default=False
+    ),
+    annotator: str = typer.Option(
+        None, "--annotator", help="Who labels [default: your user name]."
+    ),
+) -> None:
+    """Label one candidate (committed at once)."""
+    from cryoal.project.project import Project
+
+    with Project.open(directory) as project:
+        rec = project.labels.add_label(candidate_id, label, annotator or _default_annotator())
+    where = f" (round {rec.round})" if rec.round is not None else ""
+    _console().print(f"{rec.candidate_id}: {rec.class_name or rec.kind}{where}")
+
+
+@labels_app.command("import")
+def labels_import_cmd(
+    directory: Path = _DIR,
+    csv: Path = typer.Argument(
+        ..., help="CSV with candidate_id and label columns.", show_default=False
+    ),
+    annotator: str = typer.Option(
+        None, "--annotator", help="Annotator for rows without one [default: import:FILE]."
+    ),
+) -> None:
+    """Import labels from a CSV (all rows or none)."""
+    from cryoal.project.labelio import import_labels_csv
+    from cryoal.project.project import Project
+
+    with Project.open(directory) as project:
+        n = import_labels_csv(project, csv, annotator=annotator)
+        counts = project.labels.counts()
+    _console().print(f"{csv}: {n} labels recorded; {counts['unlabelled']} candidates unlabelled")
+
+
+@labels_app.command("export")
+def labels_export_cmd(
+    directory: Path = _DIR,
+    fmt: str = typer.Option("csv", "--format", help="csv, star (RELION) or copick."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output file (copick: a folder).", show_default=False
+    ),
+    star_version: int = typer.Option(
+        4, "--star-version", help="RELION STAR version: 4 (pixels) or 5 (centred Å)."
+    ),
+    include_special: bool = typer.Option(
+        False, "--include-special", help="CSV: also unsure / not-a-particle."
+    ),
+    user: str = typer.Option("cryoal", "--user", help="copick user id."),
+    session: str = typer.Option("0", "--session", help="copick session id."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files."),
+) -> None:
+    """Export the current labels with coordinates."""
+    from cryoal.project.labelio import export_labels
+    from cryoal.project.project import Project
+
+    with Project.open(directory) as project:
+        res = export_labels(
+            project, fmt, out, include_special=include_special, star_version=star_version,  # type: ignore[arg-type]
+            user_id=user, session_id=session, overwrite=overwrite,
+        )  # fmt: skip
+    _console().print(f"exported {res.n_labels} labels to {len(res.paths)} file(s) under {out}")
+
+
+@labels_app.command("queue")
+def labels_queue_cmd(
+    directory: Path = _DIR,
+    round: int = typer.Option(None, "--round", help="Round [default: newest]."),
+    limit: int = typer.Option(20, "--limit", help="Rows to show."),
+) -> None:
+    """Show the suggestions still waiting for a label."""
+    from cryoal.project.project import Project
+
+    with Project.open(directory) as project:
+        q = project.labels.queue(round)
+    table = Table("rank", "candidate", "tomogram", "z", "y", "x", "score")
+    for row in q.head(limit).itertuples():
+        score = "" if _text(row.score) == "-" else f"{row.score:.4g}"
+        table.add_row(str(row.rank), row.candidate_id, row.tomo_id, f"{row.z:.1f}",
+                      f"{row.y:.1f}", f"{row.x:.1f}", score)  # fmt: skip
+    console = _console()
+    console.print(table)
+    console.print(f"{len(q)} suggestions waiting")
+
+
+# -- cryoal suggest / status -------------------------------------------------------------
+def suggest_cmd(
+    directory: Path = _DIR,
+    strategy: str = typer.Option(
+        None,
+        "--strategy",
+        help="kt, entropy, ... (needs a trained round); random or stratified for round 0.",
+    ),
+    k: int = typer.Option(None, "--k", help="Suggestions [default: project defaults]."),
+    seed: int = typer.Option(None, "--seed", help="Seed [default: project defaults]."),
+    replace: bool = typer.Option(False, "--replace", help="Replace this round's existing queue."),
+    device: str = typer.Option("cpu", "--device", help="Torch device for scoring."),
+) -> None:
+    """Write the next suggestion queue (round 0 without a model, then the newest model's round)."""
+    from cryoal.project.project import Project
+    from cryoal.project.suggest import suggest
+
+    with Project.open(directory) as project:
+        res = suggest(project, strategy=strategy, k=k, seed=seed, replace=replace, device=device)
+    model = f" by model {res.model_version}" if res.model_version else ""
+    _console().print(
+        f"round {res.round}: {len(res.ids)} suggestions ({res.strategy}{model}) -> {res.csv_path}"
+    )
+
+
+def status_cmd(directory: Path = _DIR) -> None:
+    """Counts per class, tomogram and round, and the newest model's metrics."""
+    from cryoal.project.project import Project
+    from cryoal.project.status import project_status
+
+    with Project.open(directory) as project:
+        st = project_status(project)
+    console = _console()
+    vs = f"{st.voxel_size_A:g} Å" if st.voxel_size_A else "not set"
+    console.print(f"[bold]{st.name}[/bold]: voxel size {vs}, box {st.box} voxels")
+    labels = Table("label", "count")
+    for name, count in st.counts.items():
+        labels.add_row(name, str(count))
+    console.print(labels)
+    if not st.tomograms.empty:
+        tomos = Table("tomogram", "candidates", "labelled", "unlabelled")
+        for row in st.tomograms.itertuples():
+            tomos.add_row(row.tomo_id, str(row.candidates), str(row.labelled), str(row.unlabelled))
+        console.print(tomos)
+    if not st.rounds.empty:
+        rounds = Table("round", "strategy", "model", "suggested", "answered", "labels")
+        for row in st.rounds.itertuples():
+            rounds.add_row(str(row.round), _text(row.strategy), _text(row.model_version),
+                           str(row.suggested), str(row.answered), str(row.labels))  # fmt: skip
+        console.print(rounds)
+    console.print(f"snapshots: {', '.join(map(str, st.snapshots)) or 'none'}")
+    model = st.latest_model
+    if model is None:
+        console.print("model: none trained yet ('cryoal train DIR')")
+    else:
+        keys = ("val_teacher_accuracy", "val_teacher_macro_f1", "val_student_accuracy",
+                "val_agreement")  # fmt: skip
+        shown = {k.removeprefix("val_"): model.metrics[k] for k in keys if k in model.metrics}
+        summary = ", ".join(f"{k} {v:.3f}" for k, v in shown.items()) or "no validation metrics"
+        console.print(
+            f"model {model.model_version} (round {model.round}, {model.n_train} train / "
+            f"{model.n_val} val labels): {summary}"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the project commands to the ``cryoal`` app."""
+    app.add_typer(project_app, name="project")
+    app.add_typer(labels_app, name="labels")
+    app.command("suggest")(suggest_cmd)
+    app.command("status")(status_cmd)

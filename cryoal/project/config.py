@@ -1,0 +1,262 @@
+"""``project.yaml``: what a project is made of (classes, tomograms, box, defaults).
+
+The file is plain YAML validated by pydantic, so a person can read it and a typo is an
+error with the field's name rather than a surprise later. It is always written atomically
+(temp file, fsync, rename): a crash leaves the old file or the new one, never half of one.
+
+Example::
+
+    format_version: 1
+    name: myproj
+    voxel_size_A: 10.0
+    box: 32
+    classes:
+    - {id: 0, name: ribosome, colour: '#1f77b4'}
+    - {id: 1, name: proteasome, colour: '#ff7f0e'}
+    tomograms:
+    - {id: TS_01, path: /data/TS_01.mrc, voxel_size_A: 10.0, shape_zyx: [200, 512, 512]}
+    defaults: {strategy: kt, k: 50, round0_strategy: random, seed: 0, ...}
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cryoal.io.atomic import atomic_write_text
+
+#: Version of the ``project.yaml`` layout this cryoal writes and reads.
+CONFIG_FORMAT_VERSION = 1
+
+#: File name of the project configuration inside a project folder.
+CONFIG_NAME = "project.yaml"
+
+#: Label values that are not classes. ``unsure``: the expert could not decide;
+#: ``not-a-particle``: the candidate is junk (ice, carbon, noise, a false detection).
+SPECIAL_LABELS = ("unsure", "not-a-particle")
+
+#: matplotlib's tab10 colours: distinct, colour-blind tolerable, what napari users know.
+DEFAULT_COLOURS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_TOMO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class ClassSpec(BaseModel):
+    """One class the expert can assign: integer id (the model's output index), name, colour."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int = Field(ge=0)
+    name: str
+    colour: str = "#1f77b4"
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(
+                f"class name {value!r} must start with a letter or digit and contain only "
+                "letters, digits and _ . + -"
+            )
+        if value in SPECIAL_LABELS:
+            raise ValueError(
+                f"class name {value!r} is reserved for the special label of that name; "
+                "choose another class name"
+            )
+        return value
+
+    @field_validator("colour")
+    @classmethod
+    def _check_colour(cls, value: str) -> str:
+        if not _COLOUR_RE.match(value):
+            raise ValueError(f"colour {value!r} must be a hex colour like '#1f77b4'")
+        return value.lower()
+
+
+class TomogramSpec(BaseModel):
+    """A tomogram of the project.
+
+    ``path`` is stored relative to the project folder when the file lives inside it (so the
+    folder can be moved as a whole), absolute otherwise.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    path: str
+    voxel_size_A: float = Field(gt=0)
+    shape_zyx: tuple[int, int, int]
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        check_tomo_id(value)
+        return value
+
+
+class Defaults(BaseModel):
+    """Project-wide defaults; every CLI option that is not given falls back to these."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Acquisition strategy for rounds with a trained model (a ``cryoal.al`` strategy name).
+    strategy: str = "kt"
+    #: Suggestions per round.
+    k: int = Field(default=50, ge=1)
+    #: Round 0 (no model yet): ``random`` or ``stratified`` (even over imported pick
+    #: classes, or over tomograms when picks carry no class).
+    round0_strategy: Literal["random", "stratified"] = "random"
+    #: Seed for suggestions and the validation split.
+    seed: int = 0
+    #: Particle radius (Å) for the candidate detector; None: a third of the box.
+    particle_radius_A: float | None = Field(default=None, gt=0)
+    #: Candidates the detector keeps per tomogram.
+    detect_n: int = Field(default=500, ge=1)
+    #: Particle contrast for the detector: ``dark`` (protein darker than ice, as in most
+    #: reconstructions) or ``bright``.
+    polarity: Literal["dark", "bright"] = "dark"
+    #: Overrides of ``cryoal.train.config.TrainConfig`` fields for ``cryoal train DIR``
+    #: (e.g. ``{teacher_preset: tiny, epochs: 5}``); command-line options override these.
+    train: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProjectConfig(BaseModel):
+    """Validated content of ``project.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int = CONFIG_FORMAT_VERSION
+    name: str
+    #: Voxel size (Å) every tomogram of the project must have; None until the first
+    #: tomogram is added when ``init`` was not given one.
+    voxel_size_A: float | None = Field(default=None, gt=0)
+    #: Subtomogram edge length (voxels) for training and scoring.
+    box: int = Field(default=32, ge=4)
+    classes: list[ClassSpec]
+    tomograms: list[TomogramSpec] = Field(default_factory=list)
+    defaults: Defaults = Field(default_factory=Defaults)
+
+    @field_validator("format_version")
+    @classmethod
+    def _check_version(cls, value: int) -> int:
+        if value > CONFIG_FORMAT_VERSION:
+            raise ValueError(
+                f"format_version {value} was written by a newer cryoal (this one reads "
+                f"<= {CONFIG_FORMAT_VERSION}); upgrade cryoal"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_unique(self) -> ProjectConfig:
+        if not self.classes:
+            raise ValueError("a project needs at least one class")
+        ids = [c.id for c in self.classes]
+        if sorted(ids) != list(range(len(ids))):
+            raise ValueError(f"class ids {ids} must be 0..{len(ids) - 1}, each once")
+        names = [c.name for c in self.classes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"class names {names} contain duplicates")
+        tomo_ids = [t.id for t in self.tomograms]
+        if len(set(tomo_ids)) != len(tomo_ids):
+            raise ValueError(f"tomogram ids {tomo_ids} contain duplicates")
+        return self
+
+    # -- convenience ----------------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        """Class names ordered by class id."""
+        return [c.name for c in sorted(self.classes, key=lambda c: c.id)]
+
+    def class_id(self, name: str) -> int:
+        """Class id for ``name``; ``ValueError`` naming the known classes otherwise."""
+        for c in self.classes:
+            if c.name == name:
+                return c.id
+        raise ValueError(
+            f"unknown class {name!r}; the project's classes are {self.class_names} "
+            f"(or the special labels {list(SPECIAL_LABELS)})"
+        )
+
+    def tomogram(self, tomo_id: str) -> TomogramSpec:
+        """The tomogram with id ``tomo_id``; ``ValueError`` listing the known ids otherwise."""
+        for t in self.tomograms:
+            if t.id == tomo_id:
+                return t
+        known = [t.id for t in self.tomograms] or "none yet"
+        raise ValueError(
+            f"unknown tomogram {tomo_id!r}; the project's tomograms are {known}; add it "
+            "first with 'cryoal project add-tomogram DIR TOMO.mrc --id ID'"
+        )
+
+
+def check_tomo_id(tomo_id: str) -> None:
+    """Raise ``ValueError`` unless ``tomo_id`` can be part of a candidate id (no ``:``)."""
+    if not _TOMO_ID_RE.match(tomo_id):
+        raise ValueError(
+            f"tomogram id {tomo_id!r} must start with a letter or digit and contain only "
+            "letters, digits and _ . - (no ':' or spaces); pass another one with --id"
+        )
+
+
+def default_classes(names: list[str]) -> list[ClassSpec]:
+    """Classes with ids 0..n-1 in the given order and the default colour cycle."""
+    return [
+        ClassSpec(id=i, name=n, colour=DEFAULT_COLOURS[i % len(DEFAULT_COLOURS)])
+        for i, n in enumerate(names)
+    ]
+
+
+def _pydantic_one_line(path: Path, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(x) for x in err["loc"]) or "top level"
+        parts.append(f"{where}: {err['msg']}")
+    return f"{path}: invalid project configuration ({'; '.join(parts)}); fix the file"
+
+
+def load_config(path: str | os.PathLike) -> ProjectConfig:
+    """Read and validate ``project.yaml``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file (the message says how to create a project).
+    ValueError
+        Not YAML, or a field fails validation (field name and reason in the message).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no project configuration here; create a project with "
+            "'cryoal project init DIR --classes a,b'"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(
+            f"{path}: not valid YAML ({' '.join(str(exc).split())}); fix the file"
+        ) from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a YAML mapping at the top level; fix the file")
+    try:
+        return ProjectConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(_pydantic_one_line(path, exc)) from exc
+
+
+def save_config(config: ProjectConfig, path: str | os.PathLike, overwrite: bool = True) -> Path:
+    """Write ``config`` to ``path`` atomically (temp file, fsync, rename)."""
+    data = config.model_dump(mode="json")
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+    atomic_write_text(path, text, overwrite=overwrite)
+    return Path(path)

@@ -1,0 +1,216 @@
+"""Labels in and out of a project: CSV import, CSV / RELION STAR / copick export.
+
+Import (``cryoal labels import``) reads a CSV with one label per row, keyed by candidate
+id; the whole file is validated first and written in one transaction, so a file with one
+bad row changes nothing. Export writes the current labels with their coordinates (xyz Å,
+corner origin, at the file boundary, as everywhere in cryoal) through
+``cryoal.io.coords``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from cryoal.io.atomic import atomic_write_text, check_can_write
+from cryoal.io.coords import write_copick_picks, write_star, zyx_voxels_to_xyz_A
+from cryoal.project.candidates import tomogram_geometries
+from cryoal.project.config import SPECIAL_LABELS
+from cryoal.project.project import Project
+
+log = logging.getLogger(__name__)
+
+ExportFormat = Literal["csv", "star", "copick"]
+EXPORT_FORMATS: tuple[str, ...] = ("csv", "star", "copick")
+_LABEL_COLUMNS = ("label", "class_name", "class")
+
+
+def import_labels_csv(
+    project: Project, path: str | os.PathLike, *, annotator: str | None = None
+) -> int:
+    """Record the labels of a CSV file (one transaction: all rows or none).
+
+    The CSV has a ``candidate_id`` column and a ``label`` (or ``class_name`` / ``class``)
+    column holding a class name, ``unsure`` or ``not-a-particle``; an optional
+    ``annotator`` column. Rows are recorded in file order (a later row for the same
+    candidate wins). Provenance (round, proposing model) is filled in from the suggestion
+    queues: the newest round that suggested the candidate.
+
+    Parameters
+    ----------
+    annotator
+        Annotator for rows without one (default ``import:<file name>``).
+
+    Returns
+    -------
+    int
+        Labels recorded.
+
+    Raises
+    ------
+    ValueError
+        Missing columns, empty cells, an unknown class or an unknown candidate (the
+        message names the first one and the valid choices).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: labels file not found; check the path")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable CSV file ({exc}); check the file") from exc
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    label_col = next((c for c in _LABEL_COLUMNS if c in df.columns), None)
+    if "candidate_id" not in df.columns or label_col is None:
+        raise ValueError(
+            f"{path}: a labels CSV needs columns candidate_id and label (class name, "
+            f"{' or '.join(SPECIAL_LABELS)}); found {list(df.columns)[:10]}"
+        )
+    ids = df["candidate_id"].str.strip()
+    labels = df[label_col].str.strip()
+    empty = (ids == "") | (labels == "")
+    if empty.any():
+        row = int(np.flatnonzero(empty.to_numpy())[0]) + 2  # 1-based, after the header
+        raise ValueError(
+            f"{path}: line {row} has an empty candidate_id or label; fill it or drop the row"
+        )
+    default = annotator or f"import:{path.name}"
+    who = (
+        df["annotator"].str.strip().where(df["annotator"].str.strip() != "", default)
+        if "annotator" in df.columns
+        else pd.Series([default] * len(df))
+    )
+    store = project.labels
+    for lab in dict.fromkeys(labels):
+        try:
+            store.resolve_label(lab)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    try:
+        return store.add_labels(ids.tolist(), labels.tolist(), who.tolist())
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Files written and labels exported."""
+
+    paths: list[Path]
+    n_labels: int
+
+
+def export_labels(
+    project: Project,
+    fmt: ExportFormat,
+    out: str | os.PathLike,
+    *,
+    include_special: bool = False,
+    star_version: Literal[4, 5] = 4,
+    user_id: str = "cryoal",
+    session_id: str = "0",
+    overwrite: bool = False,
+) -> ExportResult:
+    """Export the current labels.
+
+    Parameters
+    ----------
+    fmt
+        ``csv``: columns candidate_id, tomo_id, x, y, z (Å, corner origin), class_name
+        (the label), class_id, annotator, round, model_version, labelled_at.
+        ``star``: a RELION particle STAR file (``rlnClassNumber`` = class id + 1,
+        ``rlnTomoParticleName`` = candidate id), version 4 (pixel coordinates) or 5
+        (centred Å). ``copick``: ``out`` is a copick overlay folder; one picks file per
+        tomogram and class at ``ExperimentRuns/<tomo>/Picks/<user>_<session>_<class>.json``.
+    include_special
+        CSV only: also export ``unsure`` and ``not-a-particle`` rows.
+    overwrite
+        Replace existing output files.
+
+    Raises
+    ------
+    ValueError
+        Unknown format, ``include_special`` with a format that has no place for it, or no
+        labels to export.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"export format {fmt!r} must be one of {', '.join(EXPORT_FORMATS)}")
+    if include_special and fmt != "csv":
+        raise ValueError(
+            f"--include-special works with --format csv only ({fmt} files hold classes only)"
+        )
+    table = project.labels.current_labels(include_special=include_special)
+    if table.empty:
+        raise ValueError(
+            f"{project.root}: no labels to export yet; label candidates first (napari, or "
+            "'cryoal labels import DIR labels.csv')"
+        )
+    special = table["kind"] != "class"
+    table.loc[special, "class_name"] = table.loc[special, "kind"]
+    out = Path(out)
+    vs = project.voxel_size_A
+    geometries = tomogram_geometries(project)
+    if fmt == "csv":
+        check_can_write(out, overwrite)
+        xyz = zyx_voxels_to_xyz_A(table[["z", "y", "x"]].to_numpy(dtype=np.float64), vs)
+        frame = pd.DataFrame(
+            {
+                "candidate_id": table["candidate_id"],
+                "tomo_id": table["tomo_id"],
+                "x": xyz[:, 0],
+                "y": xyz[:, 1],
+                "z": xyz[:, 2],
+                "class_name": table["class_name"],
+                "class_id": table["class_id"],
+                "annotator": table["annotator"],
+                "round": table["round"],
+                "model_version": table["model_version"],
+                "labelled_at": table["created_at"],
+            }
+        )
+        atomic_write_text(out, frame.to_csv(index=False, float_format="%.6f"), overwrite=overwrite)
+        paths = [out]
+    elif fmt == "star":
+        write_star(
+            table,
+            out,
+            voxel_size_A=vs,
+            version=star_version,
+            tomograms=geometries,
+            class_names=project.config.class_names,
+            overwrite=overwrite,
+        )
+        paths = [out]
+    else:
+        paths = []
+        groups = table.groupby(["tomo_id", "class_name"], sort=True)
+        targets = {
+            key: out / "ExperimentRuns" / key[0] / "Picks" / f"{user_id}_{session_id}_{key[1]}.json"
+            for key, _ in groups
+        }
+        for target in targets.values():
+            if target.exists() and not overwrite:
+                check_can_write(target, overwrite)  # raises with the fix
+        for key, part in groups:
+            target = targets[key]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_copick_picks(
+                part,
+                target,
+                voxel_size_A=vs,
+                object_name=str(key[1]),
+                user_id=user_id,
+                session_id=session_id,
+                run_name=str(key[0]),
+                tomograms=geometries,
+                overwrite=overwrite,
+            )
+            paths.append(target)
+    log.info("exported %d labels to %s", len(table), out)
+    return ExportResult(paths=paths, n_labels=len(table))

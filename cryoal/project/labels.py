@@ -1,0 +1,856 @@
+"""The live label store: one SQLite file in WAL mode (``labels.sqlite``).
+
+Why SQLite: every label an expert makes is a committed transaction the moment the call
+returns, so neither a crash, ``kill -9`` nor a power cut (``synchronous=FULL``) loses it,
+and the file is never half-rewritten the way a JSON file rewritten in place can be. WAL
+mode lets one writer (the napari widget) and any number of readers (``cryoal status``, a
+snapshot, a suggestion job) work at the same time; writes start with ``BEGIN IMMEDIATE``
+and every connection has a busy timeout, so nobody sees "database is locked".
+
+Tables (schema version in ``PRAGMA user_version``):
+
+``classes``      class_id, name (copied from ``project.yaml`` at creation, checked on open)
+``candidates``   candidate_id (``TS_01:000123``), tomo_id, z, y, x (voxels), source,
+                 score (detector), prior_class (class given by imported picks), created_at
+``labels``       label_id (insertion order), candidate_id, kind (``class`` / ``unsure`` /
+                 ``not-a-particle`` / ``cleared``), class_id, annotator, round,
+                 model_version, created_at. History is kept: the newest label (largest
+                 label_id) of a candidate wins; ``cleared`` withdraws a label.
+``rounds``       round, strategy, model_version, k, seed, created_at
+``suggestions``  round, rank, candidate_id, score, strategy
+view ``current_labels``: the winning label of each labelled candidate.
+
+WAL needs the shared-memory file of one host: keep the project on a local disk (a warning
+is raised on NFS, SMB, Lustre, GPFS, BeeGFS, FUSE mounts, see ``fscheck``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import os
+import sqlite3
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryoal.project.config import SPECIAL_LABELS
+from cryoal.project.fscheck import filesystem_type, is_network_filesystem
+
+log = logging.getLogger(__name__)
+
+#: Schema version written to ``PRAGMA user_version``.
+SCHEMA_VERSION = 1
+
+#: Seconds a connection waits for another writer before giving up (SQLite busy timeout).
+DEFAULT_BUSY_TIMEOUT_S = 30.0
+
+#: Label kinds stored in ``labels.kind``.
+KIND_CLASS = "class"
+KIND_CLEARED = "cleared"
+KINDS = (KIND_CLASS, *SPECIAL_LABELS, KIND_CLEARED)
+
+_SCHEMA = f"""
+CREATE TABLE classes (
+    class_id INTEGER PRIMARY KEY CHECK (class_id >= 0),
+    name     TEXT NOT NULL UNIQUE
+);
+CREATE TABLE candidates (
+    candidate_id TEXT PRIMARY KEY,
+    tomo_id      TEXT NOT NULL,
+    z REAL NOT NULL, y REAL NOT NULL, x REAL NOT NULL,
+    source       TEXT NOT NULL,
+    score        REAL,
+    prior_class  TEXT,
+    created_at   TEXT NOT NULL
+);
+CREATE INDEX candidates_by_tomo ON candidates (tomo_id);
+CREATE TABLE labels (
+    label_id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    candidate_id  TEXT NOT NULL REFERENCES candidates (candidate_id),
+    kind          TEXT NOT NULL CHECK (kind IN ({", ".join(repr(k) for k in KINDS)})),
+    class_id      INTEGER REFERENCES classes (class_id),
+    annotator     TEXT NOT NULL,
+    round         INTEGER,
+    model_version TEXT,
+    created_at    TEXT NOT NULL,
+    CHECK ((kind = 'class') = (class_id IS NOT NULL))
+);
+CREATE INDEX labels_by_candidate ON labels (candidate_id, label_id);
+CREATE TABLE rounds (
+    round         INTEGER PRIMARY KEY CHECK (round >= 0),
+    strategy      TEXT NOT NULL,
+    model_version TEXT,
+    k             INTEGER NOT NULL,
+    seed          INTEGER,
+    created_at    TEXT NOT NULL
+);
+CREATE TABLE suggestions (
+    round        INTEGER NOT NULL REFERENCES rounds (round),
+    rank         INTEGER NOT NULL,
+    candidate_id TEXT NOT NULL REFERENCES candidates (candidate_id),
+    score        REAL,
+    strategy     TEXT NOT NULL,
+    PRIMARY KEY (round, rank),
+    UNIQUE (round, candidate_id)
+);
+CREATE INDEX suggestions_by_candidate ON suggestions (candidate_id, round);
+CREATE VIEW current_labels AS
+    SELECT l.label_id, l.candidate_id, c.tomo_id, c.z, c.y, c.x, l.kind, l.class_id,
+           k.name AS class_name, l.annotator, l.round, l.model_version, l.created_at
+    FROM labels AS l
+    JOIN (SELECT candidate_id, MAX(label_id) AS label_id FROM labels GROUP BY candidate_id)
+         AS newest ON newest.label_id = l.label_id
+    JOIN candidates AS c ON c.candidate_id = l.candidate_id
+    LEFT JOIN classes AS k ON k.class_id = l.class_id
+    WHERE l.kind != '{KIND_CLEARED}';
+"""
+
+#: Columns of ``LabelStore.candidates()``.
+CANDIDATE_COLUMNS = ("candidate_id", "tomo_id", "z", "y", "x", "source", "score", "prior_class")
+
+#: Columns of ``LabelStore.current_labels()`` (also the snapshot table).
+LABEL_COLUMNS = (
+    "candidate_id", "tomo_id", "z", "y", "x", "kind", "class_id", "class_name",
+    "annotator", "round", "model_version", "created_at", "label_id",
+)  # fmt: skip
+
+
+def utc_now() -> str:
+    """Current UTC time as ISO 8601 with microseconds (sorts as text)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class Label:
+    """One stored label (a row of ``labels``)."""
+
+    label_id: int
+    candidate_id: str
+    kind: str
+    class_id: int | None
+    class_name: str | None
+    annotator: str
+    round: int | None
+    model_version: str | None
+    created_at: str
+
+
+class LabelStore:
+    """The project's live label store (SQLite, WAL), the API the napari widget calls.
+
+    Open an existing store with ``LabelStore(path)``; create one with
+    ``LabelStore.create(path, class_names)``. A store may be used from several threads
+    (calls are serialised by a lock) and from several processes on one host at once.
+
+    Parameters
+    ----------
+    path
+        ``labels.sqlite``.
+    busy_timeout_s
+        How long a call waits for a concurrent writer before failing.
+    check_filesystem
+        Warn when the file lives on a network filesystem (WAL is unsafe there).
+
+    Raises
+    ------
+    FileNotFoundError
+        No store at ``path``.
+    ValueError
+        Not a cryoal label store, or one written by a newer cryoal.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        check_filesystem: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(
+                f"{self.path}: no label store here; create a project with "
+                "'cryoal project init DIR --classes a,b'"
+            )
+        if check_filesystem:
+            warn_if_network_filesystem(self.path, stacklevel=3)
+        self._lock = threading.RLock()
+        self._conn = _connect(self.path, busy_timeout_s)
+        try:
+            self._check_schema()
+        except BaseException:
+            self._conn.close()
+            raise
+        self._class_names = self._read_class_names()
+
+    # -- lifecycle -------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        class_names: Sequence[str],
+        *,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+    ) -> LabelStore:
+        """Create a new, empty store with classes ``class_names`` (ids 0..n-1 in order).
+
+        Raises
+        ------
+        FileExistsError
+            A non-empty database already exists at ``path``.
+        """
+        path = Path(path)
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"{path.parent}: folder does not exist; create it first")
+        if len(set(class_names)) != len(class_names) or not class_names:
+            raise ValueError(f"class names {list(class_names)} must be non-empty and unique")
+        conn = _connect(path, busy_timeout_s)
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] != 0 or _has_tables(conn):
+                raise FileExistsError(
+                    f"{path}: a label store already exists; open it instead, or remove it "
+                    "to start over (every label in it would be lost)"
+                )
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise ValueError(
+                    f"{path}: SQLite refused WAL mode (got {mode!r}); put the project on a "
+                    "local disk"
+                )
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _split_sql(_SCHEMA):
+                    conn.execute(statement)
+                conn.executemany(
+                    "INSERT INTO classes (class_id, name) VALUES (?, ?)",
+                    [(i, str(n)) for i, n in enumerate(class_names)],
+                )
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.close()
+        return cls(path, busy_timeout_s=busy_timeout_s)
+
+    def close(self) -> None:
+        """Close the connection (committed data is already on disk)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> LabelStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LabelStore({str(self.path)!r})"
+
+    # -- transactions ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; ``BEGIN IMMEDIATE`` takes the write lock up front so a
+        concurrent writer makes us wait (busy timeout) instead of failing mid-way."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every statement inside sees the same committed state."""
+        with self._lock:
+            if self._conn.in_transaction:  # nested in consistent_read(): same view
+                yield self._conn
+                return
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
+    def _check_schema(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            raise ValueError(
+                f"{self.path}: not a cryoal label store (no schema); create a project with "
+                "'cryoal project init'"
+            )
+        if version > SCHEMA_VERSION:
+            raise ValueError(
+                f"{self.path}: label store schema version {version} was written by a newer "
+                f"cryoal (this one reads {SCHEMA_VERSION}); upgrade cryoal"
+            )
+        if version != SCHEMA_VERSION:
+            raise ValueError(
+                f"{self.path}: unknown label store schema version {version}; this cryoal "
+                f"reads version {SCHEMA_VERSION}"
+            )
+        mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            self._conn.execute("PRAGMA journal_mode=WAL")
+
+    def _read_class_names(self) -> list[str]:
+        rows = self._conn.execute("SELECT class_id, name FROM classes ORDER BY class_id").fetchall()
+        return [name for _, name in rows]
+
+    # -- classes ---------------------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        """Class names ordered by class id."""
+        return list(self._class_names)
+
+    def resolve_label(self, label: str | int) -> tuple[str, int | None]:
+        """``(kind, class_id)`` for a class name, class id, ``unsure`` or ``not-a-particle``.
+
+        Raises
+        ------
+        ValueError
+            Unknown class name or id (the message lists the valid ones).
+        """
+        if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+            if 0 <= int(label) < len(self._class_names):
+                return KIND_CLASS, int(label)
+        elif isinstance(label, str):
+            text = label.strip()
+            if text in SPECIAL_LABELS:
+                return text, None
+            if text in self._class_names:
+                return KIND_CLASS, self._class_names.index(text)
+        raise ValueError(
+            f"unknown class {label!r}; the project's classes are {self._class_names} "
+            f"(ids 0..{len(self._class_names) - 1}) or the special labels {list(SPECIAL_LABELS)}"
+        )
+
+    # -- candidates ------------------------------------------------------------------
+    def add_candidates(self, table: pd.DataFrame, source: str) -> int:
+        """Insert candidates in one transaction (all or none).
+
+        Parameters
+        ----------
+        table
+            Columns ``candidate_id`` (str), ``tomo_id`` (str), ``z``, ``y``, ``x`` (voxels),
+            optionally ``score`` (float) and ``prior_class`` (str or None).
+        source
+            Where they came from, e.g. ``"picks:TS_01.star"`` or ``"detect:dog"``.
+
+        Returns
+        -------
+        int
+            Number inserted.
+
+        Raises
+        ------
+        ValueError
+            A candidate id already exists or is repeated, or coordinates are not finite.
+        """
+        missing = {"candidate_id", "tomo_id", "z", "y", "x"} - set(table.columns)
+        if missing:
+            raise ValueError(f"candidate table lacks columns {sorted(missing)}")
+        if len(table) == 0:
+            return 0
+        zyx = table[["z", "y", "x"]].to_numpy(dtype=np.float64)
+        if not np.isfinite(zyx).all():
+            raise ValueError("candidate coordinates contain NaN/Inf; fix the picks file")
+        ids = table["candidate_id"].astype(str).tolist()
+        dup = pd.Index(ids)[pd.Index(ids).duplicated()]
+        if len(dup):
+            raise ValueError(f"candidate id {dup[0]!r} is repeated in the new candidates")
+        scores = (
+            table["score"].to_numpy(dtype=np.float64)
+            if "score" in table
+            else np.full(len(ids), np.nan)
+        )
+        prior = table["prior_class"].tolist() if "prior_class" in table else [None] * len(ids)
+        now = utc_now()
+        rows = [
+            (
+                cid, str(t), float(z), float(y), float(x), source,
+                None if not np.isfinite(s) else float(s),
+                None if p is None or (isinstance(p, float) and np.isnan(p)) or p == "" else str(p),
+                now,
+            )
+            for cid, t, (z, y, x), s, p in zip(ids, table["tomo_id"], zyx, scores, prior, strict=True)
+        ]  # fmt: skip
+        with self._write() as conn:
+            try:
+                conn.executemany(
+                    "INSERT INTO candidates (candidate_id, tomo_id, z, y, x, source, score, "
+                    "prior_class, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            except sqlite3.IntegrityError as exc:
+                clash = _first_existing(conn, ids)
+                raise ValueError(
+                    f"candidate id {clash!r} already exists in {self.path}; candidate ids are "
+                    "permanent, choose new ones"
+                ) from exc
+        log.info("%s: added %d candidates from %s", self.path, len(rows), source)
+        return len(rows)
+
+    def candidates(self, tomo_id: str | None = None) -> pd.DataFrame:
+        """All candidates (or those of one tomogram), sorted by id; columns ``CANDIDATE_COLUMNS``."""
+        sql = f"SELECT {', '.join(CANDIDATE_COLUMNS)} FROM candidates"
+        params: tuple = ()
+        if tomo_id is not None:
+            sql += " WHERE tomo_id = ?"
+            params = (tomo_id,)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY candidate_id", params).fetchall()
+        df = pd.DataFrame(rows, columns=list(CANDIDATE_COLUMNS))
+        return df.astype({"candidate_id": object, "tomo_id": object, "z": float, "y": float,
+                          "x": float, "score": float})  # fmt: skip
+
+    def n_candidates(self, tomo_id: str | None = None) -> int:
+        """Number of candidates (of one tomogram)."""
+        with self._lock:
+            if tomo_id is None:
+                return int(self._conn.execute("SELECT COUNT(*) FROM candidates").fetchone()[0])
+            return int(
+                self._conn.execute(
+                    "SELECT COUNT(*) FROM candidates WHERE tomo_id = ?", (tomo_id,)
+                ).fetchone()[0]
+            )
+
+    def has_candidate(self, candidate_id: str) -> bool:
+        """Whether ``candidate_id`` exists."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM candidates WHERE candidate_id = ?", (candidate_id,)
+            ).fetchone()
+        return row is not None
+
+    def next_candidate_number(self, tomo_id: str) -> int:
+        """First free number ``n`` for new ids ``f"{tomo_id}:{n:06d}"`` (max existing + 1)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT candidate_id FROM candidates WHERE tomo_id = ?", (tomo_id,)
+            ).fetchall()
+        numbers = [0]
+        for (cid,) in rows:
+            head, _, tail = cid.rpartition(":")
+            if head == tomo_id and tail.isdigit():
+                numbers.append(int(tail) + 1)
+        return max(numbers)
+
+    # -- labels ----------------------------------------------------------------------
+    def add_label(
+        self,
+        candidate_id: str,
+        label: str | int,
+        annotator: str,
+        *,
+        round: int | None = None,
+        model_version: str | None = None,
+    ) -> Label:
+        """Record one label in its own committed transaction; returns once it is durable.
+
+        Parameters
+        ----------
+        candidate_id
+            The candidate, e.g. ``"TS_01:000123"``.
+        label
+            Class name, class id, ``"unsure"`` or ``"not-a-particle"``.
+        annotator
+            Who labelled it (a person, or a tool name such as ``"import:labels.csv"``).
+        round, model_version
+            Provenance. When ``round`` is None it is the newest round whose suggestion
+            queue holds the candidate (None if never suggested); when ``model_version`` is
+            None it is the model that proposed that round.
+
+        Raises
+        ------
+        ValueError
+            Unknown candidate or class, or an empty annotator.
+        """
+        kind, class_id = self.resolve_label(label)
+        return self._insert_label(candidate_id, kind, class_id, annotator, round, model_version)
+
+    def clear_label(self, candidate_id: str, annotator: str) -> Label:
+        """Withdraw the candidate's label (it becomes unlabelled again; history is kept)."""
+        return self._insert_label(candidate_id, KIND_CLEARED, None, annotator, None, None)
+
+    def _insert_label(
+        self,
+        candidate_id: str,
+        kind: str,
+        class_id: int | None,
+        annotator: str,
+        round: int | None,
+        model_version: str | None,
+    ) -> Label:
+        annotator = _check_annotator(annotator)
+        with self._write() as conn:
+            row = _insert_label_row(
+                conn, self.path, candidate_id, kind, class_id, annotator, round, model_version
+            )
+        name = self._class_names[class_id] if class_id is not None else None
+        return Label(row[0], candidate_id, kind, class_id, name, annotator, row[1], row[2], row[3])
+
+    def add_labels(
+        self,
+        candidate_ids: Sequence[str],
+        labels: Sequence[str | int],
+        annotator: str | Sequence[str],
+        *,
+        round: int | None = None,
+    ) -> int:
+        """Record many labels in ONE transaction (all or none), e.g. a CSV import.
+
+        Every id and label is validated before anything is written. ``annotator`` is one
+        name for all, or one per label. Provenance as in ``add_label``.
+
+        Returns
+        -------
+        int
+            Number of labels written.
+        """
+        if len(candidate_ids) != len(labels):
+            raise ValueError(f"{len(candidate_ids)} candidate ids but {len(labels)} labels")
+        annotators = [annotator] * len(labels) if isinstance(annotator, str) else list(annotator)
+        if len(annotators) != len(labels):
+            raise ValueError(f"{len(annotators)} annotators for {len(labels)} labels")
+        resolved = [self.resolve_label(lab) for lab in labels]
+        annotators = [_check_annotator(a) for a in annotators]
+        with self._write() as conn:
+            unknown = _unknown_candidates(conn, candidate_ids)
+            if unknown:
+                raise ValueError(_unknown_candidate_message(self.path, unknown))
+            for cid, (kind, class_id), who in zip(candidate_ids, resolved, annotators, strict=True):
+                _insert_label_row(conn, self.path, str(cid), kind, class_id, who, round, None)
+        return len(candidate_ids)
+
+    def current_labels(self, include_special: bool = True) -> pd.DataFrame:
+        """The winning (newest) label of every labelled candidate, sorted by candidate id.
+
+        Columns ``LABEL_COLUMNS``: ``kind`` is ``class``, ``unsure`` or ``not-a-particle``;
+        ``class_id`` / ``class_name`` are set for ``class`` rows only. Candidates whose
+        newest label is ``cleared`` are unlabelled and not listed.
+        """
+        sql = f"SELECT {', '.join(LABEL_COLUMNS)} FROM current_labels"
+        if not include_special:
+            sql += f" WHERE kind = '{KIND_CLASS}'"
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY candidate_id").fetchall()
+        return _label_frame(rows)
+
+    def label_history(self, candidate_id: str | None = None) -> pd.DataFrame:
+        """Every label ever stored (oldest first), including withdrawn and overridden ones."""
+        sql = (
+            "SELECT l.label_id, l.candidate_id, l.kind, l.class_id, k.name, l.annotator, "
+            "l.round, l.model_version, l.created_at FROM labels AS l "
+            "LEFT JOIN classes AS k ON k.class_id = l.class_id"
+        )
+        params: tuple = ()
+        if candidate_id is not None:
+            sql += " WHERE l.candidate_id = ?"
+            params = (candidate_id,)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY l.label_id", params).fetchall()
+        cols = ["label_id", "candidate_id", "kind", "class_id", "class_name", "annotator",
+                "round", "model_version", "created_at"]  # fmt: skip
+        return pd.DataFrame(rows, columns=cols).astype({"class_id": "Int64", "round": "Int64"})
+
+    def current_label(self, candidate_id: str) -> Label | None:
+        """The candidate's winning label, or None when unlabelled."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT label_id, candidate_id, kind, class_id, class_name, annotator, round, "
+                "model_version, created_at FROM current_labels WHERE candidate_id = ?",
+                (candidate_id,),
+            ).fetchone()
+        return None if row is None else Label(*row)
+
+    def unlabelled_ids(self) -> list[str]:
+        """Ids of candidates with no current label (sorted)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT candidate_id FROM candidates WHERE candidate_id NOT IN "
+                "(SELECT candidate_id FROM current_labels) ORDER BY candidate_id"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Current label counts: one entry per class, ``unsure``, ``not-a-particle``,
+        ``unlabelled`` and ``candidates`` (total)."""
+        with self._read() as conn:
+            by_class = dict(
+                conn.execute(
+                    "SELECT class_id, COUNT(*) FROM current_labels WHERE kind = 'class' "
+                    "GROUP BY class_id"
+                ).fetchall()
+            )
+            by_kind = dict(
+                conn.execute("SELECT kind, COUNT(*) FROM current_labels GROUP BY kind").fetchall()
+            )
+            total = int(conn.execute("SELECT COUNT(*) FROM candidates").fetchone()[0])
+        out = {name: int(by_class.get(i, 0)) for i, name in enumerate(self._class_names)}
+        for special in SPECIAL_LABELS:
+            out[special] = int(by_kind.get(special, 0))
+        out["unlabelled"] = total - sum(int(v) for v in by_kind.values())
+        out["candidates"] = total
+        return out
+
+    # -- rounds and suggestions ------------------------------------------------------
+    def write_suggestions(
+        self,
+        round: int,
+        candidate_ids: Sequence[str],
+        scores: Sequence[float] | np.ndarray | None,
+        strategy: str,
+        *,
+        model_version: str | None = None,
+        seed: int | None = None,
+        replace: bool = False,
+    ) -> None:
+        """Store round ``round`` and its ranked suggestion queue in one transaction.
+
+        ``candidate_ids`` are in rank order (rank 0 = ask first); ``scores`` align with
+        them (None for strategies without scores, e.g. random).
+
+        Raises
+        ------
+        ValueError
+            The round already has suggestions (and not ``replace``), an id is unknown or
+            repeated, or lengths differ.
+        """
+        if round < 0:
+            raise ValueError(f"round {round} must be >= 0")
+        ids = [str(c) for c in candidate_ids]
+        if len(set(ids)) != len(ids):
+            raise ValueError("suggested candidate ids must be distinct")
+        if scores is None:
+            score_list: list[float | None] = [None] * len(ids)
+        else:
+            arr = np.asarray(scores, dtype=np.float64)
+            if arr.shape != (len(ids),):
+                raise ValueError(f"{arr.shape[0]} scores for {len(ids)} suggestions")
+            score_list = [None if not np.isfinite(s) else float(s) for s in arr]
+        with self._write() as conn:
+            exists = conn.execute("SELECT 1 FROM rounds WHERE round = ?", (round,)).fetchone()
+            if exists and not replace:
+                raise ValueError(
+                    f"{self.path}: round {round} already has suggestions; label them, then "
+                    "snapshot and train a new model for the next round, or pass --replace "
+                    "to replace this round's queue"
+                )
+            unknown = _unknown_candidates(conn, ids)
+            if unknown:
+                raise ValueError(_unknown_candidate_message(self.path, unknown))
+            if exists:
+                conn.execute("DELETE FROM suggestions WHERE round = ?", (round,))
+                conn.execute("DELETE FROM rounds WHERE round = ?", (round,))
+            conn.execute(
+                "INSERT INTO rounds (round, strategy, model_version, k, seed, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (round, strategy, model_version, len(ids), seed, utc_now()),
+            )
+            conn.executemany(
+                "INSERT INTO suggestions (round, rank, candidate_id, score, strategy) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (round, rank, cid, s, strategy)
+                    for rank, (cid, s) in enumerate(zip(ids, score_list, strict=True))
+                ],
+            )
+
+    def latest_round(self) -> int | None:
+        """The newest round with suggestions, or None before round 0."""
+        with self._lock:
+            row = self._conn.execute("SELECT MAX(round) FROM rounds").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def rounds(self) -> pd.DataFrame:
+        """One row per round: round, strategy, model_version, k, seed, created_at."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT round, strategy, model_version, k, seed, created_at FROM rounds "
+                "ORDER BY round"
+            ).fetchall()
+        return pd.DataFrame(
+            rows, columns=["round", "strategy", "model_version", "k", "seed", "created_at"]
+        )
+
+    def queue(self, round: int | None = None, include_labelled: bool = False) -> pd.DataFrame:
+        """A round's suggestions in rank order (the newest round by default).
+
+        Columns: rank, candidate_id, score, strategy, tomo_id, z, y, x, kind, class_name
+        (the candidate's current label, None when unlabelled). Without
+        ``include_labelled`` only candidates still waiting for a label are listed.
+        """
+        cols = ["rank", "candidate_id", "score", "strategy", "tomo_id", "z", "y", "x", "kind",
+                "class_name"]  # fmt: skip
+        with self._read() as conn:
+            if round is None:
+                row = conn.execute("SELECT MAX(round) FROM rounds").fetchone()
+                if row[0] is None:
+                    return pd.DataFrame(columns=cols)
+                round = int(row[0])
+            sql = (
+                "SELECT s.rank, s.candidate_id, s.score, s.strategy, c.tomo_id, c.z, c.y, c.x, "
+                "cl.kind, cl.class_name FROM suggestions AS s "
+                "JOIN candidates AS c ON c.candidate_id = s.candidate_id "
+                "LEFT JOIN current_labels AS cl ON cl.candidate_id = s.candidate_id "
+                "WHERE s.round = ?"
+            )
+            if not include_labelled:
+                sql += " AND cl.candidate_id IS NULL"
+            rows = conn.execute(sql + " ORDER BY s.rank", (round,)).fetchall()
+        return pd.DataFrame(rows, columns=cols)
+
+    def next_suggestion(self, round: int | None = None) -> str | None:
+        """Id of the best-ranked unlabelled suggestion of ``round`` (newest round by
+        default), or None when the queue is done."""
+        q = self.queue(round)
+        return None if q.empty else str(q["candidate_id"].iloc[0])
+
+    def round_progress(self) -> pd.DataFrame:
+        """Per round: suggested, answered (labelled now), and labels recorded in that round."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT r.round, r.strategy, r.model_version, "
+                "(SELECT COUNT(*) FROM suggestions s WHERE s.round = r.round), "
+                "(SELECT COUNT(*) FROM suggestions s JOIN current_labels cl "
+                "   ON cl.candidate_id = s.candidate_id WHERE s.round = r.round), "
+                "(SELECT COUNT(*) FROM current_labels cl WHERE cl.round = r.round) "
+                "FROM rounds r ORDER BY r.round"
+            ).fetchall()
+        return pd.DataFrame(
+            rows,
+            columns=["round", "strategy", "model_version", "suggested", "answered", "labels"],
+        )
+
+    # -- maintenance -----------------------------------------------------------------
+    def integrity_check(self) -> list[str]:
+        """``PRAGMA integrity_check`` messages; ``["ok"]`` for a healthy database."""
+        with self._lock:
+            return [r[0] for r in self._conn.execute("PRAGMA integrity_check").fetchall()]
+
+    def consistent_read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A read transaction (one consistent view of the database) for several queries."""
+        return self._read()
+
+
+# -- helpers -------------------------------------------------------------------------
+def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+    )
+    # FULL: a committed label survives power loss too, not only a process crash. Labels
+    # arrive at human speed, so the extra fsync per commit costs nothing noticeable.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def _has_tables(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _check_annotator(annotator: str) -> str:
+    if not isinstance(annotator, str) or not annotator.strip():
+        raise ValueError(
+            "annotator must be a non-empty name (a person, or a tool such as 'import:file.csv')"
+        )
+    return annotator.strip()
+
+
+def _unknown_candidates(conn: sqlite3.Connection, ids: Iterable[str]) -> list[str]:
+    unknown = []
+    for cid in ids:
+        if (
+            conn.execute("SELECT 1 FROM candidates WHERE candidate_id = ?", (cid,)).fetchone()
+            is None
+        ):
+            unknown.append(cid)
+    return unknown
+
+
+def _first_existing(conn: sqlite3.Connection, ids: Iterable[str]) -> str:
+    for cid in ids:
+        if conn.execute("SELECT 1 FROM candidates WHERE candidate_id = ?", (cid,)).fetchone():
+            return cid
+    return "?"
+
+
+def _unknown_candidate_message(path: Path, unknown: Sequence[str]) -> str:
+    more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+    return (
+        f"unknown candidate {unknown[0]!r}{more} in {path}; candidate ids look like "
+        "'TS_01:000123' (see candidates.csv in the project folder); import "
+        "picks or run the detector to create candidates first"
+    )
+
+
+def _insert_label_row(
+    conn: sqlite3.Connection,
+    path: Path,
+    candidate_id: str,
+    kind: str,
+    class_id: int | None,
+    annotator: str,
+    round: int | None,
+    model_version: str | None,
+) -> tuple[int, int | None, str | None, str]:
+    if (
+        conn.execute("SELECT 1 FROM candidates WHERE candidate_id = ?", (candidate_id,)).fetchone()
+        is None
+    ):
+        raise ValueError(_unknown_candidate_message(path, [candidate_id]))
+    if round is None:
+        row = conn.execute(
+            "SELECT s.round, r.model_version FROM suggestions AS s JOIN rounds AS r "
+            "ON r.round = s.round WHERE s.candidate_id = ? ORDER BY s.round DESC LIMIT 1",
+            (candidate_id,),
+        ).fetchone()
+        if row is not None:
+            round = int(row[0])
+            model_version = model_version if model_version is not None else row[1]
+    elif model_version is None:
+        row = conn.execute("SELECT model_version FROM rounds WHERE round = ?", (round,)).fetchone()
+        model_version = None if row is None else row[0]
+    now = utc_now()
+    cur = conn.execute(
+        "INSERT INTO labels (candidate_id, kind, class_id, annotator, round, model_version, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (candidate_id, kind, class_id, annotator, round, model_version, now),
+    )
+    return int(cur.lastrowid), round, model_version, now
+
+
+def _label_frame(rows: list[tuple]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(LABEL_COLUMNS))
+    return df.astype(
+        {"candidate_id": object, "tomo_id": object, "z": float, "y": float, "x": float,
+         "class_id": "Int64", "round": "Int64", "label_id": "int64"}
+    )  # fmt: skip
+
+
+def warn_if_network_filesystem(path: Path, stacklevel: int = 2) -> str | None:
+    """Warn (``UserWarning``) when ``path`` is on a network filesystem; return its type."""
+    fs_type = filesystem_type(path)
+    if is_network_filesystem(fs_type):
+        warnings.warn(
+            f"{path}: the label store is on a {fs_type} filesystem, where SQLite's WAL mode "
+            "is unsafe if more than one machine opens it; keep the project on a local disk "
+            "(training jobs on other machines read snapshots, never the live store)",
+            stacklevel=stacklevel,
+        )
+    return fs_type

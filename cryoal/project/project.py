@@ -1,0 +1,289 @@
+"""A project folder: ``project.yaml`` + ``labels.sqlite`` + ``candidates.csv`` + ``rounds/``.
+
+``Project.init`` creates one, ``Project.open`` opens one; adding tomograms checks their
+voxel size against the project's. Changes to ``project.yaml`` are made under an exclusive
+lock on ``.project.lock`` and written atomically, so two commands run at once never lose
+each other's change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cryoal.io.mrc import open_tomogram
+from cryoal.project.config import (
+    CONFIG_NAME,
+    ProjectConfig,
+    TomogramSpec,
+    check_tomo_id,
+    default_classes,
+    load_config,
+    save_config,
+)
+from cryoal.project.labels import LabelStore
+
+log = logging.getLogger(__name__)
+
+LABELS_NAME = "labels.sqlite"
+CANDIDATES_NAME = "candidates.csv"
+LOCK_NAME = ".project.lock"
+#: Relative tolerance when comparing voxel sizes.
+VOXEL_SIZE_RTOL = 1e-3
+
+
+def parse_class_list(text: str) -> list[str]:
+    """``"ribosome, proteasome"`` -> ``["ribosome", "proteasome"]``."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ValueError(
+            f"--classes {text!r} names no class; pass e.g. --classes ribosome,proteasome"
+        )
+    return names
+
+
+class Project:
+    """An open project. Use ``Project.init`` or ``Project.open`` rather than the constructor.
+
+    Attributes
+    ----------
+    root
+        The project folder.
+    config
+        The validated ``project.yaml``.
+    """
+
+    def __init__(self, root: Path, config: ProjectConfig) -> None:
+        self.root = root
+        self.config = config
+        self._store: LabelStore | None = None
+
+    # -- paths -----------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def labels_path(self) -> Path:
+        return self.root / LABELS_NAME
+
+    @property
+    def candidates_path(self) -> Path:
+        return self.root / CANDIDATES_NAME
+
+    # -- creation and opening --------------------------------------------------------
+    @classmethod
+    def init(
+        cls,
+        root: str | os.PathLike,
+        class_names: Sequence[str],
+        *,
+        voxel_size_A: float | None = None,
+        box: int = 32,
+        name: str | None = None,
+    ) -> Project:
+        """Create a project folder with ``project.yaml`` and an empty ``labels.sqlite``.
+
+        Parameters
+        ----------
+        root
+            Folder to create (may exist if it holds no project yet).
+        class_names
+            Classes in id order (0, 1, ...).
+        voxel_size_A
+            Voxel size every tomogram must have; None: taken from the first tomogram.
+        box
+            Subtomogram edge length in voxels.
+
+        Raises
+        ------
+        FileExistsError
+            ``root`` already holds a project.
+        ValueError
+            Invalid class names, voxel size or box.
+        """
+        root = Path(root)
+        if (root / CONFIG_NAME).exists():
+            raise FileExistsError(
+                f"{root / CONFIG_NAME}: a project already exists here; open it, or choose "
+                "another folder"
+            )
+        config = ProjectConfig(
+            name=name or root.resolve().name,
+            voxel_size_A=voxel_size_A,
+            box=box,
+            classes=default_classes(list(class_names)),
+        )
+        root.mkdir(parents=True, exist_ok=True)
+        LabelStore.create(root / LABELS_NAME, config.class_names).close()
+        # project.yaml last: its presence means the project is complete.
+        save_config(config, root / CONFIG_NAME, overwrite=False)
+        log.info("created project %s with classes %s", root, config.class_names)
+        return cls(root, config)
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, *, check_labels: bool = True) -> Project:
+        """Open an existing project; checks ``project.yaml`` against ``labels.sqlite``.
+
+        ``check_labels=False`` leaves the label store closed (training jobs on a cluster
+        node read snapshots and never open it); it is still opened on first use.
+
+        Raises
+        ------
+        FileNotFoundError
+            No ``project.yaml`` or ``labels.sqlite`` in ``root``.
+        ValueError
+            Invalid configuration, or classes that differ between the two files.
+        """
+        root = Path(root)
+        if root.is_file() and root.name == CONFIG_NAME:
+            root = root.parent
+        config = load_config(root / CONFIG_NAME)
+        project = cls(root, config)
+        if not check_labels:
+            return project
+        store_classes = project.labels.class_names
+        if store_classes != config.class_names:
+            raise ValueError(
+                f"{project.config_path}: classes {config.class_names} differ from those of "
+                f"{project.labels_path} {store_classes}; classes cannot be changed after "
+                "labelling started, restore the class list in project.yaml"
+            )
+        return project
+
+    @property
+    def labels(self) -> LabelStore:
+        """The live label store (opened on first use)."""
+        if self._store is None:
+            self._store = LabelStore(self.labels_path)
+        return self._store
+
+    def close(self) -> None:
+        """Close the label store connection."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- configuration changes -------------------------------------------------------
+    @contextlib.contextmanager
+    def editing(self) -> Iterator[ProjectConfig]:
+        """Lock, re-read ``project.yaml``, yield it for changes, validate and save it."""
+        with open(self.root / LOCK_NAME, "a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                config = load_config(self.config_path)
+                yield config
+                config = ProjectConfig.model_validate(config.model_dump())
+                save_config(config, self.config_path)
+                self.config = config
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    # -- tomograms -------------------------------------------------------------------
+    def add_tomogram(
+        self,
+        path: str | os.PathLike,
+        tomo_id: str | None = None,
+        *,
+        voxel_size_A: float | None = None,
+    ) -> TomogramSpec:
+        """Register a tomogram (MRC) with the project.
+
+        Parameters
+        ----------
+        path
+            The ``.mrc`` / ``.rec`` file (its header gives voxel size and shape).
+        tomo_id
+            Stable id; default the file name without extension. No ``:`` allowed.
+        voxel_size_A
+            Override a missing or wrong header voxel size (Å).
+
+        Raises
+        ------
+        ValueError
+            The id or file is already in the project, or the voxel size differs from the
+            project's (the message gives the rescaling factor and commands).
+        """
+        path = Path(path)
+        with open_tomogram(path, voxel_size_A=voxel_size_A) as tomo:
+            vs, shape = tomo.voxel_size_A, tomo.shape
+        tomo_id = tomo_id if tomo_id is not None else path.name.split(".")[0]
+        check_tomo_id(tomo_id)
+        resolved = path.resolve()
+        with self.editing() as config:
+            for t in config.tomograms:
+                if t.id == tomo_id:
+                    raise ValueError(
+                        f"tomogram {tomo_id!r} is already in the project ({t.path}); pass "
+                        "another --id to add a different tomogram"
+                    )
+                if self.resolve_path(t.path) == resolved:
+                    raise ValueError(
+                        f"{path}: already in the project as tomogram {t.id!r}; nothing to do"
+                    )
+            if config.voxel_size_A is None:
+                config.voxel_size_A = vs
+            elif not np.isclose(vs, config.voxel_size_A, rtol=VOXEL_SIZE_RTOL):
+                raise ValueError(voxel_size_mismatch_message(path, vs, config.voxel_size_A))
+            if min(shape) < config.box:
+                warnings.warn(
+                    f"{path}: shape {shape} is smaller than the project's box {config.box} "
+                    "voxels along one axis; its subtomograms will be padded",
+                    stacklevel=3,
+                )
+            spec = TomogramSpec(
+                id=tomo_id, path=self._stored_path(resolved), voxel_size_A=vs, shape_zyx=shape
+            )
+            config.tomograms.append(spec)
+        log.info("added tomogram %s (%s, %s voxels at %.4g Å)", tomo_id, path, shape, vs)
+        return spec
+
+    def _stored_path(self, resolved: Path) -> str:
+        root = self.root.resolve()
+        if root in resolved.parents:
+            return str(resolved.relative_to(root))
+        return str(resolved)
+
+    def resolve_path(self, stored: str) -> Path:
+        """Absolute path of a tomogram path as stored in ``project.yaml``."""
+        p = Path(stored)
+        return (p if p.is_absolute() else self.root / p).resolve()
+
+    def tomogram_path(self, tomo_id: str) -> Path:
+        """Absolute path of tomogram ``tomo_id`` (``ValueError`` if unknown)."""
+        return self.resolve_path(self.config.tomogram(tomo_id).path)
+
+    @property
+    def voxel_size_A(self) -> float:
+        """The project's voxel size (Å); an error before the first tomogram fixes it."""
+        if self.config.voxel_size_A is None:
+            raise ValueError(
+                f"{self.config_path}: the project has no voxel size yet; add a tomogram first "
+                "('cryoal project add-tomogram DIR TOMO.mrc') or set voxel_size_A"
+            )
+        return float(self.config.voxel_size_A)
+
+
+def voxel_size_mismatch_message(path: Path, found_A: float, project_A: float) -> str:
+    """One line: the mismatch, the factor, and how to rescale (or override a wrong header)."""
+    factor = project_A / found_A
+    return (
+        f"{path}: voxel size {found_A:.4g} Å differs from the project's {project_A:.4g} Å; "
+        f"rescale the tomogram by a factor {factor:.4g} to {project_A:.4g} Å/voxel (e.g. "
+        f"IMOD 'squeezevol -f {factor:.4g} in.mrc out.mrc', or 'relion_image_handler --i "
+        f"in.mrc --o out.mrc --angpix {found_A:.4g} --rescale_angpix {project_A:.4g}') and "
+        "add the rescaled file; if the header is wrong, pass the true size with --voxel-size"
+    )

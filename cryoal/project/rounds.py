@@ -1,0 +1,83 @@
+"""What each ``rounds/NNN/`` folder holds, and finding the newest trained model.
+
+A round folder ``rounds/NNN`` (N >= 1) holds, in the order they are made::
+
+    snapshot.csv, snapshot.csv.sha256   labels the model was trained on (immutable)
+    train.h5                            their subtomograms (extracted from the tomograms)
+    model/                              the training run (cryoal.train: weights, metrics.json)
+    round.json                          model version, snapshot hash, metrics (written last)
+    suggestions.csv                     the queue this model proposed (cryoal suggest)
+
+``rounds/000`` holds only the model-free round-0 ``suggestions.csv``. ``round.json`` is
+written last and atomically, so its presence means the model is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryoal.io.atomic import atomic_write_text
+from cryoal.project.snapshot import round_dir, round_numbers
+
+MODEL_INFO_NAME = "round.json"
+MODEL_RUN_DIR = "model"
+TRAIN_STORE_NAME = "train.h5"
+SUGGESTIONS_NAME = "suggestions.csv"
+
+
+@dataclass
+class ModelInfo:
+    """A trained round's record (``rounds/NNN/round.json``)."""
+
+    round: int
+    model_version: str
+    snapshot_sha256: str
+    preset: str
+    class_names: list[str]
+    n_train: int
+    n_val: int
+    created_at: str
+    run_dir: str = MODEL_RUN_DIR
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def run_path(self, project_root: str | os.PathLike) -> Path:
+        """Absolute path of the training run folder."""
+        return round_dir(project_root, self.round) / self.run_dir
+
+
+def write_model_info(project_root: str | os.PathLike, info: ModelInfo) -> Path:
+    """Write ``rounds/NNN/round.json`` atomically."""
+    path = round_dir(project_root, info.round) / MODEL_INFO_NAME
+    atomic_write_text(path, json.dumps(asdict(info), indent=2, default=str) + "\n", overwrite=True)
+    return path
+
+
+def read_model_info(project_root: str | os.PathLike, round: int) -> ModelInfo | None:
+    """The model record of ``round``, or None when that round has no finished model."""
+    path = round_dir(project_root, round) / MODEL_INFO_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return ModelInfo(**data)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(
+            f"{path}: unreadable model record ({exc}); retrain the round with "
+            f"'cryoal train DIR --round {round} --overwrite'"
+        ) from exc
+
+
+def trained_rounds(project_root: str | os.PathLike) -> list[ModelInfo]:
+    """Model records of every trained round, oldest first."""
+    infos = (read_model_info(project_root, r) for r in round_numbers(project_root))
+    return [i for i in infos if i is not None]
+
+
+def newest_model(project_root: str | os.PathLike) -> ModelInfo | None:
+    """The newest trained round's record, or None before the first training."""
+    infos = trained_rounds(project_root)
+    return infos[-1] if infos else None

@@ -1,0 +1,73 @@
+"""``cryoal status``: where a project stands (counts, rounds, models)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from cryoal.project.project import Project
+from cryoal.project.rounds import ModelInfo, trained_rounds
+from cryoal.project.snapshot import snapshot_rounds
+
+
+@dataclass
+class ProjectStatus:
+    """A project's state.
+
+    Attributes
+    ----------
+    counts
+        Current labels per class, ``unsure``, ``not-a-particle``, ``unlabelled`` and
+        ``candidates`` (total).
+    tomograms
+        Per tomogram: tomo_id, candidates, labelled, unlabelled.
+    rounds
+        Per suggestion round: round, strategy, model_version, suggested, answered, labels.
+    snapshots
+        Rounds that have a snapshot.
+    models
+        Model records of trained rounds, oldest first.
+    """
+
+    name: str
+    voxel_size_A: float | None
+    box: int
+    class_names: list[str]
+    counts: dict[str, int]
+    tomograms: pd.DataFrame
+    rounds: pd.DataFrame
+    snapshots: list[int]
+    models: list[ModelInfo]
+
+    @property
+    def latest_model(self) -> ModelInfo | None:
+        return self.models[-1] if self.models else None
+
+
+def project_status(project: Project) -> ProjectStatus:
+    """Collect the status of an open project (read-only)."""
+    store = project.labels
+    with store.consistent_read():
+        counts = store.counts()
+        candidates = store.candidates()
+        labelled = store.current_labels()
+        rounds = store.round_progress()
+    per_tomo = []
+    for t in project.config.tomograms:
+        n = int((candidates["tomo_id"] == t.id).sum())
+        k = int((labelled["tomo_id"] == t.id).sum())
+        per_tomo.append({"tomo_id": t.id, "candidates": n, "labelled": k, "unlabelled": n - k})
+    return ProjectStatus(
+        name=project.config.name,
+        voxel_size_A=project.config.voxel_size_A,
+        box=project.config.box,
+        class_names=project.config.class_names,
+        counts=counts,
+        tomograms=pd.DataFrame(
+            per_tomo, columns=["tomo_id", "candidates", "labelled", "unlabelled"]
+        ),
+        rounds=rounds,
+        snapshots=snapshot_rounds(project.root),
+        models=trained_rounds(project.root),
+    )

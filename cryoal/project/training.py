@@ -1,0 +1,269 @@
+"""``cryoal train DIR``: train teacher and student of a project round from its snapshot.
+
+The job reads only files: ``project.yaml``, the round's immutable snapshot (hash verified)
+and the tomograms; it writes only inside ``rounds/NNN/``. It never opens the live label
+store, so it can run on a cluster node whose filesystem is not safe for SQLite, as long
+as the snapshot was taken beforehand (``cryoal project snapshot DIR`` on the workstation).
+Only when there is no snapshot left to train does it take one itself (a local, read-only
+use of the store).
+
+Steps: snapshot rows labelled with a class -> ``rounds/NNN/train.h5`` (subtomograms cut
+by ``cryoal.data.extract``) -> stratified train/validation split ->
+``cryoal.train.fit.fit`` into ``rounds/NNN/model/`` -> ``rounds/NNN/round.json`` with the
+model version (``r<round>-<snapshot hash>``), the snapshot's hash and the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cryoal.io.store import SubtomogramStore
+from cryoal.project.labels import utc_now
+from cryoal.project.project import Project
+from cryoal.project.rounds import (
+    MODEL_RUN_DIR,
+    TRAIN_STORE_NAME,
+    ModelInfo,
+    read_model_info,
+    trained_rounds,
+    write_model_info,
+)
+from cryoal.project.snapshot import (
+    Snapshot,
+    live_sha256,
+    load_snapshot,
+    read_snapshot,
+    snapshot_rounds,
+    write_snapshot,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProjectTrainResult:
+    """A trained round: its record and the in-memory fit result."""
+
+    info: ModelInfo
+    fit_result: Any
+
+    @property
+    def round(self) -> int:
+        return self.info.round
+
+    @property
+    def model_version(self) -> str:
+        return self.info.model_version
+
+
+def choose_snapshot(project: Project, round: int | None, new_snapshot: bool) -> Snapshot:
+    """The snapshot to train: ``round``'s; else the newest untrained one; else a new one."""
+    if round is not None:
+        if new_snapshot:
+            raise ValueError("pass either --round or --snapshot, not both")
+        return load_snapshot(project.root, round)
+    rounds = snapshot_rounds(project.root)
+    if not new_snapshot and rounds and read_model_info(project.root, rounds[-1]) is None:
+        return load_snapshot(project.root, rounds[-1])
+    if rounds and live_sha256(project.labels) == load_snapshot(project.root, rounds[-1]).sha256:
+        raise ValueError(
+            f"{project.root}: no label changed since the snapshot of round {rounds[-1]}"
+            + (" (already trained)" if read_model_info(project.root, rounds[-1]) else "")
+            + "; label the current queue first ('cryoal labels queue DIR'), or retrain that "
+            "round with train_project(..., round=N, overwrite=True)"
+        )
+    snap = write_snapshot(project.labels, project.root)
+    log.info("took snapshot %s of %d labels", snap.path, snap.n_labels)
+    return snap
+
+
+def model_version(snapshot: Snapshot) -> str:
+    """``r<round>-<first 8 hex of the snapshot's sha256>``, e.g. ``r002-3fa1c09b``."""
+    return f"r{snapshot.round:03d}-{snapshot.sha256[:8]}"
+
+
+def train_project(
+    project: Project | str | os.PathLike,
+    *,
+    round: int | None = None,
+    new_snapshot: bool = False,
+    config: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+    warm_start: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ProjectTrainResult:
+    """Train a round's teacher and student from its snapshot.
+
+    Parameters
+    ----------
+    project
+        An open project or its folder.
+    round
+        Train this round's snapshot. Default: the newest snapshot that has no model yet;
+        if there is none, a new snapshot is taken first.
+    new_snapshot
+        Take a new snapshot of the live labels first and train it.
+    config
+        A ``TrainConfig`` YAML file; default the project's ``defaults.train`` mapping.
+    overrides
+        ``TrainConfig`` fields that override the configuration (CLI options).
+    warm_start
+        Start from the previous trained round's weights instead of a fresh initialisation.
+    overwrite
+        Retrain a round that already has a model (its model folder is replaced).
+
+    Returns
+    -------
+    ProjectTrainResult
+        ``info`` (written to ``rounds/NNN/round.json``) and the ``fit`` result.
+
+    Raises
+    ------
+    ValueError
+        Too few labels, classes that differ from the project's, a round that is already
+        trained (without ``overwrite``), or an invalid training configuration.
+    """
+    from cryoal.data.datasets import stratified_split
+    from cryoal.project.extraction import extract_project_store
+    from cryoal.train.config import TrainConfig
+    from cryoal.train.fit import fit
+
+    if not isinstance(project, Project):
+        project = Project.open(project, check_labels=False)
+    snap = choose_snapshot(project, round, new_snapshot)
+    directory = snap.directory
+    if read_model_info(project.root, snap.round) is not None and not overwrite:
+        raise ValueError(
+            f"{directory}: round {snap.round} already has a trained model; pass --overwrite to "
+            "retrain it, or take a new snapshot (--snapshot) to train on newer labels"
+        )
+    table = read_snapshot(directory)
+    rows = _class_rows(project, table, directory)
+
+    if config is not None:
+        cfg = TrainConfig.from_yaml(config)
+    else:
+        cfg = TrainConfig.from_dict(
+            project.config.defaults.train, source="project.yaml defaults.train"
+        )
+    cfg = cfg.updated(**(overrides or {}))
+    if cfg.task != "classify":
+        raise ValueError(
+            f"project training classifies candidates; task {cfg.task!r} is not available here "
+            "(train segmenters with 'cryoal train STORE.h5 --task segment')"
+        )
+    if cfg.student_data != "labeled":
+        raise ValueError(
+            "project training uses the snapshot's labelled candidates only; set student_data: "
+            "labeled in the training config"
+        )
+
+    store_path = directory / TRAIN_STORE_NAME
+    labels = rows["class_id"].to_numpy(dtype=np.int64)
+    if store_path.exists() and not overwrite and _store_matches(store_path, rows):
+        log.info("reusing %s", store_path)
+    else:
+        extract_project_store(
+            project, rows, store_path, labels=labels, overwrite=True, progress=progress
+        )
+    store = SubtomogramStore(store_path)
+    order = store.index_of(rows["candidate_id"].tolist())
+    train_pos, val_pos = stratified_split(labels, cfg.val_fraction, cfg.seed)
+    run_dir = directory / MODEL_RUN_DIR
+    if run_dir.exists() and overwrite:
+        shutil.rmtree(run_dir)
+    # a run folder without round.json is an interrupted training: continue it
+    resume = run_dir.exists()
+    init = None
+    if warm_start:
+        previous = [m for m in trained_rounds(project.root) if m.round < snap.round]
+        if previous:
+            init = previous[-1].run_path(project.root)
+    result = fit(
+        cfg,
+        store,
+        order[train_pos],
+        val_indices=order[val_pos] if val_pos.size else None,
+        out_dir=run_dir,
+        init=init,
+        resume=resume,
+        progress=progress,
+    )
+    info = ModelInfo(
+        round=snap.round,
+        model_version=model_version(snap),
+        snapshot_sha256=snap.sha256,
+        preset=cfg.teacher_preset,
+        class_names=project.config.class_names,
+        n_train=int(train_pos.size),
+        n_val=int(val_pos.size),
+        created_at=utc_now(),
+        metrics=_summary_metrics(result.metrics),
+    )
+    write_model_info(project.root, info)
+    log.info("trained %s on %d labels", info.model_version, len(rows))
+    return ProjectTrainResult(info=info, fit_result=result)
+
+
+def _class_rows(project: Project, table: pd.DataFrame, directory: Path) -> pd.DataFrame:
+    """The snapshot rows labelled with a class, checked against the project's classes."""
+    rows = table[table["kind"] == "class"].reset_index(drop=True)
+    names = project.config.class_names
+    for cid, name in set(zip(rows["class_id"].astype(int), rows["class_name"], strict=True)):
+        if not 0 <= cid < len(names) or names[cid] != name:
+            raise ValueError(
+                f"{directory}: class {cid}={name!r} of the snapshot is not the project's "
+                f"(classes {names}); the class list was changed after labelling"
+            )
+    if len(rows) < 2:
+        raise ValueError(
+            f"{directory}: the snapshot holds {len(rows)} class labels; label at least a few "
+            "per class, then 'cryoal project snapshot DIR' and train again"
+        )
+    present = sorted(set(rows["class_name"]))
+    if len(present) < 2:
+        raise ValueError(
+            f"{directory}: every label is {present[0]!r}; a classifier needs labels of at "
+            "least two classes"
+        )
+    missing = [n for n in names if n not in present]
+    if missing:
+        log.warning("no labels yet for classes %s; the model cannot predict them", missing)
+    return rows
+
+
+def _store_matches(path: Path, rows: pd.DataFrame) -> bool:
+    try:
+        store = SubtomogramStore(path)
+    except (OSError, ValueError):
+        return False
+    try:
+        ids = [str(i) for i in store.ids]
+        return sorted(ids) == sorted(rows["candidate_id"].tolist())
+    finally:
+        store.close()
+
+
+def _summary_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The final scalar metrics of a fit, flattened (``val.teacher.accuracy`` ->
+    ``val_teacher_accuracy``); per-class lists and matrices stay in ``model/metrics.json``."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}_{key}" if prefix else str(key), sub)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[prefix] = value
+
+    walk("", metrics.get("final", metrics) if isinstance(metrics, dict) else {})
+    return out

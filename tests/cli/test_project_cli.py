@@ -1,0 +1,149 @@
+"""The project commands through the CLI: the user's path, and bad input in one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryoal.cli.main import run
+from cryoal.io.coords import read_coords
+from cryoal.io.mrc import write_mrc
+from cryoal.project.labels import LabelStore
+
+
+def _tomogram(path: Path, voxel_size: float, shape=(32, 48, 48), seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    vol = rng.normal(0, 1, shape).astype(np.float32)
+    for z, y, x in [(16, 12, 12), (16, 30, 30), (10, 20, 36)]:
+        vol[z - 3 : z + 4, y - 3 : y + 4, x - 3 : x + 4] -= 3.0
+    return write_mrc(path, vol, voxel_size)
+
+
+def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """Run a command that must fail; return its single stderr line."""
+    capsys.readouterr()
+    assert run(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cryoal: error: "), lines
+    return lines[0]
+
+
+@pytest.fixture
+def project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    proj = tmp_path / "proj"
+    tomo = _tomogram(tmp_path / "TS_01.mrc", 10.0)
+    assert (
+        run(["project", "init", str(proj), "--classes", "ribosome,proteasome", "--box", "16"]) == 0
+    )
+    assert run(["project", "add-tomogram", str(proj), str(tomo)]) == 0
+    picks = tmp_path / "picks.csv"
+    picks.write_text(
+        "tomo_id,x,y,z,class_name\n"
+        "TS_01,120,120,160,ribosome\nTS_01,300,300,160,proteasome\nTS_01,360,200,100,ribosome\n"
+    )
+    assert run(["project", "import-picks", str(proj), str(picks), "--unit", "angstrom"]) == 0
+    capsys.readouterr()
+    return proj
+
+
+def test_the_labelling_commands_work_together(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["project", "detect", str(project), "--radius-A", "30", "--n", "5"]) == 0
+    assert run(["suggest", str(project), "--strategy", "stratified", "--k", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "round 0: 4 suggestions (stratified)" in out
+    queue = pd.read_csv(project / "rounds" / "000" / "suggestions.csv")
+    assert len(queue) == 4 and queue["candidate_id"].str.startswith("TS_01:").all()
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "candidate_id,label\nTS_01:000000,ribosome\nTS_01:000001,proteasome\n"
+        "TS_01:000003,not-a-particle\n"
+    )
+    assert run(["labels", "import", str(project), str(labels)]) == 0
+    assert (
+        run(["labels", "add", str(project), "TS_01:000002", "ribosome", "--annotator", "eve"]) == 0
+    )
+    assert run(["project", "snapshot", str(project)]) == 0
+    assert (project / "rounds" / "001" / "snapshot.csv").is_file()
+    assert run(["status", str(project)]) == 0
+    status = capsys.readouterr().out
+    assert "ribosome" in status and "not-a-particle" in status and "snapshots: 1" in status
+
+    star = tmp_path / "out.star"
+    assert run(["labels", "export", str(project), "--format", "star", "--out", str(star)]) == 0
+    back = read_coords(star, voxel_size_A=10.0).sort_values("candidate_id")
+    assert back["candidate_id"].tolist() == ["TS_01:000000", "TS_01:000001", "TS_01:000002"]
+    np.testing.assert_allclose(back[["z", "y", "x"]].to_numpy()[0], [16, 12, 12])
+    assert _error(
+        capsys, ["labels", "export", str(project), "--format", "star", "--out", str(star)]
+    )
+
+    out_dir = tmp_path / "copick"
+    assert run(["labels", "export", str(project), "--format", "copick", "--out", str(out_dir),
+                "--user", "alice", "--session", "7"]) == 0  # fmt: skip
+    picks = out_dir / "ExperimentRuns" / "TS_01" / "Picks" / "alice_7_ribosome.json"
+    assert len(read_coords(picks, voxel_size_A=10.0)) == 2
+
+
+def test_unknown_class_is_a_one_line_error(project: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("candidate_id,label\nTS_01:000000,ribosom\n")
+    line = _error(capsys, ["labels", "import", str(project), str(bad)])
+    assert "unknown class 'ribosom'" in line and "ribosome" in line and "not-a-particle" in line
+    line = _error(capsys, ["labels", "add", str(project), "TS_01:000000", "lysosome"])
+    assert "unknown class 'lysosome'" in line
+    line = _error(capsys, ["project", "init", str(tmp_path / "p2"), "--classes", "a,unsure"])
+    assert "reserved" in line
+
+
+def test_label_for_unknown_candidate_changes_nothing(project: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("candidate_id,label\nTS_01:000000,ribosome\nTS_07:000004,ribosome\n")
+    line = _error(capsys, ["labels", "import", str(project), str(bad)])
+    assert "unknown candidate 'TS_07:000004'" in line and "candidates.csv" in line
+    with LabelStore(project / "labels.sqlite") as store:
+        assert store.current_labels().empty  # the good row was not written either
+
+
+def test_tomogram_already_added(project: Path, tmp_path: Path, capsys) -> None:
+    line = _error(capsys, ["project", "add-tomogram", str(project), str(tmp_path / "TS_01.mrc")])
+    assert "tomogram 'TS_01' is already in the project" in line and "--id" in line
+    line = _error(
+        capsys, ["project", "add-tomogram", str(project), str(tmp_path / "TS_01.mrc"), "--id", "B"]
+    )
+    assert "already in the project as tomogram 'TS_01'" in line
+
+
+def test_picks_for_unknown_tomogram(project: Path, tmp_path: Path, capsys) -> None:
+    picks = tmp_path / "other.csv"
+    picks.write_text("tomo_id,x,y,z\nTS_09,100,100,100\n")
+    line = _error(
+        capsys, ["project", "import-picks", str(project), str(picks), "--unit", "angstrom"]
+    )
+    assert "TS_09" in line and "add-tomogram" in line and "TS_01" in line
+    line = _error(capsys, ["project", "detect", str(project), "--tomo", "TS_09"])
+    assert "unknown tomogram 'TS_09'" in line
+
+
+def test_voxel_size_mismatch_says_how_to_rescale(project: Path, tmp_path: Path, capsys) -> None:
+    other = _tomogram(tmp_path / "TS_02.mrc", 5.0, seed=1)
+    line = _error(capsys, ["project", "add-tomogram", str(project), str(other)])
+    assert "voxel size 5 Å differs from the project's 10 Å" in line
+    assert "squeezevol -f 2" in line and "--rescale_angpix 10" in line
+    # a wrong header can be overridden explicitly
+    assert run(["project", "add-tomogram", str(project), str(other), "--voxel-size", "10"]) == 0
+
+
+def test_model_strategy_before_training_is_explained(project: Path, capsys) -> None:
+    line = _error(capsys, ["suggest", str(project), "--strategy", "kt"])
+    assert "needs a trained model" in line and "random or stratified" in line
+
+
+def test_missing_project_is_explained(tmp_path: Path, capsys) -> None:
+    line = _error(capsys, ["status", str(tmp_path / "nowhere")])
+    assert "project init" in line

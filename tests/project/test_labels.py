@@ -1,0 +1,278 @@
+"""The live label store: API behaviour, provenance, and crash / concurrency reliability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryoal.project import labels as labels_module
+from cryoal.project.fscheck import filesystem_type, is_network_filesystem
+from cryoal.project.labels import LabelStore
+
+CLASSES = ["ribosome", "proteasome", "membrane"]
+
+
+def _candidates(n: int, tomo: str = "TS_01") -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    zyx = rng.uniform(0, 100, size=(n, 3))
+    return pd.DataFrame(
+        {
+            "candidate_id": [f"{tomo}:{i:06d}" for i in range(n)],
+            "tomo_id": tomo,
+            "z": zyx[:, 0],
+            "y": zyx[:, 1],
+            "x": zyx[:, 2],
+        }
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LabelStore:
+    s = LabelStore.create(tmp_path / "labels.sqlite", CLASSES)
+    s.add_candidates(_candidates(20), source="test")
+    yield s
+    s.close()
+
+
+def test_store_is_wal_and_versioned(store: LabelStore) -> None:
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == labels_module.SCHEMA_VERSION
+    conn.close()
+
+
+def test_newest_label_wins_and_history_is_kept(store: LabelStore) -> None:
+    store.add_label("TS_01:000001", "ribosome", "alice")
+    store.add_label("TS_01:000001", "unsure", "bob")
+    store.add_label("TS_01:000001", 1, "carol")  # class id works too
+    current = store.current_label("TS_01:000001")
+    assert (current.kind, current.class_name, current.annotator) == ("class", "proteasome", "carol")
+    history = store.label_history("TS_01:000001")
+    assert history["annotator"].tolist() == ["alice", "bob", "carol"]
+    store.clear_label("TS_01:000001", "carol")
+    assert store.current_label("TS_01:000001") is None
+    assert len(store.label_history("TS_01:000001")) == 4
+
+
+def test_counts_and_special_labels(store: LabelStore) -> None:
+    store.add_label("TS_01:000000", "ribosome", "a")
+    store.add_label("TS_01:000002", "ribosome", "a")
+    store.add_label("TS_01:000003", "not-a-particle", "a")
+    store.add_label("TS_01:000004", "unsure", "a")
+    counts = store.counts()
+    assert counts["ribosome"] == 2 and counts["proteasome"] == 0
+    assert counts["not-a-particle"] == 1 and counts["unsure"] == 1
+    assert counts["unlabelled"] == 16 and counts["candidates"] == 20
+    only_classes = store.current_labels(include_special=False)
+    assert set(only_classes["kind"]) == {"class"}
+    assert len(store.current_labels()) == 4
+    assert "TS_01:000003" not in store.unlabelled_ids()
+
+
+def test_provenance_comes_from_the_suggestion_round(store: LabelStore) -> None:
+    store.write_suggestions(0, ["TS_01:000005", "TS_01:000006"], None, "random", seed=1)
+    store.write_suggestions(
+        1, ["TS_01:000007", "TS_01:000006"], [0.9, 0.5], "kt", model_version="round-001-abc"
+    )
+    a = store.add_label("TS_01:000005", "membrane", "alice")
+    b = store.add_label("TS_01:000006", "membrane", "alice")
+    c = store.add_label("TS_01:000008", "membrane", "alice")
+    assert (a.round, a.model_version) == (0, None)
+    assert (b.round, b.model_version) == (1, "round-001-abc")  # newest round that asked
+    assert c.round is None
+    assert a.created_at < b.created_at < c.created_at
+
+
+def test_queue_skips_labelled_and_keeps_rank(store: LabelStore) -> None:
+    ids = ["TS_01:000009", "TS_01:000003", "TS_01:000011"]
+    store.write_suggestions(0, ids, [3.0, 2.0, 1.0], "entropy")
+    assert store.next_suggestion() == "TS_01:000009"
+    store.add_label("TS_01:000009", "ribosome", "a")
+    assert store.queue()["candidate_id"].tolist() == ids[1:]
+    assert len(store.queue(include_labelled=True)) == 3
+    progress = store.round_progress()
+    assert progress[["suggested", "answered", "labels"]].iloc[0].tolist() == [3, 1, 1]
+
+
+def test_round_cannot_be_written_twice_without_replace(store: LabelStore) -> None:
+    store.write_suggestions(0, ["TS_01:000001"], None, "random")
+    with pytest.raises(ValueError, match="already has suggestions"):
+        store.write_suggestions(0, ["TS_01:000002"], None, "random")
+    store.write_suggestions(0, ["TS_01:000002"], None, "random", replace=True)
+    assert store.queue(0)["candidate_id"].tolist() == ["TS_01:000002"]
+
+
+def test_bad_input_is_rejected_with_the_fix(store: LabelStore) -> None:
+    with pytest.raises(ValueError, match="unknown class 'ribosom'.*ribosome"):
+        store.add_label("TS_01:000001", "ribosom", "a")
+    with pytest.raises(ValueError, match="unknown class 7"):
+        store.add_label("TS_01:000001", 7, "a")
+    with pytest.raises(ValueError, match="unknown candidate 'TS_09:000001'"):
+        store.add_label("TS_09:000001", "ribosome", "a")
+    with pytest.raises(ValueError, match="annotator"):
+        store.add_label("TS_01:000001", "ribosome", " ")
+    with pytest.raises(ValueError, match="already exists"):
+        store.add_candidates(_candidates(1), source="again")
+    # a batch with one bad id writes nothing
+    with pytest.raises(ValueError, match="unknown candidate 'nope'"):
+        store.add_labels(["TS_01:000001", "nope"], ["ribosome", "ribosome"], "a")
+    assert store.current_labels().empty
+
+
+def test_create_refuses_an_existing_store(store: LabelStore) -> None:
+    with pytest.raises(FileExistsError, match="already exists"):
+        LabelStore.create(store.path, CLASSES)
+
+
+def test_open_rejects_a_foreign_database(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite"
+    sqlite3.connect(path).execute("CREATE TABLE t (a)").connection.close()
+    with pytest.raises(ValueError, match="not a cryoal label store"):
+        LabelStore(path)
+
+
+def test_network_filesystem_is_detected_and_warned(tmp_path: Path, monkeypatch) -> None:
+    mounts = (
+        "/dev/sda1 / ext4 rw 0 0\n"
+        "server:/export /mnt/lab nfs4 rw 0 0\n"
+        "user@host:/x /mnt/my\\040data fuse.sshfs rw 0 0\n"
+    )
+    assert filesystem_type("/mnt/lab/proj/labels.sqlite", mounts) == "nfs4"
+    assert filesystem_type("/mnt/my data/proj", mounts) == "fuse.sshfs"
+    assert filesystem_type("/home/u/proj", mounts) == "ext4"
+    assert is_network_filesystem("lustre") and is_network_filesystem("fuse.sshfs")
+    assert not is_network_filesystem("ext4") and not is_network_filesystem("xfs")
+
+    path = tmp_path / "labels.sqlite"
+    LabelStore.create(path, CLASSES).close()
+    monkeypatch.setattr(labels_module, "filesystem_type", lambda p: "nfs4")
+    with pytest.warns(UserWarning, match="nfs4 filesystem.*local disk"):
+        LabelStore(path).close()
+    monkeypatch.setattr(labels_module, "filesystem_type", lambda p: "ext4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LabelStore(path).close()
+
+
+# -- reliability -------------------------------------------------------------------------
+def _labelling_child(path: Path, write_fd: int, start: int, n: int) -> None:
+    """Child process: label candidates one by one; report each id after its commit returns."""
+    try:
+        s = LabelStore(path, check_filesystem=False)
+        for i in range(start, start + n):
+            cid, name, who = f"TS_01:{i % 400:06d}", CLASSES[i % 3], f"child-{i}"
+            s.add_label(cid, name, who)
+            os.write(write_fd, f"{cid} {name} {who}\n".encode())
+    finally:
+        os._exit(0)
+
+
+def test_kill_9_mid_stream_loses_no_committed_label(tmp_path: Path) -> None:
+    path = tmp_path / "labels.sqlite"
+    s = LabelStore.create(path, CLASSES)
+    s.add_candidates(_candidates(400), source="test")
+    s.close()
+    rng = np.random.default_rng(7)
+    confirmed: set[tuple[str, str, str]] = set()
+    start = 0
+    for _ in range(20):
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            os.close(read_fd)
+            _labelling_child(path, write_fd, start, 10_000)
+        os.close(write_fd)
+        stop_after = int(rng.integers(1, 40))
+        buffer = b""
+        with os.fdopen(read_fd, "rb", buffering=0) as reader:
+            while buffer.count(b"\n") < stop_after:
+                chunk = reader.read(4096)
+                if not chunk:
+                    break
+                buffer += chunk
+            os.kill(pid, signal.SIGKILL)  # mid-stream: the child is inside another commit
+            os.waitpid(pid, 0)
+            buffer += reader.read()
+        lines = [ln for ln in buffer.decode().splitlines() if ln]
+        assert len(lines) >= stop_after
+        confirmed.update(tuple(line.split()) for line in lines)
+        start += 10_000  # every label written by any child has its own annotator name
+    s = LabelStore(path, check_filesystem=False)
+    assert s.integrity_check() == ["ok"]
+    history = s.label_history()
+    stored = set(
+        zip(history["candidate_id"], history["class_name"], history["annotator"], strict=True)
+    )
+    assert confirmed <= stored
+    # at most one unconfirmed label per killed child (committed, not yet reported)
+    assert len(stored - confirmed) <= 20
+    s.close()
+
+
+def _writer_child(path: Path, seconds: float, tag: str, write_fd: int) -> None:
+    locked = 0
+    try:
+        s = LabelStore(path, busy_timeout_s=30.0, check_filesystem=False)
+        end = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < end:
+            try:
+                s.add_label(f"TS_01:{i % 200:06d}", CLASSES[i % 3], tag)
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    locked += 1
+                else:
+                    raise
+            i += 1
+        os.write(write_fd, f"{i} {locked}\n".encode())
+    finally:
+        os._exit(0)
+
+
+def test_writers_and_a_reader_never_see_database_is_locked(tmp_path: Path) -> None:
+    path = tmp_path / "labels.sqlite"
+    s = LabelStore.create(path, CLASSES)
+    s.add_candidates(_candidates(200), source="test")
+    s.close()
+    seconds = 2.5
+    children = []
+    for tag in ("writer-a", "writer-b"):
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            os.close(read_fd)
+            _writer_child(path, seconds, tag, write_fd)
+        os.close(write_fd)
+        children.append((pid, read_fd))
+    reader = LabelStore(path, check_filesystem=False)
+    reads, reader_locked, seen = 0, 0, []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            seen.append(len(reader.label_history()))
+            reader.counts()
+            reader.current_labels()
+            reads += 1
+        except sqlite3.OperationalError:
+            reader_locked += 1
+    writes, writer_locked = 0, 0
+    for pid, read_fd in children:
+        with os.fdopen(read_fd, "rb") as fh:
+            done, locked = map(int, fh.read().split())
+        os.waitpid(pid, 0)
+        writes += done
+        writer_locked += locked
+    assert reader_locked == 0 and writer_locked == 0
+    assert reads > 5 and writes > 20
+    assert seen == sorted(seen)  # the reader never sees labels disappear
+    assert len(reader.label_history()) == writes
+    assert reader.integrity_check() == ["ok"]
+    reader.close()

@@ -1,0 +1,210 @@
+"""Project folder, configuration, candidates, suggestions round 0, oracle, export."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from cryoal.al.oracle import Oracle
+from cryoal.io.mrc import write_mrc
+from cryoal.project.candidates import import_picks
+from cryoal.project.config import ProjectConfig, load_config
+from cryoal.project.labelio import export_labels, import_labels_csv
+from cryoal.project.oracle import LabelStoreOracle
+from cryoal.project.project import Project
+from cryoal.project.suggest import stratified_order, suggest
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    rng = np.random.default_rng(0)
+    p = Project.init(tmp_path / "proj", ["ribosome", "proteasome", "background"], box=16)
+    for name in ("TS_01", "TS_02"):
+        write_mrc(tmp_path / f"{name}.mrc", rng.normal(size=(24, 40, 40)).astype(np.float32), 8.0)
+        p.add_tomogram(tmp_path / f"{name}.mrc")
+    yield p
+    p.close()
+
+
+def _picks(path: Path, rows: list[tuple[str, float, float, float, str]]) -> Path:
+    pd.DataFrame(rows, columns=["tomo_id", "x", "y", "z", "class_name"]).to_csv(path, index=False)
+    return path
+
+
+def test_project_yaml_is_validated_and_human_readable(project: Project) -> None:
+    data = yaml.safe_load(project.config_path.read_text())
+    assert [c["id"] for c in data["classes"]] == [0, 1, 2]
+    assert data["voxel_size_A"] == 8.0  # taken from the first tomogram
+    assert data["tomograms"][0] == {
+        "id": "TS_01", "path": str((project.root.parent / "TS_01.mrc").resolve()),
+        "voxel_size_A": 8.0, "shape_zyx": [24, 40, 40],
+    }  # fmt: skip
+    data["classes"][1]["id"] = 5
+    bad = project.root / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ValueError, match=r"bad.yaml: .*class ids \[0, 5, 2\]"):
+        load_config(bad)
+    data["classes"][1]["id"] = 1
+    data["defaults"]["stratgy"] = "kt"
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ValueError, match="defaults.stratgy"):
+        load_config(bad)
+
+
+def test_reopening_checks_classes_against_the_label_store(project: Project) -> None:
+    config = load_config(project.config_path)
+    config.classes[0].name = "ribo"
+    project.config_path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    with pytest.raises(ValueError, match="differ from those of"):
+        Project.open(project.root)
+
+
+def test_init_refuses_an_existing_project(project: Project) -> None:
+    with pytest.raises(FileExistsError, match="already exists"):
+        Project.init(project.root, ["a"])
+
+
+def test_candidate_ids_are_stable_and_duplicates_skipped(project: Project, tmp_path: Path) -> None:
+    picks = _picks(tmp_path / "a.csv", [("TS_01", 80, 80, 80, "ribosome"),
+                                         ("TS_01", 160, 160, 80, "proteasome"),
+                                         ("TS_02", 80, 80, 80, "ribosome")])  # fmt: skip
+    res = import_picks(project, picks, unit="angstrom")
+    assert res.added == {"TS_01": 2, "TS_02": 1}
+    assert res.ids == ["TS_01:000000", "TS_01:000001", "TS_02:000000"]
+    more = _picks(tmp_path / "b.csv", [("TS_01", 80.5, 80, 80, "ribosome"),  # same particle
+                                        ("TS_01", 240, 240, 120, "ribosome")])  # fmt: skip
+    res = import_picks(project, more, unit="angstrom")
+    assert res.ids == ["TS_01:000002"] and res.duplicates == 1
+    table = pd.read_csv(project.candidates_path)
+    assert len(table) == 4
+    row = table.set_index("candidate_id").loc["TS_01:000002"]
+    assert (row["z"], row["y"], row["x"]) == (15.0, 30.0, 30.0)
+    assert (row["x_A"], row["z_A"]) == (240.0, 120.0)
+    assert row["prior_class"] == "ribosome"
+    with pytest.warns(UserWarning, match="outside tomogram 'TS_01'"):
+        res = import_picks(project, _picks(tmp_path / "c.csv", [("TS_01", 9000, 0, 0, "x")]),
+                           unit="angstrom")  # fmt: skip
+    assert res.outside == 1 and res.n_added == 0
+
+
+def test_import_picks_as_labels(project: Project, tmp_path: Path) -> None:
+    picks = _picks(tmp_path / "a.csv", [("TS_01", 80, 80, 80, "ribosome"),
+                                         ("TS_01", 160, 160, 80, "background")])  # fmt: skip
+    res = import_picks(project, picks, unit="angstrom", as_labels=True, annotator="template-match")
+    assert res.labelled == 2
+    labels = project.labels.current_labels()
+    assert labels["class_name"].tolist() == ["ribosome", "background"]
+    assert set(labels["annotator"]) == {"template-match"}
+    with pytest.raises(ValueError, match="unknown class 'lysosome'"):
+        import_picks(project, _picks(tmp_path / "b.csv", [("TS_02", 80, 80, 80, "lysosome")]),
+                     unit="angstrom", as_labels=True)  # fmt: skip
+
+
+def test_stratified_round_zero_is_balanced_and_deterministic() -> None:
+    groups = np.array(["a"] * 50 + ["b"] * 5 + ["c"] * 20)
+    ids = np.array([f"T:{i:06d}" for i in range(75)])
+    picked = stratified_order(groups, ids, 12, seed=3)
+    assert len(set(picked.tolist())) == 12
+    counts = pd.Series(groups[picked]).value_counts().to_dict()
+    assert counts == {"a": 4, "b": 4, "c": 4}
+    # a different row order of the same candidates gives the same ids
+    perm = np.random.default_rng(0).permutation(75)
+    again = stratified_order(groups[perm], ids[perm], 12, seed=3)
+    assert sorted(ids[perm][again]) == sorted(ids[picked])
+
+
+def test_round_zero_suggestions_skip_labelled(project: Project, tmp_path: Path) -> None:
+    rows = [
+        ("TS_01", 40 + 16 * i, 160, 80, "ribosome" if i % 2 else "proteasome") for i in range(12)
+    ]
+    import_picks(project, _picks(tmp_path / "a.csv", rows), unit="angstrom")
+    project.labels.add_label("TS_01:000000", "proteasome", "alice")
+    res = suggest(project, strategy="stratified", k=6, seed=1)
+    assert res.round == 0 and len(res.ids) == 6 and "TS_01:000000" not in res.ids
+    priors = project.labels.candidates().set_index("candidate_id").loc[res.ids, "prior_class"]
+    assert priors.value_counts().to_dict() == {"proteasome": 3, "ribosome": 3}
+    with pytest.raises(ValueError, match="round 0 already has suggestions"):
+        suggest(project, strategy="random", k=3)
+    res2 = suggest(project, strategy="random", k=3, seed=5, replace=True)
+    assert project.labels.queue(0)["candidate_id"].tolist() == res2.ids
+    assert pd.read_csv(res2.csv_path)["candidate_id"].tolist() == res2.ids
+
+
+def test_label_store_oracle_answers_only_class_labels(project: Project, tmp_path: Path) -> None:
+    rows = [("TS_01", 40 + 16 * i, 160, 80, "ribosome") for i in range(4)]
+    import_picks(project, _picks(tmp_path / "a.csv", rows), unit="angstrom")
+    store = project.labels
+    store.add_label("TS_01:000000", "proteasome", "a")
+    store.add_label("TS_01:000001", "unsure", "a")
+    store.add_label("TS_01:000002", "not-a-particle", "a")
+    oracle = LabelStoreOracle(store)
+    assert isinstance(oracle, Oracle)
+    ids = ["TS_01:000000", "TS_01:000001", "TS_01:000002", "TS_01:000003", "nope"]
+    assert oracle.label(ids) == {"TS_01:000000": 1}
+    store.add_label("TS_01:000003", "background", "a")
+    assert oracle.label(ids) == {"TS_01:000000": 1, "TS_01:000003": 2}
+
+
+def test_csv_export_reimports_into_another_project(project: Project, tmp_path: Path) -> None:
+    rows = [("TS_01", 40 + 16 * i, 160, 80, "ribosome") for i in range(3)]
+    import_picks(project, _picks(tmp_path / "a.csv", rows), unit="angstrom")
+    project.labels.add_label("TS_01:000000", "proteasome", "alice")
+    project.labels.add_label("TS_01:000001", "unsure", "bob")
+    out = tmp_path / "labels.csv"
+    res = export_labels(project, "csv", out, include_special=True)
+    table = pd.read_csv(out)
+    assert res.n_labels == 2
+    assert table["class_name"].tolist() == ["proteasome", "unsure"]
+    assert table.loc[0, ["x", "y", "z"]].tolist() == [40.0, 160.0, 80.0]  # Å, xyz
+    assert table["annotator"].tolist() == ["alice", "bob"]
+    # a copy of the project with the same candidates takes the labels back
+    other = Project.init(tmp_path / "copy", project.config.class_names, box=16)
+    other.add_tomogram(tmp_path / "TS_01.mrc")
+    import_picks(other, tmp_path / "a.csv", unit="angstrom")
+    assert import_labels_csv(other, out) == 2
+    again = other.labels.current_labels()
+    assert again["kind"].tolist() == ["class", "unsure"] and again["annotator"].tolist() == [
+        "alice", "bob"]  # fmt: skip
+    other.close()
+    with pytest.raises(ValueError, match="include-special works with --format csv only"):
+        export_labels(project, "star", tmp_path / "x.star", include_special=True)
+
+
+def test_config_rejects_bad_values() -> None:
+    base = {"name": "p", "classes": [{"id": 0, "name": "a"}]}
+    ProjectConfig.model_validate(base)
+    for bad in ({"box": 2}, {"voxel_size_A": -1}, {"classes": []},
+                {"classes": [{"id": 0, "name": "a b"}]},
+                {"classes": [{"id": 0, "name": "a", "colour": "red"}]},
+                {"format_version": 99}):  # fmt: skip
+        with pytest.raises(ValueError):
+            ProjectConfig.model_validate({**base, **bad})
+    assert json.loads(ProjectConfig.model_validate(base).model_dump_json())["box"] == 32
+
+
+def test_concurrent_config_changes_are_not_lost(project: Project, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    names = [f"T{i}" for i in range(4)]
+    for name in names:
+        write_mrc(tmp_path / f"{name}.mrc", rng.normal(size=(16, 16, 16)).astype(np.float32), 8.0)
+    pids = []
+    for name in names:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 1
+            try:
+                with Project.open(project.root) as p:
+                    p.add_tomogram(tmp_path / f"{name}.mrc")
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    assert all(os.waitpid(pid, 0)[1] == 0 for pid in pids)
+    ids = [t.id for t in load_config(project.config_path).tomograms]
+    assert sorted(ids) == ["T0", "T1", "T2", "T3", "TS_01", "TS_02"]
