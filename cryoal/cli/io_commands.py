@@ -192,7 +192,9 @@ def extract(
         True, "--normalise/--no-normalise", help="Zero mean, unit std per subtomogram."
     ),
     classes: str | None = typer.Option(
-        None, "--classes", help="Comma-separated class names (order = label index)."
+        None,
+        "--classes",
+        help="Comma-separated class names (order = label index; RELION rlnClassNumber k = the k-th name).",
     ),
     dtype: str = typer.Option("float32", "--dtype", help="Store dtype: float32 or float16."),
     check_finite: bool = typer.Option(
@@ -217,14 +219,15 @@ def extract(
         with open_tomogram(tomogram, voxel_size_A=voxel_size) as t:
             geometry = TomogramGeometry(t.shape, t.voxel_size_A)
         tid = _choose_tomo_id(coords, tomogram, tomo_id)
+        class_names = [c.strip() for c in classes.split(",") if c.strip()] if classes else ()
         table = read_coords(
             coords,
             unit=coords_unit,  # type: ignore[arg-type]
             tomo_id=tid,
             tomograms={tid: geometry},
             coords_pixel_size_A=coords_pixel_size,
+            class_names=class_names or None,  # names RELION rlnClassNumber k as class k-1
         )
-        class_names = [c.strip() for c in classes.split(",") if c.strip()] if classes else ()
         extract_to_store(
             tomogram,
             table,

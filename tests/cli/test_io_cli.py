@@ -10,6 +10,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
+import starfile
 
 from cryoal.cli.main import run
 from cryoal.io.mrc import write_mrc
@@ -80,6 +81,27 @@ def test_extract_then_info(work: Path, capsys: pytest.CaptureFixture) -> None:
         "csv coordinates, 3 rows" in stdout
         and "(unnamed): 3  (proteasome: 1, ribosome: 2)" in stdout
     )
+
+
+def test_extract_names_relion_class_numbers(tmp_path: Path, capsys) -> None:
+    from cryoal.sim import simulate_tomogram
+
+    simulate_tomogram(
+        tmp_path / "sim", shape_zyx=(48, 96, 96), n_particles=6, n_classes=2, snr=1.0, seed=0
+    )
+    out = tmp_path / "p.h5"
+    args = ["extract", tmp_path / "sim" / "tomogram.mrc", tmp_path / "sim" / "particles.star", out]
+    code, _, err = _run(
+        capsys, [*args, "--box", "16", "--classes", "first,second", "--no-progress"]
+    )
+    assert code == 0, err
+    with SubtomogramStore(out) as store:
+        assert store.class_names == ["first", "second"]
+        # rlnClassNumber k is the k-th name: label k - 1
+        star = starfile.read(args[2])
+        table = star["particles"] if isinstance(star, dict) else star
+        truth = {int(k) for k in table["rlnClassNumber"]}
+        assert set(store.labels.tolist()) == {k - 1 for k in truth}
 
 
 def test_extract_refuses_existing_output_then_overwrites(work: Path, capsys) -> None:
