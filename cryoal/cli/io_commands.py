@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import sys
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,18 +32,6 @@ MRC_SUFFIXES = (".mrc", ".rec", ".map", ".st", ".mrcs")
 STORE_SUFFIXES = (".h5", ".hdf5")
 COORD_SUFFIXES = (".star", ".csv", ".json")
 COORD_TARGETS = ("star4", "star5", "csv", "copick")
-
-
-@contextlib.contextmanager
-def _warnings_as_lines() -> Iterator[None]:
-    """Show library warnings as one ``cryoal: warning: ...`` line each on stderr."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            yield
-        finally:
-            for w in caught:
-                print(f"cryoal: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
 
 
 def _check_choice(value: str | None, choices: tuple[str, ...], option: str) -> None:
@@ -132,20 +116,19 @@ def info(
 ) -> None:
     """Describe a tomogram, subtomogram store or coordinate file."""
     suffix = file.suffix.lower()
-    with _warnings_as_lines():
-        if suffix in MRC_SUFFIXES:
-            _info_mrc(file, voxel_size)
-        elif suffix in STORE_SUFFIXES:
-            _info_store(file)
-        elif suffix in COORD_SUFFIXES:
-            _info_coords(file)
-        else:
-            if not file.exists():
-                raise FileNotFoundError(f"{file}: file not found; check the path")
-            known = ", ".join(MRC_SUFFIXES + STORE_SUFFIXES + COORD_SUFFIXES)
-            raise ValueError(
-                f"{file}: unknown file type {suffix or '(no suffix)'!r}; cryoal reads {known}"
-            )
+    if suffix in MRC_SUFFIXES:
+        _info_mrc(file, voxel_size)
+    elif suffix in STORE_SUFFIXES:
+        _info_store(file)
+    elif suffix in COORD_SUFFIXES:
+        _info_coords(file)
+    else:
+        if not file.exists():
+            raise FileNotFoundError(f"{file}: file not found; check the path")
+        known = ", ".join(MRC_SUFFIXES + STORE_SUFFIXES + COORD_SUFFIXES)
+        raise ValueError(
+            f"{file}: unknown file type {suffix or '(no suffix)'!r}; cryoal reads {known}"
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -215,35 +198,34 @@ def extract(
     _check_choice(coords_unit, UNITS, "--coords-unit")
     _check_choice(edge, EDGE_POLICIES, "--edge")
     check_can_write(out, overwrite)
-    with _warnings_as_lines():
-        with open_tomogram(tomogram, voxel_size_A=voxel_size) as t:
-            geometry = TomogramGeometry(t.shape, t.voxel_size_A)
-        tid = _choose_tomo_id(coords, tomogram, tomo_id)
-        class_names = [c.strip() for c in classes.split(",") if c.strip()] if classes else ()
-        table = read_coords(
-            coords,
-            unit=coords_unit,  # type: ignore[arg-type]
-            tomo_id=tid,
-            tomograms={tid: geometry},
-            coords_pixel_size_A=coords_pixel_size,
-            class_names=class_names or None,  # names RELION rlnClassNumber k as class k-1
-        )
-        extract_to_store(
-            tomogram,
-            table,
-            out,
-            box,
-            edge=edge,  # type: ignore[arg-type]
-            normalise=normalise,
-            class_names=class_names,
-            overwrite=overwrite,
-            voxel_size_A=voxel_size,
-            check_finite=check_finite,
-            dtype=dtype,
-            batch_size=batch_size,
-            compression_level=compression_level,
-            progress=progress,
-        )
+    with open_tomogram(tomogram, voxel_size_A=voxel_size) as t:
+        geometry = TomogramGeometry(t.shape, t.voxel_size_A)
+    tid = _choose_tomo_id(coords, tomogram, tomo_id)
+    class_names = [c.strip() for c in classes.split(",") if c.strip()] if classes else ()
+    table = read_coords(
+        coords,
+        unit=coords_unit,  # type: ignore[arg-type]
+        tomo_id=tid,
+        tomograms={tid: geometry},
+        coords_pixel_size_A=coords_pixel_size,
+        class_names=class_names or None,  # names RELION rlnClassNumber k as class k-1
+    )
+    extract_to_store(
+        tomogram,
+        table,
+        out,
+        box,
+        edge=edge,  # type: ignore[arg-type]
+        normalise=normalise,
+        class_names=class_names,
+        overwrite=overwrite,
+        voxel_size_A=voxel_size,
+        check_finite=check_finite,
+        dtype=dtype,
+        batch_size=batch_size,
+        compression_level=compression_level,
+        progress=progress,
+    )
     with SubtomogramStore(out) as s:
         n, vs, names = len(s), s.voxel_size_A, s.class_names
     skipped = len(table) - n
@@ -313,57 +295,54 @@ def convert_coords(
     if fmt is None:
         raise ValueError(f"{target}: cannot tell the output format from the suffix; pass --to")
     check_can_write(target, overwrite)
-    with _warnings_as_lines():
-        raw = scan_coords(source)
-        names = sorted(set(raw.tomo_names.tolist())) if raw.tomo_names is not None else []
-        if raw.tomo_names is None and tomo_id is None and len(tomogram) == 1:
-            tomo_id = tomogram[0].stem  # an unnamed file given with one tomogram belongs to it
-        geoms = _geometries(tomogram, voxel_size, names if tomo_id is None else [tomo_id])
-        table = read_coords(
-            source,
-            unit=coords_unit,  # type: ignore[arg-type]
-            tomo_id=tomo_id,
+    raw = scan_coords(source)
+    names = sorted(set(raw.tomo_names.tolist())) if raw.tomo_names is not None else []
+    if raw.tomo_names is None and tomo_id is None and len(tomogram) == 1:
+        tomo_id = tomogram[0].stem  # an unnamed file given with one tomogram belongs to it
+    geoms = _geometries(tomogram, voxel_size, names if tomo_id is None else [tomo_id])
+    table = read_coords(
+        source,
+        unit=coords_unit,  # type: ignore[arg-type]
+        tomo_id=tomo_id,
+        voxel_size_A=voxel_size,
+        tomograms=geoms,
+        coords_pixel_size_A=coords_pixel_size,
+    )
+    if fmt in ("star4", "star5"):
+        write_star(
+            table,
+            target,
+            voxel_size_A=voxel_size,
+            version=4 if fmt == "star4" else 5,
+            tomograms=geoms,
+            coords_pixel_size_A=out_pixel_size,
+            overwrite=overwrite,
+        )
+    elif fmt == "csv":
+        write_csv(
+            table,
+            target,
+            unit=out_unit,  # type: ignore[arg-type]
             voxel_size_A=voxel_size,
             tomograms=geoms,
-            coords_pixel_size_A=coords_pixel_size,
+            overwrite=overwrite,
         )
-        if fmt in ("star4", "star5"):
-            write_star(
-                table,
-                target,
-                voxel_size_A=voxel_size,
-                version=4 if fmt == "star4" else 5,
-                tomograms=geoms,
-                coords_pixel_size_A=out_pixel_size,
-                overwrite=overwrite,
-            )
-        elif fmt == "csv":
-            write_csv(
-                table,
-                target,
-                unit=out_unit,  # type: ignore[arg-type]
-                voxel_size_A=voxel_size,
-                tomograms=geoms,
-                overwrite=overwrite,
-            )
-        else:
-            if object_name is None:
-                classes = sorted(set(table["class_name"])) if "class_name" in table else []
-                if len(classes) != 1:
-                    raise ValueError(
-                        f"{target}: copick picks need one object name; pass --object-name"
-                    )
-                object_name = classes[0]
-            write_copick_picks(
-                table,
-                target,
-                voxel_size_A=voxel_size,
-                object_name=object_name,
-                user_id=user_id,
-                session_id=session_id,
-                tomograms=geoms,
-                overwrite=overwrite,
-            )
+    else:
+        if object_name is None:
+            classes = sorted(set(table["class_name"])) if "class_name" in table else []
+            if len(classes) != 1:
+                raise ValueError(f"{target}: copick picks need one object name; pass --object-name")
+            object_name = classes[0]
+        write_copick_picks(
+            table,
+            target,
+            voxel_size_A=voxel_size,
+            object_name=object_name,
+            user_id=user_id,
+            session_id=session_id,
+            tomograms=geoms,
+            overwrite=overwrite,
+        )
     typer.echo(f"wrote {len(table)} coordinates ({fmt}) to {target}")
 
 

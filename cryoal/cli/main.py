@@ -8,11 +8,14 @@ library become one line on stderr and exit code 2; ``--debug`` shows the traceba
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import pkgutil
 import sys
 import traceback
+import warnings
+from collections.abc import Iterator
 
 import typer
 
@@ -49,11 +52,13 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
     ),
-    debug: bool = typer.Option(
-        False, "--debug", help="Show full tracebacks and debug logging."
-    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and debug logging."),
 ) -> None:
     """cryoal: label fewer subtomograms, train better models."""
     logging.basicConfig(
@@ -81,12 +86,25 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
+@contextlib.contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Show library warnings as one ``cryoal: warning: ...`` line each on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                print(f"cryoal: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (without the program name); return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        app(args=argv, prog_name="cryoal")
+        with warnings_as_lines():
+            app(args=argv, prog_name="cryoal")
     except SystemExit as exc:
         if exc.code is None:
             return 0

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cryoal_napari import get_reader
 
 from cryoal.io.mrc import write_mrc
 from cryoal.io.store import StoreWriter
-from cryoal_napari import get_reader
 
 MANIFEST = Path(__file__).resolve().parents[2] / "napari_plugin" / "cryoal_napari" / "napari.yaml"
 

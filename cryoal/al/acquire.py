@@ -1,0 +1,532 @@
+"""One call from trained models to the next batch of candidates to label.
+
+:func:`acquire` is what ``cryoal suggest``, the AL engine, the benchmark and the napari
+plugin use: it optionally draws a random pre-subset of the unlabeled pool, streams those
+candidates through the models in fixed-size batches (:func:`cryoal.train.predict.
+stream_outputs`), turns the outputs into scores with the pure heuristics of
+:mod:`cryoal.al.heuristics` / :mod:`cryoal.al.gradnorm`, and picks ``k`` candidates with the
+selectors of :mod:`cryoal.al.selectors`. Memory is bounded by the batch plus what the
+strategy needs per candidate (one score; ``C`` probabilities for probability-space
+selection; ``F`` features for feature-space selection).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from cryoal.al import gradnorm as gn
+from cryoal.al import heuristics as H
+from cryoal.al import selectors as sel
+from cryoal.al.strategies import DIVERSITY_NATIVE, NEEDS_FEATURES, StrategyConfig
+from cryoal.io.store import SubtomogramStore
+from cryoal.train.predict import resolve_device, stream_outputs
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass
+class Acquisition:
+    """The result of one acquisition.
+
+    Attributes
+    ----------
+    ids
+        ``(k,)`` candidate ids to label, in the order the selector picked them.
+    indices
+        ``(k,)`` store rows of ``ids``.
+    scores
+        ``(k,)`` the picks' scores (for k-center / k-means++ picks: the distance to the
+        nearest centre when picked).
+    predicted
+        ``(k,)`` the teacher's predicted class of each pick (-1 when no model was run).
+    scored_ids, scored_scores
+        Every candidate that was scored (the pre-subset) and its score (``(n,)``), for
+        ranking tables; higher = more informative.
+    strategy
+        Display name of the strategy.
+    timings
+        Seconds spent: ``{"predict": ..., "select": ...}``.
+    """
+
+    ids: np.ndarray
+    indices: np.ndarray
+    scores: np.ndarray
+    predicted: np.ndarray
+    scored_ids: np.ndarray
+    scored_scores: np.ndarray
+    strategy: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def subseed(seed: int, *tags: int) -> int:
+    """An independent 32-bit seed derived from ``seed`` and integer ``tags``."""
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *tags]).generate_state(1)[0])
+
+
+@dataclass
+class _Outputs:
+    """Per-candidate arrays gathered while streaming (only those a strategy needs)."""
+
+    teacher_logits: list[np.ndarray] = field(default_factory=list)
+    predicted: list[np.ndarray] = field(default_factory=list)
+    student_logits: list[np.ndarray] = field(default_factory=list)
+    features: list[np.ndarray] = field(default_factory=list)
+    scores: list[np.ndarray] = field(default_factory=list)
+
+    @staticmethod
+    def cat(parts: list[np.ndarray]) -> np.ndarray | None:
+        return np.concatenate(parts) if parts else None
+
+
+def _check_models(
+    cfg: StrategyConfig, teacher: nn.Module | None, student: nn.Module | None
+) -> None:
+    if cfg.name == "random":
+        return
+    if teacher is None:
+        raise ValueError(f"strategy {cfg.name!r} needs a trained teacher model")
+    if cfg.needs_student and student is None:
+        mode = (
+            "an EMA student (train with student: ema)"
+            if cfg.student_mode == "ema"
+            else ("a trained student (train with student: trained)")
+        )
+        raise ValueError(f"strategy {cfg.display_name!r} needs {mode}; none was given")
+
+
+def _probs_for_space(logits: np.ndarray) -> np.ndarray:
+    """``(n, C)`` probabilities; segmentation outputs are averaged over voxels."""
+    p = H.softmax(logits, axis=1)
+    if p.ndim > 2:
+        p = p.reshape(p.shape[0], p.shape[1], -1).mean(axis=2)
+    return p
+
+
+def _score_batch(cfg: StrategyConfig, t: np.ndarray, s: np.ndarray | None) -> np.ndarray:
+    """Scores of one batch from teacher logits ``t`` (and student logits ``s``)."""
+    red = {"reduction": cfg.seg_reduction, "quantile": cfg.seg_quantile}
+    if cfg.name in ("kt", "kt-ema"):
+        assert s is not None
+        return H.kt(t, s, tau=cfg.tau, direction=cfg.direction, **red)  # type: ignore[arg-type]
+    if cfg.name == "bald":
+        return H.bald(H.softmax(t, axis=1), **red)
+    p = H.softmax(t, axis=1)
+    if cfg.name == "entropy":
+        return H.entropy(p, **red)
+    if cfg.name == "margin":
+        return H.margin(p, **red)
+    if cfg.name == "least-confidence":
+        return H.least_confidence(p, **red)
+    raise AssertionError(cfg.name)
+
+
+def _iter_batches(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    return [indices[i : i + batch_size] for i in range(0, indices.size, batch_size)]
+
+
+def _gradnorm_scores(
+    cfg: StrategyConfig,
+    teacher: nn.Module,
+    store: SubtomogramStore,
+    indices: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    out: _Outputs,
+    on_batch: ProgressCallback | None,
+    keep_teacher: bool,
+) -> None:
+    """Exact all-parameter gradient norms, batch by batch (needs gradients, not no_grad)."""
+    surrogate = "entropy" if cfg.name == "entropy-gradnorm" else "expected"
+    was_training = teacher.training
+    teacher.to(device)
+    teacher.eval()
+    try:
+        for rows in _iter_batches(indices, batch_size):
+            x = torch.from_numpy(store.subtomograms(rows)[:, None]).to(device)
+            out.scores.append(
+                gn.gradnorm_scores(
+                    teacher, x, surrogate=surrogate, norm=cfg.gradnorm_norm, scope="all"
+                )
+            )
+            with torch.no_grad():
+                t = _summarise(teacher(x).float().cpu().numpy())
+            out.predicted.append(t.argmax(axis=1).astype(np.int32))
+            if keep_teacher:
+                out.teacher_logits.append(t)
+            if on_batch:
+                on_batch(rows.size)
+    finally:
+        teacher.train(was_training)
+
+
+def _stream(
+    cfg: StrategyConfig,
+    teacher: nn.Module,
+    student: nn.Module | None,
+    store: SubtomogramStore,
+    indices: np.ndarray,
+    *,
+    batch_size: int,
+    device: torch.device,
+    want_features: bool,
+    want_student: bool,
+    on_batch: ProgressCallback | None,
+    keep_teacher: bool = True,
+    keep_student: bool = True,
+) -> _Outputs:
+    """Stream ``indices`` through the models, keeping scores and what selection needs.
+
+    Always keeps the teacher's predicted class; ``keep_teacher`` also keeps its ``(n, C)``
+    logits (selection in its probability space, BADGE). ``want_student`` runs the student;
+    ``keep_student`` also keeps its logits (selection in the student's probability space).
+    """
+    out = _Outputs()
+    if indices.size == 0:
+        return out
+    if cfg.name in ("entropy-gradnorm", "expected-gradnorm") and cfg.gradnorm_scope == "all":
+        _gradnorm_scores(
+            cfg, teacher, store, indices, batch_size, device, out, on_batch, keep_teacher
+        )
+        if want_student or want_features:
+            extra = _stream(
+                cfg.model_copy(update={"name": "entropy"}),
+                teacher,
+                student,
+                store,
+                indices,
+                batch_size=batch_size,
+                device=device,
+                want_features=want_features,
+                want_student=want_student,
+                on_batch=None,
+            )
+            out.features, out.student_logits = extra.features, extra.student_logits
+        return out
+    models: dict[str, nn.Module] = {"teacher": teacher}
+    if want_student and student is not None:
+        models["student"] = student
+    mc = cfg.mc_passes if cfg.name == "bald" else 0
+    last_layer = cfg.name.endswith("gradnorm")
+    for batch in stream_outputs(
+        models,
+        store,
+        indices,
+        batch_size=batch_size,
+        device=device,
+        mc_passes=mc,
+        features=want_features or last_layer,
+    ):
+        t = batch.logits["teacher"].numpy()
+        s = batch.logits["student"].numpy() if "student" in batch.logits else None
+        if last_layer:
+            feats = batch.features.get("teacher")
+            if feats is None or t.ndim != 2:
+                raise ValueError(
+                    "gradnorm with scope last_layer needs a classifier (features and a Linear head)"
+                )
+            head = getattr(teacher, "head", None)
+            out.scores.append(
+                gn.last_layer_gradnorm(
+                    H.softmax(t, 1),
+                    feats.numpy(),
+                    surrogate="entropy" if cfg.name == "entropy-gradnorm" else "expected",
+                    norm=cfg.gradnorm_norm,
+                    bias=getattr(head, "bias", None) is not None,
+                )
+            )
+        elif cfg.name not in DIVERSITY_NATIVE:
+            out.scores.append(_score_batch(cfg, t, s))
+        if mc:  # keep the mean over passes as the prediction
+            t = np.log(np.clip(H.softmax(t, axis=1).mean(axis=2), 1e-12, None))
+        # (n, C) per candidate; segmentation outputs as log mean-voxel probabilities
+        t = _summarise(t)
+        out.predicted.append(t.argmax(axis=1).astype(np.int32))
+        if keep_teacher:
+            out.teacher_logits.append(t)
+        if s is not None and keep_student:
+            out.student_logits.append(_summarise(s))
+        if want_features:
+            out.features.append(batch.features["teacher"].numpy())
+        if on_batch:
+            on_batch(batch.indices.size)
+    return out
+
+
+def _summarise(logits: np.ndarray) -> np.ndarray:
+    """Classification logits as they are; segmentation reduced to log mean-voxel probs."""
+    if logits.ndim == 2:
+        return logits.astype(np.float32)
+    return np.log(np.clip(_probs_for_space(logits), 1e-12, None)).astype(np.float32)
+
+
+def acquire(
+    strategy_config: StrategyConfig | str | dict,
+    *,
+    teacher: nn.Module | None,
+    student: nn.Module | None,
+    store: SubtomogramStore,
+    pool_indices: Sequence[int] | np.ndarray,
+    labeled_indices: Sequence[int] | np.ndarray,
+    k: int,
+    seed: int,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    on_batch: ProgressCallback | None = None,
+) -> Acquisition:
+    """Choose ``k`` candidates from the unlabeled pool.
+
+    Parameters
+    ----------
+    strategy_config
+        A :class:`StrategyConfig`, a strategy name, or a mapping of its fields.
+    teacher, student
+        Trained models (``cryoal.train.fit.fit`` returns both); ``student`` may be None for
+        strategies that do not use it; ``random`` needs neither.
+    store
+        The subtomogram store holding pool (and labeled) candidates.
+    pool_indices
+        ``(N,)`` store rows of the unlabeled candidates.
+    labeled_indices
+        Store rows of the labeled set (centres for the coreset family; may be empty).
+    k
+        Batch size (``1 <= k <= N``).
+    seed
+        Seed of the pre-subset, stochastic selection and k-center/k-means++ draws.
+    batch_size
+        Samples per forward pass.
+    device
+        ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    on_batch
+        Called with the number of candidates after each streamed batch (progress bars).
+
+    Returns
+    -------
+    Acquisition
+
+    Raises
+    ------
+    ValueError
+        Unknown strategy or option, missing model, ``k`` outside ``1..N``, or a strategy
+        that does not apply to the model (e.g. coreset features from a segmenter).
+    """
+    cfg = StrategyConfig.parse(strategy_config)
+    pool = np.asarray(pool_indices, np.int64).reshape(-1)
+    labeled = np.asarray(labeled_indices, np.int64).reshape(-1)
+    if pool.size == 0:
+        raise ValueError("the unlabeled pool is empty; nothing left to suggest")
+    if not 1 <= k <= pool.size:
+        raise ValueError(f"k={k} must be between 1 and the pool size {pool.size}")
+    if np.unique(pool).size != pool.size:
+        raise ValueError("pool_indices contain repeated store rows")
+    if np.intersect1d(pool, labeled).size:
+        raise ValueError("pool_indices and labeled_indices overlap; the pool must be unlabeled")
+    _check_models(cfg, teacher, student)
+    if (
+        cfg.name == "bald"
+        and teacher is not None
+        and not any(
+            isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in teacher.modules()
+        )
+    ):
+        raise ValueError(
+            "bald needs MC dropout, but the teacher has no dropout; train with dropout > 0 "
+            "(e.g. 0.3 in the training config)"
+        )
+    dev = resolve_device(device)
+    t0 = time.perf_counter()
+
+    pool_ids = np.asarray(store.ids[pool]).astype(str)
+    sub_pos = sel.random_subset(pool_ids, cfg.subset_size, subseed(seed, 1))
+    if sub_pos.size < k:  # a subset smaller than the batch: widen it to k
+        sub_pos = sel.random_subset(pool_ids, k, subseed(seed, 1))
+    # candidates in id order: results cannot depend on the order of the pool
+    sub_pos = sub_pos[sel.canonical_order(pool_ids[sub_pos])]
+    cand = pool[sub_pos]
+    cand_ids = pool_ids[sub_pos]
+    sel_seed = subseed(seed, 2)
+
+    if cfg.name == "random":
+        scores = H.random_scores(cand.size, sel_seed)  # candidates are in id order
+        pos = sel.top_k(cand_ids, scores, k)
+        predicted = np.full(k, -1, np.int64)
+        if teacher is not None:  # the teacher's guesses, e.g. for a cold-start accuracy check
+            logits = [
+                b.logits["teacher"].numpy()
+                for b in stream_outputs(
+                    {"teacher": teacher}, store, cand[pos], batch_size=batch_size, device=dev
+                )
+            ]
+            predicted = _summarise(np.concatenate(logits)).argmax(axis=1).astype(np.int64)
+        t1 = time.perf_counter()
+        return Acquisition(
+            ids=cand_ids[pos],
+            indices=cand[pos],
+            scores=scores[pos],
+            predicted=predicted,
+            scored_ids=cand_ids,
+            scored_scores=scores,
+            strategy=cfg.display_name,
+            timings={"predict": 0.0, "select": t1 - t0},
+        )
+
+    assert teacher is not None
+    space = _selection_space(cfg)
+    want_features = cfg.name in NEEDS_FEATURES or space == "features"
+    want_student = cfg.needs_student
+    # MC-dropout masks come from torch's global generator: seed it here, restore it after
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(subseed(seed, 3))
+        out = _stream(
+            cfg,
+            teacher,
+            student,
+            store,
+            cand,
+            batch_size=batch_size,
+            device=dev,
+            want_features=want_features,
+            want_student=want_student,
+            keep_teacher=space == "teacher_probs" or cfg.name == "badge",
+            keep_student=space == "student_probs",
+            on_batch=on_batch,
+        )
+    predicted = np.concatenate(out.predicted).astype(np.int64)
+    out.predicted = []
+    for name in ("teacher_logits", "student_logits", "features", "scores"):
+        parts = getattr(out, name)
+        if len(parts) > 1:  # one array instead of a list of batches (no second copy later)
+            setattr(out, name, [np.concatenate(parts)])
+    t1 = time.perf_counter()
+
+    def points_of(o: _Outputs) -> np.ndarray:
+        if space == "features":
+            f = _Outputs.cat(o.features)
+            if f is None:
+                raise ValueError("feature-space selection needs a classifier with forward_features")
+            return f
+        logits = _Outputs.cat(o.student_logits if space == "student_probs" else o.teacher_logits)
+        assert logits is not None
+        return _probs_for_space(logits.astype(np.float64))
+
+    def centres() -> np.ndarray | None:
+        if labeled.size == 0:
+            return None
+        lab = _stream(
+            cfg.model_copy(update={"name": "entropy"}),
+            teacher,
+            student,
+            store,
+            labeled,
+            batch_size=batch_size,
+            device=dev,
+            want_features=space == "features",
+            want_student=space == "student_probs",
+            on_batch=None,
+        )
+        return points_of(lab)
+
+    cap = None if cfg.class_cap is None else max(1, math.ceil(cfg.class_cap * k))
+    if cfg.name in ("pcoreset", "coreset"):
+        metric = cfg.coreset_metric if cfg.name == "coreset" else "l2"
+        pos, dist = sel.kcenter_greedy(
+            points_of(out),
+            k,
+            cand_ids,
+            centres=centres(),
+            metric=metric,
+            seed=sel_seed,
+            groups=predicted if cap else None,
+            cap=cap,
+        )
+        scores_all = np.full(cand.size, np.nan)
+        scores_all[pos] = dist
+        pick_scores = dist
+    elif cfg.name == "badge":
+        t_logits = _Outputs.cat(out.teacher_logits)
+        if t_logits is None or t_logits.ndim != 2 or not out.features:
+            raise ValueError("badge needs a classifier (features and class probabilities)")
+        p = H.softmax(t_logits.astype(np.float64), 1)
+        g = p - np.eye(p.shape[1])[p.argmax(1)]
+        points = sel.OuterProductPoints(g, _Outputs.cat(out.features))
+        pos = sel.kmeanspp(points, k, cand_ids, seed=sel_seed)
+        scores_all = np.sqrt(points.sq_norms())
+        pick_scores = scores_all[pos]
+    else:
+        scores_all = _Outputs.cat(out.scores)
+        assert scores_all is not None and scores_all.shape == (cand.size,)
+        pos = _select_by_score(
+            cfg, cand_ids, scores_all, k, sel_seed, predicted, cap, lambda: points_of(out), centres
+        )
+        pick_scores = scores_all[pos]
+    t2 = time.perf_counter()
+    return Acquisition(
+        ids=cand_ids[pos],
+        indices=cand[pos],
+        scores=np.asarray(pick_scores, np.float64),
+        predicted=predicted[pos],
+        scored_ids=cand_ids,
+        scored_scores=scores_all,
+        strategy=cfg.display_name,
+        timings={"predict": t1 - t0, "select": t2 - t1},
+    )
+
+
+def _selection_space(cfg: StrategyConfig) -> str | None:
+    if cfg.name == "pcoreset":
+        return "student_probs" if cfg.pcoreset_source == "student" else "teacher_probs"
+    if cfg.name == "coreset":
+        return "features"
+    if cfg.selection == "diverse" and cfg.name not in DIVERSITY_NATIVE:
+        return cfg.diversity_space
+    return None
+
+
+def _select_by_score(
+    cfg: StrategyConfig,
+    ids: np.ndarray,
+    scores: np.ndarray,
+    k: int,
+    seed: int,
+    predicted: np.ndarray,
+    cap: int | None,
+    points: Callable[[], np.ndarray],
+    centres: Callable[[], np.ndarray | None],
+) -> np.ndarray:
+    """Top-k, stochastic or top-M + diversity selection of ``k`` positions."""
+    if cfg.selection == "top_k":
+        if cap is None:
+            return sel.top_k(ids, scores, k)
+        return sel.apply_class_cap(sel.rank_by_score(ids, scores), predicted, k, cap)
+    if cfg.selection == "stochastic":
+        order = sel.stochastic_top_k(ids, scores, ids.size, seed, cfg.beta, cfg.weighting)
+        return order[:k] if cap is None else sel.apply_class_cap(order, predicted, k, cap)
+    # diverse: top-M by score, then k-center / k-means++ among them
+    m = min(ids.size, max(k, math.ceil(cfg.diversity_factor * k)))
+    top = sel.top_k(ids, scores, m)
+    pts = points()[top]
+    if cfg.diversity_method == "kcenter":
+        pos, _ = sel.kcenter_greedy(
+            pts,
+            k,
+            ids[top],
+            centres=centres(),
+            seed=seed,
+            groups=predicted[top] if cap else None,
+            cap=cap,
+        )
+    else:
+        # with a cap, order all M candidates by k-means++ and take the first k within the cap
+        pos = sel.kmeanspp(pts, k if cap is None else m, ids[top], seed=seed, first="max_norm")
+        if cap is not None:
+            pos = sel.apply_class_cap(pos, predicted[top], k, cap)
+    return top[pos]

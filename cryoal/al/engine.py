@@ -1,0 +1,429 @@
+"""The active-learning loop: label -> train -> evaluate -> score and select -> label ...
+
+:class:`ALEngine` keeps the pool state keyed by candidate id (which ids are labeled, with
+which class and in which round) in ``OUT/state.json``, and advances one *step* at a time:
+
+``label``
+    ask the oracle for the pending ids; answered ids join the labeled set with the round
+    they were requested in (a human oracle may answer only some: the rest stay pending);
+``train``
+    train teacher (and student, if the strategy needs one) with
+    :func:`cryoal.train.fit.fit` on the labeled set into ``OUT/cycles/cycle_NN``, from
+    scratch or warm-started from the previous cycle; evaluate on the held-out test rows;
+``select``
+    score the unlabeled pool and choose the next batch with :func:`cryoal.al.acquire`.
+
+The state is written atomically after every step, so a run killed at any moment resumes
+at the step it was in: a half-trained cycle is retrained from scratch (training is seeded),
+a half-finished selection is redone (selection is seeded), and the result is the same as
+an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from cryoal.al.acquire import acquire, subseed
+from cryoal.al.oracle import Oracle
+from cryoal.al.selectors import random_subset, resolve_size
+from cryoal.al.strategies import StrategyConfig
+from cryoal.io.atomic import atomic_write_text
+from cryoal.io.store import SubtomogramStore
+from cryoal.train.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = 1
+STATE_FILE = "state.json"
+Phase = Literal["label", "train", "select", "done"]
+
+
+class EngineConfig(BaseModel):
+    """Schedule and settings of one AL run (one strategy, one seed).
+
+    Sizes are counts (int) or fractions (float in (0, 1]) of the *initial* unlabeled pool,
+    so ``initial=0.1, per_cycle=0.05, n_cycles=7`` is the papers' 10 % -> 40 % schedule.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    initial: int | float = Field(0.1, description="initial random labeled set")
+    per_cycle: int | float = Field(0.05, description="labels added per cycle")
+    n_cycles: int = Field(7, ge=1, description="training cycles (acquisitions = n_cycles - 1)")
+    warm_start: bool = Field(False, description="initialise each cycle from the previous one")
+    seed: int = Field(0, description="seed of the initial set, training and selection")
+    batch_size: int = Field(64, ge=1, description="samples per forward pass when scoring")
+    device: str = Field("cpu", description="cpu, cuda or auto")
+
+
+def _digest(ids: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for i in sorted(str(x) for x in ids):
+        h.update(i.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class ALEngine:
+    """Run (or resume) an active-learning loop in ``out_dir``.
+
+    Parameters
+    ----------
+    store
+        Subtomogram store with every candidate (pool and test).
+    oracle
+        Answers label requests (:class:`~cryoal.al.oracle.SimulatedOracle` or a human one).
+    config
+        :class:`EngineConfig`.
+    out_dir
+        Run folder: ``state.json`` and ``cycles/cycle_NN/`` training runs. An existing
+        folder with a state is resumed; its configuration and pool must match.
+    pool_indices
+        Store rows the engine may ask about (default: every row not in ``test_indices``).
+    test_indices
+        Held-out store rows with ground-truth labels, evaluated after every training.
+    on_batch
+        Progress callback passed to :func:`~cryoal.al.acquire.acquire`.
+    on_step
+        Called with the state after every step (progress bars).
+
+    Raises
+    ------
+    ValueError
+        A resumed folder whose configuration, pool or test set differ.
+    """
+
+    def __init__(
+        self,
+        store: SubtomogramStore,
+        oracle: Oracle,
+        config: EngineConfig,
+        out_dir: str | os.PathLike,
+        *,
+        pool_indices: Sequence[int] | np.ndarray | None = None,
+        test_indices: Sequence[int] | np.ndarray = (),
+        on_batch: Callable[[int], None] | None = None,
+        on_step: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.oracle = oracle
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.test_indices = np.asarray(test_indices, np.int64).reshape(-1)
+        if pool_indices is None:
+            mask = np.ones(len(store), bool)
+            mask[self.test_indices] = False
+            pool_indices = np.flatnonzero(mask)
+        self.pool_indices = np.asarray(pool_indices, np.int64).reshape(-1)
+        if np.intersect1d(self.pool_indices, self.test_indices).size:
+            raise ValueError("pool and test rows overlap; the test set must be held out")
+        self.pool_ids = np.asarray(store.ids[self.pool_indices]).astype(str)
+        self._row_of = dict(zip(self.pool_ids.tolist(), self.pool_indices.tolist(), strict=True))
+        self.on_batch = on_batch
+        self.on_step = on_step
+        self.class_names = list(store.class_names)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.state = self._load_or_init()
+
+    # -- state ------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return self.out_dir / STATE_FILE
+
+    def _config_json(self, config: EngineConfig | None = None) -> dict[str, Any]:
+        """The configuration that determines the results (device and workers left out)."""
+        data = (config or self.config).model_dump(mode="json")
+        data["train"] = {
+            k: v for k, v in data["train"].items() if k not in ("device", "num_workers")
+        }
+        data.pop("device")
+        return data
+
+    def _same_config(self, saved: dict[str, Any]) -> bool:
+        """Saved and current configuration agree (fields added since then take defaults)."""
+        try:
+            again = EngineConfig.model_validate(saved)
+        except ValueError:
+            return False
+        return self._config_json(again) == self._config_json()
+
+    def _load_or_init(self) -> dict[str, Any]:
+        cfg = self._config_json()
+        pool_digest = _digest(self.pool_ids)
+        test_digest = _digest(np.asarray(self.store.ids[self.test_indices]).astype(str))
+        if self.state_path.exists():
+            try:
+                state = json.loads(self.state_path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ValueError(
+                    f"{self.state_path}: unreadable AL state ({exc}); use a new folder"
+                ) from exc
+            if not self._same_config(state.get("config") or {}):
+                raise ValueError(
+                    f"{self.state_path}: this folder holds a run with a different configuration; "
+                    "use a new output folder (or delete this one) to start a new run"
+                )
+            if state.get("pool_digest") != pool_digest or state.get("test_digest") != test_digest:
+                raise ValueError(
+                    f"{self.state_path}: the pool or test set differs from the one this run started "
+                    "with; use a new output folder"
+                )
+            logger.info(
+                "resuming %s at cycle %d, step %s", self.out_dir, state["cycle"], state["phase"]
+            )
+            return state
+        n0 = self.pool_ids.size
+        n_init = resolve_size(self.config.initial, n0, "initial")
+        first = random_subset(self.pool_ids, n_init, subseed(self.config.seed, 0))
+        state: dict[str, Any] = {
+            "format": STATE_FORMAT,
+            "config": cfg,
+            "pool_digest": pool_digest,
+            "test_digest": test_digest,
+            "pool_size": int(n0),
+            "cycle": 0,
+            "phase": "label",
+            "cold": self._has_cold_start(),
+            "labels": {},
+            "pending": {
+                "round": 0,
+                "strategy": "initial-random",
+                "ids": sorted(self.pool_ids[first].tolist()),
+                "predicted": [-1] * int(first.size),
+            },
+            "batches": [],
+            "history": [],
+        }
+        self._save(state)
+        return state
+
+    def _save(self, state: dict[str, Any] | None = None) -> None:
+        atomic_write_text(
+            self.state_path, json.dumps(state or self.state, indent=1), overwrite=True
+        )
+
+    def _has_cold_start(self) -> bool:
+        s = self.config.strategy
+        return s.cold_start_cycles > 0 or s.cold_start_margin is not None
+
+    @property
+    def phase(self) -> Phase:
+        return self.state["phase"]
+
+    @property
+    def done(self) -> bool:
+        return self.state["phase"] == "done"
+
+    def labeled(self) -> tuple[np.ndarray, np.ndarray]:
+        """Store rows and classes of the labeled set, sorted by id."""
+        ids = sorted(self.state["labels"])
+        rows = np.array([self._row_of[i] for i in ids], np.int64)
+        labels = np.array([self.state["labels"][i][0] for i in ids], np.int64)
+        return rows, labels
+
+    # -- steps ------------------------------------------------------------------------
+    def step(self) -> Phase | Literal["waiting"]:
+        """Do one step and save the state; returns the new phase or ``"waiting"``."""
+        phase = self.state["phase"]
+        if phase == "label":
+            result = self._step_label()
+        elif phase == "train":
+            result = self._step_train()
+        elif phase == "select":
+            result = self._step_select()
+        else:
+            return "done"
+        if self.on_step:
+            self.on_step(self.state)
+        return result
+
+    def run(self, max_steps: int | None = None) -> dict[str, Any]:
+        """Step until done, until the oracle has no answer yet, or ``max_steps`` steps."""
+        n = 0
+        while not self.done and (max_steps is None or n < max_steps):
+            if self.step() == "waiting":
+                break
+            n += 1
+        return self.state
+
+    def _step_label(self) -> Phase | Literal["waiting"]:
+        pending = self.state["pending"]
+        ids = [i for i in pending["ids"] if i not in self.state["labels"]]
+        answers = self.oracle.label(ids) if ids else {}
+        for i, c in answers.items():
+            if i not in self._row_of:
+                raise ValueError(f"oracle answered id {i!r}, which is not in the pool")
+            if not 0 <= int(c) < len(self.class_names):
+                raise ValueError(
+                    f"oracle gave class {c} for {i!r}; classes are 0..{len(self.class_names) - 1}"
+                )
+            self.state["labels"][i] = [int(c), int(pending["round"])]
+        if any(i not in self.state["labels"] for i in pending["ids"]):
+            self._save()
+            return "waiting"
+        truth = [self.state["labels"][i][0] for i in pending["ids"]]
+        counts = np.bincount(truth, minlength=len(self.class_names)) if truth else np.zeros(0)
+        pred = np.asarray(pending["predicted"], np.int64)
+        batch_acc = (
+            float((pred == np.asarray(truth)).mean()) if truth and (pred >= 0).all() else None
+        )
+        self.state["batches"].append(
+            {
+                "round": int(pending["round"]),
+                "strategy": pending["strategy"],
+                "n": len(truth),
+                "class_counts": {n: int(c) for n, c in zip(self.class_names, counts, strict=True)},
+                "teacher_accuracy": batch_acc,
+            }
+        )
+        if self.state["cold"] and pending["strategy"].startswith("cold:"):
+            self._update_cold(batch_acc)
+        self.state["pending"] = None
+        self.state["phase"] = "train"
+        self._save()
+        return "train"
+
+    def _update_cold(self, batch_acc: float | None) -> None:
+        s = self.config.strategy
+        n_cold = sum(b["strategy"].startswith("cold:") for b in self.state["batches"])
+        if n_cold < s.cold_start_cycles:
+            return
+        if s.cold_start_margin is None:
+            self.state["cold"] = False
+            return
+        chance = 1.0 / max(len(self.class_names), 1)
+        if batch_acc is not None and batch_acc > chance + s.cold_start_margin:
+            self.state["cold"] = False
+
+    def _cycle_dir(self, cycle: int) -> Path:
+        return self.out_dir / "cycles" / f"cycle_{cycle:02d}"
+
+    def _step_train(self) -> Phase:
+        from cryoal.train.checkpoint import checkpoint_dir, load_run
+        from cryoal.train.evaluate import evaluate
+        from cryoal.train.fit import fit
+
+        cycle = int(self.state["cycle"])
+        rows, labels = self.labeled()
+        run_dir = self._cycle_dir(cycle)
+        if run_dir.exists():  # an interrupted attempt: start the cycle again from scratch
+            shutil.rmtree(run_dir)
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        cfg = self.config.train.updated(
+            student=self.config.strategy.student_mode,
+            seed=subseed(self.config.seed, 100 + cycle),
+            device=self.config.device,
+        )
+        unlabeled = None
+        if cfg.student_data == "labeled+unlabeled":
+            unlabeled = np.setdiff1d(self.pool_indices, rows)
+        init = None
+        if self.config.warm_start and cycle > 0:
+            init = self._cycle_dir(cycle - 1)
+        t0 = time.perf_counter()
+        fit(
+            cfg,
+            self.store,
+            rows,
+            labels=labels,
+            unlabeled_indices=unlabeled,
+            out_dir=run_dir,
+            init=init,
+            progress=False,
+        )
+        train_s = time.perf_counter() - t0
+        run = load_run(run_dir, device=self.config.device)
+        # mid-training checkpoints are not needed: an interrupted cycle is retrained
+        shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
+        test = {"accuracy": None, "macro_f1": None, "per_class_accuracy": {}}
+        if self.test_indices.size:
+            metrics = evaluate(
+                run.teacher,
+                None,
+                self.store,
+                self.test_indices,
+                task=cfg.task,
+                class_names=self.class_names,
+                batch_size=self.config.batch_size,
+                device=self.config.device,
+            )
+            test = metrics["teacher"]
+        self.state["history"].append(
+            {
+                "cycle": cycle,
+                "n_labeled": int(rows.size),
+                "accuracy": test.get("accuracy"),
+                "macro_f1": test.get("macro_f1"),
+                "per_class_accuracy": test.get("per_class_accuracy", {}),
+                "train_s": round(train_s, 3),
+                "score_s": None,
+                "run_dir": str(run_dir.relative_to(self.out_dir)),
+            }
+        )
+        last = cycle + 1 >= self.config.n_cycles
+        n_left = self.pool_ids.size - len(self.state["labels"])
+        self.state["phase"] = "done" if last or n_left == 0 else "select"
+        self._save()
+        return self.state["phase"]
+
+    def _step_select(self) -> Phase:
+        from cryoal.train.checkpoint import load_run
+
+        cycle = int(self.state["cycle"])
+        run = load_run(self._cycle_dir(cycle), device=self.config.device)
+        rows, _ = self.labeled()
+        labeled_set = set(self.state["labels"])
+        pool = np.array([r for i, r in self._row_of.items() if i not in labeled_set], np.int64)
+        k = min(
+            resolve_size(self.config.per_cycle, int(self.state["pool_size"]), "per_cycle"),
+            pool.size,
+        )
+        strategy = self.config.strategy
+        name = strategy.display_name
+        if self.state["cold"]:
+            strategy = StrategyConfig(
+                name=strategy.cold_start_method,
+                subset_size=strategy.subset_size,
+                pcoreset_source=strategy.pcoreset_source,
+                coreset_metric=strategy.coreset_metric,
+            )
+            name = f"cold:{strategy.name}"
+        t0 = time.perf_counter()
+        acq = acquire(
+            strategy,
+            teacher=run.teacher,
+            student=run.student,
+            store=self.store,
+            pool_indices=pool,
+            labeled_indices=rows,
+            k=k,
+            seed=subseed(self.config.seed, 1000 + cycle),
+            batch_size=self.config.batch_size,
+            device=self.config.device,
+            on_batch=self.on_batch,
+        )
+        self.state["history"][-1]["score_s"] = round(time.perf_counter() - t0, 3)
+        self.state["pending"] = {
+            "round": cycle + 1,
+            "strategy": name,
+            "ids": [str(i) for i in acq.ids],
+            "predicted": [int(p) for p in acq.predicted],
+            "scores": [float(s) for s in acq.scores],
+        }
+        self.state["cycle"] = cycle + 1
+        self.state["phase"] = "label"
+        self._save()
+        return "label"

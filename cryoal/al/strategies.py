@@ -1,0 +1,211 @@
+"""Strategy configuration: which heuristic, and how a batch is chosen from its scores.
+
+A :class:`StrategyConfig` names one acquisition strategy (methods.md §1–4) and the
+options every strategy can combine with (methods.md §7): a random pre-subset of the pool,
+stochastic batch acquisition, a top-M diversity stage, a per-class cap and a cold start.
+It is a pydantic model, so it loads from YAML/JSON and rejects unknown keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+StrategyName = Literal[
+    "kt",
+    "kt-ema",
+    "entropy-gradnorm",
+    "expected-gradnorm",
+    "pcoreset",
+    "coreset",
+    "badge",
+    "bald",
+    "entropy",
+    "margin",
+    "least-confidence",
+    "random",
+]
+
+#: Every strategy name, in the order the docs list them.
+STRATEGIES: tuple[str, ...] = StrategyName.__args__  # type: ignore[attr-defined]
+
+#: Strategies whose batch comes from a diversity selector rather than top-k of scores.
+DIVERSITY_NATIVE: frozenset[str] = frozenset({"pcoreset", "coreset", "badge"})
+
+#: Strategies that need the teacher's penultimate features.
+NEEDS_FEATURES: frozenset[str] = frozenset({"coreset", "badge"})
+
+
+class StrategyConfig(BaseModel):
+    """One acquisition strategy and its options (defaults first, as in methods.md).
+
+    Scores are always "higher = more informative"; ties are broken by candidate id.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: StrategyName = Field("kt", description="acquisition strategy")
+    label: str | None = Field(
+        None, description="display name in benchmark tables (default: derived from the options)"
+    )
+
+    # -- teacher–student distance (§1) -------------------------------------------------
+    tau: float = Field(1.0, gt=0.0, description="kt: softmax temperature of the score")
+    kl_direction: Literal["teacher_student", "student_teacher"] | None = Field(
+        None,
+        description="kt: KL(p_T||p_S) (default) or KL(p_S||p_T); kt-ema default KL(p_EMA||p_T)",
+    )
+
+    # -- gradient norm (§2) --------------------------------------------------------------
+    gradnorm_scope: Literal["all", "last_layer"] = Field(
+        "all", description="gradnorm: all trainable parameters (released code) or the last layer"
+    )
+    gradnorm_norm: Literal["sum_of_tensor_norms", "global"] = Field(
+        "sum_of_tensor_norms",
+        description="gradnorm: sum of per-tensor L2 norms (released code) or the global L2 norm",
+    )
+
+    # -- coresets (§3, §4) ---------------------------------------------------------------
+    pcoreset_source: Literal["student", "teacher"] = Field(
+        "student", description="pcoreset: whose probabilities span the space"
+    )
+    coreset_metric: Literal["l2", "cosine"] = Field("l2", description="coreset: feature distance")
+
+    # -- BALD ------------------------------------------------------------------------------
+    mc_passes: int = Field(10, ge=2, description="bald: MC-dropout passes T")
+
+    # -- segmentation ----------------------------------------------------------------------
+    seg_reduction: Literal["mean", "max", "top_quantile"] = Field(
+        "mean", description="segmentation: voxel scores -> one score per subtomogram"
+    )
+    seg_quantile: float = Field(0.9, ge=0.0, lt=1.0, description="top_quantile reduction: q")
+
+    # -- pool and batch (§7) ---------------------------------------------------------------
+    subset_size: int | float | None = Field(
+        None,
+        description="random pre-subset of the unlabeled pool before scoring: a count, a "
+        "fraction in (0, 1], or null for the whole pool",
+    )
+    selection: Literal["top_k", "stochastic", "diverse"] = Field(
+        "top_k",
+        description="score-based strategies: top-k, stochastic (p ∝ weight(score)), or "
+        "diverse (top-M by score, then k-center / k-means++)",
+    )
+    beta: float = Field(1.0, ge=0.0, description="stochastic: exponent / inverse temperature")
+    weighting: Literal["power", "softmax", "rank"] = Field(
+        "power", description="stochastic: score^beta, exp(beta*score) or rank^-beta"
+    )
+    diversity_factor: float = Field(4.0, ge=1.0, description="diverse: M = factor * k candidates")
+    diversity_method: Literal["kcenter", "kmeanspp"] = Field(
+        "kcenter", description="diverse: selector applied to the top-M"
+    )
+    diversity_space: Literal["teacher_probs", "student_probs", "features"] = Field(
+        "teacher_probs", description="diverse: space of the k-center / k-means++ distances"
+    )
+    class_cap: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="at most ceil(class_cap * k) picks per predicted class (relaxed if needed)",
+    )
+
+    # -- cold start (§7) -------------------------------------------------------------------
+    cold_start_cycles: int = Field(
+        0, ge=0, description="engine: the first N acquisitions use cold_start_method"
+    )
+    cold_start_margin: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="engine: keep the cold start until the teacher's accuracy on the last "
+        "cold-start batch exceeds chance + margin (checked after cold_start_cycles)",
+    )
+    cold_start_method: Literal["random", "pcoreset", "coreset"] = Field(
+        "random", description="engine: strategy used during the cold start"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> StrategyConfig:
+        if isinstance(self.subset_size, float) and not 0.0 < self.subset_size <= 1.0:
+            raise ValueError(f"subset_size {self.subset_size} as a fraction must be in (0, 1]")
+        if isinstance(self.subset_size, int) and self.subset_size <= 0:
+            raise ValueError(f"subset_size {self.subset_size} must be a positive count")
+        if self.class_cap is not None and self.name == "badge":
+            raise ValueError("class_cap is not available with badge (k-means++ sampling)")
+        return self
+
+    # -- derived ---------------------------------------------------------------------------
+    @property
+    def direction(self) -> str:
+        """KL direction actually used."""
+        if self.kl_direction is not None:
+            return self.kl_direction
+        return "student_teacher" if self.name == "kt-ema" else "teacher_student"
+
+    @property
+    def student_mode(self) -> Literal["trained", "ema", "none"]:
+        """The ``TrainConfig.student`` setting this strategy needs."""
+        if self.name == "kt":
+            return "trained"
+        if self.name == "kt-ema":
+            return "ema"
+        if self.name == "pcoreset" and self.pcoreset_source == "student":
+            return "trained"
+        if self.selection == "diverse" and self.diversity_space == "student_probs":
+            return "trained"
+        has_cold_start = self.cold_start_cycles > 0 or self.cold_start_margin is not None
+        if has_cold_start and self.cold_start_method == "pcoreset":
+            return "trained"
+        return "none"
+
+    @property
+    def needs_student(self) -> bool:
+        return self.student_mode != "none"
+
+    @property
+    def display_name(self) -> str:
+        """Short name for tables: the label, or the name plus non-default options."""
+        if self.label:
+            return self.label
+        parts = [self.name]
+        if self.subset_size is not None:
+            parts.append(f"sub{self.subset_size}")
+        if self.name not in DIVERSITY_NATIVE and self.name != "random":
+            if self.selection == "stochastic":
+                parts.append(f"stoch-{self.weighting}{self.beta:g}")
+            elif self.selection == "diverse":
+                parts.append(f"div-{self.diversity_method}-{self.diversity_space}")
+        if self.class_cap is not None:
+            parts.append(f"cap{self.class_cap:g}")
+        if self.cold_start_cycles or self.cold_start_margin is not None:
+            parts.append(f"cold-{self.cold_start_method}")
+        if self.name.endswith("gradnorm") and self.gradnorm_scope == "last_layer":
+            parts.append("last")
+        return "+".join(parts)
+
+    @classmethod
+    def parse(cls, value: str | dict[str, Any] | StrategyConfig) -> StrategyConfig:
+        """A config from a strategy name, a mapping of options, or a config (returned as is).
+
+        Raises
+        ------
+        ValueError
+            Unknown strategy or option (one line naming it).
+        """
+        if isinstance(value, StrategyConfig):
+            return value
+        data = {"name": value} if isinstance(value, str) else dict(value)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            msgs = []
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"]) or "strategy"
+                msgs.append(
+                    f"{loc}: {err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})"
+                )
+            raise ValueError(
+                f"invalid strategy {data.get('name', value)!r}: {'; '.join(msgs)}; strategies are "
+                f"{', '.join(STRATEGIES)}"
+            ) from None

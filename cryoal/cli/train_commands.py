@@ -1,0 +1,200 @@
+"""``cryoal train`` and ``cryoal predict``: thin shells over :mod:`cryoal.train.run`.
+
+Every hyper-parameter lives in :class:`cryoal.train.config.TrainConfig` (YAML via
+``--config``); the options below override single fields, ``--set key=value`` any field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+
+def _parse_sets(items: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set tau=2")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _summary(result: Any) -> None:
+    console = Console(highlight=False, soft_wrap=True)
+    final = result.metrics
+    val = final.get("val")
+    info = result.info
+    console.print(
+        f"trained {info['task']} teacher '{result.config.teacher_preset}' "
+        f"({info['models']['teacher']['parameters']:,} parameters) on {final['n_train']} "
+        f"samples, {final['epochs']} epochs, {final['train_time_s']:.1f} s"
+    )
+    if val:
+        table = Table("model", "accuracy" if info["task"] == "classify" else "mean Dice",
+                      "macro-F1" if info["task"] == "classify" else "mean IoU")  # fmt: skip
+        for name in ("teacher", "student"):
+            m = val.get(name)
+            if m is None:
+                continue
+            if info["task"] == "classify":
+                table.add_row(name, _fmt(m["accuracy"]), _fmt(m["macro_f1"]))
+            else:
+                table.add_row(name, _fmt(m["mean_dice"]), _fmt(m["mean_iou"]))
+        console.print(f"validation ({val['n']} samples):")
+        console.print(table)
+        if "agreement" in val:
+            console.print(
+                f"teacher–student agreement {_fmt(val['agreement'])}, "
+                f"mean distance {_fmt(val['distance'])}"
+            )
+    if result.out_dir is not None:
+        console.print(f"run: {result.out_dir} (metrics.json, train.yaml, *.safetensors)")
+
+
+def train_cmd(
+    data: Path = typer.Argument(
+        ..., help="Subtomogram store (.h5), or a project folder.", show_default=False
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Run folder to create (store input).", show_default=False
+    ),
+    task: str | None = typer.Option(None, "--task", help="classify | segment."),
+    preset: str | None = typer.Option(None, "--preset", help="Teacher network preset."),
+    student_preset: str | None = typer.Option(
+        None, "--student-preset", help="Student network preset."
+    ),
+    student: str | None = typer.Option(
+        None, "--student", help="trained | ema | none (task-only baseline)."
+    ),
+    config: Path | None = typer.Option(None, "--config", "-c", help="TrainConfig YAML file."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Training epochs."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Labeled samples per step."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of everything random."),
+    device: str | None = typer.Option(None, "--device", help="cpu | cuda | cuda:N | auto."),
+    val_fraction: float | None = typer.Option(
+        None, "--val-fraction", help="Held-out labeled fraction."
+    ),
+    checkpoint_every: int | None = typer.Option(
+        None, "--checkpoint-every", help="Also checkpoint every N steps."
+    ),
+    num_workers: int | None = typer.Option(
+        None, "--num-workers", help="DataLoader worker processes."
+    ),
+    sets: list[str] | None = typer.Option(
+        None, "--set", help="Any config field, KEY=VALUE (repeatable)."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from the newest valid checkpoint."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train a teacher and its student on a subtomogram store (or a project)."""
+    from cryoal.train.perf import tune_cpu_allocator
+    from cryoal.train.run import load_config, train_store
+
+    tune_cpu_allocator()
+
+    overrides: dict[str, Any] = {
+        "task": task, "teacher_preset": preset, "student_preset": student_preset,
+        "student": student, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+        "device": device, "val_fraction": val_fraction, "checkpoint_every_steps": checkpoint_every,
+        "num_workers": num_workers,
+    }  # fmt: skip
+    overrides.update(_parse_sets(sets))
+    if data.is_dir():
+        _train_project(data, out, config, overrides, not quiet)
+        return
+    if out is None:
+        raise ValueError(f"{data}: pass --out RUN_FOLDER for the trained models and metrics")
+    cfg = load_config(config, overrides)
+    result = train_store(data, out, cfg, resume=resume, progress=not quiet)
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary under torchrun
+        _summary(result)
+
+
+def _train_project(
+    data: Path, out: Path | None, config: Path | None, overrides: dict[str, Any], progress: bool
+) -> None:
+    if not (data / "project.yaml").is_file():
+        raise ValueError(
+            f"{data}: a folder but not a cryoal project (no project.yaml); pass a store .h5 "
+            "or create a project with 'cryoal project init'"
+        )
+    if out is not None:
+        raise ValueError(f"{data}: a project trains into its own rounds/ folder; drop --out")
+    from cryoal.project.training import train_project
+
+    res = train_project(
+        data,
+        config=config,
+        overrides={k: v for k, v in overrides.items() if v is not None},
+        progress=progress,
+    )
+    _summary(res.fit_result)
+    typer.echo(f"model version {res.model_version}")
+
+
+def predict_cmd(
+    run: Path = typer.Argument(
+        ..., help="Run folder written by 'cryoal train'.", show_default=False
+    ),
+    input: Path = typer.Argument(
+        ..., help="Subtomogram store (.h5) or tomogram (.mrc).", show_default=False
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="OUT.h5 / OUT.csv (store) or OUT.mrc (tomogram).",
+        show_default=False,
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Samples (windows x 8) per forward pass."
+    ),
+    device: str | None = typer.Option(None, "--device", help="cpu | cuda | cuda:N | auto."),
+    mc_passes: int | None = typer.Option(
+        None, "--mc-passes", help="MC-dropout passes (needs dropout)."
+    ),
+    features: bool | None = typer.Option(
+        None, "--features/--no-features", help="Write penultimate features."
+    ),
+    overlap: float | None = typer.Option(
+        None, "--overlap", help="Sliding-window overlap (tomograms)."
+    ),
+    amp: bool | None = typer.Option(None, "--amp/--no-amp", help="bfloat16 autocast on CUDA."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Predict a store (probabilities, features, KT distance) or segment a tomogram."""
+    from cryoal.train.perf import tune_cpu_allocator
+    from cryoal.train.run import predict_path
+
+    tune_cpu_allocator()
+
+    given = {
+        "batch_size": batch_size, "device": device, "mc_passes": mc_passes,
+        "features": features, "overlap": overlap, "amp": amp,
+    }  # fmt: skip
+    path = predict_path(
+        run, input, out, overwrite=overwrite, progress=not quiet,
+        **{k: v for k, v in given.items() if v is not None},
+    )  # fmt: skip
+    typer.echo(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train`` and ``predict`` to the ``cryoal`` app."""
+    app.command("train")(train_cmd)
+    app.command("predict")(predict_cmd)

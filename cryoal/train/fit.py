@@ -1,0 +1,855 @@
+"""Joint teacher–student training (methods.md §1), with checkpoints and exact resume.
+
+Per step, on a labeled batch ``(x_l, y_l)`` and, optionally, an unlabeled batch ``x_u``::
+
+    L_task     = CE(T(x_l), y_l)                 (classify; Dice + CE for segment)
+    L_transfer = D(stopgrad T(x), S(x))          on x = x_l [+ x_u]
+    teacher  <- L_task [+ lambda * D(T(x), stopgrad S(x)) when detach_teacher is false]
+    student  <- L_transfer                       (student: trained)
+    student  <- EMA of the teacher               (student: ema)
+
+``D`` is ``tau^2 KL(p_T || p_S)`` (or the reverse direction) for classification and the
+voxel-mean squared difference of probabilities for segmentation
+(:mod:`cryoal.train.losses`). When unlabeled batches are used, the teacher runs once over
+``x_l`` and ``x_u`` together (its BatchNorm statistics then include the unlabeled batch).
+
+Reproducibility: initialisation, batch order, augmentation and dropout derive from
+``config.seed``; the global torch RNG of the caller is saved and restored. A run killed at
+any point and resumed from its newest checkpoint replays exactly the same batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cryoal.data.datasets import (
+    SubtomogramDataset,
+    augmentation_seeds,
+    batch_loader,
+    class_weights,
+    epoch_batches,
+)
+from cryoal.data.transforms import wedge_safe_augmentation
+from cryoal.io.atomic import atomic_write_text
+from cryoal.io.store import SubtomogramStore
+from cryoal.models import build_model, check_box, count_parameters
+from cryoal.train.checkpoint import (
+    LoadedRun,
+    join_optimizer_state,
+    list_checkpoints,
+    load_latest_checkpoint,
+    load_run,
+    save_checkpoint,
+    save_run_models,
+    scheduler_state_json,
+    split_optimizer_state,
+)
+from cryoal.train.config import TrainConfig
+from cryoal.train.distributed import (
+    DistContext,
+    all_reduce_sum,
+    barrier,
+    device_for,
+    setup,
+    shard,
+    teardown,
+)
+from cryoal.train.evaluate import evaluate
+from cryoal.train.losses import TaskLoss, consistency_loss, transfer_loss
+from cryoal.train.predict import autocast_context, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes
+    ----------
+    teacher
+        The trained task model (eval mode, on the training device).
+    student
+        The trained or EMA student, or None (``student: none``).
+    metrics
+        Final metrics (``metrics.json["final"]``): validation metrics of the last epoch
+        (when a validation set was given), train losses, sizes, wall time.
+    out_dir
+        The run folder, or None when training in memory only.
+    config
+        The configuration used.
+    history
+        Per-epoch metrics (``metrics.json["epochs"]``).
+    info
+        Model description (``model.json`` without file hashes).
+    """
+
+    teacher: nn.Module
+    student: nn.Module | None
+    metrics: dict[str, Any]
+    out_dir: Path | None
+    config: TrainConfig
+    history: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """A 31-bit seed for one purpose (``"teacher"``, ``"student"``, ...) from the run seed."""
+    digest = hashlib.sha256(f"{int(seed)}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def _as_indices(values: Sequence[int] | np.ndarray | None, n: int, what: str) -> np.ndarray:
+    idx = np.asarray([] if values is None else values, dtype=np.int64).reshape(-1)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"{what} contains rows outside 0..{n - 1}")
+    if np.unique(idx).size != idx.size:
+        raise ValueError(f"{what} contains repeated rows; pass each sample once")
+    return idx
+
+
+def _class_names(store: SubtomogramStore, task: str, num_classes: int) -> list[str]:
+    names = list(store.class_names)
+    if task == "segment":
+        names = ["background", *names]
+    names = names[:num_classes]
+    names += [f"class_{k}" for k in range(len(names), num_classes)]
+    return names
+
+
+def _lr_factor(config: TrainConfig, total_steps: int):
+    warm = config.warmup_steps
+    milestones = [m * total_steps for m in config.step_milestones]
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        if config.schedule == "cosine":
+            progress = (step - warm) / max(1, total_steps - warm)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        if config.schedule == "step":
+            return config.step_gamma ** sum(step >= m for m in milestones)
+        return 1.0
+
+    return factor
+
+
+def _optimizer(config: TrainConfig, params: Any, lr: float) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """``ema <- decay * ema + (1 - decay) * model`` for parameters; buffers are copied."""
+    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+        pe.lerp_(pm.detach(), 1.0 - decay)
+    for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
+        be.copy_(bm)
+
+
+def _init_from(init: Any) -> tuple[nn.Module, nn.Module | None]:
+    if isinstance(init, FitResult | LoadedRun):
+        return init.teacher, init.student
+    if isinstance(init, str | os.PathLike):
+        run = load_run(init)
+        return run.teacher, run.student
+    raise ValueError(
+        f"init must be a FitResult, a LoadedRun or a run folder; got {type(init).__name__}"
+    )
+
+
+def _warm_start(model: nn.Module, source: nn.Module, what: str) -> None:
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise ValueError(
+            f"warm start of the {what} failed: the previous run's network differs "
+            f"({first[1].strip() if len(first) > 1 else first[0]}); use the same preset, norm "
+            "and classes, or train from scratch"
+        ) from None
+
+
+def _data_hash(store: SubtomogramStore, parts: dict[str, np.ndarray], labels: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for name, idx in parts.items():
+        h.update(name.encode())
+        h.update("\x1f".join(store.ids[idx].tolist()).encode())
+    h.update(labels.tobytes())
+    return h.hexdigest()
+
+
+class _Trainer:
+    """State and steps of one training run (used by :func:`fit`)."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        store: SubtomogramStore,
+        train: np.ndarray,
+        targets: np.ndarray,
+        val: np.ndarray,
+        unlabeled: np.ndarray,
+        out_dir: Path | None,
+        init: Any,
+        device: torch.device | None = None,
+        ctx: DistContext | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.train = train
+        self.targets = targets
+        self.val = val
+        self.unlabeled = unlabeled
+        self.out_dir = out_dir
+        self.task = config.task
+        self.device = device if device is not None else resolve_device(config.device)
+        self.dist = ctx if ctx is not None else DistContext()
+        if config.batch_size % self.dist.world_size or (
+            (config.unlabeled_batch_size or config.batch_size) % self.dist.world_size
+        ):
+            raise ValueError(
+                f"batch_size {config.batch_size} (the global batch) must be divisible by the "
+                f"{self.dist.world_size} processes"
+            )
+        self.fmt = torch.channels_last_3d if config.channels_last else torch.contiguous_format
+
+        if config.num_classes is not None:
+            self.num_classes = int(config.num_classes)
+        else:
+            self.num_classes = len(store.class_names) + (1 if self.task == "segment" else 0)
+        if self.num_classes < 2:
+            raise ValueError(
+                f"{store.path}: the store names {len(store.class_names)} class(es); "
+                "classification needs >= 2 (set num_classes in the config)"
+            )
+        self.class_names = _class_names(store, self.task, self.num_classes)
+        check_box(self.task, config.teacher_preset, config.norm, store.box)
+        if config.student == "trained":
+            check_box(self.task, config.student_preset, config.norm, store.box)
+        if self.task == "classify":
+            bad = targets[(targets < 0) | (targets >= self.num_classes)]
+            if bad.size:
+                raise ValueError(
+                    f"{store.path}: {bad.size} training sample(s) have label {int(bad[0])}, "
+                    f"outside 0..{self.num_classes - 1} (unlabeled samples go in "
+                    "unlabeled_indices, not train_indices)"
+                )
+            vbad = store.labels[val]
+            if ((vbad < 0) | (vbad >= self.num_classes)).any():
+                raise ValueError(f"{store.path}: validation samples must all be labeled")
+        elif not store.has_masks:
+            raise ValueError(
+                f"{store.path}: --task segment needs a store with /masks (simulate with masks)"
+            )
+
+        # -- networks ----------------------------------------------------------------
+        c = config
+        self.teacher = build_model(
+            self.task, c.teacher_preset, self.num_classes, norm=c.norm, dropout=c.dropout,
+            seed=derive_seed(c.seed, "teacher"),
+        )  # fmt: skip
+        self.student: nn.Module | None = None
+        if c.student == "trained":
+            self.student = build_model(
+                self.task, c.student_preset, self.num_classes, norm=c.norm, dropout=c.dropout,
+                seed=derive_seed(c.seed, "student"),
+            )  # fmt: skip
+        if init is not None:
+            prev_t, prev_s = _init_from(init)
+            _warm_start(self.teacher, prev_t, "teacher")
+            if self.student is not None and prev_s is not None:
+                _warm_start(self.student, prev_s, "student")
+        if c.student == "ema":
+            self.student = build_model(
+                self.task, c.teacher_preset, self.num_classes, norm=c.norm, dropout=c.dropout,
+                seed=derive_seed(c.seed, "ema"),
+            )  # fmt: skip
+            self.student.load_state_dict(self.teacher.state_dict())
+            self.student.requires_grad_(False)
+        self.teacher.to(self.device, memory_format=self.fmt).train()
+        if self.student is not None:
+            self.student.to(self.device, memory_format=self.fmt)
+            self.student.train(c.student == "trained")
+        # the modules the training step calls (DDP wrappers under torchrun)
+        self.t_fwd: nn.Module = self.teacher
+        self.s_fwd: nn.Module | None = self.student
+        if self.dist.active:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.t_fwd = DDP(self.teacher, device_ids=ids)
+            if c.student == "trained":
+                self.s_fwd = DDP(self.student, device_ids=ids)
+
+        # -- data ----------------------------------------------------------------------
+        self.batch_size = c.batch_size
+        self.steps_per_epoch = -(-train.size // c.batch_size)
+        self.total_steps = self.steps_per_epoch * c.epochs
+        nbytes = (train.size + unlabeled.size) * store.box**3 * 4
+        preload = nbytes <= c.preload_max_gb * 2**30
+        keys = ("image", "mask") if self.task == "segment" else ("image",)
+        aug = (
+            wedge_safe_augmentation(keys, flip_prob=c.flip_prob, rotate180_prob=c.rotate180_prob)
+            if c.augment
+            else None
+        )
+        self.train_ds = SubtomogramDataset(
+            store, train, targets, task=self.task, transform=aug, preload=preload
+        )
+        wants_unlabeled = c.student_data == "labeled+unlabeled" and (
+            c.student == "trained" or (c.student == "ema" and c.ema_consistency_weight > 0)
+        )
+        if wants_unlabeled and unlabeled.size == 0:
+            warnings.warn(
+                "student_data is labeled+unlabeled but no unlabeled samples were given; "
+                "the student learns from labeled batches only",
+                stacklevel=3,
+            )
+        self.use_unlabeled = wants_unlabeled and unlabeled.size > 0
+        self.unl_ds: SubtomogramDataset | None = None
+        if self.use_unlabeled:
+            img_aug = (
+                wedge_safe_augmentation(
+                    ("image",), flip_prob=c.flip_prob, rotate180_prob=c.rotate180_prob
+                )
+                if c.augment
+                else None
+            )
+            self.unl_ds = SubtomogramDataset(
+                store,
+                unlabeled,
+                np.full(unlabeled.size, -1),
+                task="classify",
+                transform=img_aug,
+                preload=preload,
+            )
+        self.sample_weights: np.ndarray | None = None
+        weights = None
+        if c.class_balance != "none":
+            if self.task == "classify":
+                counts_w = class_weights(targets, self.num_classes)
+            else:
+                counts = np.bincount(store.masks(train).reshape(-1), minlength=self.num_classes)[
+                    : self.num_classes
+                ]
+                present = counts > 0
+                counts_w = np.ones(self.num_classes, np.float32)
+                counts_w[present] = counts[present].sum() / (present.sum() * counts[present])
+            if c.class_balance == "weighted_loss":
+                weights = torch.as_tensor(counts_w, dtype=torch.float32)
+            elif self.task == "classify":
+                self.sample_weights = counts_w[targets].astype(np.float64)
+            else:
+                raise ValueError(
+                    "class_balance: balanced_sampler applies to classification; use "
+                    "weighted_loss for segmentation"
+                )
+        self.task_loss = TaskLoss(
+            self.task,
+            class_weights=weights,
+            label_smoothing=c.label_smoothing,
+            dice_weight=c.dice_weight,
+            ce_weight=c.ce_weight,
+        ).to(self.device)
+
+        # -- optimisation --------------------------------------------------------------
+        factor = _lr_factor(c, self.total_steps)
+        self.opt_t = _optimizer(c, self.teacher.parameters(), c.lr)
+        self.sched_t = torch.optim.lr_scheduler.LambdaLR(self.opt_t, factor)
+        self.opt_s: torch.optim.Optimizer | None = None
+        self.sched_s = None
+        if c.student == "trained":
+            assert self.student is not None
+            self.opt_s = _optimizer(c, self.student.parameters(), c.student_lr or c.lr)
+            self.sched_s = torch.optim.lr_scheduler.LambdaLR(self.opt_s, factor)
+
+        # -- progress state ----------------------------------------------------------
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.history: list[dict[str, Any]] = []
+        self.accum = {"task": 0.0, "transfer": 0.0, "n": 0}
+        self.elapsed = 0.0
+        self.data_hash = _data_hash(
+            store, {"train": train, "val": val, "unlabeled": unlabeled}, targets
+        )
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def _models(self) -> dict[str, nn.Module]:
+        return {"teacher": self.teacher} | ({"student": self.student} if self.student else {})
+
+    def save_checkpoint(self) -> None:
+        if self.out_dir is None:
+            return
+        if self.dist.is_main:
+            self._write_checkpoint()
+        barrier(self.dist)
+
+    def _write_checkpoint(self) -> None:
+        assert self.out_dir is not None
+        tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            for k, s in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{k}"] = s
+        optim_js: dict[str, Any] = {}
+        sched_js: dict[str, Any] = {}
+        for name, opt, sched in (
+            ("teacher", self.opt_t, self.sched_t),
+            ("student", self.opt_s, self.sched_s),
+        ):
+            if opt is None:
+                continue
+            t, js = split_optimizer_state(opt.state_dict(), f"optim.{name}")
+            tensors.update(t)
+            optim_js[name] = js
+            sched_js[name] = scheduler_state_json(sched.state_dict())
+        state = {
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "config_hash": self.config.training_hash(),
+            "config": self.config.model_dump(mode="json"),
+            "data_hash": self.data_hash,
+            "optimizers": optim_js,
+            "schedulers": sched_js,
+            "history": self.history,
+            "accum": self.accum,
+            "elapsed_s": self.elapsed,
+        }
+        save_checkpoint(
+            self.out_dir,
+            self.global_step,
+            self._models(),
+            tensors,
+            state,
+            keep=self.config.keep_checkpoints,
+        )
+
+    def restore(self) -> bool:
+        """Load the newest valid checkpoint of ``out_dir``; False when there is none."""
+        assert self.out_dir is not None
+        ckpt = load_latest_checkpoint(self.out_dir)
+        if ckpt is None:
+            return False
+        st = ckpt.state
+        if st["config_hash"] != self.config.training_hash():
+            old = st.get("config", {})
+            new = self.config.model_dump(mode="json")
+            diff = sorted(k for k in new if old.get(k) != new[k] and k in old)
+            raise ValueError(
+                f"{ckpt.path}: was written with a different training configuration (changed: "
+                f"{', '.join(diff) or 'unknown'}); resume with the run's own "
+                f"{self.out_dir / 'train.yaml'} or start a new --out"
+            )
+        if st["data_hash"] != self.data_hash:
+            raise ValueError(
+                f"{ckpt.path}: was trained on different samples or labels; resume with the "
+                "same data (and validation split), or start a new --out"
+            )
+        for name, model in self._models().items():
+            model.load_state_dict(ckpt.models[name])
+        for name, opt, sched in (
+            ("teacher", self.opt_t, self.sched_t),
+            ("student", self.opt_s, self.sched_s),
+        ):
+            if opt is None:
+                continue
+            opt.load_state_dict(join_optimizer_state(st["optimizers"][name], ckpt.tensors))
+            sched.load_state_dict(st["schedulers"][name])
+        torch.set_rng_state(ckpt.tensors["rng.torch"])
+        if self.device.type == "cuda":
+            states = [ckpt.tensors[k] for k in sorted(ckpt.tensors) if k.startswith("rng.cuda.")]
+            if states:
+                torch.cuda.set_rng_state_all(states)
+        self.epoch = int(st["epoch"])
+        self.step_in_epoch = int(st["step_in_epoch"])
+        self.global_step = int(st["global_step"])
+        self.history = list(st["history"])
+        self.accum = dict(st["accum"])
+        self.elapsed = float(st["elapsed_s"])
+        log.info("resumed from %s (epoch %d, step %d)", ckpt.path, self.epoch, self.global_step)
+        return True
+
+    # -- steps ---------------------------------------------------------------------------
+    def _to(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
+
+    def step(self, batch: dict[str, torch.Tensor], ubatch: dict[str, torch.Tensor] | None) -> None:
+        c = self.config
+        x_l = self._to(batch["image"])
+        y = batch["target"].to(self.device, non_blocking=True)
+        n_l = x_l.shape[0]
+        x = torch.cat([x_l, self._to(ubatch["image"])]) if ubatch is not None else x_l
+        amp = autocast_context(self.device, c.amp)
+        with amp:
+            t_all = self.t_fwd(x)
+        loss_task = self.task_loss(t_all[:n_l], y)
+        loss_teacher = loss_task
+        loss_tr = None
+        kt = {"task": self.task, "tau": c.tau, "direction": c.kl_direction}
+        if c.student == "trained":
+            assert self.s_fwd is not None
+            with amp:
+                s_all = self.s_fwd(x)
+            loss_tr = transfer_loss(t_all.detach(), s_all, **kt)
+            if not c.detach_teacher and c.transfer_weight > 0:
+                loss_teacher = loss_teacher + c.transfer_weight * transfer_loss(
+                    t_all, s_all.detach(), **kt
+                )
+            total = loss_teacher + loss_tr
+        else:
+            if c.student == "ema" and c.ema_consistency_weight > 0:
+                assert self.student is not None
+                with torch.no_grad(), amp:
+                    e_all = self.student(x)
+                loss_teacher = loss_teacher + c.ema_consistency_weight * consistency_loss(
+                    t_all, e_all
+                )
+            total = loss_teacher
+        if not torch.isfinite(total):
+            raise FloatingPointError(
+                f"training diverged at step {self.global_step} (loss {float(total)}); "
+                "lower lr or check the data for extreme values"
+            )
+        self.opt_t.zero_grad(set_to_none=True)
+        if self.opt_s is not None:
+            self.opt_s.zero_grad(set_to_none=True)
+        total.backward()
+        if c.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.teacher.parameters(), c.grad_clip)
+            if self.opt_s is not None:
+                assert self.student is not None
+                torch.nn.utils.clip_grad_norm_(self.student.parameters(), c.grad_clip)
+        self.opt_t.step()
+        self.sched_t.step()
+        if self.opt_s is not None:
+            self.opt_s.step()
+            self.sched_s.step()
+        if c.student == "ema":
+            assert self.student is not None
+            t = self.global_step
+            decay = min(c.ema_decay, (1 + t) / (10 + t)) if c.ema_warmup else c.ema_decay
+            ema_update(self.student, self.teacher, decay)
+        self.accum["task"] += float(loss_task.detach())
+        if loss_tr is not None:
+            self.accum["transfer"] += float(loss_tr.detach())
+        self.accum["n"] += 1
+        self.global_step += 1
+        self.step_in_epoch += 1
+
+    def epoch_loaders(self) -> tuple[Any, Any]:
+        c = self.config
+        e = self.epoch
+        order = epoch_batches(
+            self.train.size,
+            self.batch_size,
+            seed=c.seed,
+            epoch=e,
+            sample_weights=self.sample_weights,
+        )
+        seeds = augmentation_seeds(order.shape, seed=c.seed, epoch=e)
+        order, seeds = shard(order, self.dist), shard(seeds, self.dist)
+        start = self.step_in_epoch
+        batches = [
+            list(zip(o.tolist(), s.tolist(), strict=True))
+            for o, s in zip(order, seeds, strict=True)
+        ]
+        pin = self.device.type == "cuda"
+        lab = batch_loader(
+            self.train_ds, batches[start:], num_workers=c.num_workers, pin_memory=pin,
+            seed=derive_seed(c.seed, f"loader{e}"),
+        )  # fmt: skip
+        unl = None
+        if self.unl_ds is not None:
+            ub = c.unlabeled_batch_size or c.batch_size
+            uorder = epoch_batches(
+                len(self.unl_ds), ub, seed=c.seed, epoch=e, stream=1, steps=self.steps_per_epoch
+            )
+            useeds = augmentation_seeds(uorder.shape, seed=c.seed, epoch=e, stream=1)
+            uorder, useeds = shard(uorder, self.dist), shard(useeds, self.dist)
+            ubatches = [
+                list(zip(o.tolist(), s.tolist(), strict=True))
+                for o, s in zip(uorder, useeds, strict=True)
+            ]
+            unl = batch_loader(
+                self.unl_ds, ubatches[start:], num_workers=c.num_workers, pin_memory=pin,
+                seed=derive_seed(c.seed, f"uloader{e}"),
+            )  # fmt: skip
+        return lab, unl
+
+    def end_epoch(self) -> dict[str, Any]:
+        c = self.config
+        sums = all_reduce_sum(
+            [self.accum["task"], self.accum["transfer"], float(self.accum["n"])], self.dist
+        )
+        self.accum = {"task": sums[0], "transfer": sums[1], "n": int(sums[2])}
+        n = max(1, self.accum["n"])
+        record: dict[str, Any] = {
+            "epoch": self.epoch + 1,
+            "step": self.global_step,
+            "lr": float(self.opt_t.param_groups[0]["lr"]),
+            "train": {
+                "task_loss": self.accum["task"] / n,
+                "transfer_loss": self.accum["transfer"] / n if c.student == "trained" else None,
+                "steps": self.accum["n"] // self.dist.world_size,
+            },
+            "val": None,
+        }
+        if self.val.size:
+            record["val"] = evaluate(
+                self.teacher,
+                self.student,
+                self.store,
+                self.val,
+                task=self.task,
+                class_names=self.class_names,
+                tau=c.tau,
+                direction=c.kl_direction,
+                batch_size=c.predict_batch_size,
+                device=self.device,
+                amp=c.amp,
+            )
+            self.teacher.train()
+            if self.student is not None:
+                self.student.train(c.student == "trained")
+        record["elapsed_s"] = self.elapsed
+        self.history.append(record)
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.accum = {"task": 0.0, "transfer": 0.0, "n": 0}
+        return record
+
+    def info(self) -> dict[str, Any]:
+        c = self.config
+        models: dict[str, Any] = {
+            "teacher": {
+                "preset": c.teacher_preset,
+                "norm": c.norm,
+                "dropout": c.dropout,
+                "parameters": count_parameters(self.teacher),
+            }
+        }
+        if self.student is not None:
+            models["student"] = {
+                "preset": c.student_preset if c.student == "trained" else c.teacher_preset,
+                "norm": c.norm,
+                "dropout": c.dropout,
+                "parameters": sum(p.numel() for p in self.student.parameters()),
+                "kind": c.student,
+            }
+        return {
+            "task": self.task,
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+            "voxel_size_A": self.store.voxel_size_A,
+            "box": self.store.box,
+            "models": models,
+            "store": str(self.store.path),
+            "n_train": int(self.train.size),
+            "n_val": int(self.val.size),
+            "n_unlabeled": int(self.unlabeled.size),
+        }
+
+
+def _write_metrics(out_dir: Path, trainer: _Trainer, final: dict[str, Any] | None) -> None:
+    body = {
+        "task": trainer.task,
+        "class_names": trainer.class_names,
+        "epochs": trainer.history,
+        "final": final,
+    }
+    atomic_write_text(out_dir / "metrics.json", json.dumps(body, indent=1))
+
+
+def fit(
+    config: TrainConfig,
+    store: SubtomogramStore | str | os.PathLike,
+    train_indices: Sequence[int] | np.ndarray,
+    *,
+    val_indices: Sequence[int] | np.ndarray | None = None,
+    unlabeled_indices: Sequence[int] | np.ndarray | None = None,
+    labels: Sequence[int] | np.ndarray | None = None,
+    out_dir: str | os.PathLike | None = None,
+    init: FitResult | LoadedRun | str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> FitResult:
+    """Train a teacher (and its student) on store rows.
+
+    Parameters
+    ----------
+    config
+        All hyper-parameters (:class:`~cryoal.train.config.TrainConfig`).
+    store
+        A :class:`~cryoal.io.store.SubtomogramStore` or its path.
+    train_indices
+        Labeled store rows to train on.
+    val_indices
+        Labeled rows evaluated after every epoch (none: no validation metrics). ``fit``
+        never splits ``train_indices`` itself; :func:`cryoal.train.run.train_store` does.
+    unlabeled_indices
+        Rows the student may also learn from (``student_data: labeled+unlabeled``).
+    labels
+        Classify: ``(n_train,)`` class indices aligned with ``train_indices``, instead of
+        ``store.labels[train_indices]`` (e.g. labels from an oracle or the label store).
+    out_dir
+        Run folder for ``train.yaml``, checkpoints, ``metrics.json``, ``model.json`` and
+        the final safetensors; None trains in memory (no checkpoints).
+    init
+        Warm start from a previous :class:`FitResult`, :class:`LoadedRun` or run folder
+        (teacher, and student when both runs have the same student network).
+    resume
+        Continue from the newest valid checkpoint in ``out_dir`` (start fresh when there
+        is none, so a scheduler can always pass it).
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    ValueError
+        Invalid indices or labels, a store without masks for segmentation, a run folder
+        that already holds a run (without ``resume``), or a checkpoint from a different
+        configuration / data, or one modified after it was written.
+    """
+    if not isinstance(store, SubtomogramStore):
+        store = SubtomogramStore(store)
+    n = len(store)
+    train = _as_indices(train_indices, n, "train_indices")
+    if train.size == 0:
+        raise ValueError(f"{store.path}: no training samples; label some samples first")
+    val = _as_indices(val_indices, n, "val_indices")
+    unlabeled = _as_indices(unlabeled_indices, n, "unlabeled_indices")
+    if np.intersect1d(train, val).size:
+        raise ValueError("train_indices and val_indices overlap; validation must be held out")
+    if labels is None:
+        targets = store.labels[train].copy()
+    else:
+        targets = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if targets.shape != train.shape:
+            raise ValueError(f"{targets.size} labels for {train.size} train_indices; pass one each")
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        if not resume and (list_checkpoints(out) or (out / "model.json").exists()):
+            raise FileExistsError(
+                f"{out}: already holds a training run; continue it with --resume "
+                "(resume=True) or choose a new --out"
+            )
+
+    device = resolve_device(config.device)
+    ctx = setup(device)
+    try:
+        dev = device_for(device, ctx)
+        parts = (train, targets, val, unlabeled)
+        return _fit(config, store, *parts, out, init, resume, progress, dev, ctx)
+    finally:
+        teardown(ctx)
+
+
+def _fit(
+    config: TrainConfig,
+    store: SubtomogramStore,
+    train: np.ndarray,
+    targets: np.ndarray,
+    val: np.ndarray,
+    unlabeled: np.ndarray,
+    out: Path | None,
+    init: Any,
+    resume: bool,
+    progress: bool,
+    device: torch.device,
+    ctx: DistContext,
+) -> FitResult:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    rng_devices = [device] if device.type == "cuda" else []
+    main = ctx.is_main
+    with torch.random.fork_rng(devices=rng_devices):
+        torch.manual_seed(derive_seed(config.seed, "dropout"))
+        trainer = _Trainer(config, store, train, targets, val, unlabeled, out, init, device, ctx)
+        if out is not None and main:
+            out.mkdir(parents=True, exist_ok=True)
+        barrier(ctx)
+        if resume and out is not None and not trainer.restore():
+            log.info("%s: no checkpoint to resume from; starting from scratch", out)
+        if out is not None and main:
+            config.write_yaml(out / "train.yaml")
+        t_start = time.perf_counter() - trainer.elapsed
+        every = config.checkpoint_every_steps
+        columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn())  # fmt: skip
+        with Progress(*columns, disable=not (progress and main), transient=True) as bar:
+            task_id = bar.add_task(
+                "training", total=trainer.total_steps, completed=trainer.global_step
+            )
+            while trainer.epoch < config.epochs:
+                lab, unl = trainer.epoch_loaders()
+                uiter = iter(unl) if unl is not None else None
+                for batch in lab:
+                    trainer.step(batch, next(uiter) if uiter is not None else None)
+                    trainer.elapsed = time.perf_counter() - t_start
+                    bar.update(
+                        task_id,
+                        completed=trainer.global_step,
+                        description=f"epoch {trainer.epoch + 1}/{config.epochs}",
+                    )
+                    if (
+                        every
+                        and trainer.global_step % every == 0
+                        and trainer.step_in_epoch < trainer.steps_per_epoch
+                    ):
+                        trainer.save_checkpoint()
+                record = trainer.end_epoch()
+                log.info("epoch %d: %s", record["epoch"], record["train"])
+                trainer.save_checkpoint()
+                if out is not None and main:
+                    _write_metrics(out, trainer, None)
+    trainer.teacher.eval()
+    if trainer.student is not None:
+        trainer.student.eval()
+    last = trainer.history[-1] if trainer.history else {}
+    final = {
+        "val": last.get("val"),
+        "train": last.get("train"),
+        "epochs": len(trainer.history),
+        "steps": trainer.global_step,
+        "train_time_s": trainer.elapsed,
+        "n_train": int(train.size),
+        "n_val": int(val.size),
+        "n_unlabeled": int(unlabeled.size),
+        "processes": ctx.world_size,
+    }
+    info = trainer.info()
+    if out is not None and main:
+        _write_metrics(out, trainer, final)
+        save_run_models(out, trainer._models(), info)
+    barrier(ctx)
+    return FitResult(
+        teacher=trainer.teacher,
+        student=trainer.student,
+        metrics=final,
+        out_dir=out,
+        config=config,
+        history=trainer.history,
+        info=info,
+    )

@@ -1,0 +1,239 @@
+"""Write per-sample predictions of a trained run over a subtomogram store (HDF5 or CSV).
+
+Output formats (chosen by the suffix of ``OUT``):
+
+``OUT.h5`` (everything, streamed batch by batch)::
+
+    /ids (N,) str, /tomo_ids (N,) str, /centres_zyx (N, 3) voxels
+    /<model>/probs      (N, C) float32 softmax; (N, C, T) with T MC-dropout passes  [classify]
+    /<model>/pred       (N,) int64 arg-max class (of the mean over passes)
+    /<model>/features   (N, F) float32 penultimate features                          [classify]
+    /<model>/labels     (N, b, b, b) uint8 voxel arg-max                             [segment]
+    /<model>/fractions  (N, C) float32 fraction of the box's voxels per class        [segment]
+    /distance           (N,) float32 teacher–student distance (the KT score)
+    attrs: task, class_names (JSON), run, store, mc_passes
+
+``OUT.csv`` (one row per sample, for spreadsheets): ``id, tomo_id, z, y, x`` (voxels), then
+per model ``<model>_class`` (name), ``<model>_confidence`` and ``<model>_p_<class>`` (classify)
+or ``<model>_frac_<class>`` (segment), and ``distance``.
+
+``<model>`` is ``teacher`` and, when the run has one, ``student``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from cryoal.io.atomic import atomic_path
+from cryoal.io.store import SubtomogramStore
+from cryoal.train.checkpoint import LoadedRun
+from cryoal.train.losses import transfer_distance
+from cryoal.train.predict import stream_outputs
+
+_STR = h5py.string_dtype(encoding="utf-8")
+
+
+def check_store_matches_run(store: SubtomogramStore, info: dict) -> None:
+    """Box and voxel size of the store must equal the run's training data."""
+    if int(store.box) != int(info["box"]):
+        raise ValueError(
+            f"{store.path}: box {store.box} but the model was trained on box {info['box']}; "
+            f"extract with --box {info['box']}"
+        )
+    if not np.isclose(store.voxel_size_A, float(info["voxel_size_A"]), rtol=0.01):
+        raise ValueError(
+            f"{store.path}: voxel size {store.voxel_size_A:.4g} Å but the model was trained at "
+            f"{float(info['voxel_size_A']):.4g} Å; rescale the tomograms and extract again"
+        )
+
+
+def predict_store(
+    run: LoadedRun,
+    store_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    indices: np.ndarray | None = None,
+    batch_size: int = 64,
+    device: str = "cpu",
+    mc_passes: int = 0,
+    features: bool = True,
+    amp: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Predict every sample of a store with the run's teacher and student; write OUT.
+
+    Parameters
+    ----------
+    run
+        From :func:`cryoal.train.checkpoint.load_run`.
+    store_path
+        Subtomogram store with the run's box and voxel size.
+    out_path
+        ``.h5``/``.hdf5`` or ``.csv`` (see the module docstring).
+    indices
+        Store rows to predict (default: all).
+    batch_size, device, mc_passes, features, amp
+        See :func:`cryoal.train.predict.stream_outputs`.
+    overwrite
+        Replace an existing output.
+
+    Returns
+    -------
+    Path
+        ``out_path``, written atomically.
+    """
+    from rich.progress import Progress
+
+    out = Path(out_path)
+    kind = out.suffix.lower()
+    if kind not in (".h5", ".hdf5", ".csv"):
+        raise ValueError(f"{out}: choose an output ending in .h5 (all arrays) or .csv (table)")
+    store = SubtomogramStore(store_path)
+    check_store_matches_run(store, run.info)
+    idx = np.arange(len(store)) if indices is None else np.asarray(indices, np.int64)
+    task = run.info["task"]
+    names = list(run.info["class_names"])
+    models = {"teacher": run.teacher} | ({"student": run.student} if run.student else {})
+    cfg = run.config
+    writer = _H5Writer if kind in (".h5", ".hdf5") else _CsvWriter
+    with atomic_path(out, overwrite=overwrite) as tmp:
+        w = writer(tmp, store, idx, task, names, models, mc_passes, features and task == "classify")
+        w.attrs(run=str(run.run_dir.resolve()), store=str(store.path.resolve()))
+        with Progress(disable=not progress, transient=True) as bar:
+            tid = bar.add_task("predicting", total=idx.size)
+            start = 0
+            for batch in stream_outputs(
+                models, store, idx, batch_size=batch_size, device=device,
+                mc_passes=mc_passes, features=features and task == "classify", amp=amp,
+            ):  # fmt: skip
+                dist = None
+                if "student" in batch.logits:
+                    d = transfer_distance(
+                        batch.logits["teacher"], batch.logits["student"], task=task,
+                        tau=cfg.tau, direction=cfg.kl_direction,
+                    )  # fmt: skip
+                    dist = (d.flatten(1).mean(1) if d.ndim > 1 else d).numpy()
+                w.write(start, batch, dist)
+                start += len(batch.indices)
+                bar.update(tid, completed=start)
+        w.close()
+    return out
+
+
+def _mean_probs(logits: torch.Tensor, mc: int) -> torch.Tensor:
+    p = torch.softmax(logits, dim=1)
+    return p.mean(dim=-1) if mc else p
+
+
+class _H5Writer:
+    def __init__(self, path, store, idx, task, names, models, mc, features) -> None:  # noqa: ANN001
+        self.f = h5py.File(path, "w")
+        self.task, self.mc, self.features = task, mc, features
+        n, c, b = idx.size, len(names), store.box
+        f = self.f
+        f.create_dataset("ids", data=np.asarray(store.ids[idx], dtype=object), dtype=_STR)
+        f.create_dataset("tomo_ids", data=np.asarray(store.tomo_ids[idx], dtype=object), dtype=_STR)
+        f.create_dataset("centres_zyx", data=store.centres_zyx[idx])
+        f.attrs.update(task=task, class_names=json.dumps(names), mc_passes=int(mc))
+        for name in models:
+            g = f.create_group(name)
+            g.create_dataset("pred", (n,), np.int64)
+            if task == "classify":
+                g.create_dataset("probs", (n, c, mc) if mc else (n, c), np.float32)
+                if features:
+                    nf = models[name].num_features
+                    g.create_dataset("features", (n, nf), np.float32)
+            else:
+                g.create_dataset("labels", (n, b, b, b), np.uint8, chunks=(1, b, b, b), compression="gzip", compression_opts=1)  # fmt: skip
+                g.create_dataset("fractions", (n, c), np.float32)
+        if len(models) > 1:
+            f.create_dataset("distance", (n,), np.float32)
+
+    def attrs(self, **kw: str) -> None:
+        self.f.attrs.update(kw)
+
+    def write(self, start, batch, dist) -> None:  # noqa: ANN001
+        sl = slice(start, start + len(batch.indices))
+        for name, logits in batch.logits.items():
+            g = self.f[name]
+            p = _mean_probs(logits, self.mc)
+            if self.task == "classify":
+                g["pred"][sl] = p.argmax(dim=1).numpy()
+            else:
+                g["pred"][sl] = _majority(p)
+            if self.task == "classify":
+                g["probs"][sl] = torch.softmax(logits, dim=1).numpy()
+                if self.features:
+                    g["features"][sl] = batch.features[name].numpy()
+            else:
+                lab = p.argmax(dim=1)
+                g["labels"][sl] = lab.to(torch.uint8).numpy()
+                g["fractions"][sl] = _fractions(lab, p.shape[1])
+        if dist is not None:
+            self.f["distance"][sl] = dist
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _fractions(lab: torch.Tensor, c: int) -> np.ndarray:
+    flat = lab.flatten(1)
+    counts = torch.stack([(flat == k).sum(1) for k in range(c)], dim=1)
+    return (counts.float() / flat.shape[1]).numpy()
+
+
+def _majority(p: torch.Tensor) -> np.ndarray:
+    """Segmentation: the most frequent foreground class of a box (0 if all background)."""
+    frac = _fractions(p.argmax(dim=1), p.shape[1])
+    fg = frac[:, 1:]
+    return np.where(fg.max(1) > 0, fg.argmax(1) + 1, 0).astype(np.int64)
+
+
+class _CsvWriter:
+    def __init__(self, path, store, idx, task, names, models, mc, features) -> None:  # noqa: ANN001
+        self.fh = open(path, "w", newline="")
+        self.store, self.idx, self.task, self.names, self.mc = store, idx, task, names, mc
+        self.first = True
+
+    def attrs(self, **kw: str) -> None:
+        return None
+
+    def write(self, start, batch, dist) -> None:  # noqa: ANN001
+        rows = batch.indices
+        z, y, x = self.store.centres_zyx[rows].T
+        cols: dict[str, object] = {
+            "id": self.store.ids[rows],
+            "tomo_id": self.store.tomo_ids[rows],
+            "z": z,
+            "y": y,
+            "x": x,
+        }
+        for name, logits in batch.logits.items():
+            p = _mean_probs(logits, self.mc)
+            if self.task == "classify":
+                pn = p.numpy()
+                cols[f"{name}_class"] = np.asarray(self.names)[pn.argmax(1)]
+                cols[f"{name}_confidence"] = pn.max(1)
+                for k, cname in enumerate(self.names):
+                    cols[f"{name}_p_{cname}"] = pn[:, k]
+            else:
+                frac = _fractions(p.argmax(dim=1), p.shape[1])
+                cols[f"{name}_class"] = np.asarray(self.names)[_majority(p)]
+                cols[f"{name}_confidence"] = frac[:, 1:].max(1)
+                for k, cname in enumerate(self.names):
+                    cols[f"{name}_frac_{cname}"] = frac[:, k]
+        if dist is not None:
+            cols["distance"] = dist
+        pd.DataFrame(cols).to_csv(self.fh, header=self.first, index=False, float_format="%.6g")
+        self.first = False
+
+    def close(self) -> None:
+        self.fh.close()

@@ -1,0 +1,128 @@
+"""acquire(): every strategy through real models and a store; invariances; errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cryoal.al import StrategyConfig, acquire
+from cryoal.al.strategies import STRATEGIES
+from cryoal.models import build_model
+
+POOL = np.arange(10, 60)
+LABELED = np.arange(0, 10)
+
+
+def _run(store, teacher, student, strategy, pool=POOL, k=6, seed=3, batch_size=16):
+    return acquire(
+        strategy,
+        teacher=teacher,
+        student=student,
+        store=store,
+        pool_indices=pool,
+        labeled_indices=LABELED,
+        k=k,
+        seed=seed,
+        batch_size=batch_size,
+    )
+
+
+@pytest.fixture(scope="module")
+def dropout_teacher():
+    return build_model("classify", "tiny", 3, dropout=0.3, seed=1).eval()
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_strategy_returns_k_distinct_pool_ids_independent_of_order_and_batching(
+    name, noise_store, teacher, student, dropout_teacher
+):
+    t = dropout_teacher if name == "bald" else teacher
+    a = _run(noise_store, t, student, name)
+    pool_ids = set(noise_store.ids[POOL])
+    assert len(a.ids) == 6 and len(set(a.ids)) == 6 and set(a.ids) <= pool_ids
+    np.testing.assert_array_equal(noise_store.ids[a.indices], a.ids)
+    assert np.isfinite(a.scores).all() or name in ("pcoreset", "coreset")
+    assert a.scored_ids.size == POOL.size
+    shuffled = np.random.default_rng(0).permutation(POOL)
+    # MC-dropout masks are drawn per batch, so BALD is compared at the same batch size
+    b = _run(noise_store, t, student, name, pool=shuffled, batch_size=16 if name == "bald" else 7)
+    assert list(b.ids) == list(a.ids), name
+    # the same candidate gets the same score whatever the pool order and batch size
+    sa = dict(zip(a.scored_ids, a.scored_scores, strict=True))
+    sb = dict(zip(b.scored_ids, b.scored_scores, strict=True))
+    np.testing.assert_allclose([sb[i] for i in sa], list(sa.values()), rtol=1e-4, atol=1e-7)
+
+
+def test_kt_ranks_by_teacher_student_kl(noise_store, teacher, student):
+    from cryoal.al.heuristics import kt
+    from cryoal.train.predict import predict
+
+    a = _run(noise_store, teacher, student, "kt", k=5)
+    pt = predict(teacher, noise_store, POOL).probs
+    ps = predict(student, noise_store, POOL).probs
+    ref = kt(np.log(pt), np.log(ps))
+    best = np.lexsort((noise_store.ids[POOL].astype(str), -ref))[:5]
+    assert list(a.ids) == list(noise_store.ids[POOL][best])
+    # the same teacher as student: no disagreement anywhere
+    same = _run(noise_store, teacher, teacher, "kt")
+    np.testing.assert_allclose(same.scored_scores, 0.0, atol=1e-6)
+
+
+def test_subset_stochastic_diverse_and_class_cap(noise_store, teacher, student):
+    sub = _run(noise_store, teacher, student, {"name": "entropy", "subset_size": 0.5})
+    assert sub.scored_ids.size == 25 and set(sub.ids) <= set(sub.scored_ids)
+    again = _run(noise_store, teacher, student, {"name": "entropy", "subset_size": 0.5}, seed=4)
+    assert set(again.scored_ids) != set(sub.scored_ids)
+    top = _run(noise_store, teacher, student, "entropy", k=10)
+    stoch = _run(
+        noise_store, teacher, student, {"name": "entropy", "selection": "stochastic"}, k=10
+    )
+    assert set(stoch.ids) != set(top.ids)
+    for space in ("teacher_probs", "student_probs", "features"):
+        div = _run(
+            noise_store,
+            teacher,
+            student,
+            {"name": "kt", "selection": "diverse", "diversity_space": space},
+            k=5,
+        )
+        top20 = set(_run(noise_store, teacher, student, "kt", k=20).ids)
+        assert set(div.ids) <= top20
+    capped = _run(noise_store, teacher, student, {"name": "entropy", "class_cap": 0.34}, k=6)
+    counts = np.bincount(capped.predicted, minlength=3)
+    # the cap, ceil(0.34 * 6) = 3 per predicted class, holds whenever the pool allows it
+    available = np.bincount(_predicted_pool(noise_store, teacher), minlength=3)
+    if np.minimum(available, 3).sum() >= 6:
+        assert counts.max() <= 3
+    uncapped = np.bincount(top.predicted[:6], minlength=3)
+    assert counts.max() <= uncapped.max()
+
+
+def _predicted_pool(store, teacher):
+    from cryoal.train.predict import predict
+
+    return predict(teacher, store, POOL).probs.argmax(1)
+
+
+def test_errors_name_the_fix(noise_store, teacher, student):
+    with pytest.raises(ValueError, match="student"):
+        _run(noise_store, teacher, None, "kt")
+    with pytest.raises(ValueError, match="between 1 and the pool size"):
+        _run(noise_store, teacher, student, "entropy", k=51)
+    with pytest.raises(ValueError, match="overlap"):
+        acquire(
+            "entropy",
+            teacher=teacher,
+            student=None,
+            store=noise_store,
+            pool_indices=POOL,
+            labeled_indices=[10],
+            k=2,
+            seed=0,
+        )
+    with pytest.raises(ValueError, match="dropout"):
+        _run(noise_store, teacher, student, "bald")
+    with pytest.raises(ValueError, match="invalid strategy 'nope'"):
+        _run(noise_store, teacher, student, "nope")
+    with pytest.raises(ValueError, match="subset_size"):
+        StrategyConfig(name="kt", subset_size=1.5)

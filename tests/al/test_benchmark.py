@@ -1,0 +1,83 @@
+"""The benchmark: smoke preset end to end through the CLI, and the summary arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryoal.al.benchmark import (
+    area_under_curve,
+    labels_to_reach,
+    load_benchmark_config,
+    split_pool_test,
+)
+from cryoal.cli.main import run
+
+
+def test_smoke_benchmark_end_to_end(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert run(["benchmark", "--preset", "smoke", "--out", str(out), "--no-progress"]) == 0
+    cfg = load_benchmark_config("smoke")
+    curves = pd.read_csv(out / "curves.csv")
+    assert list(curves.columns) == [
+        "strategy",
+        "seed",
+        "cycle",
+        "n_labeled",
+        "accuracy",
+        "macro_f1",
+        "train_s",
+        "score_s",
+    ]
+    assert len(curves) == len(cfg.strategies) * len(cfg.seeds) * cfg.n_cycles
+    assert set(curves["strategy"]) == set(cfg.labels())
+    assert sorted(curves["n_labeled"].unique()) == [16, 32, 48]
+    assert curves["accuracy"].between(0, 1).all()
+    # same seed -> same initial labeled set and training seed -> same cycle-0 teacher
+    first = curves[curves["cycle"] == 0].groupby("seed")["accuracy"].nunique()
+    assert (first == 1).all()
+    sel = pd.read_csv(out / "selections.csv")
+    classes = ["ring", "barrel", "dumbbell", "tetrahedron"]
+    assert set(classes) <= set(sel.columns)
+    assert (sel[classes].sum(axis=1) == sel["n"]).all()
+    summary = (out / "summary.md").read_text()
+    for heading in ("Test accuracy", "ALC", "Against random", "What each strategy picked"):
+        assert heading in summary
+    for png in ("curves.png", "selections.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    # running again resumes: nothing is recomputed and the curves are identical
+    assert run(["benchmark", "--preset", "smoke", "--out", str(out), "--no-progress"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "curves.csv"), curves)
+    capsys.readouterr()
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    code = run(["benchmark", "--preset", "huge", "--out", str(tmp_path / "x")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark preset 'huge'" in err and "Traceback" not in err
+    code = run(["benchmark", "--strategies", "random,kt,nope", "--out", str(tmp_path / "y")])
+    assert code == 2 and "nope" in capsys.readouterr().err
+
+
+def test_split_is_stratified_disjoint_and_order_free():
+    ids = np.array([f"s{i:03d}" for i in range(100)])
+    labels = np.repeat(np.arange(4), 25)
+    pool, test = split_pool_test(ids, labels, 20, 60, seed=0)
+    assert len(test) == 20 and len(pool) == 60 and not set(pool) & set(test)
+    assert (np.bincount(labels[test]) == 5).all() and (np.bincount(labels[pool]) == 15).all()
+    perm = np.random.default_rng(1).permutation(100)
+    pool2, test2 = split_pool_test(ids[perm], labels[perm], 20, 60, seed=0)
+    assert set(ids[perm][test2]) == set(ids[test])
+    with pytest.raises(ValueError, match="exceed"):
+        split_pool_test(ids, labels, 50, 60, seed=0)
+
+
+def test_learning_curve_summaries_known_values():
+    n = np.array([100, 200, 300])
+    acc = np.array([0.4, 0.6, 0.6])
+    assert area_under_curve(n, acc) == pytest.approx((0.5 * 100 + 0.6 * 100) / 200)
+    assert labels_to_reach(n, acc, 0.5) == pytest.approx(150.0)
+    assert labels_to_reach(n, acc, 0.4) == 100.0
+    assert labels_to_reach(n, acc, 0.7) is None

@@ -1,0 +1,145 @@
+"""The AL engine: rounds recorded by id, partial oracle answers, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cryoal.al import ALEngine, EngineConfig, SimulatedOracle
+from cryoal.io.store import SubtomogramStore
+from cryoal.train.config import TrainConfig
+
+TEST_ROWS = np.arange(48, 60)
+
+
+def _config(**kw) -> EngineConfig:
+    base = dict(
+        strategy={"name": "kt"},
+        train=TrainConfig(teacher_preset="tiny", student_preset="tiny", epochs=2, batch_size=8,
+                          augment=False),
+        initial=12, per_cycle=8, n_cycles=3, seed=5, batch_size=16,
+    )  # fmt: skip
+    base.update(kw)
+    return EngineConfig(**base)
+
+
+def _comparable(state: dict) -> dict:
+    """Everything but wall times."""
+    hist = [{k: v for k, v in h.items() if not k.endswith("_s")} for h in state["history"]]
+    return {"labels": state["labels"], "history": hist, "batches": state["batches"],
+            "phase": state["phase"]}  # fmt: skip
+
+
+class HalfOracle:
+    """Answers only the first half of each request (a person part-way through a queue)."""
+
+    def __init__(self, store: SubtomogramStore) -> None:
+        self.truth = SimulatedOracle(store)
+
+    def label(self, ids):
+        return self.truth.label(list(ids)[: len(ids) // 2])
+
+
+def test_rounds_partial_answers_and_config_check(noise_store, tmp_path):
+    eng = ALEngine(noise_store, HalfOracle(noise_store), _config(n_cycles=2), tmp_path / "run",
+                   test_indices=TEST_ROWS)  # fmt: skip
+    eng.run()
+    assert eng.phase == "label" and len(eng.state["labels"]) == 6  # waiting for the rest
+    on_disk = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert on_disk["pending"]["ids"] == eng.state["pending"]["ids"]
+    # the person finishes: a new engine on the same folder continues from the saved state
+    eng = ALEngine(noise_store, SimulatedOracle(noise_store), _config(n_cycles=2), tmp_path / "run",
+                   test_indices=TEST_ROWS)  # fmt: skip
+    state = eng.run()
+    assert state["phase"] == "done"
+    rounds = [r for _, r in state["labels"].values()]
+    assert rounds.count(0) == 12 and rounds.count(1) == 8
+    assert [h["n_labeled"] for h in state["history"]] == [12, 20]
+    assert all(0.0 <= h["accuracy"] <= 1.0 for h in state["history"])
+    for i, (c, _) in state["labels"].items():  # labels are the oracle's, keyed by id
+        assert noise_store.labels[noise_store.index_of([i])[0]] == c
+    assert not set(state["labels"]) & set(noise_store.ids[TEST_ROWS])
+    assert (
+        state["batches"][1]["strategy"] == "kt"
+        and sum(state["batches"][1]["class_counts"].values()) == 8
+    )
+    with pytest.raises(ValueError, match="different configuration"):
+        ALEngine(noise_store, SimulatedOracle(noise_store), _config(n_cycles=3), tmp_path / "run",
+                 test_indices=TEST_ROWS)  # fmt: skip
+
+
+def test_cold_start_uses_random_then_switches(noise_store, tmp_path):
+    cfg = _config(strategy={"name": "entropy", "cold_start_cycles": 1}, n_cycles=3)
+    state = ALEngine(
+        noise_store, SimulatedOracle(noise_store), cfg, tmp_path / "cold", test_indices=TEST_ROWS
+    ).run()
+    assert [b["strategy"] for b in state["batches"]] == [
+        "initial-random",
+        "cold:random",
+        "entropy+cold-random",
+    ]
+    # with a margin, the switch waits until the teacher beats chance on a cold batch
+    cfg = _config(strategy={"name": "entropy", "cold_start_margin": 0.0}, n_cycles=3)
+    state = ALEngine(
+        noise_store, SimulatedOracle(noise_store), cfg, tmp_path / "margin", test_indices=TEST_ROWS
+    ).run()
+    first_cold = state["batches"][1]
+    assert first_cold["strategy"] == "cold:random"
+    acc = first_cold["teacher_accuracy"]
+    assert acc is not None  # the teacher's guesses for random picks are checked against labels
+    expected = "entropy+cold-random" if acc > 1 / 3 else "cold:random"
+    assert state["batches"][2]["strategy"] == expected
+
+
+_WORKER = """
+import sys, numpy as np
+from cryoal.al import ALEngine, EngineConfig, SimulatedOracle
+from cryoal.io.store import SubtomogramStore
+store = SubtomogramStore(sys.argv[1])
+cfg = EngineConfig.model_validate_json(open(sys.argv[2]).read())
+ALEngine(store, SimulatedOracle(store), cfg, sys.argv[3], test_indices=np.arange(48, 60)).run()
+"""
+
+
+def test_resume_after_sigkill_gives_the_same_result(noise_store, tmp_path):
+    cfg = _config()
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(cfg.model_dump_json())
+    killed = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WORKER, str(noise_store.path), str(cfg_file), str(killed)], env=env
+    )
+    state_file = killed / "state.json"
+    deadline = time.monotonic() + 120
+    try:
+        # wait until cycle 1 is being trained, then kill the process mid-training
+        while time.monotonic() < deadline and proc.poll() is None:
+            if state_file.exists():
+                st = json.loads(state_file.read_text())
+                if st["cycle"] == 1 and st["phase"] == "train":
+                    time.sleep(0.3)
+                    break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the engine finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    mid = json.loads(state_file.read_text())
+    assert mid["phase"] != "done"
+    resumed = ALEngine(noise_store, SimulatedOracle(noise_store), cfg, killed,
+                       test_indices=TEST_ROWS).run()  # fmt: skip
+    straight = ALEngine(noise_store, SimulatedOracle(noise_store), cfg, tmp_path / "straight",
+                        test_indices=TEST_ROWS).run()  # fmt: skip
+    assert resumed["phase"] == "done"
+    assert _comparable(resumed) == _comparable(straight)

@@ -1,0 +1,159 @@
+"""Joint teacher–student training learns, transfers, and honours every KT option."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cryoal.data.datasets import stratified_split
+from cryoal.io.store import SubtomogramStore
+from cryoal.models import build_model
+from cryoal.train.config import TrainConfig
+from cryoal.train.fit import _Trainer, derive_seed, ema_update, fit
+from cryoal.train.losses import transfer_distance
+from cryoal.train.predict import stream_outputs
+
+TINY = {"teacher_preset": "tiny", "student_preset": "tiny", "batch_size": 16, "lr": 1e-2}
+
+
+def _split(store: SubtomogramStore) -> tuple[np.ndarray, np.ndarray]:
+    return stratified_split(store.labels, 0.25, seed=0)
+
+
+def test_joint_training_learns_and_the_student_closes_in_on_the_teacher(class_store: Path) -> None:
+    store = SubtomogramStore(class_store)
+    train, val = _split(store)
+    cfg = TrainConfig(**TINY, epochs=10, student_lr=2e-2)
+    result = fit(cfg, store, train, val_indices=val, progress=False)
+    final = result.metrics["val"]
+    # a separable two-class problem: well above chance (0.5)
+    assert final["teacher"]["accuracy"] >= 0.85
+    assert final["student"]["accuracy"] >= 0.8
+    assert final["agreement"] >= 0.85
+    # the student's distance to the teacher shrinks once the teacher settles
+    distances = [h["val"]["distance"] for h in result.history]
+    assert distances[-1] < 0.6 * max(distances)
+    # ... and is far below that of an untrained student of the same architecture
+    fresh = build_model("classify", "tiny", 2, seed=derive_seed(0, "student"))
+    d = {"trained": 0.0, "fresh": 0.0}
+    models = {"teacher": result.teacher, "trained": result.student, "fresh": fresh}
+    for out in stream_outputs(models, store, val):
+        for name in d:
+            d[name] += float(transfer_distance(out.logits["teacher"], out.logits[name]).sum())
+    assert d["trained"] < 0.5 * d["fresh"]
+    assert len(result.history) == 10 and result.out_dir is None
+
+
+def _teacher_weights(config: TrainConfig, store: SubtomogramStore, train: np.ndarray) -> dict:
+    return fit(config, store, train, progress=False).teacher.state_dict()
+
+
+def test_detached_teacher_trains_exactly_like_the_task_only_baseline(class_store: Path) -> None:
+    store = SubtomogramStore(class_store)
+    train, _ = _split(store)
+    base = TrainConfig(**TINY, epochs=1)
+    kt = _teacher_weights(base, store, train)
+    alone = _teacher_weights(base.updated(student="none"), store, train)
+    coupled = _teacher_weights(
+        base.updated(detach_teacher=False, transfer_weight=1.0), store, train
+    )
+    for k in kt:
+        assert torch.equal(kt[k], alone[k]), k
+    assert any(not torch.equal(kt[k], coupled[k]) for k in kt if kt[k].is_floating_point())
+
+
+def test_transfer_weight_needs_an_undetached_teacher() -> None:
+    with pytest.raises(ValueError, match="detach_teacher: false"):
+        TrainConfig(transfer_weight=0.5)
+
+
+def test_ema_update_is_an_exponential_moving_average() -> None:
+    ema, model = torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        ema.weight.fill_(1.0)
+        model.weight.fill_(3.0)
+        model.running_mean.fill_(7.0)
+    ema_update(ema, model, decay=0.75)
+    assert ema.weight.tolist() == pytest.approx([1.5] * 3)
+    assert ema.running_mean.tolist() == [7.0] * 3  # buffers are copied
+
+
+def test_ema_student_follows_the_teacher(class_store: Path) -> None:
+    store = SubtomogramStore(class_store)
+    train, val = _split(store)
+    cfg = TrainConfig(**TINY, epochs=3, student="ema", ema_decay=0.9)
+    result = fit(cfg, store, train, val_indices=val, progress=False)
+    assert result.info["models"]["student"]["kind"] == "ema"
+    assert result.info["models"]["student"]["preset"] == "tiny"
+    t, s = result.teacher.state_dict(), result.student.state_dict()
+    assert not torch.equal(t["head.weight"], s["head.weight"])
+    assert result.metrics["val"]["agreement"] is not None
+    assert result.metrics["train"]["transfer_loss"] is None  # nothing trained the student
+
+
+def test_student_sees_labeled_and_unlabeled_batches(tmp_path: Path, make_store) -> None:
+    store = SubtomogramStore(make_store(tmp_path / "u.h5", per_class=24, unlabeled=16))
+    labeled = np.flatnonzero(store.labels >= 0)
+    unlabeled = np.flatnonzero(store.labels < 0)
+    cfg = TrainConfig(**TINY, epochs=1, student_data="labeled+unlabeled", unlabeled_batch_size=8)
+    trainer = _Trainer(
+        cfg, store, labeled, store.labels[labeled], np.empty(0, np.int64), unlabeled, None, None
+    )
+    lab, unl = trainer.epoch_loaders()
+    pairs = list(zip(lab, unl, strict=True))
+    assert len(pairs) == trainer.steps_per_epoch
+    for batch, ubatch in pairs:
+        assert batch["image"].shape[0] == 16 and ubatch["image"].shape[0] == 8
+        assert set(ubatch["index"].tolist()) <= set(unlabeled.tolist())
+        assert set(batch["index"].tolist()) <= set(labeled.tolist())
+    result = fit(cfg, store, labeled, unlabeled_indices=unlabeled, progress=False)
+    assert result.metrics["n_unlabeled"] == unlabeled.size
+    assert np.isfinite(result.metrics["train"]["transfer_loss"])
+
+
+def test_unlabeled_training_samples_are_refused(tmp_path: Path, make_store) -> None:
+    store = SubtomogramStore(make_store(tmp_path / "u.h5", per_class=8, unlabeled=4))
+    with pytest.raises(ValueError, match="unlabeled_indices"):
+        fit(TrainConfig(**TINY, epochs=1), store, np.arange(len(store)), progress=False)
+
+
+def test_segmentation_trains_teacher_and_student(seg_store: Path) -> None:
+    store = SubtomogramStore(seg_store)
+    train, val = _split(store)
+    cfg = TrainConfig(**{**TINY, "batch_size": 8}, task="segment", epochs=5)
+    result = fit(cfg, store, train, val_indices=val, progress=False)
+    first, last = result.history[0], result.history[-1]
+    assert result.info["class_names"] == ["background", "sphere", "dumbbell"]
+    assert last["train"]["task_loss"] < 0.7 * first["train"]["task_loss"]
+    assert last["val"]["teacher"]["mean_dice"] > 0.3
+    assert last["val"]["teacher"]["dice"]["background"] > 0.95
+    assert last["val"]["distance"] < first["val"]["distance"]
+    with torch.no_grad():
+        out = result.teacher(torch.from_numpy(store.subtomograms([0]))[:, None])
+    assert out.shape == (1, 3, 16, 16, 16)
+
+
+def test_balanced_sampling_and_weighted_loss_run(tmp_path: Path, make_store) -> None:
+    store = SubtomogramStore(make_store(tmp_path / "imb.h5", per_class=16))
+    rows = np.concatenate([np.arange(16), np.arange(16, 20)])  # 16 spheres, 4 dumbbells
+    for mode in ("balanced_sampler", "weighted_loss"):
+        cfg = TrainConfig(**TINY, epochs=1, class_balance=mode, student="none")
+        assert np.isfinite(fit(cfg, store, rows, progress=False).metrics["train"]["task_loss"])
+
+
+def test_warm_start_begins_from_the_previous_run(class_store: Path, tmp_path: Path) -> None:
+    store = SubtomogramStore(class_store)
+    rows = np.arange(32)
+    cfg = TrainConfig(**TINY, epochs=1)
+    first = fit(cfg, store, rows, out_dir=tmp_path / "r0", progress=False)
+    # a vanishing learning rate: the warm-started weights are the previous run's
+    again = fit(cfg.updated(lr=1e-12, seed=9), store, rows, init=tmp_path / "r0", progress=False)
+    for name in ("teacher", "student"):
+        a = getattr(first, name).state_dict()
+        b = getattr(again, name).state_dict()
+        torch.testing.assert_close(b["head.weight"], a["head.weight"], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="warm start"):
+        fit(cfg.updated(teacher_preset="student"), store, rows, init=first, progress=False)
