@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -100,9 +99,29 @@ def test_cold_start_uses_random_then_switches(noise_store, tmp_path):
 
 
 _WORKER = """
-import sys, numpy as np
+import json, os, signal, sys, threading, time
+import numpy as np
 from cryoal.al import ALEngine, EngineConfig, SimulatedOracle
 from cryoal.io.store import SubtomogramStore
+
+state_file = os.path.join(sys.argv[3], "state.json")
+
+
+def kill_when_cycle_1_trains():
+    # SIGKILL this process as soon as the training of cycle 1 has started
+    while True:
+        try:
+            with open(state_file) as fh:
+                st = json.load(fh)
+            started = os.path.exists(os.path.join(sys.argv[3], "cycles/cycle_01/train.yaml"))
+            if st["cycle"] == 1 and st["phase"] == "train" and started:
+                os.kill(os.getpid(), signal.SIGKILL)
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.001)
+
+
+threading.Thread(target=kill_when_cycle_1_trains, daemon=True).start()
 store = SubtomogramStore(sys.argv[1])
 cfg = EngineConfig.model_validate_json(open(sys.argv[2]).read())
 ALEngine(store, SimulatedOracle(store), cfg, sys.argv[3], test_indices=np.arange(48, 60)).run()
@@ -115,28 +134,16 @@ def test_resume_after_sigkill_gives_the_same_result(noise_store, tmp_path):
     cfg_file.write_text(cfg.model_dump_json())
     killed = tmp_path / "killed"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _WORKER, str(noise_store.path), str(cfg_file), str(killed)], env=env
+    proc = subprocess.run(
+        [sys.executable, "-c", _WORKER, str(noise_store.path), str(cfg_file), str(killed)],
+        env=env,
+        timeout=300,
     )
-    state_file = killed / "state.json"
-    deadline = time.monotonic() + 120
-    try:
-        # wait until cycle 1 is being trained, then kill the process mid-training
-        while time.monotonic() < deadline and proc.poll() is None:
-            if state_file.exists():
-                st = json.loads(state_file.read_text())
-                if st["cycle"] == 1 and st["phase"] == "train":
-                    time.sleep(0.3)
-                    break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the engine finished before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    mid = json.loads(state_file.read_text())
-    assert mid["phase"] != "done"
+    assert proc.returncode == -signal.SIGKILL  # killed, not finished
+    mid = json.loads((killed / "state.json").read_text())
+    assert (mid["cycle"], mid["phase"]) == (1, "train")
+    cut = killed / "cycles" / "cycle_01"
+    assert (cut / "train.yaml").exists() and not (cut / "model.json").exists()  # mid-training
     resumed = ALEngine(noise_store, SimulatedOracle(noise_store), cfg, killed,
                        test_indices=TEST_ROWS).run()  # fmt: skip
     straight = ALEngine(noise_store, SimulatedOracle(noise_store), cfg, tmp_path / "straight",
