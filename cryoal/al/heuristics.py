@@ -158,40 +158,6 @@ def bald(mc_probs: np.ndarray, reduction: Reduction = "mean", quantile: float = 
     return reduce_spatial(np.maximum(mi, 0.0), reduction, quantile)
 
 
-def kl_divergence(
-    teacher_logits: np.ndarray,
-    student_logits: np.ndarray,
-    tau: float = 1.0,
-    direction: KLDirection = "teacher_student",
-) -> np.ndarray:
-    """Per-sample ``KL(p_T || p_S)`` (or ``KL(p_S || p_T)``) at temperature ``tau``.
-
-    Parameters
-    ----------
-    teacher_logits, student_logits
-        ``(N, C)`` logits.
-    tau
-        Temperature: ``p = softmax(logits / tau)``.
-    direction
-        ``"teacher_student"`` = ``KL(p_T || p_S)`` (default, methods.md §1) or
-        ``"student_teacher"`` = ``KL(p_S || p_T)``.
-    """
-    t = _as_float(teacher_logits, "teacher_logits", 2)
-    s = _as_float(student_logits, "student_logits", 2)
-    if t.shape != s.shape:
-        raise ValueError(f"teacher logits {t.shape} and student logits {s.shape} differ in shape")
-    if direction == "student_teacher":
-        t, s = s, t
-    elif direction != "teacher_student":
-        raise ValueError(
-            f"unknown KL direction {direction!r}; use 'teacher_student' or 'student_teacher'"
-        )
-    log_p = log_softmax(t, 1, tau)
-    log_q = log_softmax(s, 1, tau)
-    kl = (np.exp(log_p) * (log_p - log_q)).sum(axis=1)
-    return np.maximum(kl, 0.0)
-
-
 def kt(
     teacher_logits: np.ndarray,
     student_logits: np.ndarray,
@@ -202,19 +168,44 @@ def kt(
 ) -> np.ndarray:
     """Teacher–student distance (methods.md §1), higher = more informative.
 
-    Classification (``(N, C)`` logits): ``KL(p_T || p_S)`` at temperature ``tau``.
-    Segmentation (``(N, C, *spatial)`` logits): per voxel the mean over classes of
-    ``(p_T - p_S)^2`` (``p = softmax(logits / tau)``), reduced over voxels (mean by
-    default).
+    The same number the student is trained to minimise: this calls
+    :func:`cryoal.train.losses.transfer_distance` in float64. Classification (``(N, C)``
+    logits): ``tau^2 * KL(p_T || p_S)`` at temperature ``tau`` (the ``tau^2`` factor scales
+    every score alike and leaves rankings unchanged). Segmentation (``(N, C, *spatial)``
+    logits): per voxel the mean over classes of ``(p_T - p_S)^2``
+    (``p = softmax(logits / tau)``), reduced over voxels (mean by default).
+
+    Parameters
+    ----------
+    teacher_logits, student_logits
+        ``(N, C)`` or ``(N, C, *spatial)`` logits of the same shape.
+    tau
+        Temperature (> 0).
+    direction
+        ``"teacher_student"`` = ``KL(p_T || p_S)`` (default) or ``"student_teacher"``.
     """
+    import torch
+
+    from cryoal.train.losses import transfer_distance
+
     t = _as_float(teacher_logits, "teacher_logits", 2)
     s = _as_float(student_logits, "student_logits", 2)
     if t.shape != s.shape:
         raise ValueError(f"teacher logits {t.shape} and student logits {s.shape} differ in shape")
-    if t.ndim == 2:
-        return kl_divergence(t, s, tau, direction)
-    sq = (softmax(t, 1, tau) - softmax(s, 1, tau)) ** 2
-    return reduce_spatial(sq.mean(axis=1), reduction, quantile)
+    if direction not in ("teacher_student", "student_teacher"):
+        raise ValueError(
+            f"unknown KL direction {direction!r}; use 'teacher_student' or 'student_teacher'"
+        )
+    task = "classify" if t.ndim == 2 else "segment"
+    d = transfer_distance(
+        torch.from_numpy(t),
+        torch.from_numpy(s),
+        task=task,
+        tau=tau,
+        direction=direction,
+        per_voxel=True,
+    ).numpy()
+    return reduce_spatial(d, reduction, quantile)
 
 
 def random_scores(n: int, seed: int) -> np.ndarray:

@@ -22,31 +22,61 @@ def transfer_distance(
     task: str = "classify",
     tau: float = 1.0,
     direction: Direction = "teacher_student",
+    per_voxel: bool = False,
 ) -> torch.Tensor:
-    """Per-sample teacher–student distance ``(B,)``, the KT uncertainty of methods.md §1.
+    """Teacher–student distance, the KT uncertainty of methods.md §1 (the one implementation).
+
+    Both the student's transfer loss (:func:`transfer_loss`) and the ``kt`` acquisition score
+    (:func:`cryoal.al.heuristics.kt`) call this function, so the loss a student minimises and
+    the distance a sample is ranked by are the same number.
 
     Classification: ``tau^2 * KL(p_T || p_S)`` (or ``KL(p_S || p_T)``) with
-    ``p = softmax(logits / tau)``. Segmentation: mean over classes and voxels of
-    ``(p_T - p_S)^2`` (``tau`` scales the logits, no ``tau^2`` factor).
+    ``p = softmax(logits / tau)``. The ``tau^2`` factor is Hinton et al.'s: it keeps the
+    gradient of the softened loss on the scale of the ``tau = 1`` loss; it multiplies every
+    sample's score by the same constant, so rankings do not depend on it.
+    Segmentation: mean over classes of ``(p_T - p_S)^2`` per voxel (``tau`` scales the logits,
+    no ``tau^2`` factor), averaged over voxels unless ``per_voxel``.
+
+    Parameters
+    ----------
+    teacher_logits, student_logits
+        ``(B, C)`` or ``(B, C, *spatial)`` logits of the same shape; any float dtype (the
+        computation runs in float32, or float64 when given float64).
+    task
+        ``"classify"`` or ``"segment"``.
+    tau
+        Softmax temperature (> 0).
+    direction
+        ``"teacher_student"`` = ``KL(p_T || p_S)`` (default) or ``"student_teacher"``.
+    per_voxel
+        Segmentation only: return the ``(B, *spatial)`` map instead of its mean.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B,)`` distances (``(B, *spatial)`` with ``per_voxel``); KL clipped at 0 against
+        round-off.
     """
     if teacher_logits.shape != student_logits.shape:
         raise ValueError(
             f"teacher logits {tuple(teacher_logits.shape)} and student logits "
             f"{tuple(student_logits.shape)} differ; both models need the same classes"
         )
-    t = teacher_logits.float() / tau
-    s = student_logits.float() / tau
+    if not tau > 0:
+        raise ValueError(f"temperature tau={tau} must be > 0")
+    dtype = torch.float64 if teacher_logits.dtype == torch.float64 else torch.float32
+    t = teacher_logits.to(dtype) / tau
+    s = student_logits.to(dtype) / tau
     if task == "segment":
-        diff = torch.softmax(t, dim=1) - torch.softmax(s, dim=1)
-        return diff.pow(2).flatten(1).mean(dim=1)
-    log_t = torch.log_softmax(t, dim=1)
-    log_s = torch.log_softmax(s, dim=1)
-    if direction == "teacher_student":
-        kl = (log_t.exp() * (log_t - log_s)).sum(dim=1)
-    elif direction == "student_teacher":
-        kl = (log_s.exp() * (log_s - log_t)).sum(dim=1)
-    else:
+        per_map = (torch.softmax(t, dim=1) - torch.softmax(s, dim=1)).pow(2).mean(dim=1)
+        return per_map if per_voxel else per_map.flatten(1).mean(dim=1)
+    if direction == "student_teacher":
+        t, s = s, t
+    elif direction != "teacher_student":
         raise ValueError(f"KL direction {direction!r}; use 'teacher_student' or 'student_teacher'")
+    log_p = torch.log_softmax(t, dim=1)
+    log_q = torch.log_softmax(s, dim=1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(dim=1).clamp_min(0.0)
     return kl * tau**2
 
 

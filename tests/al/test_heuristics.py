@@ -40,10 +40,26 @@ def test_kl_known_value_direction_and_temperature():
     kl_st = 0.9 * np.log(0.9 / 0.5) + 0.1 * np.log(0.1 / 0.5)
     np.testing.assert_allclose(H.kt(t, s), [kl_ts])
     np.testing.assert_allclose(H.kt(t, s, direction="student_teacher"), [kl_st])
-    assert H.kt(t, s, tau=2.0)[0] < kl_ts  # softer distributions are closer
+    # tau: KL of the softened distributions, times tau^2 (the same number the loss uses)
+    pt, ps = H.softmax(t, tau=2.0)[0], H.softmax(s, tau=2.0)[0]
+    kl_tau2 = float((pt * np.log(pt / ps)).sum())
+    np.testing.assert_allclose(H.kt(t, s, tau=2.0), [4.0 * kl_tau2])
     np.testing.assert_allclose(H.kt(s, s), [0.0], atol=1e-12)
     with pytest.raises(ValueError, match="direction"):
         H.kt(t, s, direction="sideways")
+
+
+def test_kt_score_is_the_transfer_loss_distance():
+    torch = pytest.importorskip("torch")
+    from cryoal.train.losses import transfer_distance
+
+    rng = np.random.default_rng(0)
+    t, s = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+    for tau, direction in [(1.0, "teacher_student"), (2.0, "student_teacher")]:
+        loss_d = transfer_distance(
+            torch.from_numpy(t), torch.from_numpy(s), tau=tau, direction=direction
+        )
+        np.testing.assert_allclose(H.kt(t, s, tau=tau, direction=direction), loss_d.numpy())
 
 
 def test_kt_segmentation_is_voxel_mean_squared_probability_difference():
