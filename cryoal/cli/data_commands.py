@@ -55,7 +55,7 @@ def info_cmd(dataset: str = _DATASET) -> None:
     con = Console(highlight=False, soft_wrap=True)
     con.print(f"[bold]{m.name}[/bold]: {m.title}  ({path})")
     con.print(" ".join(m.description.split()))
-    con.print(f"licence: {m.licence}")
+    con.print(f"licence: {' '.join(m.licence.split())}")
     con.print(f"cite: {' '.join(m.citation.split())}")
     src = m.source
     where = src.base_url or src.root or "; ".join("cryoal " + " ".join(c) for c in src.commands)

@@ -40,8 +40,10 @@ logger = logging.getLogger(__name__)
 LOCK_NAME = ".cryoal-checksums.json"
 #: Environment variable: the folder under which datasets are fetched by default.
 DATA_ENV = "CRYOAL_DATA"
-#: Bytes per read/write.
+#: Bytes per local read/write.
 CHUNK = 1 << 20
+#: Bytes per network read (what an interrupted transfer loses at most: the unfinished read).
+NET_CHUNK = 1 << 16
 
 ProgressCallback = Callable[[str, int, "int | None"], None]
 
@@ -238,7 +240,7 @@ def download_file(
             progress(entry.path, done, total)
         try:
             with open(part, mode) as fh:
-                for chunk in resp.iter_content(chunk_size=CHUNK):
+                for chunk in resp.iter_content(chunk_size=NET_CHUNK):
                     if not chunk:
                         continue
                     fh.write(chunk)
