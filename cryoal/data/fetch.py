@@ -408,7 +408,12 @@ def fetch_dataset(
         }
 
     try:
-        if manifest.source.kind == "generated" and todo:
+        if manifest.source.kind == "manual":
+            for entry in todo:
+                digest = _adopt(manifest, dest, entry, _expected(entry, lock)[0])
+                record(entry, digest)
+                result.fetched.append(entry.path)
+        elif manifest.source.kind == "generated" and todo:
             for path, digest in _generate(manifest, dest, todo, progress).items():
                 record(next(e for e in todo if e.path == path), digest)
                 result.fetched.append(path)
@@ -438,6 +443,29 @@ def fetch_dataset(
         if files != lock.get("files", {}) or not lock:
             _write_lock(dest, manifest, mpath, files)
     return result
+
+
+def _adopt(manifest: Manifest, dest: Path, entry: FileEntry, expected: str | None) -> str:
+    """Verify a file of a manual source that the user downloaded into ``dest``."""
+    target = dest / entry.path
+    if not target.is_file():
+        raise DownloadError(
+            f"{target}: not here yet; {manifest.name} has no direct download: get {entry.path} from "
+            f"{manifest.source.landing_page} and save it under this name, then run the same "
+            "command again to verify it"
+        )
+    if entry.size is not None and target.stat().st_size != entry.size:
+        raise DownloadError(
+            f"{target}: {target.stat().st_size} bytes, the manifest says {entry.size}; the download "
+            "is incomplete or a different file: download it again"
+        )
+    got = sha256_file(target)
+    if expected is not None and got != expected:
+        raise DownloadError(
+            f"{target}: checksum mismatch (expected sha256 {expected[:16]}…, got {got[:16]}…); "
+            "this is not the published file: download it again"
+        )
+    return got
 
 
 def _local_root(manifest: Manifest, manifest_path: Path | None) -> Path:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 MANIFESTS_ENV = "CRYOAL_MANIFESTS"
 
 #: What a file of a dataset is.
-FileKind = Literal["tomogram", "picks", "labels", "template", "tilt_series", "metadata"]
+FileKind = Literal["tomogram", "picks", "labels", "template", "tilt_series", "archive", "metadata"]
 
 #: Coordinate conventions of picks files (see cryoal.io.coords):
 #: ``relion-3/4`` rlnCoordinateX/Y/Z pixels; ``relion-5`` rlnCenteredCoordinate*Angst (Å from
@@ -46,12 +46,14 @@ class Source(BaseModel):
     ``kind: http``: each file is downloaded from ``base_url`` + ``/`` + its ``url`` (or its
     ``path``); ``--mirror URL`` replaces ``base_url``. ``kind: local``: files are copied from
     the folder ``root`` (relative to the manifest file). ``kind: generated``: ``commands``
-    (cryoal argument lists) are run in an empty folder and produce the files.
+    (cryoal argument lists) are run in an empty folder and produce the files. ``kind:
+    manual``: the files have no direct download URL (a login, a web form); the user downloads
+    them from ``landing_page`` into the dataset folder and ``cryoal data fetch`` verifies them.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["http", "local", "generated"]
+    kind: Literal["http", "local", "generated", "manual"]
     base_url: str | None = None
     root: str | None = None
     commands: list[list[str]] = Field(default_factory=list)
@@ -71,6 +73,11 @@ class Source(BaseModel):
         elif self.kind == "local":
             if not self.root:
                 raise ValueError("a local source needs root: the folder the files are copied from")
+        elif self.kind == "manual":
+            if not self.landing_page:
+                raise ValueError(
+                    "a manual source needs landing_page: the page users download the files from"
+                )
         elif not self.commands:
             raise ValueError(
                 "a generated source needs commands: a list of cryoal argument lists, e.g. "

@@ -198,3 +198,20 @@ def test_local_source_copies_and_verifies(tmp_path: Path) -> None:
     with pytest.raises(DownloadError, match="nothing was kept"):
         fetch_dataset(manifest, tmp_path / "out", manifest_path=tmp_path / "toy.yaml")
     assert not (tmp_path / "out" / "tomos/TS_01.mrc").exists()
+
+
+def test_manual_source_says_where_to_download_then_verifies(tmp_path: Path) -> None:
+    files = _payloads(3)
+    source = {"kind": "manual", "landing_page": "https://example.org/dataset"}
+    manifest = _manifest("http://unused", files, source=source)
+    with pytest.raises(DownloadError, match="get tomos/TS_01.mrc from https://example.org/dataset"):
+        fetch_dataset(manifest, tmp_path)
+    for path, data in files.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(data)
+    res = fetch_dataset(manifest, tmp_path)
+    assert sorted(res.present) == sorted(files)  # published checksums match: nothing to do
+    (tmp_path / "tomos/TS_01.mrc").write_bytes(b"x" * len(files["tomos/TS_01.mrc"]))
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        fetch_dataset(manifest, tmp_path)
+    assert (tmp_path / "tomos/TS_01.mrc").exists()  # the user's own download is never deleted
