@@ -182,3 +182,19 @@ def test_invalid_manifest_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_unknown_dataset(capsys: pytest.CaptureFixture[str]) -> None:
     line = _error(capsys, ["data", "fetch", "no-such-data"])
     assert "known datasets:" in line and "demo-sim" in line
+
+
+def test_shared_templates_fetch_with_their_checksums(
+    shared_structures: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = tmp_path / "templates"
+    assert run(["data", "fetch", "shrec-templates", "--to", str(dest), "--no-progress"]) == 0
+    assert "10 fetched" in capsys.readouterr().out
+    for src in sorted((shared_structures / "maps_10A").glob("*.mrc")):
+        assert (dest / src.name).read_bytes() == src.read_bytes()
+    from cryoal.data.manifest_data import benchmark_data
+
+    # the benchmark simulates from the fetched folder
+    assert benchmark_data("shrec-templates", dest, tmp_path / "bench", box=32) == {
+        "templates": str(dest)
+    }
