@@ -206,9 +206,9 @@ def download_file(
     with resp:
         if resp.status_code == 416 and offset:
             # the .part already holds every byte the server has: verify it as it is
-            digest = sha256_file(part)
-            _finish(part, target, entry, expected, digest, offset, url)
-            return digest
+            whole = sha256_file(part)
+            _finish(part, target, entry, expected, whole, offset, url)
+            return whole
         if resp.status_code not in (200, 206):
             raise DownloadError(
                 f"{url}: the server answered HTTP {resp.status_code} {resp.reason}; check the URL "
@@ -376,7 +376,8 @@ def fetch_dataset(
         Offline, HTTP errors, interrupted or mismatching transfers, a missing local source.
     """
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    made: list[Path] = []  # folders this call creates, removed again if they stay empty
+    _makedirs(dest, made)
     mpath = Path(manifest_path) if manifest_path else None
     lock = read_lock(dest)
     if lock and lock.get("dataset") not in (None, manifest.name):
@@ -425,7 +426,7 @@ def fetch_dataset(
                 session = requests.Session()
             for entry in todo:
                 target = dest / entry.path
-                target.parent.mkdir(parents=True, exist_ok=True)
+                _makedirs(target.parent, made)
                 expected, _ = _expected(entry, lock)
                 if manifest.source.kind == "http":
                     url = file_url(manifest, entry, mirror)
@@ -439,8 +440,14 @@ def fetch_dataset(
                                        progress)  # fmt: skip
                 record(entry, digest)
                 result.fetched.append(entry.path)
+    except BaseException:
+        if manifest.source.kind != "manual":  # there the user is asked to save files in dest
+            for folder in reversed(made):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()  # nothing left behind by a failed first fetch (e.g. offline)
+        raise
     finally:
-        if files != lock.get("files", {}) or not lock:
+        if files != lock.get("files", {}):
             _write_lock(dest, manifest, mpath, files)
     return result
 
@@ -466,6 +473,17 @@ def _adopt(manifest: Manifest, dest: Path, entry: FileEntry, expected: str | Non
             "this is not the published file: download it again"
         )
     return got
+
+
+def _makedirs(folder: Path, made: list[Path]) -> None:
+    """``mkdir -p``, appending each folder it creates (outermost first) to ``made``."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for f in reversed(missing):
+        f.mkdir(exist_ok=True)
+        made.append(f)
 
 
 def _local_root(manifest: Manifest, manifest_path: Path | None) -> Path:

@@ -64,9 +64,8 @@ def tomogram_geometries(
     for tomo_id, path in tomogram_files(manifest, data_dir).items():
         override = by_id[tomo_id].voxel_size_A
         with open_tomogram(path, voxel_size_A=override) as tomo:
-            out[tomo_id] = TomogramGeometry(
-                shape_zyx=tuple(tomo.shape), voxel_size_A=tomo.voxel_size_A
-            )
+            z, y, x = (int(n) for n in tomo.shape)
+            out[tomo_id] = TomogramGeometry(shape_zyx=(z, y, x), voxel_size_A=tomo.voxel_size_A)
     return out
 
 

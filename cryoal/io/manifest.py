@@ -279,7 +279,7 @@ class Manifest(BaseModel):
     def total_size(self) -> int | None:
         """Sum of the file sizes in bytes, or ``None`` when some size is not known."""
         sizes = [f.size for f in self.files]
-        return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[misc]
+        return None if any(s is None for s in sizes) else sum(s or 0 for s in sizes)
 
 
 # ---------------------------------------------------------------------- loading
@@ -302,7 +302,7 @@ def _field_path(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
     return out or "top level"
 
 
-def _fix_for(err: dict[str, Any]) -> str:
+def _fix_for(err: Any) -> str:
     kind = err.get("type", "")
     if kind == "missing":
         return "add this field"
