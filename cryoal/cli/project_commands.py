@@ -343,6 +343,10 @@ def from_manifest_cmd(
     per = ", ".join(f"{t}: {n}" for t, n in res.candidates.items())
     extra = f"; {res.duplicates} repeated picks skipped" if res.duplicates else ""
     extra += f"; {res.labelled} labelled" if res.labelled else ""
+    if not manifest.files_of("picks"):
+        extra += (
+            f"; the dataset has no picks: find candidates with 'cryoal project detect {directory}'"
+        )
     _console().print(
         f"created project {directory} from {manifest.name}: classes {', '.join(res.classes)}; "
         f"{len(res.tomograms)} tomogram(s); {res.n_candidates} candidates ({per}){extra}"

@@ -195,7 +195,10 @@ def download_file(
         logger.info("%s: longer than the file should be; starting again", part)
         part.unlink()
         offset = 0
-    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    # identity: the bytes as stored (a server's gzip would break ranges and sizes)
+    headers = {"Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
     try:
         resp = http.get(url, headers=headers, stream=True, timeout=timeout)  # type: ignore[attr-defined]
     except requests.exceptions.RequestException as exc:

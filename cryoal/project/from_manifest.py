@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from cryoal.data.manifest_data import read_picks, tomogram_files, tomogram_geometries
 from cryoal.io.coords import write_csv
 from cryoal.io.manifest import Manifest
@@ -61,7 +63,8 @@ def project_from_manifest(
     Parameters
     ----------
     manifest
-        The dataset's manifest (it needs tomograms, picks and a class map).
+        The dataset's manifest (it needs tomograms and a class map; without picks files
+        the project has no candidates until ``cryoal project detect`` finds some).
     data_dir
         Folder the dataset was fetched into (``cryoal data fetch NAME --to DATA_DIR``).
     project_dir
@@ -80,15 +83,20 @@ def project_from_manifest(
     FileExistsError
         ``project_dir`` already holds a project.
     ValueError
-        The dataset has no tomograms, picks or classes, or the picks use a class the class
-        map does not know.
+        The dataset has no tomograms or classes, or the picks use a class the class map does
+        not know.
     """
     data_dir = Path(data_dir)
     if not manifest.classes:
         raise ValueError(f"dataset {manifest.name!r} has no class map; add classes to its manifest")
     tomos = tomogram_files(manifest, data_dir)
     geometries = tomogram_geometries(manifest, data_dir)
-    picks = read_picks(manifest, data_dir, geometries=geometries)
+    # a dataset without picks still makes a project: 'cryoal project detect' finds candidates
+    picks = (
+        read_picks(manifest, data_dir, geometries=geometries)
+        if manifest.files_of("picks")
+        else pd.DataFrame({"source_file": []})
+    )
     overrides = {f.tomo_id: f.voxel_size_A for f in manifest.files_of("tomogram")}
     project = Project.init(
         project_dir,

@@ -198,3 +198,43 @@ def test_shared_templates_fetch_with_their_checksums(
     assert benchmark_data("shrec-templates", dest, tmp_path / "bench", box=32) == {
         "templates": str(dest)
     }
+
+
+def test_dataset_without_picks_gives_a_project_to_detect_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from cryoal.io.mrc import write_mrc
+
+    rng = np.random.default_rng(0)
+    vol = rng.normal(0, 1, (32, 48, 48)).astype(np.float32)
+    for z, y, x in [(16, 12, 12), (16, 30, 30), (10, 20, 36)]:
+        vol[z - 3 : z + 4, y - 3 : y + 4, x - 3 : x + 4] -= 3.0
+    src = tmp_path / "src"
+    src.mkdir()
+    write_mrc(src / "TS_1.mrc", vol, 10.0)
+    doc = {
+        "name": "nopicks",
+        "title": "a tomogram without picks",
+        "description": "test",
+        "licence": "CC0",
+        "citation": "none",
+        "source": {"kind": "local", "root": "src"},
+        "voxel_size_A": 10.0,
+        "box": 16,
+        "classes": [{"id": 0, "name": "ribosome"}, {"id": 1, "name": "apoferritin"}],
+        "files": [{"path": "TS_1.mrc", "kind": "tomogram", "tomo_id": "TS_1",
+                   "sha256": hashlib.sha256((src / "TS_1.mrc").read_bytes()).hexdigest()}],
+    }  # fmt: skip
+    manifest = tmp_path / "nopicks.yaml"
+    manifest.write_text(yaml.safe_dump(doc))
+    data, proj = tmp_path / "data", tmp_path / "proj"
+    assert run(["data", "fetch", str(manifest), "--to", str(data), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert run(["project", "from-manifest", str(manifest), str(proj), "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "0 candidates" in out and f"cryoal project detect {proj}" in out
+    assert run(["project", "detect", str(proj), "--radius-A", "30", "--n", "3"]) == 0
+    assert run(["suggest", str(proj), "--strategy", "random", "--k", "2"]) == 0
+    assert len(pd.read_csv(proj / "rounds" / "000" / "suggestions.csv")) == 2
