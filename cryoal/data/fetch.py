@@ -378,6 +378,11 @@ def fetch_dataset(
     DownloadError, FileNotFoundError, ValueError
         Offline, HTTP errors, interrupted or mismatching transfers, a missing local source.
     """
+    if mirror is not None and manifest.source.kind not in ("http", "local"):
+        raise ValueError(
+            f"{manifest.name}: --mirror replaces the URL or folder of http and local sources; "
+            f"this dataset's source is {manifest.source.kind}: drop --mirror"
+        )
     dest = Path(dest)
     made: list[Path] = []  # folders this call creates, removed again if they stay empty
     _makedirs(dest, made)

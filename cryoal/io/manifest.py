@@ -327,6 +327,8 @@ def validation_message(path: str | os.PathLike, exc: ValidationError, raw: dict[
         text = f"{msg.lower()}{shown}; {_fix_for(err)}"
     more = len(exc.errors()) - 1
     tail = f" [{more} more problem{'s' if more > 1 else ''} after this one]" if more else ""
+    if where == "top level" and err.get("type") == "value_error":
+        return f"{path}: {text}{tail}"  # the message names its field itself
     return f"{path}: {where}: {text}{tail}"
 
 

@@ -163,3 +163,8 @@ def test_find_by_name_and_unknown_names(tmp_path: Path, monkeypatch: pytest.Monk
     (tmp_path / "toy.yaml").rename(tmp_path / "other.yaml")
     with pytest.raises(ValueError, match="differs from the file name"):
         find_manifest("other")
+
+
+def test_a_file_listed_twice(tmp_path: Path) -> None:
+    msg = _bad(tmp_path, lambda d: d["files"].append(dict(d["files"][0])))
+    assert msg.endswith("files: path 'TS_01.mrc' is listed twice; list each file once")
