@@ -258,6 +258,11 @@ def download_file(
                 f"{url}: download interrupted after {done} of {total or '?'} bytes "
                 f"({_reason(exc)}); run the same command again to resume from {part.name}"
             ) from None
+        except OSError as exc:  # the local side: disk full, permissions
+            raise DownloadError(
+                f"{part}: cannot write ({exc.strerror or exc}) after {done} bytes; free disk "
+                "space (or fix the folder's permissions) and run the same command again to resume"
+            ) from None
     if total is not None and done < total:
         raise DownloadError(
             f"{url}: download interrupted after {done} of {total} bytes; run the same command "
