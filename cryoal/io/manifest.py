@@ -365,8 +365,11 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
 
 
 def bundled_manifest_dir() -> Path:
-    """The repository's ``data_manifests/`` folder."""
-    return Path(__file__).resolve().parents[2] / "data_manifests"
+    """The manifests shipped with cryoal: ``cryoal/data_manifests`` in an installed wheel,
+    else the repository's ``data_manifests/`` (a source checkout or editable install)."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "data_manifests"
+    return installed if installed.is_dir() else package.parent / "data_manifests"
 
 
 def manifest_dirs() -> list[Path]:
