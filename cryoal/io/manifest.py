@@ -7,8 +7,9 @@ convention of the picks, the class map and the train/test split. ``data_manifest
 documents every field; :func:`load_manifest` turns any validation failure into one line
 naming the manifest file, the field and the fix.
 
-Bundled manifests live in the repository's ``data_manifests/`` folder; more folders can be
-listed in ``$CRYOAL_MANIFESTS`` (``os.pathsep``-separated), searched first.
+Bundled manifests live in the repository's ``data_manifests/`` folder (copied into the wheel
+as ``cryoal/data_manifests``); more folders can be listed in ``$CRYOAL_MANIFESTS``
+(``os.pathsep``-separated), searched first.
 """
 
 from __future__ import annotations
