@@ -46,6 +46,15 @@ def benchmark(
     ),
     seeds: str | None = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or auto."),
+    manifest: str | None = typer.Option(
+        None,
+        "--manifest",
+        help="Dataset name or manifest .yaml (cryoal data list): benchmark on its labelled "
+        "picks (subtomograms cut into OUT/data/) or, for a template set, simulate from it.",
+    ),
+    data_dir: Path | None = typer.Option(
+        None, "--data", help="Folder the --manifest dataset was fetched into [default: its own]."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Run strategies x seeds with a simulated oracle; write curves.csv, summary.md, curves.png."""
@@ -65,6 +74,14 @@ def benchmark(
         overrides["device"] = device
         overrides["train"] = {"device": device}
     cfg = load_benchmark_config(preset, config, overrides)
+    if manifest is not None:
+        from cryoal.data.manifest_data import benchmark_data
+
+        if store is not None or templates is not None:
+            raise ValueError("--manifest chooses the data itself; drop --store / --templates")
+        cfg.data = cfg.data.model_copy(
+            update=benchmark_data(manifest, data_dir, out, box=cfg.data.box, progress=progress)
+        )
     result = run_benchmark(cfg, out, progress=progress)
     typer.echo(f"curves:     {result.curves_csv}")
     typer.echo(f"selections: {result.selections_csv}")

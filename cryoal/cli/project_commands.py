@@ -315,6 +315,44 @@ def status_cmd(directory: Path = _DIR) -> None:
         )
 
 
+# -- cryoal project from-manifest (public datasets, data_manifests/) ----------------------
+@project_app.command("from-manifest")
+def from_manifest_cmd(
+    dataset: str = typer.Argument(
+        ..., help="Dataset name (cryoal data list) or manifest .yaml file.", show_default=False
+    ),
+    directory: Path = _DIR,
+    data_dir: Path = typer.Option(
+        None, "--data", help="Folder the dataset was fetched into [default: its default folder]."
+    ),
+    box: int = typer.Option(
+        None, "--box", help="Subtomogram edge, voxels [default: the manifest's, else 32]."
+    ),
+    as_labels: bool = typer.Option(
+        False, "--as-labels", help="Also record the picks' classes as labels (ground truth)."
+    ),
+) -> None:
+    """Create a project from a fetched dataset: its classes, tomograms and picks."""
+    from cryoal.data.fetch import default_data_dir
+    from cryoal.io.manifest import find_manifest
+    from cryoal.project.from_manifest import project_from_manifest
+
+    manifest, _ = find_manifest(dataset)
+    data = data_dir if data_dir is not None else default_data_dir(manifest.name)
+    res = project_from_manifest(manifest, data, directory, box=box, as_labels=as_labels)
+    per = ", ".join(f"{t}: {n}" for t, n in res.candidates.items())
+    extra = f"; {res.duplicates} repeated picks skipped" if res.duplicates else ""
+    extra += f"; {res.labelled} labelled" if res.labelled else ""
+    if not manifest.files_of("picks"):
+        extra += (
+            f"; the dataset has no picks: find candidates with 'cryoal project detect {directory}'"
+        )
+    _console().print(
+        f"created project {directory} from {manifest.name}: classes {', '.join(res.classes)}; "
+        f"{len(res.tomograms)} tomogram(s); {res.n_candidates} candidates ({per}){extra}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add the project commands to the ``cryoal`` app."""
     app.add_typer(project_app, name="project")
