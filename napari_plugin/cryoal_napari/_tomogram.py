@@ -1,0 +1,139 @@
+"""MRC tomograms and label volumes as napari layers, scaled in Å, in bounded memory.
+
+Positions: cryoal places voxel ``i`` at ``i * voxel_size_A`` Å (corner origin, see
+:mod:`cryoal.io.coords`) and does not apply the MRC header origin. The layers here do the
+same (``translate`` is 0), so picks converted by cryoal land on the voxels they name; the
+header origin is kept in the layer metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cryoal.io.mrc import open_tomogram
+from cryoal.io.volume import PlaneWindow
+from cryoal_napari._layers import AXIS_LABELS, UNITS, LayerData
+from cryoal_napari._multiscale import pyramid
+
+#: Tomograms larger than this open as a multiscale (binned) image.
+MULTISCALE_BYTES = 256 * 2**20
+#: Integer volumes with at most this many distinct values (in a sample) open as labels.
+MAX_LABEL_VALUES = 64
+#: z-planes read to estimate contrast limits.
+CONTRAST_PLANES = 16
+#: Voxels kept from those planes (a seeded random subset).
+CONTRAST_VOXELS = 2**20
+#: Percentiles of the sample used as contrast limits.
+CONTRAST_PERCENTILES = (0.5, 99.5)
+
+
+def sample_voxels(data: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A bounded, seeded random sample of a ``(z, y, x)`` volume's voxels, ``(n,)``.
+
+    Reads at most :data:`CONTRAST_PLANES` evenly spaced z-planes and keeps up to
+    :data:`CONTRAST_VOXELS` random voxels of them; the planes are unmapped afterwards, so a
+    memory-mapped tomogram of any size costs a few planes of memory.
+    """
+    rng = np.random.default_rng(seed)
+    nz = data.shape[0]
+    planes = np.unique(np.linspace(0, nz - 1, min(nz, CONTRAST_PLANES)).round().astype(int))
+    per_plane = max(1, CONTRAST_VOXELS // len(planes))
+    window = PlaneWindow(data)
+    parts = []
+    for z in planes:
+        plane = np.asarray(data[z]).ravel()
+        if plane.size > per_plane:
+            plane = plane[rng.choice(plane.size, per_plane, replace=False)]
+        parts.append(np.array(plane))
+    window.release_all()
+    return np.concatenate(parts)
+
+
+def contrast_from_sample(sample: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Contrast limits (robust percentiles) and a wider slider range from a voxel sample.
+
+    Returns
+    -------
+    limits
+        :data:`CONTRAST_PERCENTILES` of the finite sample values.
+    slider_range
+        The sample's min and max, widened by half their span on each side (the sample
+        misses the rarest voxels), so the limits can be moved well past the defaults.
+    """
+    values = np.asarray(sample, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return (0.0, 1.0), (0.0, 1.0)
+    lo, hi = (float(v) for v in np.percentile(values, CONTRAST_PERCENTILES))
+    vmin, vmax = float(values.min()), float(values.max())
+    if hi <= lo:
+        lo, hi = vmin, vmax if vmax > vmin else vmin + 1.0
+    span = max(vmax - vmin, hi - lo)
+    return (lo, hi), (min(lo, vmin - span / 2), max(hi, vmax + span / 2))
+
+
+def looks_like_labels(data: np.ndarray, sample: np.ndarray) -> bool:
+    """An integer volume whose sample has few distinct values (e.g. ``labels.mrc``)."""
+    if data.dtype.kind not in "iu":
+        return False
+    values = np.unique(sample)
+    return len(values) <= MAX_LABEL_VALUES and values.min() >= 0
+
+
+def read_tomogram(path: str | os.PathLike, multiscale_bytes: int = MULTISCALE_BYTES) -> LayerData:
+    """An MRC tomogram (or label volume) as a layer in Å, memory-mapped.
+
+    Parameters
+    ----------
+    path
+        ``.mrc`` / ``.rec`` / ``.map`` file.
+    multiscale_bytes
+        Files whose data are larger than this open as a multiscale image (the memory map
+        plus lazily binned levels, see :mod:`cryoal_napari._multiscale`).
+
+    Returns
+    -------
+    (data, kwargs, layer_type)
+        ``"image"``, or ``"labels"`` for an integer volume with few distinct values.
+        ``kwargs`` carry ``scale`` (voxel size, Å), ``units`` (Å), ``axis_labels``
+        (z, y, x), ``translate`` 0 (the header origin is in ``metadata``), contrast limits
+        and ``metadata["cryoal"]``.
+    """
+    tomo = open_tomogram(path)
+    data = tomo.data
+    vs = tomo.voxel_size_A
+    sample = sample_voxels(data)
+    is_labels = looks_like_labels(data, sample)
+    large = data.nbytes > multiscale_bytes
+    layer_data: Any = pyramid(data, reduce="nearest" if is_labels else "mean") if large else data
+    if isinstance(layer_data, list) and len(layer_data) == 1:
+        layer_data = data
+    multiscale = isinstance(layer_data, list)
+    cryoal_meta: dict[str, Any] = {
+        "kind": "labels" if is_labels else "tomogram",
+        "path": str(Path(path).resolve()),
+        "voxel_size_A": vs,
+        "shape_zyx": list(tomo.shape),
+        "header_origin_zyx_A": list(tomo.origin_zyx_A),
+    }
+    kwargs: dict[str, Any] = {
+        "name": Path(path).stem,
+        "scale": (vs, vs, vs),
+        "translate": (0.0, 0.0, 0.0),
+        "units": UNITS,
+        "axis_labels": AXIS_LABELS,
+        "metadata": {"cryoal": cryoal_meta},
+    }
+    if multiscale:
+        kwargs["multiscale"] = True
+        cryoal_meta["bin_factors"] = [1] + [level.factor for level in layer_data[1:]]
+    if is_labels:
+        return layer_data, kwargs, "labels"
+    limits, slider = contrast_from_sample(sample)
+    kwargs["contrast_limits"] = limits
+    cryoal_meta["contrast_limits_range"] = list(slider)
+    return layer_data, kwargs, "image"
