@@ -46,7 +46,8 @@ def points_layer(
     """A Points layer in Å (``(n, 3)`` zyx), rings coloured by ``features[label_column]``.
 
     Points are drawn as rings (transparent face, coloured border) so the particle under
-    them stays visible; ``size_A`` is the diameter in Å.
+    them stays visible; ``size_A`` is the diameter in Å. ``metadata["cryoal"]["radius_A"]``
+    asks the viewer hook for a slice thickness of that radius.
     """
     zyx_A = np.asarray(zyx_A, dtype=np.float64).reshape(-1, 3)
     labels = list(features[label_column]) if label_column else [""] * len(zyx_A)
@@ -58,9 +59,12 @@ def points_layer(
         "border_color": class_colours(labels, colours) if len(zyx_A) else "white",
         "border_width": 0.15,
         "border_width_is_relative": True,
-        "out_of_slice_display": True,
+        # napari >= 0.9 draws points within the dims' thick slice; cryoal's viewer hook
+        # (cryoal_napari._viewer) widens it to the point radius, so a particle's ring shows
+        # on every plane through it, sized as the sphere's cross-section there.
+        "projection_mode": "rescale_spherical",
         "units": UNITS,
         "axis_labels": AXIS_LABELS,
-        "metadata": {"cryoal": metadata},
+        "metadata": {"cryoal": {**metadata, "radius_A": float(size_A) / 2}},
     }
     return zyx_A, kwargs, "points"

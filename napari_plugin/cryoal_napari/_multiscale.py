@@ -142,7 +142,7 @@ class BinnedLevel:
 
 
 def pyramid(
-    source: np.ndarray, reduce: str = "mean", coarsest_bytes: int = COARSEST_LEVEL_BYTES
+    source: np.ndarray, reduce: str = "mean", coarsest_bytes: int | None = None
 ) -> list[np.ndarray | BinnedLevel]:
     """``[source, bin 2, bin 4, ...]`` until the coarsest level holds <= ``coarsest_bytes``.
 
@@ -153,8 +153,10 @@ def pyramid(
     reduce
         See :class:`BinnedLevel`.
     coarsest_bytes
-        Size (bytes, at the level's dtype) the coarsest level must fit in.
+        Size (bytes, at the level's dtype) the coarsest level must fit in; default
+        :data:`COARSEST_LEVEL_BYTES`.
     """
+    limit = COARSEST_LEVEL_BYTES if coarsest_bytes is None else coarsest_bytes
     levels: list[np.ndarray | BinnedLevel] = [source]
     factor = 2
     while True:
@@ -162,7 +164,7 @@ def pyramid(
             break
         level = BinnedLevel(source, factor, reduce=reduce)
         levels.append(level)
-        if level.nbytes <= coarsest_bytes:
+        if level.nbytes <= limit:
             break
         factor *= 2
     return levels

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from cryoal_napari._layers import LayerData, points_layer
-from cryoal_napari._tomogram import MULTISCALE_BYTES, read_tomogram
+from cryoal_napari._tomogram import read_tomogram
 
 
 def is_project(path: str | os.PathLike) -> bool:
@@ -22,9 +22,7 @@ def is_project(path: str | os.PathLike) -> bool:
     return p.is_dir() and (p / "project.yaml").is_file()
 
 
-def read_project(
-    path: str | os.PathLike, multiscale_bytes: int = MULTISCALE_BYTES
-) -> list[LayerData]:
+def read_project(path: str | os.PathLike, multiscale_bytes: int | None = None) -> list[LayerData]:
     """Every tomogram of a project as an image, and its candidates as points in Å.
 
     For each tomogram (in ``project.yaml`` order; only the first one visible): the image
@@ -33,6 +31,8 @@ def read_project(
     name, ``unsure``, ``not-a-particle``, or "" when unlabelled), ``rank`` and ``score``
     in the newest round's queue (-1 and NaN when not suggested), coloured by label with
     the colours of ``project.yaml``. Point diameter: the project's box.
+
+    ``multiscale_bytes`` is passed to :func:`~cryoal_napari._tomogram.read_tomogram`.
 
     Raises
     ------

@@ -84,7 +84,7 @@ def looks_like_labels(data: np.ndarray, sample: np.ndarray) -> bool:
     return len(values) <= MAX_LABEL_VALUES and values.min() >= 0
 
 
-def read_tomogram(path: str | os.PathLike, multiscale_bytes: int = MULTISCALE_BYTES) -> LayerData:
+def read_tomogram(path: str | os.PathLike, multiscale_bytes: int | None = None) -> LayerData:
     """An MRC tomogram (or label volume) as a layer in Å, memory-mapped.
 
     Parameters
@@ -93,7 +93,8 @@ def read_tomogram(path: str | os.PathLike, multiscale_bytes: int = MULTISCALE_BY
         ``.mrc`` / ``.rec`` / ``.map`` file.
     multiscale_bytes
         Files whose data are larger than this open as a multiscale image (the memory map
-        plus lazily binned levels, see :mod:`cryoal_napari._multiscale`).
+        plus lazily binned levels, see :mod:`cryoal_napari._multiscale`); default
+        :data:`MULTISCALE_BYTES`.
 
     Returns
     -------
@@ -108,7 +109,8 @@ def read_tomogram(path: str | os.PathLike, multiscale_bytes: int = MULTISCALE_BY
     vs = tomo.voxel_size_A
     sample = sample_voxels(data)
     is_labels = looks_like_labels(data, sample)
-    large = data.nbytes > multiscale_bytes
+    threshold = MULTISCALE_BYTES if multiscale_bytes is None else multiscale_bytes
+    large = data.nbytes > threshold
     layer_data: Any = pyramid(data, reduce="nearest" if is_labels else "mean") if large else data
     if isinstance(layer_data, list) and len(layer_data) == 1:
         layer_data = data

@@ -1,11 +1,15 @@
 """Viewer-side finishing of cryoal layers: what a layer data tuple cannot say.
 
-napari builds layers from ``(data, kwargs, type)`` tuples, and two settings have no
-keyword there: the contrast slider's range (``contrast_limits_range``) and the viewer's
-text overlay. :func:`install` connects one callback per viewer that applies
-``metadata["cryoal"]["contrast_limits_range"]`` to each new layer and, while a
-subtomogram store is shown, writes the current sample's ``"id · class"`` into the text
-overlay. The readers call it on the current viewer; nothing here runs without napari.
+napari builds layers from ``(data, kwargs, type)`` tuples, and three settings have no
+keyword there: the contrast slider's range (``contrast_limits_range``), the slice
+thickness points are drawn within (a viewer setting since napari 0.9), and the viewer's
+text overlay. :func:`install` connects one callback per viewer that, for each new layer,
+applies ``metadata["cryoal"]["contrast_limits_range"]``, widens the dims margins to
+``metadata["cryoal"]["radius_A"]`` (images and labels ignore margins; points are drawn as
+the cross-section of a sphere of that radius), and, while a subtomogram store is shown,
+writes the current sample's ``"id · class"`` into the text overlay. The readers call it on
+the current viewer; code that adds cryoal layer data to a viewer itself calls
+:func:`install` first. Nothing here runs without napari.
 """
 
 from __future__ import annotations
@@ -15,9 +19,18 @@ import weakref
 from typing import Any
 
 
-def finish_layer(layer: Any) -> None:
+def finish_layer(layer: Any, viewer: Any = None) -> None:
     """Apply the cryoal settings a layer's ``metadata["cryoal"]`` asks for."""
     meta = (getattr(layer, "metadata", None) or {}).get("cryoal") or {}
+    radius = meta.get("radius_A")
+    if radius and viewer is not None:
+        ndim = viewer.dims.ndim
+        axes = range(ndim - layer.ndim, ndim)
+        for name in ("margin_left", "margin_right"):
+            margins = list(getattr(viewer.dims, name))
+            for axis in axes:
+                margins[axis] = max(float(margins[axis]), float(radius))
+            setattr(viewer.dims, name, tuple(margins))
     slider = meta.get("contrast_limits_range")
     if slider is not None and hasattr(layer, "contrast_limits_range"):
         lo, hi = layer.contrast_limits
@@ -32,7 +45,7 @@ class _Hook:
         self._viewer = weakref.ref(viewer)
 
     def on_inserted(self, event: Any) -> None:
-        finish_layer(event.value)
+        finish_layer(event.value, self._viewer())
         self.update_caption()
 
     def update_caption(self, event: Any = None) -> None:
@@ -46,8 +59,8 @@ class _Hook:
                 step = viewer.dims.point[axis] if axis >= 0 else 0
                 captions = meta["captions"]
                 index = min(max(int(round(float(step))), 0), len(captions) - 1)
-                viewer.text_overlay.text = f"{layer.name}: {captions[index]}"
-                viewer.text_overlay.visible = True
+                viewer.canvas.overlays["text"].text = f"{layer.name}: {captions[index]}"
+                viewer.canvas.overlays["text"].visible = True
                 return
 
 
