@@ -132,9 +132,17 @@ class BinnedLevel:
             if self.reduce == "nearest":
                 out[k] = self.source[z * f, ys.start : ys.stop : f, xs.start : xs.stop : f]
             else:
-                block = np.asarray(self.source[z * f : (z + 1) * f, ys, xs], dtype=np.float32)
-                ny, nx = y1 - y0, x1 - x0
-                out[k] = block.reshape(f, ny, f, nx, f).mean(axis=(0, 2, 4), dtype=np.float32)
+                # Sum the f planes, then the f x f in-plane offsets: strided adds are much
+                # faster than a mean over the axes of a (f, ny, f, nx, f) reshape.
+                acc = np.zeros(((y1 - y0) * f, (x1 - x0) * f), dtype=np.float32)
+                for dz in range(f):
+                    np.add(acc, self.source[z * f + dz, ys, xs], out=acc, casting="unsafe")
+                plane = out[k]
+                plane[...] = 0.0
+                for i in range(f):
+                    for j in range(f):
+                        plane += acc[i::f, j::f]
+                plane *= np.float32(1.0 / f**3)
             if window.active:
                 window.release_below((z + 1) * f)
         window.release_all()

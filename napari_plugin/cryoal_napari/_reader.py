@@ -17,10 +17,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cryoal_napari._layers import LayerData
-from cryoal_napari._points import read_picks
-from cryoal_napari._project import is_project, read_project
-from cryoal_napari._store import read_store
-from cryoal_napari._tomogram import read_tomogram
 from cryoal_napari._viewer import install_on_current_viewer
 
 ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
@@ -32,7 +28,7 @@ PICKS_SUFFIXES = (".star", ".csv")
 
 def _kind(path: str | os.PathLike) -> str | None:
     p = Path(path)
-    if is_project(p):
+    if p.is_dir() and (p / "project.yaml").is_file():
         return "project"
     suffix = p.suffix.lower()
     if suffix in MRC_SUFFIXES:
@@ -53,19 +49,31 @@ def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
 
 
 def read_paths(path: str | Sequence[str]) -> list[LayerData]:
-    """Read every path into layer data tuples."""
+    """Read every path into layer data tuples.
+
+    Each kind's module is imported when first needed, so opening a tomogram does not
+    load pandas, starfile or h5py into the viewer's process.
+    """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     install_on_current_viewer()
     layers: list[LayerData] = []
     for p in paths:
         kind = _kind(p)
         if kind == "project":
+            from cryoal_napari._project import read_project
+
             layers.extend(read_project(p))
         elif kind == "store":
+            from cryoal_napari._store import read_store
+
             layers.append(read_store(p))
         elif kind == "picks":
+            from cryoal_napari._points import read_picks
+
             layers.extend(read_picks(p))
         elif kind == "tomogram":
+            from cryoal_napari._tomogram import read_tomogram
+
             layers.append(read_tomogram(p))
         else:
             raise ValueError(
