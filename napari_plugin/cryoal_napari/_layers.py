@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,26 @@ AXIS_LABELS = ("z", "y", "x")
 UNLABELLED_COLOUR = "#b0b0b0"
 #: Colours of the special labels.
 SPECIAL_COLOURS = {"unsure": "#ffd700", "not-a-particle": "#000000"}
+#: Class colours when no project names them: matplotlib's tab10, the order in which
+#: ``cryoal project init`` assigns colours to classes.
+TAB10 = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
+#: Folders searched upwards for ``project.yaml``.
+_PROJECT_SEARCH_DEPTH = 4
+
+
+def find_project_root(path: str | Path) -> Path | None:
+    """The nearest folder at or above ``path``'s folder holding ``project.yaml``."""
+    folder = Path(path).resolve().parent
+    for _ in range(_PROJECT_SEARCH_DEPTH):
+        if (folder / "project.yaml").is_file():
+            return folder
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    return None
 
 
 def hex_to_rgba(colour: str) -> tuple[float, float, float, float]:

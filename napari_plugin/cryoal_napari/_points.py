@@ -24,31 +24,12 @@ import numpy as np
 import pandas as pd
 
 from cryoal.io.coords import TomogramGeometry, read_coords, scan_coords
-from cryoal_napari._layers import LayerData, points_layer
+from cryoal_napari._layers import TAB10, LayerData, find_project_root, points_layer
 
 #: Diameter (Å) of points when no project gives a box size.
 DEFAULT_POINT_SIZE_A = 150.0
-#: Folders searched upwards for ``project.yaml``.
-_PROJECT_SEARCH_DEPTH = 4
 #: Project tables whose ``z, y, x`` are voxels of the project.
 PROJECT_TABLES = ("candidates.csv", "suggestions.csv")
-#: Colours for classes when no project names them (matplotlib's tab10).
-_TAB10 = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-)  # fmt: skip
-
-
-def find_project_root(path: str | os.PathLike) -> Path | None:
-    """The nearest folder at or above ``path``'s folder holding ``project.yaml``."""
-    folder = Path(path).resolve().parent
-    for _ in range(_PROJECT_SEARCH_DEPTH):
-        if (folder / "project.yaml").is_file():
-            return folder
-        if folder.parent == folder:
-            break
-        folder = folder.parent
-    return None
 
 
 class _Context:
@@ -81,7 +62,7 @@ class _Context:
 
 def _colours_for(names: list[str], known: Mapping[str, str]) -> dict[str, str]:
     extra = sorted(set(names) - set(known) - {""})
-    return {**{n: _TAB10[i % len(_TAB10)] for i, n in enumerate(extra)}, **known}
+    return {**{n: TAB10[i % len(TAB10)] for i, n in enumerate(extra)}, **known}
 
 
 def _table_in_A(path: Path, ctx: _Context) -> tuple[pd.DataFrame, np.ndarray, float | None]:

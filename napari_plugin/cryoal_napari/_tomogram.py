@@ -8,6 +8,7 @@ header origin is kept in the layer metadata.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,14 @@ import numpy as np
 
 from cryoal.io.mrc import open_tomogram
 from cryoal.io.volume import PlaneWindow
-from cryoal_napari._layers import AXIS_LABELS, UNITS, LayerData
+from cryoal_napari._layers import (
+    AXIS_LABELS,
+    TAB10,
+    UNITS,
+    UNLABELLED_COLOUR,
+    LayerData,
+    find_project_root,
+)
 from cryoal_napari._multiscale import pyramid
 
 #: Tomograms larger than this open as a multiscale (binned) image.
@@ -84,6 +92,49 @@ def looks_like_labels(data: np.ndarray, sample: np.ndarray) -> bool:
     return len(values) <= MAX_LABEL_VALUES and values.min() >= 0
 
 
+def label_classes(path: str | os.PathLike) -> tuple[list[str], dict[str, str]]:
+    """Class names and colours for a label volume (value ``k`` = class ``k - 1``).
+
+    From ``simulation.json`` beside the file (``cryoal simulate tomogram``), else from the
+    ``project.yaml`` of a project the file lies in (``cryoal predict`` label maps); colours
+    from that project, else tab10 in class order. Empty when neither is found.
+    """
+    path = Path(path)
+    names: list[str] = []
+    colours: dict[str, str] = {}
+    settings = path.parent / "simulation.json"
+    if settings.is_file():
+        try:
+            names = [str(n) for n in json.loads(settings.read_text()).get("class_names", [])]
+        except (OSError, ValueError, AttributeError):
+            names = []
+    root = find_project_root(path)
+    if root is not None:
+        from cryoal.project.config import load_config
+
+        config = load_config(root / "project.yaml")
+        names = names or config.class_names
+        colours = {c.name: c.colour for c in config.classes}
+    return names, {n: colours.get(n, TAB10[i % len(TAB10)]) for i, n in enumerate(names)}
+
+
+def _labels_kwargs(path: str | os.PathLike, values: np.ndarray) -> dict[str, Any]:
+    """Labels colours (value ``k`` in the colour of class ``k - 1``) and class features."""
+    names, colours = label_classes(path)
+    top = max(int(values.max()) if values.size else 0, len(names))
+    colormap: dict[int | None, str] = {0: "transparent", None: UNLABELLED_COLOUR}
+    for k in range(1, top + 1):
+        name = names[k - 1] if k - 1 < len(names) else None
+        colormap[k] = colours[name] if name is not None else TAB10[(k - 1) % len(TAB10)]
+    kwargs: dict[str, Any] = {"colormap": colormap}
+    if names:
+        kwargs["features"] = {
+            "index": list(range(len(names) + 1)),
+            "class_name": ["background", *names],
+        }
+    return kwargs
+
+
 def read_tomogram(path: str | os.PathLike, multiscale_bytes: int | None = None) -> LayerData:
     """An MRC tomogram (or label volume) as a layer in Å, memory-mapped.
 
@@ -99,7 +150,8 @@ def read_tomogram(path: str | os.PathLike, multiscale_bytes: int | None = None) 
     Returns
     -------
     (data, kwargs, layer_type)
-        ``"image"``, or ``"labels"`` for an integer volume with few distinct values.
+        ``"image"``, or ``"labels"`` for an integer volume with few distinct values,
+        coloured and named by class (see :func:`label_classes`).
         ``kwargs`` carry ``scale`` (voxel size, Å), ``units`` (Å), ``axis_labels``
         (z, y, x), ``translate`` 0 (the header origin is in ``metadata``), contrast limits
         and ``metadata["cryoal"]``.
@@ -134,6 +186,8 @@ def read_tomogram(path: str | os.PathLike, multiscale_bytes: int | None = None) 
         kwargs["multiscale"] = True
         cryoal_meta["bin_factors"] = [1] + [level.factor for level in layer_data[1:]]
     if is_labels:
+        kwargs.update(_labels_kwargs(path, np.unique(sample)))
+        cryoal_meta["label_convention"] = "0 = background, class index + 1"
         return layer_data, kwargs, "labels"
     limits, slider = contrast_from_sample(sample)
     kwargs["contrast_limits"] = limits

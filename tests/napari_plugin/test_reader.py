@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,9 @@ def test_label_volume_opens_as_labels_and_float_or_many_valued_as_image(tmp_path
     np.testing.assert_array_equal(np.asarray(data), labels)
     assert kwargs["units"] == ("angstrom",) * 3 and kwargs["scale"] == (10.0, 10.0, 10.0)
     assert "contrast_limits" not in kwargs
+    # no class names known: still one distinct colour per value, background transparent
+    assert kwargs["colormap"][0] == "transparent"
+    assert kwargs["colormap"][1] != kwargs["colormap"][2]
 
     counts = np.random.default_rng(1).integers(0, 3000, size=(8, 16, 16)).astype(np.int16)
     write_mrc(tmp_path / "counts.mrc", counts, voxel_size_A=10.0)
@@ -165,8 +169,13 @@ def test_imported_picks_sit_on_their_particles(sim, tmp_path: Path) -> None:
                 origin_zyx_A=(-160.0, 480.0, 320.0),
             )
     [(tomo, tkw, _)] = read(tmp_path / "tomogram.mrc")
+    (tmp_path / "simulation.json").write_text((sim.out_dir / "simulation.json").read_text())
     [(labels, lkw, ltype)] = read(tmp_path / "labels.mrc")
     assert ltype == "labels"
+    # coloured and named by class (value k = class k - 1, from simulation.json)
+    names = json.loads((sim.out_dir / "simulation.json").read_text())["class_names"]
+    assert lkw["features"]["class_name"] == ["background", *names]
+    assert lkw["colormap"][1] == "#1f77b4" and lkw["colormap"][2] == "#ff7f0e"
     truth = pd.read_csv(sim.ground_truth)
 
     for picks_file in (sim.star, sim.csv):

@@ -15,6 +15,7 @@ from cryoal_napari import _tomogram  # noqa: E402
 from cryoal_napari._sample import make_sample_project  # noqa: E402
 
 from cryoal.io.store import StoreWriter  # noqa: E402
+from cryoal.project.project import Project  # noqa: E402
 
 
 def test_project_opens_in_angstrom_with_rings_on_the_slice(
@@ -43,6 +44,16 @@ def test_project_opens_in_angstrom_with_rings_on_the_slice(
     assert 0 in points._view_indices
     viewer.dims.set_point(0, z_A + 12 * 10.0 * 1.5)
     assert 0 not in points._view_indices
+
+    # the simulation's label volume: a Labels layer in the project's class colours
+    [labels] = viewer.open(str(root / "sim" / "labels.mrc"), plugin="cryoal")
+    assert type(labels).__name__ == "Labels"
+    with Project.open(root) as project:
+        classes = project.config.classes
+    rgba = labels.colormap.map(np.array([1, 2]))
+    for colour, cls in zip(rgba, classes, strict=True):
+        assert "#{:02x}{:02x}{:02x}".format(*(round(c * 255) for c in colour[:3])) == cls.colour
+    assert labels.features["class_name"].tolist() == ["background", *(c.name for c in classes)]
 
 
 def test_store_shows_the_current_sample_id_and_class(make_napari_viewer, tmp_path: Path) -> None:
