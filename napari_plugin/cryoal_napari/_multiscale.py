@@ -14,6 +14,7 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from cryoal.io.volume import PlaneWindow
 
@@ -91,7 +92,7 @@ class BinnedLevel:
     def __repr__(self) -> str:
         return f"BinnedLevel(shape={self.shape}, factor={self.factor}, reduce={self.reduce!r})"
 
-    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+    def __array__(self, dtype: npt.DTypeLike | None = None, copy: object = None) -> np.ndarray:
         out = self[:, :, :]
         return out if dtype is None else out.astype(dtype)
 

@@ -48,7 +48,7 @@ class _Context:
             config = load_config(self.root / "project.yaml")
             self.voxel_size_A = config.voxel_size_A
             self.tomograms = {
-                t.id: TomogramGeometry(tuple(t.shape_zyx), t.voxel_size_A) for t in config.tomograms
+                t.id: TomogramGeometry(t.shape_zyx, t.voxel_size_A) for t in config.tomograms
             }
             self.colours = {c.name: c.colour for c in config.classes}
             self.class_names = config.class_names
