@@ -36,6 +36,11 @@ def test_manifest_is_valid_npe2_and_contributes_readers_writers_sample() -> None
         [sys.executable, "-m", "npe2", "validate", str(MANIFEST)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    # and as napari finds it: the installed plugin, by name
+    result = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", "cryoal"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
     contrib = manifest.contributions
     patterns = {p for r in contrib.readers for p in r.filename_patterns}
     assert {"*.mrc", "*.h5", "*.star", "*.csv"} <= patterns

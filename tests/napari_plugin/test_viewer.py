@@ -56,6 +56,17 @@ def test_project_opens_in_angstrom_with_rings_on_the_slice(
     assert labels.features["class_name"].tolist() == ["background", *(c.name for c in classes)]
 
 
+def test_sample_data_opens_the_sample_project(
+    make_napari_viewer, tmp_path: Path, monkeypatch
+) -> None:
+    root = make_sample_project(tmp_path / "sample")
+    monkeypatch.setattr("cryoal_napari._sample.sample_root", lambda: root)
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("cryoal", "project")
+    assert [layer.name for layer in viewer.layers] == ["sim_tomo", "candidates sim_tomo"]
+    assert viewer.layers["candidates sim_tomo"].metadata["cryoal"]["project"] == str(root.resolve())
+
+
 def test_store_shows_the_current_sample_id_and_class(make_napari_viewer, tmp_path: Path) -> None:
     path = tmp_path / "subtomos.h5"
     with StoreWriter(path, box=8, voxel_size_A=10.0, class_names=["ribosome", "empty"]) as w:
