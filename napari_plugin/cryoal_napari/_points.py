@@ -4,8 +4,10 @@ Positions go through :func:`cryoal.io.coords.read_coords` (every RELION conventi
 shifts, RELION 5 centring) into zyx voxels of a known voxel size, then to Å
 (``index * voxel_size_A``, corner origin): the same world as the tomogram layers of
 :mod:`cryoal_napari._tomogram`. The voxel size comes from the project the file lies in
-(``project.yaml`` in the file's folder or up to three folders above), else from the file
-(RELION's ``rlnTomoTiltSeriesPixelSize``).
+(``project.yaml`` in the file's folder or up to three folders above), else from a
+tomogram named like the file's ``rlnTomoName`` beside a STAR file (``TS_01.mrc``; its
+size also places RELION 5 centred coordinates), else from the file (RELION's
+``rlnTomoTiltSeriesPixelSize``).
 
 CSV files: ``x_A, y_A, z_A`` columns (``candidates.csv``) are Å; a project's
 ``candidates.csv`` / ``suggestions.csv`` hold ``z, y, x`` voxels of the project's voxel
@@ -87,7 +89,14 @@ def _table_in_A(path: Path, ctx: _Context) -> tuple[pd.DataFrame, np.ndarray, fl
         )
         return table, table[["z", "y", "x"]].to_numpy(np.float64), ctx.voxel_size_A
     raw = scan_coords(path)
+    geometries = dict(ctx.tomograms)
+    for name in sorted(set(raw.tomo_names.tolist()) if raw.tomo_names is not None else ()):
+        if name not in geometries and (found := sibling_geometry(path.parent, name)):
+            geometries[name] = found
     vs = ctx.voxel_size_A
+    sizes = {g.voxel_size_A for g in geometries.values()}
+    if vs is None and len(sizes) == 1:
+        vs = sizes.pop()
     if (
         vs is None
         and raw.pixel_size_A is not None
@@ -96,23 +105,36 @@ def _table_in_A(path: Path, ctx: _Context) -> tuple[pd.DataFrame, np.ndarray, fl
         vs = float(raw.pixel_size_A[0])
     if vs is None and raw.kind == "pixel":
         raise ValueError(
-            f"{path}: pixel coordinates with no pixel size (no rlnTomoTiltSeriesPixelSize, and "
-            "no project.yaml above the file); open the file from its project folder, or "
-            "convert it to Å with 'cryoal convert-coords FILE.star picks.csv --tomogram TS.mrc'"
+            f"{path}: pixel coordinates with no pixel size (no rlnTomoTiltSeriesPixelSize, no "
+            "tomogram <rlnTomoName>.mrc beside the file, no project.yaml above it); open the "
+            "file from its project folder, put the tomogram beside it, or convert it to Å "
+            "with 'cryoal convert-coords FILE.star picks.csv --tomogram TS.mrc'"
         )
     kwargs: dict[str, Any] = {"voxel_size_A": vs if vs is not None else 1.0}
-    if ctx.tomograms:
-        kwargs["tomograms"] = ctx.tomograms
+    if geometries:
+        kwargs["tomograms"] = geometries
     if raw.format.startswith("relion") and ctx.class_names:
         kwargs["class_names"] = ctx.class_names
     table = read_coords(path, **kwargs)
-    sizes = np.array(
+    per_row = np.array(
         [
-            ctx.tomograms[t].voxel_size_A if t in ctx.tomograms else kwargs["voxel_size_A"]
+            geometries[t].voxel_size_A if t in geometries else kwargs["voxel_size_A"]
             for t in table["tomo_id"]
         ]
     )
-    return table, table[["z", "y", "x"]].to_numpy(np.float64) * sizes[:, None], vs
+    return table, table[["z", "y", "x"]].to_numpy(np.float64) * per_row[:, None], vs
+
+
+def sibling_geometry(folder: Path, tomo_id: str) -> TomogramGeometry | None:
+    """Shape and voxel size of ``<tomo_id>.mrc`` / ``.rec`` / ``.map`` in ``folder``, if any."""
+    from cryoal.io.mrc import open_tomogram
+
+    for suffix in (".mrc", ".rec", ".map"):
+        candidate = folder / f"{tomo_id}{suffix}"
+        if candidate.is_file():
+            with open_tomogram(candidate) as tomo:
+                return TomogramGeometry(tomo.shape, tomo.voxel_size_A)
+    return None
 
 
 def read_picks(path: str | os.PathLike) -> list[LayerData]:

@@ -6,12 +6,14 @@ imports napari, so the readers work (and are tested) without a display.
 * ``.mrc`` / ``.rec`` / ``.map``: a tomogram (or a label volume) in Å,
   :mod:`cryoal_napari._tomogram`;
 * ``.h5`` / ``.hdf5``: a subtomogram store, :mod:`cryoal_napari._store`;
-* ``.star`` / ``.csv``: picks or candidates as points in Å, :mod:`cryoal_napari._points`;
+* ``.star``, and ``.csv`` whose header names ``x, y, z`` (or ``x_A, y_A, z_A``): picks or
+  candidates as points in Å, :mod:`cryoal_napari._points`;
 * a folder holding ``project.yaml``: the project, :mod:`cryoal_napari._project`.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,7 +25,6 @@ ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
 
 MRC_SUFFIXES = (".mrc", ".rec", ".map")
 STORE_SUFFIXES = (".h5", ".hdf5")
-PICKS_SUFFIXES = (".star", ".csv")
 
 
 def _kind(path: str | os.PathLike) -> str | None:
@@ -35,9 +36,24 @@ def _kind(path: str | os.PathLike) -> str | None:
         return "tomogram"
     if suffix in STORE_SUFFIXES:
         return "store"
-    if suffix in PICKS_SUFFIXES:
+    if suffix == ".star":
+        return "picks"
+    if suffix == ".csv" and _csv_has_coordinates(p):
         return "picks"
     return None
+
+
+def _csv_has_coordinates(path: Path) -> bool:
+    """Whether a CSV's header names x, y, z (Å or project voxels) or x_A, y_A, z_A.
+
+    A CSV that cannot be read is left to the reader, whose error names the problem.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = {c.strip() for c in next(csv.reader(f), [])}
+    except (OSError, UnicodeDecodeError):
+        return True
+    return {"x", "y", "z"} <= header or {"x_A", "y_A", "z_A"} <= header
 
 
 def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:

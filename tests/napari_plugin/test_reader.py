@@ -284,6 +284,24 @@ def test_project_folder_opens_tomogram_and_labelled_candidates(tmp_path: Path) -
 
 
 def test_unsupported_paths_are_declined(tmp_path: Path) -> None:
+    (tmp_path / "curves.csv").write_text("labels,accuracy\n200,0.5\n")
+    assert get_reader(str(tmp_path / "curves.csv")) is None  # a CSV without coordinates
     assert get_reader("notes.txt") is None
     assert get_reader(["a.mrc", "b.txt"]) is None
     assert get_reader(str(tmp_path)) is None  # a folder without project.yaml
+
+
+def test_relion5_picks_are_placed_with_the_tomogram_beside_them(sim, tmp_path: Path) -> None:
+    from cryoal.io.coords import TomogramGeometry, write_star
+
+    truth = pd.read_csv(sim.ground_truth)
+    table = truth.assign(tomo_id="sim_tomo")[["candidate_id", "tomo_id", "z", "y", "x"]]
+    geometry = TomogramGeometry((32, 96, 96), 10.0)
+    write_star(
+        table, tmp_path / "r5.star", voxel_size_A=10.0, version=5, tomograms={"sim_tomo": geometry}
+    )
+    with pytest.raises(ValueError, match="RELION 5 centred coordinates"):
+        read(tmp_path / "r5.star")  # the size of the tomogram is needed, and not known
+    (tmp_path / "sim_tomo.mrc").symlink_to(sim.tomogram)
+    [(points, _, _)] = read(tmp_path / "r5.star")
+    np.testing.assert_allclose(points, truth[["z", "y", "x"]].to_numpy() * 10.0, atol=1e-3)
