@@ -3,8 +3,10 @@
 A point's position is its world coordinate ``data * scale + translate`` (zyx) in the
 layer's units, converted to Å; :mod:`cryoal.io.coords` writes the file (atomically). Ids,
 tomogram and class come from the layer's features (``candidate_id``, ``tomo_id``,
-``class_name`` or ``label``), points added in the viewer get new ids
-``<tomo_id>:<number>`` after the highest existing one.
+``class_name`` or ``label``); without a ``tomo_id`` feature the tomogram is the layer's
+``metadata["cryoal"]["tomo_id"]``, else its name (less napari's " - Points" suffix).
+Points added in the viewer get new ids ``<tomo_id>:<number>`` after the highest existing
+one.
 """
 
 from __future__ import annotations
@@ -100,8 +102,9 @@ def points_table(
     table
         ``candidate_id, tomo_id, z, y, x`` (Å) and ``class_name`` ("" when none).
     voxel_size_A
-        The layer's voxel size (``metadata["cryoal"]["voxel_size_A"]``, else the
-        current viewer's cryoal layers), or None.
+        The layer's voxel size (``metadata["cryoal"]["voxel_size_A"]``, else its scale
+        when isotropic and not 1, else that of the current viewer's cryoal layers), or
+        None.
     class_order
         Class names in the project's order when the layer knows it.
     """
@@ -119,7 +122,8 @@ def points_table(
     features = meta.get("features")
     features = pd.DataFrame(features) if features is not None else pd.DataFrame()
     n = len(pts)
-    default_tomo = str(cryoal_meta.get("tomo_id") or name)
+    # napari names a layer made from another "<source> - Points": the tomogram's name
+    default_tomo = str(cryoal_meta.get("tomo_id") or name.split(" - Points")[0])
     tomos = _column(features, ("tomo_id",), n) or [default_tomo] * n
     tomos = [t or default_tomo for t in tomos]
     table = pd.DataFrame(
@@ -133,7 +137,11 @@ def points_table(
     )
     classes = _column(features, ("class_name", "label"), n)
     table["class_name"] = classes if classes is not None else [""] * n
-    vs = cryoal_meta.get("voxel_size_A") or _viewer_voxel_size()
+    # A layer napari made from a tomogram layer ("New points layer") has its scale: one
+    # voxel, in the layer's units.
+    scaled = scale * _to_angstrom_factors(meta.get("units"), name)
+    from_scale = float(scaled[0]) if np.allclose(scaled, scaled[0]) and scaled[0] != 1 else None
+    vs = cryoal_meta.get("voxel_size_A") or from_scale or _viewer_voxel_size()
     order = list((cryoal_meta.get("class_colours") or {}).keys())
     return table, (float(vs) if vs else None), order
 
@@ -157,8 +165,8 @@ def write_points_star(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     Raises
     ------
     ValueError
-        The voxel size of the points is unknown (not opened by cryoal, and no single
-        voxel size among the viewer's cryoal layers).
+        The voxel size of the points is unknown (not opened by cryoal, scale 1, and no
+        single voxel size among the viewer's cryoal layers).
     """
     table, vs, order = points_table(data, meta)
     if vs is None:

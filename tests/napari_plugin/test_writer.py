@@ -91,3 +91,14 @@ def test_unlabelled_points_and_unknown_units_or_voxel_size(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="voxel size of layer 'clicks' is unknown"):
         write_points_star(str(tmp_path / "a.star"), *_state(in_A))
     assert not (tmp_path / "a.star").exists()
+
+
+def test_a_points_layer_made_from_a_tomogram_layer_writes_star(tmp_path: Path) -> None:
+    # napari's "New points layer" copies the active layer's scale and units
+    layer = Points(ndim=3, scale=(10.0, 10.0, 10.0), units=("angstrom",) * 3, name="TS_01 - Points")
+    layer.add([[3.0, 4.0, 5.0]])  # data coordinates: voxels
+    write_points_star(str(tmp_path / "new.star"), *_state(layer))
+    table = read_coords(tmp_path / "new.star", voxel_size_A=10.0)
+    np.testing.assert_allclose(table[["z", "y", "x"]].to_numpy(), [[3.0, 4.0, 5.0]])
+    assert table["candidate_id"].tolist() == ["TS_01:000000"]
+    assert table["tomo_id"].tolist() == ["TS_01"]
