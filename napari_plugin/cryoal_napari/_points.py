@@ -90,7 +90,9 @@ def _table_in_A(path: Path, ctx: _Context) -> tuple[pd.DataFrame, np.ndarray, fl
         return table, table[["z", "y", "x"]].to_numpy(np.float64), ctx.voxel_size_A
     raw = scan_coords(path)
     geometries = dict(ctx.tomograms)
-    for name in sorted(set(raw.tomo_names.tolist()) if raw.tomo_names is not None else ()):
+    # a file that names no tomogram is taken as the picks of the one named like the file
+    named = set(raw.tomo_names.tolist()) if raw.tomo_names is not None else {path.stem}
+    for name in sorted(named):
         if name not in geometries and (found := sibling_geometry(path.parent, name)):
             geometries[name] = found
     vs = ctx.voxel_size_A
@@ -113,6 +115,8 @@ def _table_in_A(path: Path, ctx: _Context) -> tuple[pd.DataFrame, np.ndarray, fl
     kwargs: dict[str, Any] = {"voxel_size_A": vs if vs is not None else 1.0}
     if geometries:
         kwargs["tomograms"] = geometries
+    if raw.tomo_names is None:
+        kwargs["tomo_id"] = path.stem
     if raw.format.startswith("relion") and ctx.class_names:
         kwargs["class_names"] = ctx.class_names
     table = read_coords(path, **kwargs)

@@ -305,3 +305,28 @@ def test_relion5_picks_are_placed_with_the_tomogram_beside_them(sim, tmp_path: P
     (tmp_path / "sim_tomo.mrc").symlink_to(sim.tomogram)
     [(points, _, _)] = read(tmp_path / "r5.star")
     np.testing.assert_allclose(points, truth[["z", "y", "x"]].to_numpy() * 10.0, atol=1e-3)
+
+
+def test_star_without_tomogram_names_belongs_to_the_tomogram_named_like_it(
+    sim, tmp_path: Path
+) -> None:
+    import starfile
+
+    truth = pd.read_csv(sim.ground_truth)
+    # RELION 3.0 style: one block, pixel coordinates of the tomogram, no names, no optics
+    starfile.write(
+        pd.DataFrame(
+            {
+                "rlnCoordinateX": truth["x"],
+                "rlnCoordinateY": truth["y"],
+                "rlnCoordinateZ": truth["z"],
+            }
+        ),
+        tmp_path / "TS_07.star",
+    )
+    with pytest.raises(ValueError, match="pixel coordinates with no pixel size"):
+        read(tmp_path / "TS_07.star")
+    (tmp_path / "TS_07.mrc").symlink_to(sim.tomogram)
+    [(points, kwargs, _)] = read(tmp_path / "TS_07.star")
+    np.testing.assert_allclose(points, truth[["z", "y", "x"]].to_numpy() * 10.0, atol=1e-3)
+    assert set(kwargs["features"]["tomo_id"]) == {"TS_07"}
