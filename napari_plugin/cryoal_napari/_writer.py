@@ -115,6 +115,14 @@ def points_table(
             f"layer {name!r}: points of shape {pts.shape} are not (n, 3) z, y, x; cryoal writes "
             "3-D points"
         )
+    for key, identity in (("rotate", np.eye(3)), ("shear", np.zeros(3)), ("affine", np.eye(4))):
+        value = meta.get(key)
+        value = getattr(value, "affine_matrix", value)
+        if value is not None and not np.allclose(np.asarray(value, dtype=np.float64), identity):
+            raise ValueError(
+                f"layer {name!r} is rotated, sheared or has an affine transform ({key}); cryoal "
+                "writes positions from scale and translate only: reset the layer's transform"
+            )
     scale = np.asarray(meta.get("scale", (1.0, 1.0, 1.0)), dtype=np.float64)
     translate = np.asarray(meta.get("translate", (0.0, 0.0, 0.0)), dtype=np.float64)
     zyx_A = (pts * scale + translate) * _to_angstrom_factors(meta.get("units"), name)

@@ -102,3 +102,10 @@ def test_a_points_layer_made_from_a_tomogram_layer_writes_star(tmp_path: Path) -
     np.testing.assert_allclose(table[["z", "y", "x"]].to_numpy(), [[3.0, 4.0, 5.0]])
     assert table["candidate_id"].tolist() == ["TS_01:000000"]
     assert table["tomo_id"].tolist() == ["TS_01"]
+
+
+def test_rotated_layers_are_refused(tmp_path: Path) -> None:
+    layer = _layer(rotate=30.0)
+    with pytest.raises(ValueError, match="rotated, sheared or has an affine"):
+        write_points_csv(str(tmp_path / "r.csv"), *_state(layer))
+    assert not (tmp_path / "r.csv").exists()
