@@ -78,7 +78,7 @@ def points_layer(
         "size": float(size_A),
         "face_color": "transparent",
         "border_color": class_colours(labels, colours) if len(zyx_A) else "white",
-        "border_width": 0.15,
+        "border_width": 0.08,
         "border_width_is_relative": True,
         # napari >= 0.9 draws points within the dims' thick slice; cryoal's viewer hook
         # (cryoal_napari._viewer) widens it to the point radius, so a particle's ring shows
