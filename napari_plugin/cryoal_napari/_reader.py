@@ -1,96 +1,99 @@
-"""napari readers: MRC tomograms (memory-mapped, scaled in Å) and cryoal HDF5 stores.
+"""napari readers (npe2 ``get_reader`` contract): which cryoal reader opens a path.
 
 A reader returns napari "layer data" tuples ``(data, kwargs, layer_type)``; nothing here
 imports napari, so the readers work (and are tested) without a display.
+
+* ``.mrc`` / ``.rec`` / ``.map``: a tomogram (or a label volume) in Å,
+  :mod:`cryoal_napari._tomogram`;
+* ``.h5`` / ``.hdf5``: a subtomogram store, :mod:`cryoal_napari._store`;
+* ``.star``, and ``.csv`` whose header names ``x, y, z`` (or ``x_A, y_A, z_A``): picks or
+  candidates as points in Å, :mod:`cryoal_napari._points`;
+* a folder holding ``project.yaml``: the project, :mod:`cryoal_napari._project`.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+from cryoal_napari._layers import LayerData
+from cryoal_napari._viewer import install_on_current_viewer
 
-from cryoal.io.mrc import open_tomogram
-from cryoal.io.store import SubtomogramStore
-
-LayerData = tuple[Any, dict[str, Any], str]
 ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
 
 MRC_SUFFIXES = (".mrc", ".rec", ".map")
 STORE_SUFFIXES = (".h5", ".hdf5")
 
-#: z-slices around the centre used to estimate display contrast (cheap on huge memmaps).
-_CONTRAST_SLAB = 8
+
+def _kind(path: str | os.PathLike) -> str | None:
+    p = Path(path)
+    if p.is_dir() and (p / "project.yaml").is_file():
+        return "project"
+    suffix = p.suffix.lower()
+    if suffix in MRC_SUFFIXES:
+        return "tomogram"
+    if suffix in STORE_SUFFIXES:
+        return "store"
+    if suffix == ".star":
+        return "picks"
+    if suffix == ".csv" and _csv_has_coordinates(p):
+        return "picks"
+    return None
+
+
+def _csv_has_coordinates(path: Path) -> bool:
+    """Whether a CSV's header names x, y, z (Å or project voxels) or x_A, y_A, z_A.
+
+    A CSV that cannot be read is left to the reader, whose error names the problem.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = {c.strip() for c in next(csv.reader(f), [])}
+    except (OSError, UnicodeDecodeError):
+        return True
+    return {"x", "y", "z"} <= header or {"x_A", "y_A", "z_A"} <= header
 
 
 def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
     """Return a reader for ``path`` if cryoal can open it, else ``None`` (napari's contract)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    if not paths:
+    if not paths or any(_kind(p) is None for p in paths):
         return None
-    suffixes = {Path(p).suffix.lower() for p in paths}
-    if suffixes <= set(MRC_SUFFIXES) or suffixes <= set(STORE_SUFFIXES):
-        return read_paths
-    return None
+    return read_paths
 
 
 def read_paths(path: str | Sequence[str]) -> list[LayerData]:
-    """Read every path into layer data tuples."""
+    """Read every path into layer data tuples.
+
+    Each kind's module is imported when first needed, so opening a tomogram does not
+    load pandas, starfile or h5py into the viewer's process.
+    """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    install_on_current_viewer()
     layers: list[LayerData] = []
     for p in paths:
-        if Path(p).suffix.lower() in STORE_SUFFIXES:
+        kind = _kind(p)
+        if kind == "project":
+            from cryoal_napari._project import read_project
+
+            layers.extend(read_project(p))
+        elif kind == "store":
+            from cryoal_napari._store import read_store
+
             layers.append(read_store(p))
-        else:
+        elif kind == "picks":
+            from cryoal_napari._points import read_picks
+
+            layers.extend(read_picks(p))
+        elif kind == "tomogram":
+            from cryoal_napari._tomogram import read_tomogram
+
             layers.append(read_tomogram(p))
+        else:
+            raise ValueError(
+                f"{p}: cryoal opens .mrc/.rec/.map tomograms, .h5 stores, .star/.csv picks "
+                "and project folders"
+            )
     return layers
-
-
-def display_contrast(data: np.ndarray) -> tuple[float, float]:
-    """1st–99th percentile of a central z-slab: robust limits for noisy tomograms."""
-    z0 = max(0, data.shape[0] // 2 - _CONTRAST_SLAB // 2)
-    sample = np.asarray(data[z0 : z0 + _CONTRAST_SLAB], dtype=np.float32)
-    lo, hi = np.percentile(sample, [1.0, 99.0])
-    if hi <= lo:
-        hi = lo + 1.0
-    return float(lo), float(hi)
-
-
-def read_tomogram(path: str | os.PathLike) -> LayerData:
-    """An MRC tomogram as an image layer, memory-mapped, scaled in Å (zyx)."""
-    tomo = open_tomogram(path)
-    vs = tomo.voxel_size_A
-    kwargs = {
-        "name": Path(path).stem,
-        "scale": (vs, vs, vs),
-        "translate": tomo.origin_zyx_A,
-        "contrast_limits": display_contrast(tomo.data),
-        "metadata": {"path": str(path), "voxel_size_A": vs, "cryoal_kind": "tomogram"},
-    }
-    return tomo.data, kwargs, "image"
-
-
-def read_store(path: str | os.PathLike) -> LayerData:
-    """A subtomogram store as a 4-D image (sample, z, y, x), read lazily from HDF5."""
-    store = SubtomogramStore(path)
-    data = store.lazy_subtomograms
-    vs = store.voxel_size_A
-    first = store.subtomograms(slice(0, min(len(store), 16)))
-    lo, hi = np.percentile(first, [1.0, 99.0]) if first.size else (0.0, 1.0)
-    kwargs = {
-        "name": Path(path).stem,
-        "scale": (1.0, vs, vs, vs),
-        "contrast_limits": (float(lo), float(hi) if hi > lo else float(lo) + 1.0),
-        "metadata": {
-            "path": str(path),
-            "voxel_size_A": vs,
-            "class_names": store.class_names,
-            "ids": list(store.ids),
-            "labels": store.labels.tolist(),
-            "cryoal_kind": "subtomogram_store",
-        },
-    }
-    return data, kwargs, "image"
