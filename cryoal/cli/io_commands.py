@@ -2,47 +2,38 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 import typer
 
-from cryoal.data.extract import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_COMPRESSION_LEVEL,
-    EDGE_POLICIES,
-    extract_to_store,
-)
-from cryoal.io.atomic import check_can_write
-from cryoal.io.coords import (
-    UNITS,
-    TomogramGeometry,
-    read_coords,
-    scan_coords,
-    summarize_coords,
-    write_copick_picks,
-    write_csv,
-    write_star,
-)
-from cryoal.io.mrc import open_tomogram
-from cryoal.io.store import SubtomogramStore
-from cryoal.io.volume import volume_stats
+if TYPE_CHECKING:
+    from cryoal.io.coords import TomogramGeometry
 
+# Heavy libraries (numpy, pandas, h5py, mrcfile, starfile) are imported inside the
+# commands, so that ``cryoal --help`` and ``cryoal info FILE.mrc`` start fast. Defaults
+# and choices below equal the library's (tests/cli/test_options.py checks them).
 MRC_SUFFIXES = (".mrc", ".rec", ".map", ".st", ".mrcs")
 STORE_SUFFIXES = (".h5", ".hdf5")
 COORD_SUFFIXES = (".star", ".csv", ".json")
 COORD_TARGETS = ("star4", "star5", "csv", "copick")
+#: cryoal.data.extract.DEFAULT_BATCH_SIZE / DEFAULT_COMPRESSION_LEVEL
+EXTRACT_BATCH_SIZE = 256
+EXTRACT_COMPRESSION_LEVEL = 1
 
-
-def _check_choice(value: str | None, choices: tuple[str, ...], option: str) -> None:
-    if value is not None and value not in choices:
-        raise ValueError(f"{option} {value!r} must be one of {', '.join(choices)}")
+Unit = Literal["angstrom", "pixel"]  # cryoal.io.coords.UNITS
+Edge = Literal["pad", "skip", "error"]  # cryoal.data.extract.EDGE_POLICIES
+Target = Literal["star4", "star5", "csv", "copick"]
 
 
 # --------------------------------------------------------------------------------------
 # info
 # --------------------------------------------------------------------------------------
 def _info_mrc(path: Path, voxel_size: float | None) -> None:
+    from cryoal.io.mrc import open_tomogram
+    from cryoal.io.volume import volume_stats
+
     with open_tomogram(path, voxel_size_A=voxel_size) as t:
         stats = volume_stats(t.data)
         z, y, x = t.shape
@@ -63,6 +54,10 @@ def _info_mrc(path: Path, voxel_size: float | None) -> None:
 
 
 def _info_store(path: Path) -> None:
+    import numpy as np
+
+    from cryoal.io.store import SubtomogramStore
+
     with SubtomogramStore(path) as s:
         b = s.box
         typer.echo(f"{path}: cryoal subtomogram store")
@@ -84,6 +79,10 @@ def _info_store(path: Path) -> None:
 
 
 def _info_coords(path: Path) -> None:
+    import numpy as np
+
+    from cryoal.io.coords import scan_coords, summarize_coords
+
     raw = scan_coords(path)
     kinds = {
         "pixel": "pixels",
@@ -135,6 +134,8 @@ def info(
 # extract
 # --------------------------------------------------------------------------------------
 def _choose_tomo_id(coords: Path, tomogram: Path, tomo_id: str | None) -> str:
+    from cryoal.io.coords import scan_coords
+
     if tomo_id is not None:
         return tomo_id
     raw = scan_coords(coords)
@@ -142,6 +143,7 @@ def _choose_tomo_id(coords: Path, tomogram: Path, tomo_id: str | None) -> str:
         return tomogram.stem
     names = sorted(set(raw.tomo_names.tolist()))
     if len(names) == 1:
+        _warn_other_tomogram(coords, names[0], tomogram)
         return names[0]
     if tomogram.stem in names:
         return tomogram.stem
@@ -151,12 +153,23 @@ def _choose_tomo_id(coords: Path, tomogram: Path, tomo_id: str | None) -> str:
     )
 
 
+def _warn_other_tomogram(coords: Path, name: str, tomogram: Path) -> None:
+    """Warn when a file's only tomogram name is not the tomogram file's name."""
+    if name != tomogram.stem:
+        warnings.warn(
+            f"{coords}: the picks are for tomogram {name!r}, the tomogram file is "
+            f"{tomogram.name}; using them with it (pass --tomo-id {name} if they belong "
+            "together, or the tomogram the picks were made in)",
+            stacklevel=2,
+        )
+
+
 def extract(
     tomogram: Path = typer.Argument(..., help="MRC tomogram (.mrc/.rec)."),
     coords: Path = typer.Argument(..., help="Coordinates: RELION .star, .csv or copick .json."),
     out: Path = typer.Argument(..., help="Output HDF5 subtomogram store (.h5)."),
-    box: int = typer.Option(..., "--box", help="Subtomogram edge length in voxels."),
-    coords_unit: str | None = typer.Option(
+    box: int = typer.Option(..., "--box", min=1, help="Subtomogram edge length in voxels."),
+    coords_unit: Unit | None = typer.Option(
         None, "--coords-unit", help="Unit of CSV x, y, z: angstrom or pixel (required for CSV)."
     ),
     voxel_size: float | None = typer.Option(
@@ -170,7 +183,7 @@ def extract(
     tomo_id: str | None = typer.Option(
         None, "--tomo-id", help="Tomogram id: selects rows of a multi-tomogram file, or names it."
     ),
-    edge: str = typer.Option("pad", "--edge", help="Boxes crossing the edge: pad, skip or error."),
+    edge: Edge = typer.Option("pad", "--edge", help="Boxes crossing the edge."),
     normalise: bool = typer.Option(
         True, "--normalise/--no-normalise", help="Zero mean, unit std per subtomogram."
     ),
@@ -179,24 +192,30 @@ def extract(
         "--classes",
         help="Comma-separated class names (order = label index; RELION rlnClassNumber k = the k-th name).",
     ),
-    dtype: str = typer.Option("float32", "--dtype", help="Store dtype: float32 or float16."),
+    dtype: Literal["float32", "float16"] = typer.Option("float32", "--dtype", help="Store dtype."),
     check_finite: bool = typer.Option(
         False, "--check-finite", help="Scan the tomogram for NaN/Inf before extracting."
     ),
     batch_size: int = typer.Option(
-        DEFAULT_BATCH_SIZE, "--batch-size", help="Subtomograms per batch."
+        EXTRACT_BATCH_SIZE, "--batch-size", min=1, help="Subtomograms per batch."
     ),
     compression_level: int = typer.Option(
-        DEFAULT_COMPRESSION_LEVEL,
+        EXTRACT_COMPRESSION_LEVEL,
         "--compression-level",
-        help="gzip level 0-9 of the store (0 = fastest; noisy data compresses little).",
+        min=0,
+        max=9,
+        help="gzip level of the store (0 = fastest; noisy data compresses little).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Cut subtomograms around coordinates from a tomogram into an HDF5 store."""
-    _check_choice(coords_unit, UNITS, "--coords-unit")
-    _check_choice(edge, EDGE_POLICIES, "--edge")
+    from cryoal.data.extract import extract_to_store
+    from cryoal.io.atomic import check_can_write
+    from cryoal.io.coords import TomogramGeometry, read_coords
+    from cryoal.io.mrc import open_tomogram
+    from cryoal.io.store import SubtomogramStore
+
     check_can_write(out, overwrite)
     with open_tomogram(tomogram, voxel_size_A=voxel_size) as t:
         geometry = TomogramGeometry(t.shape, t.voxel_size_A)
@@ -204,7 +223,7 @@ def extract(
     class_names = [c.strip() for c in classes.split(",") if c.strip()] if classes else ()
     table = read_coords(
         coords,
-        unit=coords_unit,  # type: ignore[arg-type]
+        unit=coords_unit,
         tomo_id=tid,
         tomograms={tid: geometry},
         coords_pixel_size_A=coords_pixel_size,
@@ -215,7 +234,7 @@ def extract(
         table,
         out,
         box,
-        edge=edge,  # type: ignore[arg-type]
+        edge=edge,
         normalise=normalise,
         class_names=class_names,
         overwrite=overwrite,
@@ -242,6 +261,9 @@ def extract(
 def _geometries(
     tomograms: list[Path], voxel_size: float | None, names: list[str]
 ) -> dict[str, TomogramGeometry]:
+    from cryoal.io.coords import TomogramGeometry
+    from cryoal.io.mrc import open_tomogram
+
     out: dict[str, TomogramGeometry] = {}
     for path in tomograms:
         with open_tomogram(path, voxel_size_A=voxel_size) as t:
@@ -254,17 +276,15 @@ def _geometries(
 def convert_coords(
     source: Path = typer.Argument(..., help="Input coordinates (.star, .csv, .json)."),
     target: Path = typer.Argument(..., help="Output coordinates (.star, .csv, .json)."),
-    to: str | None = typer.Option(
+    to: Target | None = typer.Option(
         None,
         "--to",
-        help="Output format star4, star5, csv or copick (default: from suffix; .star = star4).",
+        help="Output format [default: from the suffix; .star = star4, .csv, .json = copick].",
     ),
-    coords_unit: str | None = typer.Option(
+    coords_unit: Unit | None = typer.Option(
         None, "--coords-unit", help="Unit of input CSV x, y, z."
     ),
-    out_unit: str = typer.Option(
-        "angstrom", "--out-unit", help="Unit of output CSV: angstrom or pixel."
-    ),
+    out_unit: Unit = typer.Option("angstrom", "--out-unit", help="Unit of output CSV."),
     tomogram: list[Path] = typer.Option(
         [],
         "--tomogram",
@@ -277,7 +297,8 @@ def convert_coords(
     out_pixel_size: float | None = typer.Option(
         None,
         "--out-pixel-size",
-        help="Pixel size (Å) of star4 output (e.g. the tilt-series pixel).",
+        help="STAR output: unbinned tilt-series pixel size (Å), written as "
+        "rlnTomoTiltSeriesPixelSize; star4 pixels are in it [default: the tomogram voxel size].",
     ),
     tomo_id: str | None = typer.Option(None, "--tomo-id", help="Select / name the tomogram."),
     object_name: str | None = typer.Option(
@@ -288,9 +309,15 @@ def convert_coords(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace TARGET if it exists."),
 ) -> None:
     """Convert coordinates between RELION 4/5 STAR, CSV and copick JSON."""
-    _check_choice(coords_unit, UNITS, "--coords-unit")
-    _check_choice(out_unit, UNITS, "--out-unit")
-    _check_choice(to, COORD_TARGETS, "--to")
+    from cryoal.io.atomic import check_can_write
+    from cryoal.io.coords import (
+        read_coords,
+        scan_coords,
+        write_copick_picks,
+        write_csv,
+        write_star,
+    )
+
     fmt = to or {".star": "star4", ".csv": "csv", ".json": "copick"}.get(target.suffix.lower())
     if fmt is None:
         raise ValueError(f"{target}: cannot tell the output format from the suffix; pass --to")
@@ -299,10 +326,12 @@ def convert_coords(
     names = sorted(set(raw.tomo_names.tolist())) if raw.tomo_names is not None else []
     if raw.tomo_names is None and tomo_id is None and len(tomogram) == 1:
         tomo_id = tomogram[0].stem  # an unnamed file given with one tomogram belongs to it
+    if tomo_id is None and len(tomogram) == 1 and len(names) == 1:
+        _warn_other_tomogram(source, names[0], tomogram[0])
     geoms = _geometries(tomogram, voxel_size, names if tomo_id is None else [tomo_id])
     table = read_coords(
         source,
-        unit=coords_unit,  # type: ignore[arg-type]
+        unit=coords_unit,
         tomo_id=tomo_id,
         voxel_size_A=voxel_size,
         tomograms=geoms,
@@ -322,7 +351,7 @@ def convert_coords(
         write_csv(
             table,
             target,
-            unit=out_unit,  # type: ignore[arg-type]
+            unit=out_unit,
             voxel_size_A=voxel_size,
             tomograms=geoms,
             overwrite=overwrite,

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
+
+from cryoal.train.config import TrainConfig  # pydantic only: the defaults shown in --help
+
+
+def _d(field: str) -> str:
+    """`` [default: V]`` for a TrainConfig field (a --config file or --set overrides it)."""
+    return f" [default: {TrainConfig.model_fields[field].default}]"
 
 
 def _parse_sets(items: list[str] | None) -> dict[str, Any]:
@@ -22,7 +29,14 @@ def _parse_sets(items: list[str] | None) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set tau=2")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise ValueError(
+                f"--set {item!r}: {problem}; give a plain YAML value (number, string, "
+                "true/false, [list]), e.g. --set tau=2"
+            ) from None
     return out
 
 
@@ -69,28 +83,44 @@ def train_cmd(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Run folder to create (store input).", show_default=False
     ),
-    task: str | None = typer.Option(None, "--task", help="classify | segment."),
-    preset: str | None = typer.Option(None, "--preset", help="Teacher network preset."),
-    student_preset: str | None = typer.Option(
-        None, "--student-preset", help="Student network preset."
+    task: Literal["classify", "segment"] | None = typer.Option(
+        None, "--task", help="Task." + _d("task")
     ),
-    student: str | None = typer.Option(
-        None, "--student", help="trained | ema | none (task-only baseline)."
+    preset: str | None = typer.Option(
+        None, "--preset", help="Teacher network preset." + _d("teacher_preset")
+    ),
+    student_preset: str | None = typer.Option(
+        None, "--student-preset", help="Student network preset." + _d("student_preset")
+    ),
+    student: Literal["trained", "ema", "none"] | None = typer.Option(
+        None, "--student", help="Student kind (none: task-only baseline)." + _d("student")
     ),
     config: Path | None = typer.Option(None, "--config", "-c", help="TrainConfig YAML file."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Training epochs."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Labeled samples per step."),
-    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed of everything random."),
-    device: str | None = typer.Option(None, "--device", help="cpu | cuda | cuda:N | auto."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, help="Training epochs." + _d("epochs")
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=2, help="Labeled samples per step." + _d("batch_size")
+    ),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate." + _d("lr")),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of everything random." + _d("seed")),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:N or auto." + _d("device")
+    ),
     val_fraction: float | None = typer.Option(
-        None, "--val-fraction", help="Held-out labeled fraction."
+        None,
+        "--val-fraction",
+        min=0.0,
+        help="Held-out labeled fraction, below 1." + _d("val_fraction"),
     ),
     checkpoint_every: int | None = typer.Option(
-        None, "--checkpoint-every", help="Also checkpoint every N steps."
+        None,
+        "--checkpoint-every",
+        min=0,
+        help="Also checkpoint every N steps (0: per epoch)." + _d("checkpoint_every_steps"),
     ),
     num_workers: int | None = typer.Option(
-        None, "--num-workers", help="DataLoader worker processes."
+        None, "--num-workers", min=0, help="DataLoader worker processes." + _d("num_workers")
     ),
     sets: list[str] | None = typer.Option(
         None, "--set", help="Any config field, KEY=VALUE (repeatable)."
@@ -161,17 +191,17 @@ def predict_cmd(
         show_default=False,
     ),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Samples (windows x 8) per forward pass."
+        None, "--batch-size", min=1, help="Samples (windows x 8) per forward pass."
     ),
     device: str | None = typer.Option(None, "--device", help="cpu | cuda | cuda:N | auto."),
     mc_passes: int | None = typer.Option(
-        None, "--mc-passes", help="MC-dropout passes (needs dropout)."
+        None, "--mc-passes", min=0, help="MC-dropout passes (needs dropout)."
     ),
     features: bool | None = typer.Option(
         None, "--features/--no-features", help="Write penultimate features."
     ),
     overlap: float | None = typer.Option(
-        None, "--overlap", help="Sliding-window overlap (tomograms)."
+        None, "--overlap", min=0.0, help="Sliding-window overlap (tomograms), below 1."
     ),
     amp: bool | None = typer.Option(None, "--amp/--no-amp", help="bfloat16 autocast on CUDA."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),

@@ -124,7 +124,7 @@ def import_picks(
         raise ValueError(
             f"{path}: picks for tomogram(s) {unknown[:5]} that the project does not have "
             f"(it has {sorted(known)}); add them with 'cryoal project add-tomogram DIR "
-            "TOMO.mrc --id ID' (the id must match the name in the picks file)"
+            "TOMO.mrc --tomo-id ID' (the id must match the name in the picks file)"
         )
     if class_name is not None:
         table["class_name"] = class_name

@@ -77,8 +77,7 @@ def choose_snapshot(project: Project, round: int | None, new_snapshot: bool) -> 
         raise ValueError(
             f"{project.root}: no label changed since the snapshot of round {rounds[-1]}"
             + (" (already trained)" if read_model_info(project.root, rounds[-1]) else "")
-            + "; label the current queue first ('cryoal labels queue DIR'), or retrain that "
-            "round with train_project(..., round=N, overwrite=True)"
+            + "; label the current queue first ('cryoal labels queue DIR'), then train again"
         )
     snap = write_snapshot(project.labels, project.root)
     log.info("took snapshot %s of %d labels", snap.path, snap.n_labels)

@@ -44,7 +44,7 @@ def project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
         "tomo_id,x,y,z,class_name\n"
         "TS_01,120,120,160,ribosome\nTS_01,300,300,160,proteasome\nTS_01,360,200,100,ribosome\n"
     )
-    assert run(["project", "import-picks", str(proj), str(picks), "--unit", "angstrom"]) == 0
+    assert run(["project", "import-picks", str(proj), str(picks), "--coords-unit", "angstrom"]) == 0
     capsys.readouterr()
     return proj
 
@@ -85,7 +85,7 @@ def test_the_labelling_commands_work_together(
 
     out_dir = tmp_path / "copick"
     assert run(["labels", "export", str(project), "--format", "copick", "--out", str(out_dir),
-                "--user", "alice", "--session", "7"]) == 0  # fmt: skip
+                "--user-id", "alice", "--session-id", "7"]) == 0  # fmt: skip
     picks = out_dir / "ExperimentRuns" / "TS_01" / "Picks" / "alice_7_ribosome.json"
     assert len(read_coords(picks, voxel_size_A=10.0)) == 2
 
@@ -112,9 +112,10 @@ def test_label_for_unknown_candidate_changes_nothing(project: Path, tmp_path: Pa
 
 def test_tomogram_already_added(project: Path, tmp_path: Path, capsys) -> None:
     line = _error(capsys, ["project", "add-tomogram", str(project), str(tmp_path / "TS_01.mrc")])
-    assert "tomogram 'TS_01' is already in the project" in line and "--id" in line
+    assert "tomogram 'TS_01' is already in the project" in line and "--tomo-id" in line
     line = _error(
-        capsys, ["project", "add-tomogram", str(project), str(tmp_path / "TS_01.mrc"), "--id", "B"]
+        capsys,
+        ["project", "add-tomogram", str(project), str(tmp_path / "TS_01.mrc"), "--tomo-id", "B"],
     )
     assert "already in the project as tomogram 'TS_01'" in line
 
@@ -123,10 +124,10 @@ def test_picks_for_unknown_tomogram(project: Path, tmp_path: Path, capsys) -> No
     picks = tmp_path / "other.csv"
     picks.write_text("tomo_id,x,y,z\nTS_09,100,100,100\n")
     line = _error(
-        capsys, ["project", "import-picks", str(project), str(picks), "--unit", "angstrom"]
+        capsys, ["project", "import-picks", str(project), str(picks), "--coords-unit", "angstrom"]
     )
     assert "TS_09" in line and "add-tomogram" in line and "TS_01" in line
-    line = _error(capsys, ["project", "detect", str(project), "--tomo", "TS_09"])
+    line = _error(capsys, ["project", "detect", str(project), "--tomo-id", "TS_09"])
     assert "unknown tomogram 'TS_09'" in line
 
 

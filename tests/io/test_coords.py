@@ -265,7 +265,7 @@ def test_relion5_without_tomogram_size_is_an_error(tmp_path: Path, geoms) -> Non
         ValueError, match=r"r5\.star: RELION 5 centred coordinates of tomogram 'TS_02'"
     ):
         read_coords(path, tomograms={"TS_01": geoms["TS_01"]})
-    with pytest.raises(ValueError, match="need its size"):
+    with pytest.raises(ValueError, match="need its size.*TS_01.mrc"):
         read_coords(path, voxel_size_A=10.0)  # a voxel size alone is not enough
 
 
@@ -326,10 +326,15 @@ def test_star5_round_trip(tmp_path: Path, table: pd.DataFrame, geoms) -> None:
 def test_csv_round_trip(tmp_path: Path, table: pd.DataFrame, unit: str) -> None:
     path = write_csv(table, tmp_path / "p.csv", unit=unit, voxel_size_A=10.0)
     text = path.read_text().splitlines()
-    assert text[0] == "candidate_id,tomo_id,x,y,z,class_name"
+    cols = "x_A,y_A,z_A" if unit == "angstrom" else "x_px,y_px,z_px"
+    assert text[0] == f"candidate_id,tomo_id,{cols},class_name"
     assert text[1].split(",")[2] == ("305.000000" if unit == "angstrom" else "30.500000")
-    back = read_coords(path, unit=unit, voxel_size_A=10.0)
+    back = read_coords(path, voxel_size_A=10.0)  # the columns carry the unit
     pd.testing.assert_frame_equal(back, table)
+    pd.testing.assert_frame_equal(read_coords(path, unit=unit, voxel_size_A=10.0), table)
+    other = "pixel" if unit == "angstrom" else "angstrom"
+    with pytest.raises(ValueError, match=f"p\\.csv: csv coordinates are in {unit} by its column"):
+        read_coords(path, unit=other, voxel_size_A=10.0)
 
 
 def test_copick_round_trip(tmp_path: Path, table: pd.DataFrame) -> None:
@@ -411,7 +416,7 @@ def test_bad_files(tmp_path: Path) -> None:
         read_coords(tmp_path / "c.txt")
     nocol = tmp_path / "n.csv"
     nocol.write_text("a,b,c\n1,2,3\n")
-    with pytest.raises(ValueError, match=r"lacks coordinate column\(s\) \['x', 'y', 'z'\]"):
+    with pytest.raises(ValueError, match=r"lacks coordinate columns; expected x_A, y_A, z_A"):
         read_coords(nocol, unit="pixel", tomo_id="T")
     text = tmp_path / "t.csv"
     text.write_text("x,y,z\n1,two,3\n")
