@@ -110,9 +110,7 @@ class StoreWriter:
         if not np.isfinite(self.voxel_size_A) or self.voxel_size_A <= 0:
             raise ValueError(f"{self.path}: voxel size {self.voxel_size_A} Å must be > 0")
         if self.dtype not in (np.float32, np.float16):
-            raise ValueError(
-                f"{self.path}: dtype {self.dtype} not supported; use float32 or float16"
-            )
+            raise ValueError(f"{self.path}: dtype {self.dtype} not supported; use float32 or float16")
         if len(set(self.class_names)) != len(self.class_names):
             raise ValueError(f"{self.path}: class names {self.class_names} contain duplicates")
         final = check_can_write(self.path, self.overwrite)
@@ -123,23 +121,11 @@ class StoreWriter:
         comp = {"compression": "gzip", "compression_opts": self.compression_level, "shuffle": True}
         if self.compression_level == 0:
             comp = {}
-        f.create_dataset(
-            "subtomograms",
-            (0, b, b, b),
-            self.dtype,
-            maxshape=(None, b, b, b),
-            chunks=(1, b, b, b),
-            **comp,
-        )
+        f.create_dataset("subtomograms", (0, b, b, b), self.dtype, maxshape=(None, b, b, b),
+                         chunks=(1, b, b, b), **comp)
         if self.with_masks:
-            f.create_dataset(
-                "masks",
-                (0, b, b, b),
-                np.uint8,
-                maxshape=(None, b, b, b),
-                chunks=(1, b, b, b),
-                **comp,
-            )
+            f.create_dataset("masks", (0, b, b, b), np.uint8, maxshape=(None, b, b, b),
+                             chunks=(1, b, b, b), **comp)
         f.create_dataset("ids", (0,), _STR, maxshape=(None,), chunks=(4096,))
         f.create_dataset("labels", (0,), np.int64, maxshape=(None,), chunks=(4096,))
         f.create_dataset("centres_zyx", (0, 3), np.float64, maxshape=(None, 3), chunks=(4096, 3))
@@ -186,9 +172,7 @@ class StoreWriter:
         sub = np.asarray(subtomograms)
         b = self.box
         if sub.ndim != 4 or sub.shape[1:] != (b, b, b):
-            raise ValueError(
-                f"{self.path}: subtomograms must be (n, {b}, {b}, {b}); got {sub.shape}"
-            )
+            raise ValueError(f"{self.path}: subtomograms must be (n, {b}, {b}, {b}); got {sub.shape}")
         n = sub.shape[0]
         if not np.isfinite(sub).all():
             raise ValueError(f"{self.path}: subtomograms contain NaN/Inf; clean the input first")
@@ -197,12 +181,8 @@ class StoreWriter:
             raise ValueError(f"{self.path}: {len(ids)} ids for {n} subtomograms")
         dup = [i for i in ids if i in self._seen]
         if dup or len(set(ids)) != n:
-            raise ValueError(
-                f"{self.path}: duplicate sample ids (e.g. {dup[:3] or ids[:3]}); ids must be unique"
-            )
-        lab = (
-            np.full(n, -1, np.int64) if labels is None else np.asarray(labels, np.int64).reshape(-1)
-        )
+            raise ValueError(f"{self.path}: duplicate sample ids (e.g. {dup[:3] or ids[:3]}); ids must be unique")
+        lab = np.full(n, -1, np.int64) if labels is None else np.asarray(labels, np.int64).reshape(-1)
         if lab.shape != (n,):
             raise ValueError(f"{self.path}: {lab.shape[0]} labels for {n} subtomograms")
         bad = lab[(lab < -1) | (lab >= max(len(self.class_names), 0))]
@@ -211,9 +191,7 @@ class StoreWriter:
                 f"{self.path}: label {int(bad[0])} out of range for classes {self.class_names} "
                 "(use -1 for unlabeled)"
             )
-        cen = (
-            np.full((n, 3), np.nan) if centres_zyx is None else np.asarray(centres_zyx, np.float64)
-        )
+        cen = np.full((n, 3), np.nan) if centres_zyx is None else np.asarray(centres_zyx, np.float64)
         if cen.shape != (n, 3):
             raise ValueError(f"{self.path}: centres_zyx must be ({n}, 3); got {cen.shape}")
         tomos = [""] * n if tomo_ids is None else [str(t) for t in tomo_ids]
@@ -226,9 +204,7 @@ class StoreWriter:
             if m.shape != sub.shape:
                 raise ValueError(f"{self.path}: masks must be {sub.shape}; got {m.shape}")
         elif masks is not None:
-            raise ValueError(
-                f"{self.path}: masks given but the writer was created with_masks=False"
-            )
+            raise ValueError(f"{self.path}: masks given but the writer was created with_masks=False")
 
         start, stop = self._n, self._n + n
         for name, arr in (
@@ -250,14 +226,10 @@ class StoreWriter:
         for name, values in meta.items():
             arr = np.asarray(values)
             if arr.shape[:1] != (n,):
-                raise ValueError(
-                    f"{self.path}: metadata {name!r} must have {n} rows; got {arr.shape}"
-                )
+                raise ValueError(f"{self.path}: metadata {name!r} must have {n} rows; got {arr.shape}")
             if name not in group:
                 kind = _STR if arr.dtype.kind in "OUS" else arr.dtype
-                group.create_dataset(
-                    name, (0, *arr.shape[1:]), kind, maxshape=(None, *arr.shape[1:])
-                )
+                group.create_dataset(name, (0, *arr.shape[1:]), kind, maxshape=(None, *arr.shape[1:]))
                 arr = arr.astype(object) if arr.dtype.kind in "US" else arr
             _grow_and_write(group[name], start, stop, arr)
         self._seen.update(ids)
@@ -335,9 +307,7 @@ class SubtomogramStore:
             self.box = int(f.attrs["box"])
             self.class_names: list[str] = list(json.loads(f.attrs["class_names"]))
         except KeyError as exc:
-            raise ValueError(
-                f"{self.path}: store attribute {exc} missing; re-create the store"
-            ) from exc
+            raise ValueError(f"{self.path}: store attribute {exc} missing; re-create the store") from exc
         if version > FORMAT_VERSION:
             raise ValueError(
                 f"{self.path}: store format_version {version} is newer than this cryoal "
