@@ -9,13 +9,17 @@ from __future__ import annotations
 import inspect
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
-from cryoal.sim.imaging import PATHS, ImagingParams
+from cryoal.sim.imaging import ImagingParams
 from cryoal.sim.subtomograms import SubtomogramParams, merge_shards, simulate_subtomograms
 from cryoal.sim.tomograms import simulate_tomogram
+
+#: Imaging paths and storage dtypes (= cryoal.sim.imaging.PATHS; tests/cli/test_options.py).
+ImagingPath = Literal["fourier", "backprojection"]
+Dtype = Literal["float32", "float16"]
 
 _IMG = ImagingParams()
 _SUB = SubtomogramParams()
@@ -24,11 +28,6 @@ _SUB = SubtomogramParams()
 def _default(func: Any, name: str) -> Any:
     """A library function's default for ``name`` (so the CLI hard-codes none)."""
     return inspect.signature(func).parameters[name].default
-
-
-def _check_path(path: str) -> None:
-    if path not in PATHS:
-        raise ValueError(f"--path {path!r} must be one of {', '.join(PATHS)}")
 
 
 def subtomograms(
@@ -42,13 +41,17 @@ def subtomograms(
     classes: int | None = typer.Option(
         None,
         "--classes",
+        min=1,
         help="Number of classes (phantoms: default 10; with --templates: the "
         "first N files by name).",
     ),
     per_class: int = typer.Option(
-        _default(simulate_subtomograms, "per_class"), "--per-class", help="Samples per class."
+        _default(simulate_subtomograms, "per_class"),
+        "--per-class",
+        min=1,
+        help="Samples per class.",
     ),
-    box: int = typer.Option(_SUB.box, "--box", help="Subtomogram edge, voxels."),
+    box: int = typer.Option(_SUB.box, "--box", min=1, help="Subtomogram edge, voxels."),
     voxel_size: float = typer.Option(_SUB.voxel_size_A, "--voxel-size", help="Voxel size, Å."),
     snr: float = typer.Option(
         _SUB.snr, "--snr", help="Signal variance / noise variance in the box ('inf': no noise)."
@@ -57,7 +60,7 @@ def subtomograms(
         _IMG.tilt_range_deg, "--tilt-range", help="MIN MAX tilt about y, degrees."
     ),
     seed: int = typer.Option(
-        _default(simulate_subtomograms, "seed"), "--seed", help="Dataset seed."
+        _default(simulate_subtomograms, "seed"), "--seed", min=0, help="Dataset seed."
     ),
     preview: Path | None = typer.Option(
         None,
@@ -67,7 +70,7 @@ def subtomograms(
     masks: bool = typer.Option(
         False, "--masks", help="Store segmentation masks (0 background, class index + 1)."
     ),
-    path: str = typer.Option(_IMG.path, "--path", help=f"Imaging path: {' | '.join(PATHS)}."),
+    path: ImagingPath = typer.Option(_IMG.path, "--path", help="Imaging path."),
     defocus_range: tuple[float, float] = typer.Option(
         _IMG.defocus_range_um, "--defocus-range", help="MIN MAX defocus, µm underfocus."
     ),
@@ -85,7 +88,10 @@ def subtomograms(
         _SUB.max_shift_voxels, "--max-shift", help="Largest random shift per axis, voxels."
     ),
     crowding: int = typer.Option(
-        _SUB.crowding, "--crowding", help="Neighbouring particles per sample (partly in the box)."
+        _SUB.crowding,
+        "--crowding",
+        min=0,
+        help="Neighbouring particles per sample (partly in the box).",
     ),
     no_normalise: bool = typer.Option(
         False,
@@ -95,23 +101,21 @@ def subtomograms(
     start_index: int = typer.Option(
         _default(simulate_subtomograms, "start_index"),
         "--start-index",
+        min=0,
         help="First sample index (use a disjoint range for a test set).",
     ),
     shard: str | None = typer.Option(
         None, "--shard", help="K/N: write only part K of N (join with 'cryoal simulate merge')."
     ),
     workers: int = typer.Option(
-        _default(simulate_subtomograms, "workers"), "--workers", help="Generator processes."
+        _default(simulate_subtomograms, "workers"), "--workers", min=1, help="Generator processes."
     ),
-    dtype: str = typer.Option(
-        _default(simulate_subtomograms, "dtype"), "--dtype", help="Storage: float32 or float16."
+    dtype: Dtype = typer.Option(
+        _default(simulate_subtomograms, "dtype"), "--dtype", help="Storage dtype."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> None:
     """Simulate a labelled subtomogram dataset (HDF5 store) with CTF, missing wedge and noise."""
-    if templates is not None and classes is not None and classes < 1:
-        raise ValueError(f"--classes {classes} must be >= 1")
-    _check_path(path)
     t0 = time.perf_counter()
     result = simulate_subtomograms(
         out,
@@ -162,13 +166,16 @@ def tomogram(
         _default(simulate_tomogram, "shape_zyx"), "--shape", help="Z Y X size, voxels."
     ),
     particles: int = typer.Option(
-        _default(simulate_tomogram, "n_particles"), "--particles", help="Number of particles."
+        _default(simulate_tomogram, "n_particles"),
+        "--particles",
+        min=1,
+        help="Number of particles.",
     ),
     templates: Path | None = typer.Option(
         None, "--templates", help="Folder of maps / models (default: phantoms)."
     ),
     classes: int | None = typer.Option(
-        None, "--classes", help="Number of classes (see 'simulate subtomograms')."
+        None, "--classes", min=1, help="Number of classes (see 'simulate subtomograms')."
     ),
     voxel_size: float = typer.Option(
         _default(simulate_tomogram, "voxel_size_A"), "--voxel-size", help="Voxel size, Å."
@@ -181,13 +188,14 @@ def tomogram(
     snr_box: int = typer.Option(
         _default(simulate_tomogram, "snr_box"),
         "--snr-box",
+        min=1,
         help="Box edge over which the SNR is defined, voxels.",
     ),
-    seed: int = typer.Option(_default(simulate_tomogram, "seed"), "--seed", help="Seed."),
+    seed: int = typer.Option(_default(simulate_tomogram, "seed"), "--seed", min=0, help="Seed."),
     tilt_range: tuple[float, float] = typer.Option(
         _IMG.tilt_range_deg, "--tilt-range", help="MIN MAX tilt about y, degrees."
     ),
-    path: str = typer.Option(_IMG.path, "--path", help=f"Imaging path: {' | '.join(PATHS)}."),
+    path: ImagingPath = typer.Option(_IMG.path, "--path", help="Imaging path."),
     defocus_range: tuple[float, float] = typer.Option(
         _IMG.defocus_range_um, "--defocus-range", help="MIN MAX defocus, µm underfocus."
     ),
@@ -207,7 +215,6 @@ def tomogram(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> None:
     """Simulate a tomogram with non-overlapping particles, ground-truth picks and a label volume."""
-    _check_path(path)
     t0 = time.perf_counter()
     res = simulate_tomogram(
         out_dir,

@@ -131,6 +131,7 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train a teacher and its student on a subtomogram store (or a project)."""
+    sets_given = _parse_sets(sets)  # refuse a bad --set before the slow imports
     from cryoal.train.perf import tune_cpu_allocator
     from cryoal.train.run import load_config, train_store
 
@@ -142,7 +143,7 @@ def train_cmd(
         "device": device, "val_fraction": val_fraction, "checkpoint_every_steps": checkpoint_every,
         "num_workers": num_workers,
     }  # fmt: skip
-    overrides.update(_parse_sets(sets))
+    overrides.update(sets_given)
     if data.is_dir():
         _train_project(data, out, config, overrides, not quiet)
         return
