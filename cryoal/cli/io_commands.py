@@ -88,13 +88,17 @@ def _info_coords(path: Path) -> None:
         "pixel": "pixels",
         "angstrom": "Å (corner origin)",
         "centred-angstrom": "Å from the tomogram centre (RELION 5)",
-        None: "not stated in the file (CSV: pass --coords-unit angstrom|pixel when reading)",
+        None: "not stated in the file (columns x, y, z; give --coords-unit angstrom|pixel "
+        "when reading, or name the columns x_A, y_A, z_A or x_px, y_px, z_px)",
     }
     typer.echo(f"{path}: {raw.format} coordinates, {len(raw)} rows")
     typer.echo(f"  unit: {kinds[raw.kind]}")
     if raw.pixel_size_A is not None:
         sizes = ", ".join(f"{v:g}" for v in np.unique(raw.pixel_size_A))
         typer.echo(f"  pixel size (rlnTomoTiltSeriesPixelSize): {sizes} Å")
+    if raw.tomo_size_px is not None:
+        sizes = {" x ".join(f"{float(v):g}" for v in row) for row in raw.tomo_size_px}
+        typer.echo(f"  tomogram size (rlnTomoSizeX/Y/Z, pixels): {', '.join(sorted(sizes))}")
     if raw.origin_xyz_A is not None or raw.origin_xyz_px is not None:
         typer.echo("  origin shifts: present (applied when reading)")
     table = summarize_coords(raw)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import starfile
 
 from cryoal.cli.main import run
 from cryoal.io.coords import read_coords
@@ -148,3 +150,96 @@ def test_model_strategy_before_training_is_explained(project: Path, capsys) -> N
 def test_missing_project_is_explained(tmp_path: Path, capsys) -> None:
     line = _error(capsys, ["status", str(tmp_path / "nowhere")])
     assert "project init" in line
+
+
+# -- issue 14: exports and messages -----------------------------------------------------
+def _label_two(project: Path) -> None:
+    assert run(["labels", "add", str(project), "TS_01:000000", "ribosome"]) == 0
+    assert run(["labels", "add", str(project), "TS_01:000001", "proteasome"]) == 0
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--user-id", "../../evil"), ("--session-id", "a/b"), ("--user-id", "a_b")],
+)
+def test_copick_ids_are_checked_as_copick_does(
+    project: Path, tmp_path: Path, capsys, option: str, value: str
+) -> None:
+    _label_two(project)
+    before = _files(tmp_path)
+    out = tmp_path / "copick"
+    line = _error(
+        capsys, ["labels", "export", str(project), "--format", "copick", "--out", str(out),
+                 option, value],
+    )  # fmt: skip
+    assert repr(value) in line and "not a valid copick name" in line and option in line
+    assert _files(tmp_path) == before  # nothing written, inside or outside --out
+
+
+def test_copick_export_writes_a_config_copick_can_open(project: Path, tmp_path: Path) -> None:
+    _label_two(project)
+    out = tmp_path / "copick"
+    assert run(["labels", "export", str(project), "--format", "copick", "--out", str(out)]) == 0
+    config = json.loads((out / "copick_config.json").read_text())
+    assert config["config_type"] == "filesystem"
+    assert config["overlay_root"] == "local://" + str(out.resolve())
+    objects = {o["name"]: o for o in config["pickable_objects"]}
+    assert objects["ribosome"] == {"name": "ribosome", "is_particle": True, "label": 1,
+                                   "color": [31, 119, 180, 255], "radius": 16 * 10.0 / 3}  # fmt: skip
+    assert objects["proteasome"]["label"] == 2
+    copick = pytest.importorskip("copick")  # test-only oracle, when installed
+    root = copick.from_file(str(out / "copick_config.json"))
+    assert sorted(o.name for o in root.pickable_objects) == ["proteasome", "ribosome"]
+    picks = root.get_run("TS_01").get_picks(object_name="ribosome")
+    assert len(picks) == 1 and len(picks[0].points) == 1
+
+
+def test_star5_export_states_the_tilt_series_pixel_size(project: Path, tmp_path: Path) -> None:
+    _label_two(project)
+    star = tmp_path / "p5.star"
+    assert run(["labels", "export", str(project), "--format", "star", "--star-version", "5",
+                "--out", str(star), "--out-pixel-size", "2.5"]) == 0  # fmt: skip
+    blocks = starfile.read(star)
+    assert blocks["optics"]["rlnTomoTiltSeriesPixelSize"].tolist() == [2.5]
+    assert blocks["particles"]["rlnTomoSizeX"].tolist() == [192, 192]  # 48 voxels x binning 4
+    back = read_coords(star, voxel_size_A=10.0).sort_values("candidate_id")
+    np.testing.assert_allclose(back[["z", "y", "x"]].to_numpy()[0], [16, 12, 12], atol=1e-5)
+
+
+def test_csv_export_imports_as_picks_without_flags(project: Path, tmp_path: Path) -> None:
+    _label_two(project)
+    out = tmp_path / "labels.csv"
+    assert run(["labels", "export", str(project), "--out", str(out)]) == 0
+    other = tmp_path / "other"
+    assert run(["project", "init", str(other), "--classes", "ribosome,proteasome"]) == 0
+    assert run(["project", "add-tomogram", str(other), str(tmp_path / "TS_01.mrc")]) == 0
+    assert run(["project", "import-picks", str(other), str(out)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--classes", "a b"], "--classes: class name 'a b' must start"),
+        (["--classes", "a", "--box", "2"], "--box: Input should be greater than or equal to 4 (got 2)"),
+        (["--classes", "a", "--voxel-size", "-1"], "--voxel-size: Input should be greater than 0 (got -1.0)"),
+        (["--classes", "a,a"], "class names ['a', 'a'] contain duplicates"),
+    ],
+)  # fmt: skip
+def test_project_init_errors_are_one_clean_line(tmp_path: Path, capsys, argv, expected) -> None:
+    line = _error(capsys, ["project", "init", str(tmp_path / "p"), *argv])
+    assert expected in line
+    assert "pydantic" not in line and "http" not in line and "validation error for" not in line
+    assert not (tmp_path / "p").exists()
+
+
+def test_messages_name_the_file_and_the_cli_fix(project: Path, tmp_path: Path, capsys) -> None:
+    line = _error(capsys, ["labels", "add", str(project), "TS_01:000000", "0"])
+    assert "unknown class '0'" in line and "ids 0.." not in line and "ribosome" in line
+    yaml_file = project / "project.yaml"
+    yaml_file.write_bytes(yaml_file.read_bytes() + b"# caf\xe9\n")
+    line = _error(capsys, ["status", str(project)])
+    assert str(yaml_file) in line and "not UTF-8" in line

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from cryoal.io.coords import (
     TomogramGeometry,
+    check_copick_name,
     read_coords,
     read_copick_picks,
     relion_euler_matrix,
@@ -474,3 +475,57 @@ def test_scan_and_summary(tmp_path: Path) -> None:
         {"tomo_id": "TS_01", "class_name": "2", "count": 1},
         {"tomo_id": "TS_02", "class_name": "1", "count": 1},
     ]
+
+
+# -- CSV unit in the column names (issue 14, item 14) -----------------------------------
+def test_csv_unit_columns_are_read_without_a_unit(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("tomo_id,X_A,Y_A,Z_A\nTS_01,305,202.5,100\n")  # any case
+    back = read_coords(path, voxel_size_A=10.0)
+    np.testing.assert_allclose(back[["z", "y", "x"]].to_numpy(), [[10.0, 20.25, 30.5]])
+    path.write_text("tomo_id,z_px,y_px,x_px\nTS_01,10,20.25,30.5\n")  # any column order
+    back = read_coords(path, voxel_size_A=10.0)
+    np.testing.assert_allclose(back[["z", "y", "x"]].to_numpy(), [[10.0, 20.25, 30.5]])
+    # cryoal's own candidates.csv has voxel z, y, x beside x_A, y_A, z_A: Å columns win
+    path.write_text("candidate_id,tomo_id,z,y,x,x_A,y_A,z_A\nTS_01:0,TS_01,1,2,3,30,20,10\n")
+    np.testing.assert_allclose(read_coords(path, voxel_size_A=10.0)[["z", "y", "x"]], [[1, 2, 3]])
+    path.write_text("tomo_id,x_A,y_A\nTS_01,1,2\n")
+    with pytest.raises(ValueError, match=r"c\.csv: CSV has \['x_A', 'y_A'\] but lacks \['z_A'\]"):
+        read_coords(path, voxel_size_A=10.0)
+
+
+# -- RELION 5: the picks' own tomogram size (issue 14, item 8) -------------------------
+def test_relion5_written_by_cryoal_carries_the_tomogram_size(tmp_path: Path, table, geoms) -> None:
+    path = write_star(table, tmp_path / "p.star", voxel_size_A=None, version=5, tomograms=geoms,
+                      coords_pixel_size_A=5.0)  # fmt: skip
+    part = starfile.read(path)["particles"]
+    assert part["rlnTomoSizeX"].tolist() == [400, 400, 402]  # unbinned pixels of 5 Å
+    assert starfile.read(path)["optics"]["rlnTomoTiltSeriesPixelSize"].tolist() == [5.0]
+    # read back without any tomogram: the file states where the centre is
+    back = read_coords(path, voxel_size_A=10.0, class_names=["proteasome", "ribosome"])
+    pd.testing.assert_frame_equal(back, table, check_exact=False, atol=1e-5)
+
+
+def test_relion5_picks_with_a_tomogram_of_another_size_warn_and_keep_centres(
+    tmp_path: Path, table, geoms
+) -> None:
+    path = write_star(table, tmp_path / "p.star", voxel_size_A=None, version=5, tomograms=geoms)
+    other = {"TS_01": TomogramGeometry((50, 100, 199), 10.0), "TS_02": geoms["TS_02"]}
+    with pytest.warns(UserWarning) as caught:
+        back = read_coords(path, tomograms=other, class_names=["proteasome", "ribosome"])
+    text = " ".join(str(w.message) for w in caught)
+    assert "p.star" in text and "tomogram 'TS_01'" in text
+    assert "2000 x 1000 x 500 Å" in text and "1990 x 1000 x 500 Å" in text  # both sizes
+    # no half-voxel shift: the centres are the ones the picks were made with
+    pd.testing.assert_frame_equal(back, table, check_exact=False, atol=1e-5)
+
+
+# -- copick names (issue 14, item 13) --------------------------------------------------
+@pytest.mark.parametrize("bad", ["../up", "a/b", "a_b", "a b", "", "-a", "..", "x\\y"])
+def test_copick_names_follow_copick_rules(tmp_path: Path, table, bad: str) -> None:
+    one = table[table["tomo_id"] == "TS_01"]
+    with pytest.raises(ValueError, match="copick user id .*not a valid copick name"):
+        write_copick_picks(one, tmp_path / "p.json", voxel_size_A=10.0, object_name="ribosome",
+                           user_id=bad, session_id="0")  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+    assert check_copick_name("alice-2.b", "user id") == "alice-2.b"
