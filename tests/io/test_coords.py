@@ -529,3 +529,17 @@ def test_copick_names_follow_copick_rules(tmp_path: Path, table, bad: str) -> No
                            user_id=bad, session_id="0")  # fmt: skip
     assert list(tmp_path.iterdir()) == []
     assert check_copick_name("alice-2.b", "user id") == "alice-2.b"
+
+
+def test_copick_names_agree_with_copick() -> None:
+    escape = pytest.importorskip("copick.util.escape")  # test-only oracle, when installed
+    names = ["cryoal", "0", "a.b", "a-b", "a_b", "../x", "a b", "-a", "a-", "a:b", "a|b", "é"]
+    for name in names:
+        try:
+            ours = check_copick_name(name, "name") == name
+        except ValueError:
+            ours = False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = escape.sanitize_name(name) == name
+        assert ours == theirs, name
