@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import logging
 import pkgutil
+import re
 import sys
 import traceback
 import warnings
@@ -80,11 +81,20 @@ def _register_commands() -> None:
 _register_commands()
 
 
+#: numpy scalar reprs (``np.float64(0.448)``) that leak into messages through containers.
+_NUMPY_REPR = re.compile(r"\bnp\.(?:float|int|uint|bool|str|complex)\w*\(([^()]*)\)")
+
+
+def _clean(text: str) -> str:
+    """One line, numbers as a person writes them (``np.float64(0.5)`` -> ``0.5``)."""
+    return _NUMPY_REPR.sub(r"\1", " ".join(text.split()))
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, KeyError) and text.startswith(("'", '"')):
         text = text[1:-1]
-    return " ".join(text.split()) or type(exc).__name__
+    return _clean(text) or type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -96,7 +106,7 @@ def warnings_as_lines() -> Iterator[None]:
             yield
         finally:
             for w in caught:
-                print(f"cryoal: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+                print(f"cryoal: warning: {_clean(str(w.message))}", file=sys.stderr)
 
 
 def run(argv: list[str] | None = None) -> int:

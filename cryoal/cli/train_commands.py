@@ -128,7 +128,7 @@ def train_cmd(
     resume: bool = typer.Option(
         False, "--resume", help="Continue from the newest valid checkpoint."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--no-progress", "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train a teacher and its student on a subtomogram store (or a project)."""
     sets_given = _parse_sets(sets)  # refuse a bad --set before the slow imports
@@ -191,22 +191,23 @@ def predict_cmd(
         help="OUT.h5 / OUT.csv (store) or OUT.mrc (tomogram).",
         show_default=False,
     ),
-    batch_size: int | None = typer.Option(
-        None, "--batch-size", min=1, help="Samples (windows x 8) per forward pass."
+    # defaults = cryoal.train.run.predict_path's (tests/cli/test_options.py checks them)
+    batch_size: int = typer.Option(
+        64, "--batch-size", min=1, help="Samples (windows x 8) per forward pass."
     ),
-    device: str | None = typer.Option(None, "--device", help="cpu | cuda | cuda:N | auto."),
-    mc_passes: int | None = typer.Option(
-        None, "--mc-passes", min=0, help="MC-dropout passes (needs dropout)."
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+    mc_passes: int = typer.Option(
+        0, "--mc-passes", min=0, help="MC-dropout passes (needs dropout)."
     ),
-    features: bool | None = typer.Option(
-        None, "--features/--no-features", help="Write penultimate features."
+    features: bool = typer.Option(
+        True, "--features/--no-features", help="Write penultimate features."
     ),
-    overlap: float | None = typer.Option(
-        None, "--overlap", min=0.0, help="Sliding-window overlap (tomograms), below 1."
+    overlap: float = typer.Option(
+        0.25, "--overlap", min=0.0, help="Sliding-window overlap (tomograms), below 1."
     ),
-    amp: bool | None = typer.Option(None, "--amp/--no-amp", help="bfloat16 autocast on CUDA."),
+    amp: bool = typer.Option(False, "--amp/--no-amp", help="bfloat16 autocast on CUDA."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--no-progress", "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Predict a store (probabilities, features, KT distance) or segment a tomogram."""
     from cryoal.train.perf import tune_cpu_allocator

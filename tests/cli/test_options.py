@@ -140,6 +140,17 @@ def test_cli_constants_match_the_library() -> None:
     assert typing.get_args(ImagingPath) == PATHS
 
 
+def test_predict_defaults_match_the_library() -> None:
+    import inspect
+
+    from cryoal.train.run import predict_path
+
+    params = {p.name: p for p in _commands()["predict"].params}
+    library = inspect.signature(predict_path).parameters
+    for name in ("batch_size", "device", "mc_passes", "features", "overlap", "amp"):
+        assert params[name].default == library[name].default, name
+
+
 def test_python_tag_in_set_is_a_one_line_error(tmp_path: Path, capsys) -> None:
     argv = ["train", str(tmp_path / "s.h5"), "--out", str(tmp_path / "run")]
     assert run([*argv, "--set", "epochs=!!python/object/apply:os.system ['true']"]) == 2
