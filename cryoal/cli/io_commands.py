@@ -97,8 +97,8 @@ def _info_coords(path: Path) -> None:
         sizes = ", ".join(f"{v:g}" for v in np.unique(raw.pixel_size_A))
         typer.echo(f"  pixel size (rlnTomoTiltSeriesPixelSize): {sizes} Å")
     if raw.tomo_size_px is not None:
-        sizes = {" x ".join(f"{float(v):g}" for v in row) for row in raw.tomo_size_px}
-        typer.echo(f"  tomogram size (rlnTomoSizeX/Y/Z, pixels): {', '.join(sorted(sizes))}")
+        dims = sorted({" x ".join(f"{float(v):g}" for v in row) for row in raw.tomo_size_px})
+        typer.echo(f"  tomogram size (rlnTomoSizeX/Y/Z, pixels): {', '.join(dims)}")
     if raw.origin_xyz_A is not None or raw.origin_xyz_px is not None:
         typer.echo("  origin shifts: present (applied when reading)")
     table = summarize_coords(raw)

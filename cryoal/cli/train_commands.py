@@ -215,13 +215,9 @@ def predict_cmd(
 
     tune_cpu_allocator()
 
-    given = {
-        "batch_size": batch_size, "device": device, "mc_passes": mc_passes,
-        "features": features, "overlap": overlap, "amp": amp,
-    }  # fmt: skip
     path = predict_path(
-        run, input, out, overwrite=overwrite, progress=not quiet,
-        **{k: v for k, v in given.items() if v is not None},
+        run, input, out, batch_size=batch_size, device=device, mc_passes=mc_passes,
+        features=features, overlap=overlap, amp=amp, overwrite=overwrite, progress=not quiet,
     )  # fmt: skip
     typer.echo(f"wrote {path}")
 
