@@ -157,3 +157,17 @@ def test_python_tag_in_set_is_a_one_line_error(tmp_path: Path, capsys) -> None:
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cryoal: error: --set"), lines
     assert "plain YAML value" in lines[0] and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "benchmark"])
+def test_config_that_is_not_utf8_is_named(tmp_path: Path, capsys, command: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_bytes(b"epochs: 2 # caf\xe9\n")
+    if command == "train":
+        argv = ["train", str(tmp_path / "s.h5"), "--out", str(tmp_path / "run")]
+    else:
+        argv = ["benchmark", "--out", str(tmp_path / "run")]
+    assert run([*argv, "--config", str(config)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and str(config) in lines[0] and "not UTF-8" in lines[0], lines
+    assert not (tmp_path / "run").exists()
