@@ -221,8 +221,10 @@ def export_labels(
             for key, _ in groups
         }
         config_path = out / COPICK_CONFIG
+        config_text = copick_config_json(project, out)
+        same_config = config_path.is_file() and config_path.read_text() == config_text
         for target in [config_path, *targets.values()]:
-            if target.exists() and not overwrite:
+            if target.exists() and not overwrite and not (target == config_path and same_config):
                 check_can_write(target, overwrite)  # raises with the fix
         for key, part in groups:
             target = targets[key]
@@ -239,7 +241,8 @@ def export_labels(
                 overwrite=overwrite,
             )
             paths.append(target)
-        atomic_write_text(config_path, copick_config_json(project, out), overwrite=overwrite)
+        if not same_config:
+            atomic_write_text(config_path, config_text, overwrite=overwrite)
         paths.append(config_path)
     log.info("exported %d labels to %s", len(table), out)
     return ExportResult(paths=paths, n_labels=len(table))

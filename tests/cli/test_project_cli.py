@@ -199,6 +199,18 @@ def test_copick_export_writes_a_config_copick_can_open(project: Path, tmp_path: 
     assert len(picks) == 1 and len(picks[0].points) == 1
 
 
+def test_copick_export_for_a_second_user_keeps_the_config(project: Path, tmp_path: Path) -> None:
+    _label_two(project)
+    out = tmp_path / "copick"
+    argv = ["labels", "export", str(project), "--format", "copick", "--out", str(out)]
+    assert run(argv) == 0
+    assert run([*argv, "--user-id", "bob"]) == 0  # same config: no --overwrite needed
+    picks = sorted(p.name for p in (out / "ExperimentRuns" / "TS_01" / "Picks").iterdir())
+    assert picks == ["bob_0_proteasome.json", "bob_0_ribosome.json",
+                     "cryoal_0_proteasome.json", "cryoal_0_ribosome.json"]  # fmt: skip
+    assert run(argv) == 2  # the same user's picks again: refused without --overwrite
+
+
 def test_star5_export_states_the_tilt_series_pixel_size(project: Path, tmp_path: Path) -> None:
     _label_two(project)
     star = tmp_path / "p5.star"
