@@ -187,6 +187,12 @@ def extract(
     tomo_id: str | None = typer.Option(
         None, "--tomo-id", help="Tomogram id: selects rows of a multi-tomogram file, or names it."
     ),
+    tomograms_star: Path | None = typer.Option(
+        None,
+        "--tomograms-star",
+        help="RELION 5 tomograms.star: tomogram sizes for centred coordinates (exact centres "
+        "for binned tomograms).",
+    ),
     edge: Edge = typer.Option("pad", "--edge", help="Boxes crossing the edge."),
     normalise: bool = typer.Option(
         True, "--normalise/--no-normalise", help="Zero mean, unit std per subtomogram."
@@ -216,7 +222,7 @@ def extract(
     """Cut subtomograms around coordinates from a tomogram into an HDF5 store."""
     from cryoal.data.extract import extract_to_store
     from cryoal.io.atomic import check_can_write
-    from cryoal.io.coords import TomogramGeometry, read_coords
+    from cryoal.io.coords import TomogramGeometry, read_coords, read_tomograms_star
     from cryoal.io.mrc import open_tomogram
     from cryoal.io.store import SubtomogramStore
 
@@ -232,6 +238,7 @@ def extract(
         tomograms={tid: geometry},
         coords_pixel_size_A=coords_pixel_size,
         class_names=class_names or None,  # names RELION rlnClassNumber k as class k-1
+        tomogram_sizes_A=read_tomograms_star(tomograms_star) if tomograms_star else None,
     )
     extract_to_store(
         tomogram,
@@ -305,6 +312,12 @@ def convert_coords(
         "rlnTomoTiltSeriesPixelSize; star4 pixels are in it [default: the tomogram voxel size].",
     ),
     tomo_id: str | None = typer.Option(None, "--tomo-id", help="Select / name the tomogram."),
+    tomograms_star: Path | None = typer.Option(
+        None,
+        "--tomograms-star",
+        help="RELION 5 tomograms.star: tomogram sizes for centred coordinates (then "
+        "--voxel-size is enough, no --tomogram needed).",
+    ),
     object_name: str | None = typer.Option(
         None, "--object-name", help="copick pickable object name."
     ),
@@ -316,6 +329,7 @@ def convert_coords(
     from cryoal.io.atomic import check_can_write
     from cryoal.io.coords import (
         read_coords,
+        read_tomograms_star,
         scan_coords,
         write_copick_picks,
         write_csv,
@@ -340,6 +354,7 @@ def convert_coords(
         voxel_size_A=voxel_size,
         tomograms=geoms,
         coords_pixel_size_A=coords_pixel_size,
+        tomogram_sizes_A=read_tomograms_star(tomograms_star) if tomograms_star else None,
     )
     if fmt in ("star4", "star5"):
         write_star(

@@ -471,6 +471,7 @@ def read_coords(
     tomograms: Mapping[str, TomogramGeometry] | None = None,
     coords_pixel_size_A: float | None = None,
     class_names: Sequence[str] | None = None,
+    tomogram_sizes_A: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Read a coordinate file into the canonical table (zyx voxels per tomogram).
 
@@ -496,6 +497,11 @@ def read_coords(
         a RELION optics table, else the tomogram's voxel size.
     class_names
         Names for RELION ``rlnClassNumber`` k (``class_names[k - 1]``); default ``str(k)``.
+    tomogram_sizes_A
+        ``tomo_id -> (3,)`` xyz extent (Å) of the tomograms RELION 5 centred coordinates
+        refer to, from RELION's tomograms.star (:func:`read_tomograms_star`). With the
+        file's own ``rlnTomoSizeX/Y/Z`` it fixes the centre; ``tomograms`` then only gives
+        the voxel size, and a tomogram of another size is warned about.
 
     Returns
     -------
@@ -562,7 +568,8 @@ def read_coords(
         target = geometry.voxel_size_A if geometry is not None else voxel_size_A
         if target is not None and (not np.isfinite(target) or target <= 0):
             raise ValueError(f"{p}: voxel size {target} Å must be > 0")
-        zyx[rows] = _to_voxels(raw, kind, rows, t, geometry, target, coords_pixel_size_A)
+        stated = _stated_size_A(raw, rows, t, tomogram_sizes_A)
+        zyx[rows] = _to_voxels(raw, kind, rows, t, geometry, target, coords_pixel_size_A, stated)
         if geometry is not None:
             _warn_outside(p, t, zyx[rows], geometry)
 
@@ -610,13 +617,14 @@ def _to_voxels(
     geometry: TomogramGeometry | None,
     target: float | None,
     coords_pixel_size_A: float | None,
+    stated: tuple[np.ndarray, str] | None = None,
 ) -> np.ndarray:
     p = raw.path
     xyz = raw.xyz[rows]
     origin_a = raw.origin_xyz_A[rows] if raw.origin_xyz_A is not None else None
     origin_px = raw.origin_xyz_px[rows] if raw.origin_xyz_px is not None else None
     if kind == "centred-angstrom":
-        centre = _relion5_centre(raw, rows, tomo, geometry)
+        centre = _relion5_centre(raw, tomo, geometry, stated)
         voxel = geometry.voxel_size_A if geometry is not None else target
         if voxel is None:
             raise ValueError(
@@ -671,27 +679,48 @@ def _to_voxels(
     return xyz_A_to_zyx_voxels(position, target)
 
 
-def _relion5_centre(
-    raw: RawCoords, rows: np.ndarray, tomo: str, geometry: TomogramGeometry | None
-) -> np.ndarray:
-    """RELION 5's tomogram centre (corner-origin Å, xyz) for ``rows``: ``(n, 3)`` or ``(3,)``.
+def _stated_size_A(
+    raw: RawCoords,
+    rows: np.ndarray,
+    tomo: str,
+    tomogram_sizes_A: Mapping[str, np.ndarray] | None,
+) -> tuple[np.ndarray, str] | None:
+    """The xyz extent (Å) RELION states for ``rows`` (``(n, 3)`` or ``(3,)``) and its source."""
+    if raw.tomo_size_px is not None and raw.pixel_size_A is not None:
+        return raw.tomo_size_px[rows] * raw.pixel_size_A[rows][:, None], "rlnTomoSizeX/Y/Z"
+    if tomogram_sizes_A is not None and tomo in tomogram_sizes_A:
+        return np.asarray(tomogram_sizes_A[tomo], dtype=np.float64), "tomograms.star"
+    return None
 
-    The file's own ``rlnTomoSizeX/Y/Z`` (times ``rlnTomoTiltSeriesPixelSize``) wins over
-    the given tomogram, which may be another reconstruction of a different size; a
-    disagreement is warned about, naming both.
+
+def _relion5_centre(
+    raw: RawCoords,
+    tomo: str,
+    geometry: TomogramGeometry | None,
+    stated: tuple[np.ndarray, str] | None,
+) -> np.ndarray:
+    """RELION 5's tomogram centre (corner-origin Å, xyz): ``(n, 3)`` or ``(3,)``.
+
+    The size RELION states (the file's own ``rlnTomoSizeX/Y/Z`` times
+    ``rlnTomoTiltSeriesPixelSize``, else tomograms.star) wins over the given tomogram,
+    which may be another reconstruction of a different size; a disagreement is warned
+    about, naming both.
     """
     p = raw.path
-    if raw.tomo_size_px is not None and raw.pixel_size_A is not None:
-        size_A = raw.tomo_size_px[rows] * raw.pixel_size_A[rows][:, None]
+    if stated is not None:
+        size_A, source = stated
+        size_A = np.atleast_2d(size_A)
         if geometry is not None:
             given_A = np.asarray(geometry.shape_zyx[::-1], dtype=np.float64) * geometry.voxel_size_A
-            if np.abs(size_A - given_A).max() > 0.01 * geometry.voxel_size_A:
+            # a binned reconstruction rounds its size by less than one of its voxels; a
+            # tomogram a whole voxel (or more) off is another one
+            if np.abs(size_A - given_A).max() > 0.999 * geometry.voxel_size_A:
                 file_size = " x ".join(f"{float(v):g}" for v in size_A[0])
                 tomo_size = " x ".join(f"{float(v):g}" for v in given_A)
                 warnings.warn(
                     f"{p}: the picks of tomogram {tomo!r} were made in a tomogram of "
-                    f"{file_size} Å (x, y, z; rlnTomoSizeX/Y/Z), the given tomogram is "
-                    f"{tomo_size} Å; centres are taken from the picks file: check that the "
+                    f"{file_size} Å (x, y, z; {source}), the given tomogram is "
+                    f"{tomo_size} Å; centres are taken from {source}: check that the "
                     "picks belong to this tomogram",
                     stacklevel=4,
                 )
@@ -703,6 +732,32 @@ def _relion5_centre(
             f"or one added with id {tomo!r})"
         )
     return tomogram_centre_xyz_A(geometry)
+
+
+def read_tomograms_star(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """RELION 5 tomograms.star -> ``tomo_id -> (3,)`` xyz extent in Å.
+
+    The extent is ``rlnTomoSizeX/Y/Z`` (unbinned tilt-series pixels) times
+    ``rlnTomoTiltSeriesPixelSize``, the size whose half RELION takes as the centre of
+    centred coordinates.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: tomograms STAR file not found; check the path")
+    blocks = _star_blocks(path)
+    needed = ["rlnTomoName", *_TOMO_SIZE, "rlnTomoTiltSeriesPixelSize"]
+    for df in blocks.values():
+        if set(needed) <= set(df.columns):
+            sizes = _numeric(df, [*_TOMO_SIZE], path) * _numeric(
+                df, ["rlnTomoTiltSeriesPixelSize"], path
+            )
+            if not (sizes > 0).all():
+                raise ValueError(f"{path}: tomogram sizes and pixel sizes must be > 0")
+            names = _strings(df["rlnTomoName"])
+            return {str(n): sizes[i] for i, n in enumerate(names)}
+    raise ValueError(
+        f"{path}: not a RELION 5 tomograms.star: expected a block with columns {needed}"
+    )
 
 
 def _warn_outside(path: Path, tomo: str, zyx: np.ndarray, geometry: TomogramGeometry) -> None:

@@ -404,3 +404,24 @@ def test_batch_size_zero_is_refused_by_the_parser(work: Path, capsys) -> None:
     )  # fmt: skip
     assert code == 2 and "--batch-size" in err and "range()" not in err
     assert list((work / "out").iterdir()) == []
+
+
+def test_relion5_with_tomograms_star_needs_no_tomogram(work: Path, capsys) -> None:
+    star = work / "in" / "r5.star"
+    star.write_text(
+        "data_particles\n\nloop_\n_rlnTomoName #1\n_rlnCenteredCoordinateXAngst #2\n"
+        "_rlnCenteredCoordinateYAngst #3\n_rlnCenteredCoordinateZAngst #4\nTS_01 0 0 0\n"
+    )
+    tomos = work / "in" / "tomograms.star"
+    tomos.write_text(
+        "data_global\n\nloop_\n_rlnTomoName\n_rlnTomoTiltSeriesPixelSize\n_rlnTomoSizeX\n"
+        "_rlnTomoSizeY\n_rlnTomoSizeZ\nTS_01 2.5 193 160 96\n"
+    )
+    out = work / "out" / "p.csv"
+    code, _, err = _run(
+        capsys,
+        ["convert-coords", star, out, "--tomograms-star", tomos, "--voxel-size", "10"],
+    )
+    assert code == 0, err
+    xyz = pd.read_csv(out)[["x_A", "y_A", "z_A"]].to_numpy()
+    np.testing.assert_allclose(xyz, [[241.25, 200.0, 120.0]])  # RELION's centre, size * 2.5 / 2

@@ -18,6 +18,7 @@ from cryoal.io.coords import (
     check_copick_name,
     read_coords,
     read_copick_picks,
+    read_tomograms_star,
     relion_euler_matrix,
     scan_coords,
     summarize_coords,
@@ -543,3 +544,37 @@ def test_copick_names_agree_with_copick() -> None:
             warnings.simplefilter("ignore")
             theirs = escape.sanitize_name(name) == name
         assert ours == theirs, name
+
+
+TOMOGRAMS_STAR = """
+data_global
+
+loop_
+_rlnTomoName
+_rlnTomoTiltSeriesPixelSize
+_rlnTomoTomogramBinning
+_rlnTomoSizeX
+_rlnTomoSizeY
+_rlnTomoSizeZ
+TS_01 2.5 4.0 801 400 200
+TS_02 2.5 4.0 804 404 204
+"""
+
+
+def test_relion5_centre_from_tomograms_star(tmp_path: Path) -> None:
+    path = _star(tmp_path / "r5.star", RELION5)
+    sizes = read_tomograms_star(_star(tmp_path / "tomograms.star", TOMOGRAMS_STAR))
+    np.testing.assert_allclose(sizes["TS_01"], [2002.5, 1000.0, 500.0])
+    # RELION's centre of TS_01 is 801/2 unbinned pixels = 1001.25 Å in x; the binned
+    # tomogram (4 x 2.5 = 10 Å) was rounded to 200 voxels (2000 Å): less than a voxel off,
+    # so no warning, and the centre is RELION's, not 1000 Å.
+    binned = {"TS_01": TomogramGeometry((50, 100, 200), 10.0)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = read_coords(path, tomo_id="TS_01", tomograms=binned, tomogram_sizes_A=sizes)
+    np.testing.assert_allclose(df[["z", "y", "x"]].to_numpy()[0], [25.0, 50.0, 100.125])
+    # with tomograms.star, a voxel size is enough
+    df = read_coords(path, voxel_size_A=10.0, tomogram_sizes_A=sizes)
+    np.testing.assert_allclose(df[["z", "y", "x"]].to_numpy()[2], [25.5, 50.5, 108.5])
+    with pytest.raises(ValueError, match=r"t\.star: not a RELION 5 tomograms\.star"):
+        read_tomograms_star(_star(tmp_path / "t.star", RELION5))
