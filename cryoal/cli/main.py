@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Iterator
 
 import typer
+from typer.exceptions import Abort, TyperException
 
 import cryoal
 
@@ -109,13 +110,31 @@ def warnings_as_lines() -> Iterator[None]:
                 print(f"cryoal: warning: {_clean(str(w.message))}", file=sys.stderr)
 
 
+def _usage_error(exc: TyperException) -> int:
+    """The parser refused the command line: one ``cryoal: error: ...`` line, exit 2."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: show its help
+        print(exc.format_message(), file=sys.stderr)
+        return int(exc.exit_code)
+    ctx = getattr(exc, "ctx", None)
+    message = exc.format_message().replace("Value error, ", "")
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    print(f"cryoal: error: {_clean(message)}{hint}", file=sys.stderr)
+    return int(exc.exit_code)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (without the program name); return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
         with warnings_as_lines():
-            app(args=argv, prog_name="cryoal")
+            code = app(args=argv, prog_name="cryoal", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except TyperException as exc:
+        return _usage_error(exc)
+    except Abort:
+        print("cryoal: aborted", file=sys.stderr)
+        return 1
     except SystemExit as exc:
         if exc.code is None:
             return 0
