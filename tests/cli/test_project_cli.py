@@ -256,3 +256,20 @@ def test_messages_name_the_file_and_the_cli_fix(project: Path, tmp_path: Path, c
     yaml_file.write_bytes(yaml_file.read_bytes() + b"# caf\xe9\n")
     line = _error(capsys, ["status", str(project)])
     assert str(yaml_file) in line and "not UTF-8" in line
+
+
+def test_copick_export_refuses_class_names_copick_cannot_hold(tmp_path: Path, capsys) -> None:
+    proj = tmp_path / "proj"
+    assert run(["project", "init", str(proj), "--classes", "fatty_acid_synthase"]) == 0
+    assert (
+        run(["project", "add-tomogram", str(proj), str(_tomogram(tmp_path / "TS_01.mrc", 10.0))])
+        == 0
+    )
+    picks = tmp_path / "picks.csv"
+    picks.write_text("tomo_id,x_A,y_A,z_A\nTS_01,120,120,160\n")
+    assert run(["project", "import-picks", str(proj), str(picks)]) == 0
+    assert run(["labels", "add", str(proj), "TS_01:000000", "fatty_acid_synthase"]) == 0
+    out = tmp_path / "copick"
+    line = _error(capsys, ["labels", "export", str(proj), "--format", "copick", "--out", str(out)])
+    assert "'fatty_acid_synthase' is not a valid copick name ('_')" in line
+    assert not out.exists()
