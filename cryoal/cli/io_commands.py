@@ -289,8 +289,10 @@ def convert_coords(
     target: Path = typer.Argument(..., help="Output coordinates (.star, .csv, .json)."),
     to: Target | None = typer.Option(
         None,
+        "--format",
         "--to",
-        help="Output format [default: from the suffix; .star = star4, .csv, .json = copick].",
+        help="Output format (as in 'labels export --format') [default: from the suffix; "
+        ".star = star4, .csv, .json = copick].",
     ),
     coords_unit: Unit | None = typer.Option(
         None, "--coords-unit", help="Unit of input CSV x, y, z."
@@ -338,7 +340,7 @@ def convert_coords(
 
     fmt = to or {".star": "star4", ".csv": "csv", ".json": "copick"}.get(target.suffix.lower())
     if fmt is None:
-        raise ValueError(f"{target}: cannot tell the output format from the suffix; pass --to")
+        raise ValueError(f"{target}: cannot tell the output format from the suffix; pass --format")
     check_can_write(target, overwrite)
     raw = scan_coords(source)
     names = sorted(set(raw.tomo_names.tolist())) if raw.tomo_names is not None else []

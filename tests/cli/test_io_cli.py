@@ -378,7 +378,7 @@ def test_picks_of_another_tomogram_are_named_in_a_warning(work: Path, capsys) ->
 
 def test_relion5_picks_with_another_tomogram_size_warn_and_keep_centres(work: Path, capsys) -> None:
     star5 = work / "out" / "p5.star"
-    args = ["convert-coords", work / "in" / "picks.csv", star5, "--to", "star5",
+    args = ["convert-coords", work / "in" / "picks.csv", star5, "--format", "star5",
             "--coords-unit", "angstrom", "--tomogram", work / "in" / "TS_01.mrc"]  # fmt: skip
     assert _run(capsys, args)[0] == 0
     # the same tomogram id, reconstructed one voxel narrower in x

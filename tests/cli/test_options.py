@@ -84,6 +84,8 @@ def test_one_spelling_per_option() -> None:
         assert "--tomo-id" in {o for p in commands[name].params for o in p.opts}, name
     for name in ("project import-picks", "extract", "convert-coords"):
         assert "--coords-unit" in {o for p in commands[name].params for o in p.opts}, name
+    for name in ("convert-coords", "labels export"):
+        assert "--format" in {o for p in commands[name].params for o in p.opts}, name
 
 
 @pytest.mark.parametrize(
