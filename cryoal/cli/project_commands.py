@@ -109,17 +109,24 @@ def import_picks_cmd(
     annotator: str = typer.Option(
         None, "--annotator", help="Annotator for --as-labels [default: import:FILE]."
     ),
+    tomograms_star: Path | None = typer.Option(
+        None,
+        "--tomograms-star",
+        help="RELION 5 tomograms.star: tomogram sizes for centred coordinates.",
+    ),
 ) -> None:
     """Create candidates from existing picks (duplicates of existing candidates are skipped)."""
+    from cryoal.io.coords import read_tomograms_star
     from cryoal.project.candidates import import_picks
     from cryoal.project.project import Project
 
+    sizes = read_tomograms_star(tomograms_star) if tomograms_star else None
     console = _console()
     with Project.open(directory) as project:
         for path in files:
             res = import_picks(
                 project, path, tomo_id=tomo_id, unit=unit, class_name=class_name,
-                as_labels=as_labels, annotator=annotator,
+                as_labels=as_labels, annotator=annotator, tomogram_sizes_A=sizes,
             )  # fmt: skip
             per = ", ".join(f"{t}: {n}" for t, n in res.added.items())
             extra = f"; {res.duplicates} duplicates skipped" if res.duplicates else ""

@@ -273,3 +273,23 @@ def test_copick_export_refuses_class_names_copick_cannot_hold(tmp_path: Path, ca
     line = _error(capsys, ["labels", "export", str(proj), "--format", "copick", "--out", str(out)])
     assert "'fatty_acid_synthase' is not a valid copick name ('_')" in line
     assert not out.exists()
+
+
+def test_import_relion5_picks_with_tomograms_star(project: Path, tmp_path: Path) -> None:
+    star = tmp_path / "r5.star"
+    star.write_text(
+        "data_particles\n\nloop_\n_rlnTomoName #1\n_rlnCenteredCoordinateXAngst #2\n"
+        "_rlnCenteredCoordinateYAngst #3\n_rlnCenteredCoordinateZAngst #4\nTS_01 0 0 0\n"
+    )
+    tomos = tmp_path / "tomograms.star"  # TS_01 is 48 x 48 x 32 voxels of 10 Å, binned 4
+    tomos.write_text(
+        "data_global\n\nloop_\n_rlnTomoName\n_rlnTomoTiltSeriesPixelSize\n_rlnTomoSizeX\n"
+        "_rlnTomoSizeY\n_rlnTomoSizeZ\nTS_01 2.5 193 190 127\n"
+    )
+    argv = ["project", "import-picks", str(project), str(star), "--tomograms-star", str(tomos)]
+    assert run(argv) == 0
+    with LabelStore(project / "labels.sqlite") as store:
+        cands = store.candidates()
+    new = cands[cands["source"].astype(str).str.contains("r5.star")]
+    # RELION's centre: 193 * 2.5 / 2 = 241.25 Å = 24.125 voxels (not the binned 24.0)
+    np.testing.assert_allclose(new[["z", "y", "x"]].to_numpy(), [[15.875, 23.75, 24.125]])
