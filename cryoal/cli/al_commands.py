@@ -42,9 +42,11 @@ def benchmark(
         None, "--store", help="Use this labelled HDF5 store instead of simulating."
     ),
     strategies: str | None = typer.Option(
-        None, "--strategies", help="Comma-separated strategy names replacing the preset's."
+        None, "--strategies", help="Comma-separated strategy names [default: the preset's]."
     ),
-    seeds: str | None = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
+    seeds: str | None = typer.Option(
+        None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2 [default: the preset's]."
+    ),
     device: str | None = typer.Option(
         None, "--device", help="cpu, cuda, cuda:N or auto [default: the preset's]."
     ),

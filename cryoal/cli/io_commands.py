@@ -174,18 +174,22 @@ def extract(
     out: Path = typer.Argument(..., help="Output HDF5 subtomogram store (.h5)."),
     box: int = typer.Option(..., "--box", min=1, help="Subtomogram edge length in voxels."),
     coords_unit: Unit | None = typer.Option(
-        None, "--coords-unit", help="Unit of CSV x, y, z: angstrom or pixel (required for CSV)."
+        None,
+        "--coords-unit",
+        help="Unit of CSV x, y, z [default: from the column names x_A, x_px; needed for plain x, y, z].",
     ),
     voxel_size: float | None = typer.Option(
-        None, "--voxel-size", help="Tomogram voxel size (Å), overriding the MRC header."
+        None, "--voxel-size", help="Tomogram voxel size (Å) [default: the MRC header's]."
     ),
     coords_pixel_size: float | None = typer.Option(
         None,
         "--coords-pixel-size",
-        help="Pixel size (Å) of pixel coordinates, if not the tomogram's (e.g. unbinned picks).",
+        help="Pixel size (Å) of pixel coordinates, e.g. unbinned picks [default: rlnTomoTiltSeriesPixelSize, else the tomogram's voxel size].",
     ),
     tomo_id: str | None = typer.Option(
-        None, "--tomo-id", help="Tomogram id: selects rows of a multi-tomogram file, or names it."
+        None,
+        "--tomo-id",
+        help="Tomogram id: selects rows of a multi-tomogram file, or names it [default: the file's only tomogram, else the one named like the MRC].",
     ),
     tomograms_star: Path | None = typer.Option(
         None,
@@ -295,7 +299,9 @@ def convert_coords(
         ".star = star4, .csv, .json = copick].",
     ),
     coords_unit: Unit | None = typer.Option(
-        None, "--coords-unit", help="Unit of input CSV x, y, z."
+        None,
+        "--coords-unit",
+        help="Unit of input CSV x, y, z [default: from the column names x_A, x_px].",
     ),
     out_unit: Unit = typer.Option("angstrom", "--out-unit", help="Unit of output CSV."),
     tomogram: list[Path] = typer.Option(
@@ -303,9 +309,13 @@ def convert_coords(
         "--tomogram",
         help="Tomogram MRC giving size and voxel size (repeat per tomogram; id = file stem).",
     ),
-    voxel_size: float | None = typer.Option(None, "--voxel-size", help="Tomogram voxel size (Å)."),
+    voxel_size: float | None = typer.Option(
+        None, "--voxel-size", help="Tomogram voxel size (Å) [default: from --tomogram]."
+    ),
     coords_pixel_size: float | None = typer.Option(
-        None, "--coords-pixel-size", help="Pixel size (Å) of input pixel coordinates."
+        None,
+        "--coords-pixel-size",
+        help="Pixel size (Å) of input pixel coordinates [default: rlnTomoTiltSeriesPixelSize, else the tomogram's voxel size].",
     ),
     out_pixel_size: float | None = typer.Option(
         None,
@@ -321,7 +331,9 @@ def convert_coords(
         "--voxel-size is enough, no --tomogram needed).",
     ),
     object_name: str | None = typer.Option(
-        None, "--object-name", help="copick pickable object name."
+        None,
+        "--object-name",
+        help="copick pickable object name [default: the only class in the input].",
     ),
     user_id: str = typer.Option("cryoal", "--user-id", help="copick user id."),
     session_id: str = typer.Option("0", "--session-id", help="copick session id."),

@@ -76,7 +76,9 @@ def add_tomogram_cmd(
         None, "--tomo-id", help="Tomogram id [default: file name without extension]."
     ),
     voxel_size: float = typer.Option(
-        None, "--voxel-size", help="Override the header voxel size (Å) when it is wrong or 0."
+        None,
+        "--voxel-size",
+        help="Override the header voxel size (Å) when it is wrong or 0 [default: the header's].",
     ),
 ) -> None:
     """Add a tomogram; its voxel size must match the project's."""
@@ -96,7 +98,11 @@ def import_picks_cmd(
     files: list[Path] = typer.Argument(
         ..., help="Picks: RELION .star, .csv or copick .json.", show_default=False
     ),
-    tomo_id: str = typer.Option(None, "--tomo-id", help="Tomogram id for files that name none."),
+    tomo_id: str = typer.Option(
+        None,
+        "--tomo-id",
+        help="Tomogram id for files that name none [default: the names in the file].",
+    ),
     unit: Literal["angstrom", "pixel"] | None = typer.Option(
         None,
         "--coords-unit",
@@ -283,7 +289,8 @@ def suggest_cmd(
     strategy: str = typer.Option(
         None,
         "--strategy",
-        help="kt, entropy, ... (needs a trained round); random or stratified for round 0.",
+        help="kt, entropy, ... (needs a trained round); random or stratified for round 0 "
+        "[default: project defaults].",
     ),
     k: int = typer.Option(None, "--k", min=1, help="Suggestions [default: project defaults]."),
     seed: int = typer.Option(None, "--seed", help="Seed [default: project defaults]."),
