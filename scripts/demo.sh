@@ -22,12 +22,12 @@ cryoal info sim/tomogram.mrc
 cryoal info sim/particles.star
 
 step "3. subtomograms cut around the picks (memory-mapped) into an HDF5 store"
-cryoal extract sim/tomogram.mrc sim/particles.star particles.h5 --box 24 --classes ring,barrel
+cryoal extract sim/tomogram.mrc sim/particles.star particles.h5 --box 24 --classes ring,barrel --tomo-id sim_tomo
 cryoal info particles.h5
 
 step "4. a labelling project: candidates, round 0, expert labels, teacher + student, kt round 1"
 cryoal project init myproj --classes ring,barrel --box 24
-cryoal project add-tomogram myproj sim/tomogram.mrc --id sim_tomo
+cryoal project add-tomogram myproj sim/tomogram.mrc --tomo-id sim_tomo
 cryoal project import-picks myproj sim/particles.star
 cryoal suggest myproj --strategy random --k 16
 python "$repo/scripts/demo_expert.py" myproj/rounds/000/suggestions.csv sim/ground_truth.csv round0.csv

@@ -223,7 +223,9 @@ def load_benchmark_config(
         if not path.is_file():
             raise FileNotFoundError(f"{path}: benchmark config not found; check the path")
         try:
-            extra = yaml.safe_load(path.read_text()) or {}
+            extra = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
         except yaml.YAMLError as exc:
             raise ValueError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
         if not isinstance(extra, dict):

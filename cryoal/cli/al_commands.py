@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
-from cryoal.al.benchmark import PRESETS, load_benchmark_config, run_benchmark
+#: cryoal.al.benchmark.PRESETS, spelled out so that the CLI starts without torch
+#: (tests/cli/test_options.py checks that they agree).
+Preset = Literal["smoke", "cpu", "paper"]
 
 
 def _csv(value: str | None, cast: type = str) -> list[Any] | None:
@@ -24,9 +26,7 @@ def _csv(value: str | None, cast: type = str) -> list[Any] | None:
 
 def benchmark(
     out: Path = typer.Option(..., "--out", help="Output folder (re-running with it resumes)."),
-    preset: str = typer.Option(
-        "smoke", "--preset", help=f"Starting configuration: {' | '.join(PRESETS)}."
-    ),
+    preset: Preset = typer.Option("smoke", "--preset", help="Starting configuration."),
     config: Path | None = typer.Option(
         None,
         "--config",
@@ -42,10 +42,14 @@ def benchmark(
         None, "--store", help="Use this labelled HDF5 store instead of simulating."
     ),
     strategies: str | None = typer.Option(
-        None, "--strategies", help="Comma-separated strategy names replacing the preset's."
+        None, "--strategies", help="Comma-separated strategy names [default: the preset's]."
     ),
-    seeds: str | None = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda or auto."),
+    seeds: str | None = typer.Option(
+        None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2 [default: the preset's]."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:N or auto [default: the preset's]."
+    ),
     manifest: str | None = typer.Option(
         None,
         "--manifest",
@@ -58,6 +62,8 @@ def benchmark(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Run strategies x seeds with a simulated oracle; write curves.csv, summary.md, curves.png."""
+    from cryoal.al.benchmark import load_benchmark_config, run_benchmark
+
     overrides: dict[str, Any] = {}
     data: dict[str, Any] = {}
     if templates is not None:

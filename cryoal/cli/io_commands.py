@@ -2,47 +2,38 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 import typer
 
-from cryoal.data.extract import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_COMPRESSION_LEVEL,
-    EDGE_POLICIES,
-    extract_to_store,
-)
-from cryoal.io.atomic import check_can_write
-from cryoal.io.coords import (
-    UNITS,
-    TomogramGeometry,
-    read_coords,
-    scan_coords,
-    summarize_coords,
-    write_copick_picks,
-    write_csv,
-    write_star,
-)
-from cryoal.io.mrc import open_tomogram
-from cryoal.io.store import SubtomogramStore
-from cryoal.io.volume import volume_stats
+if TYPE_CHECKING:
+    from cryoal.io.coords import TomogramGeometry
 
+# Heavy libraries (numpy, pandas, h5py, mrcfile, starfile) are imported inside the
+# commands, so that ``cryoal --help`` and ``cryoal info FILE.mrc`` start fast. Defaults
+# and choices below equal the library's (tests/cli/test_options.py checks them).
 MRC_SUFFIXES = (".mrc", ".rec", ".map", ".st", ".mrcs")
 STORE_SUFFIXES = (".h5", ".hdf5")
 COORD_SUFFIXES = (".star", ".csv", ".json")
 COORD_TARGETS = ("star4", "star5", "csv", "copick")
+#: cryoal.data.extract.DEFAULT_BATCH_SIZE / DEFAULT_COMPRESSION_LEVEL
+EXTRACT_BATCH_SIZE = 256
+EXTRACT_COMPRESSION_LEVEL = 1
 
-
-def _check_choice(value: str | None, choices: tuple[str, ...], option: str) -> None:
-    if value is not None and value not in choices:
-        raise ValueError(f"{option} {value!r} must be one of {', '.join(choices)}")
+Unit = Literal["angstrom", "pixel"]  # cryoal.io.coords.UNITS
+Edge = Literal["pad", "skip", "error"]  # cryoal.data.extract.EDGE_POLICIES
+Target = Literal["star4", "star5", "csv", "copick"]
 
 
 # --------------------------------------------------------------------------------------
 # info
 # --------------------------------------------------------------------------------------
 def _info_mrc(path: Path, voxel_size: float | None) -> None:
+    from cryoal.io.mrc import open_tomogram
+    from cryoal.io.volume import volume_stats
+
     with open_tomogram(path, voxel_size_A=voxel_size) as t:
         stats = volume_stats(t.data)
         z, y, x = t.shape
@@ -63,6 +54,10 @@ def _info_mrc(path: Path, voxel_size: float | None) -> None:
 
 
 def _info_store(path: Path) -> None:
+    import numpy as np
+
+    from cryoal.io.store import SubtomogramStore
+
     with SubtomogramStore(path) as s:
         b = s.box
         typer.echo(f"{path}: cryoal subtomogram store")
@@ -84,18 +79,26 @@ def _info_store(path: Path) -> None:
 
 
 def _info_coords(path: Path) -> None:
+    import numpy as np
+
+    from cryoal.io.coords import scan_coords, summarize_coords
+
     raw = scan_coords(path)
     kinds = {
         "pixel": "pixels",
         "angstrom": "Å (corner origin)",
         "centred-angstrom": "Å from the tomogram centre (RELION 5)",
-        None: "not stated in the file (CSV: pass --coords-unit angstrom|pixel when reading)",
+        None: "not stated in the file (columns x, y, z; give --coords-unit angstrom|pixel "
+        "when reading, or name the columns x_A, y_A, z_A or x_px, y_px, z_px)",
     }
     typer.echo(f"{path}: {raw.format} coordinates, {len(raw)} rows")
     typer.echo(f"  unit: {kinds[raw.kind]}")
     if raw.pixel_size_A is not None:
         sizes = ", ".join(f"{v:g}" for v in np.unique(raw.pixel_size_A))
         typer.echo(f"  pixel size (rlnTomoTiltSeriesPixelSize): {sizes} Å")
+    if raw.tomo_size_px is not None:
+        dims = sorted({" x ".join(f"{float(v):g}" for v in row) for row in raw.tomo_size_px})
+        typer.echo(f"  tomogram size (rlnTomoSizeX/Y/Z, pixels): {', '.join(dims)}")
     if raw.origin_xyz_A is not None or raw.origin_xyz_px is not None:
         typer.echo("  origin shifts: present (applied when reading)")
     table = summarize_coords(raw)
@@ -135,6 +138,8 @@ def info(
 # extract
 # --------------------------------------------------------------------------------------
 def _choose_tomo_id(coords: Path, tomogram: Path, tomo_id: str | None) -> str:
+    from cryoal.io.coords import scan_coords
+
     if tomo_id is not None:
         return tomo_id
     raw = scan_coords(coords)
@@ -142,6 +147,7 @@ def _choose_tomo_id(coords: Path, tomogram: Path, tomo_id: str | None) -> str:
         return tomogram.stem
     names = sorted(set(raw.tomo_names.tolist()))
     if len(names) == 1:
+        _warn_other_tomogram(coords, names[0], tomogram)
         return names[0]
     if tomogram.stem in names:
         return tomogram.stem
@@ -151,26 +157,47 @@ def _choose_tomo_id(coords: Path, tomogram: Path, tomo_id: str | None) -> str:
     )
 
 
+def _warn_other_tomogram(coords: Path, name: str, tomogram: Path) -> None:
+    """Warn when a file's only tomogram name is not the tomogram file's name."""
+    if name != tomogram.stem:
+        warnings.warn(
+            f"{coords}: the picks are for tomogram {name!r}, the tomogram file is "
+            f"{tomogram.name}; using them with it (pass --tomo-id {name} if they belong "
+            "together, or the tomogram the picks were made in)",
+            stacklevel=2,
+        )
+
+
 def extract(
     tomogram: Path = typer.Argument(..., help="MRC tomogram (.mrc/.rec)."),
     coords: Path = typer.Argument(..., help="Coordinates: RELION .star, .csv or copick .json."),
     out: Path = typer.Argument(..., help="Output HDF5 subtomogram store (.h5)."),
-    box: int = typer.Option(..., "--box", help="Subtomogram edge length in voxels."),
-    coords_unit: str | None = typer.Option(
-        None, "--coords-unit", help="Unit of CSV x, y, z: angstrom or pixel (required for CSV)."
+    box: int = typer.Option(..., "--box", min=1, help="Subtomogram edge length in voxels."),
+    coords_unit: Unit | None = typer.Option(
+        None,
+        "--coords-unit",
+        help="Unit of CSV x, y, z [default: from the column names x_A, x_px; needed for plain x, y, z].",
     ),
     voxel_size: float | None = typer.Option(
-        None, "--voxel-size", help="Tomogram voxel size (Å), overriding the MRC header."
+        None, "--voxel-size", help="Tomogram voxel size (Å) [default: the MRC header's]."
     ),
     coords_pixel_size: float | None = typer.Option(
         None,
         "--coords-pixel-size",
-        help="Pixel size (Å) of pixel coordinates, if not the tomogram's (e.g. unbinned picks).",
+        help="Pixel size (Å) of pixel coordinates, e.g. unbinned picks [default: rlnTomoTiltSeriesPixelSize, else the tomogram's voxel size].",
     ),
     tomo_id: str | None = typer.Option(
-        None, "--tomo-id", help="Tomogram id: selects rows of a multi-tomogram file, or names it."
+        None,
+        "--tomo-id",
+        help="Tomogram id: selects rows of a multi-tomogram file, or names it [default: the file's only tomogram, else the one named like the MRC].",
     ),
-    edge: str = typer.Option("pad", "--edge", help="Boxes crossing the edge: pad, skip or error."),
+    tomograms_star: Path | None = typer.Option(
+        None,
+        "--tomograms-star",
+        help="RELION 5 tomograms.star: tomogram sizes for centred coordinates (exact centres "
+        "for binned tomograms).",
+    ),
+    edge: Edge = typer.Option("pad", "--edge", help="Boxes crossing the edge."),
     normalise: bool = typer.Option(
         True, "--normalise/--no-normalise", help="Zero mean, unit std per subtomogram."
     ),
@@ -179,24 +206,30 @@ def extract(
         "--classes",
         help="Comma-separated class names (order = label index; RELION rlnClassNumber k = the k-th name).",
     ),
-    dtype: str = typer.Option("float32", "--dtype", help="Store dtype: float32 or float16."),
+    dtype: Literal["float32", "float16"] = typer.Option("float32", "--dtype", help="Store dtype."),
     check_finite: bool = typer.Option(
         False, "--check-finite", help="Scan the tomogram for NaN/Inf before extracting."
     ),
     batch_size: int = typer.Option(
-        DEFAULT_BATCH_SIZE, "--batch-size", help="Subtomograms per batch."
+        EXTRACT_BATCH_SIZE, "--batch-size", min=1, help="Subtomograms per batch."
     ),
     compression_level: int = typer.Option(
-        DEFAULT_COMPRESSION_LEVEL,
+        EXTRACT_COMPRESSION_LEVEL,
         "--compression-level",
-        help="gzip level 0-9 of the store (0 = fastest; noisy data compresses little).",
+        min=0,
+        max=9,
+        help="gzip level of the store (0 = fastest; noisy data compresses little).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Cut subtomograms around coordinates from a tomogram into an HDF5 store."""
-    _check_choice(coords_unit, UNITS, "--coords-unit")
-    _check_choice(edge, EDGE_POLICIES, "--edge")
+    from cryoal.data.extract import extract_to_store
+    from cryoal.io.atomic import check_can_write
+    from cryoal.io.coords import TomogramGeometry, read_coords, read_tomograms_star
+    from cryoal.io.mrc import open_tomogram
+    from cryoal.io.store import SubtomogramStore
+
     check_can_write(out, overwrite)
     with open_tomogram(tomogram, voxel_size_A=voxel_size) as t:
         geometry = TomogramGeometry(t.shape, t.voxel_size_A)
@@ -204,18 +237,19 @@ def extract(
     class_names = [c.strip() for c in classes.split(",") if c.strip()] if classes else ()
     table = read_coords(
         coords,
-        unit=coords_unit,  # type: ignore[arg-type]
+        unit=coords_unit,
         tomo_id=tid,
         tomograms={tid: geometry},
         coords_pixel_size_A=coords_pixel_size,
         class_names=class_names or None,  # names RELION rlnClassNumber k as class k-1
+        tomogram_sizes_A=read_tomograms_star(tomograms_star) if tomograms_star else None,
     )
     extract_to_store(
         tomogram,
         table,
         out,
         box,
-        edge=edge,  # type: ignore[arg-type]
+        edge=edge,
         normalise=normalise,
         class_names=class_names,
         overwrite=overwrite,
@@ -242,6 +276,9 @@ def extract(
 def _geometries(
     tomograms: list[Path], voxel_size: float | None, names: list[str]
 ) -> dict[str, TomogramGeometry]:
+    from cryoal.io.coords import TomogramGeometry
+    from cryoal.io.mrc import open_tomogram
+
     out: dict[str, TomogramGeometry] = {}
     for path in tomograms:
         with open_tomogram(path, voxel_size_A=voxel_size) as t:
@@ -254,59 +291,84 @@ def _geometries(
 def convert_coords(
     source: Path = typer.Argument(..., help="Input coordinates (.star, .csv, .json)."),
     target: Path = typer.Argument(..., help="Output coordinates (.star, .csv, .json)."),
-    to: str | None = typer.Option(
+    to: Target | None = typer.Option(
         None,
+        "--format",
         "--to",
-        help="Output format star4, star5, csv or copick (default: from suffix; .star = star4).",
+        help="Output format (as in 'labels export --format') [default: from the suffix; "
+        ".star = star4, .csv, .json = copick].",
     ),
-    coords_unit: str | None = typer.Option(
-        None, "--coords-unit", help="Unit of input CSV x, y, z."
+    coords_unit: Unit | None = typer.Option(
+        None,
+        "--coords-unit",
+        help="Unit of input CSV x, y, z [default: from the column names x_A, x_px].",
     ),
-    out_unit: str = typer.Option(
-        "angstrom", "--out-unit", help="Unit of output CSV: angstrom or pixel."
-    ),
+    out_unit: Unit = typer.Option("angstrom", "--out-unit", help="Unit of output CSV."),
     tomogram: list[Path] = typer.Option(
         [],
         "--tomogram",
         help="Tomogram MRC giving size and voxel size (repeat per tomogram; id = file stem).",
     ),
-    voxel_size: float | None = typer.Option(None, "--voxel-size", help="Tomogram voxel size (Å)."),
+    voxel_size: float | None = typer.Option(
+        None, "--voxel-size", help="Tomogram voxel size (Å) [default: from --tomogram]."
+    ),
     coords_pixel_size: float | None = typer.Option(
-        None, "--coords-pixel-size", help="Pixel size (Å) of input pixel coordinates."
+        None,
+        "--coords-pixel-size",
+        help="Pixel size (Å) of input pixel coordinates [default: rlnTomoTiltSeriesPixelSize, else the tomogram's voxel size].",
     ),
     out_pixel_size: float | None = typer.Option(
         None,
         "--out-pixel-size",
-        help="Pixel size (Å) of star4 output (e.g. the tilt-series pixel).",
+        help="STAR output: unbinned tilt-series pixel size (Å), written as "
+        "rlnTomoTiltSeriesPixelSize; star4 pixels are in it [default: the tomogram voxel size].",
     ),
     tomo_id: str | None = typer.Option(None, "--tomo-id", help="Select / name the tomogram."),
+    tomograms_star: Path | None = typer.Option(
+        None,
+        "--tomograms-star",
+        help="RELION 5 tomograms.star: tomogram sizes for centred coordinates (then "
+        "--voxel-size is enough, no --tomogram needed).",
+    ),
     object_name: str | None = typer.Option(
-        None, "--object-name", help="copick pickable object name."
+        None,
+        "--object-name",
+        help="copick pickable object name [default: the only class in the input].",
     ),
     user_id: str = typer.Option("cryoal", "--user-id", help="copick user id."),
     session_id: str = typer.Option("0", "--session-id", help="copick session id."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace TARGET if it exists."),
 ) -> None:
     """Convert coordinates between RELION 4/5 STAR, CSV and copick JSON."""
-    _check_choice(coords_unit, UNITS, "--coords-unit")
-    _check_choice(out_unit, UNITS, "--out-unit")
-    _check_choice(to, COORD_TARGETS, "--to")
+    from cryoal.io.atomic import check_can_write
+    from cryoal.io.coords import (
+        read_coords,
+        read_tomograms_star,
+        scan_coords,
+        write_copick_picks,
+        write_csv,
+        write_star,
+    )
+
     fmt = to or {".star": "star4", ".csv": "csv", ".json": "copick"}.get(target.suffix.lower())
     if fmt is None:
-        raise ValueError(f"{target}: cannot tell the output format from the suffix; pass --to")
+        raise ValueError(f"{target}: cannot tell the output format from the suffix; pass --format")
     check_can_write(target, overwrite)
     raw = scan_coords(source)
     names = sorted(set(raw.tomo_names.tolist())) if raw.tomo_names is not None else []
     if raw.tomo_names is None and tomo_id is None and len(tomogram) == 1:
         tomo_id = tomogram[0].stem  # an unnamed file given with one tomogram belongs to it
+    if tomo_id is None and len(tomogram) == 1 and len(names) == 1:
+        _warn_other_tomogram(source, names[0], tomogram[0])
     geoms = _geometries(tomogram, voxel_size, names if tomo_id is None else [tomo_id])
     table = read_coords(
         source,
-        unit=coords_unit,  # type: ignore[arg-type]
+        unit=coords_unit,
         tomo_id=tomo_id,
         voxel_size_A=voxel_size,
         tomograms=geoms,
         coords_pixel_size_A=coords_pixel_size,
+        tomogram_sizes_A=read_tomograms_star(tomograms_star) if tomograms_star else None,
     )
     if fmt in ("star4", "star5"):
         write_star(
@@ -322,7 +384,7 @@ def convert_coords(
         write_csv(
             table,
             target,
-            unit=out_unit,  # type: ignore[arg-type]
+            unit=out_unit,
             voxel_size_A=voxel_size,
             tomograms=geoms,
             overwrite=overwrite,

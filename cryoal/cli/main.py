@@ -12,12 +12,14 @@ import contextlib
 import importlib
 import logging
 import pkgutil
+import re
 import sys
 import traceback
 import warnings
 from collections.abc import Iterator
 
 import typer
+from typer.exceptions import Abort, TyperException
 
 import cryoal
 
@@ -40,6 +42,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "[default: ...]" must not be read as markup
 )
 
 
@@ -79,11 +82,20 @@ def _register_commands() -> None:
 _register_commands()
 
 
+#: numpy scalar reprs (``np.float64(0.448)``) that leak into messages through containers.
+_NUMPY_REPR = re.compile(r"\bnp\.(?:float|int|uint|bool|str|complex)\w*\(([^()]*)\)")
+
+
+def _clean(text: str) -> str:
+    """One line, numbers as a person writes them (``np.float64(0.5)`` -> ``0.5``)."""
+    return _NUMPY_REPR.sub(r"\1", " ".join(text.split()))
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, KeyError) and text.startswith(("'", '"')):
         text = text[1:-1]
-    return " ".join(text.split()) or type(exc).__name__
+    return _clean(text) or type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -95,7 +107,19 @@ def warnings_as_lines() -> Iterator[None]:
             yield
         finally:
             for w in caught:
-                print(f"cryoal: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+                print(f"cryoal: warning: {_clean(str(w.message))}", file=sys.stderr)
+
+
+def _usage_error(exc: TyperException) -> int:
+    """The parser refused the command line: one ``cryoal: error: ...`` line, exit 2."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: show its help
+        print(exc.format_message(), file=sys.stderr)
+        return int(exc.exit_code)
+    ctx = getattr(exc, "ctx", None)
+    message = exc.format_message().replace("Value error, ", "")
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    print(f"cryoal: error: {_clean(message)}{hint}", file=sys.stderr)
+    return int(exc.exit_code)
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -104,7 +128,13 @@ def run(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         with warnings_as_lines():
-            app(args=argv, prog_name="cryoal")
+            code = app(args=argv, prog_name="cryoal", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except TyperException as exc:
+        return _usage_error(exc)
+    except Abort:
+        print("cryoal: aborted", file=sys.stderr)
+        return 1
     except SystemExit as exc:
         if exc.code is None:
             return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.console import Console
@@ -17,8 +18,11 @@ from rich.table import Table
 project_app = typer.Typer(
     help="Create a labelling project and fill it with tomograms and candidates.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
-labels_app = typer.Typer(help="Label, import and export a project's labels.", no_args_is_help=True)
+labels_app = typer.Typer(
+    help="Label, import and export a project's labels.", no_args_is_help=True, rich_markup_mode=None
+)
 
 _DIR = typer.Argument(..., help="Project folder.", show_default=False)
 
@@ -53,7 +57,7 @@ def init_cmd(
         "--voxel-size",
         help="Voxel size (Å) of the project's tomograms [default: the first tomogram's].",
     ),
-    box: int = typer.Option(32, "--box", help="Subtomogram edge length, voxels."),
+    box: int = typer.Option(32, "--box", min=1, help="Subtomogram edge length, voxels."),
 ) -> None:
     """Create a project: project.yaml and an empty label store."""
     from cryoal.project.project import Project, parse_class_list
@@ -69,10 +73,12 @@ def add_tomogram_cmd(
     directory: Path = _DIR,
     tomogram: Path = typer.Argument(..., help="Tomogram (.mrc/.rec).", show_default=False),
     tomo_id: str = typer.Option(
-        None, "--id", help="Tomogram id [default: file name without extension]."
+        None, "--tomo-id", help="Tomogram id [default: file name without extension]."
     ),
     voxel_size: float = typer.Option(
-        None, "--voxel-size", help="Override the header voxel size (Å) when it is wrong or 0."
+        None,
+        "--voxel-size",
+        help="Override the header voxel size (Å) when it is wrong or 0 [default: the header's].",
     ),
 ) -> None:
     """Add a tomogram; its voxel size must match the project's."""
@@ -92,8 +98,16 @@ def import_picks_cmd(
     files: list[Path] = typer.Argument(
         ..., help="Picks: RELION .star, .csv or copick .json.", show_default=False
     ),
-    tomo_id: str = typer.Option(None, "--tomo", help="Tomogram id for files that name none."),
-    unit: str = typer.Option(None, "--unit", help="CSV coordinate unit: angstrom or pixel."),
+    tomo_id: str = typer.Option(
+        None,
+        "--tomo-id",
+        help="Tomogram id for files that name none [default: the names in the file].",
+    ),
+    unit: Literal["angstrom", "pixel"] | None = typer.Option(
+        None,
+        "--coords-unit",
+        help="Unit of CSV x, y, z [default: from the column names, x_A or x_px].",
+    ),
     class_name: str = typer.Option(None, "--class", help="Class of every pick (prior class)."),
     as_labels: bool = typer.Option(
         False, "--as-labels", help="Also record the picks' classes as labels."
@@ -101,17 +115,24 @@ def import_picks_cmd(
     annotator: str = typer.Option(
         None, "--annotator", help="Annotator for --as-labels [default: import:FILE]."
     ),
+    tomograms_star: Path | None = typer.Option(
+        None,
+        "--tomograms-star",
+        help="RELION 5 tomograms.star: tomogram sizes for centred coordinates.",
+    ),
 ) -> None:
     """Create candidates from existing picks (duplicates of existing candidates are skipped)."""
+    from cryoal.io.coords import read_tomograms_star
     from cryoal.project.candidates import import_picks
     from cryoal.project.project import Project
 
+    sizes = read_tomograms_star(tomograms_star) if tomograms_star else None
     console = _console()
     with Project.open(directory) as project:
         for path in files:
             res = import_picks(
                 project, path, tomo_id=tomo_id, unit=unit, class_name=class_name,
-                as_labels=as_labels, annotator=annotator,
+                as_labels=as_labels, annotator=annotator, tomogram_sizes_A=sizes,
             )  # fmt: skip
             per = ", ".join(f"{t}: {n}" for t, n in res.added.items())
             extra = f"; {res.duplicates} duplicates skipped" if res.duplicates else ""
@@ -123,13 +144,15 @@ def import_picks_cmd(
 @project_app.command("detect")
 def detect_cmd(
     directory: Path = _DIR,
-    tomo_id: str = typer.Option(None, "--tomo", help="Only this tomogram [default: all]."),
+    tomo_id: str = typer.Option(None, "--tomo-id", help="Only this tomogram [default: all]."),
     radius: float = typer.Option(
         None, "--radius-A", help="Particle radius, Å [default: project defaults, else box/3]."
     ),
-    n: int = typer.Option(None, "--n", help="Candidates per tomogram [default: project defaults]."),
-    polarity: str = typer.Option(
-        None, "--polarity", help="dark or bright particles [default: project defaults]."
+    n: int = typer.Option(
+        None, "--n", min=1, help="Candidates per tomogram [default: project defaults]."
+    ),
+    polarity: Literal["dark", "bright"] | None = typer.Option(
+        None, "--polarity", help="Particle contrast [default: project defaults]."
     ),
 ) -> None:
     """Find candidates without picks (difference of Gaussians + non-maximum suppression)."""
@@ -203,18 +226,27 @@ def labels_import_cmd(
 @labels_app.command("export")
 def labels_export_cmd(
     directory: Path = _DIR,
-    fmt: str = typer.Option("csv", "--format", help="csv, star (RELION) or copick."),
+    fmt: Literal["csv", "star", "copick"] = typer.Option(
+        "csv", "--format", help="csv, star (RELION) or copick."
+    ),
     out: Path = typer.Option(
         ..., "--out", help="Output file (copick: a folder).", show_default=False
     ),
     star_version: int = typer.Option(
-        4, "--star-version", help="RELION STAR version: 4 (pixels) or 5 (centred Å)."
+        4, "--star-version", min=4, max=5, help="RELION STAR version: 4 (pixels) or 5 (centred Å)."
+    ),
+    out_pixel_size: float | None = typer.Option(
+        None,
+        "--out-pixel-size",
+        min=0.0,
+        help="STAR: unbinned tilt-series pixel size (Å), written as rlnTomoTiltSeriesPixelSize "
+        "(tomogram binning = voxel size / it) [default: the tomogram voxel size].",
     ),
     include_special: bool = typer.Option(
         False, "--include-special", help="CSV: also unsure / not-a-particle."
     ),
-    user: str = typer.Option("cryoal", "--user", help="copick user id."),
-    session: str = typer.Option("0", "--session", help="copick session id."),
+    user: str = typer.Option("cryoal", "--user-id", help="copick user id."),
+    session: str = typer.Option("0", "--session-id", help="copick session id."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files."),
 ) -> None:
     """Export the current labels with coordinates."""
@@ -224,7 +256,8 @@ def labels_export_cmd(
     with Project.open(directory) as project:
         res = export_labels(
             project, fmt, out, include_special=include_special, star_version=star_version,  # type: ignore[arg-type]
-            user_id=user, session_id=session, overwrite=overwrite,
+            tilt_series_pixel_size_A=out_pixel_size, user_id=user, session_id=session,
+            overwrite=overwrite,
         )  # fmt: skip
     _console().print(f"exported {res.n_labels} labels to {len(res.paths)} file(s) under {out}")
 
@@ -232,8 +265,8 @@ def labels_export_cmd(
 @labels_app.command("queue")
 def labels_queue_cmd(
     directory: Path = _DIR,
-    round: int = typer.Option(None, "--round", help="Round [default: newest]."),
-    limit: int = typer.Option(20, "--limit", help="Rows to show."),
+    round: int = typer.Option(None, "--round", min=0, help="Round [default: newest]."),
+    limit: int = typer.Option(20, "--limit", min=0, help="Rows to show."),
 ) -> None:
     """Show the suggestions still waiting for a label."""
     from cryoal.project.project import Project
@@ -256,9 +289,10 @@ def suggest_cmd(
     strategy: str = typer.Option(
         None,
         "--strategy",
-        help="kt, entropy, ... (needs a trained round); random or stratified for round 0.",
+        help="kt, entropy, ... (needs a trained round); random or stratified for round 0 "
+        "[default: project defaults].",
     ),
-    k: int = typer.Option(None, "--k", help="Suggestions [default: project defaults]."),
+    k: int = typer.Option(None, "--k", min=1, help="Suggestions [default: project defaults]."),
     seed: int = typer.Option(None, "--seed", help="Seed [default: project defaults]."),
     replace: bool = typer.Option(False, "--replace", help="Replace this round's existing queue."),
     device: str = typer.Option("cpu", "--device", help="Torch device for scoring."),

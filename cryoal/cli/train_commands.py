@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
+
+from cryoal.train.config import TrainConfig  # pydantic only: the defaults shown in --help
+
+
+def _d(field: str) -> str:
+    """`` [default: V]`` for a TrainConfig field (a --config file or --set overrides it)."""
+    return f" [default: {TrainConfig.model_fields[field].default}]"
 
 
 def _parse_sets(items: list[str] | None) -> dict[str, Any]:
@@ -22,7 +29,14 @@ def _parse_sets(items: list[str] | None) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set tau=2")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise ValueError(
+                f"--set {item!r}: {problem}; give a plain YAML value (number, string, "
+                "true/false, [list]), e.g. --set tau=2"
+            ) from None
     return out
 
 
@@ -69,28 +83,44 @@ def train_cmd(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Run folder to create (store input).", show_default=False
     ),
-    task: str | None = typer.Option(None, "--task", help="classify | segment."),
-    preset: str | None = typer.Option(None, "--preset", help="Teacher network preset."),
-    student_preset: str | None = typer.Option(
-        None, "--student-preset", help="Student network preset."
+    task: Literal["classify", "segment"] | None = typer.Option(
+        None, "--task", help="Task." + _d("task")
     ),
-    student: str | None = typer.Option(
-        None, "--student", help="trained | ema | none (task-only baseline)."
+    preset: str | None = typer.Option(
+        None, "--preset", help="Teacher network preset." + _d("teacher_preset")
+    ),
+    student_preset: str | None = typer.Option(
+        None, "--student-preset", help="Student network preset." + _d("student_preset")
+    ),
+    student: Literal["trained", "ema", "none"] | None = typer.Option(
+        None, "--student", help="Student kind (none: task-only baseline)." + _d("student")
     ),
     config: Path | None = typer.Option(None, "--config", "-c", help="TrainConfig YAML file."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Training epochs."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Labeled samples per step."),
-    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed of everything random."),
-    device: str | None = typer.Option(None, "--device", help="cpu | cuda | cuda:N | auto."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, help="Training epochs." + _d("epochs")
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=2, help="Labeled samples per step." + _d("batch_size")
+    ),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate." + _d("lr")),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of everything random." + _d("seed")),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:N or auto." + _d("device")
+    ),
     val_fraction: float | None = typer.Option(
-        None, "--val-fraction", help="Held-out labeled fraction."
+        None,
+        "--val-fraction",
+        min=0.0,
+        help="Held-out labeled fraction, below 1." + _d("val_fraction"),
     ),
     checkpoint_every: int | None = typer.Option(
-        None, "--checkpoint-every", help="Also checkpoint every N steps."
+        None,
+        "--checkpoint-every",
+        min=0,
+        help="Also checkpoint every N steps (0: per epoch)." + _d("checkpoint_every_steps"),
     ),
     num_workers: int | None = typer.Option(
-        None, "--num-workers", help="DataLoader worker processes."
+        None, "--num-workers", min=0, help="DataLoader worker processes." + _d("num_workers")
     ),
     sets: list[str] | None = typer.Option(
         None, "--set", help="Any config field, KEY=VALUE (repeatable)."
@@ -98,9 +128,10 @@ def train_cmd(
     resume: bool = typer.Option(
         False, "--resume", help="Continue from the newest valid checkpoint."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--no-progress", "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train a teacher and its student on a subtomogram store (or a project)."""
+    sets_given = _parse_sets(sets)  # refuse a bad --set before the slow imports
     from cryoal.train.perf import tune_cpu_allocator
     from cryoal.train.run import load_config, train_store
 
@@ -112,7 +143,7 @@ def train_cmd(
         "device": device, "val_fraction": val_fraction, "checkpoint_every_steps": checkpoint_every,
         "num_workers": num_workers,
     }  # fmt: skip
-    overrides.update(_parse_sets(sets))
+    overrides.update(sets_given)
     if data.is_dir():
         _train_project(data, out, config, overrides, not quiet)
         return
@@ -160,22 +191,23 @@ def predict_cmd(
         help="OUT.h5 / OUT.csv (store) or OUT.mrc (tomogram).",
         show_default=False,
     ),
-    batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Samples (windows x 8) per forward pass."
+    # defaults = cryoal.train.run.predict_path's (tests/cli/test_options.py checks them)
+    batch_size: int = typer.Option(
+        64, "--batch-size", min=1, help="Samples (windows x 8) per forward pass."
     ),
-    device: str | None = typer.Option(None, "--device", help="cpu | cuda | cuda:N | auto."),
-    mc_passes: int | None = typer.Option(
-        None, "--mc-passes", help="MC-dropout passes (needs dropout)."
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+    mc_passes: int = typer.Option(
+        0, "--mc-passes", min=0, help="MC-dropout passes (needs dropout)."
     ),
-    features: bool | None = typer.Option(
-        None, "--features/--no-features", help="Write penultimate features."
+    features: bool = typer.Option(
+        True, "--features/--no-features", help="Write penultimate features."
     ),
-    overlap: float | None = typer.Option(
-        None, "--overlap", help="Sliding-window overlap (tomograms)."
+    overlap: float = typer.Option(
+        0.25, "--overlap", min=0.0, help="Sliding-window overlap (tomograms), below 1."
     ),
-    amp: bool | None = typer.Option(None, "--amp/--no-amp", help="bfloat16 autocast on CUDA."),
+    amp: bool = typer.Option(False, "--amp/--no-amp", help="bfloat16 autocast on CUDA."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--no-progress", "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Predict a store (probabilities, features, KT distance) or segment a tomogram."""
     from cryoal.train.perf import tune_cpu_allocator
@@ -183,13 +215,9 @@ def predict_cmd(
 
     tune_cpu_allocator()
 
-    given = {
-        "batch_size": batch_size, "device": device, "mc_passes": mc_passes,
-        "features": features, "overlap": overlap, "amp": amp,
-    }  # fmt: skip
     path = predict_path(
-        run, input, out, overwrite=overwrite, progress=not quiet,
-        **{k: v for k, v in given.items() if v is not None},
+        run, input, out, batch_size=batch_size, device=device, mc_passes=mc_passes,
+        features=features, overlap=overlap, amp=amp, overwrite=overwrite, progress=not quiet,
     )  # fmt: skip
     typer.echo(f"wrote {path}")
 

@@ -109,8 +109,8 @@ def _validate(
         raise ValueError(
             f"{source}: {len(bad)} of {len(centres)} boxes of {box} voxels do not fit inside the "
             f"tomogram (z, y, x) = {shape}, e.g. {_describe(row, names)} at zyx "
-            f"{np.round(centres[row], 2).tolist()}; use --edge pad or --edge skip "
-            "(edge='pad'/'skip'), a smaller --box, or check the coordinates' unit and voxel size"
+            f"{np.round(centres[row], 2).tolist()}; use --edge pad or --edge skip, a smaller "
+            "--box, or check the coordinates' unit and voxel size"
         )
     if edge == "pad" and not in_volume.all():
         bad = np.flatnonzero(~in_volume)
@@ -517,7 +517,7 @@ def extract_to_store(
         if written == 0:
             raise ValueError(
                 f"{out_h5}: no subtomogram fits inside the tomogram(s) with box {box} and "
-                "edge='skip'; use --edge pad or a smaller --box"
+                "--edge skip; use --edge pad or a smaller --box"
             )
     log.info("wrote %d subtomograms to %s", written, out_h5)
     return out_h5

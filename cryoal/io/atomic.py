@@ -60,7 +60,7 @@ def check_can_write(path: str | os.PathLike, overwrite: bool) -> Path:
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(
-            f"{path}: output already exists; choose another name or pass overwrite=True (--overwrite)"
+            f"{path}: output already exists; choose another name or replace it with --overwrite"
         )
     if not path.parent.exists():
         raise FileNotFoundError(

@@ -10,6 +10,11 @@ The canonical table (a ``pandas.DataFrame``) has the columns
   centres at integers (voxel ``i`` covers ``[i - 0.5, i + 0.5)``);
 * optionally ``class_name`` (str).
 
+CSV files carry their unit in the column names: ``x_A, y_A, z_A`` (Å, corner origin) or
+``x_px, y_px, z_px`` (pixels); :func:`write_csv` writes them and :func:`read_coords`
+reads them back without being told the unit. Plain ``x, y, z`` columns (other tools)
+need the unit stated by the caller (``--coords-unit``); it is never guessed.
+
 At file boundaries positions are ``x, y, z`` and, unless a format says otherwise, in Å
 with the same corner origin: ``position_A = index * voxel_size_A``. The conversion
 between the two lives only in :func:`xyz_A_to_zyx_voxels` / :func:`zyx_voxels_to_xyz_A`
@@ -36,6 +41,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -63,6 +69,14 @@ _XYZ_CENTRED = (
 _ORIGIN_A = ("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")
 _ORIGIN_PX = ("rlnOriginX", "rlnOriginY", "rlnOriginZ")
 _SUBTOMO_ANGLES = ("rlnTomoSubtomogramRot", "rlnTomoSubtomogramTilt", "rlnTomoSubtomogramPsi")
+#: RELION 5 tomogram size (unbinned tilt-series pixels, as in tomograms.star); cryoal writes
+#: it beside centred coordinates so that a reader needs no tomogram to find the centre.
+_TOMO_SIZE = ("rlnTomoSizeX", "rlnTomoSizeY", "rlnTomoSizeZ")
+#: CSV coordinate columns per unit (the unit travels with the file).
+CSV_COLUMNS: dict[str, tuple[str, str, str]] = {
+    "angstrom": ("x_A", "y_A", "z_A"),
+    "pixel": ("x_px", "y_px", "z_px"),
+}
 _STRING_LABELS = ["rlnTomoName", "rlnMicrographName", "rlnTomoParticleName", "rlnImageName"]
 _STAR_SUFFIXES = (".star",)
 _CSV_SUFFIXES = (".csv",)
@@ -170,6 +184,9 @@ class RawCoords:
         ``(n, 3)`` RELION 3.0 shifts in pixels, or ``None``.
     pixel_size_A
         ``(n,)`` pixel size of the coordinates from the file (RELION optics), or ``None``.
+    tomo_size_px
+        ``(n, 3)`` xyz size of each row's tomogram in pixels of ``pixel_size_A``
+        (``rlnTomoSizeX/Y/Z``), or ``None``.
     """
 
     path: Path
@@ -182,6 +199,7 @@ class RawCoords:
     origin_xyz_A: np.ndarray | None = None
     origin_xyz_px: np.ndarray | None = None
     pixel_size_A: np.ndarray | None = None
+    tomo_size_px: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.xyz)
@@ -355,6 +373,8 @@ def _scan_star(path: Path) -> RawCoords:
     raw.origin_xyz_A = origin_a
     raw.origin_xyz_px = origin_px
     raw.pixel_size_A = _optics_pixel_size(path, blocks, part)
+    if set(_TOMO_SIZE) <= set(part.columns) and raw.pixel_size_A is not None:
+        raw.tomo_size_px = _numeric(part, _TOMO_SIZE, path)
     return raw
 
 
@@ -363,14 +383,11 @@ def _scan_csv(path: Path) -> RawCoords:
         df = pd.read_csv(path, dtype=str, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not a readable CSV file ({exc}); check the file") from exc
-    df.columns = [str(c).strip().lower() for c in df.columns]
-    missing = [c for c in ("x", "y", "z") if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"{path}: CSV lacks coordinate column(s) {missing}; expected columns x, y, z "
-            f"(optional tomo_id, class_name, candidate_id); found {list(df.columns)[:12]}"
-        )
-    raw = RawCoords(path=path, format="csv", xyz=_numeric(df, ["x", "y", "z"], path), kind=None)
+    df.columns = [str(c).strip() for c in df.columns]
+    xyz_columns, kind = _csv_coordinate_columns(path, list(df.columns))
+    df.columns = [c.lower() for c in df.columns]
+    xyz = _numeric(df, [c.lower() for c in xyz_columns], path)
+    raw = RawCoords(path=path, format="csv", xyz=xyz, kind=kind)
     if "tomo_id" in df.columns:
         raw.tomo_names = _strings(df["tomo_id"])
     for name in ("class_name", "class"):
@@ -380,6 +397,25 @@ def _scan_csv(path: Path) -> RawCoords:
     if "candidate_id" in df.columns:
         raw.candidate_ids = _strings(df["candidate_id"])
     return raw
+
+
+def _csv_coordinate_columns(path: Path, columns: list[str]) -> tuple[list[str], str | None]:
+    """The x, y, z columns of a CSV and their unit (``None``: plain x, y, z, not stated)."""
+    lower = {c.lower(): c for c in columns}
+    for unit, names in CSV_COLUMNS.items():
+        present = [n for n in names if n.lower() in lower]
+        if len(present) == 3:
+            return [lower[n.lower()] for n in names], unit
+        if present:
+            missing = [n for n in names if n not in present]
+            raise ValueError(f"{path}: CSV has {present} but lacks {missing}; add the column(s)")
+    if all(a in lower for a in ("x", "y", "z")):
+        return [lower[a] for a in ("x", "y", "z")], None
+    raise ValueError(
+        f"{path}: CSV lacks coordinate columns; expected x_A, y_A, z_A (Å), x_px, y_px, z_px "
+        f"(pixels) or x, y, z (unit given with --coords-unit), optional tomo_id, class_name, "
+        f"candidate_id; found {columns[:12]}"
+    )
 
 
 def _scan_copick(path: Path) -> RawCoords:
@@ -435,6 +471,7 @@ def read_coords(
     tomograms: Mapping[str, TomogramGeometry] | None = None,
     coords_pixel_size_A: float | None = None,
     class_names: Sequence[str] | None = None,
+    tomogram_sizes_A: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Read a coordinate file into the canonical table (zyx voxels per tomogram).
 
@@ -460,6 +497,11 @@ def read_coords(
         a RELION optics table, else the tomogram's voxel size.
     class_names
         Names for RELION ``rlnClassNumber`` k (``class_names[k - 1]``); default ``str(k)``.
+    tomogram_sizes_A
+        ``tomo_id -> (3,)`` xyz extent (Å) of the tomograms RELION 5 centred coordinates
+        refer to, from RELION's tomograms.star (:func:`read_tomograms_star`). With the
+        file's own ``rlnTomoSizeX/Y/Z`` it fixes the centre; ``tomograms`` then only gives
+        the voxel size, and a tomogram of another size is warned about.
 
     Returns
     -------
@@ -478,17 +520,18 @@ def read_coords(
     if unit is not None and unit not in UNITS:
         raise ValueError(f"{p}: unit {unit!r} must be one of {', '.join(UNITS)}")
     kind = raw.kind
-    if raw.format == "csv":
+    if kind is None:  # a CSV with plain x, y, z
         if unit is None:
             raise ValueError(
-                f"{p}: the unit of x, y, z is not stated; pass unit='angstrom' or unit='pixel' "
-                "(--coords-unit angstrom|pixel)"
+                f"{p}: the unit of x, y, z is not stated; name the columns x_A, y_A, z_A (Å) "
+                "or x_px, y_px, z_px (pixels), or give the unit (--coords-unit angstrom|pixel)"
             )
         kind = unit
     elif unit is not None and unit != ("pixel" if kind == "pixel" else "angstrom"):
+        source = "its column names" if raw.format == "csv" else "the format's definition"
         raise ValueError(
-            f"{p}: {raw.format} coordinates are in {kind} by the format's definition, not "
-            f"{unit}; drop the unit option"
+            f"{p}: {raw.format} coordinates are in {kind} by {source}, not {unit}; "
+            "drop the unit option (--coords-unit)"
         )
     if coords_pixel_size_A is not None and coords_pixel_size_A <= 0:
         raise ValueError(f"{p}: coordinate pixel size {coords_pixel_size_A} Å must be > 0")
@@ -496,8 +539,7 @@ def read_coords(
     if raw.tomo_names is None:
         if tomo_id is None:
             raise ValueError(
-                f"{p}: the file does not name tomograms; pass the tomogram id "
-                "(tomo_id=..., --tomo-id ID)"
+                f"{p}: the file does not name tomograms; give the tomogram id (--tomo-id ID)"
             )
         tomos = np.full(n, str(tomo_id), dtype=object)
     else:
@@ -526,7 +568,8 @@ def read_coords(
         target = geometry.voxel_size_A if geometry is not None else voxel_size_A
         if target is not None and (not np.isfinite(target) or target <= 0):
             raise ValueError(f"{p}: voxel size {target} Å must be > 0")
-        zyx[rows] = _to_voxels(raw, kind, rows, t, geometry, target, coords_pixel_size_A)
+        stated = _stated_size_A(raw, rows, t, tomogram_sizes_A)
+        zyx[rows] = _to_voxels(raw, kind, rows, t, geometry, target, coords_pixel_size_A, stated)
         if geometry is not None:
             _warn_outside(p, t, zyx[rows], geometry)
 
@@ -574,19 +617,21 @@ def _to_voxels(
     geometry: TomogramGeometry | None,
     target: float | None,
     coords_pixel_size_A: float | None,
+    stated: tuple[np.ndarray, str] | None = None,
 ) -> np.ndarray:
     p = raw.path
     xyz = raw.xyz[rows]
     origin_a = raw.origin_xyz_A[rows] if raw.origin_xyz_A is not None else None
     origin_px = raw.origin_xyz_px[rows] if raw.origin_xyz_px is not None else None
     if kind == "centred-angstrom":
-        if geometry is None:
+        centre = _relion5_centre(raw, tomo, geometry, stated)
+        voxel = geometry.voxel_size_A if geometry is not None else target
+        if voxel is None:
             raise ValueError(
-                f"{p}: RELION 5 centred coordinates of tomogram {tomo!r} need its size and voxel "
-                "size; pass the tomogram (--tomogram FILE.mrc, or tomograms={id: "
-                "TomogramGeometry(shape_zyx, voxel_size_A)})"
+                f"{p}: RELION 5 centred coordinates of tomogram {tomo!r} need its voxel size; "
+                f"give that tomogram (a file {tomo}.mrc) or its voxel size (--voxel-size)"
             )
-        position = xyz + tomogram_centre_xyz_A(geometry)
+        position = xyz + centre
         if origin_a is not None:
             position = position - origin_a
         if origin_px is not None:
@@ -594,12 +639,12 @@ def _to_voxels(
             if ps is None:
                 raise ValueError(f"{p}: rlnOriginX/Y/Z in pixels need rlnTomoTiltSeriesPixelSize")
             position = position - origin_px * ps[:, None]
-        return xyz_A_to_zyx_voxels(position, geometry.voxel_size_A)
+        return xyz_A_to_zyx_voxels(position, voxel)
     if kind == "angstrom":
         if target is None:
             raise ValueError(
-                f"{p}: coordinates in Å need the voxel size of tomogram {tomo!r}; pass "
-                "voxel_size_A (--voxel-size A) or the tomogram"
+                f"{p}: coordinates in Å need the voxel size of tomogram {tomo!r}; give the "
+                "tomogram or its voxel size (--voxel-size)"
             )
         return xyz_A_to_zyx_voxels(xyz, target)
     # Pixels: RELION 3/4 or CSV "pixel".
@@ -621,8 +666,8 @@ def _to_voxels(
     if target is None:
         raise ValueError(
             f"{p}: the coordinates are pixels of {np.unique(ps)[:3].tolist()} Å "
-            f"(rlnTomoTiltSeriesPixelSize); pass the voxel size of tomogram {tomo!r} "
-            "(voxel_size_A=..., --voxel-size A) so they can be scaled to its voxels"
+            f"(rlnTomoTiltSeriesPixelSize); give tomogram {tomo!r} or its voxel size "
+            "(--voxel-size) so they can be scaled to its voxels"
         )
     if ps is None:
         ps = np.full(len(rows), float(target))
@@ -632,6 +677,87 @@ def _to_voxels(
     if origin_a is not None:
         position = position - origin_a
     return xyz_A_to_zyx_voxels(position, target)
+
+
+def _stated_size_A(
+    raw: RawCoords,
+    rows: np.ndarray,
+    tomo: str,
+    tomogram_sizes_A: Mapping[str, np.ndarray] | None,
+) -> tuple[np.ndarray, str] | None:
+    """The xyz extent (Å) RELION states for ``rows`` (``(n, 3)`` or ``(3,)``) and its source."""
+    if raw.tomo_size_px is not None and raw.pixel_size_A is not None:
+        return raw.tomo_size_px[rows] * raw.pixel_size_A[rows][:, None], "rlnTomoSizeX/Y/Z"
+    if tomogram_sizes_A is not None and tomo in tomogram_sizes_A:
+        return np.asarray(tomogram_sizes_A[tomo], dtype=np.float64), "tomograms.star"
+    return None
+
+
+def _relion5_centre(
+    raw: RawCoords,
+    tomo: str,
+    geometry: TomogramGeometry | None,
+    stated: tuple[np.ndarray, str] | None,
+) -> np.ndarray:
+    """RELION 5's tomogram centre (corner-origin Å, xyz): ``(n, 3)`` or ``(3,)``.
+
+    The size RELION states (the file's own ``rlnTomoSizeX/Y/Z`` times
+    ``rlnTomoTiltSeriesPixelSize``, else tomograms.star) wins over the given tomogram,
+    which may be another reconstruction of a different size; a disagreement is warned
+    about, naming both.
+    """
+    p = raw.path
+    if stated is not None:
+        size_A, source = stated
+        size_A = np.atleast_2d(size_A)
+        if geometry is not None:
+            given_A = np.asarray(geometry.shape_zyx[::-1], dtype=np.float64) * geometry.voxel_size_A
+            # a binned reconstruction rounds its size by less than one of its voxels; a
+            # tomogram a whole voxel (or more) off is another one
+            if np.abs(size_A - given_A).max() > 0.999 * geometry.voxel_size_A:
+                file_size = " x ".join(f"{float(v):g}" for v in size_A[0])
+                tomo_size = " x ".join(f"{float(v):g}" for v in given_A)
+                warnings.warn(
+                    f"{p}: the picks of tomogram {tomo!r} were made in a tomogram of "
+                    f"{file_size} Å (x, y, z; {source}), the given tomogram is "
+                    f"{tomo_size} Å; centres are taken from {source}: check that the "
+                    "picks belong to this tomogram",
+                    stacklevel=4,
+                )
+        return size_A / 2.0
+    if geometry is None:
+        raise ValueError(
+            f"{p}: RELION 5 centred coordinates of tomogram {tomo!r} need its size, which the "
+            f"file does not state (rlnTomoSizeX/Y/Z); give that tomogram (a file {tomo}.mrc, "
+            f"or one added with id {tomo!r})"
+        )
+    return tomogram_centre_xyz_A(geometry)
+
+
+def read_tomograms_star(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """RELION 5 tomograms.star -> ``tomo_id -> (3,)`` xyz extent in Å.
+
+    The extent is ``rlnTomoSizeX/Y/Z`` (unbinned tilt-series pixels) times
+    ``rlnTomoTiltSeriesPixelSize``, the size whose half RELION takes as the centre of
+    centred coordinates.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: tomograms STAR file not found; check the path")
+    blocks = _star_blocks(path)
+    needed = ["rlnTomoName", *_TOMO_SIZE, "rlnTomoTiltSeriesPixelSize"]
+    for df in blocks.values():
+        if set(needed) <= set(df.columns):
+            sizes = _numeric(df, [*_TOMO_SIZE], path) * _numeric(
+                df, ["rlnTomoTiltSeriesPixelSize"], path
+            )
+            if not (sizes > 0).all():
+                raise ValueError(f"{path}: tomogram sizes and pixel sizes must be > 0")
+            names = _strings(df["rlnTomoName"])
+            return {str(n): sizes[i] for i, n in enumerate(names)}
+    raise ValueError(
+        f"{path}: not a RELION 5 tomograms.star: expected a block with columns {needed}"
+    )
 
 
 def _warn_outside(path: Path, tomo: str, zyx: np.ndarray, geometry: TomogramGeometry) -> None:
@@ -690,8 +816,8 @@ def _voxel_sizes(
         vs = g.voxel_size_A if g is not None else voxel_size_A
         if vs is None or not np.isfinite(vs) or vs <= 0:
             raise ValueError(
-                f"{path}: voxel size of tomogram {t!r} unknown or not positive ({vs}); pass "
-                "voxel_size_A or tomograms"
+                f"{path}: voxel size of tomogram {t!r} unknown or not positive ({vs}); give "
+                "the tomogram or its voxel size (--voxel-size)"
             )
         out[i] = vs
     return out
@@ -706,10 +832,12 @@ def write_csv(
     tomograms: Mapping[str, TomogramGeometry] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a CSV with columns ``candidate_id, tomo_id, x, y, z[, class_name]``.
+    """Write a CSV with columns ``candidate_id, tomo_id, x_A, y_A, z_A[, class_name]``.
 
-    ``unit="angstrom"`` writes corner-origin Å (``index * voxel_size_A``), ``"pixel"``
-    the voxel indices. Readers must be told the same unit. Written atomically.
+    ``unit="angstrom"`` writes corner-origin Å (``index * voxel_size_A``) as ``x_A, y_A,
+    z_A``; ``"pixel"`` the voxel indices as ``x_px, y_px, z_px``. The column names carry
+    the unit, so :func:`read_coords` reads the file back without being told. Written
+    atomically.
     """
     validate_table(df)
     if unit not in UNITS:
@@ -719,13 +847,14 @@ def write_csv(
         xyz = zyx_voxels_to_xyz_A(zyx, _voxel_sizes(df, voxel_size_A, tomograms, path))
     else:
         xyz = zyx[:, ::-1]
+    cx, cy, cz = CSV_COLUMNS[unit]
     out = pd.DataFrame(
         {
             "candidate_id": df["candidate_id"].astype(str).to_numpy(),
             "tomo_id": df["tomo_id"].astype(str).to_numpy(),
-            "x": xyz[:, 0],
-            "y": xyz[:, 1],
-            "z": xyz[:, 2],
+            cx: xyz[:, 0],
+            cy: xyz[:, 1],
+            cz: xyz[:, 2],
         }
     )
     if "class_name" in df.columns:
@@ -752,9 +881,13 @@ def write_star(
     version
         4: ``rlnCoordinateX/Y/Z`` in pixels of ``coords_pixel_size_A`` (default: the
         tomogram voxel size), stated as ``rlnTomoTiltSeriesPixelSize``. 5:
-        ``rlnCenteredCoordinateX/Y/ZAngst`` (needs ``tomograms`` for each tomogram's size).
-        Pass the tilt-series pixel size as ``coords_pixel_size_A`` when RELION will use
-        the file with unbinned tilt series.
+        ``rlnCenteredCoordinateX/Y/ZAngst`` (needs ``tomograms`` for each tomogram's size),
+        with each tomogram's size as ``rlnTomoSizeX/Y/Z`` in pixels of
+        ``rlnTomoTiltSeriesPixelSize`` (as RELION 5's tomograms.star has it; written when
+        the sizes are whole pixels), so a reader needs no tomogram to find the centre.
+        Pass the unbinned tilt-series pixel size as ``coords_pixel_size_A`` (RELION's
+        ``rlnTomoTiltSeriesPixelSize``; tomogram binning = voxel size / it) when RELION
+        will use the file with the tilt series.
     class_names
         Written as ``rlnClassNumber`` = index + 1 of ``class_name`` (default: sorted names).
 
@@ -790,17 +923,29 @@ def write_star(
             part[col] = pixels[:, k]
     else:
         centred = np.empty_like(position)
+        size_px = np.empty_like(position)
         tomograms = tomograms or {}
         for t in dict.fromkeys(df["tomo_id"].astype(str)):
             if t not in tomograms:
                 raise ValueError(
-                    f"{path}: RELION 5 centred coordinates need the size of tomogram {t!r}; pass "
-                    "tomograms={id: TomogramGeometry(shape_zyx, voxel_size_A)} (--tomogram FILE.mrc)"
+                    f"{path}: RELION 5 centred coordinates need the size of tomogram {t!r}; "
+                    f"give that tomogram (a file {t}.mrc, or one added with id {t!r})"
                 )
             rows = (df["tomo_id"].astype(str) == t).to_numpy()
-            centred[rows] = position[rows] - tomogram_centre_xyz_A(tomograms[t])
+            g = tomograms[t]
+            centred[rows] = position[rows] - tomogram_centre_xyz_A(g)
+            shape_xyz = np.asarray(g.shape_zyx[::-1], dtype=np.float64)
+            size_px[rows] = shape_xyz * g.voxel_size_A / ps[rows][:, None]
         for k, col in enumerate(_XYZ_CENTRED):
             part[col] = centred[:, k]
+        whole = np.rint(size_px)
+        if np.allclose(size_px, whole, rtol=0, atol=1e-6):
+            for k, col in enumerate(_TOMO_SIZE):
+                part[col] = whole[:, k].astype(np.int64)
+        else:
+            log.info(
+                "%s: tomogram sizes are not whole tilt-series pixels; rlnTomoSize not written", path
+            )
     part["rlnOpticsGroup"] = [groups[v] for v in ps.tolist()]
     if "class_name" in df.columns:
         names = df["class_name"].astype(str)
@@ -813,6 +958,32 @@ def write_star(
     with atomic_path(path, overwrite=overwrite) as tmp:
         starfile.write({"optics": optics, "particles": part}, tmp, float_format="%.6f")
     return Path(path)
+
+
+#: Characters copick refuses in object names, user and session ids (``copick.util.escape.
+#: sanitize_name``): path separators and Windows-reserved characters, control characters,
+#: white space, and ``_`` (the separator of ``<user>_<session>_<object>.json``).
+_COPICK_INVALID = re.compile(r'[<>:"/\\|?*\x00-\x1F\x7F\s_]')
+
+
+def check_copick_name(value: str, what: str) -> str:
+    """Raise ``ValueError`` unless ``value`` is a valid copick name (as copick checks it).
+
+    ``what`` names the setting in the message (e.g. ``"copick user id (--user-id)"``).
+    """
+    bad = sorted(set(_COPICK_INVALID.findall(value)))
+    if not value or value != value.strip("-") or bad or value in (".", ".."):
+        if bad:
+            shown = ", ".join(repr(c) for c in bad)
+        elif value in (".", ".."):
+            shown = "a folder name"
+        else:
+            shown = "empty, or starts or ends with '-'"
+        raise ValueError(
+            f"{what} {value!r} is not a valid copick name ({shown}); use letters, digits, "
+            "'-' and '.' (copick forbids '_', '/', spaces and <>:\"\\|?*)"
+        )
+    return value
 
 
 def write_copick_picks(
@@ -833,6 +1004,9 @@ def write_copick_picks(
     identity transforms with ``trust_orientation`` false. Written atomically.
     """
     validate_table(df)
+    check_copick_name(str(object_name), "copick object name")
+    check_copick_name(str(user_id), "copick user id (--user-id)")
+    check_copick_name(str(session_id), "copick session id (--session-id)")
     runs = sorted(set(df["tomo_id"].astype(str)))
     if run_name is None:
         if len(runs) > 1:

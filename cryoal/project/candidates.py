@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def import_picks(
     as_labels: bool = False,
     annotator: str | None = None,
     dedupe_px: float = DEFAULT_DEDUPE_PX,
+    tomogram_sizes_A: Mapping[str, np.ndarray] | None = None,
 ) -> CandidateImport:
     """Create candidates from a picks file (RELION 3/4/5 STAR, CSV, copick JSON).
 
@@ -89,6 +91,9 @@ def import_picks(
     dedupe_px
         Picks closer than this (voxels) to an existing candidate, or to an earlier pick of
         the file, are skipped.
+    tomogram_sizes_A
+        RELION 5 tomogram extents (Å, from ``cryoal.io.coords.read_tomograms_star``) for
+        centred coordinates, see ``read_coords``.
 
     Raises
     ------
@@ -117,6 +122,7 @@ def import_picks(
             # RELION rlnClassNumber k names the project's k-th class only for --as-labels;
             # otherwise the number is kept as the prior class (a hint)
             class_names=project.config.class_names if as_labels else None,
+            tomogram_sizes_A=tomogram_sizes_A,
         )
     known = {t.id for t in project.config.tomograms}
     unknown = sorted(set(table["tomo_id"].astype(str)) - known)
@@ -124,7 +130,7 @@ def import_picks(
         raise ValueError(
             f"{path}: picks for tomogram(s) {unknown[:5]} that the project does not have "
             f"(it has {sorted(known)}); add them with 'cryoal project add-tomogram DIR "
-            "TOMO.mrc --id ID' (the id must match the name in the picks file)"
+            "TOMO.mrc --tomo-id ID' (the id must match the name in the picks file)"
         )
     if class_name is not None:
         table["class_name"] = class_name

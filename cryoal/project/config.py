@@ -50,6 +50,37 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _TOMO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
+#: Where a user sets each field (shown in messages): the ``project init`` option, else
+#: the key in project.yaml.
+_FIELD_OPTIONS = {
+    "box": "--box",
+    "voxel_size_A": "--voxel-size",
+    "classes": "--classes",
+    "name": "--classes",
+}
+
+
+def describe_validation_error(exc: ValidationError, source: str | None = None) -> str:
+    """One line naming the field(s), the value(s) and the fix, for a pydantic error.
+
+    ``source`` (a file) is put first when the values came from one; otherwise fields are
+    named by the ``cryoal project init`` option that sets them.
+    """
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = [str(x) for x in err["loc"]]
+        field = ".".join(loc)
+        if source is None and loc and loc[-1] in _FIELD_OPTIONS:
+            field = _FIELD_OPTIONS[loc[-1]]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        value = err.get("input")
+        hidden = isinstance(value, dict | list | tuple) or repr(value) in msg
+        shown = "" if hidden else f" (got {value!r})"
+        parts.append(f"{field}: {msg}{shown}" if field else f"{msg}{shown}")
+    fix = "fix the file" if source is not None else "change the value"
+    where = f"{source}: invalid project configuration" if source else "invalid project settings"
+    return f"{where} ({'; '.join(parts)}); {fix}"
+
 
 class ClassSpec(BaseModel):
     """One class the expert can assign: integer id (the model's output index), name, colour."""
@@ -195,7 +226,7 @@ class ProjectConfig(BaseModel):
         known = [t.id for t in self.tomograms] or "none yet"
         raise ValueError(
             f"unknown tomogram {tomo_id!r}; the project's tomograms are {known}; add it "
-            "first with 'cryoal project add-tomogram DIR TOMO.mrc --id ID'"
+            "first with 'cryoal project add-tomogram DIR TOMO.mrc --tomo-id ID'"
         )
 
 
@@ -204,24 +235,33 @@ def check_tomo_id(tomo_id: str) -> None:
     if not _TOMO_ID_RE.match(tomo_id):
         raise ValueError(
             f"tomogram id {tomo_id!r} must start with a letter or digit and contain only "
-            "letters, digits and _ . - (no ':' or spaces); pass another one with --id"
+            "letters, digits and _ . - (no ':' or spaces); pass another one with --tomo-id"
         )
 
 
 def default_classes(names: list[str]) -> list[ClassSpec]:
-    """Classes with ids 0..n-1 in the given order and the default colour cycle."""
-    return [
-        ClassSpec(id=i, name=n, colour=DEFAULT_COLOURS[i % len(DEFAULT_COLOURS)])
-        for i, n in enumerate(names)
-    ]
+    """Classes with ids 0..n-1 in the given order and the default colour cycle.
+
+    Raises ``ValueError`` (one line naming ``--classes`` and the value) for a bad name.
+    """
+    try:
+        return [
+            ClassSpec(id=i, name=n, colour=DEFAULT_COLOURS[i % len(DEFAULT_COLOURS)])
+            for i, n in enumerate(names)
+        ]
+    except ValidationError as exc:
+        raise ValueError(describe_validation_error(exc)) from None
 
 
-def _pydantic_one_line(path: Path, exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:3]:
-        where = ".".join(str(x) for x in err["loc"]) or "top level"
-        parts.append(f"{where}: {err['msg']}")
-    return f"{path}: invalid project configuration ({'; '.join(parts)}); fix the file"
+def new_config(**fields: Any) -> ProjectConfig:
+    """A validated :class:`ProjectConfig` from settings given on the command line.
+
+    Raises ``ValueError`` with one line naming the option, the value and the fix.
+    """
+    try:
+        return ProjectConfig(**fields)
+    except ValidationError as exc:
+        raise ValueError(describe_validation_error(exc)) from None
 
 
 def load_config(path: str | os.PathLike) -> ProjectConfig:
@@ -242,6 +282,10 @@ def load_config(path: str | os.PathLike) -> ProjectConfig:
         )
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the file as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         raise ValueError(
             f"{path}: not valid YAML ({' '.join(str(exc).split())}); fix the file"
@@ -251,7 +295,7 @@ def load_config(path: str | os.PathLike) -> ProjectConfig:
     try:
         return ProjectConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ValueError(_pydantic_one_line(path, exc)) from exc
+        raise ValueError(describe_validation_error(exc, str(path))) from None
 
 
 def save_config(config: ProjectConfig, path: str | os.PathLike, overwrite: bool = True) -> Path:

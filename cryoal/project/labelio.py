@@ -9,6 +9,7 @@ corner origin, at the file boundary, as everywhere in cryoal) through
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -19,7 +20,13 @@ import numpy as np
 import pandas as pd
 
 from cryoal.io.atomic import atomic_write_text, check_can_write
-from cryoal.io.coords import write_copick_picks, write_star, zyx_voxels_to_xyz_A
+from cryoal.io.coords import (
+    CSV_COLUMNS,
+    check_copick_name,
+    write_copick_picks,
+    write_star,
+    zyx_voxels_to_xyz_A,
+)
 from cryoal.project.candidates import tomogram_geometries
 from cryoal.project.config import SPECIAL_LABELS
 from cryoal.project.project import Project
@@ -29,6 +36,8 @@ log = logging.getLogger(__name__)
 ExportFormat = Literal["csv", "star", "copick"]
 EXPORT_FORMATS: tuple[str, ...] = ("csv", "star", "copick")
 _LABEL_COLUMNS = ("label", "class_name", "class")
+#: Name of the copick project configuration written beside exported picks.
+COPICK_CONFIG = "copick_config.json"
 
 
 def import_labels_csv(
@@ -113,6 +122,7 @@ def export_labels(
     *,
     include_special: bool = False,
     star_version: Literal[4, 5] = 4,
+    tilt_series_pixel_size_A: float | None = None,
     user_id: str = "cryoal",
     session_id: str = "0",
     overwrite: bool = False,
@@ -122,12 +132,19 @@ def export_labels(
     Parameters
     ----------
     fmt
-        ``csv``: columns candidate_id, tomo_id, x, y, z (Å, corner origin), class_name
-        (the label), class_id, annotator, round, model_version, labelled_at.
+        ``csv``: columns candidate_id, tomo_id, x_A, y_A, z_A (Å, corner origin),
+        class_name (the label), class_id, annotator, round, model_version, labelled_at.
         ``star``: a RELION particle STAR file (``rlnClassNumber`` = class id + 1,
         ``rlnTomoParticleName`` = candidate id), version 4 (pixel coordinates) or 5
         (centred Å). ``copick``: ``out`` is a copick overlay folder; one picks file per
-        tomogram and class at ``ExperimentRuns/<tomo>/Picks/<user>_<session>_<class>.json``.
+        tomogram and class at ``ExperimentRuns/<tomo>/Picks/<user>_<session>_<class>.json``
+        and a ``copick_config.json`` naming the project's classes (colour, radius) as
+        pickable objects, so copick and napari-copick can open the folder.
+    tilt_series_pixel_size_A
+        STAR only: the unbinned tilt-series pixel size (Å), written as RELION's
+        ``rlnTomoTiltSeriesPixelSize`` (tomogram binning = voxel size / it); version 4
+        pixel coordinates are in these pixels. Default: the tomogram voxel size
+        (binning 1).
     include_special
         CSV only: also export ``unsure`` and ``not-a-particle`` rows.
     overwrite
@@ -141,6 +158,10 @@ def export_labels(
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"export format {fmt!r} must be one of {', '.join(EXPORT_FORMATS)}")
+    if tilt_series_pixel_size_A is not None and fmt != "star":
+        raise ValueError(
+            "a tilt-series pixel size (--out-pixel-size) applies to --format star only"
+        )
     if include_special and fmt != "csv":
         raise ValueError(
             f"--include-special works with --format csv only ({fmt} files hold classes only)"
@@ -163,9 +184,9 @@ def export_labels(
             {
                 "candidate_id": table["candidate_id"],
                 "tomo_id": table["tomo_id"],
-                "x": xyz[:, 0],
-                "y": xyz[:, 1],
-                "z": xyz[:, 2],
+                CSV_COLUMNS["angstrom"][0]: xyz[:, 0],
+                CSV_COLUMNS["angstrom"][1]: xyz[:, 1],
+                CSV_COLUMNS["angstrom"][2]: xyz[:, 2],
                 "class_name": table["class_name"],
                 "class_id": table["class_id"],
                 "annotator": table["annotator"],
@@ -183,19 +204,27 @@ def export_labels(
             voxel_size_A=vs,
             version=star_version,
             tomograms=geometries,
+            coords_pixel_size_A=tilt_series_pixel_size_A,
             class_names=project.config.class_names,
             overwrite=overwrite,
         )
         paths = [out]
     else:
+        check_copick_name(user_id, "copick user id (--user-id)")
+        check_copick_name(session_id, "copick session id (--session-id)")
+        for name in project.config.class_names:
+            check_copick_name(name, "class name (a copick object name)")
         paths = []
         groups = table.groupby(["tomo_id", "class_name"], sort=True)
         targets = {
             key: out / "ExperimentRuns" / key[0] / "Picks" / f"{user_id}_{session_id}_{key[1]}.json"
             for key, _ in groups
         }
-        for target in targets.values():
-            if target.exists() and not overwrite:
+        config_path = out / COPICK_CONFIG
+        config_text = copick_config_json(project, out)
+        same_config = config_path.is_file() and config_path.read_text() == config_text
+        for target in [config_path, *targets.values()]:
+            if target.exists() and not overwrite and not (target == config_path and same_config):
                 check_can_write(target, overwrite)  # raises with the fix
         for key, part in groups:
             target = targets[key]
@@ -212,5 +241,41 @@ def export_labels(
                 overwrite=overwrite,
             )
             paths.append(target)
+        if not same_config:
+            atomic_write_text(config_path, config_text, overwrite=overwrite)
+        paths.append(config_path)
     log.info("exported %d labels to %s", len(table), out)
     return ExportResult(paths=paths, n_labels=len(table))
+
+
+def copick_config_json(project: Project, overlay: Path) -> str:
+    """A minimal copick project configuration (filesystem, overlay only) as JSON text.
+
+    One pickable object per class: ``name`` = class name, ``label`` = class id + 1 (copick
+    reserves 0 for background), ``color`` = the class colour as RGBA 0-255, ``radius`` =
+    the particle radius in Å (project default, else a third of the box).
+    """
+    cfg = project.config
+    vs = project.voxel_size_A
+    radius = cfg.defaults.particle_radius_A or cfg.box * vs / 3.0
+    objects = []
+    for c in sorted(cfg.classes, key=lambda c: c.id):
+        rgb = [int(c.colour[i : i + 2], 16) for i in (1, 3, 5)]
+        objects.append(
+            {
+                "name": c.name,
+                "is_particle": True,
+                "label": c.id + 1,
+                "color": [*rgb, 255],
+                "radius": float(radius),
+            }
+        )
+    doc = {
+        "config_type": "filesystem",
+        "name": cfg.name,
+        "description": f"labels exported by cryoal from project {cfg.name}",
+        "pickable_objects": objects,
+        "overlay_root": "local://" + str(Path(overlay).resolve()),
+        "overlay_fs_args": {"auto_mkdir": True},
+    }
+    return json.dumps(doc, indent=2) + "\n"

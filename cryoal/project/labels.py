@@ -330,9 +330,10 @@ class LabelStore:
                 return text, None
             if text in self._class_names:
                 return KIND_CLASS, self._class_names.index(text)
+        ids = f" (ids 0..{len(self._class_names) - 1})" if not isinstance(label, str) else ""
         raise ValueError(
-            f"unknown class {label!r}; the project's classes are {self._class_names} "
-            f"(ids 0..{len(self._class_names) - 1}) or the special labels {list(SPECIAL_LABELS)}"
+            f"unknown class {label!r}; the project's classes are {self._class_names}{ids} "
+            f"or the special labels {list(SPECIAL_LABELS)}; give one of these names"
         )
 
     # -- candidates ------------------------------------------------------------------

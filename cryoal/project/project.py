@@ -26,6 +26,7 @@ from cryoal.project.config import (
     check_tomo_id,
     default_classes,
     load_config,
+    new_config,
     save_config,
 )
 from cryoal.project.labels import LabelStore
@@ -115,7 +116,7 @@ class Project:
                 f"{root / CONFIG_NAME}: a project already exists here; open it, or choose "
                 "another folder"
             )
-        config = ProjectConfig(
+        config = new_config(
             name=name or root.resolve().name,
             voxel_size_A=voxel_size_A,
             box=box,
@@ -228,7 +229,7 @@ class Project:
                 if t.id == tomo_id:
                     raise ValueError(
                         f"tomogram {tomo_id!r} is already in the project ({t.path}); pass "
-                        "another --id to add a different tomogram"
+                        "another --tomo-id to add a different tomogram"
                     )
                 if self.resolve_path(t.path) == resolved:
                     raise ValueError(

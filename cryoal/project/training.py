@@ -68,7 +68,7 @@ def choose_snapshot(project: Project, round: int | None, new_snapshot: bool) -> 
     """The snapshot to train: ``round``'s; else the newest untrained one; else a new one."""
     if round is not None:
         if new_snapshot:
-            raise ValueError("pass either --round or --snapshot, not both")
+            raise ValueError("choose either a round to retrain or a new snapshot, not both")
         return load_snapshot(project.root, round)
     rounds = snapshot_rounds(project.root)
     if not new_snapshot and rounds and read_model_info(project.root, rounds[-1]) is None:
@@ -77,8 +77,7 @@ def choose_snapshot(project: Project, round: int | None, new_snapshot: bool) -> 
         raise ValueError(
             f"{project.root}: no label changed since the snapshot of round {rounds[-1]}"
             + (" (already trained)" if read_model_info(project.root, rounds[-1]) else "")
-            + "; label the current queue first ('cryoal labels queue DIR'), or retrain that "
-            "round with train_project(..., round=N, overwrite=True)"
+            + "; label the current queue first ('cryoal labels queue DIR'), then train again"
         )
     snap = write_snapshot(project.labels, project.root)
     log.info("took snapshot %s of %d labels", snap.path, snap.n_labels)
@@ -143,8 +142,9 @@ def train_project(
     directory = snap.directory
     if read_model_info(project.root, snap.round) is not None and not overwrite:
         raise ValueError(
-            f"{directory}: round {snap.round} already has a trained model; pass --overwrite to "
-            "retrain it, or take a new snapshot (--snapshot) to train on newer labels"
+            f"{directory}: round {snap.round} already has a trained model; retrain it only "
+            "with overwrite, or take a new snapshot ('cryoal project snapshot DIR') to train "
+            "on newer labels"
         )
     table = read_snapshot(directory)
     rows = _class_rows(project, table, directory)

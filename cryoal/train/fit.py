@@ -754,7 +754,7 @@ def fit(
         if not resume and (list_checkpoints(out) or (out / "model.json").exists()):
             raise FileExistsError(
                 f"{out}: already holds a training run; continue it with --resume "
-                "(resume=True) or choose a new --out"
+                "or choose a new --out"
             )
 
     device = resolve_device(config.device)

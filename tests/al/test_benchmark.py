@@ -56,7 +56,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     code = run(["benchmark", "--preset", "huge", "--out", str(tmp_path / "x")])
     assert code == 2
     err = capsys.readouterr().err
-    assert "unknown benchmark preset 'huge'" in err and "Traceback" not in err
+    assert "'huge' is not one of 'smoke', 'cpu', 'paper'" in err and "Traceback" not in err
+    assert err.startswith("cryoal: error: ") and err.count("\n") == 1
     code = run(["benchmark", "--strategies", "random,kt,nope", "--out", str(tmp_path / "y")])
     assert code == 2 and "nope" in capsys.readouterr().err
 

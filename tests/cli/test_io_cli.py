@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
+import pandas as pd
 import pytest
 import starfile
 
@@ -293,7 +294,8 @@ def test_relion5_without_tomogram_size(work: Path, capsys) -> None:
         "\n" not in line
         and str(star) in line
         and "tomogram 'TS_01'" in line
-        and "--tomogram" in line
+        and "TS_01.mrc" in line
+        and "=" not in line  # no Python keyword arguments
     )
     assert list((work / "out").iterdir()) == []
 
@@ -333,3 +335,93 @@ def test_csv_without_unit_and_missing_coordinates(work: Path, capsys) -> None:
     code, _, err = _run(capsys, [*argv[:2], work / "in" / "nope.csv", *argv[3:]])
     assert code == 2 and "nope.csv: coordinate file not found" in err
     assert list((work / "out").iterdir()) == []
+
+
+# -- issue 14: field conventions at the command line ----------------------------------
+def test_cryoal_reads_its_own_csv_without_flags(work: Path, capsys) -> None:
+    own = work / "out" / "own.csv"
+    args = ["convert-coords", work / "in" / "picks.csv", own, "--coords-unit", "angstrom",
+            "--tomo-id", "TS_01", "--voxel-size", "10"]  # fmt: skip
+    assert _run(capsys, args)[0] == 0
+    assert own.read_text().splitlines()[0] == "candidate_id,tomo_id,x_A,y_A,z_A,class_name"
+    code, stdout, _ = _run(capsys, ["info", own])
+    assert code == 0 and "unit: Å (corner origin)" in stdout
+    out = work / "out" / "s.h5"
+    code, stdout, err = _run(
+        capsys, ["extract", work / "in" / "TS_01.mrc", own, out, "--box", "8", "--no-progress"]
+    )
+    assert code == 0, err
+    assert "wrote 3 subtomograms" in stdout and err == ""
+
+
+def _star4(path: Path, tomo_name: str) -> Path:
+    path.write_text(
+        "data_particles\n\nloop_\n_rlnTomoName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n"
+        f"_rlnCoordinateZ #4\n{tomo_name} 24 20 12\n{tomo_name} 30 15 10\n"
+    )
+    return path
+
+
+def test_picks_of_another_tomogram_are_named_in_a_warning(work: Path, capsys) -> None:
+    star = _star4(work / "in" / "picks.star", "TS_07")
+    out = work / "out" / "s.h5"
+    argv = ["extract", work / "in" / "TS_01.mrc", star, out, "--box", "8", "--no-progress"]
+    code, _, err = _run(capsys, argv)
+    assert code == 0
+    line = err.strip()
+    assert line.startswith("cryoal: warning: ") and "\n" not in line
+    assert "tomogram 'TS_07'" in line and "TS_01.mrc" in line and "--tomo-id TS_07" in line
+    # saying that they belong together silences it
+    code, _, err = _run(capsys, [*argv[:3], work / "out" / "t.h5", *argv[4:], "--tomo-id", "TS_07"])
+    assert code == 0 and err == ""
+
+
+def test_relion5_picks_with_another_tomogram_size_warn_and_keep_centres(work: Path, capsys) -> None:
+    star5 = work / "out" / "p5.star"
+    args = ["convert-coords", work / "in" / "picks.csv", star5, "--format", "star5",
+            "--coords-unit", "angstrom", "--tomogram", work / "in" / "TS_01.mrc"]  # fmt: skip
+    assert _run(capsys, args)[0] == 0
+    # the same tomogram id, reconstructed one voxel narrower in x
+    (work / "b").mkdir()
+    rng = np.random.default_rng(1)
+    shape = (SHAPE[0], SHAPE[1], SHAPE[2] - 1)
+    write_mrc(work / "b" / "TS_01.mrc", rng.standard_normal(shape).astype(np.float32), VS)
+    back = work / "out" / "back.csv"
+    code, _, err = _run(
+        capsys, ["convert-coords", star5, back, "--tomogram", work / "b" / "TS_01.mrc"]
+    )
+    assert code == 0
+    assert "cryoal: warning:" in err and "480 x 400 x 240 Å" in err and "470 x 400 x 240 Å" in err
+    xyz = pd.read_csv(back)[["x_A", "y_A", "z_A"]].to_numpy()
+    np.testing.assert_allclose(xyz, [[240, 200, 120], [300, 150, 100], [200, 220, 120]], atol=1e-4)
+
+
+def test_batch_size_zero_is_refused_by_the_parser(work: Path, capsys) -> None:
+    code, _, err = _run(
+        capsys,
+        ["extract", work / "in" / "TS_01.mrc", work / "in" / "picks.csv", work / "out" / "s.h5",
+         "--box", "8", "--batch-size", "0"],
+    )  # fmt: skip
+    assert code == 2 and "--batch-size" in err and "range()" not in err
+    assert list((work / "out").iterdir()) == []
+
+
+def test_relion5_with_tomograms_star_needs_no_tomogram(work: Path, capsys) -> None:
+    star = work / "in" / "r5.star"
+    star.write_text(
+        "data_particles\n\nloop_\n_rlnTomoName #1\n_rlnCenteredCoordinateXAngst #2\n"
+        "_rlnCenteredCoordinateYAngst #3\n_rlnCenteredCoordinateZAngst #4\nTS_01 0 0 0\n"
+    )
+    tomos = work / "in" / "tomograms.star"
+    tomos.write_text(
+        "data_global\n\nloop_\n_rlnTomoName\n_rlnTomoTiltSeriesPixelSize\n_rlnTomoSizeX\n"
+        "_rlnTomoSizeY\n_rlnTomoSizeZ\nTS_01 2.5 193 160 96\n"
+    )
+    out = work / "out" / "p.csv"
+    code, _, err = _run(
+        capsys,
+        ["convert-coords", star, out, "--tomograms-star", tomos, "--voxel-size", "10"],
+    )
+    assert code == 0, err
+    xyz = pd.read_csv(out)[["x_A", "y_A", "z_A"]].to_numpy()
+    np.testing.assert_allclose(xyz, [[241.25, 200.0, 120.0]])  # RELION's centre, size * 2.5 / 2

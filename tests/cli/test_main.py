@@ -46,3 +46,19 @@ def test_debug_shows_traceback(tmp_path) -> None:
     )
     assert result.returncode == 2
     assert "Traceback" in result.stderr
+
+
+def test_messages_show_numbers_without_numpy_reprs(capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    from cryoal.cli import main
+
+    def fail() -> None:
+        raise ValueError(f"sizes {[np.float64(0.448), np.int64(3)]} of {np.str_('a')!r}")
+
+    main.app.command("fail-for-test")(fail)
+    try:
+        assert run(["fail-for-test"]) == 2
+    finally:
+        main.app.registered_commands.pop()
+    assert capsys.readouterr().err.strip() == "cryoal: error: sizes [0.448, 3] of 'a'"

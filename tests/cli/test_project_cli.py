@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import starfile
 
 from cryoal.cli.main import run
 from cryoal.io.coords import read_coords
@@ -44,7 +46,7 @@ def project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
         "tomo_id,x,y,z,class_name\n"
         "TS_01,120,120,160,ribosome\nTS_01,300,300,160,proteasome\nTS_01,360,200,100,ribosome\n"
     )
-    assert run(["project", "import-picks", str(proj), str(picks), "--unit", "angstrom"]) == 0
+    assert run(["project", "import-picks", str(proj), str(picks), "--coords-unit", "angstrom"]) == 0
     capsys.readouterr()
     return proj
 
@@ -85,7 +87,7 @@ def test_the_labelling_commands_work_together(
 
     out_dir = tmp_path / "copick"
     assert run(["labels", "export", str(project), "--format", "copick", "--out", str(out_dir),
-                "--user", "alice", "--session", "7"]) == 0  # fmt: skip
+                "--user-id", "alice", "--session-id", "7"]) == 0  # fmt: skip
     picks = out_dir / "ExperimentRuns" / "TS_01" / "Picks" / "alice_7_ribosome.json"
     assert len(read_coords(picks, voxel_size_A=10.0)) == 2
 
@@ -112,9 +114,10 @@ def test_label_for_unknown_candidate_changes_nothing(project: Path, tmp_path: Pa
 
 def test_tomogram_already_added(project: Path, tmp_path: Path, capsys) -> None:
     line = _error(capsys, ["project", "add-tomogram", str(project), str(tmp_path / "TS_01.mrc")])
-    assert "tomogram 'TS_01' is already in the project" in line and "--id" in line
+    assert "tomogram 'TS_01' is already in the project" in line and "--tomo-id" in line
     line = _error(
-        capsys, ["project", "add-tomogram", str(project), str(tmp_path / "TS_01.mrc"), "--id", "B"]
+        capsys,
+        ["project", "add-tomogram", str(project), str(tmp_path / "TS_01.mrc"), "--tomo-id", "B"],
     )
     assert "already in the project as tomogram 'TS_01'" in line
 
@@ -123,10 +126,10 @@ def test_picks_for_unknown_tomogram(project: Path, tmp_path: Path, capsys) -> No
     picks = tmp_path / "other.csv"
     picks.write_text("tomo_id,x,y,z\nTS_09,100,100,100\n")
     line = _error(
-        capsys, ["project", "import-picks", str(project), str(picks), "--unit", "angstrom"]
+        capsys, ["project", "import-picks", str(project), str(picks), "--coords-unit", "angstrom"]
     )
     assert "TS_09" in line and "add-tomogram" in line and "TS_01" in line
-    line = _error(capsys, ["project", "detect", str(project), "--tomo", "TS_09"])
+    line = _error(capsys, ["project", "detect", str(project), "--tomo-id", "TS_09"])
     assert "unknown tomogram 'TS_09'" in line
 
 
@@ -147,3 +150,146 @@ def test_model_strategy_before_training_is_explained(project: Path, capsys) -> N
 def test_missing_project_is_explained(tmp_path: Path, capsys) -> None:
     line = _error(capsys, ["status", str(tmp_path / "nowhere")])
     assert "project init" in line
+
+
+# -- issue 14: exports and messages -----------------------------------------------------
+def _label_two(project: Path) -> None:
+    assert run(["labels", "add", str(project), "TS_01:000000", "ribosome"]) == 0
+    assert run(["labels", "add", str(project), "TS_01:000001", "proteasome"]) == 0
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--user-id", "../../evil"), ("--session-id", "a/b"), ("--user-id", "a_b")],
+)
+def test_copick_ids_are_checked_as_copick_does(
+    project: Path, tmp_path: Path, capsys, option: str, value: str
+) -> None:
+    _label_two(project)
+    before = _files(tmp_path)
+    out = tmp_path / "copick"
+    line = _error(
+        capsys, ["labels", "export", str(project), "--format", "copick", "--out", str(out),
+                 option, value],
+    )  # fmt: skip
+    assert repr(value) in line and "not a valid copick name" in line and option in line
+    assert _files(tmp_path) == before  # nothing written, inside or outside --out
+
+
+def test_copick_export_writes_a_config_copick_can_open(project: Path, tmp_path: Path) -> None:
+    _label_two(project)
+    out = tmp_path / "copick"
+    assert run(["labels", "export", str(project), "--format", "copick", "--out", str(out)]) == 0
+    config = json.loads((out / "copick_config.json").read_text())
+    assert config["config_type"] == "filesystem"
+    assert config["overlay_root"] == "local://" + str(out.resolve())
+    objects = {o["name"]: o for o in config["pickable_objects"]}
+    assert objects["ribosome"] == {"name": "ribosome", "is_particle": True, "label": 1,
+                                   "color": [31, 119, 180, 255], "radius": 16 * 10.0 / 3}  # fmt: skip
+    assert objects["proteasome"]["label"] == 2
+    # copick's own models as a test-only oracle, when installed (the filesystem backend)
+    fs = pytest.importorskip("copick.impl.filesystem")
+    root = fs.CopickRootFSSpec(fs.CopickConfigFSSpec(**config))
+    assert sorted(o.name for o in root.pickable_objects) == ["proteasome", "ribosome"]
+    picks = root.get_run("TS_01").get_picks(object_name="ribosome")
+    assert len(picks) == 1 and len(picks[0].points) == 1
+
+
+def test_copick_export_for_a_second_user_keeps_the_config(project: Path, tmp_path: Path) -> None:
+    _label_two(project)
+    out = tmp_path / "copick"
+    argv = ["labels", "export", str(project), "--format", "copick", "--out", str(out)]
+    assert run(argv) == 0
+    assert run([*argv, "--user-id", "bob"]) == 0  # same config: no --overwrite needed
+    picks = sorted(p.name for p in (out / "ExperimentRuns" / "TS_01" / "Picks").iterdir())
+    assert picks == ["bob_0_proteasome.json", "bob_0_ribosome.json",
+                     "cryoal_0_proteasome.json", "cryoal_0_ribosome.json"]  # fmt: skip
+    assert run(argv) == 2  # the same user's picks again: refused without --overwrite
+
+
+def test_star5_export_states_the_tilt_series_pixel_size(project: Path, tmp_path: Path) -> None:
+    _label_two(project)
+    star = tmp_path / "p5.star"
+    assert run(["labels", "export", str(project), "--format", "star", "--star-version", "5",
+                "--out", str(star), "--out-pixel-size", "2.5"]) == 0  # fmt: skip
+    blocks = starfile.read(star)
+    assert blocks["optics"]["rlnTomoTiltSeriesPixelSize"].tolist() == [2.5]
+    assert blocks["particles"]["rlnTomoSizeX"].tolist() == [192, 192]  # 48 voxels x binning 4
+    back = read_coords(star, voxel_size_A=10.0).sort_values("candidate_id")
+    np.testing.assert_allclose(back[["z", "y", "x"]].to_numpy()[0], [16, 12, 12], atol=1e-5)
+
+
+def test_csv_export_imports_as_picks_without_flags(project: Path, tmp_path: Path) -> None:
+    _label_two(project)
+    out = tmp_path / "labels.csv"
+    assert run(["labels", "export", str(project), "--out", str(out)]) == 0
+    other = tmp_path / "other"
+    assert run(["project", "init", str(other), "--classes", "ribosome,proteasome"]) == 0
+    assert run(["project", "add-tomogram", str(other), str(tmp_path / "TS_01.mrc")]) == 0
+    assert run(["project", "import-picks", str(other), str(out)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--classes", "a b"], "--classes: class name 'a b' must start"),
+        (["--classes", "a", "--box", "2"], "--box: Input should be greater than or equal to 4 (got 2)"),
+        (["--classes", "a", "--voxel-size", "-1"], "--voxel-size: Input should be greater than 0 (got -1.0)"),
+        (["--classes", "a,a"], "class names ['a', 'a'] contain duplicates"),
+    ],
+)  # fmt: skip
+def test_project_init_errors_are_one_clean_line(tmp_path: Path, capsys, argv, expected) -> None:
+    line = _error(capsys, ["project", "init", str(tmp_path / "p"), *argv])
+    assert expected in line
+    assert "pydantic" not in line and "http" not in line and "validation error for" not in line
+    assert not (tmp_path / "p").exists()
+
+
+def test_messages_name_the_file_and_the_cli_fix(project: Path, tmp_path: Path, capsys) -> None:
+    line = _error(capsys, ["labels", "add", str(project), "TS_01:000000", "0"])
+    assert "unknown class '0'" in line and "ids 0.." not in line and "ribosome" in line
+    yaml_file = project / "project.yaml"
+    yaml_file.write_bytes(yaml_file.read_bytes() + b"# caf\xe9\n")
+    line = _error(capsys, ["status", str(project)])
+    assert str(yaml_file) in line and "not UTF-8" in line
+
+
+def test_copick_export_refuses_class_names_copick_cannot_hold(tmp_path: Path, capsys) -> None:
+    proj = tmp_path / "proj"
+    assert run(["project", "init", str(proj), "--classes", "fatty_acid_synthase"]) == 0
+    assert (
+        run(["project", "add-tomogram", str(proj), str(_tomogram(tmp_path / "TS_01.mrc", 10.0))])
+        == 0
+    )
+    picks = tmp_path / "picks.csv"
+    picks.write_text("tomo_id,x_A,y_A,z_A\nTS_01,120,120,160\n")
+    assert run(["project", "import-picks", str(proj), str(picks)]) == 0
+    assert run(["labels", "add", str(proj), "TS_01:000000", "fatty_acid_synthase"]) == 0
+    out = tmp_path / "copick"
+    line = _error(capsys, ["labels", "export", str(proj), "--format", "copick", "--out", str(out)])
+    assert "'fatty_acid_synthase' is not a valid copick name ('_')" in line
+    assert not out.exists()
+
+
+def test_import_relion5_picks_with_tomograms_star(project: Path, tmp_path: Path) -> None:
+    star = tmp_path / "r5.star"
+    star.write_text(
+        "data_particles\n\nloop_\n_rlnTomoName #1\n_rlnCenteredCoordinateXAngst #2\n"
+        "_rlnCenteredCoordinateYAngst #3\n_rlnCenteredCoordinateZAngst #4\nTS_01 0 0 0\n"
+    )
+    tomos = tmp_path / "tomograms.star"  # TS_01 is 48 x 48 x 32 voxels of 10 Å, binned 4
+    tomos.write_text(
+        "data_global\n\nloop_\n_rlnTomoName\n_rlnTomoTiltSeriesPixelSize\n_rlnTomoSizeX\n"
+        "_rlnTomoSizeY\n_rlnTomoSizeZ\nTS_01 2.5 193 190 127\n"
+    )
+    argv = ["project", "import-picks", str(project), str(star), "--tomograms-star", str(tomos)]
+    assert run(argv) == 0
+    with LabelStore(project / "labels.sqlite") as store:
+        cands = store.candidates()
+    new = cands[cands["source"].astype(str).str.contains("r5.star")]
+    # RELION's centre: 193 * 2.5 / 2 = 241.25 Å = 24.125 voxels (not the binned 24.0)
+    np.testing.assert_allclose(new[["z", "y", "x"]].to_numpy(), [[15.875, 23.75, 24.125]])

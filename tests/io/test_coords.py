@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 
 from cryoal.io.coords import (
     TomogramGeometry,
+    check_copick_name,
     read_coords,
     read_copick_picks,
+    read_tomograms_star,
     relion_euler_matrix,
     scan_coords,
     summarize_coords,
@@ -265,7 +267,7 @@ def test_relion5_without_tomogram_size_is_an_error(tmp_path: Path, geoms) -> Non
         ValueError, match=r"r5\.star: RELION 5 centred coordinates of tomogram 'TS_02'"
     ):
         read_coords(path, tomograms={"TS_01": geoms["TS_01"]})
-    with pytest.raises(ValueError, match="need its size"):
+    with pytest.raises(ValueError, match="need its size.*TS_01.mrc"):
         read_coords(path, voxel_size_A=10.0)  # a voxel size alone is not enough
 
 
@@ -326,10 +328,15 @@ def test_star5_round_trip(tmp_path: Path, table: pd.DataFrame, geoms) -> None:
 def test_csv_round_trip(tmp_path: Path, table: pd.DataFrame, unit: str) -> None:
     path = write_csv(table, tmp_path / "p.csv", unit=unit, voxel_size_A=10.0)
     text = path.read_text().splitlines()
-    assert text[0] == "candidate_id,tomo_id,x,y,z,class_name"
+    cols = "x_A,y_A,z_A" if unit == "angstrom" else "x_px,y_px,z_px"
+    assert text[0] == f"candidate_id,tomo_id,{cols},class_name"
     assert text[1].split(",")[2] == ("305.000000" if unit == "angstrom" else "30.500000")
-    back = read_coords(path, unit=unit, voxel_size_A=10.0)
+    back = read_coords(path, voxel_size_A=10.0)  # the columns carry the unit
     pd.testing.assert_frame_equal(back, table)
+    pd.testing.assert_frame_equal(read_coords(path, unit=unit, voxel_size_A=10.0), table)
+    other = "pixel" if unit == "angstrom" else "angstrom"
+    with pytest.raises(ValueError, match=f"p\\.csv: csv coordinates are in {unit} by its column"):
+        read_coords(path, unit=other, voxel_size_A=10.0)
 
 
 def test_copick_round_trip(tmp_path: Path, table: pd.DataFrame) -> None:
@@ -411,7 +418,7 @@ def test_bad_files(tmp_path: Path) -> None:
         read_coords(tmp_path / "c.txt")
     nocol = tmp_path / "n.csv"
     nocol.write_text("a,b,c\n1,2,3\n")
-    with pytest.raises(ValueError, match=r"lacks coordinate column\(s\) \['x', 'y', 'z'\]"):
+    with pytest.raises(ValueError, match=r"lacks coordinate columns; expected x_A, y_A, z_A"):
         read_coords(nocol, unit="pixel", tomo_id="T")
     text = tmp_path / "t.csv"
     text.write_text("x,y,z\n1,two,3\n")
@@ -469,3 +476,105 @@ def test_scan_and_summary(tmp_path: Path) -> None:
         {"tomo_id": "TS_01", "class_name": "2", "count": 1},
         {"tomo_id": "TS_02", "class_name": "1", "count": 1},
     ]
+
+
+# -- CSV unit in the column names (issue 14, item 14) -----------------------------------
+def test_csv_unit_columns_are_read_without_a_unit(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("tomo_id,X_A,Y_A,Z_A\nTS_01,305,202.5,100\n")  # any case
+    back = read_coords(path, voxel_size_A=10.0)
+    np.testing.assert_allclose(back[["z", "y", "x"]].to_numpy(), [[10.0, 20.25, 30.5]])
+    path.write_text("tomo_id,z_px,y_px,x_px\nTS_01,10,20.25,30.5\n")  # any column order
+    back = read_coords(path, voxel_size_A=10.0)
+    np.testing.assert_allclose(back[["z", "y", "x"]].to_numpy(), [[10.0, 20.25, 30.5]])
+    # cryoal's own candidates.csv has voxel z, y, x beside x_A, y_A, z_A: Å columns win
+    path.write_text("candidate_id,tomo_id,z,y,x,x_A,y_A,z_A\nTS_01:0,TS_01,1,2,3,30,20,10\n")
+    np.testing.assert_allclose(read_coords(path, voxel_size_A=10.0)[["z", "y", "x"]], [[1, 2, 3]])
+    path.write_text("tomo_id,x_A,y_A\nTS_01,1,2\n")
+    with pytest.raises(ValueError, match=r"c\.csv: CSV has \['x_A', 'y_A'\] but lacks \['z_A'\]"):
+        read_coords(path, voxel_size_A=10.0)
+
+
+# -- RELION 5: the picks' own tomogram size (issue 14, item 8) -------------------------
+def test_relion5_written_by_cryoal_carries_the_tomogram_size(tmp_path: Path, table, geoms) -> None:
+    path = write_star(table, tmp_path / "p.star", voxel_size_A=None, version=5, tomograms=geoms,
+                      coords_pixel_size_A=5.0)  # fmt: skip
+    part = starfile.read(path)["particles"]
+    assert part["rlnTomoSizeX"].tolist() == [400, 400, 402]  # unbinned pixels of 5 Å
+    assert starfile.read(path)["optics"]["rlnTomoTiltSeriesPixelSize"].tolist() == [5.0]
+    # read back without any tomogram: the file states where the centre is
+    back = read_coords(path, voxel_size_A=10.0, class_names=["proteasome", "ribosome"])
+    pd.testing.assert_frame_equal(back, table, check_exact=False, atol=1e-5)
+
+
+def test_relion5_picks_with_a_tomogram_of_another_size_warn_and_keep_centres(
+    tmp_path: Path, table, geoms
+) -> None:
+    path = write_star(table, tmp_path / "p.star", voxel_size_A=None, version=5, tomograms=geoms)
+    other = {"TS_01": TomogramGeometry((50, 100, 199), 10.0), "TS_02": geoms["TS_02"]}
+    with pytest.warns(UserWarning) as caught:
+        back = read_coords(path, tomograms=other, class_names=["proteasome", "ribosome"])
+    text = " ".join(str(w.message) for w in caught)
+    assert "p.star" in text and "tomogram 'TS_01'" in text
+    assert "2000 x 1000 x 500 Å" in text and "1990 x 1000 x 500 Å" in text  # both sizes
+    # no half-voxel shift: the centres are the ones the picks were made with
+    pd.testing.assert_frame_equal(back, table, check_exact=False, atol=1e-5)
+
+
+# -- copick names (issue 14, item 13) --------------------------------------------------
+@pytest.mark.parametrize("bad", ["../up", "a/b", "a_b", "a b", "", "-a", "..", "x\\y"])
+def test_copick_names_follow_copick_rules(tmp_path: Path, table, bad: str) -> None:
+    one = table[table["tomo_id"] == "TS_01"]
+    with pytest.raises(ValueError, match="copick user id .*not a valid copick name"):
+        write_copick_picks(one, tmp_path / "p.json", voxel_size_A=10.0, object_name="ribosome",
+                           user_id=bad, session_id="0")  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+    assert check_copick_name("alice-2.b", "user id") == "alice-2.b"
+
+
+def test_copick_names_agree_with_copick() -> None:
+    escape = pytest.importorskip("copick.util.escape")  # test-only oracle, when installed
+    names = ["cryoal", "0", "a.b", "a-b", "a_b", "../x", "a b", "-a", "a-", "a:b", "a|b", "é"]
+    for name in names:
+        try:
+            ours = check_copick_name(name, "name") == name
+        except ValueError:
+            ours = False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = escape.sanitize_name(name) == name
+        assert ours == theirs, name
+
+
+TOMOGRAMS_STAR = """
+data_global
+
+loop_
+_rlnTomoName
+_rlnTomoTiltSeriesPixelSize
+_rlnTomoTomogramBinning
+_rlnTomoSizeX
+_rlnTomoSizeY
+_rlnTomoSizeZ
+TS_01 2.5 4.0 801 400 200
+TS_02 2.5 4.0 804 404 204
+"""
+
+
+def test_relion5_centre_from_tomograms_star(tmp_path: Path) -> None:
+    path = _star(tmp_path / "r5.star", RELION5)
+    sizes = read_tomograms_star(_star(tmp_path / "tomograms.star", TOMOGRAMS_STAR))
+    np.testing.assert_allclose(sizes["TS_01"], [2002.5, 1000.0, 500.0])
+    # RELION's centre of TS_01 is 801/2 unbinned pixels = 1001.25 Å in x; the binned
+    # tomogram (4 x 2.5 = 10 Å) was rounded to 200 voxels (2000 Å): less than a voxel off,
+    # so no warning, and the centre is RELION's, not 1000 Å.
+    binned = {"TS_01": TomogramGeometry((50, 100, 200), 10.0)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = read_coords(path, tomo_id="TS_01", tomograms=binned, tomogram_sizes_A=sizes)
+    np.testing.assert_allclose(df[["z", "y", "x"]].to_numpy()[0], [25.0, 50.0, 100.125])
+    # with tomograms.star, a voxel size is enough
+    df = read_coords(path, voxel_size_A=10.0, tomogram_sizes_A=sizes)
+    np.testing.assert_allclose(df[["z", "y", "x"]].to_numpy()[2], [25.5, 50.5, 108.5])
+    with pytest.raises(ValueError, match=r"t\.star: not a RELION 5 tomograms\.star"):
+        read_tomograms_star(_star(tmp_path / "t.star", RELION5))

@@ -39,7 +39,9 @@ def test_loop_on_a_simulated_tomogram(tmp_path: Path, capsys: pytest.CaptureFixt
     proj = tmp_path / "proj"
 
     assert run(["project", "init", str(proj), "--classes", names, "--box", "24"]) == 0
-    assert run(["project", "add-tomogram", str(proj), str(sim.tomogram), "--id", "sim_tomo"]) == 0
+    assert (
+        run(["project", "add-tomogram", str(proj), str(sim.tomogram), "--tomo-id", "sim_tomo"]) == 0
+    )
     assert run(["project", "import-picks", str(proj), str(sim.star)]) == 0
     assert run(["suggest", str(proj), "--strategy", "random", "--k", "16", "--seed", "1"]) == 0
     labelled = _expert_labels(proj, truth, proj / "rounds/000/suggestions.csv", tmp_path / "r0.csv")

@@ -161,7 +161,7 @@ def test_csv_export_reimports_into_another_project(project: Project, tmp_path: P
     table = pd.read_csv(out)
     assert res.n_labels == 2
     assert table["class_name"].tolist() == ["proteasome", "unsure"]
-    assert table.loc[0, ["x", "y", "z"]].tolist() == [40.0, 160.0, 80.0]  # Å, xyz
+    assert table.loc[0, ["x_A", "y_A", "z_A"]].tolist() == [40.0, 160.0, 80.0]  # Å, xyz
     assert table["annotator"].tolist() == ["alice", "bob"]
     # a copy of the project with the same candidates takes the labels back
     other = Project.init(tmp_path / "copy", project.config.class_names, box=16)

@@ -178,4 +178,4 @@ def test_cli_simulates_with_preview_and_reports_errors_in_one_line(tmp_path: Pat
         and len(err.strip().splitlines()) == 1
     )
     assert run(["simulate", "subtomograms", str(tmp_path / "y.h5"), "--path", "radon"]) == 2
-    assert "fourier, backprojection" in capsys.readouterr().err
+    assert "'fourier', 'backprojection'" in capsys.readouterr().err  # refused by the parser
