@@ -20,7 +20,12 @@ def shared_structures() -> Path:
 
 @pytest.fixture
 def label_project(tmp_path: Path) -> Path:
-    """A small labelling project: a 32×96×96 tomogram at 10 Å with 6 bright blobs, one
+    """A small labelling project (``build_label_project``)."""
+    return build_label_project(tmp_path)
+
+
+def build_label_project(tmp_path: Path) -> Path:
+    """A small labelling project in ``tmp_path/proj``: a 32×96×96 tomogram at 10 Å with 6 bright blobs, one
     candidate on each (ids ``TS_01:000000``..``000005``), classes ring, barrel, and a
     round-0 queue of all six in id order."""
     import numpy as np

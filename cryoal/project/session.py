@@ -187,7 +187,7 @@ class LabellingSession:
     def colour(self, label: str | None) -> str:
         """Hex colour of a label: the class colour from ``project.yaml``, or fixed colours
         for ``unsure`` (white), ``not-a-particle`` (grey) and unlabelled (yellow)."""
-        if label is None or label == "":
+        if _no_label(label):
             return UNLABELLED_COLOUR
         if label in SPECIAL_COLOURS:
             return SPECIAL_COLOURS[label]
@@ -238,7 +238,7 @@ class LabellingSession:
                 "z": queue["z"].astype(float),
                 "y": queue["y"].astype(float),
                 "x": queue["x"].astype(float),
-                "label": label.where(label.notna(), None),
+                "label": [None if pd.isna(v) else str(v) for v in label],
             },
             columns=list(QUEUE_COLUMNS),
         )
@@ -293,20 +293,21 @@ class LabellingSession:
         """The candidate under the cursor, or None when the queue is empty."""
         if self.cursor is None:
             return None
-        return self._candidate(self.cursor)
+        return self.entry(self.cursor)
 
-    def _candidate(self, i: int) -> Candidate:
+    def entry(self, i: int) -> Candidate:
+        """Queue row ``i`` as a ``Candidate``."""
         row = self.queue.iloc[i]
         return Candidate(
             rank=int(row["rank"]),
             candidate_id=str(row["candidate_id"]),
             score=float(row["score"]),
-            predicted_class=row["predicted_class"],
+            predicted_class=None if _no_label(row["predicted_class"]) else row["predicted_class"],
             tomo_id=str(row["tomo_id"]),
             z=float(row["z"]),
             y=float(row["y"]),
             x=float(row["x"]),
-            label=row["label"],
+            label=None if _no_label(row["label"]) else str(row["label"]),
         )
 
     def next(self) -> Candidate | None:
@@ -335,7 +336,11 @@ class LabellingSession:
                 "pick one from the queue table"
             )
         self.cursor = self._position[candidate_id]
-        return self._candidate(self.cursor)
+        return self.entry(self.cursor)
+
+    def position(self, candidate_id: str) -> int | None:
+        """Row of ``candidate_id`` in ``queue`` (None when not queued)."""
+        return self._position.get(candidate_id)
 
     def _first_unlabelled(self, start: int) -> int:
         """First unlabelled entry at or after ``start``, wrapping round; ``start`` when
@@ -344,7 +349,7 @@ class LabellingSession:
         n = len(labels)
         for step in range(n):
             i = (start + step) % n
-            if labels[i] is None:
+            if _no_label(labels[i]):
                 return i
         return min(start, n - 1)
 
@@ -563,6 +568,11 @@ class LabellingSession:
         """Close the tomogram and the label store (every decision is already saved)."""
         self._close_tomogram()
         self.project.close()
+
+
+def _no_label(value: object) -> bool:
+    """True for a missing label (None, NaN or "" in a table cell)."""
+    return value is None or value == "" or (isinstance(value, float) and np.isnan(value))
 
 
 def _padded(data: np.ndarray, index: list[slice | int], axis: int) -> np.ndarray:

@@ -1,0 +1,139 @@
+"""The labelling widget in a real napari window (Qt, under Xvfb in CI): real button clicks
+and key presses, checked against the label store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from qtpy.QtCore import Qt  # noqa: E402
+
+from cryoal.project.jobfiles import ProjectFiles  # noqa: E402
+from cryoal.project.labels import LabelStore  # noqa: E402
+
+IDS = [f"TS_01:{i:06d}" for i in range(6)]
+
+
+def _current_labels(root: Path) -> dict[str, str]:
+    with LabelStore(root / "labels.sqlite") as store:
+        table = store.current_labels()
+    names = table["class_name"].where(table["kind"] == "class", table["kind"])
+    return dict(zip(table["candidate_id"], names, strict=True))
+
+
+@pytest.fixture
+def widget(make_napari_viewer, qtbot, label_project: Path):
+    from cryoal_napari._widget import open_project
+
+    viewer = make_napari_viewer(show=True)
+    w = open_project(viewer, label_project)
+    w.annotator_edit.setText("alice")
+    w.annotator_edit.editingFinished.emit()
+    yield w
+    w.close()
+
+
+def _press(widget, key, modifier=Qt.KeyboardModifier.NoModifier) -> None:
+    from qtpy.QtTest import QTest
+
+    canvas = widget.viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    QTest.keyClick(canvas, key, modifier)
+
+
+def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: Path) -> None:
+    viewer = widget.viewer
+    assert [layer.name for layer in viewer.layers] == ["TS_01", "candidates", "current box"]
+    assert widget.counter_label.text() == "0 / 6 labelled this round"
+
+    qtbot.mouseClick(widget.label_buttons["barrel"], Qt.MouseButton.LeftButton)
+    # whichever layer is selected, the keys label: napari's own layer keys use 1-6 too
+    viewer.layers.selection.active = widget.points_layer
+    _press(widget, Qt.Key.Key_1)  # the first class in project.yaml: ring
+    _press(widget, Qt.Key.Key_U)
+    _press(widget, Qt.Key.Key_N)  # skip IDS[3]
+    _press(widget, Qt.Key.Key_X)  # IDS[4]: not a particle
+    assert _current_labels(label_project) == {
+        IDS[0]: "barrel", IDS[1]: "ring", IDS[2]: "unsure", IDS[4]: "not-a-particle"
+    }  # fmt: skip
+    with LabelStore(label_project / "labels.sqlite") as store:
+        assert set(store.current_labels()["annotator"]) == {"alice"}
+
+    # labelling moves on to the next unlabelled candidate
+    assert widget.session.current.candidate_id == IDS[5]
+    assert widget.counter_label.text() == "4 / 6 labelled this round"
+    _press(widget, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo: IDS[4] unlabelled
+    assert IDS[4] not in _current_labels(label_project)
+    assert widget.session.current.candidate_id == IDS[4]
+    _press(widget, Qt.Key.Key_Left)
+    _press(widget, Qt.Key.Key_P)
+    assert widget.session.current.candidate_id == IDS[2]
+
+    # the camera, slice and box follow the candidate (zyx voxels × 10 Å)
+    expected = np.array([12.0, 50.0, 45.0]) * 10.0 + np.asarray(widget.image_layer.translate)
+    np.testing.assert_allclose(widget.box_layer.data[0] + widget.box_layer.translate, expected)
+    assert viewer.dims.point[0] == pytest.approx(expected[0], abs=10.0)
+    np.testing.assert_allclose(viewer.camera.center[-2:], expected[1:])
+    assert widget.table.currentRow() == 2
+    assert widget.table.item(0, 4).text() == "barrel"
+    assert widget.crop_view.pixmap() is not None and not widget.crop_view.pixmap().isNull()
+
+    viewer.dims.ndisplay = 3  # the keys work in 3D as well
+    _press(widget, Qt.Key.Key_2)  # barrel for IDS[2], which was unsure
+    assert _current_labels(label_project)[IDS[2]] == "barrel"
+
+    # a label written by another program shows up without touching the widget
+    with LabelStore(label_project / "labels.sqlite") as cli:
+        cli.add_label(IDS[5], "ring", "bob")
+    qtbot.waitUntil(lambda: widget.table.item(5, 4).text() == "ring", timeout=5000)
+    assert widget.counter_label.text() == "4 / 6 labelled this round"
+
+
+def test_screenshot_shows_tomogram_and_highlighted_candidate(widget) -> None:
+    viewer = widget.viewer
+    widget.session.jump(IDS[2])
+    widget._redraw()
+    viewer.camera.zoom = 0.6  # screen pixels per Å: the 160 Å box is ~96 pixels wide
+    shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
+    h, w = shot.shape[:2]
+    grey = shot.mean(axis=2)
+    # the tomogram fills the canvas: most pixels are neither black background nor saturated
+    assert ((grey > 20) & (grey < 250)).mean() > 0.5
+    # the current box is drawn in cyan around the centre of the view
+    cyan = (shot[..., 0] < 80) & (shot[..., 1] > 180) & (shot[..., 2] > 180)
+    assert cyan.mean() > 0.002
+    ys, xs = np.nonzero(cyan)
+    assert abs(ys.mean() - h / 2) < 0.1 * h and abs(xs.mean() - w / 2) < 0.1 * w
+    # inside the box the candidate's particle is brighter than the tomogram around it
+    centre = grey[h // 2 - 8 : h // 2 + 8, w // 2 - 8 : w // 2 + 8]
+    assert centre.mean() > np.median(grey) + 30
+
+
+@pytest.mark.timeout(120)
+def test_training_runs_in_background_and_cancel_restores_the_project(
+    widget, qtbot, label_project: Path
+) -> None:
+    qtbot.mouseClick(widget.label_buttons["ring"], Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(widget.label_buttons["barrel"], Qt.MouseButton.LeftButton)
+    labels_before = _current_labels(label_project)
+    files_before = ProjectFiles.capture(label_project)
+
+    qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
+    assert widget.job is not None and widget.job.is_running()
+    assert widget.job.arguments[-2:] == ["train", str(label_project)]
+    # the job takes its snapshot (rounds/001) while the viewer keeps working
+    qtbot.waitUntil(lambda: (label_project / "rounds" / "001").is_dir(), timeout=60000)
+    _press(widget, Qt.Key.Key_U)  # labelling goes on during training
+    labels_before = _current_labels(label_project)
+    with qtbot.waitSignal(widget.job.finished, timeout=20000) as finished:
+        qtbot.mouseClick(widget.cancel_button, Qt.MouseButton.LeftButton)
+    assert finished.args[0].cancelled
+    assert not widget.job.is_running()
+    assert ProjectFiles.capture(label_project).paths == files_before.paths
+    assert _current_labels(label_project) == labels_before
+    assert widget.train_button.isEnabled() and not widget.cancel_button.isEnabled()
