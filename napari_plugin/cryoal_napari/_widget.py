@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 
 #: Milliseconds between checks for writes by other programs (CLI, a second viewer).
 POLL_MS = 2000
-#: Pixels per voxel in the crop view.
-CROP_ZOOM = 4
+#: Width (pixels) of the crop view's three slices side by side.
+CROP_WIDTH = 360
 SPECIAL_KEYS = {"u": "unsure", "x": "not-a-particle"}
 QUEUE_HEADERS = ("rank", "id", "score", "predicted", "label")
 
@@ -250,6 +250,8 @@ class LabellingWidget(QWidget):
             f"<b>{session.project.config.name}</b>  ({session.project.root})"
         )
         self._make_label_buttons()
+        zoom, b = _crop_zoom(session.box), session.box
+        self.crop_view.setFixedSize((3 * b + 4) * zoom, b * zoom)
         self._set_enabled(True)
         self._shown_tomo = None
         self._redraw(all_points=True, centre=True)
@@ -348,7 +350,7 @@ class LabellingWidget(QWidget):
         assert self.session is not None
         points = self.session.points()
         vs = self.session.voxel_size_A
-        size = self.session.box * vs * 0.6
+        size = self.session.box * vs * 0.5
         translate = self._world_translate()
         self._point_index = {c: i for i, c in enumerate(points.features["candidate_id"])}
         colours = list(points.colours) if len(points.colours) else "yellow"
@@ -379,7 +381,7 @@ class LabellingWidget(QWidget):
                 size=self.session.box * vs,
                 face_color="transparent",
                 border_color="#00ffff",
-                border_width=0.06,
+                border_width=0.04,
                 translate=translate,
             )
         self.box_layer.translate = translate
@@ -443,14 +445,13 @@ class LabellingWidget(QWidget):
             plane = np.nan_to_num(slices[name], nan=lo)
             scaled = np.clip((plane - lo) / (hi - lo), 0.0, 1.0) * 255.0
             canvas[:, i * (b + gap) : i * (b + gap) + b] = scaled.astype(np.uint8)
-        canvas = np.ascontiguousarray(np.kron(canvas, np.ones((CROP_ZOOM, CROP_ZOOM), np.uint8)))
+        zoom = _crop_zoom(b)
+        canvas = np.ascontiguousarray(np.kron(canvas, np.ones((zoom, zoom), np.uint8)))
         image = QImage(
             canvas.data, canvas.shape[1], canvas.shape[0], canvas.strides[0],
             QImage.Format.Format_Grayscale8,
         ).copy()  # fmt: skip
-        pixmap = QPixmap.fromImage(image)
-        self.crop_view.setPixmap(pixmap)
-        self.crop_view.setFixedSize(pixmap.size())
+        self.crop_view.setPixmap(QPixmap.fromImage(image))
 
     @staticmethod
     def _contrast(slices: dict[str, np.ndarray]) -> tuple[float, float]:
@@ -570,6 +571,11 @@ class LabellingWidget(QWidget):
         if self.session is not None:
             self.session.close()
         super().closeEvent(event)
+
+
+def _crop_zoom(box: int) -> int:
+    """Screen pixels per voxel so that three slices of ``box`` voxels fit ``CROP_WIDTH``."""
+    return max(1, CROP_WIDTH // (3 * box + 4))
 
 
 def _ignore_arg(action: Callable[[], None]) -> Callable[[object], None]:
