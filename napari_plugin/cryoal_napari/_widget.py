@@ -373,9 +373,13 @@ class LabellingWidget(QWidget):
             self.points_layer.size = size
             if len(points.positions_A):
                 self.points_layer.border_color = colours
+        # one hidden box per candidate, the current one shown: moving between candidates
+        # then changes only the ``shown`` mask, not the layer's data and extent (fast)
+        hidden = np.zeros(len(points.positions_A), dtype=bool)
         if self.box_layer is None or self.box_layer not in self.viewer.layers:
             self.box_layer = self.viewer.add_points(
-                np.zeros((0, 3)),
+                points.positions_A,
+                shown=hidden,
                 name="current box",
                 symbol="square",
                 size=self.session.box * vs,
@@ -384,6 +388,9 @@ class LabellingWidget(QWidget):
                 border_width=0.04,
                 translate=translate,
             )
+        else:
+            self.box_layer.data = points.positions_A
+            self.box_layer.shown = hidden
         self.box_layer.translate = translate
         # keep the tomogram selected: the keys are bound on every layer anyway, and the
         # image layer's controls (contrast) are what a labeller adjusts
@@ -415,13 +422,16 @@ class LabellingWidget(QWidget):
     def _show_current(self, current: Candidate | None, centre: bool) -> None:
         assert self.session is not None
         if current is None:
-            self.box_layer.data = np.zeros((0, 3)) if self.box_layer is not None else None
+            if self.box_layer is not None:
+                self.box_layer.shown = np.zeros(len(self.box_layer.data), dtype=bool)
             self.current_label.setText("the queue is empty")
             self.crop_view.clear()
             return
         vs = self.session.voxel_size_A
         position = current.zyx * vs
-        self.box_layer.data = position[None, :]
+        shown = np.zeros(len(self.box_layer.data), dtype=bool)
+        shown[self._point_index[current.candidate_id]] = True
+        self.box_layer.shown = shown
         world = position + self._world_translate()
         if centre:
             self.viewer.dims.set_point(0, float(world[0]))

@@ -76,7 +76,8 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
 
     # the camera, slice and box follow the candidate (zyx voxels × 10 Å)
     expected = np.array([12.0, 50.0, 45.0]) * 10.0 + np.asarray(widget.image_layer.translate)
-    np.testing.assert_allclose(widget.box_layer.data[0] + widget.box_layer.translate, expected)
+    [box] = widget.box_layer.data[widget.box_layer.shown]  # only the current box is shown
+    np.testing.assert_allclose(box + widget.box_layer.translate, expected)
     assert viewer.dims.point[0] == pytest.approx(expected[0], abs=10.0)
     np.testing.assert_allclose(viewer.camera.center[-2:], expected[1:])
     assert widget.table.currentRow() == 2
