@@ -415,9 +415,8 @@ class LabellingWidget(QWidget):
         colours = np.array(self.points_layer.border_color)
         colours[i] = QColor(self.session.colour(value)).getRgbF()
         self.points_layer.border_color = colours
-        features = self.points_layer.features
-        features.loc[i, "label"] = value or ""
-        self.points_layer.features = features
+        # in place: the layer's feature table is this DataFrame (no re-validation per label)
+        self.points_layer.features.loc[i, "label"] = value or ""
 
     def _show_current(self, current: Candidate | None, centre: bool) -> None:
         assert self.session is not None
