@@ -24,10 +24,16 @@ def label_project(tmp_path: Path) -> Path:
     return build_label_project(tmp_path)
 
 
-def build_label_project(tmp_path: Path) -> Path:
+@pytest.fixture
+def make_label_project():  # noqa: ANN201 - the builder below
+    """``build_label_project`` itself, for tests that need a variant."""
+    return build_label_project
+
+
+def build_label_project(tmp_path: Path, queue: bool = True) -> Path:
     """A small labelling project in ``tmp_path/proj``: a 32×96×96 tomogram at 10 Å with 6 bright blobs, one
     candidate on each (ids ``TS_01:000000``..``000005``), classes ring, barrel, and a
-    round-0 queue of all six in id order."""
+    round-0 queue of all six in id order (``queue=False``: no queue yet)."""
     import numpy as np
     import pandas as pd
 
@@ -52,6 +58,7 @@ def build_label_project(tmp_path: Path) -> Path:
          "y": centres[:, 1].astype(float), "x": centres[:, 2].astype(float)}
     )  # fmt: skip
     project.labels.add_candidates(table, source="test")
-    project.labels.write_suggestions(0, ids, None, "random", seed=0)
+    if queue:
+        project.labels.write_suggestions(0, ids, None, "random", seed=0)
     project.close()
     return root

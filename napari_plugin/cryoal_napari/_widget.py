@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtGui import QColor, QImage, QPixmap
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -73,6 +73,10 @@ class LabellingWidget(QWidget):
     napari_viewer
         The viewer (napari passes it when the widget is opened from the Plugins menu).
     """
+
+    #: Emitted with the ``JobOutcome`` once a train/suggest job has ended and the queue
+    #: has been reloaded.
+    job_finished = Signal(object)
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
@@ -572,6 +576,7 @@ class LabellingWidget(QWidget):
         if self.session is not None:
             self.session.refresh()
             self._redraw(all_points=True)
+        self.job_finished.emit(outcome)
 
     def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt API
         self._timer.stop()

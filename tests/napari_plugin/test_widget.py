@@ -138,3 +138,30 @@ def test_training_runs_in_background_and_cancel_restores_the_project(
     assert ProjectFiles.capture(label_project).paths == files_before.paths
     assert _current_labels(label_project) == labels_before
     assert widget.train_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
+@pytest.mark.timeout(120)
+def test_suggest_job_reloads_the_queue_and_errors_are_one_line(
+    make_napari_viewer, qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_label_project
+) -> None:
+    import cryoal_napari._widget as widget_module
+
+    errors: list[str] = []
+    monkeypatch.setattr(widget_module, "_show_error", errors.append)
+    root = make_label_project(tmp_path, queue=False)
+    widget = widget_module.open_project(make_napari_viewer(show=True), root)
+    assert widget.table.rowCount() == 0 and widget.counter_label.text() == "no queue yet"
+
+    with qtbot.waitSignal(widget.job_finished, timeout=60000):
+        qtbot.mouseClick(widget.suggest_button, Qt.MouseButton.LeftButton)
+    # the round-0 queue written by 'cryoal suggest' is shown without reopening anything
+    assert widget.table.rowCount() == 6 and widget.session.round == 0
+    assert widget.counter_label.text() == "0 / 6 labelled this round"
+    assert not errors
+
+    with qtbot.waitSignal(widget.job_finished, timeout=60000):
+        qtbot.mouseClick(widget.suggest_button, Qt.MouseButton.LeftButton)
+    [message] = errors  # the CLI's error, as one line, no traceback
+    assert "round 0 already has suggestions" in message and "\n" not in message
+    assert "Traceback" not in message
+    widget.close()
