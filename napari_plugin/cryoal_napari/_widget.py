@@ -5,7 +5,8 @@ it manages in the viewer:
 
 ``<tomogram>``  the tomogram, opened with cryoal's reader (``viewer.open(..., plugin="cryoal")``)
 ``candidates``  every candidate of the tomogram, a ring coloured by its current label
-``current box`` the current candidate's subtomogram box (a square of ``box`` voxels)
+``current box`` the current candidate's subtomogram box in 2D (a square of ``box`` voxels)
+``current box 3D`` the same box in 3D (a wireframe cube)
 
 Keys (on the viewer and on every layer, so they work whichever layer is selected):
 ``1``-``9`` the classes in ``project.yaml`` order, ``u`` unsure, ``x`` not a particle,
@@ -85,11 +86,13 @@ class LabellingWidget(QWidget):
         self.image_layer = None
         self.points_layer = None
         self.box_layer = None
+        self.cube_layer = None
         self._point_index: dict[str, int] = {}
         self._shown_tomo: str | None = None
         self.job = None
         self._build()
         self._bind_keys()
+        self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self._poll)
@@ -396,10 +399,30 @@ class LabellingWidget(QWidget):
             self.box_layer.data = points.positions_A
             self.box_layer.shown = hidden
         self.box_layer.translate = translate
+        if self.cube_layer is None or self.cube_layer not in self.viewer.layers:
+            # 3D: a wireframe cube (12 edges) around the current candidate, moved by translate
+            self.cube_layer = self.viewer.add_shapes(
+                _cube_edges(self.session.box * vs / 2),
+                shape_type="line",
+                edge_color="#00ffff",
+                edge_width=vs,
+                name="current box 3D",
+                visible=self.viewer.dims.ndisplay == 3,
+            )
         # keep the tomogram selected: the keys are bound on every layer anyway, and the
         # image layer's controls (contrast) are what a labeller adjusts
         if self.image_layer is not None:
             self.viewer.layers.selection.active = self.image_layer
+
+    def _on_ndisplay(self) -> None:
+        """2D: the box as a square on the candidate's slice; 3D: as a wireframe cube."""
+        three_d = self.viewer.dims.ndisplay == 3
+        if self.cube_layer is not None and self.cube_layer in self.viewer.layers:
+            self.cube_layer.visible = three_d
+        if self.box_layer is not None and self.box_layer in self.viewer.layers:
+            self.box_layer.visible = not three_d
+        if self.session is not None and self.session.current is not None:
+            self._show_current(self.session.current, centre=True)
 
     def _refresh_candidate(self, candidate_id: str) -> None:
         """Redraw one candidate's point colour and table row after its label changed."""
@@ -436,6 +459,8 @@ class LabellingWidget(QWidget):
         shown[self._point_index[current.candidate_id]] = True
         self.box_layer.shown = shown
         world = position + self._world_translate()
+        if self.cube_layer is not None and self.viewer.dims.ndisplay == 3:
+            self.cube_layer.translate = world
         if centre:
             self.viewer.dims.set_point(0, float(world[0]))
             self.viewer.camera.center = tuple(float(v) for v in world)
@@ -585,6 +610,18 @@ class LabellingWidget(QWidget):
         if self.session is not None:
             self.session.close()
         super().closeEvent(event)
+
+
+def _cube_edges(half: float) -> list[np.ndarray]:
+    """The 12 edges of a cube of half-width ``half`` centred at 0: ``(2, 3)`` zyx each."""
+    signs = np.array([[z, y, x] for z in (-1, 1) for y in (-1, 1) for x in (-1, 1)], float)
+    corners = signs * half
+    return [
+        np.stack([corners[i], corners[j]])
+        for i in range(8)
+        for j in range(i + 1, 8)
+        if np.count_nonzero(signs[i] != signs[j]) == 1
+    ]
 
 
 def _crop_zoom(box: int) -> int:

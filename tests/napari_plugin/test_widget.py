@@ -48,7 +48,9 @@ def _press(widget, key, modifier=Qt.KeyboardModifier.NoModifier) -> None:
 
 def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: Path) -> None:
     viewer = widget.viewer
-    assert [layer.name for layer in viewer.layers] == ["TS_01", "candidates", "current box"]
+    assert [layer.name for layer in viewer.layers] == [
+        "TS_01", "candidates", "current box", "current box 3D"
+    ]  # fmt: skip
     assert widget.counter_label.text() == "0 / 6 labelled this round"
 
     qtbot.mouseClick(widget.label_buttons["barrel"], Qt.MouseButton.LeftButton)
@@ -84,9 +86,13 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
     assert widget.table.item(0, 4).text() == "barrel"
     assert widget.crop_view.pixmap() is not None and not widget.crop_view.pixmap().isNull()
 
-    viewer.dims.ndisplay = 3  # the keys work in 3D as well
+    viewer.dims.ndisplay = 3  # the keys work in 3D as well; the box becomes a cube
+    assert widget.cube_layer.visible and not widget.box_layer.visible
+    np.testing.assert_allclose(widget.cube_layer.translate, expected)
     _press(widget, Qt.Key.Key_2)  # barrel for IDS[2], which was unsure
     assert _current_labels(label_project)[IDS[2]] == "barrel"
+    cube_centre = np.asarray(widget.cube_layer.translate)  # moved on to the next candidate
+    np.testing.assert_allclose(cube_centre, widget.session.current.zyx * 10.0)
 
     # a label written by another program shows up without touching the widget
     with LabelStore(label_project / "labels.sqlite") as cli:
