@@ -155,7 +155,10 @@ class LabellingWidget(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # Interactive, sized once per fill: ResizeToContents re-measures every row on each
+        # cell change, which costs milliseconds per label on a long queue
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.horizontalHeader().setStretchLastSection(True)
         self.table.cellClicked.connect(self._table_clicked)
         layout.addWidget(self.table, 1)
 
@@ -503,6 +506,7 @@ class LabellingWidget(QWidget):
         self.table.setRowCount(len(self.session.queue))
         for i in range(len(self.session.queue)):
             self._fill_table_row(i)
+        self.table.resizeColumnsToContents()
 
     def _fill_table_row(self, i: int) -> None:
         assert self.session is not None
@@ -512,12 +516,17 @@ class LabellingWidget(QWidget):
         cells = (str(entry.rank), entry.candidate_id, score, entry.predicted_class or "-",
                  label or "")  # fmt: skip
         for j, text in enumerate(cells):
-            item = QTableWidgetItem(str(text))
-            if j == 4 and label:
-                item.setBackground(QColor(self.session.colour(label)))
-                colour = QColor(self.session.colour(label))
-                item.setForeground(QColor("#000000" if colour.lightness() > 140 else "#ffffff"))
-            self.table.setItem(i, j, item)
+            item = self.table.item(i, j)
+            if item is None:
+                item = QTableWidgetItem()
+                self.table.setItem(i, j, item)
+            if item.text() != str(text):
+                item.setText(str(text))
+            if j == 4:
+                colour = QColor(self.session.colour(label)) if label else QColor(0, 0, 0, 0)
+                item.setBackground(colour)
+                ink = "#000000" if label and colour.lightness() > 140 else "#ffffff"
+                item.setForeground(QColor(ink))
 
     def _select_row(self, i: int | None) -> None:
         if i is None:
