@@ -125,26 +125,26 @@ def measure(root: Path, n: int) -> dict[str, list[float]]:
         QTest.keyClick(native, Qt.Key.Key_N)
         shown()
     times: dict[str, list[float]] = {
-        "repaint": [], "next": [], "next_handled": [], "label_key": [], "label_handled": [],
+        "repaint": [], "next": [], "next_handled": [], "label_key": [], "label_key_handled": [],
         "commit": [],
     }  # fmt: skip
+
+    def press(key: Qt.Key, name: str) -> None:
+        """Key press -> handled -> drawn; milliseconds into ``times``."""
+        t = time.perf_counter()
+        QTest.keyClick(native, key)
+        handled = time.perf_counter()
+        shown()
+        times[name].append((time.perf_counter() - t) * 1e3)
+        times[f"{name}_handled"].append((handled - t) * 1e3)
+
     for _ in range(n):
         t = time.perf_counter()
         shown()
         times["repaint"].append((time.perf_counter() - t) * 1e3)
-        t = time.perf_counter()
-        QTest.keyClick(native, Qt.Key.Key_N)
-        handled = time.perf_counter()
-        shown()
-        times["next"].append((time.perf_counter() - t) * 1e3)
-        times["next_handled"].append((handled - t) * 1e3)
+        press(Qt.Key.Key_N, "next")
     for _ in range(n):
-        t = time.perf_counter()
-        QTest.keyClick(native, Qt.Key.Key_1)
-        handled = time.perf_counter()
-        shown()
-        times["label_key"].append((time.perf_counter() - t) * 1e3)
-        times["label_handled"].append((handled - t) * 1e3)
+        press(Qt.Key.Key_1, "label_key")
     session = widget.session
     for i in range(n):
         t = time.perf_counter()
@@ -182,7 +182,7 @@ def main(argv: list[str]) -> str:
         ("next", "key `n` → next candidate shown", 100.0),
         ("next_handled", "… of which the key handled (widget, layers, slice, camera)", None),
         ("label_key", "key `1` → labelled, committed, next shown", 100.0),
-        ("label_handled", "… of which the key handled (incl. the commit)", None),
+        ("label_key_handled", "… of which the key handled (incl. the commit)", None),
         ("repaint", "baseline: repaint, nothing changed", None),
         ("commit", "`LabellingSession.label` (committed on return)", 20.0),
     ):
