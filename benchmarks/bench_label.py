@@ -168,6 +168,7 @@ def main(argv: list[str]) -> str:
         )
     (HERE / "_work").mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="label_", dir=HERE / "_work"))
+    load_before = os.getloadavg()[0]
     try:
         t0 = time.perf_counter()
         root = build_project(tmp, shape, n, seed)  # type: ignore[arg-type]
@@ -209,6 +210,9 @@ def main(argv: list[str]) -> str:
             "",
             f"Ratios (p50): key → next shown = {n50 / r50:.1f} × a bare repaint; "
             f"label committed = {c50 / max(f50, 1e-9):.2f} × a bare fsync'd SQLite commit. "
-            f"Opening the project (tomogram layer, points, widget): {times['open_s'][0]:.2f} s.",
+            f"Opening the project (tomogram layer, points, widget): {times['open_s'][0]:.2f} s. "
+            f"Load average when the run started: {load_before:.1f} on {os.cpu_count()} cores "
+            "(other jobs share the machine). The display is Xvfb with software OpenGL "
+            "(Mesa llvmpipe): the bare repaint row is what one frame costs here.",
         ]
     )
