@@ -176,3 +176,32 @@ def test_kill_9_loses_no_label_whose_call_returned(label_project: Path) -> None:
         history = store.label_history()
         stored = set(zip(history["candidate_id"], history["annotator"], strict=True))
     assert set(printed) <= stored
+
+
+def test_queue_over_two_tomograms_follows_the_cursor(label_project: Path) -> None:
+    import pandas as pd
+
+    from cryoal.io.mrc import write_mrc
+    from cryoal.project.project import Project
+
+    write_mrc(label_project.parent / "TS_02.mrc", np.zeros((32, 64, 64), np.float32), 10.0)
+    with Project.open(label_project) as project:
+        project.add_tomogram(label_project.parent / "TS_02.mrc", "TS_02")
+        project.labels.add_candidates(
+            pd.DataFrame({"candidate_id": ["TS_02:000000"], "tomo_id": "TS_02",
+                          "z": [5.0], "y": [6.0], "x": [7.0]}),
+            source="test",
+        )  # fmt: skip
+        project.labels.write_suggestions(1, [IDS[0], "TS_02:000000"], [0.9, 0.5], "kt")
+    session = LabellingSession(label_project, annotator="alice")
+    assert session.tomo_id == "TS_01" and len(session.points().positions_A) == 6
+    session.next()
+    assert session.tomo_id == "TS_02"
+    np.testing.assert_allclose(session.points().positions_A, [[50.0, 60.0, 70.0]])
+    assert session.tomogram_path().name == "TS_02.mrc"
+    session.close()
+    only = LabellingSession(label_project, tomo_id="TS_02", annotator="alice")
+    assert only.queue["candidate_id"].tolist() == ["TS_02:000000"]
+    only.close()
+    with pytest.raises(ValueError, match="unknown tomogram 'TS_03'"):
+        LabellingSession(label_project, tomo_id="TS_03")
