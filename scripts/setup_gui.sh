@@ -18,7 +18,7 @@ if [ "${1:-}" = "--check" ]; then
     if [ -z "$plugin" ]; then
         exit 0  # no PyQt5 in .venv: nothing to check
     fi
-    missing=$(ldd "$plugin" | awk '/not found/ {print $1}')
+    missing=$(ldd "$plugin" | awk '/not found/ {print $1}' | tr '\n' ' ')
     if [ -n "$missing" ]; then
         echo "setup_gui: Qt's xcb plugin cannot find: $missing; install the packages that" \
             "provide them (apt-file search NAME) or napari will not start" >&2
