@@ -228,7 +228,19 @@ class LabellingWidget(QWidget):
             self.viewer.bind_key(key, _ignore_arg(action), overwrite=True)
         for layer in self.viewer.layers:
             self._bind_layer(layer)
-        self.viewer.layers.events.inserted.connect(lambda e: self._bind_layer(e.value))
+        self._on_inserted = lambda e: self._bind_layer(e.value)
+        self.viewer.layers.events.inserted.connect(self._on_inserted)
+
+    def _unbind_keys(self) -> None:
+        """Give the keys back to napari (a closed widget must not receive them)."""
+        if not self._actions:
+            return
+        self.viewer.layers.events.inserted.disconnect(self._on_inserted)
+        for key in self._actions:
+            self.viewer.bind_key(key, None, overwrite=True)
+            for layer in self.viewer.layers:
+                layer.bind_key(key, None, overwrite=True)
+        self._actions = {}
 
     def _bind_layer(self, layer) -> None:  # noqa: ANN001 - a napari layer
         for key, action in self._actions.items():
@@ -614,6 +626,7 @@ class LabellingWidget(QWidget):
 
     def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt API
         self._timer.stop()
+        self._unbind_keys()
         if self.job is not None and self.job.is_running():
             self.job.cancel()
         if self.session is not None:

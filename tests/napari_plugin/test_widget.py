@@ -100,6 +100,11 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
     qtbot.waitUntil(lambda: widget.table.item(5, 4).text() == "ring", timeout=5000)
     assert widget.counter_label.text() == "4 / 6 labelled this round"
 
+    widget.close()  # a closed widget gives the keys back to napari
+    before = _current_labels(label_project)
+    _press(widget, Qt.Key.Key_1)
+    assert _current_labels(label_project) == before
+
 
 def test_screenshot_shows_tomogram_and_highlighted_candidate(widget) -> None:
     viewer = widget.viewer
