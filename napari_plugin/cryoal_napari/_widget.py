@@ -146,8 +146,13 @@ class LabellingWidget(QWidget):
         self.next_button.clicked.connect(self.next)
         self.undo_button.clicked.connect(self.undo)
         for b in (self.prev_button, self.next_button, self.undo_button):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             row.addWidget(b)
         layout.addLayout(row)
+        self.jump_edit = QLineEdit()
+        self.jump_edit.setPlaceholderText("go to candidate id (Enter), e.g. TS_01:000123")
+        self.jump_edit.returnPressed.connect(self._jump_to_typed_id)
+        layout.addWidget(self.jump_edit)
 
         self.table = QTableWidget(0, len(QUEUE_HEADERS))
         self.table.setHorizontalHeaderLabels(list(QUEUE_HEADERS))
@@ -171,6 +176,7 @@ class LabellingWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel_job)
         self.cancel_button.setEnabled(False)
         for b in (self.train_button, self.suggest_button, self.cancel_button):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             row.addWidget(b)
         layout.addLayout(row)
         self.progress = QProgressBar()
@@ -182,7 +188,7 @@ class LabellingWidget(QWidget):
         self._set_enabled(False)
 
     def _set_enabled(self, enabled: bool) -> None:
-        for w in (self.prev_button, self.next_button, self.undo_button, self.table,
+        for w in (self.prev_button, self.next_button, self.undo_button, self.table, self.jump_edit,
                   self.train_button, self.suggest_button, *self.label_buttons.values()):  # fmt: skip
             w.setEnabled(enabled)
 
@@ -204,6 +210,7 @@ class LabellingWidget(QWidget):
                 f"QPushButton {{ background-color: {colour.name()}; color: {ink}; "
                 "font-weight: bold; padding: 6px; }"
             )
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keep the keys on the canvas
             button.clicked.connect(lambda _=False, v=value: self.label(v))
             self.class_grid.addWidget(button, i // 2, i % 2)
             self.label_buttons[value] = button
@@ -319,10 +326,27 @@ class LabellingWidget(QWidget):
         self._refresh_candidate(candidate.candidate_id)
         self._redraw()
 
+    def _jump_to_typed_id(self) -> None:
+        if self.session is None:
+            return
+        try:
+            self.session.jump(self.jump_edit.text().strip())
+        except ValueError as exc:
+            _show_error(str(exc))
+            return
+        self.jump_edit.clear()
+        self._redraw()
+        self._focus_canvas()
+
     def _table_clicked(self, row: int, _column: int) -> None:
         if self.session is not None and row < len(self.session.queue):
             self.session.jump(str(self.session.queue["candidate_id"].iloc[row]))
             self._redraw()
+            self._focus_canvas()
+
+    def _focus_canvas(self) -> None:
+        """Give the keyboard back to the canvas, where the labelling keys work."""
+        self.viewer.window._qt_viewer.canvas.native.setFocus()
 
     def _poll(self) -> None:
         """Pick up writes by other programs (CLI, another viewer, a suggest job)."""

@@ -75,6 +75,12 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
     _press(widget, Qt.Key.Key_Left)
     _press(widget, Qt.Key.Key_P)
     assert widget.session.current.candidate_id == IDS[2]
+    qtbot.keyClicks(widget.jump_edit, IDS[0])  # typed into the field, not labelling
+    qtbot.keyClick(widget.jump_edit, Qt.Key.Key_Return)
+    assert widget.session.current.candidate_id == IDS[0]
+    qtbot.mouseClick(widget.table.viewport(), Qt.MouseButton.LeftButton,
+                     pos=widget.table.visualItemRect(widget.table.item(2, 1)).center())  # fmt: skip
+    assert widget.session.current.candidate_id == IDS[2]
 
     # the camera, slice and box follow the candidate (zyx voxels × 10 Å)
     expected = np.array([12.0, 50.0, 45.0]) * 10.0 + np.asarray(widget.image_layer.translate)
