@@ -100,7 +100,7 @@ class LabellingWidget(QWidget):
 
     # -- layout ----------------------------------------------------------------------
     def _build(self) -> None:
-        self.setMinimumWidth(430)
+        self.setMinimumWidth(480)
         layout = QVBoxLayout(self)
         row = QHBoxLayout()
         self.project_label = QLabel("no project")
@@ -163,7 +163,6 @@ class LabellingWidget(QWidget):
         # Interactive, sized once per fill: ResizeToContents re-measures every row on each
         # cell change, which costs milliseconds per label on a long queue
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.table.horizontalHeader().setStretchLastSection(True)
         self.table.cellClicked.connect(self._table_clicked)
         layout.addWidget(self.table, 1)
 
@@ -543,6 +542,11 @@ class LabellingWidget(QWidget):
         for i in range(len(self.session.queue)):
             self._fill_table_row(i)
         self.table.resizeColumnsToContents()
+        # the label column fits every label, not only those made so far
+        widest = max(
+            self.table.fontMetrics().horizontalAdvance(v) for v in self.session.label_choices
+        )
+        self.table.setColumnWidth(4, max(self.table.columnWidth(4), widest + 16))
 
     def _fill_table_row(self, i: int) -> None:
         assert self.session is not None
