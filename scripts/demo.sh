@@ -4,7 +4,7 @@
 # suggestions -> an active-learning benchmark with learning curves. Output: demo_output/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh test
+bash scripts/setup.sh test,napari   # napari: 'cryoal label demo_output/myproj' afterwards
 export PATH="$PWD/.venv/bin:$PATH"
 repo="$PWD"
 out="$repo/demo_output"

@@ -124,22 +124,31 @@ def suggest(
         log.info("only %d unlabelled candidates; suggesting all of them", len(pool))
         k = len(pool)
     round_ = model.round if model is not None else 0
+    if not replace and round_ in set(store.rounds()["round"].tolist()):
+        raise ValueError(
+            f"{store.path}: round {round_} already has suggestions; label them, then "
+            "snapshot and train a new model for the next round, or pass --replace "
+            "to replace this round's queue"
+        )
     ids = pool["candidate_id"].to_numpy(dtype=object).astype(str)
+    predicted: list[str] | None = None
     if strategy in MODEL_FREE:
         picked, scores = _model_free(strategy, pool, ids, k, seed)
         version = None
     else:
         assert model is not None
-        picked, scores = _with_model(
+        picked, scores, predicted = _with_model(
             project, model, strategy, ids, sorted(labelled), k, seed, device, batch_size, progress
         )
         version = model.model_version
     chosen = ids[picked]
+    # the readable copy first, the store last: a job killed before the commit has written
+    # only files (removable), and the commit makes the round exist in one step
+    csv_path = _write_csv(
+        project, round_, pool.set_index("candidate_id").loc[chosen], scores, strategy, predicted
+    )
     store.write_suggestions(
         round_, chosen.tolist(), scores, strategy, model_version=version, seed=seed, replace=replace
-    )
-    csv_path = _write_csv(
-        project, round_, pool.set_index("candidate_id").loc[chosen], scores, strategy
     )
     return SuggestResult(round_, chosen.tolist(), scores, strategy, version, csv_path)
 
@@ -176,7 +185,8 @@ def _with_model(
     device: str,
     batch_size: int,
     progress: bool,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Picks, their scores and the teacher's predicted class name of each pick."""
     from cryoal.al.acquire import acquire
     from cryoal.project.extraction import candidate_store
     from cryoal.train.checkpoint import load_run
@@ -204,11 +214,18 @@ def _with_model(
     )
     position = {cid: i for i, cid in enumerate(pool_ids)}
     picked = np.array([position[str(c)] for c in result.ids], dtype=np.int64)
-    return picked, np.asarray(result.scores, dtype=np.float64)
+    names = project.config.class_names
+    predicted = [names[int(p)] if 0 <= int(p) < len(names) else "" for p in result.predicted]
+    return picked, np.asarray(result.scores, dtype=np.float64), predicted
 
 
 def _write_csv(
-    project: Project, round_: int, rows: pd.DataFrame, scores: np.ndarray, strategy: str
+    project: Project,
+    round_: int,
+    rows: pd.DataFrame,
+    scores: np.ndarray,
+    strategy: str,
+    predicted: list[str] | None,
 ) -> Path:
     directory = round_dir(project.root, round_)
     directory.mkdir(parents=True, exist_ok=True)
@@ -224,6 +241,8 @@ def _write_csv(
             "x": rows["x"].to_numpy(),
         }
     )
+    if predicted is not None:  # the teacher's class for each pick (shown by the napari widget)
+        table["predicted_class"] = predicted
     path = directory / SUGGESTIONS_NAME
     with atomic_path(path, overwrite=True) as tmp:
         table.to_csv(tmp, index=False, lineterminator="\n")

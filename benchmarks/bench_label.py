@@ -1,0 +1,218 @@
+"""Labelling latency in napari on a 200×1024×1024 float32 tomogram (800 MB).
+
+Run with ``xvfb-run -a python benchmarks/run.py label [--n=60] [--shape=200,1024,1024]``
+(it needs an X display; ``xvfb-run`` gives a virtual one with software OpenGL).
+
+What is measured, in one run, through the real widget (``cryoal_napari._widget``) in a
+real napari window:
+
+* **key → next candidate shown**: a real key press (``n``) on the canvas, handled by the
+  widget (``LabellingSession.next``, the box and camera moved, the z slice changed, crop
+  view, table row), then the canvas repainted synchronously (``repaint`` + ``glFinish``),
+  so the time includes reading the new 1024×1024 plane from the memory map and drawing it.
+  Candidates are at random depths, so nearly every step changes the slice.
+* **key → labelled and next shown** (key ``1``): the same plus the label's commit.
+* **label committed**: ``LabellingSession.label`` alone (SQLite transaction with
+  ``synchronous=FULL``, i.e. an fsync, before it returns).
+* Baselines from the same run: a repaint with nothing changed (the display's floor), and a
+  bare SQLite commit of one row with ``synchronous=FULL`` in the same folder (the disk's
+  fsync floor).
+
+Targets (issue 9): key → next candidate p95 < 100 ms; label committed p95 < 20 ms.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def _opts(argv: list[str]) -> dict[str, str]:
+    opts = {"n": "60", "shape": "200,1024,1024", "seed": "0"}
+    for arg in argv:
+        key, _, value = arg.lstrip("-").partition("=")
+        if key not in opts:
+            raise SystemExit(f"bench_label: unknown option --{key}; known: {sorted(opts)}")
+        opts[key] = value
+    return opts
+
+
+def write_tomogram(path: Path, shape: tuple[int, int, int], seed: int) -> None:
+    """Noise with bright blobs, written plane by plane into a memory-mapped MRC."""
+    import mrcfile
+
+    rng = np.random.default_rng(seed)
+    with mrcfile.new_mmap(path, shape=shape, mrc_mode=2, overwrite=True) as mrc:
+        mrc.voxel_size = 10.0
+        for z in range(shape[0]):
+            mrc.data[z] = rng.standard_normal(shape[1:], dtype=np.float32)
+        mrc.update_header_stats()
+
+
+def build_project(tmp: Path, shape: tuple[int, int, int], n: int, seed: int) -> Path:
+    import pandas as pd
+
+    from cryoal.project.project import Project
+
+    tomo = tmp / "big.mrc"
+    write_tomogram(tomo, shape, seed)
+    project = Project.init(tmp / "proj", ["ribosome", "proteasome"], box=32)
+    project.add_tomogram(tomo, "TS_01")
+    rng = np.random.default_rng(seed)
+    zyx = rng.uniform([16, 16, 16], np.array(shape) - 16, size=(2 * n + 10, 3))
+    ids = [f"TS_01:{i:06d}" for i in range(len(zyx))]
+    table = pd.DataFrame({"candidate_id": ids, "tomo_id": "TS_01", "z": zyx[:, 0],
+                          "y": zyx[:, 1], "x": zyx[:, 2]})  # fmt: skip
+    project.labels.add_candidates(table, source="bench")
+    project.labels.write_suggestions(0, ids, None, "random", seed=seed)
+    project.close()
+    return tmp / "proj"
+
+
+def _stats(ms: list[float]) -> tuple[float, float, float]:
+    a = np.asarray(ms)
+    return float(np.median(a)), float(np.percentile(a, 95)), float(a.max())
+
+
+def fsync_floor(folder: Path, n: int) -> list[float]:
+    """Milliseconds per bare one-row SQLite commit with synchronous=FULL (WAL)."""
+    conn = sqlite3.connect(folder / "floor.sqlite", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE t (i INTEGER)")
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t VALUES (?)", (i,))
+        conn.execute("COMMIT")
+        out.append((time.perf_counter() - t0) * 1e3)
+    conn.close()
+    return out
+
+
+def measure(root: Path, n: int) -> dict[str, list[float]]:
+    import napari
+    from cryoal_napari._widget import open_project
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    t0 = time.perf_counter()
+    widget = open_project(viewer, root)
+    QApplication.processEvents()
+    open_s = time.perf_counter() - t0
+    canvas = viewer.window._qt_viewer.canvas
+    native = canvas.native
+    native.setFocus()
+
+    def shown() -> None:
+        QApplication.processEvents()
+        native.repaint()  # paintGL now, not at the next event-loop turn
+        canvas._scene_canvas.context.finish()  # glFinish: the frame is drawn
+
+    for _ in range(3):  # warm-up: first textures, shaders
+        QTest.keyClick(native, Qt.Key.Key_N)
+        shown()
+    times: dict[str, list[float]] = {
+        "repaint": [], "next": [], "next_handled": [], "label_key": [], "label_key_handled": [],
+        "commit": [],
+    }  # fmt: skip
+
+    def press(key: Qt.Key, name: str) -> None:
+        """Key press -> handled -> drawn; milliseconds into ``times``."""
+        t = time.perf_counter()
+        QTest.keyClick(native, key)
+        handled = time.perf_counter()
+        shown()
+        times[name].append((time.perf_counter() - t) * 1e3)
+        times[f"{name}_handled"].append((handled - t) * 1e3)
+
+    for _ in range(n):
+        t = time.perf_counter()
+        shown()
+        times["repaint"].append((time.perf_counter() - t) * 1e3)
+        press(Qt.Key.Key_N, "next")
+    for _ in range(n):
+        press(Qt.Key.Key_1, "label_key")
+    session = widget.session
+    for i in range(n):
+        t = time.perf_counter()
+        session.label(i % 2)
+        times["commit"].append((time.perf_counter() - t) * 1e3)
+    times["open_s"] = [open_s]
+    widget.close()
+    viewer.close()
+    return times
+
+
+def main(argv: list[str]) -> str:
+    opts = _opts(argv)
+    n, seed = int(opts["n"]), int(opts["seed"])
+    shape = tuple(int(v) for v in opts["shape"].split(","))
+    assert len(shape) == 3
+    if not os.environ.get("DISPLAY"):
+        raise SystemExit(
+            "bench_label: no X display; run it under Xvfb: "
+            "xvfb-run -a .venv/bin/python benchmarks/run.py label"
+        )
+    (HERE / "_work").mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="label_", dir=HERE / "_work"))
+    load_before = os.getloadavg()[0]
+    try:
+        t0 = time.perf_counter()
+        root = build_project(tmp, shape, n, seed)  # type: ignore[arg-type]
+        write_s = time.perf_counter() - t0
+        times = measure(root, n)
+        floor = fsync_floor(tmp, n)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    size_mb = np.prod(shape) * 4 / 1e6
+    rows = []
+    for key, what, target in (
+        ("next", "key `n` → next candidate shown", 100.0),
+        ("next_handled", "… of which the key handled (widget, layers, slice, camera)", None),
+        ("label_key", "key `1` → labelled, committed, next shown", 100.0),
+        ("label_key_handled", "… of which the key handled (incl. the commit)", None),
+        ("repaint", "baseline: repaint, nothing changed", None),
+        ("commit", "`LabellingSession.label` (committed on return)", 20.0),
+    ):
+        p50, p95, worst = _stats(times[key])
+        verdict = "-" if target is None else ("yes" if p95 < target else "**no**")
+        rows.append(f"| {what} | {p50:.1f} | {p95:.1f} | {worst:.1f} | "
+                    f"{'-' if target is None else f'< {target:.0f}'} | {verdict} |")  # fmt: skip
+    f50, f95, fmax = _stats(floor)
+    rows.append(f"| baseline: bare SQLite commit, synchronous=FULL | {f50:.1f} | {f95:.1f} | "
+                f"{fmax:.1f} | - | - |")  # fmt: skip
+    n50 = _stats(times["next"])[0]
+    r50 = _stats(times["repaint"])[0]
+    c50 = _stats(times["commit"])[0]
+    return "\n".join(
+        [
+            f"Tomogram {shape[0]}×{shape[1]}×{shape[2]} float32 ({size_mb:.0f} MB, memory-mapped "
+            f"MRC written in {write_s:.1f} s), {2 * n + 10} candidates at random positions, "
+            f"queue of {2 * n + 10}; {n} presses of each key through the widget in a real "
+            "napari window (Xvfb, software OpenGL); box 32 voxels.",
+            "",
+            "| step | p50 ms | p95 ms | max ms | target p95 | met |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "",
+            f"Ratios (p50): key → next shown = {n50 / r50:.1f} × a bare repaint; "
+            f"label committed = {c50 / max(f50, 1e-9):.2f} × a bare fsync'd SQLite commit. "
+            f"Opening the project (tomogram layer, points, widget): {times['open_s'][0]:.2f} s. "
+            f"Load average when the run started: {load_before:.1f} on {os.cpu_count()} cores "
+            "(other jobs share the machine). The display is Xvfb with software OpenGL "
+            "(Mesa llvmpipe): the bare repaint row is what one frame costs here.",
+        ]
+    )

@@ -1,0 +1,597 @@
+"""A labelling session: the suggestion queue, a cursor and the decisions of one annotator.
+
+This is the headless model behind the napari widget (``cryoal label PROJECT``); it imports
+neither Qt nor napari, so everything a button or a key does is one call here and is tested
+without a display::
+
+    session = LabellingSession("myproj", annotator="alice")
+    session.current.candidate_id        # 'TS_01:000123', best-ranked unlabelled one
+    session.label("ribosome")           # committed when it returns; cursor moves on
+    session.undo()                      # a new history row restores the previous state
+    session.counts().labelled, session.counts().total
+
+The queue is the newest round's suggestions in the label store (``LabelStore.queue``),
+labelled ones included so the annotator can go back to them. Every decision is its own
+committed transaction (``LabelStore.add_label``) with the round and the model version of
+that round as provenance. Writes by anyone else (``cryoal labels``, a second viewer, a
+``cryoal suggest`` that writes a new round) are read on ``refresh()``; the session never
+rewrites their rows: undo refuses when someone else labelled the candidate after us.
+
+Coordinates handed to the viewer (``points``) are zyx in Ångström from the tomogram's
+first voxel: voxel index × voxel size, exactly napari's world coordinates of an image layer
+with ``scale = (voxel size,) * 3`` and no ``translate``; a viewer that translates the
+image by the MRC header origin translates the points by the same amount.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryoal.project.config import SPECIAL_LABELS
+from cryoal.project.labels import KIND_CLASS, Label
+from cryoal.project.project import Project
+from cryoal.project.rounds import SUGGESTIONS_NAME
+from cryoal.project.snapshot import round_dir
+
+log = logging.getLogger(__name__)
+
+#: Display colours of the labels that are not classes, and of unlabelled candidates.
+SPECIAL_COLOURS = {"unsure": "#ffffff", "not-a-particle": "#5a5a5a"}
+UNLABELLED_COLOUR = "#ffff00"
+
+#: Columns of ``LabellingSession.queue``.
+QUEUE_COLUMNS = (
+    "rank", "candidate_id", "score", "predicted_class", "tomo_id", "z", "y", "x", "label",
+)  # fmt: skip
+
+
+def default_annotator() -> str:
+    """The OS user name (``unknown`` when the OS cannot tell)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One queue entry.
+
+    ``z, y, x`` are voxels of tomogram ``tomo_id``; ``label`` is a class name, ``unsure``,
+    ``not-a-particle`` or None (unlabelled); ``predicted_class`` is the round's model's
+    prediction, None for model-free rounds.
+    """
+
+    rank: int
+    candidate_id: str
+    score: float
+    predicted_class: str | None
+    tomo_id: str
+    z: float
+    y: float
+    x: float
+    label: str | None
+
+    @property
+    def zyx(self) -> np.ndarray:
+        """``(3,)`` position in voxels."""
+        return np.array([self.z, self.y, self.x], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """Progress through the current round's queue.
+
+    ``labelled`` + ``remaining`` = ``total`` (the queue's length); ``per_label`` counts
+    the queue's current labels per class name, ``unsure`` and ``not-a-particle``.
+    """
+
+    round: int | None
+    labelled: int
+    total: int
+    per_label: dict[str, int]
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.labelled
+
+
+@dataclass(frozen=True)
+class _Decision:
+    candidate_id: str
+    label_id: int
+    previous: Label | None
+
+
+@dataclass(frozen=True)
+class CandidatePoints:
+    """Candidates of one tomogram as napari points.
+
+    Attributes
+    ----------
+    positions_A
+        ``(n, 3)`` zyx Å from the tomogram's first voxel (voxel index × voxel size).
+    features
+        ``n`` rows: candidate_id, rank (-1 when not in the queue), score, predicted_class,
+        label ("" for none).
+    colours
+        ``(n,)`` hex colour of each point's label (``UNLABELLED_COLOUR`` when none).
+    """
+
+    positions_A: np.ndarray
+    features: pd.DataFrame
+    colours: np.ndarray
+
+
+class LabellingSession:
+    """The state of one annotator labelling one project's current round.
+
+    Parameters
+    ----------
+    project
+        An open ``Project`` or its folder.
+    tomo_id
+        Only this tomogram's candidates are queued; default every tomogram of the round.
+    annotator
+        Name stored with every decision; default the OS user.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Not a project, or ``tomo_id`` is not one of its tomograms.
+    """
+
+    def __init__(
+        self,
+        project: Project | str | os.PathLike,
+        *,
+        tomo_id: str | None = None,
+        annotator: str | None = None,
+    ) -> None:
+        self.project = project if isinstance(project, Project) else Project.open(project)
+        if tomo_id is not None:
+            self.project.config.tomogram(tomo_id)  # unknown id: error naming the known ones
+        self.only_tomo_id = tomo_id
+        self.annotator = annotator or default_annotator()
+        self.round: int | None = None
+        self.model_version: str | None = None
+        self.queue = pd.DataFrame(columns=list(QUEUE_COLUMNS))
+        self.cursor: int | None = None
+        self._undo: list[_Decision] = []
+        self._tomo_cache: tuple[str, object] | None = None
+        self.refresh()
+        self.changed_outside()  # remember the store's version from here on
+
+    # -- project facts ---------------------------------------------------------------
+    @property
+    def store(self):  # noqa: ANN201 - LabelStore
+        return self.project.labels
+
+    @property
+    def class_names(self) -> list[str]:
+        """Classes in ``project.yaml`` order (the order of keys 1-9)."""
+        return [c.name for c in self.project.config.classes]
+
+    @property
+    def label_choices(self) -> list[str]:
+        """Every value ``label`` accepts: the classes, ``unsure``, ``not-a-particle``."""
+        return [*self.class_names, *SPECIAL_LABELS]
+
+    def colour(self, label: str | None) -> str:
+        """Hex colour of a label: the class colour from ``project.yaml``, or fixed colours
+        for ``unsure`` (white), ``not-a-particle`` (grey) and unlabelled (yellow)."""
+        if _no_label(label):
+            return UNLABELLED_COLOUR
+        if label in SPECIAL_COLOURS:
+            return SPECIAL_COLOURS[label]
+        for c in self.project.config.classes:
+            if c.name == label:
+                return c.colour
+        raise ValueError(f"unknown label {label!r}; choose one of {self.label_choices}")
+
+    @property
+    def voxel_size_A(self) -> float:
+        return self.project.voxel_size_A
+
+    @property
+    def box(self) -> int:
+        """Subtomogram edge length (voxels) from ``project.yaml``."""
+        return int(self.project.config.box)
+
+    # -- reading the store -----------------------------------------------------------
+    def refresh(self) -> bool:
+        """Re-read the newest round's queue and every current label from the store.
+
+        Picks up labels written by anyone else and a new round written by ``cryoal
+        suggest``. The cursor stays on its candidate when that is still queued; on a new
+        round it goes to the best-ranked unlabelled candidate.
+
+        Returns
+        -------
+        bool
+            True when the round changed.
+        """
+        store = self.store
+        current_id = self.current.candidate_id if self.current is not None else None
+        with store.consistent_read():
+            queue = store.queue(include_labelled=True)
+            rounds = store.rounds()
+        new_round = None if queue.empty else int(rounds["round"].max())
+        if self.only_tomo_id is not None:
+            queue = queue[queue["tomo_id"] == self.only_tomo_id]
+        queue = queue.reset_index(drop=True)
+        label = queue["class_name"].where(queue["kind"] == KIND_CLASS, queue["kind"])
+        table = pd.DataFrame(
+            {
+                "rank": queue["rank"].astype(int),
+                "candidate_id": queue["candidate_id"].astype(str),
+                "score": pd.to_numeric(queue["score"], errors="coerce").astype(float),
+                "predicted_class": self._predicted(new_round, queue["candidate_id"]),
+                "tomo_id": queue["tomo_id"].astype(str),
+                "z": queue["z"].astype(float),
+                "y": queue["y"].astype(float),
+                "x": queue["x"].astype(float),
+                "label": [None if pd.isna(v) else str(v) for v in label],
+            },
+            columns=list(QUEUE_COLUMNS),
+        )
+        changed = new_round != self.round
+        self.round = new_round
+        self.model_version = None
+        if new_round is not None:
+            row = rounds.loc[rounds["round"] == new_round, "model_version"]
+            value = row.iloc[0] if len(row) else None
+            self.model_version = None if value is None or pd.isna(value) else str(value)
+        self.queue = table
+        self._position = {cid: i for i, cid in enumerate(table["candidate_id"])}
+        if table.empty:
+            self.cursor = None
+        elif not changed and current_id in self._position:
+            self.cursor = self._position[current_id]
+        else:
+            self.cursor = self._first_unlabelled(0)
+        if changed:
+            self._undo.clear()  # decisions of an older round are not undone from a new queue
+        return changed
+
+    def changed_outside(self) -> bool:
+        """Whether another connection committed to the store since this one last looked
+        (SQLite ``PRAGMA data_version``; cheap enough to poll)."""
+        with self.store.consistent_read() as conn:
+            version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        seen, self._data_version = getattr(self, "_data_version", version), version
+        return version != seen
+
+    def _predicted(self, round_: int | None, ids: pd.Series) -> list[str | None]:
+        """The round's predicted class per id, from ``rounds/NNN/suggestions.csv`` when
+        its model wrote a ``predicted_class`` column; None otherwise."""
+        if round_ is None:
+            return [None] * len(ids)
+        path = round_dir(self.project.root, round_) / SUGGESTIONS_NAME
+        if not path.is_file():
+            return [None] * len(ids)
+        table = pd.read_csv(path, dtype={"candidate_id": str})
+        if "predicted_class" not in table:
+            return [None] * len(ids)
+        lookup = dict(zip(table["candidate_id"], table["predicted_class"], strict=True))
+        out = []
+        for cid in ids:
+            value = lookup.get(cid)
+            out.append(None if value is None or pd.isna(value) else str(value))
+        return out
+
+    # -- the cursor ------------------------------------------------------------------
+    @property
+    def current(self) -> Candidate | None:
+        """The candidate under the cursor, or None when the queue is empty."""
+        if self.cursor is None:
+            return None
+        return self.entry(self.cursor)
+
+    def entry(self, i: int) -> Candidate:
+        """Queue row ``i`` as a ``Candidate``."""
+        row = self.queue.iloc[i]
+        return Candidate(
+            rank=int(row["rank"]),
+            candidate_id=str(row["candidate_id"]),
+            score=float(row["score"]),
+            predicted_class=None if _no_label(row["predicted_class"]) else row["predicted_class"],
+            tomo_id=str(row["tomo_id"]),
+            z=float(row["z"]),
+            y=float(row["y"]),
+            x=float(row["x"]),
+            label=None if _no_label(row["label"]) else str(row["label"]),
+        )
+
+    def next(self) -> Candidate | None:
+        """Move to the next queue entry (stays on the last one)."""
+        if self.cursor is not None:
+            self.cursor = min(self.cursor + 1, len(self.queue) - 1)
+        return self.current
+
+    def previous(self) -> Candidate | None:
+        """Move to the previous queue entry (stays on the first one)."""
+        if self.cursor is not None:
+            self.cursor = max(self.cursor - 1, 0)
+        return self.current
+
+    def jump(self, candidate_id: str) -> Candidate:
+        """Move to ``candidate_id``.
+
+        Raises
+        ------
+        ValueError
+            The candidate is not in the current queue.
+        """
+        if candidate_id not in self._position:
+            raise ValueError(
+                f"candidate {candidate_id!r} is not in the queue of round {self.round}; "
+                "pick one from the queue table"
+            )
+        self.cursor = self._position[candidate_id]
+        return self.entry(self.cursor)
+
+    def position(self, candidate_id: str) -> int | None:
+        """Row of ``candidate_id`` in ``queue`` (None when not queued)."""
+        return self._position.get(candidate_id)
+
+    def _first_unlabelled(self, start: int) -> int:
+        """First unlabelled entry at or after ``start``, wrapping round; ``start`` when
+        every entry is labelled."""
+        labels = self.queue["label"].to_numpy(dtype=object)
+        n = len(labels)
+        for step in range(n):
+            i = (start + step) % n
+            if _no_label(labels[i]):
+                return i
+        return min(start, n - 1)
+
+    # -- decisions -------------------------------------------------------------------
+    def label(self, value: str | int) -> Label:
+        """Label the current candidate, commit it, and move to the next unlabelled one.
+
+        Parameters
+        ----------
+        value
+            A class name, ``unsure`` or ``not-a-particle``; an int ``k`` means the k-th
+            class in ``project.yaml`` order (0-based).
+
+        Returns
+        -------
+        Label
+            The stored row (durable when this returns).
+
+        Raises
+        ------
+        ValueError
+            Empty queue, unknown label or empty annotator name.
+        """
+        current = self._require_current()
+        name = self._label_name(value)
+        previous = self.store.current_label(current.candidate_id)
+        stored = self.store.add_label(
+            current.candidate_id,
+            name,
+            self.annotator,
+            round=self.round,
+            model_version=self.model_version,
+        )
+        self._undo.append(_Decision(current.candidate_id, stored.label_id, previous))
+        self._set_label(current.candidate_id, name)
+        assert self.cursor is not None
+        self.cursor = self._first_unlabelled((self.cursor + 1) % len(self.queue))
+        return stored
+
+    def undo(self) -> Candidate:
+        """Undo this session's last decision with a new history row restoring the
+        candidate's previous state (its earlier label, or unlabelled); nothing is deleted.
+        The cursor goes back to that candidate.
+
+        Raises
+        ------
+        ValueError
+            Nothing to undo, or someone else labelled the candidate after this session's
+            decision (their label is kept).
+        """
+        if not self._undo:
+            raise ValueError("nothing to undo in this session")
+        decision = self._undo[-1]
+        now = self.store.current_label(decision.candidate_id)
+        if now is None or now.label_id != decision.label_id:
+            self._undo.pop()
+            who = (
+                "cleared" if now is None else f"labelled {self._name_of(now)!r} by {now.annotator}"
+            )
+            raise ValueError(
+                f"candidate {decision.candidate_id} was {who} after your decision; "
+                "not undone (their label is kept)"
+            )
+        prev = decision.previous
+        if prev is None:
+            row = self.store.clear_label(decision.candidate_id, self.annotator)
+            restored: str | None = None
+        else:
+            restored = self._name_of(prev)
+            # the restored row repeats the earlier decision, with its provenance
+            row = self.store.add_label(
+                decision.candidate_id,
+                restored,
+                prev.annotator,
+                round=prev.round,
+                model_version=prev.model_version,
+            )
+        self._undo.pop()
+        # an earlier decision of this session that the restored row repeats stays undoable
+        for i in range(len(self._undo) - 1, -1, -1):
+            earlier = self._undo[i]
+            if earlier.candidate_id == decision.candidate_id:
+                if prev is not None and earlier.label_id == prev.label_id:
+                    self._undo[i] = _Decision(earlier.candidate_id, row.label_id, earlier.previous)
+                break
+        self._set_label(decision.candidate_id, restored)
+        if decision.candidate_id in self._position:
+            return self.jump(decision.candidate_id)
+        return self._require_current()
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    def counts(self) -> QueueCounts:
+        """Labelled / total of the current round's queue, and labels per class."""
+        labels = self.queue["label"]
+        per = {name: int((labels == name).sum()) for name in self.label_choices}
+        return QueueCounts(self.round, int(labels.notna().sum()), len(self.queue), per)
+
+    def _require_current(self) -> Candidate:
+        current = self.current
+        if current is None:
+            raise ValueError(
+                f"{self.project.root}: the queue is empty; write one with 'cryoal suggest DIR'"
+            )
+        return current
+
+    def _label_name(self, value: str | int) -> str:
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            if 0 <= int(value) < len(self.class_names):
+                return self.class_names[int(value)]
+        elif isinstance(value, str) and value in self.label_choices:
+            return value
+        raise ValueError(
+            f"unknown label {value!r}; choose one of {self.label_choices} "
+            f"(or a class number 0..{len(self.class_names) - 1})"
+        )
+
+    @staticmethod
+    def _name_of(label: Label) -> str:
+        return str(label.class_name) if label.kind == KIND_CLASS else label.kind
+
+    def _set_label(self, candidate_id: str, name: str | None) -> None:
+        i = self._position.get(candidate_id)
+        if i is not None:
+            self.queue.at[i, "label"] = name
+
+    # -- what the viewer shows -------------------------------------------------------
+    @property
+    def tomo_id(self) -> str | None:
+        """The tomogram shown: the current candidate's (or ``tomo_id`` given)."""
+        current = self.current
+        if current is not None:
+            return current.tomo_id
+        if self.only_tomo_id is not None:
+            return self.only_tomo_id
+        tomos = self.project.config.tomograms
+        return tomos[0].id if tomos else None
+
+    def tomogram_path(self, tomo_id: str | None = None) -> Path:
+        """The MRC file of ``tomo_id`` (default the one shown)."""
+        tomo_id = tomo_id or self.tomo_id
+        if tomo_id is None:
+            raise ValueError(
+                f"{self.project.root}: the project has no tomograms; add one with "
+                "'cryoal project add-tomogram DIR TOMO.mrc'"
+            )
+        return self.project.tomogram_path(tomo_id)
+
+    def points(self, tomo_id: str | None = None) -> CandidatePoints:
+        """Every candidate of the tomogram shown, with queue rank, score, prediction and
+        current label; positions zyx Å (voxel index × voxel size)."""
+        tomo_id = tomo_id or self.tomo_id
+        store = self.store
+        with store.consistent_read():
+            cands = store.candidates(tomo_id)
+            labels = store.current_labels()
+        labels = labels[labels["tomo_id"] == tomo_id].set_index("candidate_id")
+        names = labels["class_name"].where(labels["kind"] == KIND_CLASS, labels["kind"])
+        ids = cands["candidate_id"].astype(str)
+        queued = self.queue.set_index("candidate_id")
+        rank = ids.map(queued["rank"]).fillna(-1).astype(int)
+        score = ids.map(queued["score"]).astype(float)
+        predicted = ids.map(queued["predicted_class"]).where(lambda s: s.notna(), "")
+        label = ids.map(names).where(lambda s: s.notna(), "")
+        features = pd.DataFrame(
+            {
+                "candidate_id": ids.to_numpy(),
+                "rank": rank.to_numpy(),
+                "score": score.to_numpy(),
+                "predicted_class": predicted.astype(str).to_numpy(),
+                "label": label.astype(str).to_numpy(),
+            }
+        )
+        positions = cands[["z", "y", "x"]].to_numpy(dtype=np.float64) * self.voxel_size_A
+        colours = np.array([self.colour(v) for v in features["label"]], dtype=object)
+        return CandidatePoints(positions.reshape(-1, 3), features, colours)
+
+    def orthoslices(self, candidate: Candidate | None = None) -> dict[str, np.ndarray]:
+        """Central slices of the candidate's box (``box`` voxels from ``project.yaml``).
+
+        Returns
+        -------
+        dict
+            ``"xy"``: ``(box, box)`` (y, x) at the centre z; ``"xz"``: ``(box, box)``
+            (z, x) at the centre y; ``"yz"``: ``(box, box)`` (z, y) at the centre x.
+            float32, read from the memory-mapped tomogram; outside the tomogram NaN.
+        """
+        candidate = candidate or self._require_current()
+        data = self._tomogram(candidate.tomo_id)
+        b = self.box
+        centre = np.floor(candidate.zyx + 0.5).astype(int)
+        lo = centre - b // 2
+        out = {}
+        for name, axis in (("xy", 0), ("xz", 1), ("yz", 2)):
+            index: list[slice | int] = [slice(lo[a], lo[a] + b) for a in range(3)]
+            index[axis] = int(centre[axis])
+            out[name] = _padded(data, index, axis)
+        return out
+
+    def _tomogram(self, tomo_id: str) -> np.ndarray:
+        from cryoal.io.mrc import open_tomogram
+
+        if self._tomo_cache is None or self._tomo_cache[0] != tomo_id:
+            self._close_tomogram()
+            self._tomo_cache = (tomo_id, open_tomogram(self.project.tomogram_path(tomo_id)))
+        return self._tomo_cache[1].data  # type: ignore[attr-defined]
+
+    def _close_tomogram(self) -> None:
+        if self._tomo_cache is not None:
+            self._tomo_cache[1].close()  # type: ignore[attr-defined]
+            self._tomo_cache = None
+
+    def close(self) -> None:
+        """Close the tomogram and the label store (every decision is already saved)."""
+        self._close_tomogram()
+        self.project.close()
+
+
+def _no_label(value: object) -> bool:
+    """True for a missing label (None, NaN or "" in a table cell)."""
+    return value is None or value == "" or (isinstance(value, float) and np.isnan(value))
+
+
+def _padded(data: np.ndarray, index: list[slice | int], axis: int) -> np.ndarray:
+    """``data[index]`` with out-of-range parts filled with NaN; ``index[axis]`` is an int."""
+    shape = data.shape
+    if not 0 <= int(index[axis]) < shape[axis]:  # type: ignore[arg-type]
+        sizes = [s.stop - s.start for a, s in enumerate(index) if a != axis]  # type: ignore[union-attr]
+        return np.full(sizes, np.nan, dtype=np.float32)
+    src: list[slice | int] = []
+    dst: list[slice] = []
+    for a, s in enumerate(index):
+        if a == axis:
+            src.append(s)
+            continue
+        assert isinstance(s, slice)
+        start, stop = max(s.start, 0), min(s.stop, shape[a])
+        src.append(slice(start, max(start, stop)))
+        dst.append(slice(start - s.start, start - s.start + max(0, stop - start)))
+    sizes = [s.stop - s.start for a, s in enumerate(index) if a != axis]  # type: ignore[union-attr]
+    out = np.full(sizes, np.nan, dtype=np.float32)
+    out[tuple(dst)] = np.asarray(data[tuple(src)], dtype=np.float32)
+    return out

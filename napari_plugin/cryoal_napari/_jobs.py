@@ -1,0 +1,151 @@
+"""Background project jobs for the labelling widget: ``cryoal train`` / ``cryoal suggest``.
+
+A job is the CLI command itself run as a subprocess (``sys.executable -m cryoal ...``)
+through a ``QProcess``: the viewer's event loop never waits for it, its output is read as
+it comes, and Cancel stops it. What a cancelled job had written is removed
+(``cryoal.project.jobfiles``), so the project is as it was before the job; a job that had
+already made its final write (``round.json``, or the new queue's commit) is complete and
+is kept.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from qtpy.QtCore import QObject, QProcess, Signal
+
+from cryoal.project.jobfiles import ProjectFiles
+from cryoal.project.labels import LabelStore
+from cryoal.project.project import LABELS_NAME
+
+#: ``cryoal --debug`` log line the training loop writes after each epoch.
+_EPOCH_RE = re.compile(r"cryoal\.train\.fit: epoch (\d+):")
+_ERROR_RE = re.compile(r"^cryoal: (?:internal )?error: (.*)$")
+
+#: Seconds a cancelled job gets to exit after SIGTERM before it is killed.
+TERMINATE_GRACE_MS = 3000
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job ended: ``ok``; ``cancelled`` (project restored); ``message`` one line."""
+
+    kind: str
+    ok: bool
+    cancelled: bool
+    message: str
+
+
+class ProjectJob(QObject):
+    """One ``cryoal train PROJECT`` or ``cryoal suggest PROJECT`` subprocess.
+
+    Signals
+    -------
+    progress(int, int)
+        ``(done, total)``; ``total == 0`` while the job cannot tell (busy).
+    line(str)
+        Each output line.
+    finished(object)
+        A ``JobOutcome`` once the process has ended (and, if cancelled, been undone).
+    """
+
+    progress = Signal(int, int)
+    line = Signal(str)
+    finished = Signal(object)
+
+    def __init__(self, kind: str, project_root: Path, *, total_epochs: int = 0) -> None:
+        super().__init__()
+        if kind not in ("train", "suggest"):
+            raise ValueError(f"unknown job {kind!r}; choose train or suggest")
+        self.kind = kind
+        self.root = Path(project_root)
+        self.total_epochs = total_epochs if kind == "train" else 0
+        self._before: ProjectFiles | None = None
+        self._rounds_before: list[int] = []
+        self._last_error: str | None = None
+        self._last_line = ""
+        self._cancelled = False
+        self._buffer = b""
+        self.process = QProcess(self)
+        self.process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
+        self.process.readyReadStandardOutput.connect(self._read)
+        self.process.finished.connect(self._on_finished)
+
+    @property
+    def arguments(self) -> list[str]:
+        """The command line after the interpreter: ``-m cryoal --debug <kind> <root>``."""
+        return ["-m", "cryoal", "--debug", self.kind, str(self.root)]
+
+    def start(self) -> None:
+        """Record the project's files, then start the subprocess."""
+        self._before = ProjectFiles.capture(self.root)
+        self._rounds_before = self._rounds()
+        self.progress.emit(0, self.total_epochs)
+        self.process.start(sys.executable, self.arguments)
+
+    def is_running(self) -> bool:
+        return self.process.state() != QProcess.ProcessState.NotRunning
+
+    def cancel(self) -> None:
+        """Stop the subprocess (SIGTERM, then SIGKILL) and undo what it wrote."""
+        if not self.is_running():
+            return
+        self._cancelled = True
+        self.process.terminate()
+        if not self.process.waitForFinished(TERMINATE_GRACE_MS):
+            self.process.kill()
+            self.process.waitForFinished(TERMINATE_GRACE_MS)
+
+    # -- output ----------------------------------------------------------------------
+    def _read(self) -> None:
+        self._buffer += bytes(self.process.readAllStandardOutput())
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for raw in lines:
+            self._handle(raw.decode("utf-8", errors="replace").rstrip("\r"))
+
+    def _handle(self, text: str) -> None:
+        if not text.strip():
+            return
+        self._last_line = text
+        self.line.emit(text)
+        error = _ERROR_RE.match(text)
+        if error:
+            self._last_error = error.group(1)
+        epoch = _EPOCH_RE.search(text)
+        if epoch and self.total_epochs:
+            self.progress.emit(min(int(epoch.group(1)), self.total_epochs), self.total_epochs)
+
+    def _on_finished(self, code: int, status: QProcess.ExitStatus) -> None:
+        if self._buffer:
+            self._handle(self._buffer.decode("utf-8", errors="replace"))
+            self._buffer = b""
+        completed = self._completed()
+        if self._cancelled and not completed:
+            assert self._before is not None
+            removed = self._before.remove_new()
+            outcome = JobOutcome(
+                self.kind, False, True,
+                f"{self.kind} cancelled; removed {len(removed)} files and folders it had "
+                "written, the project is as before",
+            )  # fmt: skip
+        elif code == 0 and status == QProcess.ExitStatus.NormalExit:
+            note = " (it had finished before Cancel)" if self._cancelled else ""
+            outcome = JobOutcome(self.kind, True, False, f"{self.kind} finished{note}")
+        else:
+            reason = self._last_error or self._last_line or f"exit code {code}"
+            outcome = JobOutcome(self.kind, False, False, f"cryoal {self.kind}: {reason}")
+        self.finished.emit(outcome)
+
+    def _completed(self) -> bool:
+        """Whether the job made its final write (new round.json / a new queue round)."""
+        if self.kind == "suggest":
+            return self._rounds() != self._rounds_before
+        assert self._before is not None
+        return any(p.endswith("/round.json") for p in self._before.new_paths())
+
+    def _rounds(self) -> list[int]:
+        with LabelStore(self.root / LABELS_NAME, check_filesystem=False) as store:
+            return [int(r) for r in store.rounds()["round"]]

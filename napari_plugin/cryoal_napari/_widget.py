@@ -1,0 +1,702 @@
+"""The labelling dock widget: a thin Qt shell over ``cryoal.project.session``.
+
+Every button and key is one call into ``LabellingSession``; this module only draws. Layers
+it manages in the viewer:
+
+``<tomogram>``  the tomogram, opened with cryoal's reader (``viewer.open(..., plugin="cryoal")``)
+``candidates``  every candidate of the tomogram, a ring coloured by its current label
+``current box`` the current candidate's subtomogram box in 2D (a square of ``box`` voxels)
+``current box 3D`` the same box in 3D (a wireframe cube)
+
+Keys (on the viewer and on every layer, so they work whichever layer is selected):
+``1``-``9`` the classes in ``project.yaml`` order, ``u`` unsure, ``x`` not a particle,
+``n`` / Right next, ``p`` / Left previous, ``Control-Z`` undo.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtGui import QColor, QImage, QPixmap
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cryoal.project.session import Candidate, LabellingSession, default_annotator
+
+if TYPE_CHECKING:
+    import napari
+
+log = logging.getLogger(__name__)
+
+#: Milliseconds between checks for writes by other programs (CLI, a second viewer).
+POLL_MS = 2000
+#: Width (pixels) of the crop view's three slices side by side.
+CROP_WIDTH = 360
+SPECIAL_KEYS = {"u": "unsure", "x": "not-a-particle"}
+QUEUE_HEADERS = ("rank", "id", "score", "predicted", "label")
+
+
+def _show_error(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(" ".join(str(message).split()))
+
+
+def _show_info(message: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(message)
+
+
+class LabellingWidget(QWidget):
+    """Label a project's suggestion queue with keys and buttons; train and suggest.
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer (napari passes it when the widget is opened from the Plugins menu).
+    """
+
+    #: Emitted with the ``JobOutcome`` once a train/suggest job has ended and the queue
+    #: has been reloaded.
+    job_finished = Signal(object)
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session: LabellingSession | None = None
+        self.image_layer = None
+        self.points_layer = None
+        self.box_layer = None
+        self.cube_layer = None
+        self._point_index: dict[str, int] = {}
+        self._shown_tomo: str | None = None
+        self.job = None
+        self._build()
+        self._bind_keys()
+        self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
+        self._timer = QTimer(self)
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self._poll)
+        self._timer.start()
+
+    # -- layout ----------------------------------------------------------------------
+    def _build(self) -> None:
+        self.setMinimumWidth(480)
+        layout = QVBoxLayout(self)
+        row = QHBoxLayout()
+        self.project_label = QLabel("no project")
+        self.project_label.setWordWrap(True)
+        open_button = QPushButton("Open project…")
+        open_button.clicked.connect(self._choose_project)
+        row.addWidget(self.project_label, 1)
+        row.addWidget(open_button)
+        layout.addLayout(row)
+
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Annotator"))
+        self.annotator_edit = QLineEdit(default_annotator())
+        self.annotator_edit.editingFinished.connect(self._annotator_changed)
+        row.addWidget(self.annotator_edit, 1)
+        layout.addLayout(row)
+
+        self.counter_label = QLabel("")
+        font = self.counter_label.font()
+        font.setPointSize(font.pointSize() + 3)
+        font.setBold(True)
+        self.counter_label.setFont(font)
+        layout.addWidget(self.counter_label)
+        self.current_label = QLabel("")
+        self.current_label.setWordWrap(True)
+        layout.addWidget(self.current_label)
+        self.crop_view = QLabel()
+        self.crop_view.setToolTip("central XY, XZ and YZ slices of the current subtomogram")
+        layout.addWidget(self.crop_view, 0, Qt.AlignmentFlag.AlignHCenter)
+        caption = QLabel("XY  ·  XZ  ·  YZ  (central slices of the box)")
+        caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout.addWidget(caption)
+
+        self.class_grid = QGridLayout()
+        layout.addLayout(self.class_grid)
+        self.label_buttons: dict[str, QPushButton] = {}
+
+        row = QHBoxLayout()
+        self.prev_button = QPushButton("◀ previous (p)")
+        self.next_button = QPushButton("next (n) ▶")
+        self.undo_button = QPushButton("undo (Ctrl+Z)")
+        self.prev_button.clicked.connect(self.previous)
+        self.next_button.clicked.connect(self.next)
+        self.undo_button.clicked.connect(self.undo)
+        for b in (self.prev_button, self.next_button, self.undo_button):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            row.addWidget(b)
+        layout.addLayout(row)
+        self.jump_edit = QLineEdit()
+        self.jump_edit.setPlaceholderText("go to candidate id (Enter), e.g. TS_01:000123")
+        self.jump_edit.returnPressed.connect(self._jump_to_typed_id)
+        layout.addWidget(self.jump_edit)
+
+        self.table = QTableWidget(0, len(QUEUE_HEADERS))
+        self.table.setHorizontalHeaderLabels(list(QUEUE_HEADERS))
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # Interactive, sized once per fill: ResizeToContents re-measures every row on each
+        # cell change, which costs milliseconds per label on a long queue
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.cellClicked.connect(self._table_clicked)
+        layout.addWidget(self.table, 1)
+
+        row = QHBoxLayout()
+        self.train_button = QPushButton("Train")
+        self.suggest_button = QPushButton("Suggest next round")
+        self.cancel_button = QPushButton("Cancel")
+        self.train_button.clicked.connect(lambda: self.start_job("train"))
+        self.suggest_button.clicked.connect(lambda: self.start_job("suggest"))
+        self.cancel_button.clicked.connect(self.cancel_job)
+        self.cancel_button.setEnabled(False)
+        for b in (self.train_button, self.suggest_button, self.cancel_button):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            row.addWidget(b)
+        layout.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        layout.addWidget(self.progress)
+        self.job_label = QLabel("")
+        self.job_label.setWordWrap(True)
+        layout.addWidget(self.job_label)
+        self._set_enabled(False)
+
+    def _set_enabled(self, enabled: bool) -> None:
+        for w in (self.prev_button, self.next_button, self.undo_button, self.table, self.jump_edit,
+                  self.train_button, self.suggest_button, *self.label_buttons.values()):  # fmt: skip
+            w.setEnabled(enabled)
+
+    def _make_label_buttons(self) -> None:
+        while self.class_grid.count():
+            item = self.class_grid.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        self.label_buttons = {}
+        assert self.session is not None
+        names = self.session.class_names
+        entries = [(f"{i + 1}  {n}" if i < 9 else n, n) for i, n in enumerate(names)]
+        entries += [("u  unsure", "unsure"), ("x  not a particle", "not-a-particle")]
+        for i, (text, value) in enumerate(entries):
+            button = QPushButton(text)
+            colour = QColor(self.session.colour(value))
+            ink = "#000000" if colour.lightness() > 140 else "#ffffff"
+            button.setStyleSheet(
+                f"QPushButton {{ background-color: {colour.name()}; color: {ink}; "
+                "font-weight: bold; padding: 6px; }"
+            )
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keep the keys on the canvas
+            button.clicked.connect(lambda _=False, v=value: self.label(v))
+            self.class_grid.addWidget(button, i // 2, i % 2)
+            self.label_buttons[value] = button
+
+    # -- keys ------------------------------------------------------------------------
+    def _key_actions(self) -> dict[str, Callable[[], None]]:
+        actions: dict[str, Callable[[], None]] = {
+            "n": self.next, "Right": self.next, "p": self.previous, "Left": self.previous,
+            "Control-Z": self.undo,
+        }  # fmt: skip
+        for key, value in SPECIAL_KEYS.items():
+            actions[key] = lambda v=value: self.label(v)
+        for i in range(9):
+            actions[str(i + 1)] = lambda k=i: self._label_number(k)
+        return actions
+
+    def _bind_keys(self) -> None:
+        """Bind on the viewer and on each layer: a selected layer's own keys (napari's
+        ``1``-``6`` mode keys) would otherwise take precedence over the viewer's."""
+        self._actions = self._key_actions()
+        for key, action in self._actions.items():
+            self.viewer.bind_key(key, _ignore_arg(action), overwrite=True)
+        for layer in self.viewer.layers:
+            self._bind_layer(layer)
+        self._on_inserted = lambda e: self._bind_layer(e.value)
+        self.viewer.layers.events.inserted.connect(self._on_inserted)
+
+    def _unbind_keys(self) -> None:
+        """Give the keys back to napari (a closed widget must not receive them)."""
+        if not self._actions:
+            return
+        self.viewer.layers.events.inserted.disconnect(self._on_inserted)
+        for key in self._actions:
+            self.viewer.bind_key(key, None, overwrite=True)
+            for layer in self.viewer.layers:
+                layer.bind_key(key, None, overwrite=True)
+        self._actions = {}
+
+    def _bind_layer(self, layer) -> None:  # noqa: ANN001 - a napari layer
+        for key, action in self._actions.items():
+            layer.bind_key(key, _ignore_arg(action), overwrite=True)
+
+    def _label_number(self, k: int) -> None:
+        if self.session is not None and k < len(self.session.class_names):
+            self.label(self.session.class_names[k])
+
+    # -- project ---------------------------------------------------------------------
+    def _choose_project(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a cryoal project folder")
+        if path:
+            self.load_project(path)
+
+    def load_project(self, path: str | Path, tomo_id: str | None = None) -> None:
+        """Open the project folder ``path`` (errors become one-line notifications)."""
+        try:
+            session = LabellingSession(
+                path, tomo_id=tomo_id, annotator=self.annotator_edit.text().strip() or None
+            )
+        except (ValueError, FileNotFoundError, OSError) as exc:
+            _show_error(str(exc))
+            return
+        if self.session is not None:
+            self.session.close()
+        self.session = session
+        self.project_label.setText(
+            f"<b>{session.project.config.name}</b>  ({session.project.root})"
+        )
+        self._make_label_buttons()
+        zoom, b = _crop_zoom(session.box), session.box
+        self.crop_view.setFixedSize((3 * b + 4) * zoom, b * zoom)
+        self._set_enabled(True)
+        self._shown_tomo = None
+        self._redraw(all_points=True, centre=True)
+        if session.current is None:
+            _show_info(f"{path}: no suggestion queue yet; press 'Suggest next round'")
+
+    def _annotator_changed(self) -> None:
+        if self.session is not None:
+            self.session.annotator = self.annotator_edit.text().strip() or default_annotator()
+
+    # -- actions ---------------------------------------------------------------------
+    def label(self, value: str) -> None:
+        """Label the current candidate with ``value`` and show the next one."""
+        if self.session is None or self.session.current is None:
+            return
+        done = self.session.current.candidate_id
+        try:
+            self.session.label(value)
+        except (ValueError, OSError) as exc:
+            _show_error(str(exc))
+            return
+        self._refresh_candidate(done)
+        self._redraw()
+
+    def next(self) -> None:
+        if self.session is not None and self.session.current is not None:
+            self.session.next()
+            self._redraw()
+
+    def previous(self) -> None:
+        if self.session is not None and self.session.current is not None:
+            self.session.previous()
+            self._redraw()
+
+    def undo(self) -> None:
+        if self.session is None:
+            return
+        try:
+            candidate = self.session.undo()
+        except ValueError as exc:
+            _show_error(str(exc))
+            return
+        self._refresh_candidate(candidate.candidate_id)
+        self._redraw()
+
+    def _jump_to_typed_id(self) -> None:
+        if self.session is None:
+            return
+        try:
+            self.session.jump(self.jump_edit.text().strip())
+        except ValueError as exc:
+            _show_error(str(exc))
+            return
+        self.jump_edit.clear()
+        self._redraw()
+        self._focus_canvas()
+
+    def _table_clicked(self, row: int, _column: int) -> None:
+        if self.session is not None and row < len(self.session.queue):
+            self.session.jump(str(self.session.queue["candidate_id"].iloc[row]))
+            self._redraw()
+            self._focus_canvas()
+
+    def _focus_canvas(self) -> None:
+        """Give the keyboard back to the canvas, where the labelling keys work."""
+        self.viewer.window._qt_viewer.canvas.native.setFocus()
+
+    def _poll(self) -> None:
+        """Pick up writes by other programs (CLI, another viewer, a suggest job)."""
+        if self.session is None:
+            return
+        try:
+            if self.session.changed_outside():
+                self.session.refresh()
+                self._redraw(all_points=True)
+        except (ValueError, OSError) as exc:
+            _show_error(str(exc))
+
+    # -- drawing ---------------------------------------------------------------------
+    def _redraw(self, all_points: bool = False, centre: bool = True) -> None:
+        """Show the cursor's candidate: layers, camera, crop view, table, counter."""
+        session = self.session
+        if session is None:
+            return
+        if session.tomo_id is not None and session.tomo_id != self._shown_tomo:
+            self._show_tomogram(session.tomo_id)
+            all_points = True
+        if all_points:
+            self._fill_points()
+            self._fill_table()
+        current = session.current
+        self._show_current(current, centre)
+        self._update_counter()
+
+    def _show_tomogram(self, tomo_id: str) -> None:
+        assert self.session is not None
+        if self.image_layer is not None and self.image_layer in self.viewer.layers:
+            self.viewer.layers.remove(self.image_layer)
+        layers = self.viewer.open(str(self.session.tomogram_path(tomo_id)), plugin="cryoal")
+        images = [layer for layer in layers if type(layer).__name__ == "Image"]
+        self.image_layer = images[0] if images else layers[0]
+        self.image_layer.name = tomo_id
+        self._shown_tomo = tomo_id
+        self.viewer.layers.move(self.viewer.layers.index(self.image_layer), 0)
+
+    def _world_translate(self) -> np.ndarray:
+        """The tomogram layer's translation (Å): candidates move with the image."""
+        if self.image_layer is None:
+            return np.zeros(3)
+        return np.asarray(self.image_layer.translate, dtype=float)[-3:]
+
+    def _fill_points(self) -> None:
+        assert self.session is not None
+        points = self.session.points()
+        vs = self.session.voxel_size_A
+        size = self.session.box * vs * 0.5
+        translate = self._world_translate()
+        self._point_index = {c: i for i, c in enumerate(points.features["candidate_id"])}
+        colours = list(points.colours) if len(points.colours) else "yellow"
+        if self.points_layer is None or self.points_layer not in self.viewer.layers:
+            self.points_layer = self.viewer.add_points(
+                points.positions_A,
+                features=points.features,
+                name="candidates",
+                size=size,
+                face_color="transparent",
+                border_color=colours,
+                border_width=0.1,
+                translate=translate,
+                opacity=0.9,
+            )
+        else:
+            self.points_layer.data = points.positions_A
+            self.points_layer.features = points.features
+            self.points_layer.translate = translate
+            self.points_layer.size = size
+            if len(points.positions_A):
+                self.points_layer.border_color = colours
+        # one hidden box per candidate, the current one shown: moving between candidates
+        # then changes only the ``shown`` mask, not the layer's data and extent (fast)
+        hidden = np.zeros(len(points.positions_A), dtype=bool)
+        if self.box_layer is None or self.box_layer not in self.viewer.layers:
+            self.box_layer = self.viewer.add_points(
+                points.positions_A,
+                shown=hidden,
+                name="current box",
+                symbol="square",
+                size=self.session.box * vs,
+                face_color="transparent",
+                border_color="#00ffff",
+                border_width=0.04,
+                translate=translate,
+            )
+        else:
+            self.box_layer.data = points.positions_A
+            self.box_layer.shown = hidden
+        self.box_layer.translate = translate
+        if self.cube_layer is None or self.cube_layer not in self.viewer.layers:
+            # 3D: a wireframe cube (12 edges) around the current candidate, moved by translate
+            self.cube_layer = self.viewer.add_shapes(
+                _cube_edges(self.session.box * vs / 2),
+                shape_type="line",
+                edge_color="#00ffff",
+                edge_width=vs,
+                name="current box 3D",
+                visible=self.viewer.dims.ndisplay == 3,
+            )
+        # keep the tomogram selected: the keys are bound on every layer anyway, and the
+        # image layer's controls (contrast) are what a labeller adjusts
+        if self.image_layer is not None:
+            self.viewer.layers.selection.active = self.image_layer
+
+    def _on_ndisplay(self) -> None:
+        """2D: the box as a square on the candidate's slice; 3D: as a wireframe cube."""
+        three_d = self.viewer.dims.ndisplay == 3
+        if self.cube_layer is not None and self.cube_layer in self.viewer.layers:
+            self.cube_layer.visible = three_d
+        if self.box_layer is not None and self.box_layer in self.viewer.layers:
+            self.box_layer.visible = not three_d
+        if self.session is not None and self.session.current is not None:
+            self._show_current(self.session.current, centre=True)
+
+    def _refresh_candidate(self, candidate_id: str) -> None:
+        """Redraw one candidate's point colour and table row after its label changed."""
+        self._recolour(candidate_id)
+        row = self.session.position(candidate_id) if self.session is not None else None
+        if row is not None:
+            self._fill_table_row(row)
+
+    def _recolour(self, candidate_id: str) -> None:
+        if self.session is None or self.points_layer is None:
+            return
+        i = self._point_index.get(candidate_id)
+        if i is None:
+            return
+        pos = self.session.position(candidate_id)
+        value = None if pos is None else self.session.entry(pos).label
+        colours = np.array(self.points_layer.border_color)
+        colours[i] = QColor(self.session.colour(value)).getRgbF()
+        self.points_layer.border_color = colours
+        # in place: the layer's feature table is this DataFrame (no re-validation per label)
+        self.points_layer.features.loc[i, "label"] = value or ""
+
+    def _show_current(self, current: Candidate | None, centre: bool) -> None:
+        assert self.session is not None
+        if current is None:
+            if self.box_layer is not None:
+                self.box_layer.shown = np.zeros(len(self.box_layer.data), dtype=bool)
+            self.current_label.setText("the queue is empty")
+            self.crop_view.clear()
+            return
+        vs = self.session.voxel_size_A
+        position = current.zyx * vs
+        shown = np.zeros(len(self.box_layer.data), dtype=bool)
+        shown[self._point_index[current.candidate_id]] = True
+        self.box_layer.shown = shown
+        world = position + self._world_translate()
+        if self.cube_layer is not None and self.viewer.dims.ndisplay == 3:
+            self.cube_layer.translate = world
+        if centre:
+            self.viewer.dims.set_point(0, float(world[0]))
+            self.viewer.camera.center = tuple(float(v) for v in world)
+        score = "-" if np.isnan(current.score) else f"{current.score:.3g}"
+        self.current_label.setText(
+            f"<b>{current.candidate_id}</b>  rank {current.rank}  score {score}  "
+            f"predicted {current.predicted_class or '-'}  label <b>{current.label or '-'}</b>"
+        )
+        self._show_crop(current)
+        self._select_row(self.session.cursor)
+
+    def _show_crop(self, current: Candidate) -> None:
+        assert self.session is not None
+        slices = self.session.orthoslices(current)
+        lo, hi = self._contrast(slices)
+        gap = 2
+        b = self.session.box
+        canvas = np.full((b, 3 * b + 2 * gap), 255, dtype=np.uint8)
+        for i, name in enumerate(("xy", "xz", "yz")):
+            plane = np.nan_to_num(slices[name], nan=lo)
+            scaled = np.clip((plane - lo) / (hi - lo), 0.0, 1.0) * 255.0
+            canvas[:, i * (b + gap) : i * (b + gap) + b] = scaled.astype(np.uint8)
+        zoom = _crop_zoom(b)
+        canvas = np.ascontiguousarray(np.kron(canvas, np.ones((zoom, zoom), np.uint8)))
+        image = QImage(
+            canvas.data, canvas.shape[1], canvas.shape[0], canvas.strides[0],
+            QImage.Format.Format_Grayscale8,
+        ).copy()  # fmt: skip
+        self.crop_view.setPixmap(QPixmap.fromImage(image))
+
+    @staticmethod
+    def _contrast(slices: dict[str, np.ndarray]) -> tuple[float, float]:
+        """1st-99.5th percentile of the three slices: the particle's own contrast."""
+        values = np.concatenate([s[np.isfinite(s)].ravel() for s in slices.values()])
+        lo, hi = np.percentile(values, [1.0, 99.5]) if values.size else (0.0, 1.0)
+        return float(lo), float(hi) if hi > lo else float(lo) + 1.0
+
+    def _fill_table(self) -> None:
+        assert self.session is not None
+        self.table.setRowCount(len(self.session.queue))
+        for i in range(len(self.session.queue)):
+            self._fill_table_row(i)
+        self.table.resizeColumnsToContents()
+        # the label column fits every label, not only those made so far
+        widest = max(
+            self.table.fontMetrics().horizontalAdvance(v) for v in self.session.label_choices
+        )
+        self.table.setColumnWidth(4, max(self.table.columnWidth(4), widest + 16))
+
+    def _fill_table_row(self, i: int) -> None:
+        assert self.session is not None
+        entry = self.session.entry(i)
+        score = "-" if np.isnan(entry.score) else f"{entry.score:.3g}"
+        label = entry.label
+        cells = (str(entry.rank), entry.candidate_id, score, entry.predicted_class or "-",
+                 label or "")  # fmt: skip
+        for j, text in enumerate(cells):
+            item = self.table.item(i, j)
+            if item is None:
+                item = QTableWidgetItem()
+                self.table.setItem(i, j, item)
+            if item.text() != str(text):
+                item.setText(str(text))
+            if j == 4:
+                colour = QColor(self.session.colour(label)) if label else QColor(0, 0, 0, 0)
+                item.setBackground(colour)
+                ink = "#000000" if label and colour.lightness() > 140 else "#ffffff"
+                item.setForeground(QColor(ink))
+
+    def _select_row(self, i: int | None) -> None:
+        if i is None:
+            return
+        self.table.selectRow(i)
+        self.table.scrollToItem(self.table.item(i, 0), QAbstractItemView.ScrollHint.EnsureVisible)
+
+    def _update_counter(self) -> None:
+        assert self.session is not None
+        c = self.session.counts()
+        if c.round is None:
+            self.counter_label.setText("no queue yet")
+            return
+        self.counter_label.setText(f"{c.labelled} / {c.total} labelled this round")
+        per = ", ".join(f"{k} {v}" for k, v in c.per_label.items() if v)
+        self.counter_label.setToolTip(
+            f"round {c.round}"
+            + (f" (model {self.session.model_version})" if self.session.model_version else "")
+            + (f": {per}" if per else "")
+        )
+
+    # -- background jobs -------------------------------------------------------------
+    def start_job(self, kind: str) -> None:
+        """Run ``cryoal train`` / ``cryoal suggest`` on the project in a subprocess."""
+        from cryoal_napari._jobs import ProjectJob
+
+        if self.session is None:
+            _show_error("open a project first")
+            return
+        if self.job is not None and self.job.is_running():
+            _show_error(f"a {self.job.kind} job is running; wait for it or cancel it")
+            return
+        total = 0
+        if kind == "train":
+            total = self._train_epochs()
+        self.job = ProjectJob(kind, self.session.project.root, total_epochs=total)
+        self.job.progress.connect(self._job_progress)
+        self.job.line.connect(lambda text: self.job_label.setText(text[-160:]))
+        self.job.finished.connect(self._job_finished)
+        self.train_button.setEnabled(False)
+        self.suggest_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setVisible(True)
+        self.job_label.setText(f"{kind} running…")
+        self.job.start()
+
+    def _train_epochs(self) -> int:
+        """Epochs ``cryoal train PROJECT`` will run (from ``defaults.train``), for the bar."""
+        from cryoal.train.config import TrainConfig
+
+        assert self.session is not None
+        try:
+            cfg = TrainConfig.from_dict(
+                self.session.project.config.defaults.train, source="project.yaml defaults.train"
+            )
+        except ValueError:
+            return 0
+        return int(cfg.epochs)
+
+    def cancel_job(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def _job_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, total)  # (0, 0): a busy bar
+        if total:
+            self.progress.setValue(done)
+
+    def _job_finished(self, outcome) -> None:  # noqa: ANN001 - JobOutcome
+        self.progress.setVisible(False)
+        self.cancel_button.setEnabled(False)
+        self.train_button.setEnabled(True)
+        self.suggest_button.setEnabled(True)
+        self.job_label.setText(outcome.message)
+        if outcome.ok:
+            _show_info(outcome.message)
+        elif outcome.cancelled:
+            _show_info(outcome.message)
+        else:
+            _show_error(outcome.message)
+        if self.session is not None:
+            self.session.refresh()
+            self._redraw(all_points=True)
+        self.job_finished.emit(outcome)
+
+    def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt API
+        self._timer.stop()
+        self._unbind_keys()
+        if self.job is not None and self.job.is_running():
+            self.job.cancel()
+        if self.session is not None:
+            self.session.close()
+        super().closeEvent(event)
+
+
+def _cube_edges(half: float) -> list[np.ndarray]:
+    """The 12 edges of a cube of half-width ``half`` centred at 0: ``(2, 3)`` zyx each."""
+    signs = np.array([[z, y, x] for z in (-1, 1) for y in (-1, 1) for x in (-1, 1)], float)
+    corners = signs * half
+    return [
+        np.stack([corners[i], corners[j]])
+        for i in range(8)
+        for j in range(i + 1, 8)
+        if np.count_nonzero(signs[i] != signs[j]) == 1
+    ]
+
+
+def _crop_zoom(box: int) -> int:
+    """Screen pixels per voxel so that three slices of ``box`` voxels fit ``CROP_WIDTH``."""
+    return max(1, CROP_WIDTH // (3 * box + 4))
+
+
+def _ignore_arg(action: Callable[[], None]) -> Callable[[object], None]:
+    """napari calls key callbacks with the viewer or layer; the widget needs neither."""
+
+    def callback(_owner: object) -> None:
+        action()
+
+    return callback
+
+
+def open_project(
+    viewer: napari.Viewer, path: str | Path, tomo_id: str | None = None
+) -> LabellingWidget:
+    """Dock a labelling widget in ``viewer`` and open the project folder ``path``.
+
+    The tomogram of the first queued candidate (or ``tomo_id``) is opened with cryoal's
+    reader, the candidates are added as points and the viewer jumps to the candidate.
+    """
+    widget = LabellingWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="cryoal labelling", area="right")
+    widget.load_project(path, tomo_id=tomo_id)
+    return widget

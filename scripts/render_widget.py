@@ -1,0 +1,114 @@
+"""Render the labelling widget on a simulated project to PNGs for the README.
+
+Usage (needs a display; on a headless machine run it under Xvfb)::
+
+    xvfb-run -a .venv/bin/python scripts/render_widget.py [--out docs/images]
+
+Builds a project in a temporary folder exactly as a lab would (a simulated 64×160×160
+tomogram at 10 Å with 40 particles of 2 classes, its picks as candidates, a random round 0
+labelled from the simulation's truth, tiny teacher + student trained for 5 epochs, a ``kt``
+round 1), then opens it with ``cryoal_napari._widget.open_project``, labels three
+candidates through the widget and saves the whole window in 2D (``label_2d.png``) and 3D
+(``label_3d.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def build_project(tmp: Path) -> Path:
+    """A simulated project with a trained round 1 queue; returns its folder."""
+    from cryoal.project.candidates import import_picks
+    from cryoal.project.project import Project
+    from cryoal.project.suggest import suggest
+    from cryoal.project.training import train_project
+    from cryoal.sim.tomograms import simulate_tomogram
+
+    sim = simulate_tomogram(
+        tmp / "sim", shape_zyx=(64, 160, 160), n_particles=40, n_classes=2, snr=0.5, seed=3
+    )
+    truth = pd.read_csv(sim.ground_truth)
+    names = sorted(set(truth["class_name"]))
+    root = tmp / "myproj"
+    project = Project.init(root, names, box=24)
+    project.add_tomogram(sim.tomogram, "sim_tomo")
+    import_picks(project, sim.star)
+    first = suggest(project, strategy="random", k=16, seed=1, progress=False)
+    tree = cKDTree(truth[["z", "y", "x"]].to_numpy())
+    queue = project.labels.queue(first.round, include_labelled=True)
+    _, nearest = tree.query(queue[["z", "y", "x"]].to_numpy())
+    project.labels.add_labels(
+        queue["candidate_id"].tolist(), truth["class_name"].to_numpy()[nearest].tolist(), "expert"
+    )
+    overrides = {"teacher_preset": "tiny", "student_preset": "tiny", "epochs": 5}
+    train_project(project, overrides=overrides, progress=False)
+    suggest(project, strategy="kt", k=12, progress=False)
+    project.close()
+    return root
+
+
+def render(root: Path, out: Path) -> list[Path]:
+    import napari
+    from cryoal_napari._widget import open_project
+    from napari.settings import get_settings
+    from PIL import Image
+
+    get_settings().application.gui_notification_level = "none"
+    viewer = napari.Viewer(show=True, title="cryoal label myproj")
+    viewer.window._qt_window.resize(1500, 950)
+    widget = open_project(viewer, root)
+    widget.annotator_edit.setText("alice")
+    widget.annotator_edit.editingFinished.emit()
+    names = widget.session.class_names
+    for value in (names[0], names[1], "unsure"):  # three decisions through the widget
+        widget.label(value)
+    widget.session.jump(widget.session.queue["candidate_id"].iloc[3])
+    widget._redraw()
+    viewer.camera.zoom = 1.0  # screen pixels per Å
+    _close_notifications(viewer)
+    written = []
+    out.mkdir(parents=True, exist_ok=True)
+    shot = viewer.screenshot(canvas_only=False, flash=False)
+    written.append(out / "label_2d.png")
+    Image.fromarray(np.asarray(shot)).save(written[-1])
+    viewer.dims.ndisplay = 3
+    widget._redraw()
+    viewer.camera.angles = (0.0, 35.0, 60.0)
+    viewer.camera.zoom = 0.45
+    shot = viewer.screenshot(canvas_only=False, flash=False)
+    written.append(out / "label_3d.png")
+    Image.fromarray(np.asarray(shot)).save(written[-1])
+    widget.close()
+    viewer.close()
+    return written
+
+
+def _close_notifications(viewer) -> None:  # noqa: ANN001
+    """Close napari's start-up toasts so they do not cover the canvas."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "images")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = build_project(Path(tmp))
+        for path in render(root, args.out):
+            print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""The labelling widget in a real napari window (Qt, under Xvfb in CI): real button clicks
+and key presses, checked against the label store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from qtpy.QtCore import Qt  # noqa: E402
+
+from cryoal.project.jobfiles import ProjectFiles  # noqa: E402
+from cryoal.project.labels import LabelStore  # noqa: E402
+
+IDS = [f"TS_01:{i:06d}" for i in range(6)]
+
+
+def _current_labels(root: Path) -> dict[str, str]:
+    with LabelStore(root / "labels.sqlite") as store:
+        table = store.current_labels()
+    names = table["class_name"].where(table["kind"] == "class", table["kind"])
+    return dict(zip(table["candidate_id"], names, strict=True))
+
+
+@pytest.fixture
+def widget(make_napari_viewer, qtbot, label_project: Path):
+    from cryoal_napari._widget import open_project
+
+    viewer = make_napari_viewer(show=True)
+    w = open_project(viewer, label_project)
+    w.annotator_edit.setText("alice")
+    w.annotator_edit.editingFinished.emit()
+    yield w
+    w.close()
+
+
+def _press(widget, key, modifier=Qt.KeyboardModifier.NoModifier) -> None:
+    from qtpy.QtTest import QTest
+
+    canvas = widget.viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    QTest.keyClick(canvas, key, modifier)
+
+
+def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: Path) -> None:
+    viewer = widget.viewer
+    assert [layer.name for layer in viewer.layers] == [
+        "TS_01", "candidates", "current box", "current box 3D"
+    ]  # fmt: skip
+    assert widget.counter_label.text() == "0 / 6 labelled this round"
+
+    qtbot.mouseClick(widget.label_buttons["barrel"], Qt.MouseButton.LeftButton)
+    # whichever layer is selected, the keys label: napari's own layer keys use 1-6 too
+    viewer.layers.selection.active = widget.points_layer
+    _press(widget, Qt.Key.Key_1)  # the first class in project.yaml: ring
+    _press(widget, Qt.Key.Key_U)
+    _press(widget, Qt.Key.Key_N)  # skip IDS[3]
+    _press(widget, Qt.Key.Key_X)  # IDS[4]: not a particle
+    assert _current_labels(label_project) == {
+        IDS[0]: "barrel", IDS[1]: "ring", IDS[2]: "unsure", IDS[4]: "not-a-particle"
+    }  # fmt: skip
+    with LabelStore(label_project / "labels.sqlite") as store:
+        assert set(store.current_labels()["annotator"]) == {"alice"}
+
+    # labelling moves on to the next unlabelled candidate
+    assert widget.session.current.candidate_id == IDS[5]
+    assert widget.counter_label.text() == "4 / 6 labelled this round"
+    _press(widget, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo: IDS[4] unlabelled
+    assert IDS[4] not in _current_labels(label_project)
+    assert widget.session.current.candidate_id == IDS[4]
+    _press(widget, Qt.Key.Key_Left)
+    _press(widget, Qt.Key.Key_P)
+    assert widget.session.current.candidate_id == IDS[2]
+    qtbot.keyClicks(widget.jump_edit, IDS[0])  # typed into the field, not labelling
+    qtbot.keyClick(widget.jump_edit, Qt.Key.Key_Return)
+    assert widget.session.current.candidate_id == IDS[0]
+    qtbot.mouseClick(widget.table.viewport(), Qt.MouseButton.LeftButton,
+                     pos=widget.table.visualItemRect(widget.table.item(2, 1)).center())  # fmt: skip
+    assert widget.session.current.candidate_id == IDS[2]
+
+    # the camera, slice and box follow the candidate (zyx voxels × 10 Å)
+    expected = np.array([12.0, 50.0, 45.0]) * 10.0 + np.asarray(widget.image_layer.translate)
+    [box] = widget.box_layer.data[widget.box_layer.shown]  # only the current box is shown
+    np.testing.assert_allclose(box + widget.box_layer.translate, expected)
+    assert viewer.dims.point[0] == pytest.approx(expected[0], abs=10.0)
+    np.testing.assert_allclose(viewer.camera.center[-2:], expected[1:])
+    assert widget.table.currentRow() == 2
+    assert widget.table.item(0, 4).text() == "barrel"
+    assert widget.crop_view.pixmap() is not None and not widget.crop_view.pixmap().isNull()
+
+    viewer.dims.ndisplay = 3  # the keys work in 3D as well; the box becomes a cube
+    assert widget.cube_layer.visible and not widget.box_layer.visible
+    np.testing.assert_allclose(widget.cube_layer.translate, expected)
+    _press(widget, Qt.Key.Key_2)  # barrel for IDS[2], which was unsure
+    assert _current_labels(label_project)[IDS[2]] == "barrel"
+    cube_centre = np.asarray(widget.cube_layer.translate)  # moved on to the next candidate
+    np.testing.assert_allclose(cube_centre, widget.session.current.zyx * 10.0)
+
+    # a label written by another program shows up without touching the widget
+    with LabelStore(label_project / "labels.sqlite") as cli:
+        cli.add_label(IDS[5], "ring", "bob")
+    qtbot.waitUntil(lambda: widget.table.item(5, 4).text() == "ring", timeout=5000)
+    assert widget.counter_label.text() == "4 / 6 labelled this round"
+
+    widget.close()  # a closed widget gives the keys back to napari
+    before = _current_labels(label_project)
+    _press(widget, Qt.Key.Key_1)
+    assert _current_labels(label_project) == before
+
+
+def test_screenshot_shows_tomogram_and_highlighted_candidate(widget) -> None:
+    viewer = widget.viewer
+    widget.session.jump(IDS[2])
+    widget._redraw()
+    viewer.camera.zoom = 0.6  # screen pixels per Å: the 160 Å box is ~96 pixels wide
+    shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
+    h, w = shot.shape[:2]
+    grey = shot.mean(axis=2)
+    # the tomogram fills the canvas: most pixels are neither black background nor saturated
+    assert ((grey > 20) & (grey < 250)).mean() > 0.5
+    # the current box is drawn in cyan around the centre of the view
+    cyan = (shot[..., 0] < 80) & (shot[..., 1] > 180) & (shot[..., 2] > 180)
+    assert cyan.mean() > 0.002
+    ys, xs = np.nonzero(cyan)
+    assert abs(ys.mean() - h / 2) < 0.1 * h and abs(xs.mean() - w / 2) < 0.1 * w
+    # inside the box the candidate's particle is brighter than the tomogram around it
+    centre = grey[h // 2 - 8 : h // 2 + 8, w // 2 - 8 : w // 2 + 8]
+    assert centre.mean() > np.median(grey) + 30
+
+
+@pytest.mark.timeout(180)
+def test_training_runs_in_background_and_cancel_restores_the_project(
+    widget, qtbot, label_project: Path
+) -> None:
+    for name in ("ring", "barrel", "ring", "barrel"):
+        qtbot.mouseClick(widget.label_buttons[name], Qt.MouseButton.LeftButton)
+    files_before = ProjectFiles.capture(label_project)
+
+    qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
+    assert widget.job is not None and widget.job.is_running()
+    assert widget.job.arguments[-2:] == ["train", str(label_project)]
+    # the bar follows the epochs of the real training (15 by default) ...
+    with qtbot.waitSignal(
+        widget.job.progress, timeout=90000, check_params_cb=lambda done, total: done >= 1
+    ) as epoch:
+        pass
+    assert epoch.args[1] == 15 and widget.progress.maximum() == 15
+    assert (label_project / "rounds" / "001" / "snapshot.csv").is_file()
+    _press(widget, Qt.Key.Key_U)  # ... while labelling goes on
+    labels_before = _current_labels(label_project)
+    with qtbot.waitSignal(widget.job.finished, timeout=20000) as finished:
+        qtbot.mouseClick(widget.cancel_button, Qt.MouseButton.LeftButton)
+    assert finished.args[0].cancelled
+    assert not widget.job.is_running()
+    assert ProjectFiles.capture(label_project).paths == files_before.paths
+    assert _current_labels(label_project) == labels_before
+    assert widget.train_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
+@pytest.mark.timeout(120)
+def test_suggest_job_reloads_the_queue_and_errors_are_one_line(
+    make_napari_viewer, qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_label_project
+) -> None:
+    import cryoal_napari._widget as widget_module
+
+    errors: list[str] = []
+    monkeypatch.setattr(widget_module, "_show_error", errors.append)
+    root = make_label_project(tmp_path, queue=False)
+    widget = widget_module.open_project(make_napari_viewer(show=True), root)
+    assert widget.table.rowCount() == 0 and widget.counter_label.text() == "no queue yet"
+
+    with qtbot.waitSignal(widget.job_finished, timeout=60000):
+        qtbot.mouseClick(widget.suggest_button, Qt.MouseButton.LeftButton)
+    # the round-0 queue written by 'cryoal suggest' is shown without reopening anything
+    assert widget.table.rowCount() == 6 and widget.session.round == 0
+    assert widget.counter_label.text() == "0 / 6 labelled this round"
+    assert not errors
+
+    with qtbot.waitSignal(widget.job_finished, timeout=60000):
+        qtbot.mouseClick(widget.suggest_button, Qt.MouseButton.LeftButton)
+    [message] = errors  # the CLI's error, as one line, no traceback
+    assert "round 0 already has suggestions" in message and "\n" not in message
+    assert "Traceback" not in message
+    widget.close()

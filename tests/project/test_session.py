@@ -1,0 +1,207 @@
+"""The headless labelling session behind the napari widget (no Qt, no napari)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cryoal.project.jobfiles import ProjectFiles
+from cryoal.project.labels import LabelStore
+from cryoal.project.session import UNLABELLED_COLOUR, LabellingSession
+
+IDS = [f"TS_01:{i:06d}" for i in range(6)]
+
+
+def test_queue_points_and_colours(label_project: Path) -> None:
+    session = LabellingSession(label_project, annotator="alice")
+    assert session.round == 0 and session.model_version is None
+    assert session.queue["candidate_id"].tolist() == IDS
+    assert session.current.candidate_id == IDS[0]
+    points = session.points()
+    # napari world coordinates: voxel index × voxel size (10 Å), zyx
+    np.testing.assert_allclose(points.positions_A[2], [120.0, 500.0, 450.0])
+    assert points.features["rank"].tolist() == list(range(6))
+    assert set(points.colours) == {UNLABELLED_COLOUR}
+    assert session.colour("barrel") == "#ff7f0e"  # the class colour from project.yaml
+    counts = session.counts()
+    assert (counts.labelled, counts.total, counts.remaining) == (0, 6, 6)
+    session.close()
+
+
+def test_labels_are_committed_with_provenance_and_cursor_skips_labelled(
+    label_project: Path,
+) -> None:
+    session = LabellingSession(label_project, annotator="alice")
+    session.jump(IDS[1])
+    session.label("barrel")
+    session.previous()
+    session.previous()
+    assert session.current.candidate_id == IDS[0]
+    stored = session.label(0)  # class number 0 = ring, the first class in project.yaml
+    # labelling moves on to the next *unlabelled* candidate: 1 is done, so 2
+    assert session.current.candidate_id == IDS[2]
+    session.label("not-a-particle")
+    with LabelStore(label_project / "labels.sqlite") as other:  # a second connection
+        current = other.current_labels().set_index("candidate_id")
+    assert current.loc[IDS[0], "class_name"] == "ring"
+    assert current.loc[IDS[1], "class_name"] == "barrel"
+    assert current.loc[IDS[2], "kind"] == "not-a-particle"
+    assert (current["annotator"] == "alice").all() and (current["round"] == 0).all()
+    assert stored.round == 0
+    counts = session.counts()
+    assert (counts.labelled, counts.remaining) == (3, 3)
+    assert counts.per_label == {"ring": 1, "barrel": 1, "unsure": 0, "not-a-particle": 1}
+    assert session.points().features.set_index("candidate_id").loc[IDS[1], "label"] == "barrel"
+    with pytest.raises(ValueError, match="unknown label 'ribosome'"):
+        session.label("ribosome")
+    session.close()
+
+
+def test_undo_adds_a_history_row_restoring_the_previous_state(label_project: Path) -> None:
+    session = LabellingSession(label_project, annotator="alice")
+    session.label("ring")  # IDS[0]: unlabelled -> ring
+    session.jump(IDS[0])
+    session.label("barrel")  # IDS[0]: ring -> barrel
+    assert session.undo().candidate_id == IDS[0]  # cursor back on the undone candidate
+    assert session.store.current_label(IDS[0]).class_name == "ring"
+    session.undo()
+    assert session.store.current_label(IDS[0]) is None
+    assert session.current.label is None and session.counts().labelled == 0
+    history = session.store.label_history(IDS[0])
+    assert history["kind"].tolist() == ["class", "class", "class", "cleared"]  # nothing deleted
+    with pytest.raises(ValueError, match="nothing to undo"):
+        session.undo()
+    session.close()
+
+
+def test_refresh_picks_up_outside_writes_and_undo_keeps_them(label_project: Path) -> None:
+    session = LabellingSession(label_project, annotator="alice")
+    session.label("ring")  # IDS[0]
+    assert not session.changed_outside()
+    with LabelStore(label_project / "labels.sqlite") as cli:
+        cli.add_label(IDS[3], "barrel", "bob")
+        cli.add_label(IDS[0], "unsure", "bob")  # bob changes alice's decision
+    assert session.changed_outside()
+    session.refresh()
+    assert session.queue.set_index("candidate_id").loc[IDS[3], "label"] == "barrel"
+    assert session.counts().labelled == 2
+    with pytest.raises(ValueError, match="labelled 'unsure' by bob after your decision"):
+        session.undo()
+    assert session.store.current_label(IDS[0]).annotator == "bob"
+    # a new round written by 'cryoal suggest' replaces the queue on refresh
+    with LabelStore(label_project / "labels.sqlite") as cli:
+        cli.write_suggestions(1, [IDS[5], IDS[4]], [0.9, 0.8], "kt", model_version="r001-x")
+    assert session.refresh()
+    assert session.round == 1 and session.model_version == "r001-x"
+    assert session.queue["candidate_id"].tolist() == [IDS[5], IDS[4]]
+    assert session.label("ring").model_version == "r001-x"
+    session.close()
+
+
+def test_orthoslices_are_centred_on_the_candidate(label_project: Path) -> None:
+    session = LabellingSession(label_project, annotator="alice")
+    slices = session.orthoslices()
+    assert {k: v.shape for k, v in slices.items()} == {
+        "xy": (16, 16),
+        "xz": (16, 16),
+        "yz": (16, 16),
+    }
+    for plane in slices.values():  # the blob sits at the centre of each slice
+        assert np.unravel_index(np.nanargmax(plane), plane.shape) == (8, 8)
+    # IDS[5] is at z=10 with box 16: slices reach z=2..17, inside; IDS[0] is 20 from the y edge
+    edge = session.orthoslices(session.jump(IDS[0]))
+    assert not np.isnan(edge["xy"]).any()
+    session.project.config.box = 48  # a box larger than the distance to the edge pads with NaN
+    assert np.isnan(session.orthoslices()["xy"][:4]).all()
+    session.close()
+
+
+def test_project_files_remove_only_what_a_job_created(label_project: Path) -> None:
+    before = ProjectFiles.capture(label_project)
+    (label_project / "rounds" / "001" / "model").mkdir(parents=True)
+    (label_project / "rounds" / "001" / "snapshot.csv").write_text("x\n")
+    os.chmod(label_project / "rounds" / "001" / "snapshot.csv", 0o444)
+    with LabelStore(label_project / "labels.sqlite") as store:
+        store.add_label(IDS[0], "ring", "alice")  # the store is never rolled back
+    assert before.new_paths()[-1] == "rounds"
+    before.remove_new()
+    assert ProjectFiles.capture(label_project).paths == before.paths
+    with LabelStore(label_project / "labels.sqlite") as store:
+        assert store.current_label(IDS[0]).class_name == "ring"
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys
+    from cryoal.project.session import LabellingSession
+    session = LabellingSession(sys.argv[1], annotator="child")
+    for i in range(100000):
+        session.annotator = f"child-{i}"
+        stored = session.label(i % 2)
+        print(stored.candidate_id, stored.annotator, flush=True)
+    """
+)
+
+
+def test_kill_9_loses_no_label_whose_call_returned(label_project: Path) -> None:
+    printed: list[tuple[str, str]] = []
+    for stop_after in (7, 23):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(label_project)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(tuple(line.split()))
+            if len(lines) >= stop_after:
+                break
+        os.kill(proc.pid, signal.SIGKILL)  # mid-stream: the child is inside its next label
+        proc.wait()
+        lines += [tuple(line.split()) for line in proc.stdout.read().splitlines()]
+        proc.stdout.close()
+        assert proc.returncode == -signal.SIGKILL and len(lines) >= stop_after
+        printed += lines
+    with LabelStore(label_project / "labels.sqlite") as store:
+        assert store.integrity_check() == ["ok"]
+        history = store.label_history()
+        stored = set(zip(history["candidate_id"], history["annotator"], strict=True))
+    assert set(printed) <= stored
+
+
+def test_queue_over_two_tomograms_follows_the_cursor(label_project: Path) -> None:
+    import pandas as pd
+
+    from cryoal.io.mrc import write_mrc
+    from cryoal.project.project import Project
+
+    write_mrc(label_project.parent / "TS_02.mrc", np.zeros((32, 64, 64), np.float32), 10.0)
+    with Project.open(label_project) as project:
+        project.add_tomogram(label_project.parent / "TS_02.mrc", "TS_02")
+        project.labels.add_candidates(
+            pd.DataFrame({"candidate_id": ["TS_02:000000"], "tomo_id": "TS_02",
+                          "z": [5.0], "y": [6.0], "x": [7.0]}),
+            source="test",
+        )  # fmt: skip
+        project.labels.write_suggestions(1, [IDS[0], "TS_02:000000"], [0.9, 0.5], "kt")
+    session = LabellingSession(label_project, annotator="alice")
+    assert session.tomo_id == "TS_01" and len(session.points().positions_A) == 6
+    session.next()
+    assert session.tomo_id == "TS_02"
+    np.testing.assert_allclose(session.points().positions_A, [[50.0, 60.0, 70.0]])
+    assert session.tomogram_path().name == "TS_02.mrc"
+    session.close()
+    only = LabellingSession(label_project, tomo_id="TS_02", annotator="alice")
+    assert only.queue["candidate_id"].tolist() == ["TS_02:000000"]
+    only.close()
+    with pytest.raises(ValueError, match="unknown tomogram 'TS_03'"):
+        LabellingSession(label_project, tomo_id="TS_03")
