@@ -9,10 +9,10 @@ tomogram named like the file's ``rlnTomoName`` beside a STAR file (``TS_01.mrc``
 size also places RELION 5 centred coordinates), else from the file (RELION's
 ``rlnTomoTiltSeriesPixelSize``).
 
-CSV files: ``x_A, y_A, z_A`` columns (``candidates.csv``) are Å; a project's
-``candidates.csv`` / ``suggestions.csv`` hold ``z, y, x`` voxels of the project's voxel
-size; any other CSV with ``x, y, z`` columns is read as Å, cryoal's convention for
-coordinates in files (what ``cryoal`` and this plugin write).
+CSV files: ``x_A, y_A, z_A`` columns are Å and ``x_px, y_px, z_px`` voxels of the project
+the file lies in (the unit-bearing names cryoal writes); a project's ``candidates.csv`` /
+``suggestions.csv`` hold ``z, y, x`` voxels of the project's voxel size. Any other CSV
+with bare ``x, y, z`` columns is refused with a message: its unit is unknown.
 """
 
 from __future__ import annotations
@@ -83,11 +83,23 @@ def _table_in_A(path: Path, ctx: _Context) -> tuple[pd.DataFrame, np.ndarray, fl
             table = pd.read_csv(path, dtype={"candidate_id": str, "tomo_id": str})
             zyx = table[["z", "y", "x"]].to_numpy(np.float64) * ctx.voxel_size_A
             return table, zyx, ctx.voxel_size_A
-        names_tomo = "tomo_id" in header
-        table = read_coords(
-            path, unit="angstrom", voxel_size_A=1.0, tomo_id=None if names_tomo else path.stem
+        if {"x_px", "y_px", "z_px"} <= set(header):
+            if ctx.voxel_size_A is None:
+                raise ValueError(
+                    f"{path}: x_px, y_px, z_px are voxels, but no project.yaml with a voxel "
+                    "size was found above it; open the file inside its project folder, or "
+                    "convert it to Å with 'cryoal convert-coords'"
+                )
+            names_tomo = "tomo_id" in header
+            table = read_coords(
+                path, voxel_size_A=ctx.voxel_size_A, tomo_id=None if names_tomo else path.stem
+            )
+            zyx = table[["z", "y", "x"]].to_numpy(np.float64) * ctx.voxel_size_A
+            return table, zyx, ctx.voxel_size_A
+        raise ValueError(
+            f"{path}: the x, y, z columns carry no unit; rename them x_A, y_A, z_A (Å) or "
+            "x_px, y_px, z_px (voxels), as cryoal writes them"
         )
-        return table, table[["z", "y", "x"]].to_numpy(np.float64), ctx.voxel_size_A
     raw = scan_coords(path)
     geometries = dict(ctx.tomograms)
     # a file that names no tomogram is taken as the picks of the one named like the file

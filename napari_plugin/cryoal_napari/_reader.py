@@ -6,7 +6,7 @@ imports napari, so the readers work (and are tested) without a display.
 * ``.mrc`` / ``.rec`` / ``.map``: a tomogram (or a label volume) in Å,
   :mod:`cryoal_napari._tomogram`;
 * ``.h5`` / ``.hdf5``: a subtomogram store, :mod:`cryoal_napari._store`;
-* ``.star``, and ``.csv`` whose header names ``x, y, z`` (or ``x_A, y_A, z_A``): picks or
+* ``.star``, and ``.csv`` whose header names ``x_A, y_A, z_A``, ``x_px, y_px, z_px`` or ``x, y, z``: picks or
   candidates as points in Å, :mod:`cryoal_napari._points`;
 * a folder holding ``project.yaml``: the project, :mod:`cryoal_napari._project`.
 """
@@ -44,7 +44,7 @@ def _kind(path: str | os.PathLike) -> str | None:
 
 
 def _csv_has_coordinates(path: Path) -> bool:
-    """Whether a CSV's header names x, y, z (Å or project voxels) or x_A, y_A, z_A.
+    """Whether a CSV's header names x, y, z (project voxels), x_A, y_A, z_A or x_px, y_px, z_px.
 
     A CSV that cannot be read is left to the reader, whose error names the problem.
     """
@@ -53,7 +53,7 @@ def _csv_has_coordinates(path: Path) -> bool:
             header = {c.strip() for c in next(csv.reader(f), [])}
     except (OSError, UnicodeDecodeError):
         return True
-    return {"x", "y", "z"} <= header or {"x_A", "y_A", "z_A"} <= header
+    return any({f"x{u}", f"y{u}", f"z{u}"} <= header for u in ("", "_A", "_px"))
 
 
 def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:

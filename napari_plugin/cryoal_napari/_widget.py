@@ -40,6 +40,7 @@ from qtpy.QtWidgets import (
 )
 
 from cryoal.project.session import Candidate, LabellingSession, default_annotator
+from cryoal_napari import _viewer
 
 if TYPE_CHECKING:
     import napari
@@ -399,10 +400,16 @@ class LabellingWidget(QWidget):
         translate = self._world_translate()
         self._point_index = {c: i for i, c in enumerate(points.features["candidate_id"])}
         colours = list(points.colours) if len(points.colours) else "yellow"
+        # layers in Å with z/y/x axes like the reader's image, so the scale bar keeps its
+        # unit; radius_A lets the reader's viewer hook draw rings on nearby slices too
+        _viewer.install(self.viewer)
+        axes = {"units": ("angstrom",) * 3, "axis_labels": ("z", "y", "x")}
         if self.points_layer is None or self.points_layer not in self.viewer.layers:
             self.points_layer = self.viewer.add_points(
                 points.positions_A,
                 features=points.features,
+                metadata={"cryoal": {"radius_A": float(size) / 2}},
+                **axes,
                 name="candidates",
                 size=size,
                 face_color="transparent",
@@ -425,6 +432,7 @@ class LabellingWidget(QWidget):
             self.box_layer = self.viewer.add_points(
                 points.positions_A,
                 shown=hidden,
+                **axes,
                 name="current box",
                 symbol="square",
                 size=self.session.box * vs,
@@ -444,6 +452,7 @@ class LabellingWidget(QWidget):
                 shape_type="line",
                 edge_color="#00ffff",
                 edge_width=vs,
+                **axes,
                 name="current box 3D",
                 visible=self.viewer.dims.ndisplay == 3,
             )

@@ -155,7 +155,7 @@ def points_table(
 
 
 def write_points_csv(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
-    """Write a points layer as CSV: ``candidate_id, tomo_id, x, y, z`` (Å), ``class_name``."""
+    """Write a points layer as CSV: ``candidate_id, tomo_id, x_A, y_A, z_A``, ``class_name``."""
     table, _, _ = points_table(data, meta)
     if not table["class_name"].astype(bool).any():
         table = table.drop(columns="class_name")

@@ -300,6 +300,16 @@ def test_relion5_picks_are_placed_with_the_tomogram_beside_them(sim, tmp_path: P
     write_star(
         table, tmp_path / "r5.star", voxel_size_A=10.0, version=5, tomograms={"sim_tomo": geometry}
     )
+    # cryoal writes the tomogram's size (rlnTomoSizeX/Y/Z): the file places itself
+    [(points, _, _)] = read(tmp_path / "r5.star")
+    np.testing.assert_allclose(points, truth[["z", "y", "x"]].to_numpy() * 10.0, atol=1e-3)
+    # RELION 5 files without the size need the tomogram beside them
+    import starfile
+
+    blocks = starfile.read(tmp_path / "r5.star", always_dict=True)
+    for name, block in blocks.items():
+        blocks[name] = block.drop(columns=[c for c in block.columns if "TomoSize" in c])
+    starfile.write(blocks, tmp_path / "r5.star", overwrite=True)
     with pytest.raises(ValueError, match="RELION 5 centred coordinates"):
         read(tmp_path / "r5.star")  # the size of the tomogram is needed, and not known
     (tmp_path / "sim_tomo.mrc").symlink_to(sim.tomogram)

@@ -65,7 +65,7 @@ def test_scale_translate_and_nm_units_become_angstrom(tmp_path: Path) -> None:
     write_points_csv(str(tmp_path / "p.csv"), *_state(layer))
     table = pd.read_csv(tmp_path / "p.csv")
     expected = (layer.data * 2.0 + np.array([1.0, 0.0, 0.5])) * 10.0  # nm -> Å
-    np.testing.assert_allclose(table[["z", "y", "x"]].to_numpy(), expected, atol=1e-4)
+    np.testing.assert_allclose(table[["z_A", "y_A", "x_A"]].to_numpy(), expected, atol=1e-4)
 
 
 def test_points_added_in_the_viewer_get_new_unique_ids(tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ def test_unlabelled_points_and_unknown_units_or_voxel_size(tmp_path: Path) -> No
     in_A = Points(np.array([[1.0, 2.0, 3.0]]), units=("angstrom",) * 3, name="clicks")
     write_points_csv(str(tmp_path / "a.csv"), *_state(in_A))
     table = pd.read_csv(tmp_path / "a.csv")
-    assert table.columns.tolist() == ["candidate_id", "tomo_id", "x", "y", "z"]
+    assert table.columns.tolist() == ["candidate_id", "tomo_id", "x_A", "y_A", "z_A"]
     assert table["candidate_id"].tolist() == ["clicks:000000"]
     with pytest.raises(ValueError, match="voxel size of layer 'clicks' is unknown"):
         write_points_star(str(tmp_path / "a.star"), *_state(in_A))
