@@ -192,7 +192,10 @@ def open_tomogram(
                 raise ValueError(f"{path}: voxel size override {voxel_size_A} Å must be > 0")
             if header_vs > 0 and not np.isclose(header_vs, voxel_size_A, rtol=1e-3):
                 log.warning(
-                    "%s: header voxel size %.4g Å overridden by %.4g Å", path, header_vs, voxel_size_A
+                    "%s: header voxel size %.4g Å overridden by %.4g Å",
+                    path,
+                    header_vs,
+                    voxel_size_A,
                 )
             vs = float(voxel_size_A)
         elif header_vs <= 0:

@@ -151,6 +151,7 @@ class Project:
             return project
         store_classes = project.labels.class_names
         if store_classes != config.class_names:
+            project.labels.raise_if_damaged()  # damage is not a change of classes
             raise ValueError(
                 f"{project.config_path}: classes {config.class_names} differ from those of "
                 f"{project.labels_path} {store_classes}; classes cannot be changed after "

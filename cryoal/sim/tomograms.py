@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cryoal.io.atomic import atomic_write_text, check_can_write
+from cryoal.io.atomic import atomic_dir, atomic_write_text, check_can_write
 from cryoal.io.coords import write_csv, write_star
 from cryoal.io.mrc import write_mrc
 from cryoal.sim.imaging import Imager, ImagingParams
@@ -266,10 +266,10 @@ def simulate_tomogram(
         raise NotADirectoryError(
             f"{out_dir}: exists and is not a folder; choose another output folder"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {name: out_dir / name for name in OUTPUT_FILES}
-    for p in files.values():
-        check_can_write(p, overwrite)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_FILES:
+        if (out_dir / name).exists() and not overwrite:
+            check_can_write(out_dir / name, overwrite)
 
     tmpl = load_templates(templates, voxel_size_A, n_classes=n_classes, seed=seed)
     bank = TemplateBank(tmpl)
@@ -337,6 +337,35 @@ def simulate_tomogram(
         "normalise": bool(normalise),
         "tomo_id": tomo_id,
     }
+    with atomic_dir(out_dir, overwrite=overwrite, last="simulation.json") as tmp_dir:
+        _write_outputs(tmp_dir, volume, labels, picks, truth, settings, names, voxel_size_A)
+    log.info("wrote tomogram %s with %d particles to %s", shape, n, out_dir)
+    files = {name: out_dir / name for name in OUTPUT_FILES}
+    return SimulatedTomogram(
+        out_dir=out_dir,
+        tomogram=files["tomogram.mrc"],
+        labels=files["labels.mrc"],
+        star=files["particles.star"],
+        csv=files["particles.csv"],
+        ground_truth=files["ground_truth.csv"],
+        settings=files["simulation.json"],
+        picks=picks,
+    )
+
+
+def _write_outputs(
+    out_dir: Path,
+    volume: np.ndarray,
+    labels: np.ndarray,
+    picks: pd.DataFrame,
+    truth: pd.DataFrame,
+    settings: dict,
+    names: list[str],
+    voxel_size_A: float,
+) -> None:
+    """Write the output set into ``out_dir`` (a fresh temporary folder)."""
+    files = {name: out_dir / name for name in OUTPUT_FILES}
+    overwrite = False
     write_mrc(
         files["tomogram.mrc"],
         volume.astype(np.float32, copy=False),
@@ -366,15 +395,4 @@ def simulate_tomogram(
     )
     atomic_write_text(
         files["simulation.json"], json.dumps(settings, indent=1) + "\n", overwrite=overwrite
-    )
-    log.info("wrote tomogram %s with %d particles to %s", shape, n, out_dir)
-    return SimulatedTomogram(
-        out_dir=out_dir,
-        tomogram=files["tomogram.mrc"],
-        labels=files["labels.mrc"],
-        star=files["particles.star"],
-        csv=files["particles.csv"],
-        ground_truth=files["ground_truth.csv"],
-        settings=files["simulation.json"],
-        picks=picks,
     )
