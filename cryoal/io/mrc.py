@@ -1,7 +1,17 @@
 """MRC tomograms: memory-mapped reading with strict checks, atomic writing.
 
-Arrays are ``(z, y, x)`` exactly as mrcfile returns them. The voxel size (Å) and origin
-come from the header and travel with the data; every MRC written carries them.
+Arrays are ``(z, y, x)``. The voxel size (Å) and origin come from the header and travel
+with the data; every MRC written carries them.
+
+Axis order: MRC stores sections, rows and columns, and the header fields ``mapc``, ``mapr``
+and ``maps`` say which of x (1), y (2) and z (3) each is. mrcfile returns the array as
+(sections, rows, columns); for the usual ``1, 2, 3`` that is (z, y, x). Files with
+another order are read through a transposed view (no copy) so that cryoal always sees
+(z, y, x); such a view is not contiguous, so bounded-memory page release is off for it.
+
+Compression: gzip/bzip2-compressed maps (``.mrc.gz``, ``.map.bz2``) are read into memory
+by :func:`read_volume`; a tomogram must be memory-mapped, so :func:`open_tomogram` refuses
+a compressed one with the command that decompresses it.
 """
 
 from __future__ import annotations
@@ -89,7 +99,63 @@ def _validation_report(path: Path) -> str:
     return "; ".join(lines[:3]) or "unreadable header"
 
 
+#: Leading bytes of compressed files, and the command that undoes the compression.
+_COMPRESSED_MAGIC = {b"\x1f\x8b": ("gzip", "gunzip"), b"BZh": ("bzip2", "bunzip2")}
+
+
+def compression_of(path: Path) -> tuple[str, str] | None:
+    """``(format, decompress command)`` when ``path`` is gzip/bzip2 compressed, else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(3)
+    except OSError:
+        return None
+    for magic, kind in _COMPRESSED_MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    return None
+
+
+def zyx_axes(header: np.recarray, path: Path) -> tuple[int, int, int] | None:
+    """The transpose that turns mrcfile's (section, row, column) array into (z, y, x).
+
+    Returns None for the usual ``mapc, mapr, maps = 1, 2, 3`` (and for headers that
+    leave all three 0, as some writers do).
+
+    Raises
+    ------
+    ValueError
+        ``mapc, mapr, maps`` is not a permutation of 1, 2, 3.
+    """
+    order = (int(header.mapc), int(header.mapr), int(header.maps))
+    if order in ((1, 2, 3), (0, 0, 0)):
+        return None
+    if sorted(order) != [1, 2, 3]:
+        raise ValueError(
+            f"{path}: header axis order mapc, mapr, maps = {order} is not a permutation of "
+            "1, 2, 3; fix the header (e.g. IMOD 'alterheader') or re-export the map"
+        )
+    per_data_axis = (order[2], order[1], order[0])  # array axes 0, 1, 2 = section, row, column
+    return tuple(per_data_axis.index(a) for a in (3, 2, 1))  # type: ignore[return-value]
+
+
+def _as_zyx(data: np.ndarray, header: np.recarray, path: Path) -> np.ndarray:
+    axes = zyx_axes(header, path) if data.ndim == 3 else None
+    if axes is None:
+        return data
+    log.info("%s: axis order mapc/mapr/maps = %d/%d/%d; read as (z, y, x) through a transposed view",
+             path, int(header.mapc), int(header.mapr), int(header.maps))  # fmt: skip
+    return data.transpose(axes)
+
+
 def _open_strict(path: Path) -> mrcfile.mrcmemmap.MrcMemmap:
+    compressed = compression_of(path)
+    if compressed is not None:
+        kind, command = compressed
+        raise ValueError(
+            f"{path}: {kind}-compressed MRC cannot be memory-mapped; decompress it with "
+            f"'{command} {path}' (a tomogram is read in place, never loaded whole)"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)
@@ -209,7 +275,7 @@ def open_tomogram(
         origin = handle.header.origin
         tomo = Tomogram(
             path=path,
-            data=handle.data,
+            data=_as_zyx(handle.data, handle.header, path),
             voxel_size_A=vs,
             origin_zyx_A=(float(origin.z), float(origin.y), float(origin.x)),
             _handle=handle,
@@ -220,6 +286,51 @@ def open_tomogram(
     except BaseException:
         handle.close()
         raise
+
+
+def read_volume(
+    path: str | os.PathLike, voxel_size_A: float | None = None
+) -> tuple[np.ndarray, float]:
+    """Read a small map (a template, a mask) into memory, compressed or not.
+
+    Plain files are opened as by :func:`open_tomogram`; gzip/bzip2-compressed ones
+    (``.mrc.gz``, ``.map.bz2``, ...) are decompressed by mrcfile. Axis order and voxel
+    size are handled the same way; non-finite voxels are refused.
+
+    Returns
+    -------
+    data
+        ``(z, y, x)`` float32 array (a copy).
+    voxel_size_A
+        Header voxel size, or ``voxel_size_A`` when given.
+    """
+    path = Path(path)
+    if compression_of(path) is None:
+        with open_tomogram(path, voxel_size_A=voxel_size_A, check_finite=True) as tomo:
+            return np.array(tomo.data, dtype=np.float32), tomo.voxel_size_A
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            handle = mrcfile.open(str(path), mode="r", permissive=False)
+    except (ValueError, RuntimeWarning, OSError, EOFError) as exc:
+        raise ValueError(
+            f"{path}: not a readable compressed MRC file ({' '.join(str(exc).split())}); "
+            "check that it was fully copied, or decompress it and check the MRC inside"
+        ) from exc
+    with handle:
+        if handle.data is None or handle.data.ndim != 3:
+            shape = None if handle.data is None else handle.data.shape
+            raise ValueError(f"{path}: expected a 3-D map, got data of shape {shape}")
+        header_vs = read_voxel_size(handle, path)
+        vs = float(voxel_size_A) if voxel_size_A is not None else header_vs
+        if vs <= 0:
+            raise ValueError(
+                f"{path}: voxel size in the header is {header_vs} Å; pass the true voxel size "
+                "explicitly, or fix the header"
+            )
+        data = np.array(_as_zyx(handle.data, handle.header, path), dtype=np.float32)
+    check_finite_voxels(data, path)
+    return data, vs
 
 
 def check_finite_voxels(data: np.ndarray, path: str | os.PathLike = "<array>") -> None:
