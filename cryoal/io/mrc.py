@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -379,6 +380,7 @@ def write_mrc(
     voxel_size_A: float,
     origin_zyx_A: tuple[float, float, float] = (0.0, 0.0, 0.0),
     overwrite: bool = False,
+    labels: Sequence[str] = (),
 ) -> Path:
     """Write a ``(z, y, x)`` volume atomically with its voxel size and origin.
 
@@ -391,6 +393,9 @@ def write_mrc(
         Voxel size in Å, > 0 (written to the header; never left at 1 Å by default).
     origin_zyx_A
         Origin in Å, ``(z, y, x)``.
+    labels
+        Text labels for the header (at most 10 of 80 ASCII characters), e.g.
+        :func:`polarity_label`.
     """
     if voxel_size_A is None or not np.isfinite(voxel_size_A) or voxel_size_A <= 0:
         raise ValueError(f"{path}: voxel size {voxel_size_A} Å must be a positive number")
@@ -405,4 +410,36 @@ def write_mrc(
             oz, oy, ox = origin_zyx_A
             mrc.header.origin = (ox, oy, oz)
             mrc.update_header_stats()
+            for text in list(labels)[:10]:
+                mrc.add_label(str(text)[:80])
     return Path(path)
+
+
+#: Header label that records the density polarity (``polarity_label("bright")``).
+_POLARITY_RE = re.compile(r"cryoal polarity=(dark|bright)")
+
+
+def polarity_label(polarity: str) -> str:
+    """The MRC header label cryoal writes to record that particles are dark or bright."""
+    if polarity not in ("dark", "bright"):
+        raise ValueError(f"polarity {polarity!r} must be 'dark' or 'bright'")
+    return f"cryoal polarity={polarity} (particles {'brighter' if polarity == 'bright' else 'darker'} than background)"
+
+
+def read_polarity(path: str | os.PathLike) -> str | None:
+    """``"dark"``/``"bright"`` when the MRC header carries cryoal's polarity label, else None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(str(path), mode="r", permissive=True, header_only=True) as m:
+                n = int(m.header.nlabl)
+                texts = [
+                    bytes(m.header.label[i]).decode("ascii", "replace") for i in range(min(n, 10))
+                ]
+    except (OSError, ValueError):
+        return None
+    for text in texts:
+        found = _POLARITY_RE.search(text)
+        if found:
+            return found.group(1)
+    return None
