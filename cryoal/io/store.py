@@ -362,6 +362,16 @@ class StoreWriter:
         return self._file
 
 
+def _first_duplicate(values: np.ndarray) -> str | None:
+    """The first value that occurs twice, or None."""
+    seen: set[str] = set()
+    for v in values.tolist():
+        if v in seen:
+            return str(v)
+        seen.add(v)
+    return None
+
+
 def _discard_pending_writes(f: h5py.File) -> None:
     """Point an HDF5 file's descriptor at ``/dev/null`` before closing a file being discarded.
 
@@ -408,35 +418,151 @@ class SubtomogramStore:
                 "with 'cryoal extract' or 'cryoal simulate subtomograms'"
             )
         try:
-            version = int(f.attrs["format_version"])
-            self.voxel_size_A = float(f.attrs["voxel_size_A"])
-            self.box = int(f.attrs["box"])
-            self.class_names: list[str] = list(json.loads(f.attrs["class_names"]))
-        except KeyError as exc:
-            raise ValueError(
-                f"{self.path}: store attribute {exc} missing; re-create the store"
-            ) from exc
-        if version > FORMAT_VERSION:
-            raise ValueError(
-                f"{self.path}: store format_version {version} is newer than this cryoal "
-                f"understands ({FORMAT_VERSION}); upgrade cryoal"
-            )
-        try:
-            self.ids = np.asarray(f["ids"].asstr()[:], dtype=object)
-            self.labels = np.asarray(f["labels"][:], dtype=np.int64)
-            self.centres_zyx = np.asarray(f["centres_zyx"][:], dtype=np.float64)
-            self.tomo_ids = np.asarray(f["tomo_ids"].asstr()[:], dtype=object)
-        except (OSError, RuntimeError) as exc:
-            raise ValueError(f"{self.path}: store is damaged ({exc}); re-create it") from exc
-        n = len(self.ids)
-        if f["subtomograms"].shape[0] != n or len(self.labels) != n:
-            raise ValueError(f"{self.path}: inconsistent sample counts; re-create the store")
+            self._validate(f)
+        except BaseException:
+            self.close()
+            raise
         self.has_masks = "masks" in f
         self.extra_attrs = {
             k: (v.item() if hasattr(v, "item") else v)
             for k, v in f.attrs.items()
             if k not in ("voxel_size_A", "box", "class_names", "format_version")
         }
+
+    def _validate(self, f: h5py.File) -> None:
+        """Check attributes, dtypes and shapes; read the per-sample arrays (one line per
+        problem, naming the file and the field: stores may come from other tools)."""
+        p = self.path
+        try:
+            version = int(f.attrs["format_version"])
+            vs_attr = f.attrs["voxel_size_A"]
+            box_attr = f.attrs["box"]
+            names_attr = f.attrs["class_names"]
+        except KeyError as exc:
+            raise ValueError(f"{p}: store attribute {exc} missing; re-create the store") from exc
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{p}: attribute format_version is not an integer ({exc})") from exc
+        if version > FORMAT_VERSION:
+            raise ValueError(
+                f"{p}: store format_version {version} is newer than this cryoal "
+                f"understands ({FORMAT_VERSION}); upgrade cryoal"
+            )
+        try:
+            self.voxel_size_A = float(vs_attr)
+        except (TypeError, ValueError):
+            raise ValueError(f"{p}: attribute voxel_size_A = {vs_attr!r} is not a number") from None
+        if not np.isfinite(self.voxel_size_A) or self.voxel_size_A <= 0:
+            raise ValueError(
+                f"{p}: attribute voxel_size_A = {self.voxel_size_A:g} Å must be > 0; set the "
+                "true voxel size (h5py: f.attrs['voxel_size_A'] = 10.0) or re-create the store"
+            )
+        try:
+            self.box = int(box_attr)
+        except (TypeError, ValueError):
+            raise ValueError(f"{p}: attribute box = {box_attr!r} is not an integer") from None
+        if isinstance(names_attr, bytes):
+            names_attr = names_attr.decode("utf-8", "replace")
+        try:
+            names = json.loads(str(names_attr))
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{p}: attribute class_names = {str(names_attr)[:60]!r} is not JSON ({exc.msg}); "
+                'it must be a JSON list of names, e.g. ["ribosome", "proteasome"]'
+            ) from None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(
+                f"{p}: attribute class_names = {str(names_attr)[:60]!r} must be a JSON list of "
+                'strings, e.g. ["ribosome", "proteasome"]'
+            )
+        if len(set(names)) != len(names):
+            raise ValueError(f"{p}: attribute class_names {names} holds duplicate names")
+        self.class_names: list[str] = names
+
+        sub = f["subtomograms"]
+        if not isinstance(sub, h5py.Dataset) or sub.ndim != 4:
+            shape = getattr(sub, "shape", None)
+            raise ValueError(
+                f"{p}: dataset subtomograms has shape {shape}; it must be (N, b, b, b) cubic "
+                "3-D boxes (2-D images or single volumes are not subtomograms)"
+            )
+        if sub.shape[1:] != (self.box,) * 3:
+            raise ValueError(
+                f"{p}: dataset subtomograms has boxes of {sub.shape[1:]} voxels but attribute "
+                f"box = {self.box}; fix the attribute or re-create the store"
+            )
+        if sub.dtype not in (np.float32, np.float16):
+            raise ValueError(
+                f"{p}: dataset subtomograms has dtype {sub.dtype}; cryoal reads float32 or "
+                "float16 (convert with numpy astype(np.float32))"
+            )
+        for name, kinds in (("ids", "OSU"), ("tomo_ids", "OSU"), ("labels", "iu"),
+                            ("centres_zyx", "f")):  # fmt: skip
+            ds = f[name]
+            kind = ds.dtype.kind if h5py.check_string_dtype(ds.dtype) is None else "O"
+            if kind not in kinds:
+                want = {"OSU": "strings", "iu": "integers", "f": "floats"}[kinds]
+                raise ValueError(f"{p}: dataset {name} has dtype {ds.dtype}; it must hold {want}")
+        try:
+            self.ids = np.asarray(f["ids"].asstr()[:], dtype=object)
+            self.labels = np.asarray(f["labels"][:], dtype=np.int64)
+            self.centres_zyx = np.asarray(f["centres_zyx"][:], dtype=np.float64)
+            self.tomo_ids = np.asarray(f["tomo_ids"].asstr()[:], dtype=object)
+        except (OSError, RuntimeError) as exc:
+            raise ValueError(f"{p}: store is damaged ({exc}); re-create it") from exc
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{p}: dataset ids or tomo_ids is not valid UTF-8 ({exc})") from exc
+        n = len(self.ids)
+        for name, arr in (("subtomograms", sub), ("labels", self.labels),
+                          ("centres_zyx", self.centres_zyx), ("tomo_ids", self.tomo_ids)):  # fmt: skip
+            if arr.shape[0] != n:
+                raise ValueError(
+                    f"{p}: dataset {name} has {arr.shape[0]} rows but ids has {n}; "
+                    "inconsistent sample counts, re-create the store"
+                )
+        if self.labels.ndim != 1 or self.centres_zyx.shape != (n, 3):
+            raise ValueError(
+                f"{p}: datasets labels {self.labels.shape} / centres_zyx "
+                f"{self.centres_zyx.shape} must be (N,) and (N, 3)"
+            )
+        dup = _first_duplicate(self.ids)
+        if dup is not None:
+            raise ValueError(f"{p}: dataset ids holds {dup!r} more than once; ids must be unique")
+        bad = np.flatnonzero((self.labels < -1) | (self.labels >= len(names)))
+        if bad.size:
+            row = int(bad[0])
+            raise ValueError(
+                f"{p}: dataset labels holds {int(self.labels[row])} (sample {self.ids[row]!r}, "
+                f"{bad.size} such rows) outside -1..{len(names) - 1} for classes {names}; "
+                "-1 marks unlabeled samples"
+            )
+        if "masks" in f and f["masks"].shape != sub.shape:
+            raise ValueError(
+                f"{p}: dataset masks has shape {f['masks'].shape}, subtomograms {sub.shape}"
+            )
+
+    def check_finite(self, indices: np.ndarray | None = None, chunk: int = 256) -> None:
+        """Raise ``ValueError`` naming the first sample holding NaN/Inf (read in chunks).
+
+        Parameters
+        ----------
+        indices
+            Rows to check (default all).
+        chunk
+            Samples read at a time (bounded memory).
+        """
+        ds = self._h5()["subtomograms"]
+        rows = np.arange(len(self)) if indices is None else np.unique(np.asarray(indices))
+        for a in range(0, len(rows), chunk):
+            part = rows[a : a + chunk]
+            data = ds[part[0] : part[-1] + 1][part - part[0]]
+            ok = np.isfinite(data.reshape(len(part), -1)).all(axis=1)
+            if not ok.all():
+                bad = part[~ok]
+                raise ValueError(
+                    f"{self.path}: dataset subtomograms holds NaN/Inf in sample "
+                    f"{self.ids[bad[0]]!r} (row {int(bad[0])}, {bad.size} in rows "
+                    f"{int(part[0])}..{int(part[-1])}); clean or drop those samples"
+                )
 
     def _h5(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():

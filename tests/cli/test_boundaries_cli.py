@@ -307,3 +307,78 @@ def test_damaged_label_store_says_so_and_how_to_recover(
     assert f"cryoal labels import {proj} {proj / 'rounds' / '001' / 'snapshot.csv'}" in line
     assert "classes" not in line.split("(")[0]  # not misread as a change of classes
     assert db.read_bytes() == before  # the damaged file is left for recovery
+
+
+# -- subtomogram stores from other tools -----------------------------------------------------
+def _good_store(path: Path) -> Path:
+    from cryoal.io.store import StoreWriter
+
+    rng = np.random.default_rng(0)
+    with StoreWriter(path, 8, 10.0, ["a", "b"]) as w:
+        w.append(rng.standard_normal((12, 8, 8, 8)).astype(np.float32),
+                 [f"s{i}" for i in range(12)], labels=[i % 2 for i in range(12)])  # fmt: skip
+    return path
+
+
+def _replace(f, name: str, data) -> None:
+    del f[name]
+    f.create_dataset(name, data=data)
+
+
+STORE_CASES = {
+    "int16 subtomograms": (
+        lambda f: _replace(f, "subtomograms", np.zeros((12, 8, 8, 8), np.int16)),
+        "subtomograms has dtype int16",
+    ),
+    "class names not JSON": (
+        lambda f: f.attrs.__setitem__("class_names", "a,b"),
+        "class_names = 'a,b' is not JSON",
+    ),
+    "class names not strings": (
+        lambda f: f.attrs.__setitem__("class_names", "[1, 2]"),
+        "must be a JSON list of strings",
+    ),
+    "label out of range": (
+        lambda f: f["labels"].__setitem__(3, 7),
+        "labels holds 7 (sample 's3'",
+    ),
+    "box attribute disagrees": (
+        lambda f: f.attrs.__setitem__("box", 16),
+        "boxes of (8, 8, 8) voxels but attribute box = 16",
+    ),
+    "voxel size 0": (lambda f: f.attrs.__setitem__("voxel_size_A", 0.0), "voxel_size_A = 0 Å"),
+    "duplicate ids": (
+        lambda f: f["ids"].__setitem__(5, "s4"),
+        "ids holds 's4' more than once",
+    ),
+    "2-D images": (
+        lambda f: _replace(f, "subtomograms", np.zeros((12, 8, 8), np.float32)),
+        "subtomograms has shape (12, 8, 8)",
+    ),
+    "string labels": (
+        lambda f: _replace(f, "labels", np.array([b"a"] * 12)),
+        "labels has dtype |S1; it must hold integers",
+    ),
+    "NaN voxels": (
+        lambda f: f["subtomograms"].__setitem__((6, 1, 2, 3), np.nan),
+        "holds NaN/Inf in sample 's6' (row 6",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(STORE_CASES))
+def test_foreign_store_is_refused_before_training(tmp_path: Path, capsys, case: str) -> None:
+    import h5py
+
+    store = _good_store(tmp_path / "other_tool.h5")
+    change, expected = STORE_CASES[case]
+    with h5py.File(store, "r+") as f:
+        change(f)
+    out = tmp_path / "run"
+    capsys.readouterr()
+    code = run(["train", str(store), "--out", str(out), "--epochs", "1", "--quiet"])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 2
+    assert str(store) in line and expected in line, line
+    assert not out.exists()  # no train.yaml, no run folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other_tool.h5"]
