@@ -793,10 +793,10 @@ def damaged_store_message(path: Path, detail: str) -> str:
     )  # fmt: skip
     if newest is not None:
         fallback = (
-            f"or start a fresh store (mv {path} {path}.damaged; cryoal project init a new "
-            f"folder with the same classes, add the tomograms and candidates again) and "
-            f"restore the labels of the newest snapshot with 'cryoal labels import "
-            f"{root} {newest}'"
+            f"or start again from the newest labels snapshot {newest}: mv {path} "
+            f"{path}.damaged, create a new project with the same classes ('cryoal project "
+            f"init NEW --classes {_class_list(root)}'), add the tomograms and candidates "
+            f"again, then 'cryoal labels import NEW {newest}'"
         )
     else:
         fallback = "no labels snapshot exists (rounds/NNN/snapshot.csv) to restore from"
@@ -806,6 +806,18 @@ def damaged_store_message(path: Path, detail: str) -> str:
         f"what SQLite can read with: sqlite3 {path} .recover | sqlite3 {path}.recovered "
         f"(then replace the damaged file with it), {fallback}"
     )
+
+
+def _class_list(root: Path) -> str:
+    """The project's classes as ``a,b`` (from project.yaml), or ``...`` when unreadable."""
+    try:
+        import yaml
+
+        with open(root / "project.yaml", encoding="utf-8") as fh:
+            names = yaml.safe_load(fh).get("classes", [])
+        return ",".join(str(n["name"] if isinstance(n, dict) else n) for n in names) or "..."
+    except Exception:  # a hint only; the message must not fail
+        return "..."
 
 
 def _sqlite_code(exc: sqlite3.Error) -> int | None:
