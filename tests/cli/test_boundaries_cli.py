@@ -383,3 +383,78 @@ def test_foreign_store_is_refused_before_training(tmp_path: Path, capsys, case: 
     assert str(store) in line and expected in line, line
     assert not out.exists()  # no train.yaml, no run folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other_tool.h5"]
+
+
+def test_disk_full_train_output(small_disk: Path, tmp_path: Path) -> None:
+    store = _good_store(tmp_path / "s.h5")
+    out = small_disk / "run"
+    res = _cli("train", store, "--out", out, "--epochs", "1", "--quiet")
+    assert res.returncode == 2, res.stderr[-2000:]
+    line = _one_error_line(res.stderr)
+    assert "no space left on device" in line and str(out) in line, line
+    leftovers = [p for p in small_disk.rglob("*") if PARTIAL_MARKER in p.name]
+    assert leftovers == []
+
+
+# -- more bad inputs of issue 14 through the CLI ---------------------------------------------
+def _compressed_tomogram(d: Path) -> tuple[list[object], str]:
+    import gzip
+
+    tomo = _tomogram(d / "TS_01.mrc", shape=(24, 32, 32))
+    packed = d / "TS_01.mrc.gz"
+    packed.write_bytes(gzip.compress(tomo.read_bytes()))
+    picks = _picks(d / "picks.csv", 5, shape=(24, 32, 32))
+    argv = ["extract", packed, picks, d / "out" / "s.h5", "--box", "8", "--coords-unit",
+            "angstrom", "--no-progress"]  # fmt: skip
+    return (
+        argv,
+        f"{packed}: gzip-compressed MRC cannot be memory-mapped; decompress it with 'gunzip {packed}'",
+    )
+
+
+def _bad_axis_order(d: Path) -> tuple[list[object], str]:
+    tomo = _tomogram(d / "TS_01.mrc", shape=(24, 32, 32))
+    raw = bytearray(tomo.read_bytes())
+    raw[64:76] = np.array([2, 2, 3], "<i4").tobytes()
+    tomo.write_bytes(bytes(raw))
+    return ["info", tomo], f"{tomo}: header axis order mapc, mapr, maps = (2, 2, 3)"
+
+
+def _nan_box(d: Path) -> tuple[list[object], str]:
+    vol = np.random.default_rng(0).standard_normal((24, 32, 32)).astype(np.float32)
+    vol[12, 16, 16] = np.nan
+    tomo = write_mrc(d / "TS_01.mrc", vol, 10.0)
+    (d / "picks.csv").write_text("x,y,z\n160,160,120\n")
+    argv = ["extract", tomo, d / "picks.csv", d / "out" / "s.h5", "--box", "8",
+            "--coords-unit", "angstrom", "--no-progress"]  # fmt: skip
+    return argv, "candidate 'TS_01:000000' (1 in this batch) holds NaN/Inf voxels"
+
+
+def _unreadable_template(d: Path) -> tuple[list[object], str]:
+    folder = d / "templates"
+    folder.mkdir()
+    write_mrc(folder / "a.mrc", np.ones((8, 8, 8), np.float32), 10.0)
+    (folder / "b.map.xz").write_bytes(b"\xfd7zXZ\x00")
+    argv = ["simulate", "subtomograms", d / "out" / "s.h5", "--templates", folder,
+            "--per-class", "2"]  # fmt: skip
+    return argv, "'b.map.xz' looks like a map or model but cryoal cannot read it"
+
+
+CLI_CASES = {
+    "compressed tomogram": _compressed_tomogram,
+    "invalid axis order": _bad_axis_order,
+    "NaN inside a box": _nan_box,
+    "unreadable template": _unreadable_template,
+}
+
+
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_issue14_bad_inputs_give_one_line_and_no_output(tmp_path: Path, capsys, case: str) -> None:
+    (tmp_path / "out").mkdir()
+    argv, expected = CLI_CASES[case](tmp_path)
+    capsys.readouterr()
+    code = run([str(a) for a in argv])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 2
+    assert expected in line, line
+    assert list((tmp_path / "out").iterdir()) == []
