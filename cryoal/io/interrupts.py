@@ -3,14 +3,17 @@
 The ``cryoal`` command installs :func:`install_handlers`: each signal raises an exception
 in the main thread (``KeyboardInterrupt``, or :class:`Terminated` for SIGTERM), so every
 ``finally`` block and temp-file cleanup runs on the way out. Python drops an exception
-raised while it runs a weakref callback or ``__del__``; the signal is therefore also
-recorded, and long loops call :func:`check_interrupted` once per batch to raise it then.
+raised while it runs a weakref callback or ``__del__`` (printing a traceback), so a signal
+arriving there is recorded and delivered again 50 ms later; long loops also call
+:func:`check_interrupted` once per batch.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+from types import FrameType
 
 _pending: int | None = None
 
@@ -31,9 +34,22 @@ def _exception(signum: int) -> KeyboardInterrupt:
     return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
 
-def _handler(signum: int, frame: object) -> None:
+def _unraisable(frame: FrameType | None) -> bool:
+    """Whether Python would print and drop an exception raised in ``frame`` (a weakref
+    callback or a ``__del__`` method run by the garbage collector)."""
+    if frame is None:
+        return False
+    code = frame.f_code
+    return code.co_name == "__del__" or code.co_filename.endswith(("weakref.py", "_weakrefset.py"))
+
+
+def _handler(signum: int, frame: FrameType | None) -> None:
     global _pending
     _pending = signum
+    if _unraisable(frame):
+        # Deliver the signal again in a moment, when the main thread runs ordinary code.
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+        return
     raise _exception(signum)
 
 
