@@ -427,7 +427,10 @@ def _nan_box(d: Path) -> tuple[list[object], str]:
     (d / "picks.csv").write_text("x,y,z\n160,160,120\n")
     argv = ["extract", tomo, d / "picks.csv", d / "out" / "s.h5", "--box", "8",
             "--coords-unit", "angstrom", "--no-progress"]  # fmt: skip
-    return argv, "candidate 'TS_01:000000' (1 in this batch) holds NaN/Inf voxels"
+    return (
+        argv,
+        "candidate 'TS_01:000000' (1 in this batch) holds 1 NaN/Inf voxels, the first at tomogram zyx [12, 16, 16]",
+    )
 
 
 def _unreadable_template(d: Path) -> tuple[list[object], str]:
