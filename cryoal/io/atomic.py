@@ -210,7 +210,9 @@ def is_disk_full(exc: BaseException) -> bool:
 
 def disk_full_error(path: str | os.PathLike, exc: BaseException | None = None) -> OSError:
     """An ``OSError(ENOSPC)`` naming ``path`` (the output, not its temp file)."""
-    code = exc.errno if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS else errno.ENOSPC
+    code = errno.ENOSPC
+    if isinstance(exc, OSError) and exc.errno is not None and exc.errno in DISK_FULL_ERRNOS:
+        code = exc.errno
     return OSError(code, os.strerror(code), str(path))
 
 

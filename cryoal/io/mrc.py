@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import mrcfile
 import numpy as np
@@ -347,10 +348,11 @@ def check_finite_voxels(data: np.ndarray, path: str | os.PathLike = "<array>") -
         window.release_below(z0 + slab)
         if bad.any():
             count = int(bad.sum())
-            z = z0 + int(np.argwhere(bad)[0][0])
+            dz, y, x = (int(v) for v in np.argwhere(bad)[0])
+            more = "+" if z0 + slab < data.shape[0] else ""  # later slabs were not scanned
             raise ValueError(
-                f"{path}: {count}+ NaN/Inf voxels (first at z={z}); replace them "
-                "(e.g. numpy.nan_to_num) or re-run the reconstruction"
+                f"{path}: {count}{more} NaN/Inf voxels (first at z={z0 + dz}, y={y}, x={x}); "
+                "replace them (e.g. numpy.nan_to_num) or re-run the reconstruction"
             )
 
 
@@ -426,7 +428,7 @@ def polarity_label(polarity: str) -> str:
     return f"cryoal polarity={polarity} (particles {'brighter' if polarity == 'bright' else 'darker'} than background)"
 
 
-def read_polarity(path: str | os.PathLike) -> str | None:
+def read_polarity(path: str | os.PathLike) -> Literal["dark", "bright"] | None:
     """``"dark"``/``"bright"`` when the MRC header carries cryoal's polarity label, else None."""
     try:
         with warnings.catch_warnings():
@@ -441,5 +443,5 @@ def read_polarity(path: str | os.PathLike) -> str | None:
     for text in texts:
         found = _POLARITY_RE.search(text)
         if found:
-            return found.group(1)
+            return "bright" if found.group(1) == "bright" else "dark"
     return None

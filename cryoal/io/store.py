@@ -140,7 +140,7 @@ class StoreWriter:
         b = self.box
         f = h5py.File(self._tmp, "w")
         self._file = f
-        self._ds: dict[str, h5py.Dataset] = {}
+        self._ds = {}
         comp = {"compression": "gzip", "compression_opts": self.compression_level, "shuffle": True}
         if self.compression_level == 0:
             comp = {}

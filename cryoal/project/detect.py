@@ -337,7 +337,7 @@ def _suppress(pos: np.ndarray, d: float) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
-def _progress(items: list[int], enabled: bool):  # type: ignore[no-untyped-def]
+def _progress(items: list, enabled: bool):  # type: ignore[no-untyped-def]
     if not enabled:
         return items
     from rich.progress import track

@@ -141,7 +141,7 @@ def test_nan_check_is_on_demand_and_finds_late_slabs(
     path = write_mrc(tmp_path / "nan.mrc", volume, 10.0)
     with open_tomogram(path) as t:  # not checked unless asked
         assert np.isnan(t.data[5, 2, 3])
-    with pytest.raises(ValueError, match=r"NaN/Inf voxels \(first at z=5\)"):
+    with pytest.raises(ValueError, match=r"1 NaN/Inf voxels \(first at z=5, y=2, x=3\)"):
         open_tomogram(path, check_finite=True)
     # The scan goes slab by slab; a value in the last of many slabs is still found.
     import cryoal.io.mrc as mrc_module
