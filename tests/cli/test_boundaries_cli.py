@@ -461,3 +461,15 @@ def test_issue14_bad_inputs_give_one_line_and_no_output(tmp_path: Path, capsys, 
     assert code == 2
     assert expected in line, line
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_info_refuses_out_of_range_labels_instead_of_miscounting(tmp_path: Path, capsys) -> None:
+    import h5py
+
+    store = _good_store(tmp_path / "other_tool.h5")
+    with h5py.File(store, "r+") as f:
+        f["labels"][3] = 7
+    capsys.readouterr()
+    assert run(["info", str(store)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"{store}: dataset labels holds 7 (sample 's3', 1 such rows) outside -1..1" in line
