@@ -4,15 +4,21 @@ Every sub-command lives in a module ``cryoal/cli/<topic>_commands.py`` that defi
 ``register(app)``; this module discovers them, so adding a command never touches this
 file. User errors (``ValueError``, ``FileNotFoundError``, ...) raised anywhere in the
 library become one line on stderr and exit code 2; ``--debug`` shows the traceback.
+
+A full disk (``ENOSPC``/``EDQUOT``) is one line naming the output, exit code 2. Ctrl-C
+(SIGINT) and SIGTERM raise an exception in the running command, so every ``finally`` and
+temp-file cleanup runs; the command then exits with 130 (SIGINT) or 143 (SIGTERM).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import logging
 import pkgutil
 import re
+import signal
 import sys
 import traceback
 import warnings
@@ -22,6 +28,7 @@ import typer
 from typer.exceptions import Abort, TyperException
 
 import cryoal
+from cryoal.io.interrupts import Terminated
 
 #: Exceptions that mean "the input or the request is wrong", not "cryoal is broken".
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -35,6 +42,16 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 #: Exit code for user errors (same as a usage error).
 EXIT_USER_ERROR = 2
+
+
+def _disk_full_line(exc: OSError) -> str:
+    reason = "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    return (
+        f"{where}{reason}; the output was not written; free some space (or write to "
+        "another disk) and re-run"
+    )
+
 
 app = typer.Typer(
     name="cryoal",
@@ -124,6 +141,8 @@ def _usage_error(exc: TyperException) -> int:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (without the program name); return the exit code."""
+    from cryoal.io.atomic import DISK_FULL_ERRNOS
+
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
@@ -132,33 +151,73 @@ def run(argv: list[str] | None = None) -> int:
         return code if isinstance(code, int) else 0
     except TyperException as exc:
         return _usage_error(exc)
-    except Abort:
+    except Abort as exc:
+        # click turns Ctrl-C (and SIGTERM, raised as KeyboardInterrupt) into Abort
+        if (interrupt := _interrupt_cause(exc)) is not None:
+            return _interrupted(interrupt)
         print("cryoal: aborted", file=sys.stderr)
         return 1
     except SystemExit as exc:
+        if (interrupt := _interrupt_cause(exc)) is not None:
+            return _interrupted(interrupt)
         if exc.code is None:
             return 0
         return exc.code if isinstance(exc.code, int) else 1
+    except OSError as exc:
+        if debug:
+            traceback.print_exc()
+        if exc.errno in DISK_FULL_ERRNOS:
+            print(f"cryoal: error: {_disk_full_line(exc)}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        if isinstance(exc, USER_ERRORS):
+            print(f"cryoal: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        return _internal_error(exc)
     except USER_ERRORS as exc:
         if debug:
             traceback.print_exc()
         print(f"cryoal: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("cryoal: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
     except Exception as exc:  # a bug in cryoal, not in the user's input
         if debug:
             traceback.print_exc()
-        print(
-            f"cryoal: internal error: {type(exc).__name__}: {_one_line(exc)} "
-            "(rerun with --debug for the traceback, and please report it)",
-            file=sys.stderr,
-        )
-        return 1
+        return _internal_error(exc)
     return 0
+
+
+def _interrupt_cause(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C / SIGTERM behind an exception click raised instead of it, if any."""
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and not isinstance(cause, KeyboardInterrupt):
+        cause = cause.__cause__ or cause.__context__
+    return cause
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    from cryoal.io import interrupts
+
+    interrupts.clear()
+    if isinstance(exc, Terminated):
+        print("cryoal: terminated by SIGTERM", file=sys.stderr)
+        return 128 + exc.signum
+    print("cryoal: interrupted by SIGINT (Ctrl-C)", file=sys.stderr)
+    return 128 + signal.SIGINT
+
+
+def _internal_error(exc: BaseException) -> int:
+    print(
+        f"cryoal: internal error: {type(exc).__name__}: {_one_line(exc)} "
+        "(rerun with --debug for the traceback, and please report it)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def main() -> None:
     """Console-script entry point."""
+    from cryoal.io.interrupts import install_handlers
+
+    install_handlers()
     sys.exit(run())

@@ -495,14 +495,16 @@ def extract_to_store(
                     centres[rows],
                     box,
                     edge=edge,
-                    normalise=normalise,
+                    normalise=False,  # after the check below, which needs raw values
                     pad_value=pad_value,
                     batch_size=batch_size,
                     source=t.path,
                     names=ids[rows].tolist(),
                 ):
                     sel = rows[batch.rows]
-                    _check_finite_batch(batch.subtomograms, ids[sel], t.path)
+                    _check_finite_batch(batch.subtomograms, ids[sel], t.path, centres[sel])
+                    if normalise:
+                        normalise_subtomograms(batch.subtomograms)
                     writer.append(
                         batch.subtomograms,
                         ids[sel].tolist(),
@@ -523,14 +525,21 @@ def extract_to_store(
     return out_h5
 
 
-def _check_finite_batch(subtomos: np.ndarray, ids: np.ndarray, path: Path) -> None:
+def _check_finite_batch(
+    subtomos: np.ndarray, ids: np.ndarray, path: Path, centres_zyx: np.ndarray
+) -> None:
     finite = np.isfinite(subtomos.reshape(len(subtomos), -1)).all(axis=1)
     if not finite.all():
-        bad = ids[~finite]
+        rows = np.flatnonzero(~finite)
+        first = int(rows[0])
+        box = subtomos.shape[1]
+        bad_voxels = ~np.isfinite(subtomos[first])
+        where = np.argwhere(bad_voxels)[0] + box_starts(centres_zyx[first : first + 1], box)[0]
         raise ValueError(
-            f"{path}: the subtomogram of candidate {bad[0]!r} ({len(bad)} in this batch) holds "
-            "NaN/Inf voxels; clean the tomogram (e.g. numpy.nan_to_num) and re-run; "
-            "--check-finite reports the first bad plane"
+            f"{path}: the subtomogram of candidate {ids[first]!r} ({len(rows)} in this batch) "
+            f"holds {int(bad_voxels.sum())} NaN/Inf voxels, the first at tomogram zyx "
+            f"{[int(v) for v in where]}; clean the tomogram (e.g. numpy.nan_to_num) and "
+            "re-run; --check-finite scans the whole tomogram first"
         )
 
 

@@ -1,7 +1,17 @@
 """MRC tomograms: memory-mapped reading with strict checks, atomic writing.
 
-Arrays are ``(z, y, x)`` exactly as mrcfile returns them. The voxel size (Å) and origin
-come from the header and travel with the data; every MRC written carries them.
+Arrays are ``(z, y, x)``. The voxel size (Å) and origin come from the header and travel
+with the data; every MRC written carries them.
+
+Axis order: MRC stores sections, rows and columns, and the header fields ``mapc``, ``mapr``
+and ``maps`` say which of x (1), y (2) and z (3) each is. mrcfile returns the array as
+(sections, rows, columns); for the usual ``1, 2, 3`` that is (z, y, x). Files with
+another order are read through a transposed view (no copy) so that cryoal always sees
+(z, y, x); such a view is not contiguous, so bounded-memory page release is off for it.
+
+Compression: gzip/bzip2-compressed maps (``.mrc.gz``, ``.map.bz2``) are read into memory
+by :func:`read_volume`; a tomogram must be memory-mapped, so :func:`open_tomogram` refuses
+a compressed one with the command that decompresses it.
 """
 
 from __future__ import annotations
@@ -11,8 +21,10 @@ import logging
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import mrcfile
 import numpy as np
@@ -89,7 +101,63 @@ def _validation_report(path: Path) -> str:
     return "; ".join(lines[:3]) or "unreadable header"
 
 
+#: Leading bytes of compressed files, and the command that undoes the compression.
+_COMPRESSED_MAGIC = {b"\x1f\x8b": ("gzip", "gunzip"), b"BZh": ("bzip2", "bunzip2")}
+
+
+def compression_of(path: Path) -> tuple[str, str] | None:
+    """``(format, decompress command)`` when ``path`` is gzip/bzip2 compressed, else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(3)
+    except OSError:
+        return None
+    for magic, kind in _COMPRESSED_MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    return None
+
+
+def zyx_axes(header: np.recarray, path: Path) -> tuple[int, int, int] | None:
+    """The transpose that turns mrcfile's (section, row, column) array into (z, y, x).
+
+    Returns None for the usual ``mapc, mapr, maps = 1, 2, 3`` (and for headers that
+    leave all three 0, as some writers do).
+
+    Raises
+    ------
+    ValueError
+        ``mapc, mapr, maps`` is not a permutation of 1, 2, 3.
+    """
+    order = (int(header.mapc), int(header.mapr), int(header.maps))
+    if order in ((1, 2, 3), (0, 0, 0)):
+        return None
+    if sorted(order) != [1, 2, 3]:
+        raise ValueError(
+            f"{path}: header axis order mapc, mapr, maps = {order} is not a permutation of "
+            "1, 2, 3; fix the header (e.g. IMOD 'alterheader') or re-export the map"
+        )
+    per_data_axis = (order[2], order[1], order[0])  # array axes 0, 1, 2 = section, row, column
+    return tuple(per_data_axis.index(a) for a in (3, 2, 1))  # type: ignore[return-value]
+
+
+def _as_zyx(data: np.ndarray, header: np.recarray, path: Path) -> np.ndarray:
+    axes = zyx_axes(header, path) if data.ndim == 3 else None
+    if axes is None:
+        return data
+    log.info("%s: axis order mapc/mapr/maps = %d/%d/%d; read as (z, y, x) through a transposed view",
+             path, int(header.mapc), int(header.mapr), int(header.maps))  # fmt: skip
+    return data.transpose(axes)
+
+
 def _open_strict(path: Path) -> mrcfile.mrcmemmap.MrcMemmap:
+    compressed = compression_of(path)
+    if compressed is not None:
+        kind, command = compressed
+        raise ValueError(
+            f"{path}: {kind}-compressed MRC cannot be memory-mapped; decompress it with "
+            f"'{command} {path}' (a tomogram is read in place, never loaded whole)"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)
@@ -192,7 +260,10 @@ def open_tomogram(
                 raise ValueError(f"{path}: voxel size override {voxel_size_A} Å must be > 0")
             if header_vs > 0 and not np.isclose(header_vs, voxel_size_A, rtol=1e-3):
                 log.warning(
-                    "%s: header voxel size %.4g Å overridden by %.4g Å", path, header_vs, voxel_size_A
+                    "%s: header voxel size %.4g Å overridden by %.4g Å",
+                    path,
+                    header_vs,
+                    voxel_size_A,
                 )
             vs = float(voxel_size_A)
         elif header_vs <= 0:
@@ -206,7 +277,7 @@ def open_tomogram(
         origin = handle.header.origin
         tomo = Tomogram(
             path=path,
-            data=handle.data,
+            data=_as_zyx(handle.data, handle.header, path),
             voxel_size_A=vs,
             origin_zyx_A=(float(origin.z), float(origin.y), float(origin.x)),
             _handle=handle,
@@ -217,6 +288,51 @@ def open_tomogram(
     except BaseException:
         handle.close()
         raise
+
+
+def read_volume(
+    path: str | os.PathLike, voxel_size_A: float | None = None
+) -> tuple[np.ndarray, float]:
+    """Read a small map (a template, a mask) into memory, compressed or not.
+
+    Plain files are opened as by :func:`open_tomogram`; gzip/bzip2-compressed ones
+    (``.mrc.gz``, ``.map.bz2``, ...) are decompressed by mrcfile. Axis order and voxel
+    size are handled the same way; non-finite voxels are refused.
+
+    Returns
+    -------
+    data
+        ``(z, y, x)`` float32 array (a copy).
+    voxel_size_A
+        Header voxel size, or ``voxel_size_A`` when given.
+    """
+    path = Path(path)
+    if compression_of(path) is None:
+        with open_tomogram(path, voxel_size_A=voxel_size_A, check_finite=True) as tomo:
+            return np.array(tomo.data, dtype=np.float32), tomo.voxel_size_A
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            handle = mrcfile.open(str(path), mode="r", permissive=False)
+    except (ValueError, RuntimeWarning, OSError, EOFError) as exc:
+        raise ValueError(
+            f"{path}: not a readable compressed MRC file ({' '.join(str(exc).split())}); "
+            "check that it was fully copied, or decompress it and check the MRC inside"
+        ) from exc
+    with handle:
+        if handle.data is None or handle.data.ndim != 3:
+            shape = None if handle.data is None else handle.data.shape
+            raise ValueError(f"{path}: expected a 3-D map, got data of shape {shape}")
+        header_vs = read_voxel_size(handle, path)
+        vs = float(voxel_size_A) if voxel_size_A is not None else header_vs
+        if vs <= 0:
+            raise ValueError(
+                f"{path}: voxel size in the header is {header_vs} Å; pass the true voxel size "
+                "explicitly, or fix the header"
+            )
+        data = np.array(_as_zyx(handle.data, handle.header, path), dtype=np.float32)
+    check_finite_voxels(data, path)
+    return data, vs
 
 
 def check_finite_voxels(data: np.ndarray, path: str | os.PathLike = "<array>") -> None:
@@ -232,10 +348,11 @@ def check_finite_voxels(data: np.ndarray, path: str | os.PathLike = "<array>") -
         window.release_below(z0 + slab)
         if bad.any():
             count = int(bad.sum())
-            z = z0 + int(np.argwhere(bad)[0][0])
+            dz, y, x = (int(v) for v in np.argwhere(bad)[0])
+            more = "+" if z0 + slab < data.shape[0] else ""  # later slabs were not scanned
             raise ValueError(
-                f"{path}: {count}+ NaN/Inf voxels (first at z={z}); replace them "
-                "(e.g. numpy.nan_to_num) or re-run the reconstruction"
+                f"{path}: {count}{more} NaN/Inf voxels (first at z={z0 + dz}, y={y}, x={x}); "
+                "replace them (e.g. numpy.nan_to_num) or re-run the reconstruction"
             )
 
 
@@ -265,6 +382,7 @@ def write_mrc(
     voxel_size_A: float,
     origin_zyx_A: tuple[float, float, float] = (0.0, 0.0, 0.0),
     overwrite: bool = False,
+    labels: Sequence[str] = (),
 ) -> Path:
     """Write a ``(z, y, x)`` volume atomically with its voxel size and origin.
 
@@ -277,6 +395,9 @@ def write_mrc(
         Voxel size in Å, > 0 (written to the header; never left at 1 Å by default).
     origin_zyx_A
         Origin in Å, ``(z, y, x)``.
+    labels
+        Text labels for the header (at most 10 of 80 ASCII characters), e.g.
+        :func:`polarity_label`.
     """
     if voxel_size_A is None or not np.isfinite(voxel_size_A) or voxel_size_A <= 0:
         raise ValueError(f"{path}: voxel size {voxel_size_A} Å must be a positive number")
@@ -291,4 +412,36 @@ def write_mrc(
             oz, oy, ox = origin_zyx_A
             mrc.header.origin = (ox, oy, oz)
             mrc.update_header_stats()
+            for text in list(labels)[:10]:
+                mrc.add_label(str(text)[:80])
     return Path(path)
+
+
+#: Header label that records the density polarity (``polarity_label("bright")``).
+_POLARITY_RE = re.compile(r"cryoal polarity=(dark|bright)")
+
+
+def polarity_label(polarity: str) -> str:
+    """The MRC header label cryoal writes to record that particles are dark or bright."""
+    if polarity not in ("dark", "bright"):
+        raise ValueError(f"polarity {polarity!r} must be 'dark' or 'bright'")
+    return f"cryoal polarity={polarity} (particles {'brighter' if polarity == 'bright' else 'darker'} than background)"
+
+
+def read_polarity(path: str | os.PathLike) -> Literal["dark", "bright"] | None:
+    """``"dark"``/``"bright"`` when the MRC header carries cryoal's polarity label, else None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(str(path), mode="r", permissive=True, header_only=True) as m:
+                n = int(m.header.nlabl)
+                texts = [
+                    bytes(m.header.label[i]).decode("ascii", "replace") for i in range(min(n, 10))
+                ]
+    except (OSError, ValueError):
+        return None
+    for text in texts:
+        found = _POLARITY_RE.search(text)
+        if found:
+            return "bright" if found.group(1) == "bright" else "dark"
+    return None

@@ -13,7 +13,9 @@ Layout (``format_version`` 1)::
            plus any extra scalar attributes the writer was given.
 
 A store is written under a temporary name and renamed only when it is complete, so a crash
-never leaves a file that looks finished. Readers open the HDF5 file lazily in the process
+never leaves a file that looks finished. The writer flushes after every batch, so a full
+disk is reported at the batch that hit it (as ``OSError(ENOSPC)`` naming the store) and the
+temporary file is removed. Readers open the HDF5 file lazily in the process
 that reads (each DataLoader worker opens its own handle; nothing is pickled across).
 """
 
@@ -28,7 +30,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cryoal.io.atomic import check_can_write, fsync_directory, make_temp_file
+from cryoal.io.atomic import (
+    check_can_write,
+    disk_full_error,
+    fsync_directory,
+    is_disk_full,
+    make_temp_file,
+)
+from cryoal.io.interrupts import check_interrupted
 
 FORMAT_VERSION = 1
 _REQUIRED = ("subtomograms", "ids", "labels", "centres_zyx", "tomo_ids")
@@ -92,6 +101,7 @@ class StoreWriter:
         self._tmp: Path | None = None
         self._seen: set[str] = set()
         self._n = 0
+        self._ds: dict[str, h5py.Dataset] = {}
 
     # -- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> StoreWriter:
@@ -110,26 +120,56 @@ class StoreWriter:
         if not np.isfinite(self.voxel_size_A) or self.voxel_size_A <= 0:
             raise ValueError(f"{self.path}: voxel size {self.voxel_size_A} Å must be > 0")
         if self.dtype not in (np.float32, np.float16):
-            raise ValueError(f"{self.path}: dtype {self.dtype} not supported; use float32 or float16")
+            raise ValueError(
+                f"{self.path}: dtype {self.dtype} not supported; use float32 or float16"
+            )
         if len(set(self.class_names)) != len(self.class_names):
             raise ValueError(f"{self.path}: class names {self.class_names} contain duplicates")
         final = check_can_write(self.path, self.overwrite)
-        self._tmp = make_temp_file(final, suffix=".partial")
+        self._tmp = make_temp_file(final)
+        try:
+            self._create()
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, Exception) and is_disk_full(exc):
+                raise disk_full_error(self.path, exc) from exc
+            raise
+
+    def _create(self) -> None:
+        assert self._tmp is not None
         b = self.box
         f = h5py.File(self._tmp, "w")
         self._file = f
+        self._ds = {}
         comp = {"compression": "gzip", "compression_opts": self.compression_level, "shuffle": True}
         if self.compression_level == 0:
             comp = {}
-        f.create_dataset("subtomograms", (0, b, b, b), self.dtype, maxshape=(None, b, b, b),
-                         chunks=(1, b, b, b), **comp)
+        # Handles stay open until close: HDF5 flushes a dataset's cache when its last
+        # handle is dropped, and an error there (a full disk) cannot be raised.
+        ds = self._ds
+        ds["subtomograms"] = f.create_dataset(
+            "subtomograms",
+            (0, b, b, b),
+            self.dtype,
+            maxshape=(None, b, b, b),
+            chunks=(1, b, b, b),
+            **comp,
+        )
         if self.with_masks:
-            f.create_dataset("masks", (0, b, b, b), np.uint8, maxshape=(None, b, b, b),
-                             chunks=(1, b, b, b), **comp)
-        f.create_dataset("ids", (0,), _STR, maxshape=(None,), chunks=(4096,))
-        f.create_dataset("labels", (0,), np.int64, maxshape=(None,), chunks=(4096,))
-        f.create_dataset("centres_zyx", (0, 3), np.float64, maxshape=(None, 3), chunks=(4096, 3))
-        f.create_dataset("tomo_ids", (0,), _STR, maxshape=(None,), chunks=(4096,))
+            ds["masks"] = f.create_dataset(
+                "masks",
+                (0, b, b, b),
+                np.uint8,
+                maxshape=(None, b, b, b),
+                chunks=(1, b, b, b),
+                **comp,
+            )
+        ds["ids"] = f.create_dataset("ids", (0,), _STR, maxshape=(None,), chunks=(4096,))
+        ds["labels"] = f.create_dataset("labels", (0,), np.int64, maxshape=(None,), chunks=(4096,))
+        ds["centres_zyx"] = f.create_dataset(
+            "centres_zyx", (0, 3), np.float64, maxshape=(None, 3), chunks=(4096, 3)
+        )
+        ds["tomo_ids"] = f.create_dataset("tomo_ids", (0,), _STR, maxshape=(None,), chunks=(4096,))
         f.attrs["voxel_size_A"] = self.voxel_size_A
         f.attrs["box"] = b
         f.attrs["class_names"] = json.dumps(self.class_names)
@@ -168,11 +208,14 @@ class StoreWriter:
         meta
             Per-sample metadata arrays ``(n, ...)``; every batch must give the same names.
         """
+        check_interrupted()
         f = self._require_open()
         sub = np.asarray(subtomograms)
         b = self.box
         if sub.ndim != 4 or sub.shape[1:] != (b, b, b):
-            raise ValueError(f"{self.path}: subtomograms must be (n, {b}, {b}, {b}); got {sub.shape}")
+            raise ValueError(
+                f"{self.path}: subtomograms must be (n, {b}, {b}, {b}); got {sub.shape}"
+            )
         n = sub.shape[0]
         if not np.isfinite(sub).all():
             raise ValueError(f"{self.path}: subtomograms contain NaN/Inf; clean the input first")
@@ -181,8 +224,12 @@ class StoreWriter:
             raise ValueError(f"{self.path}: {len(ids)} ids for {n} subtomograms")
         dup = [i for i in ids if i in self._seen]
         if dup or len(set(ids)) != n:
-            raise ValueError(f"{self.path}: duplicate sample ids (e.g. {dup[:3] or ids[:3]}); ids must be unique")
-        lab = np.full(n, -1, np.int64) if labels is None else np.asarray(labels, np.int64).reshape(-1)
+            raise ValueError(
+                f"{self.path}: duplicate sample ids (e.g. {dup[:3] or ids[:3]}); ids must be unique"
+            )
+        lab = (
+            np.full(n, -1, np.int64) if labels is None else np.asarray(labels, np.int64).reshape(-1)
+        )
         if lab.shape != (n,):
             raise ValueError(f"{self.path}: {lab.shape[0]} labels for {n} subtomograms")
         bad = lab[(lab < -1) | (lab >= max(len(self.class_names), 0))]
@@ -191,7 +238,9 @@ class StoreWriter:
                 f"{self.path}: label {int(bad[0])} out of range for classes {self.class_names} "
                 "(use -1 for unlabeled)"
             )
-        cen = np.full((n, 3), np.nan) if centres_zyx is None else np.asarray(centres_zyx, np.float64)
+        cen = (
+            np.full((n, 3), np.nan) if centres_zyx is None else np.asarray(centres_zyx, np.float64)
+        )
         if cen.shape != (n, 3):
             raise ValueError(f"{self.path}: centres_zyx must be ({n}, 3); got {cen.shape}")
         tomos = [""] * n if tomo_ids is None else [str(t) for t in tomo_ids]
@@ -204,8 +253,30 @@ class StoreWriter:
             if m.shape != sub.shape:
                 raise ValueError(f"{self.path}: masks must be {sub.shape}; got {m.shape}")
         elif masks is not None:
-            raise ValueError(f"{self.path}: masks given but the writer was created with_masks=False")
+            raise ValueError(
+                f"{self.path}: masks given but the writer was created with_masks=False"
+            )
 
+        try:
+            self._write(f, sub, ids, lab, cen, tomos, masks, meta, n)
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, Exception) and is_disk_full(exc):
+                raise disk_full_error(self.path, exc) from exc
+            raise
+
+    def _write(
+        self,
+        f: h5py.File,
+        sub: np.ndarray,
+        ids: list[str],
+        lab: np.ndarray,
+        cen: np.ndarray,
+        tomos: list[str],
+        masks: np.ndarray | None,
+        meta: Mapping[str, np.ndarray] | None,
+        n: int,
+    ) -> None:
         start, stop = self._n, self._n + n
         for name, arr in (
             ("subtomograms", sub.astype(self.dtype, copy=False)),
@@ -214,9 +285,11 @@ class StoreWriter:
             ("centres_zyx", cen),
             ("tomo_ids", np.array(tomos, dtype=object)),
         ):
-            _grow_and_write(f[name], start, stop, arr)
+            _grow_and_write(self._ds[name], start, stop, arr)
         if self.with_masks:
-            _grow_and_write(f["masks"], start, stop, np.asarray(masks).astype(np.uint8, copy=False))
+            _grow_and_write(
+                self._ds["masks"], start, stop, np.asarray(masks).astype(np.uint8, copy=False)
+            )
         meta = dict(meta or {})
         group = f.require_group("meta")
         if start > 0 and set(meta) != set(group.keys()):
@@ -226,24 +299,38 @@ class StoreWriter:
         for name, values in meta.items():
             arr = np.asarray(values)
             if arr.shape[:1] != (n,):
-                raise ValueError(f"{self.path}: metadata {name!r} must have {n} rows; got {arr.shape}")
+                raise ValueError(
+                    f"{self.path}: metadata {name!r} must have {n} rows; got {arr.shape}"
+                )
             if name not in group:
                 kind = _STR if arr.dtype.kind in "OUS" else arr.dtype
-                group.create_dataset(name, (0, *arr.shape[1:]), kind, maxshape=(None, *arr.shape[1:]))
-                arr = arr.astype(object) if arr.dtype.kind in "US" else arr
-            _grow_and_write(group[name], start, stop, arr)
+                self._ds[f"meta/{name}"] = group.create_dataset(
+                    name, (0, *arr.shape[1:]), kind, maxshape=(None, *arr.shape[1:])
+                )
+            arr = arr.astype(object) if arr.dtype.kind in "US" else arr
+            _grow_and_write(self._ds[f"meta/{name}"], start, stop, arr)
+        # Write the batch now: HDF5 otherwise keeps it in caches and reports a full disk
+        # only while closing, where errors cannot be raised cleanly.
+        f.flush()
         self._seen.update(ids)
         self._n = stop
 
     def close(self) -> Path:
         """Finish the file and move it to its final name."""
         f = self._require_open()
-        f.flush()
-        f.close()
-        self._file = None
         assert self._tmp is not None
-        with open(self._tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        try:
+            f.flush()
+            self._ds = {}
+            f.close()
+            self._file = None
+            with open(self._tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, Exception) and is_disk_full(exc):
+                raise disk_full_error(self.path, exc) from exc
+            raise
         if self.path.exists() and not self.overwrite:
             self.abort()
             raise FileExistsError(f"{self.path}: appeared while writing; not overwritten")
@@ -255,6 +342,9 @@ class StoreWriter:
     def abort(self) -> None:
         """Discard everything written (the final path is left untouched)."""
         if self._file is not None:
+            _discard_pending_writes(self._file)
+        if self._file is not None:
+            self._ds = {}
             with contextlib.suppress(Exception):
                 self._file.close()
             self._file = None
@@ -270,6 +360,32 @@ class StoreWriter:
         if self._file is None:
             raise RuntimeError("StoreWriter is not open; use it as a context manager")
         return self._file
+
+
+def _first_duplicate(values: np.ndarray) -> str | None:
+    """The first value that occurs twice, or None."""
+    seen: set[str] = set()
+    for v in values.tolist():
+        if v in seen:
+            return str(v)
+        seen.add(v)
+    return None
+
+
+def _discard_pending_writes(f: h5py.File) -> None:
+    """Point an HDF5 file's descriptor at ``/dev/null`` before closing a file being discarded.
+
+    HDF5 writes its caches while closing; on a full disk those writes fail again, and
+    errors raised there cannot propagate (they are printed, and HDF5 can crash). The
+    file is deleted anyway, so its pending writes go nowhere instead.
+    """
+    with contextlib.suppress(Exception):
+        fd = int(f.id.get_vfd_handle())
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
 
 
 def _grow_and_write(ds: h5py.Dataset, start: int, stop: int, values: np.ndarray) -> None:
@@ -302,33 +418,151 @@ class SubtomogramStore:
                 "with 'cryoal extract' or 'cryoal simulate subtomograms'"
             )
         try:
-            version = int(f.attrs["format_version"])
-            self.voxel_size_A = float(f.attrs["voxel_size_A"])
-            self.box = int(f.attrs["box"])
-            self.class_names: list[str] = list(json.loads(f.attrs["class_names"]))
-        except KeyError as exc:
-            raise ValueError(f"{self.path}: store attribute {exc} missing; re-create the store") from exc
-        if version > FORMAT_VERSION:
-            raise ValueError(
-                f"{self.path}: store format_version {version} is newer than this cryoal "
-                f"understands ({FORMAT_VERSION}); upgrade cryoal"
-            )
-        try:
-            self.ids = np.asarray(f["ids"].asstr()[:], dtype=object)
-            self.labels = np.asarray(f["labels"][:], dtype=np.int64)
-            self.centres_zyx = np.asarray(f["centres_zyx"][:], dtype=np.float64)
-            self.tomo_ids = np.asarray(f["tomo_ids"].asstr()[:], dtype=object)
-        except (OSError, RuntimeError) as exc:
-            raise ValueError(f"{self.path}: store is damaged ({exc}); re-create it") from exc
-        n = len(self.ids)
-        if f["subtomograms"].shape[0] != n or len(self.labels) != n:
-            raise ValueError(f"{self.path}: inconsistent sample counts; re-create the store")
+            self._validate(f)
+        except BaseException:
+            self.close()
+            raise
         self.has_masks = "masks" in f
         self.extra_attrs = {
             k: (v.item() if hasattr(v, "item") else v)
             for k, v in f.attrs.items()
             if k not in ("voxel_size_A", "box", "class_names", "format_version")
         }
+
+    def _validate(self, f: h5py.File) -> None:
+        """Check attributes, dtypes and shapes; read the per-sample arrays (one line per
+        problem, naming the file and the field: stores may come from other tools)."""
+        p = self.path
+        try:
+            version = int(f.attrs["format_version"])
+            vs_attr = f.attrs["voxel_size_A"]
+            box_attr = f.attrs["box"]
+            names_attr = f.attrs["class_names"]
+        except KeyError as exc:
+            raise ValueError(f"{p}: store attribute {exc} missing; re-create the store") from exc
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{p}: attribute format_version is not an integer ({exc})") from exc
+        if version > FORMAT_VERSION:
+            raise ValueError(
+                f"{p}: store format_version {version} is newer than this cryoal "
+                f"understands ({FORMAT_VERSION}); upgrade cryoal"
+            )
+        try:
+            self.voxel_size_A = float(vs_attr)
+        except (TypeError, ValueError):
+            raise ValueError(f"{p}: attribute voxel_size_A = {vs_attr!r} is not a number") from None
+        if not np.isfinite(self.voxel_size_A) or self.voxel_size_A <= 0:
+            raise ValueError(
+                f"{p}: attribute voxel_size_A = {self.voxel_size_A:g} Å must be > 0; set the "
+                "true voxel size (h5py: f.attrs['voxel_size_A'] = 10.0) or re-create the store"
+            )
+        try:
+            self.box = int(box_attr)
+        except (TypeError, ValueError):
+            raise ValueError(f"{p}: attribute box = {box_attr!r} is not an integer") from None
+        if isinstance(names_attr, bytes):
+            names_attr = names_attr.decode("utf-8", "replace")
+        try:
+            names = json.loads(str(names_attr))
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{p}: attribute class_names = {str(names_attr)[:60]!r} is not JSON ({exc.msg}); "
+                'it must be a JSON list of names, e.g. ["ribosome", "proteasome"]'
+            ) from None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(
+                f"{p}: attribute class_names = {str(names_attr)[:60]!r} must be a JSON list of "
+                'strings, e.g. ["ribosome", "proteasome"]'
+            )
+        if len(set(names)) != len(names):
+            raise ValueError(f"{p}: attribute class_names {names} holds duplicate names")
+        self.class_names: list[str] = names
+
+        sub = f["subtomograms"]
+        if not isinstance(sub, h5py.Dataset) or sub.ndim != 4:
+            shape = getattr(sub, "shape", None)
+            raise ValueError(
+                f"{p}: dataset subtomograms has shape {shape}; it must be (N, b, b, b) cubic "
+                "3-D boxes (2-D images or single volumes are not subtomograms)"
+            )
+        if sub.shape[1:] != (self.box,) * 3:
+            raise ValueError(
+                f"{p}: dataset subtomograms has boxes of {sub.shape[1:]} voxels but attribute "
+                f"box = {self.box}; fix the attribute or re-create the store"
+            )
+        if sub.dtype not in (np.float32, np.float16):
+            raise ValueError(
+                f"{p}: dataset subtomograms has dtype {sub.dtype}; cryoal reads float32 or "
+                "float16 (convert with numpy astype(np.float32))"
+            )
+        for name, kinds in (("ids", "OSU"), ("tomo_ids", "OSU"), ("labels", "iu"),
+                            ("centres_zyx", "f")):  # fmt: skip
+            ds = f[name]
+            kind = ds.dtype.kind if h5py.check_string_dtype(ds.dtype) is None else "O"
+            if kind not in kinds:
+                want = {"OSU": "strings", "iu": "integers", "f": "floats"}[kinds]
+                raise ValueError(f"{p}: dataset {name} has dtype {ds.dtype}; it must hold {want}")
+        try:
+            self.ids = np.asarray(f["ids"].asstr()[:], dtype=object)
+            self.labels = np.asarray(f["labels"][:], dtype=np.int64)
+            self.centres_zyx = np.asarray(f["centres_zyx"][:], dtype=np.float64)
+            self.tomo_ids = np.asarray(f["tomo_ids"].asstr()[:], dtype=object)
+        except (OSError, RuntimeError) as exc:
+            raise ValueError(f"{p}: store is damaged ({exc}); re-create it") from exc
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{p}: dataset ids or tomo_ids is not valid UTF-8 ({exc})") from exc
+        n = len(self.ids)
+        for name, arr in (("subtomograms", sub), ("labels", self.labels),
+                          ("centres_zyx", self.centres_zyx), ("tomo_ids", self.tomo_ids)):  # fmt: skip
+            if arr.shape[0] != n:
+                raise ValueError(
+                    f"{p}: dataset {name} has {arr.shape[0]} rows but ids has {n}; "
+                    "inconsistent sample counts, re-create the store"
+                )
+        if self.labels.ndim != 1 or self.centres_zyx.shape != (n, 3):
+            raise ValueError(
+                f"{p}: datasets labels {self.labels.shape} / centres_zyx "
+                f"{self.centres_zyx.shape} must be (N,) and (N, 3)"
+            )
+        dup = _first_duplicate(self.ids)
+        if dup is not None:
+            raise ValueError(f"{p}: dataset ids holds {dup!r} more than once; ids must be unique")
+        bad = np.flatnonzero((self.labels < -1) | (self.labels >= len(names)))
+        if bad.size:
+            row = int(bad[0])
+            raise ValueError(
+                f"{p}: dataset labels holds {int(self.labels[row])} (sample {self.ids[row]!r}, "
+                f"{bad.size} such rows) outside -1..{len(names) - 1} for classes {names}; "
+                "-1 marks unlabeled samples"
+            )
+        if "masks" in f and f["masks"].shape != sub.shape:
+            raise ValueError(
+                f"{p}: dataset masks has shape {f['masks'].shape}, subtomograms {sub.shape}"
+            )
+
+    def check_finite(self, indices: np.ndarray | None = None, chunk: int = 256) -> None:
+        """Raise ``ValueError`` naming the first sample holding NaN/Inf (read in chunks).
+
+        Parameters
+        ----------
+        indices
+            Rows to check (default all).
+        chunk
+            Samples read at a time (bounded memory).
+        """
+        ds = self._h5()["subtomograms"]
+        rows = np.arange(len(self)) if indices is None else np.unique(np.asarray(indices))
+        for a in range(0, len(rows), chunk):
+            part = rows[a : a + chunk]
+            data = ds[part[0] : part[-1] + 1][part - part[0]]
+            ok = np.isfinite(data.reshape(len(part), -1)).all(axis=1)
+            if not ok.all():
+                bad = part[~ok]
+                raise ValueError(
+                    f"{self.path}: dataset subtomograms holds NaN/Inf in sample "
+                    f"{self.ids[bad[0]]!r} (row {int(bad[0])}, {bad.size} in rows "
+                    f"{int(part[0])}..{int(part[-1])}); clean or drop those samples"
+                )
 
     def _h5(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():

@@ -180,7 +180,8 @@ def detect_candidates(
     n
         Candidates kept per tomogram (default ``defaults.detect_n``).
     polarity
-        ``dark`` or ``bright`` particles (default ``defaults.polarity``).
+        ``dark`` or ``bright`` particles (default: the tomogram's recorded polarity, else
+        ``defaults.polarity``).
 
     Candidates closer than the particle radius to existing ones are not added again.
     """
@@ -188,7 +189,6 @@ def detect_candidates(
     vs = project.voxel_size_A
     radius_A = radius_A or cfg.defaults.particle_radius_A or cfg.box * vs / 3.0
     n = n or cfg.defaults.detect_n
-    polarity = polarity or cfg.defaults.polarity
     tomo_ids = [tomo_id] if tomo_id is not None else [t.id for t in cfg.tomograms]
     if not tomo_ids:
         raise ValueError(
@@ -198,15 +198,18 @@ def detect_candidates(
     total = CandidateImport()
     for tid in tomo_ids:
         spec = cfg.tomogram(tid)
+        pol = polarity or spec.polarity or cfg.defaults.polarity
         with open_tomogram(project.tomogram_path(tid), voxel_size_A=spec.voxel_size_A) as tomo:
-            det = detect_blobs(tomo.data, radius_A / vs, n, polarity=polarity, progress=progress)
+            det = detect_blobs(
+                tomo.data, radius_A / vs, n, polarity=pol, progress=progress, source=str(tomo.path)
+            )
         part = _add_positions(
             project,
             np.full(len(det), tid, dtype=object),
             det.positions_zyx,
             scores=det.scores,
             prior=None,
-            source=f"detect:dog(r={radius_A:g}A,{polarity})",
+            source=f"detect:dog(r={radius_A:g}A,{pol})",
             dedupe_px=radius_A / vs,
         )
         total.added.update(part.added)

@@ -127,6 +127,9 @@ class TomogramSpec(BaseModel):
     path: str
     voxel_size_A: float = Field(gt=0)
     shape_zyx: tuple[int, int, int]
+    #: Particle contrast when known (cryoal's simulated tomograms record ``bright``);
+    #: ``project detect`` uses it before ``defaults.polarity``.
+    polarity: Literal["dark", "bright"] | None = None
 
     @field_validator("id")
     @classmethod
@@ -301,6 +304,9 @@ def load_config(path: str | os.PathLike) -> ProjectConfig:
 def save_config(config: ProjectConfig, path: str | os.PathLike, overwrite: bool = True) -> Path:
     """Write ``config`` to ``path`` atomically (temp file, fsync, rename)."""
     data = config.model_dump(mode="json")
+    for tomo in data.get("tomograms", []):
+        if tomo.get("polarity") is None:
+            tomo.pop("polarity", None)  # unknown: leave the entry as before
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
     atomic_write_text(path, text, overwrite=overwrite)
     return Path(path)

@@ -8,18 +8,29 @@ junk alike: the expert (``not-a-particle``) and the classifier sort them out.
 
 The tomogram is processed in blocks with a halo wide enough for both filters, so memory
 stays bounded on a large memory-mapped tomogram and the result is exactly the one a
-whole-volume computation gives. Filtering uses ``scipy.ndimage``.
+whole-volume computation gives. Filtering uses ``scipy.ndimage``. Each block is copied out
+of the memory map a few planes at a time and the map's pages are released after each
+(``PlaneWindow``), so the resident memory is the working set of one block, not the part
+of the file scanned so far.
+A block holding NaN/Inf stops the detection with the count and the first position.
+
+Polarity: the DoG response is linear, so the candidates the other polarity would give are
+the local minima of the same response. When those are much stronger than the requested
+ones, the tomogram's particles probably have the other contrast, and a warning says so.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
+
+from cryoal.io.volume import PlaneWindow
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +42,10 @@ TRUNCATE = 4.0
 DEFAULT_MAX_MEMORY = 512 * 2**20
 #: float32 arrays alive per block voxel: input, two blurs / response, maximum filter.
 _ARRAYS_PER_VOXEL = 4
+#: Warn about the polarity when the other polarity's top responses are this much stronger.
+POLARITY_WARNING_RATIO = 1.5
+#: Top responses compared for the polarity check (the strongest few: real particles).
+_POLARITY_TOP = 10
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,7 @@ def detect_blobs(
     exclude_border_px: float | None = None,
     max_memory_bytes: int = DEFAULT_MAX_MEMORY,
     progress: bool = False,
+    source: str = "<volume>",
 ) -> Detections:
     """Find up to ``n`` blob-like candidates of radius ``radius_px`` in a tomogram.
 
@@ -84,6 +100,8 @@ def detect_blobs(
         Working-memory budget that sets the block size.
     progress
         Show a progress bar over blocks.
+    source
+        The tomogram's file, for messages.
 
     Returns
     -------
@@ -94,8 +112,15 @@ def detect_blobs(
     Raises
     ------
     ValueError
-        Not a 3-D volume, a radius too small or too large for it, ``n < 1``, or an unknown
-        polarity.
+        Not a 3-D volume, a radius too small or too large for it, ``n < 1``, an unknown
+        polarity, or NaN/Inf voxels.
+
+    Warns
+    -----
+    UserWarning
+        The other polarity's strongest responses are :data:`POLARITY_WARNING_RATIO` times
+        stronger than the requested polarity's: the particles probably have the other
+        contrast.
     """
     if volume.ndim != 3:
         raise ValueError(f"expected a (z, y, x) volume, got shape {volume.shape}")
@@ -118,12 +143,21 @@ def detect_blobs(
 
     best_pos = np.empty((0, 3), dtype=np.int64)
     best_score = np.empty((0,), dtype=np.float64)
-    for core in _progress(blocks, progress):
-        pos, score = _block_peaks(volume, core, halo, sigma1, sigma2, d_int, border, polarity)
-        best_pos = np.concatenate([best_pos, pos])
-        best_score = np.concatenate([best_score, score])
-        keep = _top(best_pos, best_score, n * 4)  # slack for the distance suppression below
-        best_pos, best_score = best_pos[keep], best_score[keep]
+    other_top = np.empty((0,), dtype=np.float64)
+    window = PlaneWindow(volume)
+    try:
+        for core in _progress(blocks, progress):
+            pos, score, other = _block_peaks(
+                volume, core, halo, sigma1, sigma2, d_int, border, polarity, source, window
+            )
+            best_pos = np.concatenate([best_pos, pos])
+            best_score = np.concatenate([best_score, score])
+            keep = _top(best_pos, best_score, n * 4)  # slack for the suppression below
+            best_pos, best_score = best_pos[keep], best_score[keep]
+            other_top = np.sort(np.concatenate([other_top, other]))[-_POLARITY_TOP:]
+    finally:
+        window.release_all()
+    _check_polarity(best_score, other_top, polarity, source)
 
     order = _rank(best_pos, best_score)
     best_pos, best_score = best_pos[order], best_score[order]
@@ -180,17 +214,29 @@ def _block_peaks(
     d: int,
     border: float,
     polarity: str,
-) -> tuple[np.ndarray, np.ndarray]:
+    source: str = "<volume>",
+    window: PlaneWindow | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Local maxima of the DoG response with centres inside the ``core`` block.
 
     The block is read with a ``halo`` on each side (clipped at the volume's faces, where
     the filters reflect exactly as on the whole volume), so every response value the
-    maximum filter sees inside the core equals the whole-volume value.
+    maximum filter sees inside the core equals the whole-volume value. Also returns the
+    strongest responses of the other polarity (local minima), for :func:`_check_polarity`.
     """
     shape = volume.shape
     lo = [max(0, c.start - halo) for c in core]
     hi = [min(s, c.stop + halo) for s, c in zip(shape, core, strict=True)]
-    block = np.asarray(volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], dtype=np.float32)
+    block = _read_block(volume, lo, hi, window)
+    bad = ~np.isfinite(block)
+    if bad.any():
+        first = np.argwhere(bad)[0] + np.array(lo)
+        raise ValueError(
+            f"{source}: {int(bad.sum())} NaN/Inf voxels in the block z {lo[0]}..{hi[0] - 1}, "
+            f"y {lo[1]}..{hi[1] - 1}, x {lo[2]}..{hi[2] - 1} (first at zyx "
+            f"{[int(v) for v in first]}); replace them (e.g. numpy.nan_to_num) or re-run the "
+            "reconstruction"
+        )
     if polarity == "dark":
         block = -block
     response = ndimage.gaussian_filter(block, sigma1, mode="reflect", truncate=TRUNCATE)
@@ -201,11 +247,67 @@ def _block_peaks(
     r_core = response[inner]
     is_peak = (r_core == peak_max[inner]) & (r_core > 0)
     del peak_max
-    idx = np.argwhere(is_peak) + np.array([c.start for c in core])
-    scores = r_core[is_peak].astype(np.float64)
+    trough_min = ndimage.minimum_filter(response, size=2 * d + 1, mode="nearest")
+    is_trough = (r_core == trough_min[inner]) & (r_core < 0)
+    del trough_min
+    origin = np.array([c.start for c in core])
     upper = np.array(shape) - 1 - border
+    idx = np.argwhere(is_peak) + origin
+    scores = r_core[is_peak].astype(np.float64)
     inside = np.all(idx >= border, axis=1) & np.all(idx <= upper, axis=1)
-    return idx[inside].astype(np.int64), scores[inside]
+    t_idx = np.argwhere(is_trough) + origin
+    t_inside = np.all(t_idx >= border, axis=1) & np.all(t_idx <= upper, axis=1)
+    other = np.sort(-r_core[is_trough][t_inside].astype(np.float64))[-_POLARITY_TOP:]
+    return idx[inside].astype(np.int64), scores[inside], other
+
+
+#: Bytes of whole planes mapped at a time while a block is copied out of a memory map.
+_READ_CHUNK_BYTES = 16 * 2**20
+
+
+def _read_block(
+    volume: np.ndarray, lo: list[int], hi: list[int], window: PlaneWindow | None
+) -> np.ndarray:
+    """Copy ``volume[lo:hi]`` into a new float32 array, a few planes at a time.
+
+    Reading part of a plane from a memory map maps whole pages (2 MiB folios on current
+    kernels), so a block of a tall slab would map nearly all its planes at once; the
+    planes are unmapped after each chunk instead, and resident memory stays near
+    :data:`_READ_CHUNK_BYTES` plus the block itself.
+    """
+    out = np.empty([h - low for low, h in zip(lo, hi, strict=True)], dtype=np.float32)
+    plane_bytes = max(1, volume[0].nbytes)
+    step = max(1, _READ_CHUNK_BYTES // plane_bytes)
+    for z in range(lo[0], hi[0], step):
+        z1 = min(z + step, hi[0])
+        out[z - lo[0] : z1 - lo[0]] = volume[z:z1, lo[1] : hi[1], lo[2] : hi[2]]
+        if window is not None:
+            window.release_all()
+    return out
+
+
+def _check_polarity(scores: np.ndarray, other: np.ndarray, polarity: str, source: str) -> None:
+    """Warn when the other polarity's strongest blobs are much stronger than ours."""
+    k = min(_POLARITY_TOP, len(other))
+    if k == 0:
+        return
+    ours = float(np.mean(np.sort(scores)[-k:])) if len(scores) else 0.0
+    theirs = float(np.mean(np.sort(other)[-k:]))
+    if theirs > POLARITY_WARNING_RATIO * ours:
+        opposite = "bright" if polarity == "dark" else "dark"
+        strength = (
+            f"no {polarity} blobs respond at all, {opposite} ones do"
+            if ours <= 0
+            else f"{opposite} blobs respond {theirs / ours:.1f} times more strongly than the "
+            f"{polarity} ones detected"
+        )
+        warnings.warn(
+            f"{source}: {strength}: the particles are probably {opposite} in this tomogram "
+            f"(simulated tomograms are bright, most reconstructions dark); re-run with "
+            f"--polarity {opposite}, or set 'polarity: {opposite}' for this tomogram in "
+            "project.yaml",
+            stacklevel=3,
+        )
 
 
 def _rank(pos: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -235,7 +337,7 @@ def _suppress(pos: np.ndarray, d: float) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
-def _progress(items: list[int], enabled: bool):  # type: ignore[no-untyped-def]
+def _progress(items: list, enabled: bool):  # type: ignore[no-untyped-def]
     if not enabled:
         return items
     from rich.progress import track

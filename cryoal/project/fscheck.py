@@ -5,6 +5,9 @@ the database, which only works when they run on the same host and the filesystem
 POSIX locks. NFS, SMB/CIFS, Lustre, GPFS, BeeGFS and FUSE mounts do not guarantee that, so
 two machines opening the live ``labels.sqlite`` at once can corrupt it. cryoal warns when a
 project lives on one; training jobs read immutable snapshots instead (see ``snapshot``).
+
+The mount table comes from ``psutil.disk_partitions`` (``/proc/mounts`` on Linux,
+``getfsstat`` on macOS and the BSDs, the volume list on Windows).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ NETWORK_FS_TYPES = frozenset(
         "nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "ncpfs", "afs", "9p",
         "lustre", "gpfs", "beegfs", "fhgfs", "glusterfs", "cephfs", "ceph", "ocfs2",
         "gfs2", "panfs", "pvfs2", "orangefs", "davfs", "virtiofs", "wekafs", "quobyte",
+        "afpfs", "webdav", "osxfuse", "macfuse",
     }
 )  # fmt: skip
 
@@ -29,6 +33,25 @@ def _unescape(field: str) -> str:
     return field
 
 
+def _system_mounts() -> list[tuple[str, str]] | None:
+    """``(mount point, filesystem type)`` of every mount, from psutil; None if unavailable."""
+    try:
+        import psutil
+
+        return [(p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)]
+    except (ImportError, OSError, RuntimeError):
+        return None
+
+
+def _parse_mounts_text(text: str) -> list[tuple[str, str]]:
+    mounts = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            mounts.append((_unescape(fields[1]), fields[2]))
+    return mounts
+
+
 def filesystem_type(path: str | os.PathLike, mounts_text: str | None = None) -> str | None:
     """Type of the filesystem holding ``path`` (e.g. ``"ext4"``, ``"nfs4"``).
 
@@ -37,19 +60,17 @@ def filesystem_type(path: str | os.PathLike, mounts_text: str | None = None) -> 
     path
         A file or folder (need not exist yet; its nearest existing parent is used).
     mounts_text
-        Content of ``/proc/mounts``; read from the system when None.
+        A mount table in ``/proc/mounts`` format (for tests); the system's mounts
+        (``psutil.disk_partitions``) when None.
 
     Returns
     -------
     str or None
-        The type of the longest mount point that contains ``path``; None when unknown
-        (no ``/proc/mounts``, e.g. macOS or Windows).
+        The type of the longest mount point that contains ``path``; None when unknown.
     """
-    if mounts_text is None:
-        try:
-            mounts_text = Path("/proc/mounts").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return None
+    mounts = _system_mounts() if mounts_text is None else _parse_mounts_text(mounts_text)
+    if not mounts:
+        return None
     target = Path(path).expanduser().absolute()
     existing, tail = target, []
     while not existing.exists() and existing != existing.parent:
@@ -57,11 +78,8 @@ def filesystem_type(path: str | os.PathLike, mounts_text: str | None = None) -> 
         existing = existing.parent
     target = existing.resolve().joinpath(*reversed(tail))  # symlinks resolved where possible
     best: tuple[int, str] | None = None
-    for line in mounts_text.splitlines():
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        mount_point, fs_type = Path(_unescape(fields[1])), fields[2]
+    for mount_text, fs_type in mounts:
+        mount_point = Path(mount_text)
         if target == mount_point or mount_point in target.parents:
             depth = len(mount_point.parts)
             if best is None or depth >= best[0]:

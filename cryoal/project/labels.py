@@ -182,13 +182,14 @@ class LabelStore:
         if check_filesystem:
             warn_if_network_filesystem(self.path, stacklevel=3)
         self._lock = threading.RLock()
-        self._conn = _connect(self.path, busy_timeout_s)
-        try:
-            self._check_schema()
-        except BaseException:
-            self._conn.close()
-            raise
-        self._class_names = self._read_class_names()
+        with translate_sqlite_errors(self.path):
+            self._conn = _connect(self.path, busy_timeout_s)
+            try:
+                self._check_schema()
+                self._class_names = self._read_class_names()
+            except BaseException:
+                self._conn.close()
+                raise
 
     # -- lifecycle -------------------------------------------------------------------
     @classmethod
@@ -260,19 +261,20 @@ class LabelStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; ``BEGIN IMMEDIATE`` takes the write lock up front so a
         concurrent writer makes us wait (busy timeout) instead of failing mid-way."""
-        with self._lock:
+        with self._lock, translate_sqlite_errors(self.path):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: every statement inside sees the same committed state."""
-        with self._lock:
+        with self._lock, translate_sqlite_errors(self.path):
             if self._conn.in_transaction:  # nested in consistent_read(): same view
                 yield self._conn
                 return
@@ -280,7 +282,8 @@ class LabelStore:
             try:
                 yield self._conn
             finally:
-                self._conn.execute("COMMIT")
+                if self._conn.in_transaction:
+                    self._conn.execute("COMMIT")
 
     def _check_schema(self) -> None:
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
@@ -305,7 +308,17 @@ class LabelStore:
 
     def _read_class_names(self) -> list[str]:
         rows = self._conn.execute("SELECT class_id, name FROM classes ORDER BY class_id").fetchall()
+        if [cid for cid, _ in rows] != list(range(len(rows))) or not rows:
+            # A store always holds classes 0..n-1; anything else is damage, not a change.
+            self.raise_if_damaged()
         return [name for _, name in rows]
+
+    def raise_if_damaged(self) -> None:
+        """Raise :class:`DamagedStoreError` when ``PRAGMA quick_check`` finds damage."""
+        with self._lock, translate_sqlite_errors(self.path):
+            result = [r[0] for r in self._conn.execute("PRAGMA quick_check").fetchall()]
+        if result != ["ok"]:
+            raise DamagedStoreError(damaged_store_message(self.path, result[0]))
 
     # -- classes ---------------------------------------------------------------------
     @property
@@ -409,7 +422,7 @@ class LabelStore:
         if tomo_id is not None:
             sql += " WHERE tomo_id = ?"
             params = (tomo_id,)
-        with self._lock:
+        with self._lock, translate_sqlite_errors(self.path):
             rows = self._conn.execute(sql + " ORDER BY candidate_id", params).fetchall()
         df = pd.DataFrame(rows, columns=list(CANDIDATE_COLUMNS))
         return df.astype({"candidate_id": object, "tomo_id": object, "z": float, "y": float,
@@ -417,7 +430,7 @@ class LabelStore:
 
     def n_candidates(self, tomo_id: str | None = None) -> int:
         """Number of candidates (of one tomogram)."""
-        with self._lock:
+        with self._lock, translate_sqlite_errors(self.path):
             if tomo_id is None:
                 return int(self._conn.execute("SELECT COUNT(*) FROM candidates").fetchone()[0])
             return int(
@@ -428,7 +441,7 @@ class LabelStore:
 
     def has_candidate(self, candidate_id: str) -> bool:
         """Whether ``candidate_id`` exists."""
-        with self._lock:
+        with self._lock, translate_sqlite_errors(self.path):
             row = self._conn.execute(
                 "SELECT 1 FROM candidates WHERE candidate_id = ?", (candidate_id,)
             ).fetchone()
@@ -436,7 +449,7 @@ class LabelStore:
 
     def next_candidate_number(self, tomo_id: str) -> int:
         """First free number ``n`` for new ids ``f"{tomo_id}:{n:06d}"`` (max existing + 1)."""
-        with self._lock:
+        with self._lock, translate_sqlite_errors(self.path):
             rows = self._conn.execute(
                 "SELECT candidate_id FROM candidates WHERE tomo_id = ?", (tomo_id,)
             ).fetchall()
@@ -544,7 +557,7 @@ class LabelStore:
         sql = f"SELECT {', '.join(LABEL_COLUMNS)} FROM current_labels"
         if not include_special:
             sql += f" WHERE kind = '{KIND_CLASS}'"
-        with self._lock:
+        with self._lock, translate_sqlite_errors(self.path):
             rows = self._conn.execute(sql + " ORDER BY candidate_id").fetchall()
         return _label_frame(rows)
 
@@ -559,7 +572,7 @@ class LabelStore:
         if candidate_id is not None:
             sql += " WHERE l.candidate_id = ?"
             params = (candidate_id,)
-        with self._lock:
+        with self._lock, translate_sqlite_errors(self.path):
             rows = self._conn.execute(sql + " ORDER BY l.label_id", params).fetchall()
         cols = ["label_id", "candidate_id", "kind", "class_id", "class_name", "annotator",
                 "round", "model_version", "created_at"]  # fmt: skip
@@ -567,7 +580,7 @@ class LabelStore:
 
     def current_label(self, candidate_id: str) -> Label | None:
         """The candidate's winning label, or None when unlabelled."""
-        with self._lock:
+        with self._lock, translate_sqlite_errors(self.path):
             row = self._conn.execute(
                 "SELECT label_id, candidate_id, kind, class_id, class_name, annotator, round, "
                 "model_version, created_at FROM current_labels WHERE candidate_id = ?",
@@ -577,7 +590,7 @@ class LabelStore:
 
     def unlabelled_ids(self) -> list[str]:
         """Ids of candidates with no current label (sorted)."""
-        with self._lock:
+        with self._lock, translate_sqlite_errors(self.path):
             rows = self._conn.execute(
                 "SELECT candidate_id FROM candidates WHERE candidate_id NOT IN "
                 "(SELECT candidate_id FROM current_labels) ORDER BY candidate_id"
@@ -670,13 +683,13 @@ class LabelStore:
 
     def latest_round(self) -> int | None:
         """The newest round with suggestions, or None before round 0."""
-        with self._lock:
+        with self._lock, translate_sqlite_errors(self.path):
             row = self._conn.execute("SELECT MAX(round) FROM rounds").fetchone()
         return None if row[0] is None else int(row[0])
 
     def rounds(self) -> pd.DataFrame:
         """One row per round: round, strategy, model_version, k, seed, created_at."""
-        with self._lock:
+        with self._lock, translate_sqlite_errors(self.path):
             rows = self._conn.execute(
                 "SELECT round, strategy, model_version, k, seed, created_at FROM rounds "
                 "ORDER BY round"
@@ -737,12 +750,100 @@ class LabelStore:
     # -- maintenance -----------------------------------------------------------------
     def integrity_check(self) -> list[str]:
         """``PRAGMA integrity_check`` messages; ``["ok"]`` for a healthy database."""
-        with self._lock:
+        with self._lock, translate_sqlite_errors(self.path):
             return [r[0] for r in self._conn.execute("PRAGMA integrity_check").fetchall()]
 
     def consistent_read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """A read transaction (one consistent view of the database) for several queries."""
         return self._read()
+
+
+# -- damage and full disks ------------------------------------------------------------
+#: SQLite result codes (``sqlite3.Error.sqlite_errorcode``, primary code in the low byte).
+_SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 10, 11, 13, 26
+
+
+def _nearly_full(path: Path) -> bool:
+    """Whether the disk holding ``path`` has (almost) no space left.
+
+    SQLite reports a full disk as SQLITE_FULL when the database or WAL cannot grow, but
+    as a plain I/O error when its shared-memory index (``-shm``) cannot.
+    """
+    import shutil
+
+    try:
+        return shutil.disk_usage(path.parent).free < 2**20
+    except OSError:
+        return False
+
+
+class DamagedStoreError(ValueError):
+    """The label store file is damaged (not a database, or a malformed page)."""
+
+
+def damaged_store_message(path: Path, detail: str) -> str:
+    """One line: what is wrong with ``path``, how to check it and how to recover."""
+    from cryoal.project.snapshot import SNAPSHOT_NAME, round_dir, snapshot_rounds
+
+    root = path.parent
+    rounds = snapshot_rounds(root)
+    newest = next(
+        (round_dir(root, r) / SNAPSHOT_NAME for r in reversed(rounds)
+         if (round_dir(root, r) / SNAPSHOT_NAME).is_file()),
+        None,
+    )  # fmt: skip
+    if newest is not None:
+        fallback = (
+            f"or start again from the newest labels snapshot {newest}: mv {path} "
+            f"{path}.damaged, create a new project with the same classes ('cryoal project "
+            f"init NEW --classes {_class_list(root)}'), add the tomograms and candidates "
+            f"again, then 'cryoal labels import NEW {newest}'"
+        )
+    else:
+        fallback = "no labels snapshot exists (rounds/NNN/snapshot.csv) to restore from"
+    return (
+        f"{path}: the label store is damaged ({' '.join(detail.split())}); keep a copy of "
+        f'the file, check it with: sqlite3 {path} "PRAGMA integrity_check"; recover '
+        f"what SQLite can read with: sqlite3 {path} .recover | sqlite3 {path}.recovered "
+        f"(then replace the damaged file with it), {fallback}"
+    )
+
+
+def _class_list(root: Path) -> str:
+    """The project's classes as ``a,b`` (from project.yaml), or ``...`` when unreadable."""
+    try:
+        import yaml
+
+        with open(root / "project.yaml", encoding="utf-8") as fh:
+            names = yaml.safe_load(fh).get("classes", [])
+        return ",".join(str(n["name"] if isinstance(n, dict) else n) for n in names) or "..."
+    except Exception:  # a hint only; the message must not fail
+        return "..."
+
+
+def _sqlite_code(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
+
+
+@contextlib.contextmanager
+def translate_sqlite_errors(path: Path) -> Iterator[None]:
+    """Turn SQLite's "damaged file" errors into :class:`DamagedStoreError` and a full
+    disk into ``OSError(ENOSPC)`` naming ``path``; anything else passes through."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        code = _sqlite_code(exc)
+        text = str(exc)
+        if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or (
+            code is None and ("malformed" in text or "not a database" in text)
+        ):
+            raise DamagedStoreError(damaged_store_message(path, text)) from exc
+        if code == _SQLITE_FULL or (code == _SQLITE_IOERR and _nearly_full(path)):
+            import errno
+
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+        raise
 
 
 # -- helpers -------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryoal.io.mrc import open_tomogram
+from cryoal.io.mrc import check_finite_voxels, open_tomogram, read_polarity
 from cryoal.project.config import (
     CONFIG_NAME,
     ProjectConfig,
@@ -152,6 +152,7 @@ class Project:
             return project
         store_classes = project.labels.class_names
         if store_classes != config.class_names:
+            project.labels.raise_if_damaged()  # damage is not a change of classes
             raise ValueError(
                 f"{project.config_path}: classes {config.class_names} differ from those of "
                 f"{project.labels_path} {store_classes}; classes cannot be changed after "
@@ -215,12 +216,18 @@ class Project:
         Raises
         ------
         ValueError
-            The id or file is already in the project, or the voxel size differs from the
-            project's (the message gives the rescaling factor and commands).
+            The id or file is already in the project, the voxel size differs from the
+            project's (the message gives the rescaling factor and commands), or the file
+            holds NaN/Inf voxels (checked slab by slab, in bounded memory).
+
+        The tomogram's particle polarity is recorded when its header carries cryoal's
+        polarity label (simulated tomograms).
         """
         path = Path(path)
         with open_tomogram(path, voxel_size_A=voxel_size_A) as tomo:
             vs, shape = tomo.voxel_size_A, tomo.shape
+            check_finite_voxels(tomo.data, path)  # bounded memory: slab by slab
+        polarity = read_polarity(path)
         tomo_id = tomo_id if tomo_id is not None else path.name.split(".")[0]
         check_tomo_id(tomo_id)
         resolved = path.resolve()
@@ -246,7 +253,11 @@ class Project:
                     stacklevel=3,
                 )
             spec = TomogramSpec(
-                id=tomo_id, path=self._stored_path(resolved), voxel_size_A=vs, shape_zyx=shape
+                id=tomo_id,
+                path=self._stored_path(resolved),
+                voxel_size_A=vs,
+                shape_zyx=shape,
+                polarity=polarity,
             )
             config.tomograms.append(spec)
         log.info("added tomogram %s (%s, %s voxels at %.4g Å)", tomo_id, path, shape, vs)

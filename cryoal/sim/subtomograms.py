@@ -22,10 +22,13 @@ class), so one mask serves semantic segmentation; ``mask > 0`` is the binary mas
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import math
 import multiprocessing
 import os
+import signal
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -298,9 +301,51 @@ def _worker_init(
 ) -> None:
     import torch
 
+    # Ctrl-C reaches the whole process group: the parent stops the pool, workers do not
+    # each print a traceback. SIGTERM keeps its default (the parent may terminate them).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(1)
     _WORKER["sim"] = Simulator(templates, params, seed)
     _WORKER["masks"] = masks
+
+
+_DEFERRED_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM until the block ends (they are delivered right after).
+
+    Submitting to the pool may start a worker; a signal in the middle of that would cut
+    the start-up data the worker reads, and it would die with a traceback of its own.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    previous = {s: signal.signal(s, hold) for s in _DEFERRED_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if received:
+            signal.raise_signal(received[0])
+
+
+def _result(future: cf.Future[SimBatch]) -> SimBatch:
+    """``future.result()``, waking up often: a signal that another thread receives only
+    interrupts the main thread when it runs Python code (Ctrl-C must not wait a batch)."""
+    while True:
+        try:
+            return future.result(timeout=0.1)
+        except cf.TimeoutError:
+            continue
 
 
 def _worker_generate(indices: np.ndarray) -> SimBatch:
@@ -334,24 +379,39 @@ def iter_batches(
             yield simulator.generate(chunk, masks=masks)
         return
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(
+    pool = cf.ProcessPoolExecutor(
         max_workers=workers,
         mp_context=ctx,
         initializer=_worker_init,
         initargs=(simulator.bank.templates, simulator.params, simulator.seed, masks),
-    ) as pool:
+    )
+    finished = False
+    try:
         pending: deque[cf.Future[SimBatch]] = deque()
         it = iter(chunks)
         for chunk in it:
-            pending.append(pool.submit(_worker_generate, chunk))
+            with _signals_deferred():
+                pending.append(pool.submit(_worker_generate, chunk))
             if len(pending) >= 2 * workers:
                 break
         while pending:
-            batch = pending.popleft().result()
+            batch = _result(pending.popleft())
             nxt = next(it, None)
             if nxt is not None:
-                pending.append(pool.submit(_worker_generate, nxt))
+                with _signals_deferred():
+                    pending.append(pool.submit(_worker_generate, nxt))
             yield batch
+        finished = True
+    finally:
+        # Interrupted (Ctrl-C, SIGTERM, an error, the consumer stopped): drop queued
+        # batches and stop the workers now instead of waiting for them.
+        workers_started = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=finished, cancel_futures=not finished)
+        if not finished:
+            for proc in workers_started:
+                proc.terminate()
+            for proc in workers_started:
+                proc.join(timeout=5)
 
 
 def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -539,10 +599,13 @@ def simulate_subtomograms(
         batches = iter_batches(
             sim, lo, hi, batch_size=int(batch_size), masks=masks, workers=int(workers)
         )
-        for batch in _with_progress(batches, hi - lo, f"simulating {out_h5.name}", progress):
-            writer.append(
-                batch.data, batch.ids, labels=batch.labels, masks=batch.masks, meta=batch.meta
-            )
+        # closing(): on Ctrl-C or an error the worker pool stops now, not at garbage
+        # collection (which may come after the interpreter waits for the workers).
+        with contextlib.closing(batches):
+            for batch in _with_progress(batches, hi - lo, f"simulating {out_h5.name}", progress):
+                writer.append(
+                    batch.data, batch.ids, labels=batch.labels, masks=batch.masks, meta=batch.meta
+                )
     log.info(
         "wrote %d simulated subtomograms (%s) to %s", hi - lo, ", ".join(sim.class_names), out_h5
     )

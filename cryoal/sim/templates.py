@@ -9,10 +9,11 @@ density, the same definition the SHREC extents table in ``shared/structures`` us
 
 Three sources:
 
-* **maps** (``.mrc``, ``.map``): read with the voxel size of their header and resampled to
-  the target voxel size with cubic-spline interpolation (``scipy.ndimage.zoom``), after a
-  Gaussian anti-aliasing filter of ``(factor - 1) / 2`` source voxels when downsampling
-  (scikit-image's rule).
+* **maps** (``.mrc``, ``.map``, also gzip/bzip2-compressed: ``.map.gz``, ``.mrc.bz2``):
+  read with the voxel size of their header and resampled to the target voxel size with
+  cubic-spline interpolation (``scipy.ndimage.affine_transform``), after a Gaussian anti-aliasing
+  filter of ``(factor - 1) / 2`` source voxels when downsampling (scikit-image's rule);
+  see :func:`resample_volume` for how the physical size is kept.
 * **atomic models** (``.pdb``, ``.ent``, ``.cif``, ``.mmcif``): read with gemmi; the
   Coulomb potential is computed with ``gemmi.DensityCalculatorE`` (electron scattering
   factors, the right physics for electron microscopy, rather than X-ray factors) on a grid
@@ -30,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,12 +40,32 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from cryoal.io.mrc import open_tomogram
+from cryoal.io.mrc import read_volume
 
 log = logging.getLogger(__name__)
 
 MAP_SUFFIXES = (".mrc", ".map")
 MODEL_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
+#: Compression suffixes accepted after a map suffix (``emd_3197.map.gz``).
+COMPRESSED_SUFFIXES = (".gz", ".bz2")
+#: Names of files that look like maps or models (refused, never skipped, when unreadable).
+_MAPLIKE = re.compile(r"\.(mrcs?|map|ccp4|rec|pdb|ent|cif|mmcif|em|spi)(\.|$)", re.IGNORECASE)
+
+
+def split_template_name(path: Path) -> tuple[str, str] | None:
+    """``(class name, kind)`` of a template file name, kind ``"map"`` or ``"model"``;
+    None when the name is not a template's (``a.map.gz`` -> ``("a", "map")``)."""
+    name = path.name
+    lower = name.lower()
+    for comp in ("", *COMPRESSED_SUFFIXES):
+        for suffix in MAP_SUFFIXES:
+            if lower.endswith(suffix + comp) and len(name) > len(suffix + comp):
+                return name[: -len(suffix + comp)], "map"
+    for suffix in MODEL_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], "model"
+    return None
+
 
 #: Default fraction of the maximum density that defines a template's support.
 SUPPORT_FRACTION = 0.1
@@ -160,10 +182,15 @@ def make_template(
 def resample_volume(volume: np.ndarray, from_A: float, to_A: float) -> np.ndarray:
     """Resample a ``(z, y, x)`` volume from voxel size ``from_A`` to ``to_A`` (Å).
 
-    Cubic-spline interpolation on pixel-edge-aligned grids (``zoom(..., grid_mode=True)``,
-    so the box centre stays the box centre); when downsampling, a Gaussian anti-aliasing
-    filter of ``(factor - 1) / 2`` source voxels is applied first (``factor = to / from``).
-    Density values (per volume) are kept, not summed.
+    The physical scale is exact: the content is scaled by ``from_A / to_A`` and nothing
+    else (no stretching to fit a whole number of output voxels). The output has
+    ``round(n * from_A / to_A)`` voxels per axis, the box whose edge ``n_out * to_A`` is
+    closest to the input's ``n * from_A``, and the two boxes share their centre (the
+    difference, under one output voxel, is padding or cropping split evenly between
+    the sides). Cubic-spline interpolation (``scipy.ndimage.affine_transform``); when
+    downsampling, a Gaussian anti-aliasing filter of ``(factor - 1) / 2`` source voxels
+    is applied first (``factor = to_A / from_A``, scikit-image's rule). Density values
+    (per volume) are kept, not summed.
     """
     if from_A <= 0 or to_A <= 0:
         raise ValueError(f"voxel sizes must be > 0 Å (got {from_A} -> {to_A})")
@@ -173,7 +200,20 @@ def resample_volume(volume: np.ndarray, from_A: float, to_A: float) -> np.ndarra
         return vol.astype(np.float32)
     if factor > 1.0:
         vol = ndimage.gaussian_filter(vol, sigma=(factor - 1.0) / 2.0, mode="constant")
-    out = ndimage.zoom(vol, 1.0 / factor, order=3, mode="grid-constant", grid_mode=True)
+    n_in = np.asarray(vol.shape, dtype=np.float64)
+    n_out = np.maximum(1, np.round(n_in / factor)).astype(int)
+    # Output voxel j (centre) lies at (j + 0.5 - n_out / 2) * to_A from the common box
+    # centre; in input voxel indices that is (j + 0.5 - n_out / 2) * factor + n_in / 2 - 0.5.
+    offset = (0.5 - n_out / 2.0) * factor + n_in / 2.0 - 0.5
+    out = ndimage.affine_transform(
+        vol,
+        np.full(3, factor),
+        offset=offset,
+        output_shape=tuple(int(n) for n in n_out),
+        order=3,
+        mode="grid-constant",
+        cval=0.0,
+    )
     return out.astype(np.float32)
 
 
@@ -199,12 +239,12 @@ def load_map(
         The map's voxel size when its header lacks one.
     """
     path = Path(path)
-    with open_tomogram(path, voxel_size_A=map_voxel_size_A, check_finite=True) as tomo:
-        data = np.array(tomo.data, dtype=np.float32)
-        src_vs = tomo.voxel_size_A
+    data, src_vs = read_volume(path, voxel_size_A=map_voxel_size_A)
     data = resample_volume(data, src_vs, voxel_size_A)
+    parsed = split_template_name(path)
+    default_name = parsed[0] if parsed is not None else path.stem
     return make_template(
-        name or path.stem, data, voxel_size_A, str(path), support_fraction=support_fraction
+        name or default_name, data, voxel_size_A, str(path), support_fraction=support_fraction
     )
 
 
@@ -436,13 +476,29 @@ def template_files(folder: str | os.PathLike) -> list[Path]:
         raise NotADirectoryError(
             f"{folder}: --templates must be a folder of .mrc/.map/.pdb/.cif files"
         )
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in MAP_SUFFIXES + MODEL_SUFFIXES)
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file())
+    files = [p for p in entries if split_template_name(p) is not None]
+    unknown = [p.name for p in entries if split_template_name(p) is None]
+    maplike = [n for n in unknown if _MAPLIKE.search(n)]
+    if maplike:
+        raise ValueError(
+            f"{folder}: {maplike[0]!r} looks like a map or model but cryoal cannot read it; "
+            f"use density maps ({', '.join(MAP_SUFFIXES)}, optionally compressed "
+            f"{' or '.join(COMPRESSED_SUFFIXES)}) or atomic models ({', '.join(MODEL_SUFFIXES)}), "
+            "or move the file out of the templates folder"
+        )
+    if unknown:
+        warnings.warn(
+            f"{folder}: ignored {len(unknown)} file(s) that are not templates: "
+            f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}",
+            stacklevel=2,
+        )
     if not files:
         raise ValueError(
             f"{folder}: no templates found; put density maps ({', '.join(MAP_SUFFIXES)}) or atomic "
             f"models ({', '.join(MODEL_SUFFIXES)}) in it, one file per class"
         )
-    stems = [p.stem for p in files]
+    stems = [split_template_name(p)[0] for p in files]  # type: ignore[index]
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
         raise ValueError(
@@ -454,13 +510,14 @@ def template_files(folder: str | os.PathLike) -> list[Path]:
 def load_template_file(path: str | os.PathLike, voxel_size_A: float, **kwargs: float) -> Template:
     """Load one template file, a map or an atomic model by its suffix."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in MAP_SUFFIXES:
+    parsed = split_template_name(path)
+    if parsed is not None and parsed[1] == "map":
         return load_map(path, voxel_size_A, **kwargs)
-    if suffix in MODEL_SUFFIXES:
+    if parsed is not None:
         return density_from_model(path, voxel_size_A, **kwargs)
     raise ValueError(
-        f"{path}: unknown template type {suffix!r}; use {', '.join(MAP_SUFFIXES + MODEL_SUFFIXES)}"
+        f"{path}: unknown template type; use {', '.join(MAP_SUFFIXES + MODEL_SUFFIXES)} "
+        f"(maps may be compressed: {', '.join(COMPRESSED_SUFFIXES)})"
     )
 
 

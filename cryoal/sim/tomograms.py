@@ -2,14 +2,20 @@
 
 Outputs in ``out_dir``:
 
-* ``tomogram.mrc``: float32 ``(z, y, x)`` with the voxel size in the header;
+* ``tomogram.mrc``: float32 ``(z, y, x)`` with the voxel size in the header and the label
+  ``cryoal polarity=bright`` (protein is brighter than the background here, unlike in
+  most reconstructions; ``cryoal project detect`` picks the polarity up);
 * ``labels.mrc``: the label volume, 0 = background, ``class index + 1`` on each particle's
   support (the same convention as simulated subtomogram masks; ``class_names[v - 1]``);
 * ``particles.star`` (RELION 4, ``rlnClassNumber`` = class index + 1) and ``particles.csv``
   (Å, corner origin) via :mod:`cryoal.io.coords`: the ground-truth picks;
 * ``ground_truth.csv``: per particle the exact centre (zyx voxels), class and rotation
   (scipy quaternion ``x, y, z, w`` acting on xyz, see :mod:`cryoal.sim.transforms`);
-* ``simulation.json``: the settings, class names and the defocus drawn.
+* ``simulation.json``: the settings, class names, the defocus drawn and the polarity.
+
+The files are written into a temporary folder beside ``out_dir`` and moved into place
+together (:func:`cryoal.io.atomic.atomic_dir`), so an interrupted run never leaves a
+tomogram without its labels and picks.
 
 Particles are placed one after another at uniformly random positions, rejecting any that
 would come closer to an earlier one than the sum of their support radii plus
@@ -34,9 +40,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cryoal.io.atomic import atomic_write_text, check_can_write
+from cryoal.io.atomic import atomic_dir, atomic_write_text, check_can_write
 from cryoal.io.coords import write_csv, write_star
-from cryoal.io.mrc import write_mrc
+from cryoal.io.mrc import polarity_label, write_mrc
 from cryoal.sim.imaging import Imager, ImagingParams
 from cryoal.sim.noise import check_snr
 from cryoal.sim.streams import check_seed, sample_rng
@@ -45,6 +51,11 @@ from cryoal.sim.templates import Template, load_templates
 from cryoal.sim.transforms import TemplateBank, random_quaternion, rotation_matrices_zyx
 
 log = logging.getLogger(__name__)
+
+#: Simulated density is positive: particles are brighter than the background, the opposite
+#: of most reconstructions. Recorded in the tomogram's header (``polarity_label``) and in
+#: ``simulation.json``; ``cryoal project add-tomogram`` reads it.
+POLARITY = "bright"
 
 OUTPUT_FILES = (
     "tomogram.mrc",
@@ -266,10 +277,10 @@ def simulate_tomogram(
         raise NotADirectoryError(
             f"{out_dir}: exists and is not a folder; choose another output folder"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {name: out_dir / name for name in OUTPUT_FILES}
-    for p in files.values():
-        check_can_write(p, overwrite)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_FILES:
+        if (out_dir / name).exists() and not overwrite:
+            check_can_write(out_dir / name, overwrite)
 
     tmpl = load_templates(templates, voxel_size_A, n_classes=n_classes, seed=seed)
     bank = TemplateBank(tmpl)
@@ -336,12 +347,43 @@ def simulate_tomogram(
         "label_convention": MASK_CONVENTION,
         "normalise": bool(normalise),
         "tomo_id": tomo_id,
+        "polarity": POLARITY,
     }
+    with atomic_dir(out_dir, overwrite=overwrite, last="simulation.json") as tmp_dir:
+        _write_outputs(tmp_dir, volume, labels, picks, truth, settings, names, voxel_size_A)
+    log.info("wrote tomogram %s with %d particles to %s", shape, n, out_dir)
+    files = {name: out_dir / name for name in OUTPUT_FILES}
+    return SimulatedTomogram(
+        out_dir=out_dir,
+        tomogram=files["tomogram.mrc"],
+        labels=files["labels.mrc"],
+        star=files["particles.star"],
+        csv=files["particles.csv"],
+        ground_truth=files["ground_truth.csv"],
+        settings=files["simulation.json"],
+        picks=picks,
+    )
+
+
+def _write_outputs(
+    out_dir: Path,
+    volume: np.ndarray,
+    labels: np.ndarray,
+    picks: pd.DataFrame,
+    truth: pd.DataFrame,
+    settings: dict,
+    names: list[str],
+    voxel_size_A: float,
+) -> None:
+    """Write the output set into ``out_dir`` (a fresh temporary folder)."""
+    files = {name: out_dir / name for name in OUTPUT_FILES}
+    overwrite = False
     write_mrc(
         files["tomogram.mrc"],
         volume.astype(np.float32, copy=False),
         voxel_size_A,
         overwrite=overwrite,
+        labels=[polarity_label(POLARITY)],
     )
     write_mrc(files["labels.mrc"], labels, voxel_size_A, overwrite=overwrite)
     write_star(
@@ -366,15 +408,4 @@ def simulate_tomogram(
     )
     atomic_write_text(
         files["simulation.json"], json.dumps(settings, indent=1) + "\n", overwrite=overwrite
-    )
-    log.info("wrote tomogram %s with %d particles to %s", shape, n, out_dir)
-    return SimulatedTomogram(
-        out_dir=out_dir,
-        tomogram=files["tomogram.mrc"],
-        labels=files["labels.mrc"],
-        star=files["particles.star"],
-        csv=files["particles.csv"],
-        ground_truth=files["ground_truth.csv"],
-        settings=files["simulation.json"],
-        picks=picks,
     )

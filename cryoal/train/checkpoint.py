@@ -33,7 +33,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,7 +44,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from cryoal.io.atomic import atomic_path, atomic_write_text, fsync_directory
+from cryoal.io.atomic import (
+    atomic_path,
+    atomic_write_text,
+    disk_full_error,
+    find_partials,
+    fsync_directory,
+    is_disk_full,
+    make_temp_dir,
+    remove_partial,
+)
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +196,7 @@ def save_checkpoint(
     root = checkpoint_dir(Path(run_dir))
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{global_step:09d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=root))
+    tmp = make_temp_dir(final)
     try:
         files: dict[str, dict[str, Any]] = {}
         for name, module in models.items():
@@ -206,8 +214,10 @@ def save_checkpoint(
             shutil.rmtree(final)
         os.replace(tmp, final)
         fsync_directory(root)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, Exception) and is_disk_full(exc):
+            raise disk_full_error(final, exc) from exc
         raise
     _prune(root, keep)
     return final
@@ -217,8 +227,11 @@ def _prune(root: Path, keep: int) -> None:
     ckpts = list_checkpoints(root.parent)
     for old in ckpts[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
-    for partial in root.glob(".step-*.partial"):  # left by a killed process
+    for partial in root.glob(".step-*.partial"):  # left by a killed process (old naming)
         shutil.rmtree(partial, ignore_errors=True)
+    for part in find_partials(root, recursive=False):
+        if part.stale:
+            remove_partial(part)
 
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:

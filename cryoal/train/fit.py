@@ -749,6 +749,9 @@ def fit(
         targets = np.asarray(labels, dtype=np.int64).reshape(-1)
         if targets.shape != train.shape:
             raise ValueError(f"{targets.size} labels for {train.size} train_indices; pass one each")
+    # Every sample training will read, before anything is written (stores from other
+    # tools may hold NaN/Inf; checked in chunks).
+    store.check_finite(np.concatenate([train, val, unlabeled]))
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         if not resume and (list_checkpoints(out) or (out / "model.json").exists()):

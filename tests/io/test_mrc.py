@@ -8,7 +8,7 @@ import mrcfile
 import numpy as np
 import pytest
 
-from cryoal.io.mrc import check_finite_voxels, open_tomogram, write_mrc
+from cryoal.io.mrc import check_finite_voxels, open_tomogram, read_volume, write_mrc
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ def test_nan_check_is_on_demand_and_finds_late_slabs(
     path = write_mrc(tmp_path / "nan.mrc", volume, 10.0)
     with open_tomogram(path) as t:  # not checked unless asked
         assert np.isnan(t.data[5, 2, 3])
-    with pytest.raises(ValueError, match=r"NaN/Inf voxels \(first at z=5\)"):
+    with pytest.raises(ValueError, match=r"1 NaN/Inf voxels \(first at z=5, y=2, x=3\)"):
         open_tomogram(path, check_finite=True)
     # The scan goes slab by slab; a value in the last of many slabs is still found.
     import cryoal.io.mrc as mrc_module
@@ -160,3 +160,55 @@ def test_reads_real_shared_map(shared_structures: Path) -> None:
         assert len(t.shape) == 3 and min(t.shape) > 8
         assert np.isfinite(np.asarray(t.data)).all()
         assert float(np.asarray(t.data).max()) > 0
+
+
+# -- issue 14: permuted axes, compressed tomograms --------------------------------------------
+@pytest.mark.parametrize("order", [(3, 2, 1), (2, 3, 1), (1, 3, 2), (3, 1, 2)])
+def test_permuted_axes_are_read_as_zyx_without_copying(tmp_path: Path, order) -> None:
+    """A file whose columns/rows/sections are not x/y/z (mapc, mapr, maps != 1, 2, 3)."""
+    rng = np.random.default_rng(0)
+    vol = rng.standard_normal((6, 7, 8)).astype(np.float32)  # the true (z, y, x)
+    mapc, mapr, maps = order
+    letter = {1: 2, 2: 1, 3: 0}  # real axis -> index in (z, y, x)
+    stored = vol.transpose(letter[maps], letter[mapr], letter[mapc])  # (section, row, column)
+    path = tmp_path / "permuted.mrc"
+    with mrcfile.new(path) as m:
+        m.set_data(np.ascontiguousarray(stored))
+        m.header.mapc, m.header.mapr, m.header.maps = mapc, mapr, maps
+        m.voxel_size = 10.0
+    with open_tomogram(path) as tomo:
+        assert tomo.shape == (6, 7, 8)
+        np.testing.assert_array_equal(tomo.data, vol)
+        assert np.shares_memory(tomo.data, tomo._handle.data)  # a view of the memory map
+    data, vs = read_volume(path)
+    np.testing.assert_array_equal(data, vol)
+
+
+def test_invalid_axis_order_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad_axes.mrc"
+    with mrcfile.new(path) as m:
+        m.set_data(np.zeros((4, 4, 4), np.float32))
+        m.voxel_size = 10.0
+    raw = bytearray(path.read_bytes())
+    raw[64:76] = np.array([1, 1, 3], "<i4").tobytes()  # mapc, mapr, maps
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"mapc, mapr, maps = \(1, 1, 3\) is not a permutation"):
+        open_tomogram(path)
+
+
+@pytest.mark.parametrize(("compress", "tool"), [("gzip", "gunzip"), ("bz2", "bunzip2")])
+def test_a_compressed_tomogram_is_refused_with_the_command(tmp_path: Path, compress, tool) -> None:
+    import bz2
+    import gzip
+
+    plain = write_mrc(tmp_path / "t.mrc", np.ones((4, 5, 6), np.float32), 10.0)
+    module = gzip if compress == "gzip" else bz2
+    packed = tmp_path / ("t.mrc.gz" if compress == "gzip" else "t.mrc.bz2")
+    packed.write_bytes(module.compress(plain.read_bytes()))
+    with pytest.raises(ValueError) as err:
+        open_tomogram(packed)
+    msg = str(err.value)
+    assert "compressed MRC cannot be memory-mapped" in msg and f"'{tool} {packed}'" in msg
+    assert "truncated" not in msg
+    data, vs = read_volume(packed)  # small maps: read into memory
+    assert data.shape == (4, 5, 6) and vs == 10.0

@@ -276,3 +276,15 @@ def test_writers_and_a_reader_never_see_database_is_locked(tmp_path: Path) -> No
     assert len(reader.label_history()) == writes
     assert reader.integrity_check() == ["ok"]
     reader.close()
+
+
+def test_filesystem_type_uses_the_system_mount_table(tmp_path) -> None:
+    """psutil's mount table (macOS and Linux alike) gives the type of tmp_path's mount."""
+    import psutil
+
+    fs = filesystem_type(tmp_path)
+    parts = {p.mountpoint: p.fstype for p in psutil.disk_partitions(all=True)}
+    best = max((m for m in parts if tmp_path == Path(m) or Path(m) in tmp_path.resolve().parents),
+               key=lambda m: len(Path(m).parts))  # fmt: skip
+    assert fs == parts[best]
+    assert is_network_filesystem("smbfs") and is_network_filesystem("afpfs")  # macOS names

@@ -16,6 +16,7 @@ from cryoal.sim.templates import (
     load_templates,
     make_template,
     phantom_templates,
+    resample_volume,
 )
 
 
@@ -74,7 +75,8 @@ def test_template_folder_gives_classes_in_file_name_order(
         )
     (folder / "c_model.pdb").write_text((shared_structures / "pdb" / "3qm1.pdb").read_text())
     (folder / "notes.txt").write_text("ignored")
-    templates = load_templates(folder, 10.0)
+    with pytest.warns(UserWarning, match="ignored 1 file.*notes.txt"):
+        templates = load_templates(folder, 10.0)
     assert [t.name for t in templates] == ["a_map", "b_map", "c_model"]
     assert (
         templates[0].voxel_size_A == 10.0 and templates[0].radius_voxels > 3
@@ -89,3 +91,64 @@ def test_template_folder_gives_classes_in_file_name_order(
 def test_a_map_without_positive_density_is_refused() -> None:
     with pytest.raises(ValueError, match="invert the map"):
         make_template("dark", -np.ones((8, 8, 8)), 10.0)
+
+
+# -- issue 14: physical size kept, compressed maps, nothing skipped silently ---------------
+def _ball(n: int, voxel_A: float, radius_A: float, centre_shift_A=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """A ball with a soft (2-voxel cosine) edge, centred at the box centre + shift."""
+    idx = (np.arange(n) + 0.5 - n / 2) * voxel_A
+    z, y, x = np.meshgrid(idx, idx, idx, indexing="ij")
+    r = np.sqrt(
+        (z - centre_shift_A[0]) ** 2 + (y - centre_shift_A[1]) ** 2 + (x - centre_shift_A[2]) ** 2
+    )
+    edge = 2 * voxel_A
+    return np.clip(0.5 - (r - radius_A) / edge, 0, 1).astype(np.float32)  # linear soft edge
+
+
+def _radius_and_centre_A(vol: np.ndarray, voxel_A: float) -> tuple[float, np.ndarray]:
+    """Equivalent-sphere radius (Å) from the integrated density (the ball is 1 inside),
+    and the centre of mass relative to the box centre (Å, zyx)."""
+    volume_A3 = float(vol.sum(dtype=np.float64)) * voxel_A**3
+    com = np.array(ndimage.center_of_mass(vol)) + 0.5 - np.array(vol.shape) / 2
+    return (3 * volume_A3 / (4 * np.pi)) ** (1 / 3), com * voxel_A
+
+
+@pytest.mark.parametrize("to_A", [10.0, 20.0, 5.0])
+def test_resampling_keeps_the_physical_size_and_centre(to_A: float) -> None:
+    """EMD-3197-like: a 20^3 map at 11.4 Å. zoom() stretched it by +0.9 % at 10 Å and
+    -3.5 % at 20 Å (rounded box); the exact scale keeps the radius to 0.5 %."""
+    shift = (11.0, -7.0, 4.0)
+    src = _ball(20, 11.4, 60.0, shift)
+    r_src, c_src = _radius_and_centre_A(src, 11.4)
+    out = resample_volume(src, 11.4, to_A)
+    assert out.shape == (round(20 * 11.4 / to_A),) * 3
+    r_out, c_out = _radius_and_centre_A(out, to_A)
+    assert r_out == pytest.approx(r_src, rel=0.005)
+    np.testing.assert_allclose(c_out, c_src, atol=0.05 * to_A)
+
+
+def test_compressed_maps_are_read_and_unknown_files_refused(tmp_path: Path) -> None:
+    import bz2
+    import gzip
+
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    ball = _ball(24, 10.0, 50.0)
+    write_mrc(tmp_path / "plain.mrc", ball, 10.0)
+    raw = (tmp_path / "plain.mrc").read_bytes()
+    (folder / "a.mrc").write_bytes(raw)
+    (folder / "b.map.gz").write_bytes(gzip.compress(raw))
+    (folder / "c.mrc.bz2").write_bytes(bz2.compress(raw))
+    (folder / "d.MRC.GZ").write_bytes(gzip.compress(raw))
+    templates = load_templates(folder, 10.0)
+    assert [t.name for t in templates] == ["a", "b", "c", "d"]
+    for t in templates[1:]:
+        np.testing.assert_array_equal(t.density, templates[0].density)
+
+    (folder / "e.map.xz").write_bytes(b"\xfd7zXZ")
+    with pytest.raises(ValueError, match=r"'e.map.xz' looks like a map or model but cryoal"):
+        load_templates(folder, 10.0)
+    (folder / "e.map.xz").unlink()
+    (folder / "a.map.gz").write_bytes(gzip.compress(raw))
+    with pytest.raises(ValueError, match=r"share the class name\(s\) \['a'\]"):
+        load_templates(folder, 10.0)
