@@ -148,6 +148,11 @@ def run(argv: list[str] | None = None) -> int:
     try:
         with warnings_as_lines():
             code = app(args=argv, prog_name="cryoal", standalone_mode=False)
+        if code == 128 + signal.SIGINT and (signum := _received_signal()) is not None:
+            # typer turns KeyboardInterrupt (Ctrl-C, or SIGTERM) into a silent exit 130
+            return _interrupted(
+                KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+            )
         return code if isinstance(code, int) else 0
     except TyperException as exc:
         return _usage_error(exc)
@@ -185,6 +190,12 @@ def run(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         return _internal_error(exc)
     return 0
+
+
+def _received_signal() -> int | None:
+    from cryoal.io import interrupts
+
+    return interrupts.received()
 
 
 def _interrupt_cause(exc: BaseException) -> KeyboardInterrupt | None:

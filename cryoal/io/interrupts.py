@@ -16,6 +16,8 @@ import threading
 from types import FrameType
 
 _pending: int | None = None
+#: The last signal received by the handler (not cleared by :func:`check_interrupted`).
+_received: int | None = None
 
 
 class Terminated(KeyboardInterrupt):
@@ -44,8 +46,8 @@ def _unraisable(frame: FrameType | None) -> bool:
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
-    global _pending
-    _pending = signum
+    global _pending, _received
+    _pending = _received = signum
     if _unraisable(frame):
         # Deliver the signal again in a moment, when the main thread runs ordinary code.
         threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
@@ -73,7 +75,12 @@ def check_interrupted() -> None:
         raise _exception(signum)
 
 
+def received() -> int | None:
+    """The number of the last SIGINT / SIGTERM the handlers received, or None."""
+    return _received
+
+
 def clear() -> None:
     """Forget a recorded signal (its exception has been handled)."""
-    global _pending
-    _pending = None
+    global _pending, _received
+    _pending = _received = None
