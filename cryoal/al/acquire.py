@@ -27,7 +27,8 @@ from cryoal.al import heuristics as H
 from cryoal.al import selectors as sel
 from cryoal.al.strategies import DIVERSITY_NATIVE, NEEDS_FEATURES, StrategyConfig
 from cryoal.io.store import SubtomogramStore
-from cryoal.train.predict import resolve_device, stream_outputs
+from cryoal.train.distributed import resolve_device
+from cryoal.train.predict import stream_outputs
 
 logger = logging.getLogger(__name__)
 

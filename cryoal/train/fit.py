@@ -61,16 +61,22 @@ from cryoal.train.checkpoint import (
 from cryoal.train.config import TrainConfig
 from cryoal.train.distributed import (
     DistContext,
+    StopRequest,
     all_reduce_sum,
+    any_rank,
+    autocast_context,
     barrier,
     device_for,
+    grad_scaler,
+    requeue_slurm_job,
+    resolve_device,
     setup,
     shard,
     teardown,
 )
 from cryoal.train.evaluate import evaluate
+from cryoal.train.events import TrainCallback, TrainEvent
 from cryoal.train.losses import TaskLoss, consistency_loss, transfer_loss
-from cryoal.train.predict import autocast_context, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +111,23 @@ class FitResult:
     config: TrainConfig
     history: list[dict[str, Any]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainingPreempted(RuntimeError):
+    """Training stopped early on a stop request (SIGUSR1) after writing a checkpoint.
+
+    Attributes
+    ----------
+    step
+        The global step of the checkpoint; ``fit(..., resume=True)`` continues from it.
+    requeued
+        The SLURM job id that was requeued (``scontrol requeue``), or None.
+    """
+
+    def __init__(self, out_dir: Path, step: int, requeued: str | None) -> None:
+        self.out_dir, self.step, self.requeued = out_dir, step, requeued
+        then = f"; SLURM job {requeued} requeued" if requeued else "; rerun with --resume"
+        super().__init__(f"{out_dir}: stopped on SIGUSR1 after checkpointing step {step}{then}")
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -375,6 +398,7 @@ class _Trainer:
         factor = _lr_factor(c, self.total_steps)
         self.opt_t = _optimizer(c, self.teacher.parameters(), c.lr)
         self.sched_t = torch.optim.lr_scheduler.LambdaLR(self.opt_t, factor)
+        self.scaler = grad_scaler(self.device, c.amp)
         self.opt_s: torch.optim.Optimizer | None = None
         self.sched_s = None
         if c.student == "trained":
@@ -433,6 +457,7 @@ class _Trainer:
             "history": self.history,
             "accum": self.accum,
             "elapsed_s": self.elapsed,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
         }
         save_checkpoint(
             self.out_dir,
@@ -485,6 +510,8 @@ class _Trainer:
         self.history = list(st["history"])
         self.accum = dict(st["accum"])
         self.elapsed = float(st["elapsed_s"])
+        if st.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(st["scaler"])
         log.info("resumed from %s (epoch %d, step %d)", ckpt.path, self.epoch, self.global_step)
         return True
 
@@ -532,17 +559,21 @@ class _Trainer:
         self.opt_t.zero_grad(set_to_none=True)
         if self.opt_s is not None:
             self.opt_s.zero_grad(set_to_none=True)
-        total.backward()
+        # fp16: scaled loss, unscaled before clipping; a no-op scaler for bf16 / float32
+        self.scaler.scale(total).backward()
         if c.grad_clip:
+            self.scaler.unscale_(self.opt_t)
             torch.nn.utils.clip_grad_norm_(self.teacher.parameters(), c.grad_clip)
             if self.opt_s is not None:
                 assert self.student is not None
+                self.scaler.unscale_(self.opt_s)
                 torch.nn.utils.clip_grad_norm_(self.student.parameters(), c.grad_clip)
-        self.opt_t.step()
+        self.scaler.step(self.opt_t)
         self.sched_t.step()
         if self.opt_s is not None:
-            self.opt_s.step()
+            self.scaler.step(self.opt_s)
             self.sched_s.step()
+        self.scaler.update()
         if c.student == "ema":
             assert self.student is not None
             t = self.global_step
@@ -669,6 +700,25 @@ class _Trainer:
         }
 
 
+def _preempt(
+    trainer: _Trainer,
+    out: Path | None,
+    ctx: DistContext,
+    callback: TrainCallback | None,
+    t0: float,
+    step0: int,
+    saved: bool = False,
+) -> None:
+    """Checkpoint (unless just done), requeue the SLURM job from rank 0 and stop."""
+    assert out is not None
+    if not saved:
+        trainer.save_checkpoint()  # rank 0 writes, every rank waits at the barrier
+    job = requeue_slurm_job() if ctx.is_main else None
+    if callback is not None:
+        callback(_event(trainer, "stopped", t0, step0))
+    raise TrainingPreempted(out, trainer.global_step, job)
+
+
 def _write_metrics(out_dir: Path, trainer: _Trainer, final: dict[str, Any] | None) -> None:
     body = {
         "task": trainer.task,
@@ -690,7 +740,8 @@ def fit(
     out_dir: str | os.PathLike | None = None,
     init: FitResult | LoadedRun | str | os.PathLike | None = None,
     resume: bool = False,
-    progress: bool = True,
+    callback: TrainCallback | None = None,
+    stop_on_sigusr1: bool = False,
 ) -> FitResult:
     """Train a teacher (and its student) on store rows.
 
@@ -719,8 +770,14 @@ def fit(
     resume
         Continue from the newest valid checkpoint in ``out_dir`` (start fresh when there
         is none, so a scheduler can always pass it).
-    progress
-        Show a progress bar.
+    callback
+        Called with a :class:`~cryoal.train.events.TrainEvent` after every step and epoch
+        (on every rank that passes one; the CLI passes one on rank 0 only).
+    stop_on_sigusr1
+        Catch ``SIGUSR1`` while training (the SLURM pre-emption warning): at the next step
+        boundary every rank stops, rank 0 writes a checkpoint, requeues the SLURM job when
+        running in one (``scontrol requeue $SLURM_JOB_ID``) and :class:`TrainingPreempted`
+        is raised on every rank. Needs ``out_dir``.
 
     Returns
     -------
@@ -732,6 +789,8 @@ def fit(
         Invalid indices or labels, a store without masks for segmentation, a run folder
         that already holds a run (without ``resume``), or a checkpoint from a different
         configuration / data, or one modified after it was written.
+    TrainingPreempted
+        ``stop_on_sigusr1`` and SIGUSR1 arrived: the checkpoint is written.
     """
     if not isinstance(store, SubtomogramStore):
         store = SubtomogramStore(store)
@@ -762,9 +821,53 @@ def fit(
     try:
         dev = device_for(device, ctx)
         parts = (train, targets, val, unlabeled)
-        return _fit(config, store, *parts, out, init, resume, progress, dev, ctx)
+        with StopRequest() if stop_on_sigusr1 and out is not None else _NoStop() as stop:
+            return _fit(config, store, *parts, out, init, resume, callback, stop, dev, ctx)
     finally:
         teardown(ctx)
+
+
+class _NoStop:
+    """Stand-in for :class:`StopRequest` when pre-emption is not handled."""
+
+    requested = False
+
+    def __enter__(self) -> _NoStop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _event(
+    trainer: _Trainer, kind: str, t0: float, step0: int, record: dict[str, Any] | None = None
+) -> TrainEvent:
+    """A progress event from the trainer's state (rates since this process started)."""
+    c = trainer.config
+    done = trainer.global_step - step0
+    spent = max(time.perf_counter() - t0, 1e-9)
+    per_step = spent / done if done else float("nan")
+    left = trainer.total_steps - trainer.global_step
+    n = max(1, trainer.accum["n"])
+    loss = trainer.accum["task"] / n if trainer.accum["n"] else None
+    acc = dice = None
+    if record is not None:
+        loss = record["train"]["task_loss"]
+        teacher = (record.get("val") or {}).get("teacher") or {}
+        acc, dice = teacher.get("accuracy"), teacher.get("mean_dice")
+    return TrainEvent(
+        kind=kind,  # type: ignore[arg-type]
+        epoch=trainer.epoch,
+        epochs=c.epochs,
+        step=trainer.global_step,
+        total_steps=trainer.total_steps,
+        samples_per_s=done * c.batch_size / spent,
+        eta_s=left * per_step if done else float("nan"),
+        loss=loss,
+        accuracy=acc,
+        dice=dice,
+        record=record,
+    )
 
 
 def _fit(
@@ -777,12 +880,11 @@ def _fit(
     out: Path | None,
     init: Any,
     resume: bool,
-    progress: bool,
+    callback: TrainCallback | None,
+    stop: StopRequest | _NoStop,
     device: torch.device,
     ctx: DistContext,
 ) -> FitResult:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
     rng_devices = [device] if device.type == "cuda" else []
     main = ctx.is_main
     with torch.random.fork_rng(devices=rng_devices):
@@ -796,34 +898,32 @@ def _fit(
         if out is not None and main:
             config.write_yaml(out / "train.yaml")
         t_start = time.perf_counter() - trainer.elapsed
+        t0, step0 = time.perf_counter(), trainer.global_step
         every = config.checkpoint_every_steps
-        columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn())  # fmt: skip
-        with Progress(*columns, disable=not (progress and main), transient=True) as bar:
-            task_id = bar.add_task(
-                "training", total=trainer.total_steps, completed=trainer.global_step
-            )
-            while trainer.epoch < config.epochs:
-                lab, unl = trainer.epoch_loaders()
-                uiter = iter(unl) if unl is not None else None
-                for batch in lab:
-                    trainer.step(batch, next(uiter) if uiter is not None else None)
-                    trainer.elapsed = time.perf_counter() - t_start
-                    bar.update(
-                        task_id,
-                        completed=trainer.global_step,
-                        description=f"epoch {trainer.epoch + 1}/{config.epochs}",
-                    )
-                    if (
-                        every
-                        and trainer.global_step % every == 0
-                        and trainer.step_in_epoch < trainer.steps_per_epoch
-                    ):
-                        trainer.save_checkpoint()
-                record = trainer.end_epoch()
-                log.info("epoch %d: %s", record["epoch"], record["train"])
-                trainer.save_checkpoint()
-                if out is not None and main:
-                    _write_metrics(out, trainer, None)
+        watch = isinstance(stop, StopRequest)
+        while trainer.epoch < config.epochs:
+            lab, unl = trainer.epoch_loaders()
+            uiter = iter(unl) if unl is not None else None
+            for batch in lab:
+                trainer.step(batch, next(uiter) if uiter is not None else None)
+                trainer.elapsed = time.perf_counter() - t_start
+                if callback is not None:
+                    callback(_event(trainer, "step", t0, step0))
+                mid_epoch = trainer.step_in_epoch < trainer.steps_per_epoch
+                # every rank must stop at the same step: agree on the flag (one all-reduce)
+                if watch and any_rank(stop.requested, ctx) and mid_epoch:
+                    _preempt(trainer, out, ctx, callback, t0, step0)
+                if every and trainer.global_step % every == 0 and mid_epoch:
+                    trainer.save_checkpoint()
+            record = trainer.end_epoch()
+            log.info("epoch %d: %s", record["epoch"], record["train"])
+            trainer.save_checkpoint()
+            if out is not None and main:
+                _write_metrics(out, trainer, None)
+            if callback is not None:
+                callback(_event(trainer, "epoch", t0, step0, record))
+            if watch and trainer.epoch < config.epochs and any_rank(stop.requested, ctx):
+                _preempt(trainer, out, ctx, callback, t0, step0, saved=True)
     trainer.teacher.eval()
     if trainer.student is not None:
         trainer.student.eval()
