@@ -139,20 +139,25 @@ class CountProgress:
     """A :data:`cryoal.train.events.CountCallback` over ``total`` items (a context manager).
 
     On a terminal: a rich bar. Otherwise one flushed line at every further tenth of
-    ``total`` (``"scoring: 4000/10000 (40%) 812.5/s ETA 7s"``) and one at the end.
+    ``total`` (``"scoring: 4000/10000 (40%) 812.5/s ETA 7s"``). With ``total=None``
+    (not known in advance) a line at most every ``every_s`` seconds (``"scoring: 4000
+    done, 812.5/s"``).
     """
 
     def __init__(
         self,
         description: str,
-        total: int,
+        total: int | None,
         *,
         enabled: bool = True,
         stream: IO[str] | None = None,
         bar: bool | None = None,
+        every_s: float = 10.0,
     ) -> None:
         self.description = description
-        self.total = max(0, int(total))
+        self.total = None if total is None else max(0, int(total))
+        self.every_s = every_s
+        self._last = 0.0
         self.enabled = enabled
         self.stream = sys.stderr if stream is None else stream
         self.use_bar = interactive(self.stream) if bar is None else bar
@@ -173,7 +178,15 @@ class CountProgress:
         if not self.enabled:
             return
         if self.use_bar:
-            self._bar.update(self.description, self.done, self.total)
+            self._bar.update(self.description, self.done, self.total)  # type: ignore[arg-type]
+            return
+        if self.total is None:
+            now = time.perf_counter()
+            if now - self._last >= self.every_s:
+                self._last = now
+                rate = self.done / max(now - self._t0, 1e-9)
+                print(f"{self.description}: {self.done} done, {rate:.1f}/s", file=self.stream,
+                      flush=True)  # fmt: skip
             return
         frac = self.done / self.total if self.total else 1.0
         if frac + 1e-12 >= self._next_line or self.done >= self.total:
