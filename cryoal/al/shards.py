@@ -110,7 +110,8 @@ def merge_shards(paths: Sequence[Path], expected_ids: np.ndarray, expected_sha: 
     ------
     ValueError
         No shards, shards of different runs (strategy, seed, micro-batch, model, candidate
-        list), or ids missing or duplicated (one line naming ids and shard files).
+        list), a shard file missing (even one whose slice is empty), or ids missing or
+        duplicated (one line naming ids and shard files).
     """
     if not paths:
         raise ValueError("no score shards to merge; run the scoring shards first (--shard I/N)")
@@ -128,6 +129,9 @@ def merge_shards(paths: Sequence[Path], expected_ids: np.ndarray, expected_sha: 
             f"{loaded[0][0].parent}: the shards scored another candidate list (labels or "
             "candidates changed since scoring); score the shards again"
         )
+    n_shards = int(first["n_shards"])
+    present = {int(meta["shard"]) for _, _, meta in loaded}
+    absent = [shard_name(i, n_shards) for i in range(n_shards) if i not in present]
     owner: dict[str, str] = {}
     duplicated: list[str] = []
     for path, table, _ in loaded:
@@ -142,14 +146,11 @@ def merge_shards(paths: Sequence[Path], expected_ids: np.ndarray, expected_sha: 
             f"{', '.join(duplicated[:5])}{' ...' if len(duplicated) > 5 else ''}"
         )
     missing = [cid for cid in expected_ids.tolist() if cid not in owner]
-    if missing:
-        n = int(first["n_shards"])
-        absent = [shard_name(i, n) for i in range(n) if shard_name(i, n) not in
-                  {p.name for p, _, _ in loaded}]  # fmt: skip
+    if missing or absent:
         raise ValueError(
-            f"{len(missing)} candidate id(s) have no score: {', '.join(missing[:5])}"
-            f"{' ...' if len(missing) > 5 else ''} (missing shard files: "
-            f"{', '.join(absent) or 'none'}); rerun the missing shards"
+            f"{len(missing)} candidate id(s) have no score"
+            f"{': ' + ', '.join(missing[:5]) if missing else ''}{' ...' if len(missing) > 5 else ''}"
+            f" (missing shard files: {', '.join(absent) or 'none'}); rerun the missing shards"
         )
     merged = ScoreTable.concat([t for _, t, _ in loaded])
     order = np.argsort(merged.ids, kind="stable")

@@ -61,7 +61,11 @@ class TrainConfig(BaseModel):
         ge=2,
         description="number of outputs; default: the store's classes (+1 background for segment)",
     )
-    norm: Literal["batch", "instance", "group"] = Field("batch", description="normalisation layers")
+    norm: Literal["batch", "instance", "group", "syncbatch"] = Field(
+        "batch",
+        description="normalisation layers; under torchrun use group or instance (per sample), "
+        "or syncbatch (batch statistics over all GPUs), so N processes match one",
+    )
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout probability (MC dropout)")
 
     # -- knowledge transfer (methods.md §1) --------------------------------------------

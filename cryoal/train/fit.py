@@ -47,6 +47,7 @@ from cryoal.data.transforms import wedge_safe_augmentation
 from cryoal.io.atomic import atomic_write_text
 from cryoal.io.store import SubtomogramStore
 from cryoal.models import build_model, check_box, count_parameters
+from cryoal.models.factory import to_sync_batchnorm
 from cryoal.train.checkpoint import (
     LoadedRun,
     join_optimizer_state,
@@ -318,6 +319,8 @@ class _Trainer:
         if self.dist.active:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
+            self._distributed_norm()
+
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.t_fwd = DDP(self.teacher, device_ids=ids)
             if c.student == "trained":
@@ -416,6 +419,26 @@ class _Trainer:
         self.data_hash = _data_hash(
             store, {"train": train, "val": val, "unlabeled": unlabeled}, targets
         )
+
+    def _distributed_norm(self) -> None:
+        """SyncBatchNorm for ``norm: syncbatch``; a warning for per-rank batch norm."""
+        c = self.config
+        if c.norm == "syncbatch":
+            if self.device.type != "cuda":
+                raise ValueError(
+                    "norm syncbatch needs CUDA under torchrun (torch.nn.SyncBatchNorm); use "
+                    "norm group or instance for CPU processes"
+                )
+            for model in (self.teacher, self.student):
+                if model is not None:
+                    to_sync_batchnorm(model)  # converts the layers in place
+        elif c.norm == "batch":
+            warnings.warn(
+                f"norm batch under {self.dist.world_size} processes normalises over each "
+                "rank's share of the batch, so results differ from one process; use norm "
+                "group, instance or syncbatch (GPU) to make them agree",
+                stacklevel=3,
+            )
 
     # -- checkpoints ---------------------------------------------------------------------
     def _models(self) -> dict[str, nn.Module]:
