@@ -244,7 +244,41 @@ def _count_samples(path: Path) -> int:
     return len(SubtomogramStore(path))
 
 
+def device_bench_cmd(
+    device: str = typer.Option("auto", "--device", help="cpu | cuda | cuda:N | auto."),
+    preset: str = typer.Option("teacher", "--preset", help="Classification preset."),
+    box: int = typer.Option(32, "--box", help="Box edge in voxels."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Samples per step."),
+    amp: str = typer.Option(
+        "auto", "--amp", help="Mode compared with float32: auto | bf16 | fp16 (auto is off on CPU)."
+    ),
+    channels_last: bool = typer.Option(
+        False, "--channels-last/--no-channels-last", help="channels_last_3d memory format."
+    ),
+) -> None:
+    """Measure this machine's device: training samples/s (fp32 and AMP), inference, copies."""
+    from cryoal.train.devicebench import device_benchmark
+    from cryoal.train.perf import tune_cpu_allocator
+
+    tune_cpu_allocator()
+    r = device_benchmark(
+        device, preset=preset, box=box, batch_size=batch_size, amp=amp,
+        channels_last=channels_last,
+    )  # fmt: skip
+    info = r["info"]
+    typer.echo(" ".join(f"{k}={v}" for k, v in info.items()))
+    typer.echo(f"preset {preset}, box {box}, batch {batch_size}")
+    for mode, rate in r["train_samples_per_s"].items():
+        typer.echo(f"train {mode}: {rate:.1f} samples/s")
+    if "amp_speedup" in r:
+        typer.echo(f"AMP ({r['amp_mode']}) speed-up: {r['amp_speedup']:.2f}x")
+    typer.echo(f"inference fp32: {r['infer_samples_per_s']:.1f} samples/s")
+    if "h2d_GB_per_s" in r:
+        typer.echo(f"host->device (pinned): {r['h2d_GB_per_s']:.1f} GB/s")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``train`` and ``predict`` to the ``cryoal`` app."""
+    """Add ``train``, ``predict`` and ``device-bench`` to the ``cryoal`` app."""
     app.command("train")(train_cmd)
     app.command("predict")(predict_cmd)
+    app.command("device-bench")(device_bench_cmd)

@@ -156,3 +156,18 @@ def test_fp16_with_gradient_scaler_and_channels_last_on_cuda(class_store: Path) 
     res = fit(cfg, store, np.arange(32), val_indices=np.arange(32, 48))
     assert np.isfinite(res.metrics["train"]["task_loss"])
     assert res.metrics["val"]["n"] == 16
+
+
+def test_device_bench_reports_training_amp_and_inference_rates(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cryoal.cli.main import run
+
+    args = ["device-bench", "--device", "cpu", "--preset", "tiny", "--box", "16",
+            "--batch-size", "4", "--amp", "bf16"]  # fmt: skip
+    assert run(args) == 0
+    out = capsys.readouterr().out
+    assert "device=cpu" in out and "train fp32: " in out and "train bf16: " in out
+    assert "AMP (bf16) speed-up: " in out and "inference fp32: " in out
+    assert run([*args[:-1], "fp16"]) == 2  # fp16 autocast needs CUDA
+    assert "fp16 needs a CUDA device" in capsys.readouterr().err
