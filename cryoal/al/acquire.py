@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -451,13 +452,15 @@ class ScoreTable:
     student_logits: np.ndarray | None = None
     features: np.ndarray | None = None
 
-    ARRAYS = ("predicted", "scores", "teacher_logits", "student_logits", "features")
+    ARRAYS: ClassVar[tuple[str, ...]] = (
+        "predicted", "scores", "teacher_logits", "student_logits", "features"
+    )  # fmt: skip
 
     @classmethod
     def concat(cls, parts: Sequence[ScoreTable]) -> ScoreTable:
         """Parts in the given order, joined (arrays that are None stay None)."""
         parts = [p for p in parts if p.ids.size] or list(parts[:1])
-        kw = {
+        kw: dict[str, Any] = {
             name: (
                 None
                 if getattr(parts[0], name) is None

@@ -160,7 +160,7 @@ def merge_shards(paths: Sequence[Path], expected_ids: np.ndarray, expected_sha: 
 
 
 def _take(table: ScoreTable, order: np.ndarray) -> ScoreTable:
-    kw = {
+    kw: dict[str, Any] = {
         name: None if getattr(table, name) is None else getattr(table, name)[order]
         for name in ScoreTable.ARRAYS
     }

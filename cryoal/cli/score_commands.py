@@ -20,7 +20,7 @@ _DIR = typer.Argument(..., help="Project folder.", show_default=False)
 
 
 def _strategy() -> str | None:
-    return typer.Option(None, "--strategy", help="Strategy [default: project defaults].")
+    return typer.Option(None, "--strategy", help="Strategy (default: project defaults).")
 
 
 def score_cmd(
@@ -29,8 +29,8 @@ def score_cmd(
         "0/1", "--shard", help="I/N: score slice I (0-based) of N.", show_default=True
     ),
     strategy: str | None = _strategy(),
-    k: int | None = typer.Option(None, "--k", help="Queue length [default: project defaults]."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed [default: project defaults]."),
+    k: int | None = typer.Option(None, "--k", help="Queue length (default: project defaults)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed (default: project defaults)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto."),
     batch_size: int = typer.Option(64, "--batch-size", help="Fixed micro-batch size."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -55,8 +55,8 @@ def score_cmd(
 def merge_scores_cmd(
     directory: Path = _DIR,
     strategy: str | None = _strategy(),
-    k: int | None = typer.Option(None, "--k", help="Queue length [default: project defaults]."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed [default: project defaults]."),
+    k: int | None = typer.Option(None, "--k", help="Queue length (default: project defaults)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed (default: project defaults)."),
     device: str = typer.Option("cpu", "--device", help="Device (coreset places labels)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Micro-batch size of the shards."),
     replace: bool = typer.Option(False, "--replace", help="Replace this round's existing queue."),

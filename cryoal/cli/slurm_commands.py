@@ -33,7 +33,7 @@ def _command(kind: str, doc: str):  # type: ignore[no-untyped-def]
         partition: str | None = typer.Option(None, "--partition", help="SLURM partition."),
         account: str | None = typer.Option(None, "--account", help="SLURM account."),
         cpus_per_task: int | None = typer.Option(
-            None, "--cpus-per-task", help="CPU cores per task [default: 8 per GPU, 4 on CPU]."
+            None, "--cpus-per-task", help="CPU cores per task (default: 8 per GPU, 4 on CPU)."
         ),
         mem: str | None = typer.Option(None, "--mem", help="Memory per node, e.g. 64G."),
         shards: int = typer.Option(4, "--shards", help="Tasks of the scoring job array."),
@@ -42,7 +42,7 @@ def _command(kind: str, doc: str):  # type: ignore[no-untyped-def]
             None, "--setup", help="Shell line run first, e.g. 'module load cuda' (repeatable)."
         ),
         python: str | None = typer.Option(
-            None, "--python", help="Python on the nodes [default: this one]."
+            None, "--python", help="Python on the nodes (default: this one)."
         ),
         train_arg: list[str] | None = typer.Option(
             None, "--train-arg", help="Extra 'cryoal train' argument (repeatable)."
