@@ -171,3 +171,47 @@ def test_device_bench_reports_training_amp_and_inference_rates(
     assert "AMP (bf16) speed-up: " in out and "inference fp32: " in out
     assert run([*args[:-1], "fp16"]) == 2  # fp16 autocast needs CUDA
     assert "fp16 needs a CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigusr1_to_torchrun_reaches_every_rank_and_the_run_resumes(
+    class_store: Path, tmp_path: Path
+) -> None:
+    """What SLURM's --signal=USR1@300 does to the training step of an sbatch script."""
+    args = [*ARGS, "--set", "norm=group", "--val-fraction", "0.25"]
+    out = tmp_path / "ddp"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node=2",
+                "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"]  # fmt: skip
+    cmd = [*torchrun, "-m", "cryoal", "train", str(class_store), "--out", str(out), *args]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env)  # fmt: skip
+    for line in proc.stderr:  # rank 0's progress line: both ranks are training
+        if line.startswith("epoch 1/3"):
+            break
+    proc.send_signal(signal.SIGUSR1)  # to the torchrun agent, as SLURM signals the step
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) != 0
+    assert "stopped on SIGUSR1 after checkpointing step" in rest
+    stopped = load_checkpoint(list_checkpoints(out)[-1]).state["global_step"]
+    assert not (out / "model.json").exists()
+    done = subprocess.run([*torchrun, "-m", "cryoal", "train", str(class_store), "--out",
+                           str(out), *args, "--resume", "-q"],
+                          capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert stopped < metrics["final"]["steps"] and metrics["final"]["processes"] == 2
+    # the same two-process training, never interrupted
+    ref_out = tmp_path / "uninterrupted"
+    done = subprocess.run([*torchrun, "-m", "cryoal", "train", str(class_store), "--out",
+                           str(ref_out), *args, "-q"],
+                          capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    reference = json.loads((ref_out / "metrics.json").read_text())
+    for a, b in zip(metrics["epochs"], reference["epochs"], strict=True):
+        assert a["val"]["teacher"]["accuracy"] == b["val"]["teacher"]["accuracy"]
+        assert a["train"]["task_loss"] == pytest.approx(b["train"]["task_loss"], abs=1e-6)
+    got, ref = load_run(out), load_run(ref_out)
+    for k, v in ref.teacher.state_dict().items():
+        torch.testing.assert_close(got.teacher.state_dict()[k], v, rtol=0, atol=1e-6)
