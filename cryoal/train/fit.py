@@ -447,11 +447,15 @@ class _Trainer:
     def save_checkpoint(self) -> None:
         if self.out_dir is None:
             return
+        # the epoch's loss sums over all ranks (each rank holds only its own share)
+        a = self.accum
+        sums = all_reduce_sum([a["task"], a["transfer"], float(a["n"])], self.dist)
+        accum = {"task": sums[0], "transfer": sums[1], "n": int(sums[2])}
         if self.dist.is_main:
-            self._write_checkpoint()
+            self._write_checkpoint(accum)
         barrier(self.dist)
 
-    def _write_checkpoint(self) -> None:
+    def _write_checkpoint(self, accum: dict[str, Any]) -> None:
         assert self.out_dir is not None
         tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
         if self.device.type == "cuda":
@@ -478,7 +482,7 @@ class _Trainer:
             "optimizers": optim_js,
             "schedulers": sched_js,
             "history": self.history,
-            "accum": self.accum,
+            "accum": accum,
             "elapsed_s": self.elapsed,
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
         }
@@ -531,7 +535,9 @@ class _Trainer:
         self.step_in_epoch = int(st["step_in_epoch"])
         self.global_step = int(st["global_step"])
         self.history = list(st["history"])
-        self.accum = dict(st["accum"])
+        # rank 0 carries the saved sums of all ranks; end_epoch adds the others' new shares
+        zero = {"task": 0.0, "transfer": 0.0, "n": 0}
+        self.accum = dict(st["accum"]) if self.dist.is_main else zero
         self.elapsed = float(st["elapsed_s"])
         if st.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(st["scaler"])
