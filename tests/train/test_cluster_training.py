@@ -215,3 +215,17 @@ def test_sigusr1_to_torchrun_reaches_every_rank_and_the_run_resumes(
     got, ref = load_run(out), load_run(ref_out)
     for k, v in ref.teacher.state_dict().items():
         torch.testing.assert_close(got.teacher.state_dict()[k], v, rtol=0, atol=1e-6)
+
+
+def test_syncbatch_is_batch_norm_in_one_process_and_converts_for_ddp(class_store: Path) -> None:
+    from cryoal.models import build_model
+    from cryoal.models.factory import to_sync_batchnorm
+
+    store = SubtomogramStore(class_store)
+    cfg = TrainConfig(teacher_preset="tiny", student_preset="tiny", epochs=1, batch_size=8)
+    a = fit(cfg, store, np.arange(32)).teacher.state_dict()
+    b = fit(cfg.updated(norm="syncbatch"), store, np.arange(32)).teacher.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    model = to_sync_batchnorm(build_model("classify", "tiny", 2, norm="syncbatch", seed=0))
+    kinds = {type(m) for m in model.modules()}
+    assert torch.nn.SyncBatchNorm in kinds and torch.nn.BatchNorm3d not in kinds
