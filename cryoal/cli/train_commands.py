@@ -272,6 +272,11 @@ def device_bench_cmd(
         typer.echo(f"train {mode}: {rate:.1f} samples/s")
     if "amp_speedup" in r:
         typer.echo(f"AMP ({r['amp_mode']}) speed-up: {r['amp_speedup']:.2f}x")
+        if info["device"] == "cpu":
+            typer.echo(
+                "note: speed only; bf16 training on CPU can turn weights into NaN with this "
+                "torch build (oneDNN conv3d backward), so train on CPU with --amp off"
+            )
     typer.echo(f"inference fp32: {r['infer_samples_per_s']:.1f} samples/s")
     if "h2d_GB_per_s" in r:
         typer.echo(f"host->device (pinned): {r['h2d_GB_per_s']:.1f} GB/s")

