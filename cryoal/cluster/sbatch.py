@@ -158,6 +158,8 @@ def render_train(project: Path, opts: SlurmOptions, logs: Path) -> str:
                     gpus=opts.gpus, time=opts.time, requeue=True, signal=True)  # fmt: skip
     train = " ".join(shlex.quote(a) for a in ["--device", device, *opts.train_args])
     lines += [
+        "# rank 0 may extract the round's training store while the other ranks wait",
+        "export CRYOAL_DIST_TIMEOUT_S=${CRYOAL_DIST_TIMEOUT_S:-1800}",
         "# rendezvous on the first node of the allocation (SLURM sets the node list)",
         'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         f'echo "cryoal train: $SLURM_JOB_NUM_NODES node(s) x {procs} process(es), '
