@@ -34,12 +34,20 @@ def score_cmd(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto."),
     batch_size: int = typer.Option(64, "--batch-size", help="Fixed micro-batch size."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    prepare: bool = typer.Option(
+        False, "--prepare", help="Only extract the candidate cache the shards read, once."
+    ),
 ) -> None:
     """Score one shard of the candidates with the newest model (a SLURM array task)."""
     from cryoal.al.shards import parse_shard
     from cryoal.project.project import Project
-    from cryoal.project.suggest import score_shard
+    from cryoal.project.suggest import prepare_scoring, score_shard
 
+    if prepare:
+        with Project.open(directory) as project:
+            path = prepare_scoring(project, progress=not quiet)
+        typer.echo(f"candidate cache: {path}")
+        return
     part = parse_shard(shard)
     with (
         Project.open(directory) as project,

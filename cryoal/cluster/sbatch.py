@@ -173,6 +173,8 @@ def render_train(project: Path, opts: SlurmOptions, logs: Path) -> str:
         '--rdzv-id="$SLURM_JOB_ID" \\',
         "  --signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 --shutdown-timeout=240 \\",
         f"  -m cryoal train {shlex.quote(str(project))} {train}",
+        "# extract the candidate cache once here, not in every task of the scoring array",
+        f"srun --nodes=1 --ntasks=1 {_cryoal(opts)} score {shlex.quote(str(project))} --prepare",
         "",
     ]
     return "\n".join(lines)

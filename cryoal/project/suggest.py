@@ -301,6 +301,17 @@ class _ModelContext:
                 )
 
 
+def prepare_scoring(project: Project, *, progress: bool = True) -> Path:
+    """Extract (or find) the cached store of every candidate that scoring reads.
+
+    Run once before a scoring job array, so that its tasks do not each extract the same
+    cache (``cache/candidates-<hash>.h5``, see :func:`cryoal.project.extraction.candidate_store`).
+    """
+    from cryoal.project.extraction import candidate_store
+
+    return Path(candidate_store(project, progress=progress).path)
+
+
 def score_shard(
     project: Project,
     shard: tuple[int, int],

@@ -61,6 +61,8 @@ def test_sharded_scoring_and_merge_write_the_single_process_queue(
     scores = proj / "rounds/001/scores"
     for f in scores.glob("*.h5") if scores.exists() else []:
         f.unlink()
+    assert run(["score", str(proj), "--prepare"]) == 0
+    assert "candidate cache: " in capsys.readouterr().out
     for i in range(3):
         assert run(["score", str(proj), "--shard", f"{i}/3", *opts, "--batch-size", "8"]) == 0
     # the micro-batch size is part of the scores: the merge must use the shards' size

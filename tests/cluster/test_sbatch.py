@@ -36,6 +36,7 @@ def test_rendered_scripts_are_valid_bash_with_requeue_and_signal_lines(project: 
     assert "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1" in train
     assert f"-m cryoal train {project.resolve()} --device cuda --epochs 30" in train
     assert "module load cuda/12.4" in train
+    assert train.index("-m cryoal train") < train.index(f"score {project.resolve()} --prepare")
     assert "export CRYOAL_DIST_TIMEOUT_S=${CRYOAL_DIST_TIMEOUT_S:-1800}" in train
     assert "#SBATCH --array=0-2" in jobs["score"]
     assert '--shard "$SLURM_ARRAY_TASK_ID/3"' in jobs["score"]
