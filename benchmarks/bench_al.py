@@ -350,7 +350,7 @@ def _teachers_for_spearman(quick: bool) -> tuple[list[tuple[str, nn.Module]], ob
     tmp = Path(tempfile.mkdtemp())
     simulate_subtomograms(tmp / "d.h5", n_classes=10, per_class=60, box=32, snr=0.1, seed=0)
     store = SubtomogramStore(tmp / "d.h5")
-    res = fit(TrainConfig(student="none", epochs=8), store, np.arange(200), progress=False)
+    res = fit(TrainConfig(student="none", epochs=8), store, np.arange(200))
     return (
         [("teacher trained here on 200 phantom samples, SNR 0.1", res.teacher)],
         store,

@@ -331,7 +331,7 @@ def bench_learn(
         )
         train = SubtomogramStore(train_h5)
         t0 = time.perf_counter()
-        result = fit(config, train, np.arange(len(train)), progress=False)
+        result = fit(config, train, np.arange(len(train)))
         dt = time.perf_counter() - t0
         test = SubtomogramStore(test_h5)
         pred = predict(result.teacher, test, np.arange(len(test)))

@@ -243,7 +243,7 @@ def quality_section(epochs: int) -> str:
     train, test = SubtomogramStore(train_path), SubtomogramStore(test_path)
     cfg = TrainConfig(epochs=epochs)
     t0 = time.perf_counter()
-    result = fit(cfg, train, np.arange(len(train)), progress=False)
+    result = fit(cfg, train, np.arange(len(train)))
     train_s = time.perf_counter() - t0
     m = evaluate(result.teacher, result.student, test, np.arange(len(test)),
                  task="classify", class_names=test.class_names)  # fmt: skip

@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -27,7 +28,8 @@ from cryoal.al import heuristics as H
 from cryoal.al import selectors as sel
 from cryoal.al.strategies import DIVERSITY_NATIVE, NEEDS_FEATURES, StrategyConfig
 from cryoal.io.store import SubtomogramStore
-from cryoal.train.predict import resolve_device, stream_outputs
+from cryoal.train.distributed import resolve_device
+from cryoal.train.predict import stream_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +185,8 @@ def _stream(
     on_batch: ProgressCallback | None,
     keep_teacher: bool = True,
     keep_student: bool = True,
+    mc_seed: int | None = None,
+    first_batch: int = 0,
 ) -> _Outputs:
     """Stream ``indices`` through the models, keeping scores and what selection needs.
 
@@ -225,6 +229,8 @@ def _stream(
         device=device,
         mc_passes=mc,
         features=want_features or last_layer,
+        mc_seed=mc_seed,
+        first_batch=first_batch,
     ):
         t = batch.logits["teacher"].numpy()
         s = batch.logits["student"].numpy() if "student" in batch.logits else None
@@ -344,15 +350,7 @@ def acquire(
         )
     dev = resolve_device(device)
     t0 = time.perf_counter()
-
-    pool_ids = np.asarray(store.ids[pool]).astype(str)
-    sub_pos = sel.random_subset(pool_ids, cfg.subset_size, subseed(seed, 1))
-    if sub_pos.size < k:  # a subset smaller than the batch: widen it to k
-        sub_pos = sel.random_subset(pool_ids, k, subseed(seed, 1))
-    # candidates in id order: results cannot depend on the order of the pool
-    sub_pos = sub_pos[sel.canonical_order(pool_ids[sub_pos])]
-    cand = pool[sub_pos]
-    cand_ids = pool_ids[sub_pos]
+    cand, cand_ids = candidate_rows(cfg, store, pool, k, seed)
     sel_seed = subseed(seed, 2)
 
     if cfg.name == "random":
@@ -380,33 +378,207 @@ def acquire(
         )
 
     assert teacher is not None
+    table = score_candidates(
+        cfg, teacher, student, store, cand, cand_ids,
+        seed=seed, batch_size=batch_size, device=dev, on_batch=on_batch,
+    )  # fmt: skip
+    t1 = time.perf_counter()
+    return select_scored(
+        cfg, table, k=k, seed=seed, teacher=teacher, student=student, store=store,
+        labeled_indices=labeled, batch_size=batch_size, device=dev, predict_s=t1 - t0,
+    )  # fmt: skip
+
+
+def candidate_rows(
+    cfg: StrategyConfig, store: SubtomogramStore, pool: np.ndarray, k: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates a strategy scores: the seeded pre-subset of the pool, in id order.
+
+    Returns
+    -------
+    rows, ids
+        ``(n,)`` store rows and their ids, sorted by id (so results never depend on the
+        order of the pool, and every scoring shard derives the same list).
+    """
+    pool_ids = np.asarray(store.ids[pool]).astype(str)
+    sub_pos = sel.random_subset(pool_ids, cfg.subset_size, subseed(seed, 1))
+    if sub_pos.size < k:  # a subset smaller than the batch: widen it to k
+        sub_pos = sel.random_subset(pool_ids, k, subseed(seed, 1))
+    sub_pos = sub_pos[sel.canonical_order(pool_ids[sub_pos])]
+    return pool[sub_pos], pool_ids[sub_pos]
+
+
+def shard_range(n: int, batch_size: int, shard: int, n_shards: int) -> tuple[int, int]:
+    """Positions ``[start, stop)`` of scoring shard ``shard`` of ``n_shards`` over ``n`` items.
+
+    Shards are contiguous runs of whole micro-batches of ``batch_size`` (the last
+    micro-batch of the list may be short and is padded by the model runner), so every
+    micro-batch holds the same candidates whatever the number of shards, and the scores are
+    bitwise those of the single-process run.
+    """
+    if n_shards < 1 or not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard}/{n_shards}: need 0 <= i < N (e.g. --shard 0/4)")
+    batches = -(-n // batch_size)
+    lo, hi = shard * batches // n_shards, (shard + 1) * batches // n_shards
+    return min(n, lo * batch_size), min(n, hi * batch_size)
+
+
+@dataclass
+class ScoreTable:
+    """Per-candidate outputs of scoring: what selection needs, and nothing more.
+
+    Attributes
+    ----------
+    ids, rows
+        ``(n,)`` candidate ids (sorted) and store rows.
+    predicted
+        ``(n,)`` the teacher's predicted class.
+    scores
+        ``(n,)`` informativeness (higher = more informative), or None for strategies that
+        select in a space instead (coreset, pcoreset, badge).
+    teacher_logits, student_logits
+        ``(n, C)`` float32 (log mean-voxel probabilities for segmentation), when the
+        selection uses that probability space (or BADGE), else None.
+    features
+        ``(n, F)`` float32 penultimate features (coreset, BADGE, diverse selection in
+        feature space), else None.
+    """
+
+    ids: np.ndarray
+    rows: np.ndarray
+    predicted: np.ndarray
+    scores: np.ndarray | None = None
+    teacher_logits: np.ndarray | None = None
+    student_logits: np.ndarray | None = None
+    features: np.ndarray | None = None
+
+    ARRAYS: ClassVar[tuple[str, ...]] = (
+        "predicted", "scores", "teacher_logits", "student_logits", "features"
+    )  # fmt: skip
+
+    @classmethod
+    def concat(cls, parts: Sequence[ScoreTable]) -> ScoreTable:
+        """Parts in the given order, joined (arrays that are None stay None)."""
+        parts = [p for p in parts if p.ids.size] or list(parts[:1])
+        kw: dict[str, Any] = {
+            name: (
+                None
+                if getattr(parts[0], name) is None
+                else np.concatenate([getattr(p, name) for p in parts])
+            )
+            for name in cls.ARRAYS
+        }
+        return cls(
+            ids=np.concatenate([p.ids for p in parts]),
+            rows=np.concatenate([p.rows for p in parts]),
+            **kw,
+        )
+
+
+def score_candidates(
+    cfg: StrategyConfig | str | dict,
+    teacher: nn.Module,
+    student: nn.Module | None,
+    store: SubtomogramStore,
+    rows: np.ndarray,
+    ids: np.ndarray,
+    *,
+    seed: int,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    on_batch: ProgressCallback | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> ScoreTable:
+    """Score candidates (or one shard of them) with the models, keeping what selection needs.
+
+    Parameters
+    ----------
+    cfg
+        The strategy.
+    rows, ids
+        All candidates, from :func:`candidate_rows` (sorted by id).
+    seed
+        The acquisition seed; MC-dropout masks of micro-batch ``b`` come from
+        ``(seed, b)`` (:func:`cryoal.train.predict.batch_seed`), so they do not depend on
+        the sharding.
+    batch_size
+        The fixed micro-batch size (must be the same for every shard of a run).
+    shard
+        ``(i, N)``: score only shard ``i`` of ``N`` (:func:`shard_range`).
+
+    Returns
+    -------
+    ScoreTable
+        For the shard's candidates, in id order.
+    """
+    cfg = StrategyConfig.parse(cfg)
+    dev = resolve_device(device)
+    start, stop = shard_range(rows.size, batch_size, *shard)
     space = _selection_space(cfg)
-    want_features = cfg.name in NEEDS_FEATURES or space == "features"
-    want_student = cfg.needs_student
-    # MC-dropout masks come from torch's global generator: seed it here, restore it after
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(subseed(seed, 3))
         out = _stream(
             cfg,
             teacher,
             student,
             store,
-            cand,
+            rows[start:stop],
             batch_size=batch_size,
             device=dev,
-            want_features=want_features,
-            want_student=want_student,
+            want_features=cfg.name in NEEDS_FEATURES or space == "features",
+            want_student=cfg.needs_student,
             keep_teacher=space == "teacher_probs" or cfg.name == "badge",
             keep_student=space == "student_probs",
             on_batch=on_batch,
+            mc_seed=subseed(seed, 3),
+            first_batch=start // batch_size,
         )
-    predicted = np.concatenate(out.predicted).astype(np.int64)
-    out.predicted = []
-    for name in ("teacher_logits", "student_logits", "features", "scores"):
-        parts = getattr(out, name)
-        if len(parts) > 1:  # one array instead of a list of batches (no second copy later)
-            setattr(out, name, [np.concatenate(parts)])
+    predicted = _Outputs.cat(out.predicted)
+    return ScoreTable(
+        ids=np.asarray(ids[start:stop]).astype(str),
+        rows=np.asarray(rows[start:stop], np.int64),
+        predicted=np.empty(0, np.int64) if predicted is None else predicted.astype(np.int64),
+        scores=_Outputs.cat(out.scores),
+        teacher_logits=_Outputs.cat(out.teacher_logits),
+        student_logits=_Outputs.cat(out.student_logits),
+        features=_Outputs.cat(out.features),
+    )
+
+
+def select_scored(
+    cfg: StrategyConfig | str | dict,
+    table: ScoreTable,
+    *,
+    k: int,
+    seed: int,
+    teacher: nn.Module,
+    student: nn.Module | None,
+    store: SubtomogramStore,
+    labeled_indices: Sequence[int] | np.ndarray,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    predict_s: float = 0.0,
+) -> Acquisition:
+    """Pick ``k`` candidates from a (merged) :class:`ScoreTable`, as :func:`acquire` does.
+
+    The models are used only by the coreset family to place the labeled set
+    (``labeled_indices``) in the selection space.
+    """
+    cfg = StrategyConfig.parse(cfg)
+    dev = resolve_device(device)
+    labeled = np.asarray(labeled_indices, np.int64).reshape(-1)
+    cand, cand_ids = table.rows, table.ids
+    if not 1 <= k <= cand.size:
+        raise ValueError(f"k={k} must be between 1 and the number of scored candidates {cand.size}")
+    sel_seed = subseed(seed, 2)
+    space = _selection_space(cfg)
     t1 = time.perf_counter()
+    predicted = table.predicted
+    out = _Outputs(
+        teacher_logits=[] if table.teacher_logits is None else [table.teacher_logits],
+        student_logits=[] if table.student_logits is None else [table.student_logits],
+        features=[] if table.features is None else [table.features],
+        scores=[] if table.scores is None else [table.scores],
+    )
 
     def points_of(o: _Outputs) -> np.ndarray:
         if space == "features":
@@ -477,7 +649,7 @@ def acquire(
         scored_ids=cand_ids,
         scored_scores=scores_all,
         strategy=cfg.display_name,
-        timings={"predict": t1 - t0, "select": t2 - t1},
+        timings={"predict": predict_s, "select": t2 - t1},
     )
 
 

@@ -342,7 +342,6 @@ class ALEngine:
             unlabeled_indices=unlabeled,
             out_dir=run_dir,
             init=init,
-            progress=False,
         )
         train_s = time.perf_counter() - t0
         run = load_run(run_dir, device=self.config.device)

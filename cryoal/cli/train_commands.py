@@ -1,21 +1,30 @@
-"""``cryoal train`` and ``cryoal predict``: thin shells over :mod:`cryoal.train.run`.
+"""``cryoal train`` and ``cryoal predict``: thin shells over :mod:`cryoal.train`.
 
 Every hyper-parameter lives in :class:`cryoal.train.config.TrainConfig` (YAML via
 ``--config``); the options below override single fields, ``--set key=value`` any field.
+The same ``cryoal train`` runs as one process or under ``torchrun --nproc_per_node N``
+(rank 0 prints progress and the summary). SIGUSR1 makes training checkpoint at the next
+step and exit with code 75 (after ``scontrol requeue`` inside a SLURM job).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import typer
-import yaml
-from rich.console import Console
-from rich.table import Table
 
+from cryoal.cli.progress import CountProgress, TrainProgress
 from cryoal.train.config import TrainConfig  # pydantic only: the defaults shown in --help
+
+#: Exit code of a training stopped by SIGUSR1 after its checkpoint (EX_TEMPFAIL).
+EXIT_PREEMPTED = 75
+
+#: cryoal.train.distributed.AMP_MODES (tests/cli/test_options.py checks that they agree).
+AmpMode = Literal["auto", "bf16", "fp16", "off"]
+_AMP_HELP = "Mixed precision (fp16 needs CUDA; scores and losses stay float32)."
 
 
 def _d(field: str) -> str:
@@ -29,6 +38,8 @@ def _parse_sets(items: list[str] | None) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set tau=2")
+        import yaml
+
         try:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
@@ -45,6 +56,9 @@ def _fmt(value: Any) -> str:
 
 
 def _summary(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(highlight=False, soft_wrap=True)
     final = result.metrics
     val = final.get("val")
@@ -122,6 +136,10 @@ def train_cmd(
     num_workers: int | None = typer.Option(
         None, "--num-workers", min=0, help="DataLoader worker processes." + _d("num_workers")
     ),
+    amp: AmpMode | None = typer.Option(None, "--amp", help=_AMP_HELP + _d("amp")),
+    channels_last: bool | None = typer.Option(
+        None, "--channels-last/--no-channels-last", help="channels_last_3d memory format."
+    ),
     sets: list[str] | None = typer.Option(
         None, "--set", help="Any config field, KEY=VALUE (repeatable)."
     ),
@@ -130,7 +148,12 @@ def train_cmd(
     ),
     quiet: bool = typer.Option(False, "--no-progress", "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train a teacher and its student on a subtomogram store (or a project)."""
+    """Train a teacher and its student on a subtomogram store (or a project).
+
+    Runs as one process or under torchrun (DDP; --batch-size is the global batch).
+    Progress: a bar on a terminal, one line per epoch in a log.
+    """
+    from cryoal.train.fit import TrainingPreempted
     sets_given = _parse_sets(sets)  # refuse a bad --set before the slow imports
     from cryoal.train.perf import tune_cpu_allocator
     from cryoal.train.run import load_config, train_store
@@ -141,22 +164,36 @@ def train_cmd(
         "task": task, "teacher_preset": preset, "student_preset": student_preset,
         "student": student, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
         "device": device, "val_fraction": val_fraction, "checkpoint_every_steps": checkpoint_every,
-        "num_workers": num_workers,
+        "num_workers": num_workers, "amp": amp, "channels_last": channels_last,
     }  # fmt: skip
     overrides.update(sets_given)
-    if data.is_dir():
-        _train_project(data, out, config, overrides, not quiet)
-        return
-    if out is None:
-        raise ValueError(f"{data}: pass --out RUN_FOLDER for the trained models and metrics")
-    cfg = load_config(config, overrides)
-    result = train_store(data, out, cfg, resume=resume, progress=not quiet)
-    if int(os.environ.get("RANK", "0")) == 0:  # one summary under torchrun
+    main = int(os.environ.get("RANK", "0")) == 0  # one report under torchrun
+    try:
+        with TrainProgress(enabled=main and not quiet) as bar:
+            if data.is_dir():
+                _train_project(data, out, config, overrides, bar, main)
+                return
+            if out is None:
+                raise ValueError(
+                    f"{data}: pass --out RUN_FOLDER for the trained models and metrics"
+                )
+            cfg = load_config(config, overrides)
+            result = train_store(data, out, cfg, resume=resume, callback=bar, stop_on_sigusr1=True)
+    except TrainingPreempted as exc:
+        if main:
+            print(f"cryoal: {exc}", file=sys.stderr, flush=True)
+        raise typer.Exit(EXIT_PREEMPTED) from None
+    if main:
         _summary(result)
 
 
 def _train_project(
-    data: Path, out: Path | None, config: Path | None, overrides: dict[str, Any], progress: bool
+    data: Path,
+    out: Path | None,
+    config: Path | None,
+    overrides: dict[str, Any],
+    bar: TrainProgress,
+    main: bool,
 ) -> None:
     if not (data / "project.yaml").is_file():
         raise ValueError(
@@ -171,10 +208,13 @@ def _train_project(
         data,
         config=config,
         overrides={k: v for k, v in overrides.items() if v is not None},
-        progress=progress,
+        progress=bar.enabled,
+        callback=bar,
+        stop_on_sigusr1=True,
     )
-    _summary(res.fit_result)
-    typer.echo(f"model version {res.model_version}")
+    if main:
+        _summary(res.fit_result)
+        typer.echo(f"model version {res.model_version}")
 
 
 def predict_cmd(
@@ -205,24 +245,78 @@ def predict_cmd(
     overlap: float = typer.Option(
         0.25, "--overlap", min=0.0, help="Sliding-window overlap (tomograms), below 1."
     ),
-    amp: bool = typer.Option(False, "--amp/--no-amp", help="bfloat16 autocast on CUDA."),
+    amp: AmpMode = typer.Option("off", "--amp", help=_AMP_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
     quiet: bool = typer.Option(False, "--no-progress", "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Predict a store (probabilities, features, KT distance) or segment a tomogram."""
     from cryoal.train.perf import tune_cpu_allocator
-    from cryoal.train.run import predict_path
+    from cryoal.train.predict_to_files import predict_path
 
     tune_cpu_allocator()
 
-    path = predict_path(
-        run, input, out, batch_size=batch_size, device=device, mc_passes=mc_passes,
-        features=features, overlap=overlap, amp=amp, overwrite=overwrite, progress=not quiet,
-    )  # fmt: skip
+    given = {
+        "batch_size": batch_size, "device": device, "mc_passes": mc_passes,
+        "features": features, "overlap": overlap, "amp": amp,
+    }  # fmt: skip
+    total = _count_samples(input)
+    with CountProgress("predicting", total, enabled=not quiet and total > 0) as bar:
+        path = predict_path(
+            run, input, out, overwrite=overwrite, on_batch=bar,
+            **{k: v for k, v in given.items() if v is not None},
+        )  # fmt: skip
     typer.echo(f"wrote {path}")
 
 
+def _count_samples(path: Path) -> int:
+    """Samples in a store (0 for other inputs: their progress is logged per slab)."""
+    if path.suffix.lower() not in (".h5", ".hdf5") or not path.is_file():
+        return 0
+    from cryoal.io.store import SubtomogramStore
+
+    return len(SubtomogramStore(path))
+
+
+def device_bench_cmd(
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
+    preset: str = typer.Option("teacher", "--preset", help="Classification preset."),
+    box: int = typer.Option(32, "--box", min=4, help="Box edge in voxels."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Samples per step."),
+    amp: AmpMode = typer.Option(
+        "auto", "--amp", help="Mode compared with float32 (fp16 needs CUDA; auto is off on CPU)."
+    ),
+    channels_last: bool = typer.Option(
+        False, "--channels-last/--no-channels-last", help="channels_last_3d memory format."
+    ),
+) -> None:
+    """Measure this machine's device: training samples/s (fp32 and AMP), inference, copies."""
+    from cryoal.train.devicebench import device_benchmark
+    from cryoal.train.perf import tune_cpu_allocator
+
+    tune_cpu_allocator()
+    r = device_benchmark(
+        device, preset=preset, box=box, batch_size=batch_size, amp=amp,
+        channels_last=channels_last,
+    )  # fmt: skip
+    info = r["info"]
+    typer.echo(" ".join(f"{k}={v}" for k, v in info.items()))
+    typer.echo(f"preset {preset}, box {box}, batch {batch_size}")
+    for mode, rate in r["train_samples_per_s"].items():
+        typer.echo(f"train {mode}: {rate:.1f} samples/s")
+    if "amp_speedup" in r:
+        typer.echo(f"AMP ({r['amp_mode']}) speed-up: {r['amp_speedup']:.2f}x")
+        if info["device"] == "cpu":
+            typer.echo(
+                "note: speed only; bf16 training on CPU can turn weights into NaN with this "
+                "torch build (oneDNN conv3d backward), so train on CPU with --amp off"
+            )
+    typer.echo(f"inference fp32: {r['infer_samples_per_s']:.1f} samples/s")
+    if "h2d_GB_per_s" in r:
+        typer.echo(f"host->device (pinned): {r['h2d_GB_per_s']:.1f} GB/s")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``train`` and ``predict`` to the ``cryoal`` app."""
+    """Add ``train``, ``predict`` and ``device-bench`` to the ``cryoal`` app."""
     app.command("train")(train_cmd)
     app.command("predict")(predict_cmd)
+    app.command("device-bench")(device_bench_cmd)

@@ -230,12 +230,16 @@ def batch_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
     seed: int = 0,
+    prefetch_factor: int = 4,
 ) -> DataLoader:
     """A DataLoader yielding the given batches in order (collated dicts of tensors).
 
     ``batches`` is a list of lists of items (positions or ``(position, seed)``). The
     loader's own generator is seeded explicitly, so creating it never draws from torch's
-    global RNG.
+    global RNG. With ``num_workers > 0`` each worker opens the HDF5 store itself (the
+    store's handle is not pickled) and keeps ``prefetch_factor`` batches ready; with
+    ``pin_memory`` (training on CUDA) batches land in page-locked memory, so the copy to
+    the GPU runs asynchronously (``non_blocking=True``).
     """
     generator = torch.Generator().manual_seed(int(seed))
     return DataLoader(
@@ -246,4 +250,5 @@ def batch_loader(
         worker_init_fn=seed_worker if num_workers > 0 else None,
         generator=generator,
         persistent_workers=False,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
     )

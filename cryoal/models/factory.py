@@ -21,6 +21,13 @@ teacher        segment     UNet, channels 16-32-64-128, strides 2-2-2, 2 residua
 basicunet      segment     BasicUNet, features 16-16-32-64-128-16 (box divisible by 16)
 =============  ==========  ===================================================================
 
+Normalisation (``norm``): ``batch`` statistics depend on the batch a process sees, so
+under ``torchrun`` each rank normalises over its share of the global batch and N ranks do
+not reproduce one process; ``group`` and ``instance`` normalise each sample on its own and
+agree across any number of ranks (to float rounding); ``syncbatch`` is batch norm whose
+training statistics are reduced over all ranks (``torch.nn.SyncBatchNorm``, CUDA only), so N
+GPUs see the statistics of the global batch. In one process ``syncbatch`` is ``batch``.
+
 The stride-2 first convolution of the CPU presets is what makes them affordable on a
 laptop (methods.md §5: a stride-1 first convolution costs about 12 times more). Measured
 with ``benchmarks/bench_train.py`` on one core of a shared 2-core machine, 32^3 boxes: the
@@ -43,9 +50,11 @@ from torch import nn
 from cryoal.models.classifier import Classifier, Segmenter, _DenseNetFeatures
 
 Task = Literal["classify", "segment"]
-Norm = Literal["batch", "instance", "group"]
+Norm = Literal["batch", "instance", "group", "syncbatch"]
 TASKS: tuple[str, ...] = ("classify", "segment")
-NORMS: tuple[str, ...] = ("batch", "instance", "group")
+NORMS: tuple[str, ...] = ("batch", "instance", "group", "syncbatch")
+#: Norms whose training output of a sample does not depend on the other samples of the batch.
+BATCH_INDEPENDENT_NORMS: tuple[str, ...] = ("instance", "group")
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,8 @@ def _norm_arg(norm: str, channels: tuple[int, ...]) -> str | tuple:
     """
     if norm == "instance":
         return ("instance", {"affine": True})
+    if norm == "syncbatch":  # built as batch norm; converted to SyncBatchNorm under DDP
+        return "batch"
     if norm != "group":
         return norm
     groups = math.gcd(*channels)
@@ -242,7 +253,8 @@ def build_model(
     num_classes
         ``C`` (>= 2).
     norm
-        ``"batch"``, ``"instance"`` or ``"group"`` normalisation layers.
+        ``"batch"``, ``"instance"``, ``"group"`` or ``"syncbatch"`` normalisation layers
+        (``syncbatch`` builds batch norm; :func:`to_sync_batchnorm` converts it for DDP).
     dropout
         Dropout probability (0 disables); enables MC-dropout uncertainty.
     seed
@@ -281,6 +293,11 @@ def build_model(
     model.norm = norm
     model.dropout_p = float(dropout)
     return model
+
+
+def to_sync_batchnorm(model: nn.Module) -> nn.Module:
+    """Batch-norm layers replaced by ``torch.nn.SyncBatchNorm`` (same parameters and buffers)."""
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def check_box(task: str, preset: str, norm: str, box: int) -> None:

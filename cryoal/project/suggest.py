@@ -6,6 +6,11 @@ round ``r`` are ranked by that model with any ``cryoal.al`` strategy (``kt`` by 
 through ``cryoal.al.acquire``, the call the AL engine and the napari plugin use as well.
 The queue is written to the label store (the source of truth) and, as a readable copy, to
 ``rounds/NNN/suggestions.csv``.
+
+On a cluster the scoring is split: :func:`score_shard` (``cryoal suggest DIR --shard I/N``)
+scores one slice of the candidates into ``rounds/NNN/scores/shard-III-of-NNN.h5`` and
+``suggest(..., from_shards=True)`` (``cryoal suggest DIR --merge``) checks that the shards
+cover every candidate once and selects exactly as the single-process run would.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,10 +28,15 @@ from cryoal.project.project import Project
 from cryoal.project.rounds import SUGGESTIONS_NAME, ModelInfo, newest_model
 from cryoal.project.snapshot import round_dir
 
+if TYPE_CHECKING:
+    from cryoal.train.events import CountCallback
+
 log = logging.getLogger(__name__)
 
 #: Strategies that need no model (the only ones possible in round 0).
 MODEL_FREE = ("random", "stratified")
+#: Folder of a round's score shards, inside ``rounds/NNN/``.
+SCORES_DIR = "scores"
 
 
 @dataclass
@@ -75,6 +86,8 @@ def suggest(
     device: str = "cpu",
     batch_size: int = 64,
     progress: bool = True,
+    on_batch: CountCallback | None = None,
+    from_shards: bool = False,
 ) -> SuggestResult:
     """Rank the unlabelled candidates and write the next suggestion queue.
 
@@ -90,6 +103,15 @@ def suggest(
         Seed of random draws (default ``defaults.seed``).
     replace
         Replace an existing queue of the same round.
+    device, batch_size
+        Where the models run and the fixed micro-batch size of scoring.
+    progress
+        Show progress while extracting the candidate store.
+    on_batch
+        Called with the number of candidates after each scored micro-batch.
+    from_shards
+        Do not score: merge the round's score shards (:func:`score_shard`, with the same
+        strategy, seed and batch size) and select from them.
 
     Raises
     ------
@@ -97,32 +119,12 @@ def suggest(
         A model strategy before any model is trained, no unlabelled candidates, or the
         round already has a queue (without ``replace``).
     """
-    cfg = project.config.defaults
-    model = newest_model(project.root)
-    if strategy is None:
-        strategy = cfg.strategy if model is not None else cfg.round0_strategy
-    k = k if k is not None else cfg.k
-    seed = seed if seed is not None else cfg.seed
-    if k < 1:
-        raise ValueError(f"--k {k} must be >= 1")
-    if model is None and strategy not in MODEL_FREE:
+    model, strategy, k, seed, pool, labelled = _request(project, strategy, k, seed)
+    if from_shards and strategy in MODEL_FREE:
         raise ValueError(
-            f"strategy {strategy!r} needs a trained model and the project has none yet; use "
-            "--strategy random or stratified for round 0, label the queue, then run "
-            "'cryoal train DIR'"
+            f"strategy {strategy!r} scores nothing; run 'cryoal suggest' without --merge"
         )
     store = project.labels
-    candidates = store.candidates()
-    labelled = set(store.current_labels()["candidate_id"])
-    pool = candidates[~candidates["candidate_id"].isin(labelled)].reset_index(drop=True)
-    if pool.empty:
-        raise ValueError(
-            f"{project.root}: every candidate is labelled; add candidates ('cryoal project "
-            "import-picks' / 'detect') to continue"
-        )
-    if k > len(pool):
-        log.info("only %d unlabelled candidates; suggesting all of them", len(pool))
-        k = len(pool)
     round_ = model.round if model is not None else 0
     if not replace and round_ in set(store.rounds()["round"].tolist()):
         raise ValueError(
@@ -137,9 +139,9 @@ def suggest(
         version = None
     else:
         assert model is not None
-        picked, scores, predicted = _with_model(
-            project, model, strategy, ids, sorted(labelled), k, seed, device, batch_size, progress
-        )
+        ctx = _ModelContext(project, model, strategy, ids, sorted(labelled), k, seed, device,
+                            batch_size, progress)  # fmt: skip
+        picked, scores, predicted = ctx.select(on_batch, from_shards)
         version = model.model_version
     chosen = ids[picked]
     # the readable copy first, the store last: a job killed before the commit has written
@@ -174,49 +176,194 @@ def _model_free(
     return stratified_order(groups, ids, k, seed), np.full(k, np.nan)
 
 
-def _with_model(
-    project: Project,
-    model: ModelInfo,
-    strategy: str,
-    pool_ids: np.ndarray,
-    labelled_ids: list[str],
-    k: int,
-    seed: int,
-    device: str,
-    batch_size: int,
-    progress: bool,
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Picks, their scores and the teacher's predicted class name of each pick."""
-    from cryoal.al.acquire import acquire
-    from cryoal.project.extraction import candidate_store
-    from cryoal.train.checkpoint import load_run
-
-    run = load_run(model.run_path(project.root), device=device)
-    if list(run.info.get("class_names", model.class_names)) != project.config.class_names:
+def _request(
+    project: Project, strategy: str | None, k: int | None, seed: int | None
+) -> tuple[ModelInfo | None, str, int, int, pd.DataFrame, set[str]]:
+    """Resolve defaults; the newest model and the unlabelled pool."""
+    cfg = project.config.defaults
+    model = newest_model(project.root)
+    if strategy is None:
+        strategy = cfg.strategy if model is not None else cfg.round0_strategy
+    k = k if k is not None else cfg.k
+    seed = seed if seed is not None else cfg.seed
+    if k < 1:
+        raise ValueError(f"--k {k} must be >= 1")
+    if model is None and strategy not in MODEL_FREE:
         raise ValueError(
-            f"{model.run_path(project.root)}: the model's classes differ from the project's "
-            f"{project.config.class_names}; retrain with 'cryoal train DIR'"
+            f"strategy {strategy!r} needs a trained model and the project has none yet; use "
+            "--strategy random or stratified for round 0, label the queue, then run "
+            "'cryoal train DIR'"
         )
-    store = candidate_store(project, progress=progress)
-    pool_rows = store.index_of(pool_ids.tolist())
-    labelled_rows = store.index_of(labelled_ids) if labelled_ids else np.empty(0, np.int64)
-    result = acquire(
-        strategy,
-        teacher=run.teacher,
-        student=run.student,
-        store=store,
-        pool_indices=pool_rows,
-        labeled_indices=labelled_rows,
-        k=k,
-        seed=seed,
-        batch_size=batch_size,
-        device=device,
-    )
-    position = {cid: i for i, cid in enumerate(pool_ids)}
-    picked = np.array([position[str(c)] for c in result.ids], dtype=np.int64)
-    names = project.config.class_names
-    predicted = [names[int(p)] if 0 <= int(p) < len(names) else "" for p in result.predicted]
-    return picked, np.asarray(result.scores, dtype=np.float64), predicted
+    store = project.labels
+    candidates = store.candidates()
+    labelled = set(store.current_labels()["candidate_id"])
+    pool = candidates[~candidates["candidate_id"].isin(labelled)].reset_index(drop=True)
+    if pool.empty:
+        raise ValueError(
+            f"{project.root}: every candidate is labelled; add candidates ('cryoal project "
+            "import-picks' / 'detect') to continue"
+        )
+    if k > len(pool):
+        log.info("only %d unlabelled candidates; suggesting all of them", len(pool))
+        k = len(pool)
+    return model, strategy, k, seed, pool, labelled
+
+
+class _ModelContext:
+    """The trained round's models, the candidate store and the candidates to score."""
+
+    def __init__(
+        self,
+        project: Project,
+        model: ModelInfo,
+        strategy: str,
+        pool_ids: np.ndarray,
+        labelled_ids: list[str],
+        k: int,
+        seed: int,
+        device: str,
+        batch_size: int,
+        progress: bool,
+    ) -> None:
+        from cryoal.al.acquire import candidate_rows
+        from cryoal.al.strategies import StrategyConfig
+        from cryoal.project.extraction import candidate_store
+        from cryoal.train.checkpoint import load_run
+
+        self.run = load_run(model.run_path(project.root), device=device)
+        if list(self.run.info.get("class_names", model.class_names)) != project.config.class_names:
+            raise ValueError(
+                f"{model.run_path(project.root)}: the model's classes differ from the "
+                f"project's {project.config.class_names}; retrain with 'cryoal train DIR'"
+            )
+        self.project, self.model, self.k, self.seed = project, model, k, seed
+        self.device, self.batch_size = device, batch_size
+        self.cfg = StrategyConfig.parse(strategy)
+        self.pool_ids = pool_ids
+        self.store = candidate_store(project, progress=progress)
+        pool_rows = self.store.index_of(pool_ids.tolist())
+        self.labelled_rows = (
+            self.store.index_of(labelled_ids) if labelled_ids else np.empty(0, np.int64)
+        )
+        self.rows, self.ids = candidate_rows(self.cfg, self.store, pool_rows, k, seed)
+
+    def meta(self, n_shards: int) -> dict[str, Any]:
+        from cryoal.al.shards import candidates_sha256
+
+        return {
+            "n_shards": n_shards,
+            "n_candidates": int(self.ids.size),
+            "candidates_sha256": candidates_sha256(self.ids),
+            "strategy": self.cfg.model_dump(mode="json"),
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "model_version": self.model.model_version,
+        }
+
+    def score(self, shard: tuple[int, int], on_batch: CountCallback | None) -> Any:
+        from cryoal.al.acquire import score_candidates
+
+        return score_candidates(
+            self.cfg, self.run.teacher, self.run.student, self.store, self.rows, self.ids,
+            seed=self.seed, batch_size=self.batch_size, device=self.device, on_batch=on_batch,
+            shard=shard,
+        )  # fmt: skip
+
+    def select(
+        self, on_batch: CountCallback | None, from_shards: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Picks (positions in ``pool_ids``), their scores and the teacher's predicted class
+        name of each pick."""
+        from cryoal.al.acquire import acquire, select_scored
+        from cryoal.al.shards import candidates_sha256, merge_shards
+
+        if from_shards:
+            folder = round_dir(self.project.root, self.model.round) / SCORES_DIR
+            table = merge_shards(
+                sorted(folder.glob("shard-*.h5")), self.ids, candidates_sha256(self.ids)
+            )
+            meta = self.meta(0)
+            self._check_shard_request(folder, table, meta)
+            result = select_scored(
+                self.cfg, table, k=self.k, seed=self.seed, teacher=self.run.teacher,
+                student=self.run.student, store=self.store, labeled_indices=self.labelled_rows,
+                batch_size=self.batch_size, device=self.device,
+            )  # fmt: skip
+        else:
+            result = acquire(
+                self.cfg, teacher=self.run.teacher, student=self.run.student, store=self.store,
+                pool_indices=self.store.index_of(self.pool_ids.tolist()),
+                labeled_indices=self.labelled_rows, k=self.k, seed=self.seed,
+                batch_size=self.batch_size, device=self.device, on_batch=on_batch,
+            )  # fmt: skip
+        position = {cid: i for i, cid in enumerate(self.pool_ids)}
+        picked = np.array([position[str(c)] for c in result.ids], dtype=np.int64)
+        names = self.project.config.class_names
+        predicted = [names[int(p)] if 0 <= int(p) < len(names) else "" for p in result.predicted]
+        return picked, np.asarray(result.scores, dtype=np.float64), predicted
+
+    def _check_shard_request(self, folder: Path, table: Any, meta: dict[str, Any]) -> None:
+        from cryoal.al.shards import read_shard
+
+        _, shard_meta = read_shard(sorted(folder.glob("shard-*.h5"))[0])
+        for key in ("strategy", "seed", "batch_size", "model_version"):
+            if shard_meta[key] != meta[key]:
+                raise ValueError(
+                    f"{folder}: the shards were scored with {key} {shard_meta[key]!r} but the "
+                    f"merge asks for {meta[key]!r}; pass the scoring options to --merge too"
+                )
+
+
+def prepare_scoring(project: Project, *, progress: bool = True) -> Path:
+    """Extract (or find) the cached store of every candidate that scoring reads.
+
+    Run once before a scoring job array, so that its tasks do not each extract the same
+    cache (``cache/candidates-<hash>.h5``, see :func:`cryoal.project.extraction.candidate_store`).
+    """
+    from cryoal.project.extraction import candidate_store
+
+    return Path(candidate_store(project, progress=progress).path)
+
+
+def score_shard(
+    project: Project,
+    shard: tuple[int, int],
+    *,
+    strategy: str | None = None,
+    k: int | None = None,
+    seed: int | None = None,
+    device: str = "cpu",
+    batch_size: int = 64,
+    progress: bool = True,
+    on_batch: CountCallback | None = None,
+) -> Path:
+    """Score shard ``(i, N)`` of the newest model's candidates; write its score file.
+
+    The candidates are those :func:`suggest` would score (the same strategy, ``k`` and
+    ``seed`` select the same pre-subset), sorted by id; shard ``i`` takes the ``i``-th of
+    ``N`` contiguous runs of whole micro-batches of ``batch_size``, so the merged scores are
+    bitwise those of one process. The file ``rounds/NNN/scores/shard-III-of-NNN.h5`` is
+    written atomically (see :mod:`cryoal.al.shards`).
+
+    Returns
+    -------
+    Path
+        The shard file.
+    """
+    from cryoal.al.shards import shard_name, write_shard
+
+    model, strategy, k, seed, pool, labelled = _request(project, strategy, k, seed)
+    if strategy in MODEL_FREE or model is None:
+        raise ValueError(
+            f"strategy {strategy!r} needs no scoring; run 'cryoal suggest' without --shard"
+        )
+    ids = pool["candidate_id"].to_numpy(dtype=object).astype(str)
+    ctx = _ModelContext(project, model, strategy, ids, sorted(labelled), k, seed, device,
+                        batch_size, progress)  # fmt: skip
+    table = ctx.score(shard, on_batch)
+    meta = ctx.meta(shard[1]) | {"shard": shard[0]}
+    path = round_dir(project.root, model.round) / SCORES_DIR / shard_name(*shard)
+    return write_shard(path, table, meta)
 
 
 def _write_csv(

@@ -20,7 +20,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,9 @@ from cryoal.project.snapshot import (
     snapshot_rounds,
     write_snapshot,
 )
+
+if TYPE_CHECKING:
+    from cryoal.train.events import TrainCallback
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,8 @@ def train_project(
     warm_start: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    callback: TrainCallback | None = None,
+    stop_on_sigusr1: bool = False,
 ) -> ProjectTrainResult:
     """Train a round's teacher and student from its snapshot.
 
@@ -119,6 +124,13 @@ def train_project(
         Start from the previous trained round's weights instead of a fresh initialisation.
     overwrite
         Retrain a round that already has a model (its model folder is replaced).
+    progress
+        Show progress while extracting the round's training store.
+    callback, stop_on_sigusr1
+        As in :func:`cryoal.train.fit.fit`.
+
+    Under ``torchrun`` rank 0 chooses (or takes) the snapshot, extracts the training store
+    and writes ``round.json``; the other ranks wait for it and train on the same rows.
 
     Returns
     -------
@@ -131,14 +143,55 @@ def train_project(
         Too few labels, classes that differ from the project's, a round that is already
         trained (without ``overwrite``), or an invalid training configuration.
     """
-    from cryoal.data.datasets import stratified_split
-    from cryoal.project.extraction import extract_project_store
+    from cryoal.train import distributed as D
     from cryoal.train.config import TrainConfig
     from cryoal.train.fit import fit
 
     if not isinstance(project, Project):
         project = Project.open(project, check_labels=False)
-    snap = choose_snapshot(project, round, new_snapshot)
+    if config is not None:
+        cfg = TrainConfig.from_yaml(config)
+    else:
+        cfg = TrainConfig.from_dict(
+            project.config.defaults.train, source="project.yaml defaults.train"
+        )
+    cfg = cfg.updated(**(overrides or {}))
+    ctx = D.setup(D.resolve_device(cfg.device))
+    try:
+        return _train_project(
+            project, cfg, ctx, round, new_snapshot, warm_start, overwrite, progress,
+            callback, stop_on_sigusr1, fit,
+        )  # fmt: skip
+    finally:
+        D.teardown(ctx)
+
+
+def _train_project(
+    project: Project,
+    cfg: Any,
+    ctx: Any,
+    round: int | None,
+    new_snapshot: bool,
+    warm_start: bool,
+    overwrite: bool,
+    progress: bool,
+    callback: TrainCallback | None,
+    stop_on_sigusr1: bool,
+    fit: Any,
+) -> ProjectTrainResult:
+    from cryoal.data.datasets import stratified_split
+    from cryoal.project.extraction import extract_project_store
+    from cryoal.train import distributed as D
+
+    if ctx.is_main:
+        snap = choose_snapshot(project, round, new_snapshot)
+        chosen = snap.round
+    else:
+        chosen = -1
+    # rank 0 decides (it may take a snapshot); the others train the same round
+    chosen = int(D.all_reduce_sum([float(max(chosen, 0))], ctx)[0])
+    if not ctx.is_main:
+        snap = choose_snapshot(project, chosen, False)
     directory = snap.directory
     if read_model_info(project.root, snap.round) is not None and not overwrite:
         raise ValueError(
@@ -148,14 +201,6 @@ def train_project(
         )
     table = read_snapshot(directory)
     rows = _class_rows(project, table, directory)
-
-    if config is not None:
-        cfg = TrainConfig.from_yaml(config)
-    else:
-        cfg = TrainConfig.from_dict(
-            project.config.defaults.train, source="project.yaml defaults.train"
-        )
-    cfg = cfg.updated(**(overrides or {}))
     if cfg.task != "classify":
         raise ValueError(
             f"project training classifies candidates; task {cfg.task!r} is not available here "
@@ -169,18 +214,20 @@ def train_project(
 
     store_path = directory / TRAIN_STORE_NAME
     labels = rows["class_id"].to_numpy(dtype=np.int64)
-    if store_path.exists() and not overwrite and _store_matches(store_path, rows):
+    reuse = store_path.exists() and not overwrite and _store_matches(store_path, rows)
+    if ctx.is_main and reuse:
         log.info("reusing %s", store_path)
-    else:
+    elif ctx.is_main:
         extract_project_store(
             project, rows, store_path, labels=labels, overwrite=True, progress=progress
         )
+    run_dir = directory / MODEL_RUN_DIR
+    if run_dir.exists() and overwrite and ctx.is_main:
+        shutil.rmtree(run_dir)
+    D.barrier(ctx)  # the store is written and the old run removed before anyone reads
     store = SubtomogramStore(store_path)
     order = store.index_of(rows["candidate_id"].tolist())
     train_pos, val_pos = stratified_split(labels, cfg.val_fraction, cfg.seed)
-    run_dir = directory / MODEL_RUN_DIR
-    if run_dir.exists() and overwrite:
-        shutil.rmtree(run_dir)
     # a run folder without round.json is an interrupted training: continue it
     resume = run_dir.exists()
     init = None
@@ -196,7 +243,8 @@ def train_project(
         out_dir=run_dir,
         init=init,
         resume=resume,
-        progress=progress,
+        callback=callback,
+        stop_on_sigusr1=stop_on_sigusr1,
     )
     info = ModelInfo(
         round=snap.round,
@@ -209,7 +257,9 @@ def train_project(
         created_at=utc_now(),
         metrics=_summary_metrics(result.metrics),
     )
-    write_model_info(project.root, info)
+    if ctx.is_main:
+        write_model_info(project.root, info)
+    D.barrier(ctx)
     log.info("trained %s on %d labels", info.model_version, len(rows))
     return ProjectTrainResult(info=info, fit_result=result)
 

@@ -407,7 +407,7 @@ def load_run(run_dir: str | os.PathLike, *, device: str = "cpu") -> LoadedRun:
     """
     from cryoal.models import build_model
     from cryoal.train.config import TrainConfig
-    from cryoal.train.predict import resolve_device
+    from cryoal.train.distributed import resolve_device
 
     run = Path(run_dir)
     info = read_model_info(run)

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cryoal.io.atomic import atomic_write_text
 
@@ -54,7 +61,11 @@ class TrainConfig(BaseModel):
         ge=2,
         description="number of outputs; default: the store's classes (+1 background for segment)",
     )
-    norm: Literal["batch", "instance", "group"] = Field("batch", description="normalisation layers")
+    norm: Literal["batch", "instance", "group", "syncbatch"] = Field(
+        "batch",
+        description="normalisation layers; under torchrun use group or instance (per sample), "
+        "or syncbatch (batch statistics over all GPUs), so N processes match one",
+    )
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout probability (MC dropout)")
 
     # -- knowledge transfer (methods.md §1) --------------------------------------------
@@ -136,7 +147,11 @@ class TrainConfig(BaseModel):
 
     # -- runtime ------------------------------------------------------------------------
     device: str = Field("cpu", description="cpu, cuda, cuda:N or auto")
-    amp: bool = Field(False, description="bfloat16 autocast on CUDA (ignored on CPU)")
+    amp: Literal["auto", "bf16", "fp16", "off"] = Field(
+        "off",
+        description="mixed precision: bf16 autocast, fp16 autocast with a gradient scaler (CUDA), "
+        "auto (CUDA: bf16 where the GPU supports it, else fp16; CPU: off) or off (float32)",
+    )
     channels_last: bool = Field(False, description="channels_last_3d memory format")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     preload_max_gb: float = Field(
@@ -147,6 +162,14 @@ class TrainConfig(BaseModel):
     )
     keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept")
     predict_batch_size: int = Field(64, ge=1, description="batch size of evaluation")
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp_bool(cls, value: Any) -> Any:
+        # configs written before amp took a mode said true / false
+        if isinstance(value, bool):
+            return "auto" if value else "off"
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -32,7 +32,7 @@ def evaluate(
     direction: Direction = "teacher_student",
     batch_size: int = 64,
     device: str | torch.device = "cpu",
-    amp: bool = False,
+    amp: bool | str = False,
 ) -> dict:
     """Metrics of the teacher, the student and their agreement on ``indices``.
 

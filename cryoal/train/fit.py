@@ -47,6 +47,7 @@ from cryoal.data.transforms import wedge_safe_augmentation
 from cryoal.io.atomic import atomic_write_text
 from cryoal.io.store import SubtomogramStore
 from cryoal.models import build_model, check_box, count_parameters
+from cryoal.models.factory import to_sync_batchnorm
 from cryoal.train.checkpoint import (
     LoadedRun,
     join_optimizer_state,
@@ -61,16 +62,23 @@ from cryoal.train.checkpoint import (
 from cryoal.train.config import TrainConfig
 from cryoal.train.distributed import (
     DistContext,
+    StopRequest,
     all_reduce_sum,
+    amp_dtype,
+    any_rank,
+    autocast_context,
     barrier,
     device_for,
+    grad_scaler,
+    requeue_slurm_job,
+    resolve_device,
     setup,
     shard,
     teardown,
 )
 from cryoal.train.evaluate import evaluate
+from cryoal.train.events import TrainCallback, TrainEvent
 from cryoal.train.losses import TaskLoss, consistency_loss, transfer_loss
-from cryoal.train.predict import autocast_context, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +113,23 @@ class FitResult:
     config: TrainConfig
     history: list[dict[str, Any]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainingPreempted(RuntimeError):
+    """Training stopped early on a stop request (SIGUSR1) after writing a checkpoint.
+
+    Attributes
+    ----------
+    step
+        The global step of the checkpoint; ``fit(..., resume=True)`` continues from it.
+    requeued
+        The SLURM job id that was requeued (``scontrol requeue``), or None.
+    """
+
+    def __init__(self, out_dir: Path, step: int, requeued: str | None) -> None:
+        self.out_dir, self.step, self.requeued = out_dir, step, requeued
+        then = f"; SLURM job {requeued} requeued" if requeued else "; rerun with --resume"
+        super().__init__(f"{out_dir}: stopped on SIGUSR1 after checkpointing step {step}{then}")
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -295,6 +320,8 @@ class _Trainer:
         if self.dist.active:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
+            self._distributed_norm()
+
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.t_fwd = DDP(self.teacher, device_ids=ids)
             if c.student == "trained":
@@ -375,6 +402,14 @@ class _Trainer:
         factor = _lr_factor(c, self.total_steps)
         self.opt_t = _optimizer(c, self.teacher.parameters(), c.lr)
         self.sched_t = torch.optim.lr_scheduler.LambdaLR(self.opt_t, factor)
+        self.scaler = grad_scaler(self.device, c.amp)
+        if self.device.type == "cpu" and amp_dtype(self.device, c.amp) is not None:
+            warnings.warn(
+                "bf16 autocast training on CPU is unreliable with this torch build: oneDNN's "
+                "bfloat16 conv3d backward turned weights into NaN within 3 steps in 4 of 6 "
+                "test runs (torch 2.13); train on CPU with --amp off",
+                stacklevel=3,
+            )
         self.opt_s: torch.optim.Optimizer | None = None
         self.sched_s = None
         if c.student == "trained":
@@ -393,6 +428,26 @@ class _Trainer:
             store, {"train": train, "val": val, "unlabeled": unlabeled}, targets
         )
 
+    def _distributed_norm(self) -> None:
+        """SyncBatchNorm for ``norm: syncbatch``; a warning for per-rank batch norm."""
+        c = self.config
+        if c.norm == "syncbatch":
+            if self.device.type != "cuda":
+                raise ValueError(
+                    "norm syncbatch needs CUDA under torchrun (torch.nn.SyncBatchNorm); use "
+                    "norm group or instance for CPU processes"
+                )
+            for model in (self.teacher, self.student):
+                if model is not None:
+                    to_sync_batchnorm(model)  # converts the layers in place
+        elif c.norm == "batch":
+            warnings.warn(
+                f"norm batch under {self.dist.world_size} processes normalises over each "
+                "rank's share of the batch, so results differ from one process; use norm "
+                "group, instance or syncbatch (GPU) to make them agree",
+                stacklevel=3,
+            )
+
     # -- checkpoints ---------------------------------------------------------------------
     def _models(self) -> dict[str, nn.Module]:
         return {"teacher": self.teacher} | ({"student": self.student} if self.student else {})
@@ -400,11 +455,15 @@ class _Trainer:
     def save_checkpoint(self) -> None:
         if self.out_dir is None:
             return
+        # the epoch's loss sums over all ranks (each rank holds only its own share)
+        a = self.accum
+        sums = all_reduce_sum([a["task"], a["transfer"], float(a["n"])], self.dist)
+        accum = {"task": sums[0], "transfer": sums[1], "n": int(sums[2])}
         if self.dist.is_main:
-            self._write_checkpoint()
+            self._write_checkpoint(accum)
         barrier(self.dist)
 
-    def _write_checkpoint(self) -> None:
+    def _write_checkpoint(self, accum: dict[str, Any]) -> None:
         assert self.out_dir is not None
         tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
         if self.device.type == "cuda":
@@ -431,8 +490,9 @@ class _Trainer:
             "optimizers": optim_js,
             "schedulers": sched_js,
             "history": self.history,
-            "accum": self.accum,
+            "accum": accum,
             "elapsed_s": self.elapsed,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
         }
         save_checkpoint(
             self.out_dir,
@@ -483,8 +543,12 @@ class _Trainer:
         self.step_in_epoch = int(st["step_in_epoch"])
         self.global_step = int(st["global_step"])
         self.history = list(st["history"])
-        self.accum = dict(st["accum"])
+        # rank 0 carries the saved sums of all ranks; end_epoch adds the others' new shares
+        zero = {"task": 0.0, "transfer": 0.0, "n": 0}
+        self.accum = dict(st["accum"]) if self.dist.is_main else zero
         self.elapsed = float(st["elapsed_s"])
+        if st.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(st["scaler"])
         log.info("resumed from %s (epoch %d, step %d)", ckpt.path, self.epoch, self.global_step)
         return True
 
@@ -500,7 +564,7 @@ class _Trainer:
         x = torch.cat([x_l, self._to(ubatch["image"])]) if ubatch is not None else x_l
         amp = autocast_context(self.device, c.amp)
         with amp:
-            t_all = self.t_fwd(x)
+            t_all = self.t_fwd(x).float()  # losses in float32 under autocast
         loss_task = self.task_loss(t_all[:n_l], y)
         loss_teacher = loss_task
         loss_tr = None
@@ -508,7 +572,7 @@ class _Trainer:
         if c.student == "trained":
             assert self.s_fwd is not None
             with amp:
-                s_all = self.s_fwd(x)
+                s_all = self.s_fwd(x).float()
             loss_tr = transfer_loss(t_all.detach(), s_all, **kt)
             if not c.detach_teacher and c.transfer_weight > 0:
                 loss_teacher = loss_teacher + c.transfer_weight * transfer_loss(
@@ -519,30 +583,35 @@ class _Trainer:
             if c.student == "ema" and c.ema_consistency_weight > 0:
                 assert self.student is not None
                 with torch.no_grad(), amp:
-                    e_all = self.student(x)
+                    e_all = self.student(x).float()
                 loss_teacher = loss_teacher + c.ema_consistency_weight * consistency_loss(
                     t_all, e_all
                 )
             total = loss_teacher
         if not torch.isfinite(total):
+            hint = f"; or train with --amp off (amp is {c.amp})" if c.amp != "off" else ""
             raise FloatingPointError(
                 f"training diverged at step {self.global_step} (loss {float(total)}); "
-                "lower lr or check the data for extreme values"
+                f"lower lr or check the data for extreme values{hint}"
             )
         self.opt_t.zero_grad(set_to_none=True)
         if self.opt_s is not None:
             self.opt_s.zero_grad(set_to_none=True)
-        total.backward()
+        # fp16: scaled loss, unscaled before clipping; a no-op scaler for bf16 / float32
+        self.scaler.scale(total).backward()
         if c.grad_clip:
+            self.scaler.unscale_(self.opt_t)
             torch.nn.utils.clip_grad_norm_(self.teacher.parameters(), c.grad_clip)
             if self.opt_s is not None:
                 assert self.student is not None
+                self.scaler.unscale_(self.opt_s)
                 torch.nn.utils.clip_grad_norm_(self.student.parameters(), c.grad_clip)
-        self.opt_t.step()
+        self.scaler.step(self.opt_t)
         self.sched_t.step()
         if self.opt_s is not None:
-            self.opt_s.step()
+            self.scaler.step(self.opt_s)
             self.sched_s.step()
+        self.scaler.update()
         if c.student == "ema":
             assert self.student is not None
             t = self.global_step
@@ -669,6 +738,25 @@ class _Trainer:
         }
 
 
+def _preempt(
+    trainer: _Trainer,
+    out: Path | None,
+    ctx: DistContext,
+    callback: TrainCallback | None,
+    t0: float,
+    step0: int,
+    saved: bool = False,
+) -> None:
+    """Checkpoint (unless just done), requeue the SLURM job from rank 0 and stop."""
+    assert out is not None
+    if not saved:
+        trainer.save_checkpoint()  # rank 0 writes, every rank waits at the barrier
+    job = requeue_slurm_job() if ctx.is_main else None
+    if callback is not None:
+        callback(_event(trainer, "stopped", t0, step0))
+    raise TrainingPreempted(out, trainer.global_step, job)
+
+
 def _write_metrics(out_dir: Path, trainer: _Trainer, final: dict[str, Any] | None) -> None:
     body = {
         "task": trainer.task,
@@ -690,7 +778,8 @@ def fit(
     out_dir: str | os.PathLike | None = None,
     init: FitResult | LoadedRun | str | os.PathLike | None = None,
     resume: bool = False,
-    progress: bool = True,
+    callback: TrainCallback | None = None,
+    stop_on_sigusr1: bool = False,
 ) -> FitResult:
     """Train a teacher (and its student) on store rows.
 
@@ -719,8 +808,14 @@ def fit(
     resume
         Continue from the newest valid checkpoint in ``out_dir`` (start fresh when there
         is none, so a scheduler can always pass it).
-    progress
-        Show a progress bar.
+    callback
+        Called with a :class:`~cryoal.train.events.TrainEvent` after every step and epoch
+        (on every rank that passes one; the CLI passes one on rank 0 only).
+    stop_on_sigusr1
+        Catch ``SIGUSR1`` while training (the SLURM pre-emption warning): at the next step
+        boundary every rank stops, rank 0 writes a checkpoint, requeues the SLURM job when
+        running in one (``scontrol requeue $SLURM_JOB_ID``) and :class:`TrainingPreempted`
+        is raised on every rank. Needs ``out_dir``.
 
     Returns
     -------
@@ -732,6 +827,8 @@ def fit(
         Invalid indices or labels, a store without masks for segmentation, a run folder
         that already holds a run (without ``resume``), or a checkpoint from a different
         configuration / data, or one modified after it was written.
+    TrainingPreempted
+        ``stop_on_sigusr1`` and SIGUSR1 arrived: the checkpoint is written.
     """
     if not isinstance(store, SubtomogramStore):
         store = SubtomogramStore(store)
@@ -765,9 +862,53 @@ def fit(
     try:
         dev = device_for(device, ctx)
         parts = (train, targets, val, unlabeled)
-        return _fit(config, store, *parts, out, init, resume, progress, dev, ctx)
+        with StopRequest() if stop_on_sigusr1 and out is not None else _NoStop() as stop:
+            return _fit(config, store, *parts, out, init, resume, callback, stop, dev, ctx)
     finally:
         teardown(ctx)
+
+
+class _NoStop:
+    """Stand-in for :class:`StopRequest` when pre-emption is not handled."""
+
+    requested = False
+
+    def __enter__(self) -> _NoStop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _event(
+    trainer: _Trainer, kind: str, t0: float, step0: int, record: dict[str, Any] | None = None
+) -> TrainEvent:
+    """A progress event from the trainer's state (rates since this process started)."""
+    c = trainer.config
+    done = trainer.global_step - step0
+    spent = max(time.perf_counter() - t0, 1e-9)
+    per_step = spent / done if done else float("nan")
+    left = trainer.total_steps - trainer.global_step
+    n = max(1, trainer.accum["n"])
+    loss = trainer.accum["task"] / n if trainer.accum["n"] else None
+    acc = dice = None
+    if record is not None:
+        loss = record["train"]["task_loss"]
+        teacher = (record.get("val") or {}).get("teacher") or {}
+        acc, dice = teacher.get("accuracy"), teacher.get("mean_dice")
+    return TrainEvent(
+        kind=kind,  # type: ignore[arg-type]
+        epoch=trainer.epoch,
+        epochs=c.epochs,
+        step=trainer.global_step,
+        total_steps=trainer.total_steps,
+        samples_per_s=done * c.batch_size / spent,
+        eta_s=left * per_step if done else float("nan"),
+        loss=loss,
+        accuracy=acc,
+        dice=dice,
+        record=record,
+    )
 
 
 def _fit(
@@ -780,12 +921,11 @@ def _fit(
     out: Path | None,
     init: Any,
     resume: bool,
-    progress: bool,
+    callback: TrainCallback | None,
+    stop: StopRequest | _NoStop,
     device: torch.device,
     ctx: DistContext,
 ) -> FitResult:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
     rng_devices = [device] if device.type == "cuda" else []
     main = ctx.is_main
     with torch.random.fork_rng(devices=rng_devices):
@@ -799,34 +939,32 @@ def _fit(
         if out is not None and main:
             config.write_yaml(out / "train.yaml")
         t_start = time.perf_counter() - trainer.elapsed
+        t0, step0 = time.perf_counter(), trainer.global_step
         every = config.checkpoint_every_steps
-        columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn())  # fmt: skip
-        with Progress(*columns, disable=not (progress and main), transient=True) as bar:
-            task_id = bar.add_task(
-                "training", total=trainer.total_steps, completed=trainer.global_step
-            )
-            while trainer.epoch < config.epochs:
-                lab, unl = trainer.epoch_loaders()
-                uiter = iter(unl) if unl is not None else None
-                for batch in lab:
-                    trainer.step(batch, next(uiter) if uiter is not None else None)
-                    trainer.elapsed = time.perf_counter() - t_start
-                    bar.update(
-                        task_id,
-                        completed=trainer.global_step,
-                        description=f"epoch {trainer.epoch + 1}/{config.epochs}",
-                    )
-                    if (
-                        every
-                        and trainer.global_step % every == 0
-                        and trainer.step_in_epoch < trainer.steps_per_epoch
-                    ):
-                        trainer.save_checkpoint()
-                record = trainer.end_epoch()
-                log.info("epoch %d: %s", record["epoch"], record["train"])
-                trainer.save_checkpoint()
-                if out is not None and main:
-                    _write_metrics(out, trainer, None)
+        watch = isinstance(stop, StopRequest)
+        while trainer.epoch < config.epochs:
+            lab, unl = trainer.epoch_loaders()
+            uiter = iter(unl) if unl is not None else None
+            for batch in lab:
+                trainer.step(batch, next(uiter) if uiter is not None else None)
+                trainer.elapsed = time.perf_counter() - t_start
+                if callback is not None:
+                    callback(_event(trainer, "step", t0, step0))
+                mid_epoch = trainer.step_in_epoch < trainer.steps_per_epoch
+                # every rank must stop at the same step: agree on the flag (one all-reduce)
+                if watch and any_rank(stop.requested, ctx) and mid_epoch:
+                    _preempt(trainer, out, ctx, callback, t0, step0)
+                if every and trainer.global_step % every == 0 and mid_epoch:
+                    trainer.save_checkpoint()
+            record = trainer.end_epoch()
+            log.info("epoch %d: %s", record["epoch"], record["train"])
+            trainer.save_checkpoint()
+            if out is not None and main:
+                _write_metrics(out, trainer, None)
+            if callback is not None:
+                callback(_event(trainer, "epoch", t0, step0, record))
+            if watch and trainer.epoch < config.epochs and any_rank(stop.requested, ctx):
+                _preempt(trainer, out, ctx, callback, t0, step0, saved=True)
     trainer.teacher.eval()
     if trainer.student is not None:
         trainer.student.eval()

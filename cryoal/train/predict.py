@@ -25,6 +25,7 @@ from torch import nn
 
 from cryoal.io.store import SubtomogramStore
 from cryoal.models.classifier import Classifier
+from cryoal.train.distributed import autocast_context, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -66,25 +67,6 @@ class Prediction:
     indices: np.ndarray
     probs: np.ndarray
     features: np.ndarray | None = None
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; checks that a CUDA device exists."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {device!r} requested but this torch build sees no CUDA GPU; use --device cpu"
-        )
-    return dev
-
-
-def autocast_context(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    """bfloat16 autocast on CUDA when ``amp``; a no-op otherwise."""
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _dropout_modules(model: nn.Module) -> list[nn.Module]:
@@ -155,9 +137,11 @@ def stream_outputs(
     device: str | torch.device = "cpu",
     mc_passes: int = 0,
     features: bool = False,
-    amp: bool = False,
+    amp: bool | str = "off",
     channels_last: bool = False,
     prefetch: int = 2,
+    mc_seed: int | None = None,
+    first_batch: int = 0,
 ) -> Iterator[BatchOutput]:
     """Run models over store rows in fixed-size batches; yield outputs batch by batch.
 
@@ -182,11 +166,21 @@ def stream_outputs(
     features
         Also return penultimate features ``(b, F)`` of classifiers (deterministic, eval).
     amp
-        bfloat16 autocast on CUDA.
+        Mixed-precision mode of the forward passes (``auto``/``bf16``/``fp16``/``off``;
+        True = auto, see :func:`~cryoal.train.distributed.amp_dtype`). Outputs are always
+        returned as float32.
     channels_last
         Use ``torch.channels_last_3d`` for models and inputs.
     prefetch
         Batches read ahead from the store in a background thread (0: none).
+    mc_seed
+        With ``mc_passes``: torch's global generator is reseeded before each batch from
+        ``(mc_seed, batch number)``, so a batch's dropout masks do not depend on the batches
+        before it (sharded scoring gets the masks of the single-process run). None: the
+        masks continue the caller's generator.
+    first_batch
+        Number of the first batch (``mc_seed`` only): the position of ``indices[0]`` in the
+        full candidate list divided by ``batch_size``.
 
     Yields
     ------
@@ -210,7 +204,11 @@ def stream_outputs(
     batches = [idx[i : i + batch_size] for i in range(0, idx.size, batch_size)]
     mc = mc_passes > 0
     with _inference_mode(models, mc):
-        for rows, data in zip(batches, _batch_reader(store, batches, prefetch), strict=True):
+        for b, (rows, data) in enumerate(
+            zip(batches, _batch_reader(store, batches, prefetch), strict=True)
+        ):
+            if mc and mc_seed is not None:
+                torch.manual_seed(batch_seed(mc_seed, first_batch + b))
             n = rows.size
             if n < batch_size:
                 data = np.concatenate([data, np.repeat(data[-1:], batch_size - n, axis=0)])
@@ -224,6 +222,12 @@ def stream_outputs(
                     if feats is not None:
                         out.features[name] = feats[:n].float().cpu()
             yield out
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """A 63-bit torch seed for micro-batch number ``batch`` of a run seeded ``seed``."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 7, int(batch)]).generate_state(2)
+    return int(state[0]) << 31 ^ int(state[1])
 
 
 def _forward(
@@ -271,7 +275,7 @@ def predict(
     device: str | torch.device = "cpu",
     mc_passes: int = 0,
     features: bool = False,
-    amp: bool = False,
+    amp: bool | str = "off",
 ) -> Prediction:
     """Softmax probabilities (and features) of one model over ``indices``, collected.
 
@@ -314,7 +318,7 @@ def segment_tomogram(
     sw_batch_size: int = 8,
     slab_depth: int | None = None,
     device: str | torch.device = "cpu",
-    amp: bool = False,
+    amp: bool | str = "off",
     overwrite: bool = False,
     progress: bool = False,
 ) -> Path:

@@ -1,7 +1,7 @@
-"""What ``cryoal train STORE.h5`` and ``cryoal predict RUN INPUT`` do, as library calls.
+"""What ``cryoal train STORE.h5`` does, as library calls.
 
-The CLI commands are thin shells over :func:`train_store` and :func:`predict_path`; a
-project (``cryoal train PROJECT_DIR``) goes through :mod:`cryoal.project` instead, which
+The CLI command is a thin shell over :func:`train_store` (prediction to files:
+:mod:`cryoal.train.predict_to_files`); a project (``cryoal train PROJECT_DIR``) goes through :mod:`cryoal.project` instead, which
 calls :func:`cryoal.train.fit.fit` the same way.
 """
 
@@ -20,14 +20,10 @@ from cryoal.data.datasets import stratified_split
 from cryoal.io.atomic import atomic_write_text
 from cryoal.io.store import SubtomogramStore
 from cryoal.train.config import TrainConfig
+from cryoal.train.events import TrainCallback
 from cryoal.train.fit import FitResult, fit
 
 log = logging.getLogger(__name__)
-
-#: Input suffixes that ``cryoal predict`` treats as MRC tomograms.
-MRC_SUFFIXES = (".mrc", ".rec", ".map", ".st")
-#: Input suffixes that ``cryoal predict`` treats as subtomogram stores.
-STORE_SUFFIXES = (".h5", ".hdf5")
 
 
 def load_config(
@@ -75,13 +71,14 @@ def train_store(
     config: TrainConfig,
     *,
     resume: bool = False,
-    progress: bool = True,
+    callback: TrainCallback | None = None,
+    stop_on_sigusr1: bool = False,
 ) -> FitResult:
     """Train teacher and student on an HDF5 subtomogram store (``cryoal train DATA.h5``).
 
     Splits the labeled rows into train and validation (:func:`split_store`), writes the
     split as ``RUN/split.csv`` (sample id, role) and calls :func:`~cryoal.train.fit.fit`
-    with ``RUN`` as its run folder.
+    with ``RUN`` as its run folder (``callback`` and ``stop_on_sigusr1`` are passed on).
     """
     store = SubtomogramStore(store_path)
     parts = split_store(store, config)
@@ -96,7 +93,8 @@ def train_store(
         unlabeled_indices=parts["unlabeled"],
         out_dir=out,
         resume=resume,
-        progress=progress,
+        callback=callback,
+        stop_on_sigusr1=stop_on_sigusr1,
     )
     if result.metrics.get("processes", 1) > 1 and int(os.environ.get("RANK", "0")) != 0:
         return result  # rank 0 writes the split
@@ -109,74 +107,3 @@ def train_store(
     pd.concat(rows, ignore_index=True).to_csv(buf, index=False)
     atomic_write_text(out / "split.csv", buf.getvalue())
     return result
-
-
-def predict_path(
-    run_dir: str | os.PathLike,
-    input_path: str | os.PathLike,
-    out_path: str | os.PathLike,
-    *,
-    batch_size: int = 64,
-    device: str = "cpu",
-    mc_passes: int = 0,
-    features: bool = True,
-    overlap: float = 0.25,
-    amp: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> Path:
-    """``cryoal predict RUN INPUT --out OUT``: dispatch on the input's kind.
-
-    * ``INPUT.h5`` (a subtomogram store) -> per-sample predictions of teacher and student,
-      written as HDF5 (``OUT.h5``) or CSV (``OUT.csv``); see
-      :func:`cryoal.train.predict_io.predict_store`.
-    * ``INPUT.mrc`` (a tomogram, segmentation runs only) -> a label map ``OUT.mrc`` with
-      the input's voxel size (:func:`cryoal.train.predict.segment_tomogram`).
-    """
-    from cryoal.train.checkpoint import load_run
-    from cryoal.train.predict import segment_tomogram
-    from cryoal.train.predict_io import predict_store
-
-    src = Path(input_path)
-    suffix = src.suffix.lower()
-    if not src.exists():
-        raise FileNotFoundError(f"{src}: input not found; pass a store (.h5) or tomogram (.mrc)")
-    if suffix not in MRC_SUFFIXES + STORE_SUFFIXES:
-        raise ValueError(
-            f"{src}: unknown input type {suffix!r}; pass a subtomogram store "
-            f"({', '.join(STORE_SUFFIXES)}) or a tomogram ({', '.join(MRC_SUFFIXES)})"
-        )
-    run = load_run(run_dir, device=device)
-    if suffix in MRC_SUFFIXES:
-        if run.info["task"] != "segment":
-            raise ValueError(
-                f"{run_dir}: a classification run labels subtomograms, not tomograms; cut "
-                "subtomograms first ('cryoal extract TOMO COORDS OUT.h5') and predict on OUT.h5"
-            )
-        if Path(out_path).suffix.lower() not in (".mrc",):
-            raise ValueError(f"{out_path}: a segmented tomogram is written as .mrc; use OUT.mrc")
-        return segment_tomogram(
-            run.teacher,
-            src,
-            out_path,
-            roi_size=int(run.info["box"]),
-            expected_voxel_size_A=float(run.info["voxel_size_A"]),
-            overlap=overlap,
-            sw_batch_size=max(1, batch_size // 8),
-            device=device,
-            amp=amp,
-            overwrite=overwrite,
-            progress=progress,
-        )
-    return predict_store(
-        run,
-        src,
-        out_path,
-        batch_size=batch_size,
-        device=device,
-        mc_passes=mc_passes,
-        features=features,
-        amp=amp,
-        overwrite=overwrite,
-        progress=progress,
-    )

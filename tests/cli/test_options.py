@@ -173,3 +173,12 @@ def test_config_that_is_not_utf8_is_named(tmp_path: Path, capsys, command: str) 
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and str(config) in lines[0] and "not UTF-8" in lines[0], lines
     assert not (tmp_path / "run").exists()
+
+
+def test_amp_choices_match_the_library() -> None:
+    import typing
+
+    from cryoal.cli.train_commands import AmpMode
+    from cryoal.train.distributed import AMP_MODES
+
+    assert set(typing.get_args(AmpMode)) == set(AMP_MODES)

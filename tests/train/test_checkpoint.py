@@ -55,7 +55,7 @@ def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(
                       lr=0.01, seed=5)  # fmt: skip
     store = SubtomogramStore(class_store)
     parts = split_store(store, cfg)
-    reference = fit(cfg, store, parts["train"], val_indices=parts["val"], progress=False)
+    reference = fit(cfg, store, parts["train"], val_indices=parts["val"])
 
     out = tmp_path / "killed"
     proc = subprocess.Popen(
@@ -103,7 +103,7 @@ _CKPT_CFG = TrainConfig(teacher_preset="tiny", student_preset="tiny", epochs=1, 
 @pytest.fixture(scope="module")
 def _trained_once(class_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ckpt") / "run"
-    fit(_CKPT_CFG, SubtomogramStore(class_store), np.arange(32), out_dir=out, progress=False)
+    fit(_CKPT_CFG, SubtomogramStore(class_store), np.arange(32), out_dir=out)
     return out
 
 
@@ -146,7 +146,7 @@ def test_a_modified_checkpoint_is_rejected_with_a_clear_error(
         load_latest_checkpoint(out)
     assert "student.safetensors" in str(err.value)
     with pytest.raises(ValueError, match="modified"):
-        fit(cfg, SubtomogramStore(class_store), rows, out_dir=out, resume=True, progress=False)
+        fit(cfg, SubtomogramStore(class_store), rows, out_dir=out, resume=True)
 
 
 def test_edited_state_json_is_rejected(checkpointed_run) -> None:
@@ -176,9 +176,9 @@ def test_resume_refuses_another_configuration_and_a_used_folder(
     out, cfg, rows = checkpointed_run
     store = SubtomogramStore(class_store)
     with pytest.raises(ValueError, match="changed: lr"):
-        fit(cfg.updated(lr=0.5), store, rows, out_dir=out, resume=True, progress=False)
+        fit(cfg.updated(lr=0.5), store, rows, out_dir=out, resume=True)
     with pytest.raises(ValueError, match="different samples"):
-        fit(cfg, store, rows[:-1], out_dir=out, resume=True, progress=False)
+        fit(cfg, store, rows[:-1], out_dir=out, resume=True)
     assert run(["train", str(class_store), "--out", str(out), "--preset", "tiny", "-q"]) == 2
     assert "--resume" in capsys.readouterr().err
 
@@ -211,7 +211,7 @@ def test_torchrun_with_two_processes_matches_one_process(class_store: Path, tmp_
             "--val-fraction", "0.25", "-q"]  # fmt: skip
     cfg = TrainConfig(teacher_preset="tiny", student_preset="tiny", epochs=1, batch_size=16,
                       lr=0.05, optimizer="sgd", norm="group", val_fraction=0.25)  # fmt: skip
-    train_store(class_store, tmp_path / "one", cfg, progress=False)
+    train_store(class_store, tmp_path / "one", cfg)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     done = subprocess.run(
         [*torchrun, "-m", "cryoal", "train", str(class_store), "--out", str(tmp_path / "two"), *args],

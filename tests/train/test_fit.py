@@ -27,7 +27,7 @@ def test_joint_training_learns_and_the_student_closes_in_on_the_teacher(class_st
     store = SubtomogramStore(class_store)
     train, val = _split(store)
     cfg = TrainConfig(**TINY, epochs=10, student_lr=2e-2)
-    result = fit(cfg, store, train, val_indices=val, progress=False)
+    result = fit(cfg, store, train, val_indices=val)
     final = result.metrics["val"]
     # a separable two-class problem: well above chance (0.5)
     assert final["teacher"]["accuracy"] >= 0.85
@@ -48,7 +48,7 @@ def test_joint_training_learns_and_the_student_closes_in_on_the_teacher(class_st
 
 
 def _teacher_weights(config: TrainConfig, store: SubtomogramStore, train: np.ndarray) -> dict:
-    return fit(config, store, train, progress=False).teacher.state_dict()
+    return fit(config, store, train).teacher.state_dict()
 
 
 def test_detached_teacher_trains_exactly_like_the_task_only_baseline(class_store: Path) -> None:
@@ -85,7 +85,7 @@ def test_ema_student_follows_the_teacher(class_store: Path) -> None:
     store = SubtomogramStore(class_store)
     train, val = _split(store)
     cfg = TrainConfig(**TINY, epochs=3, student="ema", ema_decay=0.9)
-    result = fit(cfg, store, train, val_indices=val, progress=False)
+    result = fit(cfg, store, train, val_indices=val)
     assert result.info["models"]["student"]["kind"] == "ema"
     assert result.info["models"]["student"]["preset"] == "tiny"
     t, s = result.teacher.state_dict(), result.student.state_dict()
@@ -109,7 +109,7 @@ def test_student_sees_labeled_and_unlabeled_batches(tmp_path: Path, make_store) 
         assert batch["image"].shape[0] == 16 and ubatch["image"].shape[0] == 8
         assert set(ubatch["index"].tolist()) <= set(unlabeled.tolist())
         assert set(batch["index"].tolist()) <= set(labeled.tolist())
-    result = fit(cfg, store, labeled, unlabeled_indices=unlabeled, progress=False)
+    result = fit(cfg, store, labeled, unlabeled_indices=unlabeled)
     assert result.metrics["n_unlabeled"] == unlabeled.size
     assert np.isfinite(result.metrics["train"]["transfer_loss"])
 
@@ -117,14 +117,14 @@ def test_student_sees_labeled_and_unlabeled_batches(tmp_path: Path, make_store) 
 def test_unlabeled_training_samples_are_refused(tmp_path: Path, make_store) -> None:
     store = SubtomogramStore(make_store(tmp_path / "u.h5", per_class=8, unlabeled=4))
     with pytest.raises(ValueError, match="unlabeled_indices"):
-        fit(TrainConfig(**TINY, epochs=1), store, np.arange(len(store)), progress=False)
+        fit(TrainConfig(**TINY, epochs=1), store, np.arange(len(store)))
 
 
 def test_segmentation_trains_teacher_and_student(seg_store: Path) -> None:
     store = SubtomogramStore(seg_store)
     train, val = _split(store)
     cfg = TrainConfig(**{**TINY, "batch_size": 8}, task="segment", epochs=5)
-    result = fit(cfg, store, train, val_indices=val, progress=False)
+    result = fit(cfg, store, train, val_indices=val)
     first, last = result.history[0], result.history[-1]
     assert result.info["class_names"] == ["background", "sphere", "dumbbell"]
     assert last["train"]["task_loss"] < 0.7 * first["train"]["task_loss"]
@@ -141,19 +141,19 @@ def test_balanced_sampling_and_weighted_loss_run(tmp_path: Path, make_store) -> 
     rows = np.concatenate([np.arange(16), np.arange(16, 20)])  # 16 spheres, 4 dumbbells
     for mode in ("balanced_sampler", "weighted_loss"):
         cfg = TrainConfig(**TINY, epochs=1, class_balance=mode, student="none")
-        assert np.isfinite(fit(cfg, store, rows, progress=False).metrics["train"]["task_loss"])
+        assert np.isfinite(fit(cfg, store, rows).metrics["train"]["task_loss"])
 
 
 def test_warm_start_begins_from_the_previous_run(class_store: Path, tmp_path: Path) -> None:
     store = SubtomogramStore(class_store)
     rows = np.arange(32)
     cfg = TrainConfig(**TINY, epochs=1)
-    first = fit(cfg, store, rows, out_dir=tmp_path / "r0", progress=False)
+    first = fit(cfg, store, rows, out_dir=tmp_path / "r0")
     # a vanishing learning rate: the warm-started weights are the previous run's
-    again = fit(cfg.updated(lr=1e-12, seed=9), store, rows, init=tmp_path / "r0", progress=False)
+    again = fit(cfg.updated(lr=1e-12, seed=9), store, rows, init=tmp_path / "r0")
     for name in ("teacher", "student"):
         a = getattr(first, name).state_dict()
         b = getattr(again, name).state_dict()
         torch.testing.assert_close(b["head.weight"], a["head.weight"], rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="warm start"):
-        fit(cfg.updated(teacher_preset="student"), store, rows, init=first, progress=False)
+        fit(cfg.updated(teacher_preset="student"), store, rows, init=first)

@@ -74,7 +74,7 @@ def test_features_and_mc_dropout(class_store: Path) -> None:
 def class_run(class_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "cls"
     cfg = TrainConfig(teacher_preset="tiny", student_preset="tiny", epochs=1, batch_size=16)
-    train_store(class_store, out, cfg, progress=False)
+    train_store(class_store, out, cfg)
     return out
 
 
@@ -120,7 +120,7 @@ def test_segment_a_tomogram_into_a_label_map(seg_store: Path, tmp_path: Path) ->
     cfg = TrainConfig(task="segment", teacher_preset="tiny", student_preset="tiny", epochs=3,
                       batch_size=8, lr=0.01)  # fmt: skip
     out = tmp_path / "seg"
-    train_store(seg_store, out, cfg, progress=False)
+    train_store(seg_store, out, cfg)
     store = SubtomogramStore(seg_store)
     # a tomogram tiled from training boxes (with their true masks): 2 x 2 boxes in y, x
     rows = [0, 40, 5, 45]
@@ -144,6 +144,6 @@ def test_segment_a_tomogram_into_a_label_map(seg_store: Path, tmp_path: Path) ->
     other = tmp_path / "tomo_7A.mrc"
     write_mrc(other, vol, 7.0)
     with pytest.raises(ValueError, match="rescale"):
-        from cryoal.train.run import predict_path
+        from cryoal.train.predict_to_files import predict_path
 
-        predict_path(out, other, tmp_path / "l7.mrc", progress=False)
+        predict_path(out, other, tmp_path / "l7.mrc")

@@ -1,6 +1,10 @@
-"""Write per-sample predictions of a trained run over a subtomogram store (HDF5 or CSV).
+"""Prediction to files: ``cryoal predict RUN INPUT --out OUT`` as library calls.
 
-Output formats (chosen by the suffix of ``OUT``):
+:func:`predict_path` dispatches on the input: a subtomogram store gives per-sample
+predictions of the run's teacher and student (:func:`predict_store`, HDF5 or CSV); a
+tomogram gives a label map (:func:`cryoal.train.predict.segment_tomogram`).
+
+Output formats of :func:`predict_store` (chosen by the suffix of ``OUT``):
 
 ``OUT.h5`` (everything, streamed batch by batch)::
 
@@ -34,8 +38,14 @@ import torch
 from cryoal.io.atomic import atomic_path
 from cryoal.io.store import SubtomogramStore
 from cryoal.train.checkpoint import LoadedRun
+from cryoal.train.events import CountCallback
 from cryoal.train.losses import transfer_distance
 from cryoal.train.predict import stream_outputs
+
+#: Input suffixes that ``cryoal predict`` treats as MRC tomograms.
+MRC_SUFFIXES = (".mrc", ".rec", ".map", ".st")
+#: Input suffixes that ``cryoal predict`` treats as subtomogram stores.
+STORE_SUFFIXES = (".h5", ".hdf5")
 
 _STR = h5py.string_dtype(encoding="utf-8")
 
@@ -64,9 +74,9 @@ def predict_store(
     device: str = "cpu",
     mc_passes: int = 0,
     features: bool = True,
-    amp: bool = False,
+    amp: bool | str = "off",
     overwrite: bool = False,
-    progress: bool = True,
+    on_batch: CountCallback | None = None,
 ) -> Path:
     """Predict every sample of a store with the run's teacher and student; write OUT.
 
@@ -84,14 +94,14 @@ def predict_store(
         See :func:`cryoal.train.predict.stream_outputs`.
     overwrite
         Replace an existing output.
+    on_batch
+        Called with the number of samples after each batch (progress).
 
     Returns
     -------
     Path
         ``out_path``, written atomically.
     """
-    from rich.progress import Progress
-
     out = Path(out_path)
     kind = out.suffix.lower()
     if kind not in (".h5", ".hdf5", ".csv"):
@@ -107,23 +117,22 @@ def predict_store(
     with atomic_path(out, overwrite=overwrite) as tmp:
         w = writer(tmp, store, idx, task, names, models, mc_passes, features and task == "classify")
         w.attrs(run=str(run.run_dir.resolve()), store=str(store.path.resolve()))
-        with Progress(disable=not progress, transient=True) as bar:
-            tid = bar.add_task("predicting", total=idx.size)
-            start = 0
-            for batch in stream_outputs(
-                models, store, idx, batch_size=batch_size, device=device,
-                mc_passes=mc_passes, features=features and task == "classify", amp=amp,
-            ):  # fmt: skip
-                dist = None
-                if "student" in batch.logits:
-                    d = transfer_distance(
-                        batch.logits["teacher"], batch.logits["student"], task=task,
-                        tau=cfg.tau, direction=cfg.kl_direction,
-                    )  # fmt: skip
-                    dist = (d.flatten(1).mean(1) if d.ndim > 1 else d).numpy()
-                w.write(start, batch, dist)
-                start += len(batch.indices)
-                bar.update(tid, completed=start)
+        start = 0
+        for batch in stream_outputs(
+            models, store, idx, batch_size=batch_size, device=device,
+            mc_passes=mc_passes, features=features and task == "classify", amp=amp,
+        ):  # fmt: skip
+            dist = None
+            if "student" in batch.logits:
+                d = transfer_distance(
+                    batch.logits["teacher"], batch.logits["student"], task=task,
+                    tau=cfg.tau, direction=cfg.kl_direction,
+                )  # fmt: skip
+                dist = (d.flatten(1).mean(1) if d.ndim > 1 else d).numpy()
+            w.write(start, batch, dist)
+            start += len(batch.indices)
+            if on_batch is not None:
+                on_batch(len(batch.indices))
         w.close()
     return out
 
@@ -237,3 +246,73 @@ class _CsvWriter:
 
     def close(self) -> None:
         self.fh.close()
+
+
+def predict_path(
+    run_dir: str | os.PathLike,
+    input_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+    mc_passes: int = 0,
+    features: bool = True,
+    overlap: float = 0.25,
+    amp: bool | str = "off",
+    overwrite: bool = False,
+    on_batch: CountCallback | None = None,
+) -> Path:
+    """``cryoal predict RUN INPUT --out OUT``: dispatch on the input's kind.
+
+    * ``INPUT.h5`` (a subtomogram store) -> per-sample predictions of teacher and student,
+      written as HDF5 (``OUT.h5``) or CSV (``OUT.csv``); see
+      :func:`predict_store` (``on_batch`` is called with the samples of each batch).
+    * ``INPUT.mrc`` (a tomogram, segmentation runs only) -> a label map ``OUT.mrc`` with
+      the input's voxel size (:func:`cryoal.train.predict.segment_tomogram`).
+    """
+    from cryoal.train.checkpoint import load_run
+    from cryoal.train.predict import segment_tomogram
+
+    src = Path(input_path)
+    suffix = src.suffix.lower()
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: input not found; pass a store (.h5) or tomogram (.mrc)")
+    if suffix not in MRC_SUFFIXES + STORE_SUFFIXES:
+        raise ValueError(
+            f"{src}: unknown input type {suffix!r}; pass a subtomogram store "
+            f"({', '.join(STORE_SUFFIXES)}) or a tomogram ({', '.join(MRC_SUFFIXES)})"
+        )
+    run = load_run(run_dir, device=device)
+    if suffix in MRC_SUFFIXES:
+        if run.info["task"] != "segment":
+            raise ValueError(
+                f"{run_dir}: a classification run labels subtomograms, not tomograms; cut "
+                "subtomograms first ('cryoal extract TOMO COORDS OUT.h5') and predict on OUT.h5"
+            )
+        if Path(out_path).suffix.lower() not in (".mrc",):
+            raise ValueError(f"{out_path}: a segmented tomogram is written as .mrc; use OUT.mrc")
+        return segment_tomogram(
+            run.teacher,
+            src,
+            out_path,
+            roi_size=int(run.info["box"]),
+            expected_voxel_size_A=float(run.info["voxel_size_A"]),
+            overlap=overlap,
+            sw_batch_size=max(1, batch_size // 8),
+            device=device,
+            amp=amp,
+            overwrite=overwrite,
+            progress=on_batch is not None,
+        )
+    return predict_store(
+        run,
+        src,
+        out_path,
+        batch_size=batch_size,
+        device=device,
+        mc_passes=mc_passes,
+        features=features,
+        amp=amp,
+        overwrite=overwrite,
+        on_batch=on_batch,
+    )

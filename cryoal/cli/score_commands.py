@@ -1,0 +1,90 @@
+"""``cryoal score`` and ``cryoal merge-scores``: sharded scoring of a project's candidates.
+
+``cryoal score DIR --shard I/N`` scores one slice of the candidates the next ``cryoal
+suggest`` would score and writes ``rounds/NNN/scores/shard-III-of-NNN.h5``; ``cryoal
+merge-scores DIR`` checks that the shards cover every candidate exactly once and writes the
+queue exactly as ``cryoal suggest DIR`` would have (same strategy, k, seed and batch size).
+A SLURM round runs the shards as a job array and the merge as a dependent job
+(``cryoal slurm round``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cryoal.cli.progress import CountProgress
+
+_DIR = typer.Argument(..., help="Project folder.", show_default=False)
+
+
+def _strategy() -> str | None:
+    return typer.Option(None, "--strategy", help="Strategy (default: project defaults).")
+
+
+def score_cmd(
+    directory: Path = _DIR,
+    shard: str = typer.Option(
+        "0/1", "--shard", help="I/N: score slice I (0-based) of N.", show_default=True
+    ),
+    strategy: str | None = _strategy(),
+    k: int | None = typer.Option(None, "--k", help="Queue length (default: project defaults)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed (default: project defaults)."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Fixed micro-batch size."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    prepare: bool = typer.Option(
+        False, "--prepare", help="Only extract the candidate cache the shards read, once."
+    ),
+) -> None:
+    """Score one shard of the candidates with the newest model (a SLURM array task)."""
+    from cryoal.al.shards import parse_shard
+    from cryoal.project.project import Project
+    from cryoal.project.suggest import prepare_scoring, score_shard
+
+    if prepare:
+        with Project.open(directory) as project:
+            path = prepare_scoring(project, progress=not quiet)
+        typer.echo(f"candidate cache: {path}")
+        return
+    part = parse_shard(shard)
+    with (
+        Project.open(directory) as project,
+        CountProgress(f"scoring shard {shard}", None, enabled=not quiet) as bar,
+    ):
+        path = score_shard(
+            project, part, strategy=strategy, k=k, seed=seed, device=device,
+            batch_size=batch_size, progress=not quiet, on_batch=bar,
+        )  # fmt: skip
+    typer.echo(f"scored {bar.done} candidates -> {path}")
+
+
+def merge_scores_cmd(
+    directory: Path = _DIR,
+    strategy: str | None = _strategy(),
+    k: int | None = typer.Option(None, "--k", help="Queue length (default: project defaults)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed (default: project defaults)."),
+    device: str = typer.Option("cpu", "--device", help="Device (coreset places labels)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Micro-batch size of the shards."),
+    replace: bool = typer.Option(False, "--replace", help="Replace this round's existing queue."),
+) -> None:
+    """Merge the score shards and write the suggestion queue, as 'cryoal suggest' would."""
+    from cryoal.project.project import Project
+    from cryoal.project.suggest import suggest
+
+    with Project.open(directory) as project:
+        res = suggest(
+            project, strategy=strategy, k=k, seed=seed, replace=replace, device=device,
+            batch_size=batch_size, from_shards=True,
+        )  # fmt: skip
+    typer.echo(
+        f"round {res.round}: {len(res.ids)} suggestions ({res.strategy} by model "
+        f"{res.model_version}, from score shards) -> {res.csv_path}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``score`` and ``merge-scores`` to the ``cryoal`` app."""
+    app.command("score")(score_cmd)
+    app.command("merge-scores")(merge_scores_cmd)

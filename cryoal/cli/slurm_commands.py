@@ -1,0 +1,95 @@
+"""``cryoal slurm train|suggest|round DIR``: sbatch scripts for a project, submitted or printed.
+
+``train`` is one training job (torchrun on every node, requeued on pre-emption and resumed
+from the newest checkpoint); ``suggest`` a scoring job array plus a dependent merge job;
+``round`` all three, chained with ``--dependency=afterok``. ``--dry-run`` prints the scripts
+and the sbatch commands; otherwise they are written to ``DIR/slurm/`` and submitted with
+``sbatch``. Templates: :mod:`cryoal.cluster.sbatch`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+slurm_app = typer.Typer(
+    name="slurm",
+    help="Run a project's training, scoring or whole round as SLURM jobs.",
+    no_args_is_help=True,
+)
+
+_DIR = typer.Argument(..., help="Project folder (on a filesystem the nodes see).")
+
+
+def _command(kind: str, doc: str):  # type: ignore[no-untyped-def]
+    """The command function of one job kind (the same options for all three)."""
+
+    def command(
+        directory: Path = _DIR,
+        gpus: int = typer.Option(1, "--gpus", help="GPUs per node for training (0: CPU)."),
+        nodes: int = typer.Option(1, "--nodes", help="Nodes for training."),
+        time: str = typer.Option("04:00:00", "--time", help="Training time limit (HH:MM:SS)."),
+        partition: str | None = typer.Option(None, "--partition", help="SLURM partition."),
+        account: str | None = typer.Option(None, "--account", help="SLURM account."),
+        cpus_per_task: int | None = typer.Option(
+            None, "--cpus-per-task", help="CPU cores per task (default: 8 per GPU, 4 on CPU)."
+        ),
+        mem: str | None = typer.Option(None, "--mem", help="Memory per node, e.g. 64G."),
+        shards: int = typer.Option(4, "--shards", help="Tasks of the scoring job array."),
+        score_time: str = typer.Option("01:00:00", "--score-time", help="Time limit per shard."),
+        setup: list[str] | None = typer.Option(
+            None, "--setup", help="Shell line run first, e.g. 'module load cuda' (repeatable)."
+        ),
+        python: str | None = typer.Option(
+            None, "--python", help="Python on the nodes (default: this one)."
+        ),
+        train_arg: list[str] | None = typer.Option(
+            None, "--train-arg", help="Extra 'cryoal train' argument (repeatable)."
+        ),
+        score_arg: list[str] | None = typer.Option(
+            None, "--score-arg", help="Extra 'cryoal score'/'merge-scores' argument (repeatable)."
+        ),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the scripts; submit nothing."),
+    ) -> None:
+        _run(kind, directory, dict(locals()))
+
+    command.__doc__ = doc
+    command.__name__ = f"slurm_{kind}"
+    return command
+
+
+def _run(kind: str, directory: Path, o: dict) -> None:
+    from cryoal.cluster.sbatch import SlurmOptions, dry_run_text, render, submit, write_scripts
+
+    o.pop("directory", None)
+    dry = o.pop("dry_run")
+    opts = SlurmOptions(
+        gpus=o["gpus"], nodes=o["nodes"], time=o["time"], partition=o["partition"],
+        account=o["account"], cpus_per_task=o["cpus_per_task"], mem=o["mem"],
+        shards=o["shards"], score_time=o["score_time"], setup=list(o["setup"] or []),
+        train_args=list(o["train_arg"] or []), score_args=list(o["score_arg"] or []),
+    )  # fmt: skip
+    if o["python"]:
+        opts.python = o["python"]
+    jobs = render(kind, directory, opts)
+    folder = directory.resolve() / "slurm"
+    if dry:
+        typer.echo(dry_run_text(jobs, folder))
+        return
+    paths = write_scripts(jobs, folder)
+    ids = submit(paths)
+    for (name, _), path, job in zip(jobs, paths, ids, strict=True):
+        typer.echo(f"submitted {name}: job {job} ({path})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``slurm train|suggest|round`` to the ``cryoal`` app."""
+    docs = {
+        "train": "Train the next round on N nodes x G GPUs (requeued and resumed on pre-emption).",
+        "suggest": "Score the candidates in a job array, then merge into the queue (dependent).",
+        "round": "A whole round: train -> scoring array -> merge, each after the previous.",
+    }
+    for kind, doc in docs.items():
+        slurm_app.command(kind)(_command(kind, doc))
+    app.add_typer(slurm_app, name="slurm")

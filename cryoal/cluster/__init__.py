@@ -1,0 +1,1 @@
+"""SLURM batch scripts for cryoal jobs (training, sharded scoring, a whole round)."""

@@ -1,0 +1,287 @@
+"""sbatch scripts for a project's training, sharded scoring and a whole round.
+
+A round on SLURM is three jobs, each waiting for the previous one to succeed::
+
+    train   (1 job, N nodes x G GPUs: one task per node running torchrun; DDP)
+      -> score  (job array of S tasks: ``cryoal score DIR --shard $SLURM_ARRAY_TASK_ID/S``)
+        -> merge  (1 small job: ``cryoal merge-scores DIR`` writes the queue)
+
+Pre-emption and time limits: the training script asks for ``--requeue`` and
+``--signal=USR1@300``. SLURM then sends SIGUSR1 to the job step (srun's task: torchrun)
+300 s before the time limit; torchrun (``--signals-to-handle ...,SIGUSR1``) forwards it to
+every rank; the ranks agree to stop at the next step boundary, rank 0 writes a checkpoint
+and runs ``scontrol requeue $SLURM_JOB_ID``. The requeued job runs the same script;
+``cryoal train DIR`` trains the same snapshot again and resumes from the newest valid
+checkpoint. (``--signal=B:USR1@300`` would signal only the batch shell, not torchrun.)
+Scoring tasks are requeue-safe too: a shard file is written atomically, and a task that
+runs again rewrites it.
+
+:func:`render_round` etc. return the script texts; :func:`submit` passes them to
+``sbatch --parsable`` with ``--dependency=afterok:JOBID``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryoal.io.atomic import atomic_write_text
+
+#: Seconds before the time limit at which SLURM sends SIGUSR1 to the training step.
+SIGNAL_LEAD_S = 300
+#: Port of torchrun's c10d rendezvous on the first node.
+RDZV_PORT = 29500
+
+_TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
+
+
+@dataclass
+class SlurmOptions:
+    """Resources and environment of the jobs.
+
+    Attributes
+    ----------
+    gpus
+        GPUs per node for training (0: CPU training, one process per node, gloo).
+    nodes
+        Nodes for training.
+    time
+        Wall-time limit of each training job (``HH:MM:SS`` or ``D-HH:MM:SS``).
+    partition, account
+        Passed as ``--partition`` / ``--account`` when given.
+    cpus_per_task
+        CPU cores per task (data loading; default 8 per GPU, 4 on CPU).
+    mem
+        Memory per node (e.g. ``"64G"``); default: the partition's.
+    shards
+        Tasks of the scoring array.
+    score_gpus
+        GPUs per scoring task (default 1 when training uses GPUs, else 0).
+    score_time, merge_time
+        Wall-time limits of a scoring task and of the merge.
+    python
+        The Python that runs cryoal on the nodes (default: this one; the environment must
+        be on a filesystem the nodes see).
+    setup
+        Shell lines run before cryoal (``module load ...``, ``source venv/bin/activate``).
+    train_args
+        Extra ``cryoal train`` arguments (e.g. ``["--epochs", "30"]``).
+    score_args
+        Extra ``cryoal score`` / ``merge-scores`` arguments (``--strategy``, ``--k``, ...).
+    """
+
+    gpus: int = 1
+    nodes: int = 1
+    time: str = "04:00:00"
+    partition: str | None = None
+    account: str | None = None
+    cpus_per_task: int | None = None
+    mem: str | None = None
+    shards: int = 4
+    score_gpus: int | None = None
+    score_time: str = "01:00:00"
+    merge_time: str = "00:30:00"
+    python: str = field(default_factory=lambda: sys.executable)
+    setup: list[str] = field(default_factory=list)
+    train_args: list[str] = field(default_factory=list)
+    score_args: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        """Raise ``ValueError`` (one line) for impossible values."""
+        if self.gpus < 0 or self.nodes < 1 or self.shards < 1:
+            raise ValueError(
+                f"--gpus {self.gpus}, --nodes {self.nodes}, --shards {self.shards}: need "
+                "gpus >= 0, nodes >= 1 and shards >= 1"
+            )
+        for name in ("time", "score_time", "merge_time"):
+            value = getattr(self, name)
+            if not _TIME.match(value):
+                raise ValueError(
+                    f"--{name.replace('_', '-')} {value!r}: use HH:MM:SS or D-HH:MM:SS"
+                )
+
+
+def _header(
+    opts: SlurmOptions,
+    name: str,
+    logs: Path,
+    *,
+    nodes: int,
+    gpus: int,
+    time: str,
+    array: int | None = None,
+    requeue: bool = False,
+    signal: bool = False,
+) -> list[str]:
+    cpus = opts.cpus_per_task or (8 * gpus if gpus else 4)
+    out = "%x-%A_%a.out" if array else "%x-%j.out"
+    lines = ["#!/bin/bash", f"#SBATCH --job-name={name}", f"#SBATCH --nodes={nodes}",
+             "#SBATCH --ntasks-per-node=1", f"#SBATCH --cpus-per-task={cpus}",
+             f"#SBATCH --time={time}", f"#SBATCH --output={logs / out}",
+             "#SBATCH --open-mode=append"]  # fmt: skip
+    if gpus:
+        lines.append(f"#SBATCH --gpus-per-node={gpus}")
+    if opts.mem:
+        lines.append(f"#SBATCH --mem={opts.mem}")
+    if opts.partition:
+        lines.append(f"#SBATCH --partition={opts.partition}")
+    if opts.account:
+        lines.append(f"#SBATCH --account={opts.account}")
+    if array:
+        lines.append(f"#SBATCH --array=0-{array - 1}")
+    if requeue:
+        lines.append("#SBATCH --requeue")
+    if signal:
+        lines.append(f"#SBATCH --signal=USR1@{SIGNAL_LEAD_S}")
+    lines += ["", "set -euo pipefail", *opts.setup,
+              "export PYTHONUNBUFFERED=1  # progress lines reach the log as they happen",
+              f"export OMP_NUM_THREADS={min(cpus, 8)}", ""]  # fmt: skip
+    return lines
+
+
+def _cryoal(opts: SlurmOptions) -> str:
+    return f"{shlex.quote(opts.python)} -m cryoal"
+
+
+def render_train(project: Path, opts: SlurmOptions, logs: Path) -> str:
+    """The training job: one task per node, each running torchrun over the node's GPUs."""
+    opts.check()
+    procs = max(1, opts.gpus)
+    device = "cuda" if opts.gpus else "cpu"
+    lines = _header(opts, f"cryoal-train-{project.name}", logs, nodes=opts.nodes,
+                    gpus=opts.gpus, time=opts.time, requeue=True, signal=True)  # fmt: skip
+    train = " ".join(shlex.quote(a) for a in ["--device", device, *opts.train_args])
+    lines += [
+        "# rank 0 may extract the round's training store while the other ranks wait",
+        "export CRYOAL_DIST_TIMEOUT_S=${CRYOAL_DIST_TIMEOUT_S:-1800}",
+        "# rendezvous on the first node of the allocation (SLURM sets the node list)",
+        'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        f'echo "cryoal train: $SLURM_JOB_NUM_NODES node(s) x {procs} process(es), '
+        'restart ${SLURM_RESTART_COUNT:-0}"',
+        "# torchrun forwards SIGUSR1 (sent 300 s before the time limit) to every rank; the",
+        "# ranks checkpoint at the next step and rank 0 requeues this job, which then resumes",
+        "srun --kill-on-bad-exit=1 --ntasks-per-node=1 \\",
+        f"  {shlex.quote(opts.python)} -m torch.distributed.run \\",
+        f'  --nnodes="$SLURM_JOB_NUM_NODES" --nproc-per-node={procs} \\',
+        f'  --rdzv-backend=c10d --rdzv-endpoint="$head_node:{RDZV_PORT}" '
+        '--rdzv-id="$SLURM_JOB_ID" \\',
+        "  --signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 --shutdown-timeout=240 \\",
+        f"  -m cryoal train {shlex.quote(str(project))} {train}",
+        "# extract the candidate cache once here, not in every task of the scoring array",
+        f"srun --nodes=1 --ntasks=1 {_cryoal(opts)} score {shlex.quote(str(project))} --prepare",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_score(project: Path, opts: SlurmOptions, logs: Path) -> str:
+    """The scoring job array: task ``i`` scores shard ``i`` of ``opts.shards``."""
+    opts.check()
+    gpus = opts.score_gpus if opts.score_gpus is not None else (1 if opts.gpus else 0)
+    lines = _header(opts, f"cryoal-score-{project.name}", logs, nodes=1, gpus=gpus,
+                    time=opts.score_time, array=opts.shards, requeue=True)  # fmt: skip
+    args = " ".join(
+        shlex.quote(a) for a in ["--device", "cuda" if gpus else "cpu", *opts.score_args]
+    )
+    lines += [
+        f"{_cryoal(opts)} score {shlex.quote(str(project))} "
+        f'--shard "$SLURM_ARRAY_TASK_ID/{opts.shards}" {args}',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_merge(project: Path, opts: SlurmOptions, logs: Path) -> str:
+    """The merge job: check the shards, select, write the queue (CPU)."""
+    opts.check()
+    lines = _header(opts, f"cryoal-merge-{project.name}", logs, nodes=1, gpus=0,
+                    time=opts.merge_time)  # fmt: skip
+    args = " ".join(shlex.quote(a) for a in ["--replace", *opts.score_args])
+    lines += [f"{_cryoal(opts)} merge-scores {shlex.quote(str(project))} {args}", ""]
+    return "\n".join(lines)
+
+
+#: Which scripts each ``cryoal slurm`` kind submits, in dependency order.
+KINDS: dict[str, tuple[str, ...]] = {
+    "train": ("train",),
+    "suggest": ("score", "merge"),
+    "round": ("train", "score", "merge"),
+}
+
+
+def render(kind: str, project: Path, opts: SlurmOptions) -> list[tuple[str, str]]:
+    """``[(job name, script text), ...]`` of ``kind`` in dependency order."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown job kind {kind!r}; use one of {list(KINDS)}")
+    project = Path(project).resolve()
+    if not (project / "project.yaml").is_file():
+        raise ValueError(f"{project}: not a cryoal project (no project.yaml)")
+    logs = project / "slurm" / "logs"
+    makers = {"train": render_train, "score": render_score, "merge": render_merge}
+    return [(name, makers[name](project, opts, logs)) for name in KINDS[kind]]
+
+
+def dry_run_text(jobs: list[tuple[str, str]], folder: Path) -> str:
+    """The scripts and the sbatch commands that would chain them, as one text."""
+    parts = []
+    prev = None
+    for i, (name, text) in enumerate(jobs, 1):
+        dep = f"--dependency=afterok:${prev.upper()}_JOB " if prev else ""
+        parts.append(
+            f"# --- job {i}/{len(jobs)}: {name} ---\n"
+            f"# {name.upper()}_JOB=$(sbatch --parsable {dep}{folder / (name + '.sbatch')})\n"
+            f"{text}"
+        )
+        prev = name
+    return "\n".join(parts)
+
+
+def write_scripts(jobs: list[tuple[str, str]], folder: Path) -> list[Path]:
+    """Write each script atomically as ``FOLDER/<name>.sbatch``; create the log folder."""
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in jobs:
+        path = folder / f"{name}.sbatch"
+        atomic_write_text(path, text)
+        os.chmod(path, 0o755)
+        paths.append(path)
+    return paths
+
+
+def submit(paths: list[Path]) -> list[str]:
+    """``sbatch --parsable`` each script, each after the previous one succeeds.
+
+    Returns
+    -------
+    list of str
+        The job ids, in order.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``sbatch`` is not on PATH (not a SLURM login node).
+    ValueError
+        sbatch refused a script (its message).
+    """
+    sbatch = shutil.which("sbatch")
+    if sbatch is None:
+        raise FileNotFoundError(
+            "sbatch not found on PATH; run on a SLURM login node, or pass --dry-run to print "
+            "the scripts"
+        )
+    ids: list[str] = []
+    for path in paths:
+        cmd = [sbatch, "--parsable"]
+        if ids:
+            cmd.append(f"--dependency=afterok:{ids[-1]}")
+        done = subprocess.run([*cmd, str(path)], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise ValueError(f"{path}: sbatch failed: {' '.join(done.stderr.split())}")
+        ids.append(done.stdout.strip().split(";")[0])
+    return ids

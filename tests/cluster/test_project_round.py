@@ -1,0 +1,84 @@
+"""A project round as the cluster runs it: DDP training of the project under torchrun, then
+sharded scoring and a merge that writes the same queue as a single-process suggest."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scipy.spatial import cKDTree
+
+from cryoal.cli.main import run
+from cryoal.sim.tomograms import simulate_tomogram
+
+
+@pytest.fixture(scope="module")
+def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("cluster_round")
+    sim = simulate_tomogram(
+        tmp / "sim", shape_zyx=(64, 128, 128), n_particles=30, n_classes=2, snr=1.0, seed=5
+    )
+    names = ",".join(json.loads(sim.settings.read_text())["class_names"])
+    proj = tmp / "proj"
+    assert run(["project", "init", str(proj), "--classes", names, "--box", "16"]) == 0
+    assert run(["project", "add-tomogram", str(proj), str(sim.tomogram), "--id", "sim_tomo"]) == 0
+    assert run(["project", "import-picks", str(proj), str(sim.star)]) == 0
+    assert run(["suggest", str(proj), "--strategy", "random", "--k", "12", "--seed", "1"]) == 0
+    truth = pd.read_csv(sim.ground_truth)
+    queue = pd.read_csv(proj / "rounds/000/suggestions.csv")
+    _, idx = cKDTree(truth[["z", "y", "x"]].to_numpy()).query(queue[["z", "y", "x"]].to_numpy())
+    answers = pd.DataFrame(
+        {"candidate_id": queue["candidate_id"], "label": truth["class_name"].to_numpy()[idx]}
+    )
+    answers.to_csv(tmp / "r0.csv", index=False)
+    assert run(["labels", "import", str(proj), str(tmp / "r0.csv"), "--annotator", "x"]) == 0
+    # the training job of a SLURM round: torchrun, 2 processes (gloo), group norm
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "cryoal", "train", str(proj), "--preset", "tiny", "--student-preset", "tiny",
+           "--epochs", "2", "--batch-size", "4", "--val-fraction", "0", "--set", "norm=group",
+           "--set", "dropout=0.2"]  # fmt: skip
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("model version r001-") == 1  # rank 0 reports
+    assert done.stderr.count("epoch 2/2") == 1  # one progress line per epoch, from rank 0
+    return proj
+
+
+@pytest.mark.parametrize("strategy", ["kt", "bald", "coreset"])
+def test_sharded_scoring_and_merge_write_the_single_process_queue(
+    trained_project: Path, strategy: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proj = trained_project
+    opts = ["--strategy", strategy, "--k", "5", "--seed", "2"]
+    assert run(["suggest", str(proj), *opts, "--replace"]) == 0
+    single = pd.read_csv(proj / "rounds/001/suggestions.csv")
+    scores = proj / "rounds/001/scores"
+    for f in scores.glob("*.h5") if scores.exists() else []:
+        f.unlink()
+    assert run(["score", str(proj), "--prepare"]) == 0
+    assert "candidate cache: " in capsys.readouterr().out
+    for i in range(3):
+        assert run(["score", str(proj), "--shard", f"{i}/3", *opts, "--batch-size", "8"]) == 0
+    # the micro-batch size is part of the scores: the merge must use the shards' size
+    assert run(["merge-scores", str(proj), *opts, "--replace"]) == 2
+    assert "scored with batch_size 8 but the merge asks for 64" in capsys.readouterr().err
+    for f in scores.glob("*.h5"):
+        f.unlink()
+    for i in range(3):
+        assert run(["score", str(proj), "--shard", f"{i}/3", *opts, "-q"]) == 0
+    assert run(["merge-scores", str(proj), *opts, "--replace"]) == 0
+    merged = pd.read_csv(proj / "rounds/001/suggestions.csv")
+    pd.testing.assert_frame_equal(merged, single)
+    (scores / "shard-002-of-003.h5").unlink()  # 18 candidates: one micro-batch, in shard 2
+    capsys.readouterr()
+    assert run(["merge-scores", str(proj), *opts, "--replace"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cryoal: error: ") and err.count("\n") == 1
+    assert "18 candidate id(s) have no score: " in err
+    assert "missing shard files: shard-002-of-003.h5" in err
