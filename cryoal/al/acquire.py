@@ -119,7 +119,7 @@ def _score_batch(cfg: StrategyConfig, t: np.ndarray, s: np.ndarray | None) -> np
     red = {"reduction": cfg.seg_reduction, "quantile": cfg.seg_quantile}
     if cfg.name in ("kt", "kt-ema"):
         assert s is not None
-        return H.kt(t, s, tau=cfg.tau, direction=cfg.direction, **red)  # type: ignore[arg-type]
+        return H.kt(t, s, tau=cfg.score_tau, direction=cfg.direction, **red)  # type: ignore[arg-type]
     if cfg.name == "bald":
         return H.bald(H.softmax(t, axis=1), **red)
     p = H.softmax(t, axis=1)

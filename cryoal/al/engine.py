@@ -400,6 +400,7 @@ class ALEngine:
                 coreset_metric=strategy.coreset_metric,
             )
             name = f"cold:{strategy.name}"
+        strategy = strategy.linked_to_training(run.config.tau, run.config.kl_direction)
         t0 = time.perf_counter()
         acq = acquire(
             strategy,

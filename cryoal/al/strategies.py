@@ -8,6 +8,7 @@ It is a pydantic model, so it loads from YAML/JSON and rejects unknown keys.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -51,10 +52,16 @@ class StrategyConfig(BaseModel):
     )
 
     # -- teacher–student distance (§1) -------------------------------------------------
-    tau: float = Field(1.0, gt=0.0, description="kt: softmax temperature of the score")
+    tau: float | None = Field(
+        None,
+        gt=0.0,
+        description="kt: softmax temperature of the score (default: the training's transfer "
+        "temperature, 1 when unknown)",
+    )
     kl_direction: Literal["teacher_student", "student_teacher"] | None = Field(
         None,
-        description="kt: KL(p_T||p_S) (default) or KL(p_S||p_T); kt-ema default KL(p_EMA||p_T)",
+        description="kt: KL(p_T||p_S) or KL(p_S||p_T) (default: the training's direction, "
+        "KL(p_T||p_S) when unknown); kt-ema default KL(p_EMA||p_T)",
     )
 
     # -- gradient norm (§2) --------------------------------------------------------------
@@ -142,6 +149,41 @@ class StrategyConfig(BaseModel):
         if self.kl_direction is not None:
             return self.kl_direction
         return "student_teacher" if self.name == "kt-ema" else "teacher_student"
+
+    @property
+    def score_tau(self) -> float:
+        """Temperature actually used by the ``kt`` score."""
+        return 1.0 if self.tau is None else float(self.tau)
+
+    def linked_to_training(self, tau: float, direction: str) -> StrategyConfig:
+        """This strategy with the ``kt`` score's temperature and KL direction taken from the
+        training that made the models (the distance the student was trained to minimise).
+
+        Options set explicitly are kept; one that differs from the training's is reported
+        with a ``UserWarning``, because the score then ranks by another distance than the
+        one the student learnt. Only ``kt`` is linked (an EMA student is not trained on a
+        distance).
+        """
+        if self.name != "kt":
+            return self
+        for option, mine, theirs in (
+            ("tau", self.tau, float(tau)),
+            ("kl_direction", self.kl_direction, direction),
+        ):
+            if mine is not None and mine != theirs:
+                warnings.warn(
+                    f"strategy {self.name}: {option}={mine} differs from the training's "
+                    f"{option}={theirs}; the score ranks by another distance than the student "
+                    f"learnt (leave {option} unset to use the training's)",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        return self.model_copy(
+            update={
+                "tau": float(tau) if self.tau is None else self.tau,
+                "kl_direction": direction if self.kl_direction is None else self.kl_direction,
+            }
+        )
 
     @property
     def student_mode(self) -> Literal["trained", "ema", "none"]:

@@ -238,7 +238,9 @@ class _ModelContext:
             )
         self.project, self.model, self.k, self.seed = project, model, k, seed
         self.device, self.batch_size = device, batch_size
-        self.cfg = StrategyConfig.parse(strategy)
+        self.cfg = StrategyConfig.parse(strategy).linked_to_training(
+            self.run.config.tau, self.run.config.kl_direction
+        )
         self.pool_ids = pool_ids
         self.store = candidate_store(project, progress=progress)
         pool_rows = self.store.index_of(pool_ids.tolist())
