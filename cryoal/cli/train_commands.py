@@ -231,7 +231,7 @@ def predict_cmd(
         help="OUT.h5 / OUT.csv (store) or OUT.mrc (tomogram).",
         show_default=False,
     ),
-    # defaults = cryoal.train.run.predict_path's (tests/cli/test_options.py checks them)
+    # defaults = cryoal.train.predict_to_files.predict_path's (tests/cli/test_options.py checks them)
     batch_size: int = typer.Option(
         64, "--batch-size", min=1, help="Samples (windows x 8) per forward pass."
     ),

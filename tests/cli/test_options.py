@@ -145,7 +145,7 @@ def test_cli_constants_match_the_library() -> None:
 def test_predict_defaults_match_the_library() -> None:
     import inspect
 
-    from cryoal.train.run import predict_path
+    from cryoal.train.predict_to_files import predict_path
 
     params = {p.name: p for p in _commands()["predict"].params}
     library = inspect.signature(predict_path).parameters
