@@ -50,8 +50,7 @@ def record(name: str, body: str, command: str) -> Path:
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = (
-        f"## {name}\n\n"
-        f"Command: `{command}`  \nRun: {stamp} on {machine_line()}\n\n{body.strip()}\n"
+        f"## {name}\n\nCommand: `{command}`  \nRun: {stamp} on {machine_line()}\n\n{body.strip()}\n"
     )
     out = RESULTS_DIR / f"{name}.md"
     out.write_text(text)

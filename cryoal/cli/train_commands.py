@@ -154,6 +154,7 @@ def train_cmd(
     Progress: a bar on a terminal, one line per epoch in a log.
     """
     from cryoal.train.fit import TrainingPreempted
+
     sets_given = _parse_sets(sets)  # refuse a bad --set before the slow imports
     from cryoal.train.perf import tune_cpu_allocator
     from cryoal.train.run import load_config, train_store

@@ -26,7 +26,9 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = ",".join(json.loads(sim.settings.read_text())["class_names"])
     proj = tmp / "proj"
     assert run(["project", "init", str(proj), "--classes", names, "--box", "16"]) == 0
-    assert run(["project", "add-tomogram", str(proj), str(sim.tomogram), "--tomo-id", "sim_tomo"]) == 0
+    assert (
+        run(["project", "add-tomogram", str(proj), str(sim.tomogram), "--tomo-id", "sim_tomo"]) == 0
+    )
     assert run(["project", "import-picks", str(proj), str(sim.star)]) == 0
     assert run(["suggest", str(proj), "--strategy", "random", "--k", "12", "--seed", "1"]) == 0
     truth = pd.read_csv(sim.ground_truth)
