@@ -47,7 +47,8 @@ def import_labels_csv(
 
     The CSV has a ``candidate_id`` column and a ``label`` (or ``class_name`` / ``class``)
     column holding a class name, ``unsure`` or ``not-a-particle``; an optional
-    ``annotator`` column. Rows are recorded in file order (a later row for the same
+    ``annotator`` column. Tables with a ``kind`` column (``rounds/NNN/snapshot.csv``,
+    label exports) give ``unsure`` / ``not-a-particle`` rows by their kind. Rows are recorded in file order (a later row for the same
     candidate wins). Provenance (round, proposing model) is filled in from the suggestion
     queues: the newest round that suggested the candidate.
 
@@ -83,6 +84,11 @@ def import_labels_csv(
         )
     ids = df["candidate_id"].str.strip()
     labels = df[label_col].str.strip()
+    if "kind" in df.columns:
+        # a snapshot / export table: unsure and not-a-particle rows carry no class name,
+        # their decision is the kind (so a snapshot re-imports whole)
+        kinds = df["kind"].str.strip()
+        labels = labels.where((labels != "") | ~kinds.isin(SPECIAL_LABELS), kinds)
     empty = (ids == "") | (labels == "")
     if empty.any():
         row = int(np.flatnonzero(empty.to_numpy())[0]) + 2  # 1-based, after the header

@@ -293,3 +293,31 @@ def test_import_relion5_picks_with_tomograms_star(project: Path, tmp_path: Path)
     new = cands[cands["source"].astype(str).str.contains("r5.star")]
     # RELION's centre: 193 * 2.5 / 2 = 241.25 Å = 24.125 voxels (not the binned 24.0)
     np.testing.assert_allclose(new[["z", "y", "x"]].to_numpy(), [[15.875, 23.75, 24.125]])
+
+
+def test_a_snapshot_with_special_labels_restores_into_a_new_project(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the recovery path the damaged-store message gives: import the newest snapshot
+    ids = sorted(LabelStore(project / "labels.sqlite").candidates()["candidate_id"])
+    for cid, label in zip(ids, ["ribosome", "unsure", "not-a-particle"], strict=True):
+        assert run(["labels", "add", str(project), cid, label]) == 0
+    assert run(["project", "snapshot", str(project)]) == 0
+    snapshot = next((project / "rounds").glob("*/snapshot.csv"))
+    fresh = tmp_path / "fresh"
+    tomo = tmp_path / "TS_01.mrc"
+    assert (
+        run(["project", "init", str(fresh), "--classes", "ribosome,proteasome", "--box", "16"]) == 0
+    )
+    assert run(["project", "add-tomogram", str(fresh), str(tomo)]) == 0
+    picks = tmp_path / "picks.csv"
+    assert (
+        run(["project", "import-picks", str(fresh), str(picks), "--coords-unit", "angstrom"]) == 0
+    )
+    assert run(["labels", "import", str(fresh), str(snapshot)]) == 0
+    restored = LabelStore(fresh / "labels.sqlite").current_labels(include_special=True)
+    assert dict(zip(restored["candidate_id"], restored["kind"], strict=True)) == {
+        ids[0]: "class",
+        ids[1]: "unsure",
+        ids[2]: "not-a-particle",
+    }
