@@ -17,7 +17,7 @@ cryoal simulate subtomograms subtomograms.h5 --classes 4 --per-class 50 --box 32
 cryoal info subtomograms.h5
 
 step "2. a simulated tomogram with ground-truth picks (STAR, CSV) and a label volume"
-cryoal simulate tomogram sim --shape 64 128 128 --particles 36 --classes 2 --snr 1 --seed 3
+cryoal simulate tomogram sim --shape 64 256 256 --particles 120 --classes 2 --snr 1 --seed 3
 cryoal info sim/tomogram.mrc
 cryoal info sim/particles.star
 
@@ -29,11 +29,13 @@ step "4. a labelling project: candidates, round 0, expert labels, teacher + stud
 cryoal project init myproj --classes ring,barrel --box 24
 cryoal project add-tomogram myproj sim/tomogram.mrc --tomo-id sim_tomo
 cryoal project import-picks myproj sim/particles.star
-cryoal suggest myproj --strategy random --k 16
+cryoal suggest myproj --strategy random --k 64
 python "$repo/scripts/demo_expert.py" myproj/rounds/000/suggestions.csv sim/ground_truth.csv round0.csv
 cryoal labels import myproj round0.csv --annotator demo-expert
-cryoal train myproj --preset tiny --student-preset tiny --epochs 5
-cryoal suggest myproj --strategy kt --k 8
+# a quarter of the labels (16) held out: the teacher's validation accuracy is printed
+cryoal train myproj --preset tiny --student-preset tiny --epochs 30 --lr 0.01 --batch-size 8 \
+    --val-fraction 0.25
+cryoal suggest myproj --strategy kt --k 16
 python "$repo/scripts/demo_expert.py" myproj/rounds/001/suggestions.csv sim/ground_truth.csv round1.csv
 cryoal labels import myproj round1.csv --annotator demo-expert
 cryoal status myproj

@@ -124,8 +124,10 @@ def _default_templates() -> str | None:
 def preset_config(name: str) -> dict[str, Any]:
     """The configuration mapping of a named preset (``smoke``, ``cpu`` or ``paper``).
 
-    * ``smoke`` — 4 phantom classes, 24^3, a pool of 112, tiny networks, 3 cycles, 3
-      strategies, 2 seeds: a minute or two on 2 cores (the test suite runs it).
+    * ``smoke`` — 4 phantom classes, 24^3, SNR 1, a pool of 120 and a test set of 120;
+      16 -> 48 labels over 3 cycles; tiny networks, 40 epochs at lr 0.01, batch 8; random,
+      kt and entropy-gradnorm, 2 seeds. About a minute on 2 cores. The final test accuracy
+      ends well above chance (0.25): 0.8–0.95 on the preset's data.
     * ``cpu`` — the methods.md §5 CPU calibration: 10 template maps (``--templates``,
       ``$CRYOAL_TEMPLATES`` or the repository's shared maps), 32^3, SNR 0.1, ±60° wedge,
       pool 2,000, test 1,000; 10 % labeled, +5 % per cycle, 7 cycles (200 -> 800); the
@@ -139,13 +141,13 @@ def preset_config(name: str) -> dict[str, Any]:
     if name == "smoke":
         return {
             "preset": "smoke",
-            "data": {"templates": None, "n_classes": 4, "per_class": 40, "box": 24, "snr": 1.0,
-                     "test_size": 48, "seed": 0},
+            "data": {"templates": None, "n_classes": 4, "per_class": 60, "box": 24, "snr": 1.0,
+                     "test_size": 120, "seed": 0},
             "strategies": ["random", "kt", "entropy-gradnorm"],
             "seeds": [0, 1],
             "initial": 16, "per_cycle": 16, "n_cycles": 3,
-            "train": {"teacher_preset": "tiny", "student_preset": "tiny", "epochs": 3,
-                      "batch_size": 8},
+            "train": {"teacher_preset": "tiny", "student_preset": "tiny", "epochs": 40,
+                      "batch_size": 8, "lr": 0.01},
             "batch_size": 32,
         }  # fmt: skip
     if name == "cpu":

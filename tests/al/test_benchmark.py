@@ -17,8 +17,13 @@ from cryoal.cli.main import run
 
 def test_smoke_benchmark_end_to_end(tmp_path, capsys):
     out = tmp_path / "bench"
-    assert run(["benchmark", "--preset", "smoke", "--out", str(out), "--no-progress"]) == 0
-    cfg = load_benchmark_config("smoke")
+    # the smoke preset's strategies, seeds and cycles on a smaller set with fewer epochs
+    small = tmp_path / "small.yaml"
+    small.write_text("data: {per_class: 40, test_size: 48}\ntrain: {epochs: 3}\n")
+    args = ["benchmark", "--preset", "smoke", "--config", str(small), "--out", str(out)]
+    assert run([*args, "--no-progress"]) == 0
+    cfg = load_benchmark_config("smoke", small)
+    assert cfg.train.epochs == 3 and cfg.data.per_class == 40
     curves = pd.read_csv(out / "curves.csv")
     assert list(curves.columns) == [
         "strategy",
@@ -47,7 +52,7 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
     for png in ("curves.png", "selections.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     # running again resumes: nothing is recomputed and the curves are identical
-    assert run(["benchmark", "--preset", "smoke", "--out", str(out), "--no-progress"]) == 0
+    assert run([*args, "--no-progress"]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(out / "curves.csv"), curves)
     capsys.readouterr()
 

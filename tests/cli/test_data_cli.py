@@ -81,14 +81,14 @@ def test_project_from_manifest_runs_the_loop(
     proj = tmp_path / "proj"
     assert run(["project", "from-manifest", "demo-sim", str(proj), "--data", str(demo_data)]) == 0
     out = capsys.readouterr().out
-    assert "classes ring, barrel" in out and "36 candidates" in out
+    assert "classes ring, barrel" in out and "120 candidates" in out
     config = yaml.safe_load((proj / "project.yaml").read_text())
     assert [c["name"] for c in config["classes"]] == ["ring", "barrel"]
     assert config["box"] == 24 and config["voxel_size_A"] == 10.0
     # the CSV (Å) and STAR (pixels) picks land on the same voxels: the STAR copy is all repeats
     cands = pd.read_csv(proj / "candidates.csv")
     truth = pd.read_csv(demo_data / "sim" / "ground_truth.csv")
-    assert len(cands) == len(truth) == 36
+    assert len(cands) == len(truth) == 120
     got = cands.sort_values(["z", "y", "x"])[["z", "y", "x"]].to_numpy()
     want = truth.sort_values(["z", "y", "x"])[["z", "y", "x"]].to_numpy()
     assert abs(got - want).max() < 1e-4
@@ -105,7 +105,7 @@ def test_project_from_manifest_with_labels(demo_data: Path, tmp_path: Path) -> N
 
     with Project.open(proj) as project:
         labels = project.labels.current_labels()
-    assert len(labels) == 36
+    assert len(labels) == 120
     assert set(labels["class_name"]) == {"ring", "barrel"}
 
 
@@ -133,8 +133,8 @@ def test_benchmark_on_the_labelled_picks(
             "--config", str(config), "--no-progress"]  # fmt: skip
     assert run(argv) == 0
     store = SubtomogramStore(out / "data" / "demo-sim_box24.h5")
-    assert len(store) == 36 and store.class_names == ["ring", "barrel"]
-    assert sorted(pd.Series(store.labels).value_counts().tolist()) == [18, 18]
+    assert len(store) == 120 and store.class_names == ["ring", "barrel"]
+    assert sorted(pd.Series(store.labels).value_counts().tolist()) == [60, 60]
     curves = pd.read_csv(out / "curves.csv")
     assert list(curves["n_labeled"]) == [8, 12]
 
