@@ -2,8 +2,10 @@
 
 ``cryoal train DIR`` and ``cryoal suggest DIR`` write only new files before their last,
 atomic step (``rounds/NNN/round.json``; the suggestion queue's single commit to the label
-store). A job stopped before that step is undone by removing every path that did not
-exist when it started; the label store itself is never touched here.
+store), and only under ``rounds/`` and ``cache/``. A job stopped before that step is undone
+by removing every path under those two folders that did not exist when it started; the
+label store and anything else in the project folder (an export the user saved there while
+the job ran, say) are never touched here.
 
 Limit: a training that *resumes* an interrupted run continues checkpoints that already
 existed; cancelling it keeps their newer content (they are not new files).
@@ -17,7 +19,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryoal.project.extraction import CACHE_DIR
 from cryoal.project.project import LABELS_NAME, LOCK_NAME
+from cryoal.project.snapshot import ROUNDS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,8 @@ log = logging.getLogger(__name__)
 KEEP = frozenset(
     {LABELS_NAME, f"{LABELS_NAME}-wal", f"{LABELS_NAME}-shm", f"{LABELS_NAME}-journal", LOCK_NAME}
 )
+#: The folders train and suggest jobs write into; a cancel rolls back only these.
+JOB_FOLDERS = (ROUNDS_DIR, CACHE_DIR)
 
 
 @dataclass(frozen=True)
@@ -48,12 +54,14 @@ class ProjectFiles:
         return cls(root, frozenset(found))
 
     def new_paths(self) -> list[str]:
-        """Paths that exist now but did not at capture, deepest first."""
+        """Paths under the job folders that exist now but did not at capture, deepest first."""
         now = ProjectFiles.capture(self.root).paths
-        return sorted(now - self.paths, key=lambda p: (-p.count("/"), p))
+        new = {p for p in now - self.paths if p.split("/", 1)[0] in JOB_FOLDERS}
+        return sorted(new, key=lambda p: (-p.count("/"), p))
 
     def remove_new(self) -> list[str]:
-        """Remove every file and folder created since capture; returns what was removed.
+        """Remove every file and folder created under the job folders since capture; returns
+        what was removed.
 
         Read-only files (snapshots) are removed too: only their folder's permission
         matters for unlinking.

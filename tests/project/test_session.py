@@ -130,9 +130,10 @@ def test_project_files_remove_only_what_a_job_created(label_project: Path) -> No
     os.chmod(label_project / "rounds" / "001" / "snapshot.csv", 0o444)
     with LabelStore(label_project / "labels.sqlite") as store:
         store.add_label(IDS[0], "ring", "alice")  # the store is never rolled back
+    (label_project / "my_export.star").write_text("data_\n")  # the user's, written meanwhile
     assert before.new_paths()[-1] == "rounds"
     before.remove_new()
-    assert ProjectFiles.capture(label_project).paths == before.paths
+    assert ProjectFiles.capture(label_project).paths == before.paths | {"my_export.star"}
     with LabelStore(label_project / "labels.sqlite") as store:
         assert store.current_label(IDS[0]).class_name == "ring"
 
