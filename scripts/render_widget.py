@@ -73,7 +73,7 @@ def render(root: Path, out: Path) -> list[Path]:
         widget.label(value)
     widget.session.jump(widget.session.queue["candidate_id"].iloc[3])
     widget._redraw()
-    viewer.camera.zoom = 1.0  # screen pixels per Å
+    viewer.scene.camera.zoom = 1.0  # screen pixels per Å
     _close_notifications(viewer)
     written = []
     out.mkdir(parents=True, exist_ok=True)
@@ -82,8 +82,8 @@ def render(root: Path, out: Path) -> list[Path]:
     Image.fromarray(np.asarray(shot)).save(written[-1])
     viewer.dims.ndisplay = 3
     widget._redraw()
-    viewer.camera.angles = (0.0, 35.0, 60.0)
-    viewer.camera.zoom = 0.45
+    viewer.scene.camera.angles = (0.0, 35.0, 60.0)
+    viewer.scene.camera.zoom = 0.45
     shot = viewer.screenshot(canvas_only=False, flash=False)
     written.append(out / "label_3d.png")
     Image.fromarray(np.asarray(shot)).save(written[-1])

@@ -510,7 +510,7 @@ class LabellingWidget(QWidget):
             self.cube_layer.translate = world
         if centre:
             self.viewer.dims.set_point(0, float(world[0]))
-            self.viewer.camera.center = tuple(float(v) for v in world)
+            self.viewer.scene.camera.center = tuple(float(v) for v in world)
         score = "-" if np.isnan(current.score) else f"{current.score:.3g}"
         self.current_label.setText(
             f"<b>{current.candidate_id}</b>  rank {current.rank}  score {score}  "

@@ -87,7 +87,7 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
     [box] = widget.box_layer.data[widget.box_layer.shown]  # only the current box is shown
     np.testing.assert_allclose(box + widget.box_layer.translate, expected)
     assert viewer.dims.point[0] == pytest.approx(expected[0], abs=10.0)
-    np.testing.assert_allclose(viewer.camera.center[-2:], expected[1:])
+    np.testing.assert_allclose(viewer.scene.camera.center[-2:], expected[1:])
     assert widget.table.currentRow() == 2
     assert widget.table.item(0, 4).text() == "barrel"
     assert widget.crop_view.pixmap() is not None and not widget.crop_view.pixmap().isNull()
@@ -116,7 +116,7 @@ def test_screenshot_shows_tomogram_and_highlighted_candidate(widget) -> None:
     viewer = widget.viewer
     widget.session.jump(IDS[2])
     widget._redraw()
-    viewer.camera.zoom = 0.6  # screen pixels per Å: the 160 Å box is ~96 pixels wide
+    viewer.scene.camera.zoom = 0.6  # screen pixels per Å: the 160 Å box is ~96 pixels wide
     shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
     h, w = shot.shape[:2]
     grey = shot.mean(axis=2)
