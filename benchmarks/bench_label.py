@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from synthetic import write_noise_tomogram
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,25 +46,13 @@ def _opts(argv: list[str]) -> dict[str, str]:
     return opts
 
 
-def write_tomogram(path: Path, shape: tuple[int, int, int], seed: int) -> None:
-    """Noise with bright blobs, written plane by plane into a memory-mapped MRC."""
-    import mrcfile
-
-    rng = np.random.default_rng(seed)
-    with mrcfile.new_mmap(path, shape=shape, mrc_mode=2, overwrite=True) as mrc:
-        mrc.voxel_size = 10.0
-        for z in range(shape[0]):
-            mrc.data[z] = rng.standard_normal(shape[1:], dtype=np.float32)
-        mrc.update_header_stats()
-
-
 def build_project(tmp: Path, shape: tuple[int, int, int], n: int, seed: int) -> Path:
     import pandas as pd
 
     from cryoal.project.project import Project
 
     tomo = tmp / "big.mrc"
-    write_tomogram(tomo, shape, seed)
+    write_noise_tomogram(tomo, shape, seed=seed)
     project = Project.init(tmp / "proj", ["ribosome", "proteasome"], box=32)
     project.add_tomogram(tomo, "TS_01")
     rng = np.random.default_rng(seed)

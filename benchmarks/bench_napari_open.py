@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from synthetic import write_noise_tomogram
 
 HERE = Path(__file__).resolve().parent
 VOXEL_SIZE_A = 10.0
@@ -102,20 +102,6 @@ def _opts(argv: list[str]) -> dict[str, str]:
     return opts
 
 
-def write_tomogram(path: Path, shape: tuple[int, int, int], seed: int = 0) -> int:
-    """Write a float32 MRC through a memory map, a few planes at a time; returns bytes."""
-    import mrcfile
-
-    rng = np.random.default_rng(seed)
-    with mrcfile.new_mmap(str(path), shape=shape, mrc_mode=2, overwrite=True) as m:
-        m.voxel_size = VOXEL_SIZE_A
-        for z in range(0, shape[0], 8):
-            n = min(8, shape[0] - z)
-            m.data[z : z + n] = rng.standard_normal((n, *shape[1:]), dtype=np.float32)
-        m.update_header_stats()
-    return int(np.prod(shape)) * 4
-
-
 def run_variant(variant: str, path: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     out = subprocess.run(
@@ -140,9 +126,9 @@ def main(argv: list[str]) -> str:
     try:
         path = work / "big.mrc"
         t0 = time.perf_counter()
-        size = write_tomogram(path, shape)  # type: ignore[arg-type]
+        size = write_noise_tomogram(path, shape, voxel_size_A=VOXEL_SIZE_A)  # type: ignore[arg-type]
         t_write = time.perf_counter() - t0
-        write_tomogram(work / "tiny.mrc", (8, 16, 16))
+        write_noise_tomogram(work / "tiny.mrc", (8, 16, 16), voxel_size_A=VOXEL_SIZE_A)
         results = {v: run_variant(v, path) for v in opts["variants"].split(",") if v}
     finally:
         if not opts["keep"]:
