@@ -22,6 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cryoal.io.names import check_class_name
+
 #: Environment variable with extra manifest folders (searched before the bundled one).
 MANIFESTS_ENV = "CRYOAL_MANIFESTS"
 
@@ -37,7 +39,6 @@ CONVENTIONS: tuple[str, ...] = ("relion-3/4", "relion-5", "copick", "csv-angstro
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-_CLASS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -103,12 +104,7 @@ class ClassEntry(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _CLASS_RE.match(value):
-            raise ValueError(
-                f"class name {value!r} must start with a letter or digit and contain only "
-                "letters, digits and _ . + -"
-            )
-        return value
+        return check_class_name(value)
 
 
 class FileEntry(BaseModel):

@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cryoal.io.atomic import atomic_write_text
+from cryoal.io.names import check_class_name
 
 #: Version of the ``project.yaml`` layout this cryoal writes and reads.
 CONFIG_FORMAT_VERSION = 1
@@ -46,7 +47,6 @@ DEFAULT_COLOURS = (
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )  # fmt: skip
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _TOMO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -94,11 +94,7 @@ class ClassSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
-            raise ValueError(
-                f"class name {value!r} must start with a letter or digit and contain only "
-                "letters, digits and _ . + -"
-            )
+        check_class_name(value)
         if value in SPECIAL_LABELS:
             raise ValueError(
                 f"class name {value!r} is reserved for the special label of that name; "
