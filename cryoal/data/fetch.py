@@ -25,10 +25,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from cryoal.io.atomic import atomic_write_text, fsync_directory
@@ -82,6 +83,27 @@ def default_data_dir(name: str) -> Path:
 
 
 # ---------------------------------------------------------------------- checksums
+def _write_hashed(
+    chunks: Iterable[bytes],
+    fh: BinaryIO,
+    digest: Any,
+    done: int,
+    report: Callable[[int], object],
+) -> int:
+    """Append ``chunks`` to ``fh`` and to ``digest``, reporting the running byte count
+    after each; fsync at the end. Returns the byte count (``done`` plus what was written)."""
+    for chunk in chunks:
+        if not chunk:
+            continue
+        fh.write(chunk)
+        digest.update(chunk)
+        done += len(chunk)
+        report(done)
+    fh.flush()
+    os.fsync(fh.fileno())
+    return done
+
+
 def sha256_file(path: str | os.PathLike, progress: Callable[[int], None] | None = None) -> str:
     """Hex SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()
@@ -243,17 +265,12 @@ def download_file(
             progress(entry.path, done, total)
         try:
             with open(part, mode) as fh:
-                for chunk in resp.iter_content(chunk_size=NET_CHUNK):
-                    if not chunk:
-                        continue
-                    fh.write(chunk)
-                    digest.update(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(entry.path, done, total)
-                fh.flush()
-                os.fsync(fh.fileno())
+                done = _write_hashed(
+                    resp.iter_content(chunk_size=NET_CHUNK), fh, digest, done,
+                    lambda n: progress and progress(entry.path, n, total),
+                )  # fmt: skip
         except requests.exceptions.RequestException as exc:
+            done = part.stat().st_size if part.exists() else done  # what reached the disk
             raise DownloadError(
                 f"{url}: download interrupted after {done} of {total or '?'} bytes "
                 f"({_reason(exc)}); run the same command again to resume from {part.name}"
@@ -307,14 +324,10 @@ def copy_file(
     total = src.stat().st_size
     done = 0
     with open(src, "rb") as fin, open(part, "wb") as fout:
-        while chunk := fin.read(CHUNK):
-            fout.write(chunk)
-            digest.update(chunk)
-            done += len(chunk)
-            if progress:
-                progress(entry.path, done, total)
-        fout.flush()
-        os.fsync(fout.fileno())
+        done = _write_hashed(
+            iter(lambda: fin.read(CHUNK), b""), fout, digest, done,
+            lambda n: progress and progress(entry.path, n, total),
+        )  # fmt: skip
     got = digest.hexdigest()
     _finish(part, target, entry, expected, got, done, str(src))
     return got
