@@ -7,7 +7,6 @@
 * :func:`acquire` — trained models + unlabeled pool -> the next batch to label.
 * :mod:`cryoal.al.oracle` — :class:`Oracle` protocol, :class:`SimulatedOracle`.
 * :mod:`cryoal.al.engine` — :class:`ALEngine`: resumable rounds.
-* :mod:`cryoal.al.benchmark` — strategies x seeds learning curves.
 """
 
 from __future__ import annotations

@@ -99,6 +99,9 @@ class ALEngine:
         Progress callback passed to :func:`~cryoal.al.acquire.acquire`.
     on_step
         Called with the state after every step (progress bars).
+    initial_ids
+        The round-0 labeled set (pool ids), e.g. a class-stratified one; default: a random
+        ``config.initial`` of the pool, drawn with the run's seed.
 
     Raises
     ------
@@ -117,6 +120,7 @@ class ALEngine:
         test_indices: Sequence[int] | np.ndarray = (),
         on_batch: Callable[[int], None] | None = None,
         on_step: Callable[[dict[str, Any]], None] | None = None,
+        initial_ids: Sequence[str] | None = None,
     ) -> None:
         self.store = store
         self.oracle = oracle
@@ -136,7 +140,7 @@ class ALEngine:
         self.on_step = on_step
         self.class_names = list(store.class_names)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.state = self._load_or_init()
+        self.state = self._load_or_init(initial_ids)
 
     # -- state ------------------------------------------------------------------------
     @property
@@ -160,7 +164,7 @@ class ALEngine:
             return False
         return self._config_json(again) == self._config_json()
 
-    def _load_or_init(self) -> dict[str, Any]:
+    def _load_or_init(self, initial_ids: Sequence[str] | None) -> dict[str, Any]:
         cfg = self._config_json()
         pool_digest = _digest(self.pool_ids)
         test_digest = _digest(np.asarray(self.store.ids[self.test_indices]).astype(str))
@@ -176,6 +180,12 @@ class ALEngine:
                     f"{self.state_path}: this folder holds a run with a different configuration; "
                     "use a new output folder (or delete this one) to start a new run"
                 )
+            given = None if initial_ids is None else _digest(initial_ids)
+            if given is not None and state.get("initial_digest") not in (None, given):
+                raise ValueError(
+                    f"{self.state_path}: this run started from another initial labeled set; "
+                    "use a new output folder"
+                )
             if state.get("pool_digest") != pool_digest or state.get("test_digest") != test_digest:
                 raise ValueError(
                     f"{self.state_path}: the pool or test set differs from the one this run started "
@@ -186,13 +196,27 @@ class ALEngine:
             )
             return state
         n0 = self.pool_ids.size
-        n_init = resolve_size(self.config.initial, n0, "initial")
-        first = random_subset(self.pool_ids, n_init, subseed(self.config.seed, 0))
+        if initial_ids is None:
+            n_init = resolve_size(self.config.initial, n0, "initial")
+            first_ids = self.pool_ids[
+                random_subset(self.pool_ids, n_init, subseed(self.config.seed, 0))
+            ]
+            how = "initial-random"
+        else:
+            first_ids = np.unique(np.asarray(initial_ids, dtype=str))
+            unknown = [i for i in first_ids.tolist() if i not in self._row_of]
+            if unknown:
+                raise ValueError(
+                    f"initial id {unknown[0]!r} is not in the pool ({len(unknown)} such ids); "
+                    "give ids of pool candidates"
+                )
+            how = "initial-given"
         state: dict[str, Any] = {
             "format": STATE_FORMAT,
             "config": cfg,
             "pool_digest": pool_digest,
             "test_digest": test_digest,
+            "initial_digest": _digest(first_ids.tolist()),
             "pool_size": int(n0),
             "cycle": 0,
             "phase": "label",
@@ -200,9 +224,9 @@ class ALEngine:
             "labels": {},
             "pending": {
                 "round": 0,
-                "strategy": "initial-random",
-                "ids": sorted(self.pool_ids[first].tolist()),
-                "predicted": [-1] * int(first.size),
+                "strategy": how,
+                "ids": sorted(first_ids.tolist()),
+                "predicted": [-1] * int(first_ids.size),
             },
             "batches": [],
             "history": [],

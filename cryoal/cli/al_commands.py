@@ -1,4 +1,5 @@
-"""``cryoal benchmark``: active-learning strategies x seeds, learning curves and a summary."""
+"""``cryoal benchmark`` (strategies x seeds, learning curves and a paired summary) and
+``cryoal benchmark-calibrate`` (how much test accuracy moves with the training seed)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any, Literal
 
 import typer
 
-#: cryoal.al.benchmark.PRESETS, spelled out so that the CLI starts without torch
+#: cryoal.benchmark.PRESETS, spelled out so that the CLI starts without torch
 #: (tests/cli/test_options.py checks that they agree).
 Preset = Literal["smoke", "cpu", "paper"]
 
@@ -59,10 +60,13 @@ def benchmark(
     data_dir: Path | None = typer.Option(
         None, "--data", help="Folder the --manifest dataset was fetched into [default: its own]."
     ),
+    jobs: int = typer.Option(
+        1, "--jobs", min=1, help="Runs at once, one process each (results do not depend on it)."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Run strategies x seeds with a simulated oracle; write curves.csv, summary.md, curves.png."""
-    from cryoal.al.benchmark import load_benchmark_config, run_benchmark
+    from cryoal.benchmark import load_benchmark_config, run_benchmark
 
     overrides: dict[str, Any] = {}
     data: dict[str, Any] = {}
@@ -88,13 +92,84 @@ def benchmark(
         cfg.data = cfg.data.model_copy(
             update=benchmark_data(manifest, data_dir, out, box=cfg.data.box, progress=progress)
         )
-    result = run_benchmark(cfg, out, progress=progress)
+    with _StepProgress("benchmark", enabled=progress) as show:
+        result = run_benchmark(cfg, out, jobs=jobs, on_progress=show)
     typer.echo(f"curves:     {result.curves_csv}")
     typer.echo(f"selections: {result.selections_csv}")
     typer.echo(f"summary:    {result.summary_md}")
     typer.echo(f"plots:      {result.curves_png}, {result.selections_png}")
 
 
+class _StepProgress:
+    """Turns :class:`cryoal.benchmark.BenchmarkProgress` reports into a CLI progress display."""
+
+    def __init__(self, description: str, enabled: bool) -> None:
+        from cryoal.cli.progress import CountProgress
+
+        self._count: CountProgress | None = None
+        self._make = lambda total: CountProgress(description, total, enabled=enabled)
+        self._done = 0
+
+    def __enter__(self) -> _StepProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._count is not None:
+            self._count.__exit__(*exc)
+
+    def __call__(self, report: Any) -> None:
+        if self._count is None:
+            self._count = self._make(report.total).__enter__()
+        self._count.description = report.text
+        self._count(report.done - self._done)
+        self._done = report.done
+
+
+def calibrate(
+    out: Path = typer.Option(..., "--out", help="Output folder (re-running with it resumes)."),
+    preset: Preset = typer.Option("cpu", "--preset", help="Benchmark configuration to calibrate."),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML of benchmark config keys applied over the preset."
+    ),
+    templates: Path | None = typer.Option(
+        None, "--templates", help="Folder of template maps to simulate from."
+    ),
+    budgets: str = typer.Option(
+        "100,600", "--budgets", help="Comma-separated labeled-set sizes (smallest and largest)."
+    ),
+    steps: str | None = typer.Option(
+        None,
+        "--steps",
+        help="Comma-separated training lengths in optimizer steps [default: the preset's steps].",
+    ),
+    train_seeds: str = typer.Option(
+        "0,1,2,3,4", "--train-seeds", help="Comma-separated training seeds."
+    ),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Trainings at once, one process each."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress."),
+) -> None:
+    """Train the teacher on fixed labeled sets with several seeds; write calibration.md/.csv/.png."""
+    from cryoal.benchmark import load_benchmark_config
+    from cryoal.benchmark.calibrate import calibrate as run_calibration
+    from cryoal.cli.progress import CountProgress
+
+    overrides: dict[str, Any] = {}
+    if templates is not None:
+        overrides["data"] = {"templates": str(templates)}
+    cfg = load_benchmark_config(preset, config, overrides)
+    lengths = _csv(steps, int) if steps else [cfg.train.steps or cfg.train.epochs]
+    if not cfg.train.steps and not steps:
+        raise ValueError("the configuration trains by epochs; give --steps N[,M...]")
+    b, seeds = _csv(budgets, int), _csv(train_seeds, int)
+    total = len(b) * len(lengths) * len(seeds)
+    with CountProgress("calibration trainings", total, enabled=progress) as show:
+        run_calibration(cfg, out, b, lengths, seeds, jobs=jobs, on_done=lambda *_: show(1))
+    typer.echo(f"table: {out / 'calibration.md'}")
+    typer.echo(f"rows:  {out / 'calibration.csv'}")
+    typer.echo(f"plot:  {out / 'calibration.png'}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``cryoal benchmark`` to the CLI."""
+    """Add ``cryoal benchmark`` and ``cryoal benchmark-calibrate`` to the CLI."""
     app.command("benchmark")(benchmark)
+    app.command("benchmark-calibrate")(calibrate)

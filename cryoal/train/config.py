@@ -108,6 +108,12 @@ class TrainConfig(BaseModel):
 
     # -- optimisation -------------------------------------------------------------------
     epochs: int = Field(15, ge=1, description="passes over the labeled set")
+    steps: int | None = Field(
+        None,
+        ge=1,
+        description="train for at least this many optimizer steps, rounded up to whole epochs "
+        "(replaces epochs; the same training length for every labeled-set size)",
+    )
     batch_size: int = Field(32, ge=2, description="labeled samples per step")
     optimizer: Literal["adamw", "sgd"] = Field("adamw", description="optimizer of both networks")
     lr: float = Field(1e-3, gt=0.0, description="peak learning rate of the teacher")
@@ -124,6 +130,17 @@ class TrainConfig(BaseModel):
     )
     step_gamma: float = Field(0.1, gt=0.0, le=1.0, description="schedule=step: decay factor")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="cross-entropy smoothing")
+    average: Literal["none", "ema"] = Field(
+        "none",
+        description="ema: keep an exponential moving average of each trained network's weights "
+        "and use it for validation, the saved models and prediction (steadier than the last step)",
+    )
+    average_decay: float = Field(
+        0.99,
+        gt=0.0,
+        lt=1.0,
+        description="average=ema: decay per step, ramped as min(decay, (1+t)/(10+t)) at step t",
+    )
     grad_clip: float | None = Field(None, gt=0.0, description="clip gradient norm (per network)")
     dice_weight: float = Field(1.0, ge=0.0, description="segment: weight of Dice in Dice+CE")
     ce_weight: float = Field(1.0, ge=0.0, description="segment: weight of CE in Dice+CE")
@@ -232,7 +249,16 @@ class TrainConfig(BaseModel):
     def training_hash(self) -> str:
         """SHA-256 of the fields that change the numbers (all but :data:`RUNTIME_FIELDS`)."""
         data = {k: v for k, v in self.model_dump(mode="json").items() if k not in RUNTIME_FIELDS}
+        # fields added later hash only when set, so older checkpoints keep resuming
+        for key, default in _HASHED_WHEN_SET.items():
+            if data.get(key) == default:
+                data.pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+#: Fields added after checkpoints were first written, with the defaults that leave them out
+#: of :meth:`TrainConfig.training_hash`.
+_HASHED_WHEN_SET: dict[str, Any] = {"steps": None, "average": "none", "average_decay": 0.99}
 
 
 def _one_line_errors(exc: ValidationError) -> str:

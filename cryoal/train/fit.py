@@ -20,6 +20,7 @@ any point and resumed from its newest checkpoint replays exactly the same batche
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -314,6 +315,15 @@ class _Trainer:
         if self.student is not None:
             self.student.to(self.device, memory_format=self.fmt)
             self.student.train(c.student == "trained")
+        #: exponential moving averages of the trained networks (average: ema), by name
+        self.averaged: dict[str, nn.Module] = {}
+        if c.average == "ema":
+            trained = {"teacher": self.teacher}
+            if c.student == "trained" and self.student is not None:
+                trained["student"] = self.student
+            for name, model in trained.items():
+                avg = copy.deepcopy(model).requires_grad_(False).eval()
+                self.averaged[name] = avg
         # the modules the training step calls (DDP wrappers under torchrun)
         self.t_fwd: nn.Module = self.teacher
         self.s_fwd: nn.Module | None = self.student
@@ -330,7 +340,9 @@ class _Trainer:
         # -- data ----------------------------------------------------------------------
         self.batch_size = c.batch_size
         self.steps_per_epoch = -(-train.size // c.batch_size)
-        self.total_steps = self.steps_per_epoch * c.epochs
+        #: passes over the labeled set: ``epochs``, or enough whole epochs for ``steps``
+        self.epochs = c.epochs if c.steps is None else -(-c.steps // self.steps_per_epoch)
+        self.total_steps = self.steps_per_epoch * self.epochs
         nbytes = (train.size + unlabeled.size) * store.box**3 * 4
         preload = nbytes <= c.preload_max_gb * 2**30
         keys = ("image", "mask") if self.task == "segment" else ("image",)
@@ -452,6 +464,14 @@ class _Trainer:
     def _models(self) -> dict[str, nn.Module]:
         return {"teacher": self.teacher} | ({"student": self.student} if self.student else {})
 
+    def _checkpoint_models(self) -> dict[str, nn.Module]:
+        """Everything a resumed run needs: the networks and their running averages."""
+        return self._models() | {f"{name}_avg": m for name, m in self.averaged.items()}
+
+    def final_models(self) -> dict[str, nn.Module]:
+        """The networks to validate, save and predict with (averaged ones where kept)."""
+        return {name: self.averaged.get(name, m) for name, m in self._models().items()}
+
     def save_checkpoint(self) -> None:
         if self.out_dir is None:
             return
@@ -497,7 +517,7 @@ class _Trainer:
         save_checkpoint(
             self.out_dir,
             self.global_step,
-            self._models(),
+            self._checkpoint_models(),
             tensors,
             state,
             keep=self.config.keep_checkpoints,
@@ -524,7 +544,7 @@ class _Trainer:
                 f"{ckpt.path}: was trained on different samples or labels; resume with the "
                 "same data (and validation split), or start a new --out"
             )
-        for name, model in self._models().items():
+        for name, model in self._checkpoint_models().items():
             model.load_state_dict(ckpt.models[name])
         for name, opt, sched in (
             ("teacher", self.opt_t, self.sched_t),
@@ -617,6 +637,12 @@ class _Trainer:
             t = self.global_step
             decay = min(c.ema_decay, (1 + t) / (10 + t)) if c.ema_warmup else c.ema_decay
             ema_update(self.student, self.teacher, decay)
+        if self.averaged:
+            t = self.global_step
+            decay = min(c.average_decay, (1 + t) / (10 + t))
+            live = self._models()
+            for name, avg in self.averaged.items():
+                ema_update(avg, live[name], decay)
         self.accum["task"] += float(loss_task.detach())
         if loss_tr is not None:
             self.accum["transfer"] += float(loss_tr.detach())
@@ -683,9 +709,10 @@ class _Trainer:
             "val": None,
         }
         if self.val.size:
+            models = self.final_models()
             record["val"] = evaluate(
-                self.teacher,
-                self.student,
+                models["teacher"],
+                models.get("student"),
                 self.store,
                 self.val,
                 task=self.task,
@@ -899,7 +926,7 @@ def _event(
     return TrainEvent(
         kind=kind,  # type: ignore[arg-type]
         epoch=trainer.epoch,
-        epochs=c.epochs,
+        epochs=trainer.epochs,
         step=trainer.global_step,
         total_steps=trainer.total_steps,
         samples_per_s=done * c.batch_size / spent,
@@ -942,7 +969,7 @@ def _fit(
         t0, step0 = time.perf_counter(), trainer.global_step
         every = config.checkpoint_every_steps
         watch = isinstance(stop, StopRequest)
-        while trainer.epoch < config.epochs:
+        while trainer.epoch < trainer.epochs:
             lab, unl = trainer.epoch_loaders()
             uiter = iter(unl) if unl is not None else None
             for batch in lab:
@@ -963,11 +990,11 @@ def _fit(
                 _write_metrics(out, trainer, None)
             if callback is not None:
                 callback(_event(trainer, "epoch", t0, step0, record))
-            if watch and trainer.epoch < config.epochs and any_rank(stop.requested, ctx):
+            if watch and trainer.epoch < trainer.epochs and any_rank(stop.requested, ctx):
                 _preempt(trainer, out, ctx, callback, t0, step0, saved=True)
-    trainer.teacher.eval()
-    if trainer.student is not None:
-        trainer.student.eval()
+    models = trainer.final_models()
+    for model in models.values():
+        model.eval()
     last = trainer.history[-1] if trainer.history else {}
     final = {
         "val": last.get("val"),
@@ -983,11 +1010,11 @@ def _fit(
     info = trainer.info()
     if out is not None and main:
         _write_metrics(out, trainer, final)
-        save_run_models(out, trainer._models(), info)
+        save_run_models(out, models, info)
     barrier(ctx)
     return FitResult(
-        teacher=trainer.teacher,
-        student=trainer.student,
+        teacher=models["teacher"],
+        student=models.get("student"),
         metrics=final,
         out_dir=out,
         config=config,

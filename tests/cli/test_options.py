@@ -127,7 +127,7 @@ def test_parser_refuses_invalid_values(argv, expected, tmp_path, capsys, monkeyp
 
 
 def test_cli_constants_match_the_library() -> None:
-    from cryoal.al.benchmark import PRESETS
+    from cryoal.benchmark import PRESETS
     from cryoal.data.extract import DEFAULT_BATCH_SIZE, DEFAULT_COMPRESSION_LEVEL, EDGE_POLICIES
     from cryoal.io.coords import UNITS
 

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryoal.al.benchmark import (
+from cryoal.benchmark import load_benchmark_config
+from cryoal.benchmark.data import split_pool_test
+from cryoal.benchmark.stats import (
     area_under_curve,
     labels_to_reach,
-    load_benchmark_config,
-    split_pool_test,
 )
 from cryoal.cli.main import run
 

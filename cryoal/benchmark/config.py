@@ -1,0 +1,224 @@
+"""The label-efficiency benchmark's configuration: data, strategies, schedule, presets.
+
+A :class:`BenchmarkConfig` is a preset (:func:`preset_config`), updated by a YAML file,
+updated by command-line overrides (:func:`load_benchmark_config`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cryoal.al.strategies import StrategyConfig
+from cryoal.train.config import TrainConfig
+
+PRESETS: tuple[str, ...] = ("smoke", "cpu", "paper")
+
+#: Environment variable naming a folder of template maps for the ``cpu`` preset.
+TEMPLATES_ENV = "CRYOAL_TEMPLATES"
+
+
+class DataConfig(BaseModel):
+    """The dataset: an existing labelled store, or a simulation to run once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store: str | None = Field(None, description="existing labelled HDF5 store (skips simulation)")
+    templates: str | None = Field(
+        None, description="folder of template maps/models; null = generated phantoms"
+    )
+    n_classes: int | None = Field(None, ge=2, description="classes (phantoms / first N templates)")
+    per_class: int = Field(300, ge=1, description="simulated samples per class")
+    box: int = Field(32, ge=8, description="subtomogram edge, voxels")
+    voxel_size_A: float = Field(10.0, gt=0, description="voxel size, Å")
+    snr: float = Field(0.1, gt=0, description="signal-to-noise ratio")
+    tilt_range: tuple[float, float] = Field((-60.0, 60.0), description="tilt range, degrees")
+    seed: int = Field(0, description="seed of the simulation and of the pool/test split")
+    test_size: int | float = Field(1000, description="held-out test samples (count or fraction)")
+    pool_size: int | None = Field(None, ge=1, description="unlabeled pool size (default: the rest)")
+
+
+class BenchmarkStrategy(StrategyConfig):
+    """A strategy plus optional training overrides for its runs (e.g. dropout for BALD)."""
+
+    train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig overrides")
+
+
+class BenchmarkConfig(BaseModel):
+    """Everything one benchmark needs (YAML: these keys, all optional over a preset)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str = Field("custom", description="preset the configuration started from")
+    data: DataConfig = Field(default_factory=DataConfig)
+    strategies: list[BenchmarkStrategy] = Field(default_factory=list)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1])
+    initial: int | float = Field(0.1, description="initial labeled set (count or pool fraction)")
+    per_cycle: int | float = Field(0.05, description="labels per cycle (count or pool fraction)")
+    n_cycles: int = Field(7, ge=1, description="training cycles")
+    warm_start: bool = Field(False, description="warm-start each cycle from the previous one")
+    stratified_initial: bool = Field(
+        True,
+        description="round 0: a class-stratified random sample of the pool (the same for every "
+        "strategy with the same seed); false: a plain random sample",
+    )
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    batch_size: int = Field(64, ge=1, description="scoring batch size")
+    device: str = Field("cpu", description="cpu, cuda or auto")
+
+    @field_validator("strategies", mode="before")
+    @classmethod
+    def _names_to_configs(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    def labels(self) -> list[str]:
+        """Display names of the strategies (unique)."""
+        names = [s.display_name for s in self.strategies]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"strategies {sorted(dup)} appear twice; give them distinct 'label's")
+        return names
+
+
+# --------------------------------------------------------------------------- presets
+#: The ``cpu`` preset's arms: random against the active recipes of the label-efficiency study.
+CPU_STRATEGIES: list[dict[str, Any]] = [
+    {"name": "random"},
+    {"name": "margin", "selection": "diverse", "class_cap": 0.2, "label": "margin+div+cap"},
+    {"name": "kt", "selection": "diverse", "class_cap": 0.2, "label": "kt+div+cap"},
+]
+
+
+def _default_templates() -> str | None:
+    env = os.environ.get(TEMPLATES_ENV)
+    if env:
+        return env
+    repo_shared = Path(__file__).resolve().parents[2].parent / "shared" / "structures" / "maps_10A"
+    return str(repo_shared) if repo_shared.is_dir() else None
+
+
+def preset_config(name: str) -> dict[str, Any]:
+    """The configuration mapping of a named preset (``smoke``, ``cpu`` or ``paper``).
+
+    * ``smoke`` — 4 phantom classes, 24^3, SNR 1, a pool of 120 and a test set of 120;
+      16 -> 48 labels over 3 cycles; tiny networks, 40 epochs at lr 0.01, batch 8; random,
+      kt and entropy-gradnorm, 2 seeds. About a minute on 2 cores. The final test accuracy
+      ends well above chance (0.25): 0.8–0.95 on the preset's data.
+    * ``cpu`` — the label-efficiency protocol on 2 CPU cores: 10 template maps
+      (``--templates``, ``$CRYOAL_TEMPLATES`` or the repository's shared maps), 32^3, SNR 0.1,
+      ±60° wedge, pool 2,000, test 3,000; a class-stratified initial 100 shared by every
+      strategy of a seed, +100 per cycle, 6 cycles (100 -> 600); the stride-2 teacher and
+      student trained from scratch for a fixed 400 optimizer steps at every budget, batch 32,
+      class-balanced sampling, evaluated with EMA-averaged weights; the arms of
+      :data:`CPU_STRATEGIES`, 5 paired seeds.
+    * ``paper`` — methods.md §5 (GPU): 50 classes (phantoms unless ``--templates``) at SNR
+      0.05, 24,000 pool + 1,000 test, 3D ResNet-18 with SGD 0.1, 100 epochs, step at 80 %,
+      batch 128, a random 12,000 of the pool scored, every strategy, 3 seeds.
+    """
+    if name == "smoke":
+        return {
+            "preset": "smoke",
+            "data": {"templates": None, "n_classes": 4, "per_class": 60, "box": 24, "snr": 1.0,
+                     "test_size": 120, "seed": 0},
+            "strategies": ["random", "kt", "entropy-gradnorm"],
+            "seeds": [0, 1],
+            "initial": 16, "per_cycle": 16, "n_cycles": 3,
+            "train": {"teacher_preset": "tiny", "student_preset": "tiny", "epochs": 40,
+                      "batch_size": 8, "lr": 0.01},
+            "batch_size": 32,
+        }  # fmt: skip
+    if name == "cpu":
+        return {
+            "preset": "cpu",
+            "data": {"templates": _default_templates(), "per_class": 500, "box": 32, "snr": 0.1,
+                     "test_size": 3000, "pool_size": 2000, "seed": 0},
+            "strategies": CPU_STRATEGIES,
+            "seeds": [0, 1, 2, 3, 4],
+            "initial": 100, "per_cycle": 100, "n_cycles": 6,
+            "train": {"teacher_preset": "teacher", "student_preset": "student", "steps": 400,
+                      "batch_size": 32, "class_balance": "balanced_sampler", "average": "ema"},
+            "batch_size": 64,
+        }  # fmt: skip
+    if name == "paper":
+        sub = {"subset_size": 12000}
+        return {
+            "preset": "paper",
+            "data": {"templates": None, "n_classes": 50, "per_class": 500, "box": 32,
+                     "snr": 0.05, "test_size": 1000, "seed": 0},
+            "strategies": [
+                {"name": "random"}, {"name": "entropy", **sub}, {"name": "margin", **sub},
+                {"name": "least-confidence", **sub},
+                {"name": "bald", **sub, "train": {"dropout": 0.3}},
+                {"name": "coreset", **sub}, {"name": "badge", **sub}, {"name": "kt", **sub},
+                {"name": "kt-ema", **sub}, {"name": "entropy-gradnorm", **sub},
+                {"name": "expected-gradnorm", **sub}, {"name": "pcoreset", **sub},
+            ],
+            "seeds": [0, 1, 2],
+            "initial": 0.1, "per_cycle": 0.05, "n_cycles": 7,
+            "train": {"teacher_preset": "resnet18", "student_preset": "student",
+                      "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
+                      "epochs": 100, "schedule": "step", "step_milestones": [0.8],
+                      "batch_size": 128, "device": "auto", "amp": True},
+            "batch_size": 256, "device": "auto",
+        }  # fmt: skip
+    raise ValueError(f"unknown benchmark preset {name!r}; choose one of {', '.join(PRESETS)}")
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if key in ("data", "train") and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def load_benchmark_config(
+    preset: str | None = None,
+    config_path: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> BenchmarkConfig:
+    """A preset, updated by a YAML file, updated by ``overrides`` (``data``/``train`` merge).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Missing file, bad YAML, unknown key or invalid value (one line naming it).
+    """
+    data: dict[str, Any] = preset_config(preset) if preset else {}
+    source = f"preset {preset}" if preset else "benchmark config"
+    if config_path is not None:
+        path = Path(config_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: benchmark config not found; check the path")
+        try:
+            extra = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
+        if not isinstance(extra, dict):
+            raise ValueError(f"{path}: a benchmark config must be a YAML mapping")
+        data = _merge(data, extra)
+        source = str(path)
+    data = _merge(data, overrides or {})
+    try:
+        cfg = BenchmarkConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ValueError(
+            f"{source}: {loc}: {err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})"
+        ) from None
+    if not cfg.strategies:
+        raise ValueError(f"{source}: no strategies given; list them under 'strategies:'")
+    cfg.labels()
+    return cfg

@@ -1,0 +1,147 @@
+"""The benchmark's dataset: simulated once (or opened), split into a pool and a test set."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from cryoal.benchmark.config import TEMPLATES_ENV, BenchmarkConfig
+from cryoal.io.atomic import atomic_write_text
+from cryoal.io.store import SubtomogramStore
+
+
+def prepare_data(
+    cfg: BenchmarkConfig, out_dir: Path, progress: bool = False
+) -> tuple[Path, np.ndarray, np.ndarray]:
+    """Simulate (once) or open the dataset; return its path, pool rows and test rows.
+
+    The split is stratified by class and fixed by ``data.seed``: every strategy and seed
+    sees the same pool and the same test set.
+    """
+    d = cfg.data
+    if d.store is not None:
+        path = Path(d.store)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: benchmark store not found; check data.store")
+    else:
+        path = out_dir / "data" / "dataset.h5"
+        spec = d.model_dump(mode="json")
+        spec_path = out_dir / "data" / "dataset.json"
+        if path.exists():
+            if spec_path.exists() and json.loads(spec_path.read_text()) != spec:
+                raise ValueError(
+                    f"{path}: was simulated with different data settings; use a new --out folder"
+                )
+        else:
+            from cryoal.sim.subtomograms import simulate_subtomograms
+
+            if cfg.preset == "cpu" and d.templates is None:
+                raise ValueError(
+                    "the cpu preset simulates from template maps: pass --templates DIR (a folder "
+                    f"of density maps, e.g. the 10 SHREC maps at 10 Å) or set ${TEMPLATES_ENV}"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            simulate_subtomograms(
+                path,
+                templates=d.templates,
+                n_classes=d.n_classes,
+                per_class=d.per_class,
+                box=d.box,
+                voxel_size_A=d.voxel_size_A,
+                snr=d.snr,
+                tilt_range=d.tilt_range,
+                seed=d.seed,
+                progress=progress,
+            )
+            atomic_write_text(spec_path, json.dumps(spec, indent=1))
+    store = SubtomogramStore(path)
+    labels = store.labels
+    if (labels < 0).any():
+        raise ValueError(
+            f"{path}: {int((labels < 0).sum())} samples have no label; the benchmark needs ground truth"
+        )
+    pool, test = split_pool_test(store.ids.astype(str), labels, d.test_size, d.pool_size, d.seed)
+    return path, pool, test
+
+
+def split_pool_test(
+    ids: np.ndarray, labels: np.ndarray, test_size: int | float, pool_size: int | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split of rows into ``(pool, test)``, deterministic given ``seed``."""
+    from cryoal.al.selectors import canonical_order, resolve_size
+
+    n = ids.size
+    n_test = resolve_size(test_size, n, "test_size")
+    if n_test >= n:
+        raise ValueError(f"test_size {test_size} leaves no pool out of {n} samples")
+    n_pool = n - n_test if pool_size is None else int(pool_size)
+    if n_pool + n_test > n:
+        raise ValueError(f"pool_size {pool_size} + test {n_test} exceed the {n} samples available")
+    order = canonical_order(ids)  # independent of the store's row order
+    rng = np.random.default_rng(seed)
+    perm = order[rng.permutation(n)]
+    test = stratified_take(perm, labels, n_test)
+    remaining = perm[~np.isin(perm, test)]
+    pool = stratified_take(remaining, labels, n_pool)
+    return np.sort(pool), np.sort(test)
+
+
+def stratified_take(rows: np.ndarray, labels: np.ndarray, total: int) -> np.ndarray:
+    """``total`` of ``rows`` with each class in proportion to its share of ``rows``.
+
+    Largest-remainder allocation per class, then the first rows of each class in the order
+    given (shuffle ``rows`` first for a random stratified sample).
+
+    Parameters
+    ----------
+    rows
+        Candidate store rows, shape (N,), in the order to take them.
+    labels
+        Class of every store row, shape (store size,).
+    total
+        Rows to take (at most N).
+    """
+    classes = np.unique(labels[rows])
+    counts = {c: int((labels[rows] == c).sum()) for c in classes}
+    quota = {c: total * counts[c] / max(rows.size, 1) for c in classes}
+    alloc = {c: min(counts[c], int(math.floor(quota[c]))) for c in classes}
+    rest = total - sum(alloc.values())
+    for c in sorted(classes, key=lambda c: (-(quota[c] - alloc[c]), c)):
+        if rest <= 0:
+            break
+        if alloc[c] < counts[c]:
+            alloc[c] += 1
+            rest -= 1
+    return np.concatenate([rows[labels[rows] == c][: alloc[c]] for c in classes])
+
+
+def stratified_initial(
+    store: SubtomogramStore, pool: np.ndarray, size: int | float, seed: int
+) -> list[str]:
+    """The round-0 labeled set of one seed: ids of a class-stratified random sample of the pool.
+
+    Every strategy run with the same ``seed`` starts from this set (paired comparison).
+
+    Parameters
+    ----------
+    store
+        The benchmark store (ground-truth labels).
+    pool
+        Pool store rows, shape (N,).
+    size
+        Count, or fraction of the pool.
+    seed
+        Run seed.
+    """
+    from cryoal.al.acquire import subseed
+    from cryoal.al.selectors import canonical_order, resolve_size
+
+    ids = store.ids.astype(str)
+    n = resolve_size(size, pool.size, "initial")
+    order = pool[canonical_order(ids[pool])]
+    shuffled = order[np.random.default_rng(subseed(seed, 0)).permutation(order.size)]
+    rows = stratified_take(shuffled, store.labels, n)
+    return sorted(ids[rows].tolist())

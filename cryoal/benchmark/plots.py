@@ -1,0 +1,83 @@
+"""Plots of a benchmark: learning curves and the class make-up of the picks (PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryoal.io.atomic import atomic_path
+
+
+def plot_curves(curves: pd.DataFrame, png: Path, title: str = "") -> Path:
+    """Accuracy and macro-F1 against labels: mean line and ±1 std band per strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    order = list(dict.fromkeys(curves["strategy"]))
+    for metric, ax in zip(("accuracy", "macro_f1"), axes, strict=True):
+        for lab in order:
+            sub = curves[curves["strategy"] == lab].groupby("n_labeled")[metric]
+            m, s = sub.mean(), sub.std().fillna(0.0)
+            style = {"color": "black", "ls": "--"} if lab == "random" else {}
+            (line,) = ax.plot(m.index, m.values, marker="o", ms=3, label=lab, **style)
+            ax.fill_between(
+                m.index,
+                m.values - s.values,
+                m.values + s.values,
+                alpha=0.15,
+                color=line.get_color(),
+            )
+        ax.set_xlabel("labeled subtomograms")
+        ax.set_ylabel("test " + metric.replace("_", "-"))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    with atomic_path(png, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return png
+
+
+def plot_selections(selections: pd.DataFrame, png: Path) -> Path:
+    """Heat map: share of each true class among each strategy's acquired labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    meta = {"strategy", "seed", "round", "selector", "n"}
+    classes = [c for c in selections.columns if c not in meta]
+    acq = selections[selections["round"] > 0]
+    order = list(dict.fromkeys(acq["strategy"]))
+    if not order:
+        return png
+    mat = np.array([acq[acq["strategy"] == s][classes].to_numpy(float).sum(0) for s in order])
+    mat = mat / np.maximum(mat.sum(axis=1, keepdims=True), 1)
+    size = (max(6.0, 3.0 + 0.7 * len(classes)), max(2.8, 1.4 + 0.45 * len(order)))
+    fig, ax = plt.subplots(figsize=size, constrained_layout=True)
+    im = ax.imshow(mat, cmap="viridis", vmin=0, aspect="auto")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(order)), order)
+    for i in range(mat.shape[0]):
+        for j in range(mat.shape[1]):
+            ax.text(
+                j,
+                i,
+                f"{mat[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if mat[i, j] < mat.max() * 0.6 else "black",
+            )
+    fig.colorbar(im, ax=ax, label="share")
+    ax.set_title("true classes of the acquired labels (all cycles and seeds)")
+    with atomic_path(png, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return png

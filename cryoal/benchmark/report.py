@@ -1,0 +1,277 @@
+"""Benchmark reports: the tables (curves.csv, selections.csv), summary.md and the plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cryoal.benchmark.config import BenchmarkConfig
+from cryoal.benchmark.layout import BenchmarkResult, run_dir
+from cryoal.benchmark.plots import plot_curves, plot_selections
+from cryoal.benchmark.stats import area_under_curve, labels_to_reach, t_interval
+from cryoal.io.atomic import atomic_path, atomic_write_text
+
+
+def collect(cfg: BenchmarkConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(curves, selections)`` tables from every run state present under ``out/runs``."""
+    rows: list[dict[str, Any]] = []
+    sel_rows: list[dict[str, Any]] = []
+    for label in cfg.labels():
+        for seed in cfg.seeds:
+            state_path = run_dir(out, label, seed) / "state.json"
+            if not state_path.exists():
+                continue
+            state = json.loads(state_path.read_text())
+            for h in state["history"]:
+                rows.append({
+                    "strategy": label, "seed": seed, "cycle": h["cycle"],
+                    "n_labeled": h["n_labeled"], "accuracy": h["accuracy"],
+                    "macro_f1": h["macro_f1"], "train_s": h["train_s"], "score_s": h["score_s"],
+                })  # fmt: skip
+            for b in state["batches"]:
+                sel_rows.append({
+                    "strategy": label, "seed": seed, "round": b["round"], "selector": b["strategy"],
+                    "n": b["n"], **b["class_counts"],
+                })  # fmt: skip
+    curves = pd.DataFrame(rows, columns=[
+        "strategy", "seed", "cycle", "n_labeled", "accuracy", "macro_f1", "train_s", "score_s"])  # fmt: skip
+    selections = pd.DataFrame(sel_rows)
+    return curves, selections
+
+
+def write_reports(cfg: BenchmarkConfig, out: Path) -> BenchmarkResult:
+    """(Re)write curves.csv, selections.csv, summary.md, curves.png and selections.png."""
+    curves, selections = collect(cfg, out)
+    res = BenchmarkResult.in_folder(out)
+    for df, path in ((curves, res.curves_csv), (selections, res.selections_csv)):
+        with atomic_path(path, overwrite=True) as tmp:
+            df.to_csv(tmp, index=False)
+    atomic_write_text(res.summary_md, summarise(cfg, curves, selections))
+    if not curves.empty:
+        plot_curves(curves, res.curves_png, title=f"cryoal benchmark ({cfg.preset})")
+    if not selections.empty:
+        plot_selections(selections, res.selections_png)
+    return res
+
+
+def _fmt(mean: float, std: float) -> str:
+    """``mean ± std``; just the mean when there is no spread to show (one seed)."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    if std is None or math.isnan(std):
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def summarise(cfg: BenchmarkConfig, curves: pd.DataFrame, selections: pd.DataFrame) -> str:
+    """The Markdown summary: accuracy per cycle, per-strategy figures, paired comparison
+    with random (95 % intervals) and the class make-up of the picks."""
+    d = cfg.data
+    t = cfg.train
+    lines = [f"# Active-learning benchmark: preset `{cfg.preset}`", ""]
+    src = d.store or (f"simulated from {Path(d.templates).name if d.templates else 'phantoms'}")
+    length = f"{t.steps} optimizer steps" if t.steps else f"{t.epochs} epochs"
+    lines += [
+        f"Data: {src}, {d.box}^3 voxels at {d.voxel_size_A:g} Å, SNR {d.snr:g}, "
+        f"tilt {d.tilt_range[0]:g}..{d.tilt_range[1]:g}°; test {d.test_size}, pool "
+        f"{d.pool_size or 'rest'}. Schedule: initial {cfg.initial} "
+        f"({'class-stratified' if cfg.stratified_initial else 'random'}), +{cfg.per_cycle} per "
+        f"cycle, {cfg.n_cycles} cycles, "
+        f"{'warm start' if cfg.warm_start else 'retrained from scratch'}. Teacher "
+        f"`{t.teacher_preset}`, student `{t.student_preset}` (when a strategy needs one), "
+        f"{length}, batch {t.batch_size}, class balance `{t.class_balance}`, weights "
+        f"{'EMA-averaged' if t.average == 'ema' else 'of the last step'}. Seeds {cfg.seeds}.",
+        "",
+    ]
+    if curves.empty:
+        return "\n".join([*lines, "No finished cycles yet."]) + "\n"
+    labels = [lab for lab in cfg.labels() if lab in set(curves["strategy"])]
+    g = curves.groupby(["strategy", "n_labeled"])["accuracy"]
+    mean, std = g.mean(), g.std()
+    ns = sorted(curves["n_labeled"].unique())
+    lines += ["## Test accuracy (mean ± std over seeds) per labeled-set size", ""]
+    lines += ["| strategy | " + " | ".join(str(n) for n in ns) + " |"]
+    lines += ["|---|" + "---|" * len(ns)]
+    for lab in labels:
+        cells = [
+            _fmt(mean.get((lab, n), float("nan")), std.get((lab, n), float("nan"))) for n in ns
+        ]
+        lines.append(f"| {lab} | " + " | ".join(cells) + " |")
+    lines.append("")
+
+    complete = {
+        (lab, seed): grp.sort_values("n_labeled")
+        for (lab, seed), grp in curves.groupby(["strategy", "seed"])
+        if len(grp) == cfg.n_cycles
+    }
+    ref = "random" if "random" in labels else None
+    target = None
+    if ref:
+        finals = [v["accuracy"].iloc[-1] for (lab, _), v in complete.items() if lab == ref]
+        target = float(np.mean(finals)) if finals else None
+    lines += [
+        "## Summary per strategy",
+        "",
+        "ALC = area under the accuracy-vs-labels curve divided by the label range (the mean "
+        "accuracy over the budget). Labels to reach = labels needed to reach random's final "
+        f"mean accuracy ({'n/a' if target is None else f'{target:.3f}'}), linear between "
+        "cycles, mean over the seeds that reach it. Times are seconds per cycle; wall = "
+        "minutes per run (one process).",
+        "",
+        "| strategy | final accuracy | final macro-F1 | ALC | labels to reach random's final "
+        "| train s | score s | wall min |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for lab in labels:
+        runs = [v for (lb, _), v in complete.items() if lb == lab]
+        if not runs:
+            lines.append(f"| {lab} | (running) | | | | | | |")
+            continue
+        fin = np.array([r["accuracy"].iloc[-1] for r in runs])
+        f1 = np.array([r["macro_f1"].iloc[-1] for r in runs], float)
+        alc = np.array([area_under_curve(r["n_labeled"], r["accuracy"]) for r in runs])
+        reach = (
+            [labels_to_reach(r["n_labeled"], r["accuracy"], target) for r in runs]
+            if (target is not None)
+            else []
+        )
+        got = [x for x in reach if x is not None]
+        reach_txt = "n/a" if target is None else (
+            f"{np.mean(got):.0f}" + ("" if len(got) == len(reach) else f" ({len(got)}/{len(reach)} seeds)")
+            if got else "not reached"
+        )  # fmt: skip
+        sub = curves[curves["strategy"] == lab]
+        score_s = sub["score_s"].dropna().mean() if sub["score_s"].notna().any() else 0.0
+        wall = (sub["train_s"].sum() + sub["score_s"].fillna(0).sum()) / max(len(runs), 1) / 60
+        lines.append(
+            f"| {lab} | {_fmt(fin.mean(), _sd(fin))} | {_fmt(f1.mean(), _sd(f1))} "
+            f"| {_fmt(alc.mean(), _sd(alc))} | {reach_txt} | {sub['train_s'].mean():.1f} "
+            f"| {score_s:.1f} | {wall:.1f} |"
+        )
+    lines.append("")
+    if ref:
+        lines += _versus_random(labels, ref, complete, target)
+    if not selections.empty:
+        lines += _collapse_table(labels, selections)
+    return "\n".join(lines) + "\n"
+
+
+def _sd(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if values.size > 1 else float("nan")
+
+
+def paired_differences(
+    label: str, ref: str, complete: dict[tuple[str, int], pd.DataFrame]
+) -> tuple[dict[int, list[float]], list[float]]:
+    """Per-seed accuracy differences ``label - ref``: by labeled-set size, and in ALC."""
+    seeds_ref = {s: v for (lab, s), v in complete.items() if lab == ref}
+    per_n: dict[int, list[float]] = {}
+    alc: list[float] = []
+    for (lb, seed), v in sorted(complete.items(), key=lambda kv: kv[0][1]):
+        if lb != label or seed not in seeds_ref:
+            continue
+        r = seeds_ref[seed]
+        rn = r.set_index("n_labeled")["accuracy"]
+        for n, a in zip(v["n_labeled"], v["accuracy"], strict=True):
+            if n in rn.index:
+                per_n.setdefault(int(n), []).append(float(a - rn[n]))
+        alc.append(
+            area_under_curve(v["n_labeled"], v["accuracy"])
+            - area_under_curve(r["n_labeled"], r["accuracy"])
+        )
+    return per_n, alc
+
+
+def _versus_random(
+    labels: list[str],
+    ref: str,
+    complete: dict[tuple[str, int], pd.DataFrame],
+    target: float | None,
+) -> list[str]:
+    lines = [
+        "## Against random (paired by seed: same initial set, test set and initialisation)",
+        "",
+        "Mean paired difference to random with its 95 % Student-t interval over seeds. A "
+        "strategy *beats random* when the interval of its ALC difference lies above zero. "
+        "Labels ratio = labels the strategy needs to reach random's final mean accuracy, "
+        "divided by random's final label count (below 1 saves labels).",
+        "",
+        "| strategy | seeds | ALC difference | final difference | labels ratio | cycles below "
+        "random (mean) | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    details = []
+    n_final = max(int(v["n_labeled"].iloc[-1]) for v in complete.values()) if complete else 0
+    for lab in labels:
+        if lab == ref:
+            continue
+        per_n, alc = paired_differences(lab, ref, complete)
+        if not alc:
+            continue
+        d_alc = t_interval(alc)
+        last = max(per_n)
+        d_fin = t_interval(per_n[last])
+        below = [n for n in sorted(per_n) if np.mean(per_n[n]) < 0]
+        ratio_txt = "n/a"
+        if target is not None and n_final:
+            runs = [v for (lb, _), v in complete.items() if lb == lab]
+            reach = [labels_to_reach(r["n_labeled"], r["accuracy"], target) for r in runs]
+            got = [x / n_final for x in reach if x is not None]
+            if got:
+                ci = t_interval(got)
+                ratio_txt = (
+                    f"{ci.mean:.2f}" if ci.n < 2 else f"{ci.mean:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
+                )
+                if len(got) < len(reach):
+                    ratio_txt += f" ({len(got)}/{len(reach)} seeds reach it)"
+            else:
+                ratio_txt = "not reached"
+        if d_alc.above_zero:
+            verdict = "beats random"
+        elif d_alc.below_zero:
+            verdict = "worse than random"
+        else:
+            verdict = "not resolved"
+        lines.append(
+            f"| {lab} | {d_alc.n} | {d_alc} | {d_fin} | {ratio_txt} "
+            f"| {', '.join(map(str, below)) or 'none'} | {verdict} |"
+        )
+        details.append(
+            f"- **{lab}** per cycle: "
+            + "; ".join(f"{n}: {t_interval(per_n[n])}" for n in sorted(per_n))
+        )
+    return [*lines, "", *details, ""]
+
+
+def _collapse_table(labels: list[str], selections: pd.DataFrame) -> list[str]:
+    meta = {"strategy", "seed", "round", "selector", "n"}
+    classes = [c for c in selections.columns if c not in meta]
+    acq = selections[selections["round"] > 0]
+    if acq.empty or not classes:
+        return []
+    lines = [
+        "## What each strategy picked (true classes of the acquired batches, all seeds)",
+        "",
+        "Largest class share = the mean over batches of the most frequent class's share of the "
+        f"batch (uniform over {len(classes)} classes would be about {1 / len(classes):.2f}).",
+        "",
+        "| strategy | largest class share | most picked classes | never picked |",
+        "|---|---|---|---|",
+    ]
+    for lab in labels:
+        sub = acq[acq["strategy"] == lab]
+        if sub.empty:
+            continue
+        counts = sub[classes].to_numpy(float)
+        share = (counts.max(axis=1) / np.maximum(counts.sum(axis=1), 1)).mean()
+        tot = counts.sum(axis=0)
+        frac = tot / max(tot.sum(), 1)
+        top = ", ".join(f"{classes[i]} {frac[i]:.0%}" for i in np.argsort(-frac)[:3])
+        never = ", ".join(c for c, t in zip(classes, tot, strict=True) if t == 0) or "–"
+        lines.append(f"| {lab} | {share:.2f} | {top} | {never} |")
+    return [*lines, ""]
