@@ -8,10 +8,7 @@ import pytest
 
 from cryoal.benchmark import load_benchmark_config
 from cryoal.benchmark.data import split_pool_test
-from cryoal.benchmark.stats import (
-    area_under_curve,
-    labels_to_reach,
-)
+from cryoal.benchmark.stats import area_under_curve, labels_to_reach, t_interval
 from cryoal.cli.main import run
 
 
@@ -51,9 +48,20 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
         assert heading in summary
     for png in ("curves.png", "selections.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    # round 0 is class-stratified: 16 initial labels on 4 balanced classes, 4 each
+    first_batches = sel[sel["round"] == 0]
+    assert (first_batches[classes] == 4).all().all()
+    assert "95 % Student-t interval" in summary
     # running again resumes: nothing is recomputed and the curves are identical
     assert run([*args, "--no-progress"]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(out / "curves.csv"), curves)
+    # two runs at once in separate processes give the same numbers as one after another
+    out2 = tmp_path / "bench_jobs"
+    args2 = ["benchmark", "--preset", "smoke", "--config", str(small), "--out", str(out2)]
+    assert run([*args2, "--jobs", "2", "--no-progress"]) == 0
+    again = pd.read_csv(out2 / "curves.csv").sort_values(["strategy", "seed", "cycle"])
+    ref = curves.sort_values(["strategy", "seed", "cycle"])
+    np.testing.assert_array_equal(again["accuracy"].to_numpy(), ref["accuracy"].to_numpy())
     capsys.readouterr()
 
 
@@ -87,3 +95,14 @@ def test_learning_curve_summaries_known_values():
     assert labels_to_reach(n, acc, 0.5) == pytest.approx(150.0)
     assert labels_to_reach(n, acc, 0.4) == 100.0
     assert labels_to_reach(n, acc, 0.7) is None
+
+
+def test_paired_interval_matches_the_t_distribution_and_reads_its_sign():
+    ci = t_interval([0.02, 0.03, 0.04, 0.05, 0.06])
+    # mean 0.04, sd 0.0158, t(0.975, 4) = 2.776 -> half width 0.0196
+    assert ci.mean == pytest.approx(0.04)
+    assert ci.high - ci.mean == pytest.approx(2.7764 * 0.015811 / np.sqrt(5), rel=1e-3)
+    assert ci.above_zero and not ci.below_zero
+    noisy = t_interval([0.05, -0.04, 0.06, -0.03, 0.01])
+    assert not noisy.above_zero and not noisy.below_zero
+    assert t_interval([0.1]).n == 1 and not t_interval([0.1]).above_zero

@@ -157,3 +157,51 @@ def test_warm_start_begins_from_the_previous_run(class_store: Path, tmp_path: Pa
         torch.testing.assert_close(b["head.weight"], a["head.weight"], rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="warm start"):
         fit(cfg.updated(teacher_preset="student"), store, rows, init=first)
+
+
+def test_steps_set_the_training_length_whatever_the_labeled_set_size(class_store: Path) -> None:
+    store = SubtomogramStore(class_store)
+    train, _ = _split(store)
+    cfg = TrainConfig(**TINY, steps=10, student="none")
+    for rows in (train[:20], train):
+        per_epoch = -(-rows.size // 16)
+        result = fit(cfg, store, rows)
+        # at least 10 optimizer steps, rounded up to whole epochs
+        assert result.metrics["steps"] == per_epoch * -(-10 // per_epoch)
+        assert result.metrics["steps"] - per_epoch < 10 <= result.metrics["steps"]
+    # runs without the option hash as before, so their checkpoints keep resuming
+    assert TrainConfig().training_hash() == TrainConfig(steps=None).training_hash()
+    assert TrainConfig().training_hash() != TrainConfig(steps=10).training_hash()
+
+
+def test_ema_weights_are_saved_and_a_preempted_run_resumes_to_the_same_average(
+    class_store: Path, tmp_path: Path
+) -> None:
+    import os
+    import signal
+
+    from cryoal.train.checkpoint import load_run
+    from cryoal.train.fit import TrainingPreempted
+
+    store = SubtomogramStore(class_store)
+    train, _ = _split(store)
+    cfg = TrainConfig(**TINY, epochs=3, average="ema", average_decay=0.9, seed=3)
+    reference = fit(cfg, store, train, out_dir=tmp_path / "ref")
+    live = fit(cfg.updated(average="none"), store, train)
+    ref_t = reference.teacher.state_dict()
+    # the saved model is the average, not the last step's weights (same seed, same steps)
+    assert not torch.equal(ref_t["head.weight"], live.teacher.state_dict()["head.weight"])
+    saved = load_run(tmp_path / "ref").teacher.state_dict()
+    assert all(torch.equal(saved[k], ref_t[k]) for k in ref_t)
+
+    def stop_at_step_4(event) -> None:
+        if event.kind == "step" and event.step == 4:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    out = tmp_path / "preempted"
+    with pytest.raises(TrainingPreempted):
+        fit(cfg, store, train, out_dir=out, callback=stop_at_step_4, stop_on_sigusr1=True)
+    resumed = fit(cfg, store, train, out_dir=out, resume=True)
+    got = resumed.teacher.state_dict()
+    for k in ref_t:
+        assert torch.allclose(got[k], ref_t[k], atol=1e-6), k
