@@ -137,9 +137,7 @@ def _child(mode: str, path: str, n: int, box: int, seed: int) -> dict:
             )
             out_h5 = Path(path).with_name("bench_store.h5")
             level = int(mode.removeprefix("store"))
-            extract_to_store(
-                path, table, out_h5, box, progress=False, overwrite=True, compression_level=level
-            )
+            extract_to_store(path, table, out_h5, box, overwrite=True, compression_level=level)
             checksum = out_h5.stat().st_size / (n * box**3 * 4)  # stored / raw bytes
             out_h5.unlink()
         else:

@@ -42,7 +42,7 @@ def build_project(tmp: Path) -> Path:
     project = Project.init(root, names, box=24)
     project.add_tomogram(sim.tomogram, "sim_tomo")
     import_picks(project, sim.star)
-    first = suggest(project, strategy="random", k=16, seed=1, progress=False)
+    first = suggest(project, strategy="random", k=16, seed=1)
     tree = cKDTree(truth[["z", "y", "x"]].to_numpy())
     queue = project.labels.queue(first.round, include_labelled=True)
     _, nearest = tree.query(queue[["z", "y", "x"]].to_numpy())
@@ -50,8 +50,8 @@ def build_project(tmp: Path) -> Path:
         queue["candidate_id"].tolist(), truth["class_name"].to_numpy()[nearest].tolist(), "expert"
     )
     overrides = {"teacher_preset": "tiny", "student_preset": "tiny", "epochs": 5}
-    train_project(project, overrides=overrides, progress=False)
-    suggest(project, strategy="kt", k=12, progress=False)
+    train_project(project, overrides=overrides)
+    suggest(project, strategy="kt", k=12)
     project.close()
     return root
 

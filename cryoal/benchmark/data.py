@@ -11,10 +11,11 @@ import numpy as np
 from cryoal.benchmark.config import TEMPLATES_ENV, BenchmarkConfig
 from cryoal.io.atomic import atomic_write_text
 from cryoal.io.store import SubtomogramStore
+from cryoal.progress import CountCallback
 
 
 def prepare_data(
-    cfg: BenchmarkConfig, out_dir: Path, progress: bool = False
+    cfg: BenchmarkConfig, out_dir: Path, progress: CountCallback | None = None
 ) -> tuple[Path, np.ndarray, np.ndarray]:
     """Simulate (once) or open the dataset; return its path, pool rows and test rows.
 

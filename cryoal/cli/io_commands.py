@@ -224,6 +224,7 @@ def extract(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Cut subtomograms around coordinates from a tomogram into an HDF5 store."""
+    from cryoal.cli.progress import CountProgress
     from cryoal.data.extract import extract_to_store
     from cryoal.io.atomic import check_can_write
     from cryoal.io.coords import TomogramGeometry, read_coords, read_tomograms_star
@@ -244,22 +245,23 @@ def extract(
         class_names=class_names or None,  # names RELION rlnClassNumber k as class k-1
         tomogram_sizes_A=read_tomograms_star(tomograms_star) if tomograms_star else None,
     )
-    extract_to_store(
-        tomogram,
-        table,
-        out,
-        box,
-        edge=edge,
-        normalise=normalise,
-        class_names=class_names,
-        overwrite=overwrite,
-        voxel_size_A=voxel_size,
-        check_finite=check_finite,
-        dtype=dtype,
-        batch_size=batch_size,
-        compression_level=compression_level,
-        progress=progress,
-    )
+    with CountProgress("extracting", len(table), enabled=progress) as bar:
+        extract_to_store(
+            tomogram,
+            table,
+            out,
+            box,
+            edge=edge,
+            normalise=normalise,
+            class_names=class_names,
+            overwrite=overwrite,
+            voxel_size_A=voxel_size,
+            check_finite=check_finite,
+            dtype=dtype,
+            batch_size=batch_size,
+            compression_level=compression_level,
+            progress=bar,
+        )
     with SubtomogramStore(out) as s:
         n, vs, names = len(s), s.voxel_size_A, s.class_names
     skipped = len(table) - n

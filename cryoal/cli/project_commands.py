@@ -156,12 +156,13 @@ def detect_cmd(
     ),
 ) -> None:
     """Find candidates without picks (difference of Gaussians + non-maximum suppression)."""
+    from cryoal.cli.progress import CountProgress
     from cryoal.project.candidates import detect_candidates
     from cryoal.project.project import Project
 
-    with Project.open(directory) as project:
+    with Project.open(directory) as project, CountProgress("detecting: blocks", None) as bar:
         res = detect_candidates(
-            project, tomo_id=tomo_id, radius_A=radius, n=n, polarity=polarity, progress=True
+            project, tomo_id=tomo_id, radius_A=radius, n=n, polarity=polarity, progress=bar
         )
     per = ", ".join(f"{t}: {k}" for t, k in res.added.items())
     _console().print(f"detected {res.n_added} new candidates ({per})")

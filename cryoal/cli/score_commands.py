@@ -44,8 +44,11 @@ def score_cmd(
     from cryoal.project.suggest import prepare_scoring, score_shard
 
     if prepare:
-        with Project.open(directory) as project:
-            path = prepare_scoring(project, progress=not quiet)
+        with (
+            Project.open(directory) as project,
+            CountProgress("extracting candidates", None, enabled=not quiet) as cut,
+        ):
+            path = prepare_scoring(project, progress=cut)
         typer.echo(f"candidate cache: {path}")
         return
     part = parse_shard(shard)
@@ -55,7 +58,7 @@ def score_cmd(
     ):
         path = score_shard(
             project, part, strategy=strategy, k=k, seed=seed, device=device,
-            batch_size=batch_size, progress=not quiet, on_batch=bar,
+            batch_size=batch_size, progress=bar, on_batch=bar,
         )  # fmt: skip
     typer.echo(f"scored {bar.done} candidates -> {path}")
 

@@ -116,35 +116,38 @@ def subtomograms(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> None:
     """Simulate a labelled subtomogram dataset (HDF5 store) with CTF, missing wedge and noise."""
+    from cryoal.cli.progress import CountProgress
+
     t0 = time.perf_counter()
-    result = simulate_subtomograms(
-        out,
-        templates=templates,
-        n_classes=classes,
-        per_class=per_class,
-        box=box,
-        voxel_size_A=voxel_size,
-        snr=snr,
-        tilt_range=tilt_range,
-        seed=seed,
-        ctf=not no_ctf,
-        defocus_range_um=defocus_range,
-        phase_flip=phase_flip,
-        wedge=not no_wedge,
-        path=path,
-        tilt_step_deg=tilt_step,
-        max_shift_voxels=max_shift,
-        crowding=crowding,
-        normalise=not no_normalise,
-        masks=masks,
-        start_index=start_index,
-        shard=shard,
-        workers=workers,
-        dtype=dtype,
-        preview=preview,
-        overwrite=overwrite,
-        progress=True,
-    )
+    with CountProgress(f"simulating {out.name}", None) as bar:
+        result = simulate_subtomograms(
+            out,
+            templates=templates,
+            n_classes=classes,
+            per_class=per_class,
+            box=box,
+            voxel_size_A=voxel_size,
+            snr=snr,
+            tilt_range=tilt_range,
+            seed=seed,
+            ctf=not no_ctf,
+            defocus_range_um=defocus_range,
+            phase_flip=phase_flip,
+            wedge=not no_wedge,
+            path=path,
+            tilt_step_deg=tilt_step,
+            max_shift_voxels=max_shift,
+            crowding=crowding,
+            normalise=not no_normalise,
+            masks=masks,
+            start_index=start_index,
+            shard=shard,
+            workers=workers,
+            dtype=dtype,
+            preview=preview,
+            overwrite=overwrite,
+            progress=bar,
+        )
     from cryoal.io.store import SubtomogramStore
 
     with SubtomogramStore(result) as store:

@@ -205,14 +205,15 @@ def _train_project(
         raise ValueError(f"{data}: a project trains into its own rounds/ folder; drop --out")
     from cryoal.project.training import train_project
 
-    res = train_project(
-        data,
-        config=config,
-        overrides={k: v for k, v in overrides.items() if v is not None},
-        progress=bar.enabled,
-        callback=bar,
-        stop_on_sigusr1=True,
-    )
+    with CountProgress("extracting training subtomograms", None, enabled=bar.enabled) as cut:
+        res = train_project(
+            data,
+            config=config,
+            overrides={k: v for k, v in overrides.items() if v is not None},
+            progress=cut,
+            callback=bar,
+            stop_on_sigusr1=True,
+        )
     if main:
         _summary(res.fit_result)
         typer.echo(f"model version {res.model_version}")

@@ -26,12 +26,12 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from rich.progress import Progress
 
 from cryoal.io.atomic import check_can_write
 from cryoal.io.mrc import open_tomogram
 from cryoal.io.store import StoreWriter
 from cryoal.io.volume import PlaneWindow, estimate_mean
+from cryoal.progress import CountCallback
 
 log = logging.getLogger(__name__)
 
@@ -380,7 +380,7 @@ def extract_to_store(
     dtype: str = "float32",
     batch_size: int = DEFAULT_BATCH_SIZE,
     compression_level: int = DEFAULT_COMPRESSION_LEVEL,
-    progress: bool = True,
+    progress: CountCallback | None = None,
 ) -> Path:
     """Extract subtomograms for a coordinate table into an HDF5 subtomogram store.
 
@@ -412,7 +412,7 @@ def extract_to_store(
     dtype, batch_size, compression_level
         Store dtype (float32/float16), subtomograms per batch, gzip level.
     progress
-        Show a progress bar (rich, on stderr).
+        Called with the number of coordinate rows done (boxes skipped at the edge count).
 
     Returns
     -------
@@ -472,20 +472,16 @@ def extract_to_store(
         "tomograms": json.dumps({t: str(paths[t]) for t in present}),
     }
     written = done = 0
-    with (
-        StoreWriter(
-            out_h5,
-            box,
-            vs,
-            names,
-            dtype=dtype,
-            extra_attrs=extra,
-            compression_level=compression_level,
-            overwrite=overwrite,
-        ) as writer,
-        _progress_bar(progress) as bar,
-    ):
-        task = bar.add_task("extracting", total=len(coords))
+    with StoreWriter(
+        out_h5,
+        box,
+        vs,
+        names,
+        dtype=dtype,
+        extra_attrs=extra,
+        compression_level=compression_level,
+        overwrite=overwrite,
+    ) as writer:
         for tid in present:
             rows = per_tomo[tid]
             with open_tomogram(paths[tid], voxel_size_A=voxel_size_A) as t:
@@ -513,9 +509,12 @@ def extract_to_store(
                         tomo_ids=tomo_ids[sel].tolist(),
                     )
                     written += len(sel)
-                    bar.update(task, advance=len(sel))
-            done += len(rows)
-            bar.update(task, completed=done)  # counts skipped boxes too
+                    if progress is not None:
+                        progress(len(sel))
+            skipped = len(rows) - (written - done)
+            done = written
+            if progress is not None and skipped:
+                progress(skipped)  # boxes skipped at the edge count as done
         if written == 0:
             raise ValueError(
                 f"{out_h5}: no subtomogram fits inside the tomogram(s) with box {box} and "
@@ -541,19 +540,3 @@ def _check_finite_batch(
             f"{[int(v) for v in where]}; clean the tomogram (e.g. numpy.nan_to_num) and "
             "re-run; --check-finite scans the whole tomogram first"
         )
-
-
-def _progress_bar(enabled: bool) -> Progress:
-    """A rich progress bar on stderr (a silent one when ``enabled`` is false)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=True,
-    )

@@ -18,6 +18,7 @@ import pandas as pd
 from cryoal.io.coords import TomogramGeometry, read_coords
 from cryoal.io.manifest import FileEntry, Manifest
 from cryoal.io.mrc import open_tomogram
+from cryoal.progress import CountCallback
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ def extract_labelled_store(
     out_h5: str | os.PathLike,
     *,
     box: int,
-    progress: bool = False,
+    progress: CountCallback | None = None,
     dedupe_px: float = 1.0,
 ) -> Path:
     """Cut subtomograms at the dataset's labelled picks into an HDF5 store (for the benchmark).
@@ -204,7 +205,7 @@ def benchmark_data(
     out_dir: str | os.PathLike,
     *,
     box: int,
-    progress: bool = False,
+    progress: CountCallback | None = None,
 ) -> dict[str, str]:
     """The ``data`` settings of ``cryoal benchmark --manifest DATASET``.
 

@@ -23,6 +23,7 @@ from scipy.spatial import cKDTree
 from cryoal.io.atomic import atomic_path
 from cryoal.io.coords import TomogramGeometry, read_coords
 from cryoal.io.mrc import open_tomogram
+from cryoal.progress import CountCallback
 from cryoal.project.detect import detect_blobs
 from cryoal.project.project import Project
 
@@ -168,7 +169,7 @@ def detect_candidates(
     radius_A: float | None = None,
     n: int | None = None,
     polarity: str | None = None,
-    progress: bool = False,
+    progress: CountCallback | None = None,
 ) -> CandidateImport:
     """Run the difference-of-Gaussians detector on one or every tomogram of the project.
 

@@ -31,6 +31,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from cryoal.io.volume import PlaneWindow
+from cryoal.progress import CountCallback
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def detect_blobs(
     min_distance_px: float | None = None,
     exclude_border_px: float | None = None,
     max_memory_bytes: int = DEFAULT_MAX_MEMORY,
-    progress: bool = False,
+    progress: CountCallback | None = None,
     source: str = "<volume>",
 ) -> Detections:
     """Find up to ``n`` blob-like candidates of radius ``radius_px`` in a tomogram.
@@ -99,7 +100,7 @@ def detect_blobs(
     max_memory_bytes
         Working-memory budget that sets the block size.
     progress
-        Show a progress bar over blocks.
+        Called with 1 after every block of the volume is searched.
     source
         The tomogram's file, for messages.
 
@@ -146,7 +147,7 @@ def detect_blobs(
     other_top = np.empty((0,), dtype=np.float64)
     window = PlaneWindow(volume)
     try:
-        for core in _progress(blocks, progress):
+        for core in blocks:
             pos, score, other = _block_peaks(
                 volume, core, halo, sigma1, sigma2, d_int, border, polarity, source, window
             )
@@ -155,6 +156,8 @@ def detect_blobs(
             keep = _top(best_pos, best_score, n * 4)  # slack for the suppression below
             best_pos, best_score = best_pos[keep], best_score[keep]
             other_top = np.sort(np.concatenate([other_top, other]))[-_POLARITY_TOP:]
+            if progress is not None:
+                progress(1)
     finally:
         window.release_all()
     _check_polarity(best_score, other_top, polarity, source)
@@ -335,14 +338,6 @@ def _suppress(pos: np.ndarray, d: float) -> np.ndarray:
         for j in tree.query_ball_point(pos[i], r=d - 1e-6):
             suppressed[j] = True
     return np.asarray(keep, dtype=np.int64)
-
-
-def _progress(items: list, enabled: bool):  # type: ignore[no-untyped-def]
-    if not enabled:
-        return items
-    from rich.progress import track
-
-    return track(items, description="detecting candidates")
 
 
 def recall(found_zyx: np.ndarray, true_zyx: np.ndarray, tolerance_px: float) -> float:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from cryoal.data.extract import extract_to_store
 from cryoal.io.store import SubtomogramStore
+from cryoal.progress import CountCallback
 from cryoal.project.project import Project
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def extract_project_store(
     *,
     labels: np.ndarray | None = None,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: CountCallback | None = None,
 ) -> Path:
     """Extract ``coords`` (candidate_id, tomo_id, z, y, x) into a store with the project's
     box, classes and extraction recipe; ``labels`` are class ids (-1 = unlabelled)."""
@@ -69,7 +70,7 @@ def _pool_key(project: Project, table: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-def candidate_store(project: Project, *, progress: bool = True) -> SubtomogramStore:
+def candidate_store(project: Project, *, progress: CountCallback | None = None) -> SubtomogramStore:
     """A store with every candidate's subtomogram, cached under ``cache/``.
 
     The cache file is named by a hash of the candidate table, the box and the tomogram

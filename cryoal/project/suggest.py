@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cryoal.io.atomic import atomic_path
+from cryoal.progress import CountCallback
 from cryoal.project.project import Project
 from cryoal.project.rounds import SUGGESTIONS_NAME, ModelInfo, newest_model
 from cryoal.project.snapshot import round_dir
@@ -85,7 +86,7 @@ def suggest(
     replace: bool = False,
     device: str = "cpu",
     batch_size: int = 64,
-    progress: bool = True,
+    progress: CountCallback | None = None,
     on_batch: CountCallback | None = None,
     from_shards: bool = False,
 ) -> SuggestResult:
@@ -106,7 +107,7 @@ def suggest(
     device, batch_size
         Where the models run and the fixed micro-batch size of scoring.
     progress
-        Show progress while extracting the candidate store.
+        Called with the number of candidates extracted into the candidate store.
     on_batch
         Called with the number of candidates after each scored micro-batch.
     from_shards
@@ -223,7 +224,7 @@ class _ModelContext:
         seed: int,
         device: str,
         batch_size: int,
-        progress: bool,
+        progress: CountCallback | None,
     ) -> None:
         from cryoal.al.acquire import candidate_rows
         from cryoal.al.strategies import StrategyConfig
@@ -316,7 +317,7 @@ class _ModelContext:
                 )
 
 
-def prepare_scoring(project: Project, *, progress: bool = True) -> Path:
+def prepare_scoring(project: Project, *, progress: CountCallback | None = None) -> Path:
     """Extract (or find) the cached store of every candidate that scoring reads.
 
     Run once before a scoring job array, so that its tasks do not each extract the same
@@ -336,7 +337,7 @@ def score_shard(
     seed: int | None = None,
     device: str = "cpu",
     batch_size: int = 64,
-    progress: bool = True,
+    progress: CountCallback | None = None,
     on_batch: CountCallback | None = None,
 ) -> Path:
     """Score shard ``(i, N)`` of the newest model's candidates; write its score file.

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from cryoal.io.store import SubtomogramStore
+from cryoal.progress import CountCallback
 from cryoal.project.labels import utc_now
 from cryoal.project.project import Project
 from cryoal.project.rounds import (
@@ -101,7 +102,7 @@ def train_project(
     overrides: dict[str, Any] | None = None,
     warm_start: bool = False,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: CountCallback | None = None,
     callback: TrainCallback | None = None,
     stop_on_sigusr1: bool = False,
 ) -> ProjectTrainResult:
@@ -125,7 +126,7 @@ def train_project(
     overwrite
         Retrain a round that already has a model (its model folder is replaced).
     progress
-        Show progress while extracting the round's training store.
+        Called with the number of subtomograms extracted for the round's training store.
     callback, stop_on_sigusr1
         As in :func:`cryoal.train.fit.fit`.
 
@@ -174,7 +175,7 @@ def _train_project(
     new_snapshot: bool,
     warm_start: bool,
     overwrite: bool,
-    progress: bool,
+    progress: CountCallback | None,
     callback: TrainCallback | None,
     stop_on_sigusr1: bool,
     fit: Any,

@@ -38,6 +38,7 @@ import numpy as np
 
 from cryoal.io.atomic import check_can_write
 from cryoal.io.store import StoreWriter, SubtomogramStore
+from cryoal.progress import CountCallback
 from cryoal.sim.imaging import Imager, ImagingParams
 from cryoal.sim.noise import check_snr, scale_noise_to_snr
 from cryoal.sim.streams import check_seed, sample_rng
@@ -471,7 +472,7 @@ def simulate_subtomograms(
     compression_level: int = 0,
     preview: str | os.PathLike | None = None,
     overwrite: bool = False,
-    progress: bool = False,
+    progress: CountCallback | None = None,
 ) -> Path:
     """Simulate a labelled subtomogram dataset and write it as an HDF5 store.
 
@@ -505,7 +506,7 @@ def simulate_subtomograms(
     preview
         Also write a PNG montage of one sample per class (see :mod:`cryoal.sim.preview`).
     progress
-        Show a progress bar on stderr.
+        Called with the number of samples written after every batch.
 
     Returns
     -------
@@ -602,10 +603,12 @@ def simulate_subtomograms(
         # closing(): on Ctrl-C or an error the worker pool stops now, not at garbage
         # collection (which may come after the interpreter waits for the workers).
         with contextlib.closing(batches):
-            for batch in _with_progress(batches, hi - lo, f"simulating {out_h5.name}", progress):
+            for batch in batches:
                 writer.append(
                     batch.data, batch.ids, labels=batch.labels, masks=batch.masks, meta=batch.meta
                 )
+                if progress is not None:
+                    progress(len(batch.ids))
     log.info(
         "wrote %d simulated subtomograms (%s) to %s", hi - lo, ", ".join(sim.class_names), out_h5
     )
@@ -615,33 +618,6 @@ def simulate_subtomograms(
         first = np.arange(lo, min(lo + sim.n_classes, hi))
         write_preview(preview, sim, first)
     return out_h5
-
-
-def _with_progress(
-    batches: Iterator[SimBatch], total: int, label: str, show: bool
-) -> Iterator[SimBatch]:
-    if not show:
-        yield from batches
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task(label, total=total)
-        for batch in batches:
-            yield batch
-            bar.advance(task, len(batch.ids))
 
 
 def merge_shards(

@@ -67,7 +67,7 @@ def make_sample_project(root: str | os.PathLike | None = None) -> Path:
         with Project.init(work, classes, box=24, name="cryoal_sample") as project:
             project.add_tomogram(sim.tomogram, "sim_tomo")
             import_picks(project, sim.star)
-            suggest(project, strategy="random", k=16, seed=SAMPLE_SEED, progress=False)
+            suggest(project, strategy="random", k=16, seed=SAMPLE_SEED)
         os.replace(work, root)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

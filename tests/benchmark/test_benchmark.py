@@ -106,3 +106,22 @@ def test_paired_interval_matches_the_t_distribution_and_reads_its_sign():
     noisy = t_interval([0.05, -0.04, 0.06, -0.03, 0.01])
     assert not noisy.above_zero and not noisy.below_zero
     assert t_interval([0.1]).n == 1 and not t_interval([0.1]).above_zero
+
+
+def test_calibration_trains_one_labeled_set_with_several_seeds(tmp_path, capsys):
+    small = tmp_path / "small.yaml"
+    small.write_text("data: {per_class: 20, test_size: 24}\ntrain: {steps: 4}\n")
+    out = tmp_path / "calib"
+    args = ["benchmark-calibrate", "--preset", "smoke", "--config", str(small), "--out", str(out),
+            "--budgets", "8,16", "--train-seeds", "0,1", "--no-progress"]  # fmt: skip
+    assert run(args) == 0
+    rows = pd.read_csv(out / "calibration.csv")
+    assert sorted(rows["budget"].unique()) == [8, 16] and set(rows["steps"]) == {4}
+    assert len(rows) == 4 and rows["accuracy"].between(0, 1).all()
+    table = (out / "calibration.md").read_text()
+    assert "| 8 | 4 | 2 |" in table and "| 16 | 4 | 2 |" in table
+    assert (out / "calibration.png").read_bytes()[:4] == b"\x89PNG"
+    # a second call resumes: the rows already trained are kept, not retrained
+    assert run(args) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "calibration.csv"), rows)
+    capsys.readouterr()

@@ -174,7 +174,6 @@ def test_extract_to_store_round_trip(tmp_path: Path, ramp: np.ndarray) -> None:
         tmp_path / "s.h5",
         8,
         normalise=False,
-        progress=False,
     )
     s = SubtomogramStore(out)
     assert len(s) == 40 and s.box == 8 and s.voxel_size_A == 12.0
@@ -201,21 +200,19 @@ def test_extract_to_store_two_tomograms_and_voxel_size_mismatch(
         tmp_path / "s.h5",
         6,
         normalise=False,
-        progress=False,
     )
     s = SubtomogramStore(out)
     np.testing.assert_array_equal(
         s.subtomograms(s.index_of(["B:000001"]))[0], -ramp[9:15, 12:18, 17:23]
     )
     with pytest.raises(ValueError, match="cover 2 tomograms"):
-        extract_to_store(tmp_path / "A.mrc", table, tmp_path / "x.h5", 6, progress=False)
+        extract_to_store(tmp_path / "A.mrc", table, tmp_path / "x.h5", 6)
     with pytest.raises(ValueError, match=r"C\.mrc: voxel size 20 Å differs from 10 Å"):
         extract_to_store(
             {"A": tmp_path / "A.mrc", "B": tmp_path / "C.mrc"},
             table,
             tmp_path / "x.h5",
             6,
-            progress=False,
         )
     assert not (tmp_path / "x.h5").exists()
 
@@ -229,7 +226,7 @@ def test_extract_to_store_stops_on_nan_and_leaves_nothing(tmp_path: Path, ramp: 
     with pytest.raises(
         ValueError, match=r"T\.mrc: the subtomogram of candidate 'T:000001'.*NaN/Inf"
     ):
-        extract_to_store(tmp_path / "T.mrc", table, tmp_path / "s.h5", 6, progress=False)
+        extract_to_store(tmp_path / "T.mrc", table, tmp_path / "s.h5", 6)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["T.mrc"]
 
 
@@ -247,9 +244,7 @@ def test_real_map_is_found_at_its_centre(tmp_path: Path, shared_structures: Path
     write_mrc(tmp_path / "t.mrc", tomo, 10.0)
     # The paste's box centre is corner + b/2 (index b//2 of the pasted box).
     table = _table((corner + b // 2)[None].astype(float) + np.array([[0.3, -0.2, 0.4]]))
-    out = extract_to_store(
-        tmp_path / "t.mrc", table, tmp_path / "s.h5", b, normalise=False, progress=False
-    )
+    out = extract_to_store(tmp_path / "t.mrc", table, tmp_path / "s.h5", b, normalise=False)
     got = SubtomogramStore(out).subtomograms([0])[0]
     np.testing.assert_allclose(
         got, tomo[corner[0] : corner[0] + b, corner[1] : corner[1] + b, corner[2] : corner[2] + b]
@@ -262,6 +257,4 @@ def test_real_map_is_found_at_its_centre(tmp_path: Path, shared_structures: Path
     assert cc(got, density) > 0.99 > cc(shifted[0], density)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to warn about on a clean run
-        extract_to_store(
-            tmp_path / "t.mrc", table, tmp_path / "s.h5", b, overwrite=True, progress=False
-        )
+        extract_to_store(tmp_path / "t.mrc", table, tmp_path / "s.h5", b, overwrite=True)
