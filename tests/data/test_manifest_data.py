@@ -1,0 +1,54 @@
+"""The bundled EMPIAR-10045 manifest, served by a loopback mirror with stand-in files at its
+paths, turns into a project whose candidates are the ``.coords`` rows (x y z -> z y x)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryoal.data.fetch import fetch_dataset, verify_dataset
+from cryoal.data.manifest_data import read_picks
+from cryoal.io.manifest import bundled_manifest_dir, load_manifest
+from cryoal.io.mrc import write_mrc
+from cryoal.project.from_manifest import project_from_manifest
+
+
+def _mrc_bytes(tmp_path: Path, shape: tuple[int, int, int], voxel: float, seed: int) -> bytes:
+    path = tmp_path / f"stand-in-{seed}.mrc"
+    write_mrc(path, np.random.default_rng(seed).normal(0, 1, shape).astype(np.float32), voxel)
+    return path.read_bytes()
+
+
+def test_empiar_10045_manifest_imports_its_coords(file_server, tmp_path: Path) -> None:
+    manifest = load_manifest(bundled_manifest_dir() / "empiar-10045.yaml")
+    tomo = manifest.files_of("tomogram")[0]
+    picks = manifest.files_of("picks")[0]
+    template = manifest.files_of("template")[0]
+    assert picks.convention == "coords-pixel" and picks.tomo_id == tomo.tomo_id
+    # small stand-ins at the manifest's paths (the real files are GBs and need the internet)
+    coords = np.array([[10.0, 20.0, 5.0], [40.5, 8.0, 12.0], [3.0, 3.0, 3.0]])  # x y z
+    text = io.StringIO()
+    np.savetxt(text, coords, fmt="%.2f", delimiter="\t")
+    file_server.files = {
+        tomo.path: _mrc_bytes(tmp_path, (16, 32, 48), manifest.voxel_size_A or 1.0, 0),
+        picks.path: text.getvalue().encode(),
+        template.path: _mrc_bytes(tmp_path, (8, 8, 8), 4.0, 1),
+    }
+    data = tmp_path / "data"
+    res = fetch_dataset(manifest, data, mirror=file_server.url)
+    assert sorted(res.fetched) == sorted(f.path for f in manifest.files)
+    # nothing was published, so every checksum was recorded and now verifies
+    assert all(c.status == "ok" for c in verify_dataset(manifest, data))
+
+    table = read_picks(manifest, data)
+    np.testing.assert_allclose(table[["z", "y", "x"]].to_numpy(), coords[:, ::-1])
+    assert set(table["class_name"]) == {"ribosome"}
+
+    result = project_from_manifest(manifest, data, tmp_path / "proj", box=8, as_labels=True)
+    assert result.classes == ["ribosome", "other"] and result.candidates == {tomo.tomo_id: 3}
+    cands = pd.read_csv(tmp_path / "proj" / "candidates.csv")
+    got = np.sort(cands[["z", "y", "x"]].to_numpy(), axis=0)
+    np.testing.assert_allclose(got, np.sort(coords[:, ::-1], axis=0), atol=1e-6)
