@@ -52,3 +52,29 @@ def test_empiar_10045_manifest_imports_its_coords(file_server, tmp_path: Path) -
     cands = pd.read_csv(tmp_path / "proj" / "candidates.csv")
     got = np.sort(cands[["z", "y", "x"]].to_numpy(), axis=0)
     np.testing.assert_allclose(got, np.sort(coords[:, ::-1], axis=0), atol=1e-6)
+
+
+def test_portal_10000_manifest_imports_its_ndjson(file_server, tmp_path: Path) -> None:
+    bundled = load_manifest(bundled_manifest_dir() / "portal-10000-ts043.yaml")
+    assert {f.convention for f in bundled.files_of("picks")} == {"portal-ndjson"}
+    # stand-ins are smaller than the published sizes, so this copy drops the sizes
+    manifest = bundled.model_copy(
+        update={"files": [f.model_copy(update={"size": None}) for f in bundled.files]}
+    )
+    tomo = manifest.files_of("tomogram")[0]
+    rng = np.random.default_rng(2)
+    points = {f.path: rng.uniform(0, 15, (4 + i, 3)).round(2) for i, f in enumerate(manifest.files_of("picks"))}  # fmt: skip
+    file_server.files = {tomo.path: _mrc_bytes(tmp_path, (16, 16, 16), 13.48, 3)}
+    for path, xyz in points.items():
+        lines = [f'{{"type": "point", "location": {{"x": {x}, "y": {y}, "z": {z}}}}}' for x, y, z in xyz]  # fmt: skip
+        file_server.files[path] = ("\n".join(lines) + "\n").encode()
+    data = tmp_path / "data"
+    fetch_dataset(manifest, data, mirror=file_server.url)
+    table = read_picks(manifest, data)
+    for entry in manifest.files_of("picks"):
+        rows = table[table["source_file"] == entry.path]
+        np.testing.assert_allclose(rows[["x", "y", "z"]].to_numpy(), points[entry.path])
+        assert set(rows["class_name"]) == {entry.class_name}
+    result = project_from_manifest(manifest, data, tmp_path / "proj", box=8)
+    assert result.classes == ["ribosome", "fatty-acid-synthase"]
+    assert result.n_candidates == sum(len(v) for v in points.values())

@@ -66,6 +66,7 @@ def test_the_bundled_folder_has_the_issue_datasets() -> None:
         "shrec2021",
         "czii-10440-subset",
         "empiar-10045",
+        "portal-10000-ts043",
     } <= names
 
 
