@@ -1,5 +1,6 @@
-"""The bundled EMPIAR-10045 manifest, served by a loopback mirror with stand-in files at its
-paths, turns into a project whose candidates are the ``.coords`` rows (x y z -> z y x)."""
+"""Bundled public manifests, served by a loopback mirror with stand-in files at their paths,
+turn into projects whose candidates are the picks files' rows: EMPIAR-10045's ``.coords``
+(x y z -> z y x) and the portal's ndjson (one file per class)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from cryoal.data.fetch import fetch_dataset, verify_dataset
 from cryoal.data.manifest_data import read_picks
@@ -54,8 +56,9 @@ def test_empiar_10045_manifest_imports_its_coords(file_server, tmp_path: Path) -
     np.testing.assert_allclose(got, np.sort(coords[:, ::-1], axis=0), atol=1e-6)
 
 
-def test_portal_10000_manifest_imports_its_ndjson(file_server, tmp_path: Path) -> None:
-    bundled = load_manifest(bundled_manifest_dir() / "portal-10000-ts043.yaml")
+@pytest.mark.parametrize("name", ["portal-10000-ts043", "czii-10441-sim-subset"])
+def test_portal_manifest_imports_its_ndjson(name: str, file_server, tmp_path: Path) -> None:
+    bundled = load_manifest(bundled_manifest_dir() / f"{name}.yaml")
     assert {f.convention for f in bundled.files_of("picks")} == {"portal-ndjson"}
     # stand-ins are smaller than the published sizes, so this copy drops the sizes
     manifest = bundled.model_copy(
@@ -64,7 +67,8 @@ def test_portal_10000_manifest_imports_its_ndjson(file_server, tmp_path: Path) -
     tomo = manifest.files_of("tomogram")[0]
     rng = np.random.default_rng(2)
     points = {f.path: rng.uniform(0, 15, (4 + i, 3)).round(2) for i, f in enumerate(manifest.files_of("picks"))}  # fmt: skip
-    file_server.files = {tomo.path: _mrc_bytes(tmp_path, (16, 16, 16), 13.48, 3)}
+    voxel = bundled.voxel_size_A or 1.0
+    file_server.files = {tomo.path: _mrc_bytes(tmp_path, (16, 16, 16), voxel, 3)}
     for path, xyz in points.items():
         lines = [f'{{"type": "point", "location": {{"x": {x}, "y": {y}, "z": {z}}}}}' for x, y, z in xyz]  # fmt: skip
         file_server.files[path] = ("\n".join(lines) + "\n").encode()
@@ -76,5 +80,5 @@ def test_portal_10000_manifest_imports_its_ndjson(file_server, tmp_path: Path) -
         np.testing.assert_allclose(rows[["x", "y", "z"]].to_numpy(), points[entry.path])
         assert set(rows["class_name"]) == {entry.class_name}
     result = project_from_manifest(manifest, data, tmp_path / "proj", box=8)
-    assert result.classes == ["ribosome", "fatty-acid-synthase"]
+    assert result.classes == bundled.class_names
     assert result.n_candidates == sum(len(v) for v in points.values())

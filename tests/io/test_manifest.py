@@ -67,6 +67,7 @@ def test_the_bundled_folder_has_the_issue_datasets() -> None:
         "czii-10440-subset",
         "empiar-10045",
         "portal-10000-ts043",
+        "czii-10441-sim-subset",
     } <= names
 
 
