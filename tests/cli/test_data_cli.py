@@ -323,3 +323,30 @@ def test_portal_ndjson_and_coords_picks_become_candidates(
         ("t2", "ribosome", 7.0, 6.0, 5.0),
         ("t2", "ribosome", 12.0, 31.0, 30.0),
     }
+
+
+def test_portal_ndjson_imports_into_a_project_with_a_class(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What czii-10440-subset's description tells users to do with the run's annotations."""
+    import json
+
+    import numpy as np
+
+    from cryoal.io.mrc import write_mrc
+
+    tomo = tmp_path / "TS_5_4.mrc"
+    write_mrc(tomo, np.zeros((20, 30, 30), np.float32), 10.012)
+    proj = tmp_path / "proj"
+    assert run(["project", "init", str(proj), "--classes", "apo-ferritin,ribosome"]) == 0
+    assert run(["project", "add-tomogram", str(proj), str(tomo), "--tomo-id", "TS_5_4"]) == 0
+    picks = tmp_path / "ferritin_complex-2.0_point.ndjson"
+    rows = [{"type": "point", "location": {"x": 3.0, "y": 4.0, "z": 5.0}},
+            {"type": "point", "location": {"x": 20.5, "y": 10.0, "z": 12.0}}]  # fmt: skip
+    picks.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    capsys.readouterr()
+    argv = ["project", "import-picks", str(proj), str(picks), "--tomo-id", "TS_5_4"]
+    assert run([*argv, "--class", "apo-ferritin", "--as-labels"]) == 0
+    assert "2 candidates" in capsys.readouterr().out
+    cands = pd.read_csv(proj / "candidates.csv").sort_values("x")
+    np.testing.assert_allclose(cands[["z", "y", "x"]].to_numpy(), [[5, 4, 3], [12, 10, 20.5]])
