@@ -35,8 +35,13 @@ def list_cmd() -> None:
 
     from cryoal.io.manifest import load_manifest, manifest_paths
 
-    table = Table("name", "what", "size", "source", "licence", box=None)
-    for name, path in sorted(manifest_paths().items()):
+    table = Table(box=None)
+    paths = sorted(manifest_paths().items())
+    # the name is what users type: never wrapped or cut, whatever the terminal width
+    table.add_column("name", no_wrap=True, min_width=max((len(n) for n, _ in paths), default=4))
+    for header in ("what", "size", "source", "licence"):
+        table.add_column(header)
+    for name, path in paths:
         m = load_manifest(path)
         table.add_row(name, m.title, _size(m.total_size), m.source.kind, m.licence)
     Console(highlight=False, soft_wrap=True).print(table)

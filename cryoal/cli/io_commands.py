@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 # and choices below equal the library's (tests/cli/test_options.py checks them).
 MRC_SUFFIXES = (".mrc", ".rec", ".map", ".st", ".mrcs")
 STORE_SUFFIXES = (".h5", ".hdf5")
-COORD_SUFFIXES = (".star", ".csv", ".json")
+COORD_SUFFIXES = (".star", ".csv", ".json", ".ndjson", ".coords")
 COORD_TARGETS = ("star4", "star5", "csv", "copick")
 #: cryoal.data.extract.DEFAULT_BATCH_SIZE / DEFAULT_COMPRESSION_LEVEL
 EXTRACT_BATCH_SIZE = 256
@@ -112,7 +112,11 @@ def _info_coords(path: Path) -> None:
 
 
 def info(
-    file: Path = typer.Argument(..., help="MRC tomogram, HDF5 store, or STAR/CSV/copick JSON."),
+    file: Path = typer.Argument(
+        ...,
+        help="MRC tomogram, HDF5 store, or coordinates (.star, .csv, copick .json, portal "
+        ".ndjson, .coords).",
+    ),
     voxel_size: float | None = typer.Option(
         None, "--voxel-size", help="Voxel size (Å) for an MRC whose header holds none."
     ),
@@ -170,7 +174,9 @@ def _warn_other_tomogram(coords: Path, name: str, tomogram: Path) -> None:
 
 def extract(
     tomogram: Path = typer.Argument(..., help="MRC tomogram (.mrc/.rec)."),
-    coords: Path = typer.Argument(..., help="Coordinates: RELION .star, .csv or copick .json."),
+    coords: Path = typer.Argument(
+        ..., help="Coordinates: RELION .star, .csv, copick .json, portal .ndjson or .coords."
+    ),
     out: Path = typer.Argument(..., help="Output HDF5 subtomogram store (.h5)."),
     box: int = typer.Option(..., "--box", min=1, help="Subtomogram edge length in voxels."),
     coords_unit: Unit | None = typer.Option(

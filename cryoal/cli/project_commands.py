@@ -96,7 +96,9 @@ def add_tomogram_cmd(
 def import_picks_cmd(
     directory: Path = _DIR,
     files: list[Path] = typer.Argument(
-        ..., help="Picks: RELION .star, .csv or copick .json.", show_default=False
+        ...,
+        help="Picks: RELION .star, .csv, copick .json, portal .ndjson or .coords.",
+        show_default=False,
     ),
     tomo_id: str = typer.Option(
         None,

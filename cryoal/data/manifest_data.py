@@ -2,8 +2,10 @@
 
 The picks files of a manifest are read with :func:`cryoal.io.coords.read_coords` in the
 convention the manifest states (RELION 3/4 pixels, RELION 5 centred Å, copick Å, CSV Å or
-voxels), converted to zyx voxels of their tomogram, and their class labels mapped onto the
-manifest's class map (a class's ``name`` or one of its ``aliases``).
+voxels, CZ cryoET Data Portal ndjson voxels, ``.coords`` voxels), converted to zyx voxels
+of their tomogram (pixel coordinates taken at another voxel size, given as the picks
+file's ``voxel_size_A``, are scaled), and their class labels mapped onto the manifest's
+class map (a class's ``name`` or one of its ``aliases``).
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ def _read_one(
         tomo_id=entry.tomo_id,
         voxel_size_A=voxel,
         tomograms=geometries,
+        # pixel coordinates taken at another voxel size (a portal annotation's spacing)
+        coords_pixel_size_A=entry.voxel_size_A,
         class_names=manifest.class_names if convention.startswith("relion") else None,
     )
     if entry.class_name is not None:

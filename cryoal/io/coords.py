@@ -1,4 +1,5 @@
-"""Particle coordinates: RELION 3/4/5 STAR, CSV and copick picks <-> one canonical table.
+"""Particle coordinates: RELION 3/4/5 STAR, CSV, copick picks, CZ cryoET Data Portal point
+ndjson and ``.coords`` text (:mod:`cryoal.io.point_text`) <-> one canonical table.
 
 The canonical table (a ``pandas.DataFrame``) has the columns
 
@@ -53,6 +54,7 @@ import pandas as pd
 import starfile
 
 from cryoal.io.atomic import atomic_path, atomic_write_text
+from cryoal.io.point_text import coords_text_xyz, ndjson_xyz, object_from_ndjson_name
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,8 @@ _STRING_LABELS = ["rlnTomoName", "rlnMicrographName", "rlnTomoParticleName", "rl
 _STAR_SUFFIXES = (".star",)
 _CSV_SUFFIXES = (".csv",)
 _JSON_SUFFIXES = (".json",)
+_NDJSON_SUFFIXES = (".ndjson",)
+_COORDS_SUFFIXES = (".coords",)
 
 
 # --------------------------------------------------------------------------------------
@@ -170,7 +174,8 @@ class RawCoords:
     path
         The file.
     format
-        ``"relion-3/4"``, ``"relion-5"``, ``"csv"`` or ``"copick"``.
+        ``"relion-3/4"``, ``"relion-5"``, ``"csv"``, ``"copick"``, ``"portal-ndjson"`` or
+        ``"coords"``.
     xyz
         ``(n, 3)`` the file's x, y, z values.
     kind
@@ -213,9 +218,14 @@ def _file_format(path: Path) -> str:
         return "csv"
     if suffix in _JSON_SUFFIXES:
         return "copick"
+    if suffix in _NDJSON_SUFFIXES:
+        return "portal-ndjson"
+    if suffix in _COORDS_SUFFIXES:
+        return "coords"
     raise ValueError(
         f"{path}: unknown coordinate format {suffix or '(no suffix)'!r}; use a RELION .star, "
-        "a .csv with x, y, z columns, or a copick picks .json"
+        "a .csv with x, y, z columns, a copick picks .json, a CZ cryoET Data Portal point "
+        ".ndjson or a .coords file (x y z voxels per line)"
     )
 
 
@@ -239,6 +249,10 @@ def scan_coords(path: str | os.PathLike) -> RawCoords:
         return _scan_star(path)
     if fmt == "csv":
         return _scan_csv(path)
+    if fmt == "portal-ndjson":
+        return _scan_ndjson(path)
+    if fmt == "coords":
+        return RawCoords(path=path, format="coords", xyz=coords_text_xyz(path), kind="pixel")
     return _scan_copick(path)
 
 
@@ -449,6 +463,15 @@ def _scan_copick(path: Path) -> RawCoords:
     return raw
 
 
+def _scan_ndjson(path: Path) -> RawCoords:
+    xyz = ndjson_xyz(path)
+    raw = RawCoords(path=path, format="portal-ndjson", xyz=xyz, kind="pixel")
+    name = object_from_ndjson_name(path)
+    if name is not None:
+        raw.class_names = np.full(len(xyz), name, dtype=object)
+    return raw
+
+
 # --------------------------------------------------------------------------------------
 # Reading into the canonical table.
 # --------------------------------------------------------------------------------------
@@ -479,7 +502,9 @@ def read_coords(
     ----------
     path
         RELION 3/4/5 ``.star``, ``.csv`` (columns x, y, z; optional tomo_id,
-        class_name (or class), candidate_id) or copick picks ``.json``.
+        class_name (or class), candidate_id), copick picks ``.json``, portal point
+        ``.ndjson`` or ``.coords`` (both pixels; they name no tomogram, so ``tomo_id``
+        is required).
     unit
         Unit of a CSV's x, y, z: ``"angstrom"`` or ``"pixel"``. Required for CSV (never
         guessed); for other formats it may be given only if it matches the format.

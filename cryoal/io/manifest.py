@@ -30,12 +30,30 @@ MANIFESTS_ENV = "CRYOAL_MANIFESTS"
 #: What a file of a dataset is.
 FileKind = Literal["tomogram", "picks", "labels", "template", "tilt_series", "archive", "metadata"]
 
-#: Coordinate conventions of picks files (see cryoal.io.coords):
+#: Coordinate conventions of picks files (see cryoal.io.coords and cryoal.io.point_text):
 #: ``relion-3/4`` rlnCoordinateX/Y/Z pixels; ``relion-5`` rlnCenteredCoordinate*Angst (Å from
 #: the tomogram centre); ``copick`` JSON locations in Å; ``csv-angstrom`` / ``csv-pixel``
-#: CSV x, y, z in Å or in voxels of the tomogram.
-Convention = Literal["relion-3/4", "relion-5", "copick", "csv-angstrom", "csv-pixel"]
-CONVENTIONS: tuple[str, ...] = ("relion-3/4", "relion-5", "copick", "csv-angstrom", "csv-pixel")
+#: CSV x, y, z in Å or in voxels of the tomogram; ``portal-ndjson`` CZ cryoET Data Portal
+#: point ndjson, voxels of the annotation's voxel spacing; ``coords-pixel`` text ``x y z``
+#: per line (IMOD model2point, EMPIAR-10045), voxels of the tomogram.
+Convention = Literal[
+    "relion-3/4", "relion-5", "copick", "csv-angstrom", "csv-pixel", "portal-ndjson", "coords-pixel"
+]
+CONVENTIONS: tuple[str, ...] = (
+    "relion-3/4", "relion-5", "copick", "csv-angstrom", "csv-pixel", "portal-ndjson", "coords-pixel"
+)  # fmt: skip
+#: The file suffix each convention is read from (cryoal tells formats apart by suffix).
+CONVENTION_SUFFIX: dict[str, str] = {
+    "relion-3/4": ".star",
+    "relion-5": ".star",
+    "copick": ".json",
+    "csv-angstrom": ".csv",
+    "csv-pixel": ".csv",
+    "portal-ndjson": ".ndjson",
+    "coords-pixel": ".coords",
+}
+#: Conventions whose coordinates are pixels; a picks file's ``voxel_size_A`` gives their size.
+PIXEL_CONVENTIONS: tuple[str, ...] = ("relion-3/4", "csv-pixel", "portal-ndjson", "coords-pixel")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -172,6 +190,19 @@ class FileEntry(BaseModel):
             )
         if self.kind != "picks" and self.convention is not None:
             raise ValueError(f"convention is only for picks files, not a {self.kind} file")
+        if self.convention is not None:
+            suffix = CONVENTION_SUFFIX[self.convention]
+            if PurePosixPath(self.path).suffix.lower() != suffix:
+                raise ValueError(
+                    f"picks file {self.path!r}: convention {self.convention} is read from a "
+                    f"{suffix} file; fix the convention or the path"
+                )
+            if self.voxel_size_A is not None and self.convention not in PIXEL_CONVENTIONS:
+                raise ValueError(
+                    f"picks file {self.path!r}: voxel_size_A is the pixel size of pixel "
+                    f"coordinates ({', '.join(PIXEL_CONVENTIONS)}); {self.convention} "
+                    "coordinates carry their own unit, so remove it"
+                )
         if self.kind in ("tomogram", "labels") and self.tomo_id is None:
             raise ValueError(f"{self.kind} file {self.path!r} needs tomo_id (the tomogram's id)")
         return self

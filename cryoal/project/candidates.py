@@ -68,7 +68,8 @@ def import_picks(
     dedupe_px: float = DEFAULT_DEDUPE_PX,
     tomogram_sizes_A: Mapping[str, np.ndarray] | None = None,
 ) -> CandidateImport:
-    """Create candidates from a picks file (RELION 3/4/5 STAR, CSV, copick JSON).
+    """Create candidates from a picks file (RELION 3/4/5 STAR, CSV, copick JSON, CZ cryoET
+    Data Portal point ndjson, ``.coords``).
 
     Parameters
     ----------

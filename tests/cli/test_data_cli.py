@@ -238,3 +238,115 @@ def test_dataset_without_picks_gives_a_project_to_detect_in(
     assert run(["project", "detect", str(proj), "--radius-A", "30", "--n", "3"]) == 0
     assert run(["suggest", str(proj), "--strategy", "random", "--k", "2"]) == 0
     assert len(pd.read_csv(proj / "rounds" / "000" / "suggestions.csv")) == 2
+
+
+def test_portal_ndjson_and_coords_picks_become_candidates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A portal-style dataset (ndjson points at another voxel spacing) and a ``.coords``
+    file turn into candidates on the right voxels, with the manifest's classes."""
+    import json
+
+    import numpy as np
+
+    from cryoal.io.mrc import write_mrc
+    from cryoal.project.project import Project
+
+    rng = np.random.default_rng(1)
+    src = tmp_path / "src"
+    (src / "TS_1" / "Annotations" / "101").mkdir(parents=True)
+    (src / "TS_1" / "Annotations" / "104").mkdir(parents=True)
+    write_mrc(src / "TS_1" / "TS_1.mrc", rng.normal(0, 1, (24, 40, 40)).astype(np.float32), 10.0)
+    write_mrc(src / "t2.mrc", rng.normal(0, 1, (24, 40, 40)).astype(np.float32), 10.0)
+    ferritin = np.array([[20.0, 30.0, 10.0], [60.0, 50.0, 30.0]])  # xyz, voxels at 5 Å
+    ribosome = np.array([[15.0, 25.0, 12.0]])  # xyz, voxels at 10 Å
+    for rel, pts in [
+        ("TS_1/Annotations/101/ferritin_complex-1.0_point.ndjson", ferritin),
+        ("TS_1/Annotations/104/cytosolic_ribosome-1.0_point.ndjson", ribosome),
+    ]:
+        lines = [json.dumps({"type": "point", "location": dict(zip("xyz", p, strict=True))})
+                 for p in pts.tolist()]  # fmt: skip
+        (src / rel).write_text("\n".join(lines) + "\n")
+    (src / "t2.coords").write_text("5 6 7\n30 31 12\n")
+
+    def entry(path: str, **more: object) -> dict[str, object]:
+        sha = hashlib.sha256((src / path).read_bytes()).hexdigest()
+        return {"path": path, "sha256": sha, **more}
+
+    doc = {
+        "name": "portal-toy",
+        "title": "portal-style picks",
+        "description": "test",
+        "licence": "CC0",
+        "citation": "none",
+        "source": {"kind": "local", "root": "src"},
+        "voxel_size_A": 10.0,
+        "box": 16,
+        "classes": [
+            {"id": 0, "name": "apo-ferritin", "aliases": ["ferritin_complex"]},
+            {"id": 1, "name": "ribosome", "aliases": ["cytosolic_ribosome"]},
+        ],
+        "files": [
+            entry("TS_1/TS_1.mrc", kind="tomogram", tomo_id="TS_1"),
+            entry("t2.mrc", kind="tomogram", tomo_id="t2"),
+            # the class comes from the portal's file name (an alias) ...
+            entry("TS_1/Annotations/101/ferritin_complex-1.0_point.ndjson", kind="picks",
+                  convention="portal-ndjson", tomo_id="TS_1", voxel_size_A=5.0),
+            # ... or from the manifest
+            entry("TS_1/Annotations/104/cytosolic_ribosome-1.0_point.ndjson", kind="picks",
+                  convention="portal-ndjson", tomo_id="TS_1", class_name="ribosome"),
+            entry("t2.coords", kind="picks", convention="coords-pixel", tomo_id="t2",
+                  class_name="ribosome"),
+        ],
+    }  # fmt: skip
+    manifest = tmp_path / "portal-toy.yaml"
+    manifest.write_text(yaml.safe_dump(doc))
+    data, proj = tmp_path / "data", tmp_path / "proj"
+    assert run(["data", "fetch", str(manifest), "--to", str(data), "--no-progress"]) == 0
+    capsys.readouterr()
+    argv = ["project", "from-manifest", str(manifest), str(proj), "--data", str(data)]
+    assert run([*argv, "--as-labels"]) == 0
+    assert "5 candidates" in capsys.readouterr().out
+    with Project.open(proj) as project:
+        labels = project.labels.current_labels()
+    cands = pd.read_csv(proj / "candidates.csv").merge(
+        labels[["candidate_id", "class_name"]], on="candidate_id"
+    )
+    got = {
+        (r.tomo_id, r.class_name, round(r.z, 6), round(r.y, 6), round(r.x, 6))
+        for r in cands.itertuples()
+    }
+    assert got == {
+        ("TS_1", "apo-ferritin", 5.0, 15.0, 10.0),  # 5 Å voxels halved onto 10 Å voxels
+        ("TS_1", "apo-ferritin", 15.0, 25.0, 30.0),
+        ("TS_1", "ribosome", 12.0, 25.0, 15.0),
+        ("t2", "ribosome", 7.0, 6.0, 5.0),
+        ("t2", "ribosome", 12.0, 31.0, 30.0),
+    }
+
+
+def test_portal_ndjson_imports_into_a_project_with_a_class(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What czii-10440-subset's description tells users to do with the run's annotations."""
+    import json
+
+    import numpy as np
+
+    from cryoal.io.mrc import write_mrc
+
+    tomo = tmp_path / "TS_5_4.mrc"
+    write_mrc(tomo, np.zeros((20, 30, 30), np.float32), 10.012)
+    proj = tmp_path / "proj"
+    assert run(["project", "init", str(proj), "--classes", "apo-ferritin,ribosome"]) == 0
+    assert run(["project", "add-tomogram", str(proj), str(tomo), "--tomo-id", "TS_5_4"]) == 0
+    picks = tmp_path / "ferritin_complex-2.0_point.ndjson"
+    rows = [{"type": "point", "location": {"x": 3.0, "y": 4.0, "z": 5.0}},
+            {"type": "point", "location": {"x": 20.5, "y": 10.0, "z": 12.0}}]  # fmt: skip
+    picks.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    capsys.readouterr()
+    argv = ["project", "import-picks", str(proj), str(picks), "--tomo-id", "TS_5_4"]
+    assert run([*argv, "--class", "apo-ferritin", "--as-labels"]) == 0
+    assert "2 candidates" in capsys.readouterr().out
+    cands = pd.read_csv(proj / "candidates.csv").sort_values("x")
+    np.testing.assert_allclose(cands[["z", "y", "x"]].to_numpy(), [[5, 4, 3], [12, 10, 20.5]])

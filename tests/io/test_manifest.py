@@ -66,6 +66,8 @@ def test_the_bundled_folder_has_the_issue_datasets() -> None:
         "shrec2021",
         "czii-10440-subset",
         "empiar-10045",
+        "portal-10000-ts043",
+        "czii-10441-sim-subset",
     } <= names
 
 
@@ -128,6 +130,28 @@ def test_picks_need_a_known_convention(tmp_path: Path) -> None:
     assert "files[1] (picks/ribosome.json).convention" in msg and "'relion-5'" in msg
     msg = _bad(tmp_path, lambda d: d["files"][1].pop("convention"))
     assert "needs convention" in msg
+
+
+def test_convention_must_match_the_file_suffix(tmp_path: Path) -> None:
+    msg = _bad(tmp_path, lambda d: d["files"][1].update(convention="portal-ndjson"))
+    assert "files[1] (picks/ribosome.json)" in msg
+    assert "convention portal-ndjson is read from a .ndjson file" in msg
+
+
+def test_pixel_size_only_for_pixel_picks(tmp_path: Path) -> None:
+    # copick locations are Å: a pixel size would be ignored, so it is refused
+    msg = _bad(tmp_path, lambda d: d["files"][1].update(voxel_size_A=5.0))
+    assert "copick coordinates carry their own unit, so remove it" in msg
+
+    def ndjson(d: dict) -> None:
+        d["files"][1].update(
+            path="ribosome-1.0_point.ndjson", convention="portal-ndjson", voxel_size_A=4.99
+        )
+
+    doc = copy.deepcopy(GOOD)
+    ndjson(doc)
+    picks = load_manifest(_write(tmp_path, doc)).files_of("picks")[0]
+    assert picks.convention == "portal-ndjson" and picks.voxel_size_A == 4.99
 
 
 def test_class_outside_the_class_map(tmp_path: Path) -> None:
