@@ -196,7 +196,9 @@ def _train_project(
     bar: TrainProgress,
     main: bool,
 ) -> None:
-    if not (data / "project.yaml").is_file():
+    from cryoal.project.layout import is_project
+
+    if not is_project(data):
         raise ValueError(
             f"{data}: a folder but not a cryoal project (no project.yaml); pass a store .h5 "
             "or create a project with 'cryoal project init'"

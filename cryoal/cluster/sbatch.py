@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryoal.io.atomic import atomic_write_text
+from cryoal.project.layout import is_project
 
 #: Seconds before the time limit at which SLURM sends SIGUSR1 to the training step.
 SIGNAL_LEAD_S = 300
@@ -220,7 +221,7 @@ def render(kind: str, project: Path, opts: SlurmOptions) -> list[tuple[str, str]
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}; use one of {list(KINDS)}")
     project = Path(project).resolve()
-    if not (project / "project.yaml").is_file():
+    if not is_project(project):
         raise ValueError(f"{project}: not a cryoal project (no project.yaml)")
     logs = project / "slurm" / "logs"
     makers = {"train": render_train, "score": render_score, "merge": render_merge}

@@ -35,7 +35,6 @@ from cryoal.io.names import check_class_name
 CONFIG_FORMAT_VERSION = 1
 
 #: File name of the project configuration inside a project folder.
-CONFIG_NAME = "project.yaml"
 
 #: Label values that are not classes. ``unsure``: the expert could not decide;
 #: ``not-a-particle``: the candidate is junk (ice, carbon, noise, a false detection).

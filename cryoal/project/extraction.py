@@ -19,6 +19,7 @@ import pandas as pd
 from cryoal.data.extract import extract_to_store
 from cryoal.io.store import SubtomogramStore
 from cryoal.progress import CountCallback
+from cryoal.project.layout import CACHE_DIR
 from cryoal.project.project import Project
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 #: Extraction options shared by training and scoring stores.
 EDGE = "pad"
 NORMALISE = True
-CACHE_DIR = "cache"
 
 
 def extract_project_store(

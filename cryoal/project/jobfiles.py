@@ -19,9 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryoal.project.extraction import CACHE_DIR
-from cryoal.project.project import LABELS_NAME, LOCK_NAME
-from cryoal.project.snapshot import ROUNDS_DIR
+from cryoal.project.layout import CACHE_DIR, LABELS_NAME, LOCK_NAME, ROUNDS_DIR
 
 log = logging.getLogger(__name__)
 

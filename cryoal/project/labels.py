@@ -783,7 +783,8 @@ class DamagedStoreError(ValueError):
 
 def damaged_store_message(path: Path, detail: str) -> str:
     """One line: what is wrong with ``path``, how to check it and how to recover."""
-    from cryoal.project.snapshot import SNAPSHOT_NAME, round_dir, snapshot_rounds
+    from cryoal.project.layout import SNAPSHOT_NAME, round_dir
+    from cryoal.project.snapshot import snapshot_rounds
 
     root = path.parent
     rounds = snapshot_rounds(root)
@@ -814,7 +815,9 @@ def _class_list(root: Path) -> str:
     try:
         import yaml
 
-        with open(root / "project.yaml", encoding="utf-8") as fh:
+        from cryoal.project.layout import CONFIG_NAME
+
+        with open(root / CONFIG_NAME, encoding="utf-8") as fh:
             names = yaml.safe_load(fh).get("classes", [])
         return ",".join(str(n["name"] if isinstance(n, dict) else n) for n in names) or "..."
     except Exception:  # a hint only; the message must not fail

@@ -20,7 +20,6 @@ import numpy as np
 
 from cryoal.io.mrc import check_finite_voxels, open_tomogram, read_polarity
 from cryoal.project.config import (
-    CONFIG_NAME,
     ProjectConfig,
     TomogramSpec,
     check_tomo_id,
@@ -30,12 +29,10 @@ from cryoal.project.config import (
     save_config,
 )
 from cryoal.project.labels import LabelStore
+from cryoal.project.layout import CANDIDATES_NAME, CONFIG_NAME, LABELS_NAME, LOCK_NAME
 
 log = logging.getLogger(__name__)
 
-LABELS_NAME = "labels.sqlite"
-CANDIDATES_NAME = "candidates.csv"
-LOCK_NAME = ".project.lock"
 #: Relative tolerance when comparing voxel sizes.
 VOXEL_SIZE_RTOL = 1e-3
 

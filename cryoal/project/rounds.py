@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from cryoal.io.atomic import atomic_write_text
-from cryoal.project.snapshot import round_dir, round_numbers
-
-MODEL_INFO_NAME = "round.json"
-MODEL_RUN_DIR = "model"
-TRAIN_STORE_NAME = "train.h5"
-SUGGESTIONS_NAME = "suggestions.csv"
+from cryoal.project.layout import (
+    MODEL_INFO_NAME,
+    MODEL_RUN_DIR,
+    round_dir,
+    round_numbers,
+)
 
 
 @dataclass

@@ -36,9 +36,8 @@ import pandas as pd
 
 from cryoal.project.config import SPECIAL_LABELS
 from cryoal.project.labels import KIND_CLASS, Label
+from cryoal.project.layout import SUGGESTIONS_NAME, round_dir
 from cryoal.project.project import Project
-from cryoal.project.rounds import SUGGESTIONS_NAME
-from cryoal.project.snapshot import round_dir
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,14 @@ import pandas as pd
 
 from cryoal.io.atomic import atomic_write_bytes
 from cryoal.project.labels import LABEL_COLUMNS, LabelStore
+from cryoal.project.layout import (
+    HASH_NAME,
+    SNAPSHOT_NAME,
+    round_dir,
+    round_numbers,
+)
 
 log = logging.getLogger(__name__)
-
-ROUNDS_DIR = "rounds"
-SNAPSHOT_NAME = "snapshot.csv"
-HASH_NAME = SNAPSHOT_NAME + ".sha256"
 
 
 @dataclass(frozen=True)
@@ -42,19 +44,6 @@ class Snapshot:
     @property
     def path(self) -> Path:
         return self.directory / SNAPSHOT_NAME
-
-
-def round_dir(project_root: str | os.PathLike, round: int) -> Path:
-    """``<project>/rounds/NNN`` (three digits, zero padded)."""
-    return Path(project_root) / ROUNDS_DIR / f"{round:03d}"
-
-
-def round_numbers(project_root: str | os.PathLike) -> list[int]:
-    """Numbers of the existing ``rounds/NNN`` folders, ascending."""
-    base = Path(project_root) / ROUNDS_DIR
-    if not base.is_dir():
-        return []
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def _has_snapshot_files(directory: Path) -> bool:

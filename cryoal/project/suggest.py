@@ -25,9 +25,9 @@ import pandas as pd
 
 from cryoal.io.atomic import atomic_path
 from cryoal.progress import CountCallback
+from cryoal.project.layout import SCORES_DIR, SUGGESTIONS_NAME, round_dir
 from cryoal.project.project import Project
-from cryoal.project.rounds import SUGGESTIONS_NAME, ModelInfo, newest_model
-from cryoal.project.snapshot import round_dir
+from cryoal.project.rounds import ModelInfo, newest_model
 
 if TYPE_CHECKING:
     from cryoal.train.events import CountCallback
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 #: Strategies that need no model (the only ones possible in round 0).
 MODEL_FREE = ("random", "stratified")
 #: Folder of a round's score shards, inside ``rounds/NNN/``.
-SCORES_DIR = "scores"
 
 
 @dataclass

@@ -28,15 +28,9 @@ import pandas as pd
 from cryoal.io.store import SubtomogramStore
 from cryoal.progress import CountCallback
 from cryoal.project.labels import utc_now
+from cryoal.project.layout import MODEL_RUN_DIR, TRAIN_STORE_NAME
 from cryoal.project.project import Project
-from cryoal.project.rounds import (
-    MODEL_RUN_DIR,
-    TRAIN_STORE_NAME,
-    ModelInfo,
-    read_model_info,
-    trained_rounds,
-    write_model_info,
-)
+from cryoal.project.rounds import ModelInfo, read_model_info, trained_rounds, write_model_info
 from cryoal.project.snapshot import (
     Snapshot,
     live_sha256,

@@ -19,7 +19,7 @@ from qtpy.QtCore import QObject, QProcess, Signal
 
 from cryoal.project.jobfiles import ProjectFiles
 from cryoal.project.labels import LabelStore
-from cryoal.project.project import LABELS_NAME
+from cryoal.project.layout import LABELS_NAME
 
 #: ``cryoal --debug`` log line the training loop writes after each epoch.
 _EPOCH_RE = re.compile(r"cryoal\.train\.fit: epoch (\d+):")

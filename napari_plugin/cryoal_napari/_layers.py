@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from cryoal.project.layout import is_project
+
 LayerData = tuple[Any, dict[str, Any], str]
 
 #: napari world units of every cryoal layer: Å (pint's "angstrom").
@@ -32,7 +34,7 @@ def find_project_root(path: str | Path) -> Path | None:
     """The nearest folder at or above ``path``'s folder holding ``project.yaml``."""
     folder = Path(path).resolve().parent
     for _ in range(_PROJECT_SEARCH_DEPTH):
-        if (folder / "project.yaml").is_file():
+        if is_project(folder):
             return folder
         if folder.parent == folder:
             break

@@ -26,12 +26,13 @@ import numpy as np
 import pandas as pd
 
 from cryoal.io.coords import TomogramGeometry, read_coords, scan_coords
+from cryoal.project.layout import CANDIDATES_NAME, CONFIG_NAME, SUGGESTIONS_NAME
 from cryoal_napari._layers import TAB10, LayerData, find_project_root, points_layer
 
 #: Diameter (Å) of points when no project gives a box size.
 DEFAULT_POINT_SIZE_A = 150.0
 #: Project tables whose ``z, y, x`` are voxels of the project.
-PROJECT_TABLES = ("candidates.csv", "suggestions.csv")
+PROJECT_TABLES = (CANDIDATES_NAME, SUGGESTIONS_NAME)
 
 
 class _Context:
@@ -47,7 +48,7 @@ class _Context:
         if self.root is not None:
             from cryoal.project.config import load_config
 
-            config = load_config(self.root / "project.yaml")
+            config = load_config(self.root / CONFIG_NAME)
             self.voxel_size_A = config.voxel_size_A
             self.tomograms = {
                 t.id: TomogramGeometry(t.shape_zyx, t.voxel_size_A) for t in config.tomograms

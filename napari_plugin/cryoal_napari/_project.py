@@ -16,12 +16,6 @@ from cryoal_napari._layers import LayerData, points_layer
 from cryoal_napari._tomogram import read_tomogram
 
 
-def is_project(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a project folder (holds ``project.yaml``)."""
-    p = Path(path)
-    return p.is_dir() and (p / "project.yaml").is_file()
-
-
 def read_project(path: str | os.PathLike, multiscale_bytes: int | None = None) -> list[LayerData]:
     """Every tomogram of a project as an image, and its candidates as points in Å.
 

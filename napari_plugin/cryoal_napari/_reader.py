@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from cryoal.project.layout import is_project
 from cryoal_napari._layers import LayerData
 from cryoal_napari._viewer import install_on_current_viewer
 
@@ -29,7 +30,7 @@ STORE_SUFFIXES = (".h5", ".hdf5")
 
 def _kind(path: str | os.PathLike) -> str | None:
     p = Path(path)
-    if p.is_dir() and (p / "project.yaml").is_file():
+    if is_project(p):
         return "project"
     suffix = p.suffix.lower()
     if suffix in MRC_SUFFIXES:

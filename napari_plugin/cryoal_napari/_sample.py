@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from cryoal.project.layout import is_project
 from cryoal_napari._layers import LayerData
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def make_sample_project(root: str | os.PathLike | None = None) -> Path:
     from cryoal.sim.tomograms import simulate_tomogram
 
     root = Path(root) if root is not None else sample_root()
-    if (root / "project.yaml").is_file():
+    if is_project(root):
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
@@ -71,7 +72,7 @@ def make_sample_project(root: str | os.PathLike | None = None) -> Path:
         os.replace(work, root)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
-        if (root / "project.yaml").is_file():  # another process finished it first
+        if is_project(root):  # another process finished it first
             return root
         raise
     log.info("sample project written to %s", root)

@@ -17,6 +17,7 @@ import numpy as np
 
 from cryoal.io.mrc import open_tomogram
 from cryoal.io.volume import PlaneWindow
+from cryoal.project.layout import CONFIG_NAME
 from cryoal_napari._layers import (
     AXIS_LABELS,
     TAB10,
@@ -112,7 +113,7 @@ def label_classes(path: str | os.PathLike) -> tuple[list[str], dict[str, str]]:
     if root is not None:
         from cryoal.project.config import load_config
 
-        config = load_config(root / "project.yaml")
+        config = load_config(root / CONFIG_NAME)
         names = names or config.class_names
         colours = {c.name: c.colour for c in config.classes}
     return names, {n: colours.get(n, TAB10[i % len(TAB10)]) for i, n in enumerate(names)}

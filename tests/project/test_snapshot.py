@@ -12,14 +12,8 @@ import pandas as pd
 import pytest
 
 from cryoal.project.labels import LabelStore
-from cryoal.project.snapshot import (
-    HASH_NAME,
-    SNAPSHOT_NAME,
-    newest_snapshot,
-    read_snapshot,
-    verify_snapshot,
-    write_snapshot,
-)
+from cryoal.project.layout import HASH_NAME, SNAPSHOT_NAME
+from cryoal.project.snapshot import newest_snapshot, read_snapshot, verify_snapshot, write_snapshot
 
 
 @pytest.fixture
