@@ -48,7 +48,7 @@ class Acquisition:
         ``(k,)`` store rows of ``ids``.
     scores
         ``(k,)`` the picks' scores (for k-center / k-means++ picks: the distance to the
-        nearest centre when picked).
+        nearest centre when picked; for typiclust: the typicality when picked).
     predicted
         ``(k,)`` the teacher's predicted class of each pick (-1 when no model was run).
     scored_ids, scored_scores
@@ -623,6 +623,20 @@ def select_scored(
         scores_all = np.full(cand.size, np.nan)
         scores_all[pos] = dist
         pick_scores = dist
+    elif cfg.name == "typiclust":
+        pos, typ = sel.typiclust(
+            points_of(out),
+            k,
+            cand_ids,
+            labeled=centres(),
+            metric=cfg.coreset_metric,
+            seed=sel_seed,
+            n_neighbors=cfg.typicality_neighbors,
+            max_clusters=cfg.typicality_max_clusters,
+        )
+        scores_all = np.full(cand.size, np.nan)
+        scores_all[pos] = typ
+        pick_scores = typ
     elif cfg.name == "badge":
         t_logits = _Outputs.cat(out.teacher_logits)
         if t_logits is None or t_logits.ndim != 2 or not out.features:
@@ -656,7 +670,7 @@ def select_scored(
 def _selection_space(cfg: StrategyConfig) -> str | None:
     if cfg.name == "pcoreset":
         return "student_probs" if cfg.pcoreset_source == "student" else "teacher_probs"
-    if cfg.name == "coreset":
+    if cfg.name in ("coreset", "typiclust"):
         return "features"
     if cfg.selection == "diverse" and cfg.name not in DIVERSITY_NATIVE:
         return cfg.diversity_space

@@ -393,12 +393,7 @@ class ALEngine:
         strategy = self.config.strategy
         name = strategy.display_name
         if self.state["cold"]:
-            strategy = StrategyConfig(
-                name=strategy.cold_start_method,
-                subset_size=strategy.subset_size,
-                pcoreset_source=strategy.pcoreset_source,
-                coreset_metric=strategy.coreset_metric,
-            )
+            strategy = strategy.cold_start_strategy()
             name = f"cold:{strategy.name}"
         strategy = strategy.linked_to_training(run.config.tau, run.config.kl_direction)
         t0 = time.perf_counter()

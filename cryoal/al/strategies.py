@@ -21,6 +21,7 @@ StrategyName = Literal[
     "pcoreset",
     "coreset",
     "badge",
+    "typiclust",
     "bald",
     "entropy",
     "margin",
@@ -32,10 +33,18 @@ StrategyName = Literal[
 STRATEGIES: tuple[str, ...] = StrategyName.__args__  # type: ignore[attr-defined]
 
 #: Strategies whose batch comes from a diversity selector rather than top-k of scores.
-DIVERSITY_NATIVE: frozenset[str] = frozenset({"pcoreset", "coreset", "badge"})
+DIVERSITY_NATIVE: frozenset[str] = frozenset({"pcoreset", "coreset", "badge", "typiclust"})
 
 #: Strategies that need the teacher's penultimate features.
-NEEDS_FEATURES: frozenset[str] = frozenset({"coreset", "badge"})
+NEEDS_FEATURES: frozenset[str] = frozenset({"coreset", "badge", "typiclust"})
+
+#: ``cold_start_method`` -> the strategy it runs.
+COLD_START_STRATEGY: dict[str, str] = {
+    "random": "random",
+    "pcoreset": "pcoreset",
+    "coreset": "coreset",
+    "typicality": "typiclust",
+}
 
 
 class StrategyConfig(BaseModel):
@@ -77,7 +86,23 @@ class StrategyConfig(BaseModel):
     pcoreset_source: Literal["student", "teacher"] = Field(
         "student", description="pcoreset: whose probabilities span the space"
     )
-    coreset_metric: Literal["l2", "cosine"] = Field("l2", description="coreset: feature distance")
+    coreset_metric: Literal["l2", "cosine"] = Field(
+        "l2", description="coreset, typiclust: feature distance"
+    )
+
+    # -- typicality (TypiClust) ------------------------------------------------------------
+    typicality_neighbors: int = Field(
+        20,
+        ge=1,
+        description="typiclust: K of typicality = 1 / mean distance to the K nearest "
+        "neighbours in the cluster (capped by the cluster size)",
+    )
+    typicality_max_clusters: int = Field(
+        500,
+        ge=1,
+        description="typiclust: at most this many k-means clusters (n_labeled + k otherwise); "
+        "when fewer than k, clusters are visited again round-robin",
+    )
 
     # -- BALD ------------------------------------------------------------------------------
     mc_passes: int = Field(10, ge=2, description="bald: MC-dropout passes T")
@@ -128,8 +153,11 @@ class StrategyConfig(BaseModel):
         description="engine: keep the cold start until the teacher's accuracy on the last "
         "cold-start batch exceeds chance + margin (checked after cold_start_cycles)",
     )
-    cold_start_method: Literal["random", "pcoreset", "coreset"] = Field(
-        "random", description="engine: strategy used during the cold start"
+    cold_start_method: Literal["random", "pcoreset", "coreset", "typicality"] = Field(
+        "random",
+        description="engine: strategy used during the cold start (typicality = the typiclust "
+        "strategy: the most typical sample of each of the largest k-means clusters of the "
+        "teacher's features that hold no labeled sample)",
     )
 
     @model_validator(mode="after")
@@ -140,6 +168,10 @@ class StrategyConfig(BaseModel):
             raise ValueError(f"subset_size {self.subset_size} must be a positive count")
         if self.class_cap is not None and self.name == "badge":
             raise ValueError("class_cap is not available with badge (k-means++ sampling)")
+        if self.class_cap is not None and self.name == "typiclust":
+            raise ValueError(
+                "class_cap is not available with typiclust (its clusters spread the batch)"
+            )
         return self
 
     # -- derived ---------------------------------------------------------------------------
@@ -200,6 +232,18 @@ class StrategyConfig(BaseModel):
         if has_cold_start and self.cold_start_method == "pcoreset":
             return "trained"
         return "none"
+
+    def cold_start_strategy(self) -> StrategyConfig:
+        """The strategy the engine runs during the cold start (``cold_start_method``), with
+        this strategy's pre-subset and the options of the cold-start method."""
+        return StrategyConfig(
+            name=COLD_START_STRATEGY[self.cold_start_method],  # type: ignore[arg-type]
+            subset_size=self.subset_size,
+            pcoreset_source=self.pcoreset_source,
+            coreset_metric=self.coreset_metric,
+            typicality_neighbors=self.typicality_neighbors,
+            typicality_max_clusters=self.typicality_max_clusters,
+        )
 
     @property
     def needs_student(self) -> bool:
