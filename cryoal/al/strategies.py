@@ -3,48 +3,50 @@
 A :class:`StrategyConfig` names one acquisition strategy (methods.md §1–4) and the
 options every strategy can combine with (methods.md §7): a random pre-subset of the pool,
 stochastic batch acquisition, a top-M diversity stage, a per-class cap and a cold start.
-It is a pydantic model, so it loads from YAML/JSON and rejects unknown keys.
+It is a pydantic model, so it loads from YAML/JSON and rejects unknown keys. What each
+strategy needs and how it scores is declared once, in :mod:`cryoal.al.registry`; the names
+accepted here are the registry's.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-StrategyName = Literal[
-    "kt",
-    "kt-ema",
-    "entropy-gradnorm",
-    "expected-gradnorm",
-    "pcoreset",
-    "coreset",
-    "badge",
-    "typiclust",
-    "bald",
-    "entropy",
-    "margin",
-    "least-confidence",
-    "random",
-]
+from cryoal.al.registry import REGISTRY, Needs, Strategy, cold_start_strategies
 
-#: Every strategy name, in the order the docs list them.
-STRATEGIES: tuple[str, ...] = StrategyName.__args__  # type: ignore[attr-defined]
+#: Every strategy name, in the order the docs list them (the registry's order).
+STRATEGIES: tuple[str, ...] = tuple(REGISTRY)
 
-#: Strategies whose batch comes from a diversity selector rather than top-k of scores.
-DIVERSITY_NATIVE: frozenset[str] = frozenset({"pcoreset", "coreset", "badge", "typiclust"})
+if TYPE_CHECKING:
+    StrategyName = str
+else:
+    #: ``Literal`` of every registered name (pydantic and the CLI parser offer these choices).
+    StrategyName = Literal[STRATEGIES]
 
-#: Strategies that need the teacher's penultimate features.
-NEEDS_FEATURES: frozenset[str] = frozenset({"coreset", "badge", "typiclust"})
+#: Strategies whose batch comes from a diversity selector rather than from scores.
+DIVERSITY_NATIVE: frozenset[str] = frozenset(
+    n for n, s in REGISTRY.items() if s.native and (callable(s.needs) or s.needs.model)
+)
 
-#: ``cold_start_method`` -> the strategy it runs.
-COLD_START_STRATEGY: dict[str, str] = {
-    "random": "random",
-    "pcoreset": "pcoreset",
-    "coreset": "coreset",
-    "typicality": "typiclust",
-}
+#: Strategies whose native selector reads the teacher's penultimate features.
+NEEDS_FEATURES: frozenset[str] = frozenset(
+    n
+    for n, s in REGISTRY.items()
+    if s.native
+    and not callable(s.needs)
+    and (s.needs.space == "features" or "features" in s.needs.keep)
+)
+
+#: ``cold_start_method`` -> the strategy it runs (declared by the strategies).
+COLD_START_STRATEGY: dict[str, str] = cold_start_strategies()
+
+if TYPE_CHECKING:
+    ColdStartMethod = str
+else:
+    ColdStartMethod = Literal[tuple(COLD_START_STRATEGY)]
 
 
 class StrategyConfig(BaseModel):
@@ -153,7 +155,7 @@ class StrategyConfig(BaseModel):
         description="engine: keep the cold start until the teacher's accuracy on the last "
         "cold-start batch exceeds chance + margin (checked after cold_start_cycles)",
     )
-    cold_start_method: Literal["random", "pcoreset", "coreset", "typicality"] = Field(
+    cold_start_method: ColdStartMethod = Field(
         "random",
         description="engine: strategy used during the cold start (typicality = the typiclust "
         "strategy: the most typical sample of each of the largest k-means clusters of the "
@@ -166,21 +168,28 @@ class StrategyConfig(BaseModel):
             raise ValueError(f"subset_size {self.subset_size} as a fraction must be in (0, 1]")
         if isinstance(self.subset_size, int) and self.subset_size <= 0:
             raise ValueError(f"subset_size {self.subset_size} must be a positive count")
-        if self.class_cap is not None and self.name == "badge":
-            raise ValueError("class_cap is not available with badge (k-means++ sampling)")
-        if self.class_cap is not None and self.name == "typiclust":
-            raise ValueError(
-                "class_cap is not available with typiclust (its clusters spread the batch)"
-            )
+        spec = self.spec
+        if self.class_cap is not None and not spec.class_cap:
+            raise ValueError(f"class_cap is not available with {self.name} ({spec.no_cap_reason})")
         return self
 
     # -- derived ---------------------------------------------------------------------------
+    @property
+    def spec(self) -> Strategy:
+        """The registered :class:`~cryoal.al.registry.Strategy` of ``name``."""
+        return REGISTRY[self.name]
+
+    @property
+    def needs(self) -> Needs:
+        """What the strategy needs from the models under these options."""
+        return self.spec.needs_for(self)
+
     @property
     def direction(self) -> str:
         """KL direction actually used."""
         if self.kl_direction is not None:
             return self.kl_direction
-        return "student_teacher" if self.name == "kt-ema" else "teacher_student"
+        return self.spec.kl_direction
 
     @property
     def score_tau(self) -> float:
@@ -196,7 +205,7 @@ class StrategyConfig(BaseModel):
         one the student learnt. Only ``kt`` is linked (an EMA student is not trained on a
         distance).
         """
-        if self.name != "kt":
+        if not self.spec.linked_to_training:
             return self
         for option, mine, theirs in (
             ("tau", self.tau, float(tau)),
@@ -219,19 +228,26 @@ class StrategyConfig(BaseModel):
 
     @property
     def student_mode(self) -> Literal["trained", "ema", "none"]:
-        """The ``TrainConfig.student`` setting this strategy needs."""
-        if self.name == "kt":
-            return "trained"
-        if self.name == "kt-ema":
-            return "ema"
-        if self.name == "pcoreset" and self.pcoreset_source == "student":
+        """The ``TrainConfig.student`` setting this strategy needs (its own, that of its
+        selection space, then that of its cold start)."""
+        needs = self.needs
+        if needs.student != "none":
+            return needs.student
+        if needs.space == "student_probs":
             return "trained"
         if self.selection == "diverse" and self.diversity_space == "student_probs":
             return "trained"
-        has_cold_start = self.cold_start_cycles > 0 or self.cold_start_margin is not None
-        if has_cold_start and self.cold_start_method == "pcoreset":
-            return "trained"
+        if self.cold_start_cycles > 0 or self.cold_start_margin is not None:
+            return self.cold_start_strategy().student_mode
         return "none"
+
+    @property
+    def selection_space(self) -> str | None:
+        """The space selection computes points in: the native selector's, the diversity
+        stage's (``selection: diverse``), or None."""
+        if self.spec.native:
+            return self.needs.space
+        return self.diversity_space if self.selection == "diverse" else None
 
     def cold_start_strategy(self) -> StrategyConfig:
         """The strategy the engine runs during the cold start (``cold_start_method``), with
@@ -257,7 +273,7 @@ class StrategyConfig(BaseModel):
         parts = [self.name]
         if self.subset_size is not None:
             parts.append(f"sub{self.subset_size}")
-        if self.name not in DIVERSITY_NATIVE and self.name != "random":
+        if not self.spec.native:
             if self.selection == "stochastic":
                 parts.append(f"stoch-{self.weighting}{self.beta:g}")
             elif self.selection == "diverse":
@@ -266,8 +282,8 @@ class StrategyConfig(BaseModel):
             parts.append(f"cap{self.class_cap:g}")
         if self.cold_start_cycles or self.cold_start_margin is not None:
             parts.append(f"cold-{self.cold_start_method}")
-        if self.name.endswith("gradnorm") and self.gradnorm_scope == "last_layer":
-            parts.append("last")
+        if self.spec.label_parts is not None:
+            parts.extend(self.spec.label_parts(self))
         return "+".join(parts)
 
     @classmethod
