@@ -6,8 +6,8 @@ candidates through the models in fixed-size batches (:func:`cryoal.train.predict
 stream_outputs`), turns the outputs into scores with the pure heuristics of
 :mod:`cryoal.al.heuristics` / :mod:`cryoal.al.gradnorm`, and picks ``k`` candidates with the
 selectors of :mod:`cryoal.al.selectors`. Memory is bounded by the batch plus what the
-strategy needs per candidate (one score; ``C`` probabilities for probability-space
-selection; ``F`` features for feature-space selection). What each strategy needs and how it
+strategy needs per candidate (one score, the teacher's ``C`` logits for the score table and
+probability-space selection; ``F`` features for feature-space selection). What each strategy needs and how it
 scores or selects is read from :mod:`cryoal.al.registry`; nothing here names a strategy.
 """
 
@@ -60,6 +60,12 @@ class Acquisition:
         Display name of the strategy.
     timings
         Seconds spent: ``{"predict": ..., "select": ...}``.
+    scored_predicted
+        ``(n,)`` the teacher's predicted class of every scored candidate, or None when
+        only the picks were predicted (``random``).
+    scored_probs
+        ``(n, C)`` float32 teacher probabilities of every scored candidate (segmentation:
+        mean over voxels), or None (``random``; shards written without logits).
     """
 
     ids: np.ndarray
@@ -70,6 +76,8 @@ class Acquisition:
     scored_scores: np.ndarray
     strategy: str
     timings: dict[str, float] = field(default_factory=dict)
+    scored_predicted: np.ndarray | None = None
+    scored_probs: np.ndarray | None = None
 
 
 def subseed(seed: int, *tags: int) -> int:
@@ -443,8 +451,9 @@ class ScoreTable:
         ``(n,)`` informativeness (higher = more informative), or None for strategies that
         select in a space instead (coreset, pcoreset, badge).
     teacher_logits, student_logits
-        ``(n, C)`` float32 (log mean-voxel probabilities for segmentation), when the
-        selection uses that probability space (or BADGE), else None.
+        ``(n, C)`` float32 (log mean-voxel probabilities for segmentation): the teacher's
+        always (score tables; None only in shards written by older versions), the
+        student's when the selection uses its probability space, else None.
     features
         ``(n, F)`` float32 penultimate features (coreset, BADGE, diverse selection in
         feature space), else None.
@@ -533,7 +542,7 @@ def score_candidates(
             device=dev,
             want_features=space == "features" or "features" in keep,
             want_student=cfg.needs_student,
-            keep_teacher=space == "teacher_probs" or "teacher_logits" in keep,
+            keep_teacher=True,  # the score table's probabilities
             keep_student=space == "student_probs",
             on_batch=on_batch,
             mc_seed=subseed(seed, 3),
@@ -642,6 +651,12 @@ def select_scored(
         scored_scores=scores_all,
         strategy=cfg.display_name,
         timings={"predict": predict_s, "select": t2 - t1},
+        scored_predicted=predicted,
+        scored_probs=(
+            None
+            if table.teacher_logits is None
+            else _probs_for_space(table.teacher_logits.astype(np.float64)).astype(np.float32)
+        ),
     )
 
 

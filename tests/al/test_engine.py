@@ -120,6 +120,13 @@ def test_typicality_cold_start_runs_typiclust_on_the_cycle_model(noise_store, tm
     )  # fmt: skip
     assert pending["ids"] == list(again.ids)
     assert not set(pending["ids"]) & set(eng.state["labels"])
+    # the cycle's full score table: every unlabeled candidate, the picks in order
+    from cryoal.al.score_table import read_scores
+
+    table = read_scores(tmp_path / "typ" / "cycles" / "cycle_00" / "scores.csv")
+    assert sorted(table["candidate_id"]) == sorted(noise_store.ids[pool])
+    assert list(table[table["pick"] >= 0].sort_values("pick")["candidate_id"]) == pending["ids"]
+    np.testing.assert_allclose(table[["p_s", "p_m", "p_l"]].sum(axis=1), 1.0, atol=1e-5)
 
 
 _WORKER = """
