@@ -6,9 +6,10 @@ candidates through the models in fixed-size batches (:func:`cryoal.train.predict
 stream_outputs`), turns the outputs into scores with the pure heuristics of
 :mod:`cryoal.al.heuristics` / :mod:`cryoal.al.gradnorm`, and picks ``k`` candidates with the
 selectors of :mod:`cryoal.al.selectors`. Memory is bounded by the batch plus what the
-strategy needs per candidate (one score, the teacher's ``C`` logits for the score table and
-probability-space selection; ``F`` features for feature-space selection). What each strategy needs and how it
-scores or selects is read from :mod:`cryoal.al.registry`; nothing here names a strategy.
+strategy needs per candidate (one score; the teacher's ``C`` logits, for the score table and
+probability-space selection; ``F`` features for feature-space selection). What each
+strategy needs and how it scores or selects is read from :mod:`cryoal.al.registry`; nothing
+here names a strategy.
 """
 
 from __future__ import annotations
@@ -448,8 +449,8 @@ class ScoreTable:
     predicted
         ``(n,)`` the teacher's predicted class.
     scores
-        ``(n,)`` informativeness (higher = more informative), or None for strategies that
-        select in a space instead (coreset, pcoreset, badge).
+        ``(n,)`` informativeness (higher = more informative), or None for native selectors
+        (coreset, pcoreset, badge, typiclust).
     teacher_logits, student_logits
         ``(n, C)`` float32 (log mean-voxel probabilities for segmentation): the teacher's
         always (score tables; None only in shards written by older versions), the

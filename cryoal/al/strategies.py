@@ -11,6 +11,7 @@ accepted here are the registry's.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -25,20 +26,6 @@ if TYPE_CHECKING:
 else:
     #: ``Literal`` of every registered name (pydantic and the CLI parser offer these choices).
     StrategyName = Literal[STRATEGIES]
-
-#: Strategies whose batch comes from a diversity selector rather than from scores.
-DIVERSITY_NATIVE: frozenset[str] = frozenset(
-    n for n, s in REGISTRY.items() if s.native and (callable(s.needs) or s.needs.model)
-)
-
-#: Strategies whose native selector reads the teacher's penultimate features.
-NEEDS_FEATURES: frozenset[str] = frozenset(
-    n
-    for n, s in REGISTRY.items()
-    if s.native
-    and not callable(s.needs)
-    and (s.needs.space == "features" or "features" in s.needs.keep)
-)
 
 #: ``cold_start_method`` -> the strategy it runs (declared by the strategies).
 COLD_START_STRATEGY: dict[str, str] = cold_start_strategies()
@@ -311,3 +298,17 @@ class StrategyConfig(BaseModel):
                 f"invalid strategy {data.get('name', value)!r}: {'; '.join(msgs)}; strategies are "
                 f"{', '.join(STRATEGIES)}"
             ) from None
+
+
+def _with_defaults(test: Callable[[StrategyConfig], bool]) -> frozenset[str]:
+    return frozenset(n for n in STRATEGIES if test(StrategyConfig(name=n)))
+
+
+#: Strategies whose batch comes from a diversity selector rather than from scores (with
+#: their default options).
+DIVERSITY_NATIVE: frozenset[str] = _with_defaults(lambda c: c.spec.native and c.needs.model)
+
+#: Native selectors that read the teacher's penultimate features (with default options).
+NEEDS_FEATURES: frozenset[str] = _with_defaults(
+    lambda c: c.spec.native and (c.needs.space == "features" or "features" in c.needs.keep)
+)
