@@ -3,6 +3,7 @@
 * :mod:`cryoal.al.heuristics` — pure functions, predictions -> ``(N,)`` scores.
 * :mod:`cryoal.al.gradnorm` — per-sample gradient norms (closed form and exact).
 * :mod:`cryoal.al.selectors` — top-k, random subset, stochastic, k-center, k-means++.
+* :mod:`cryoal.al.registry` — every strategy: what it needs, how it scores or selects.
 * :mod:`cryoal.al.strategies` — :class:`StrategyConfig`.
 * :func:`acquire` — trained models + unlabeled pool -> the next batch to label.
 * :mod:`cryoal.al.oracle` — :class:`Oracle` protocol, :class:`SimulatedOracle`.

@@ -6,8 +6,10 @@ candidates through the models in fixed-size batches (:func:`cryoal.train.predict
 stream_outputs`), turns the outputs into scores with the pure heuristics of
 :mod:`cryoal.al.heuristics` / :mod:`cryoal.al.gradnorm`, and picks ``k`` candidates with the
 selectors of :mod:`cryoal.al.selectors`. Memory is bounded by the batch plus what the
-strategy needs per candidate (one score; ``C`` probabilities for probability-space
-selection; ``F`` features for feature-space selection).
+strategy needs per candidate (one score; the teacher's ``C`` logits, for the score table and
+probability-space selection; ``F`` features for feature-space selection). What each
+strategy needs and how it scores or selects is read from :mod:`cryoal.al.registry`; nothing
+here names a strategy.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from torch import nn
 from cryoal.al import gradnorm as gn
 from cryoal.al import heuristics as H
 from cryoal.al import selectors as sel
-from cryoal.al.strategies import DIVERSITY_NATIVE, NEEDS_FEATURES, StrategyConfig
+from cryoal.al.registry import BatchArrays, Needs, SelectInputs
+from cryoal.al.strategies import StrategyConfig
 from cryoal.io.store import SubtomogramStore
 from cryoal.train.distributed import resolve_device
 from cryoal.train.predict import stream_outputs
@@ -48,7 +51,7 @@ class Acquisition:
         ``(k,)`` store rows of ``ids``.
     scores
         ``(k,)`` the picks' scores (for k-center / k-means++ picks: the distance to the
-        nearest centre when picked).
+        nearest centre when picked; for typiclust: the typicality when picked).
     predicted
         ``(k,)`` the teacher's predicted class of each pick (-1 when no model was run).
     scored_ids, scored_scores
@@ -58,6 +61,12 @@ class Acquisition:
         Display name of the strategy.
     timings
         Seconds spent: ``{"predict": ..., "select": ...}``.
+    scored_predicted
+        ``(n,)`` the teacher's predicted class of every scored candidate, or None when
+        only the picks were predicted (``random``).
+    scored_probs
+        ``(n, C)`` float32 teacher probabilities of every scored candidate (segmentation:
+        mean over voxels), or None (``random``; shards written without logits).
     """
 
     ids: np.ndarray
@@ -68,6 +77,8 @@ class Acquisition:
     scored_scores: np.ndarray
     strategy: str
     timings: dict[str, float] = field(default_factory=dict)
+    scored_predicted: np.ndarray | None = None
+    scored_probs: np.ndarray | None = None
 
 
 def subseed(seed: int, *tags: int) -> int:
@@ -93,7 +104,7 @@ class _Outputs:
 def _check_models(
     cfg: StrategyConfig, teacher: nn.Module | None, student: nn.Module | None
 ) -> None:
-    if cfg.name == "random":
+    if not cfg.needs.model:
         return
     if teacher is None:
         raise ValueError(f"strategy {cfg.name!r} needs a trained teacher model")
@@ -114,30 +125,13 @@ def _probs_for_space(logits: np.ndarray) -> np.ndarray:
     return p
 
 
-def _score_batch(cfg: StrategyConfig, t: np.ndarray, s: np.ndarray | None) -> np.ndarray:
-    """Scores of one batch from teacher logits ``t`` (and student logits ``s``)."""
-    red = {"reduction": cfg.seg_reduction, "quantile": cfg.seg_quantile}
-    if cfg.name in ("kt", "kt-ema"):
-        assert s is not None
-        return H.kt(t, s, tau=cfg.score_tau, direction=cfg.direction, **red)  # type: ignore[arg-type]
-    if cfg.name == "bald":
-        return H.bald(H.softmax(t, axis=1), **red)
-    p = H.softmax(t, axis=1)
-    if cfg.name == "entropy":
-        return H.entropy(p, **red)
-    if cfg.name == "margin":
-        return H.margin(p, **red)
-    if cfg.name == "least-confidence":
-        return H.least_confidence(p, **red)
-    raise AssertionError(cfg.name)
-
-
 def _iter_batches(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [indices[i : i + batch_size] for i in range(0, indices.size, batch_size)]
 
 
 def _gradnorm_scores(
     cfg: StrategyConfig,
+    surrogate: gn.Surrogate,
     teacher: nn.Module,
     store: SubtomogramStore,
     indices: np.ndarray,
@@ -147,21 +141,22 @@ def _gradnorm_scores(
     on_batch: ProgressCallback | None,
     keep_teacher: bool,
 ) -> None:
-    """Exact all-parameter gradient norms, batch by batch (needs gradients, not no_grad)."""
-    surrogate = "entropy" if cfg.name == "entropy-gradnorm" else "expected"
+    """Exact all-parameter gradient norms, batch by batch (needs gradients, not no_grad),
+    turned into scores by the strategy's score function."""
+    score = cfg.spec.score
+    assert score is not None
     was_training = teacher.training
     teacher.to(device)
     teacher.eval()
     try:
         for rows in _iter_batches(indices, batch_size):
             x = torch.from_numpy(store.subtomograms(rows)[:, None]).to(device)
-            out.scores.append(
-                gn.gradnorm_scores(
-                    teacher, x, surrogate=surrogate, norm=cfg.gradnorm_norm, scope="all"
-                )
+            g = gn.gradnorm_scores(
+                teacher, x, surrogate=surrogate, norm=cfg.gradnorm_norm, scope="all"
             )
             with torch.no_grad():
                 t = _summarise(teacher(x).float().cpu().numpy())
+            out.scores.append(score(cfg, BatchArrays(teacher=t, gradnorms=g)))
             out.predicted.append(t.argmax(axis=1).astype(np.int32))
             if keep_teacher:
                 out.teacher_logits.append(t)
@@ -187,23 +182,28 @@ def _stream(
     keep_student: bool = True,
     mc_seed: int | None = None,
     first_batch: int = 0,
+    score: bool = True,
 ) -> _Outputs:
     """Stream ``indices`` through the models, keeping scores and what selection needs.
 
     Always keeps the teacher's predicted class; ``keep_teacher`` also keeps its ``(n, C)``
     logits (selection in its probability space, BADGE). ``want_student`` runs the student;
     ``keep_student`` also keeps its logits (selection in the student's probability space).
+    ``score``: compute the strategy's scores (with the MC passes or gradients it needs);
+    False only collects outputs (e.g. the labeled set's points).
     """
     out = _Outputs()
     if indices.size == 0:
         return out
-    if cfg.name in ("entropy-gradnorm", "expected-gradnorm") and cfg.gradnorm_scope == "all":
+    needs = cfg.needs if score else Needs()
+    if needs.gradients is not None:
         _gradnorm_scores(
-            cfg, teacher, store, indices, batch_size, device, out, on_batch, keep_teacher
-        )
+            cfg, needs.gradients, teacher, store, indices, batch_size, device, out, on_batch,
+            keep_teacher,
+        )  # fmt: skip
         if want_student or want_features:
             extra = _stream(
-                cfg.model_copy(update={"name": "entropy"}),
+                cfg,
                 teacher,
                 student,
                 store,
@@ -213,14 +213,17 @@ def _stream(
                 want_features=want_features,
                 want_student=want_student,
                 on_batch=None,
+                score=False,
             )
             out.features, out.student_logits = extra.features, extra.student_logits
         return out
     models: dict[str, nn.Module] = {"teacher": teacher}
     if want_student and student is not None:
         models["student"] = student
-    mc = cfg.mc_passes if cfg.name == "bald" else 0
-    last_layer = cfg.name.endswith("gradnorm")
+    mc = needs.mc_passes
+    score_fn = cfg.spec.score if score else None
+    head = getattr(teacher, "head", None)
+    head_bias = getattr(head, "bias", None) is not None
     for batch in stream_outputs(
         models,
         store,
@@ -228,30 +231,19 @@ def _stream(
         batch_size=batch_size,
         device=device,
         mc_passes=mc,
-        features=want_features or last_layer,
+        features=want_features or needs.features,
         mc_seed=mc_seed,
         first_batch=first_batch,
     ):
         t = batch.logits["teacher"].numpy()
         s = batch.logits["student"].numpy() if "student" in batch.logits else None
-        if last_layer:
-            feats = batch.features.get("teacher")
-            if feats is None or t.ndim != 2:
-                raise ValueError(
-                    "gradnorm with scope last_layer needs a classifier (features and a Linear head)"
-                )
-            head = getattr(teacher, "head", None)
-            out.scores.append(
-                gn.last_layer_gradnorm(
-                    H.softmax(t, 1),
-                    feats.numpy(),
-                    surrogate="entropy" if cfg.name == "entropy-gradnorm" else "expected",
-                    norm=cfg.gradnorm_norm,
-                    bias=getattr(head, "bias", None) is not None,
-                )
-            )
-        elif cfg.name not in DIVERSITY_NATIVE:
-            out.scores.append(_score_batch(cfg, t, s))
+        if score_fn is not None:
+            feats = batch.features.get("teacher") if needs.features else None
+            arrays = BatchArrays(
+                teacher=t, student=s, features=None if feats is None else feats.numpy(),
+                head_bias=head_bias,
+            )  # fmt: skip
+            out.scores.append(score_fn(cfg, arrays))
         if mc:  # keep the mean over passes as the prediction
             t = np.log(np.clip(H.softmax(t, axis=1).mean(axis=2), 1e-12, None))
         # (n, C) per candidate; segmentation outputs as log mean-voxel probabilities
@@ -338,44 +330,24 @@ def acquire(
         raise ValueError("pool_indices and labeled_indices overlap; the pool must be unlabeled")
     _check_models(cfg, teacher, student)
     if (
-        cfg.name == "bald"
+        cfg.needs.mc_passes
         and teacher is not None
         and not any(
             isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in teacher.modules()
         )
     ):
         raise ValueError(
-            "bald needs MC dropout, but the teacher has no dropout; train with dropout > 0 "
-            "(e.g. 0.3 in the training config)"
+            f"{cfg.name} needs MC dropout, but the teacher has no dropout; train with "
+            "dropout > 0 (e.g. 0.3 in the training config)"
         )
     dev = resolve_device(device)
     t0 = time.perf_counter()
     cand, cand_ids = candidate_rows(cfg, store, pool, k, seed)
     sel_seed = subseed(seed, 2)
 
-    if cfg.name == "random":
-        scores = H.random_scores(cand.size, sel_seed)  # candidates are in id order
-        pos = sel.top_k(cand_ids, scores, k)
-        predicted = np.full(k, -1, np.int64)
-        if teacher is not None:  # the teacher's guesses, e.g. for a cold-start accuracy check
-            logits = [
-                b.logits["teacher"].numpy()
-                for b in stream_outputs(
-                    {"teacher": teacher}, store, cand[pos], batch_size=batch_size, device=dev
-                )
-            ]
-            predicted = _summarise(np.concatenate(logits)).argmax(axis=1).astype(np.int64)
-        t1 = time.perf_counter()
-        return Acquisition(
-            ids=cand_ids[pos],
-            indices=cand[pos],
-            scores=scores[pos],
-            predicted=predicted,
-            scored_ids=cand_ids,
-            scored_scores=scores,
-            strategy=cfg.display_name,
-            timings={"predict": 0.0, "select": t1 - t0},
-        )
+    if not cfg.needs.model:
+        return _select_model_free(cfg, cand, cand_ids, k, sel_seed, teacher, store, batch_size,
+                                  dev, t0)  # fmt: skip
 
     assert teacher is not None
     table = score_candidates(
@@ -387,6 +359,49 @@ def acquire(
         cfg, table, k=k, seed=seed, teacher=teacher, student=student, store=store,
         labeled_indices=labeled, batch_size=batch_size, device=dev, predict_s=t1 - t0,
     )  # fmt: skip
+
+
+def _select_model_free(
+    cfg: StrategyConfig,
+    cand: np.ndarray,
+    cand_ids: np.ndarray,
+    k: int,
+    sel_seed: int,
+    teacher: nn.Module | None,
+    store: SubtomogramStore,
+    batch_size: int,
+    dev: torch.device,
+    t0: float,
+) -> Acquisition:
+    """A strategy that needs no model (``random``): its selector on the ids alone."""
+    select = cfg.spec.select
+    assert select is not None
+    inputs = SelectInputs(
+        ids=cand_ids, k=k, seed=sel_seed, points=lambda: np.empty((cand.size, 0)),
+        centres=lambda: None, teacher_logits=None, features=None,
+        predicted=np.full(cand.size, -1, np.int64), cap=None,
+    )  # fmt: skip
+    pos, pick_scores, scores = select(cfg, inputs)
+    predicted = np.full(k, -1, np.int64)
+    if teacher is not None:  # the teacher's guesses, e.g. for a cold-start accuracy check
+        logits = [
+            b.logits["teacher"].numpy()
+            for b in stream_outputs(
+                {"teacher": teacher}, store, cand[pos], batch_size=batch_size, device=dev
+            )
+        ]
+        predicted = _summarise(np.concatenate(logits)).argmax(axis=1).astype(np.int64)
+    t1 = time.perf_counter()
+    return Acquisition(
+        ids=cand_ids[pos],
+        indices=cand[pos],
+        scores=pick_scores,
+        predicted=predicted,
+        scored_ids=cand_ids,
+        scored_scores=scores,
+        strategy=cfg.display_name,
+        timings={"predict": 0.0, "select": t1 - t0},
+    )
 
 
 def candidate_rows(
@@ -434,11 +449,12 @@ class ScoreTable:
     predicted
         ``(n,)`` the teacher's predicted class.
     scores
-        ``(n,)`` informativeness (higher = more informative), or None for strategies that
-        select in a space instead (coreset, pcoreset, badge).
+        ``(n,)`` informativeness (higher = more informative), or None for native selectors
+        (coreset, pcoreset, badge, typiclust).
     teacher_logits, student_logits
-        ``(n, C)`` float32 (log mean-voxel probabilities for segmentation), when the
-        selection uses that probability space (or BADGE), else None.
+        ``(n, C)`` float32 (log mean-voxel probabilities for segmentation): the teacher's
+        always (score tables; None only in shards written by older versions), the
+        student's when the selection uses its probability space, else None.
     features
         ``(n, F)`` float32 penultimate features (coreset, BADGE, diverse selection in
         feature space), else None.
@@ -514,7 +530,8 @@ def score_candidates(
     cfg = StrategyConfig.parse(cfg)
     dev = resolve_device(device)
     start, stop = shard_range(rows.size, batch_size, *shard)
-    space = _selection_space(cfg)
+    space = cfg.selection_space
+    keep = cfg.needs.keep if cfg.spec.native else frozenset()
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         out = _stream(
             cfg,
@@ -524,9 +541,9 @@ def score_candidates(
             rows[start:stop],
             batch_size=batch_size,
             device=dev,
-            want_features=cfg.name in NEEDS_FEATURES or space == "features",
+            want_features=space == "features" or "features" in keep,
             want_student=cfg.needs_student,
-            keep_teacher=space == "teacher_probs" or cfg.name == "badge",
+            keep_teacher=True,  # the score table's probabilities
             keep_student=space == "student_probs",
             on_batch=on_batch,
             mc_seed=subseed(seed, 3),
@@ -570,7 +587,7 @@ def select_scored(
     if not 1 <= k <= cand.size:
         raise ValueError(f"k={k} must be between 1 and the number of scored candidates {cand.size}")
     sel_seed = subseed(seed, 2)
-    space = _selection_space(cfg)
+    space = cfg.selection_space
     t1 = time.perf_counter()
     predicted = table.predicted
     out = _Outputs(
@@ -594,7 +611,7 @@ def select_scored(
         if labeled.size == 0:
             return None
         lab = _stream(
-            cfg.model_copy(update={"name": "entropy"}),
+            cfg,
             teacher,
             student,
             store,
@@ -604,38 +621,23 @@ def select_scored(
             want_features=space == "features",
             want_student=space == "student_probs",
             on_batch=None,
+            score=False,
         )
         return points_of(lab)
 
     cap = None if cfg.class_cap is None else max(1, math.ceil(cfg.class_cap * k))
-    if cfg.name in ("pcoreset", "coreset"):
-        metric = cfg.coreset_metric if cfg.name == "coreset" else "l2"
-        pos, dist = sel.kcenter_greedy(
-            points_of(out),
-            k,
-            cand_ids,
-            centres=centres(),
-            metric=metric,
-            seed=sel_seed,
-            groups=predicted if cap else None,
-            cap=cap,
-        )
-        scores_all = np.full(cand.size, np.nan)
-        scores_all[pos] = dist
-        pick_scores = dist
-    elif cfg.name == "badge":
-        t_logits = _Outputs.cat(out.teacher_logits)
-        if t_logits is None or t_logits.ndim != 2 or not out.features:
-            raise ValueError("badge needs a classifier (features and class probabilities)")
-        p = H.softmax(t_logits.astype(np.float64), 1)
-        g = p - np.eye(p.shape[1])[p.argmax(1)]
-        points = sel.OuterProductPoints(g, _Outputs.cat(out.features))
-        pos = sel.kmeanspp(points, k, cand_ids, seed=sel_seed)
-        scores_all = np.sqrt(points.sq_norms())
-        pick_scores = scores_all[pos]
+    select = cfg.spec.select
+    if select is not None:
+        inputs = SelectInputs(
+            ids=cand_ids, k=k, seed=sel_seed, points=lambda: points_of(out), centres=centres,
+            teacher_logits=_Outputs.cat(out.teacher_logits),
+            features=_Outputs.cat(out.features), predicted=predicted, cap=cap,
+        )  # fmt: skip
+        pos, pick_scores, scores_all = select(cfg, inputs)
     else:
-        scores_all = _Outputs.cat(out.scores)
-        assert scores_all is not None and scores_all.shape == (cand.size,)
+        scored = _Outputs.cat(out.scores)
+        assert scored is not None and scored.shape == (cand.size,)
+        scores_all = scored
         pos = _select_by_score(
             cfg, cand_ids, scores_all, k, sel_seed, predicted, cap, lambda: points_of(out), centres
         )
@@ -650,17 +652,13 @@ def select_scored(
         scored_scores=scores_all,
         strategy=cfg.display_name,
         timings={"predict": predict_s, "select": t2 - t1},
+        scored_predicted=predicted,
+        scored_probs=(
+            None
+            if table.teacher_logits is None
+            else _probs_for_space(table.teacher_logits.astype(np.float64)).astype(np.float32)
+        ),
     )
-
-
-def _selection_space(cfg: StrategyConfig) -> str | None:
-    if cfg.name == "pcoreset":
-        return "student_probs" if cfg.pcoreset_source == "student" else "teacher_probs"
-    if cfg.name == "coreset":
-        return "features"
-    if cfg.selection == "diverse" and cfg.name not in DIVERSITY_NATIVE:
-        return cfg.diversity_space
-    return None
 
 
 def _select_by_score(

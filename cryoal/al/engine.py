@@ -11,7 +11,9 @@ which class and in which round) in ``OUT/state.json``, and advances one *step* a
     :func:`cryoal.train.fit.fit` on the labeled set into ``OUT/cycles/cycle_NN``, from
     scratch or warm-started from the previous cycle; evaluate on the held-out test rows;
 ``select``
-    score the unlabeled pool and choose the next batch with :func:`cryoal.al.acquire`.
+    score the unlabeled pool and choose the next batch with :func:`cryoal.al.acquire`;
+    the full score table goes to ``OUT/cycles/cycle_NN/scores.csv``
+    (:mod:`cryoal.al.score_table`).
 
 The state is written atomically after every step, so a run killed at any moment resumes
 at the step it was in: a half-trained cycle is retrained from scratch (training is seeded),
@@ -403,6 +405,7 @@ class ALEngine:
         return self.state["phase"]
 
     def _step_select(self) -> Phase:
+        from cryoal.al.score_table import SCORES_CSV, write_scores
         from cryoal.train.checkpoint import load_run
 
         cycle = int(self.state["cycle"])
@@ -417,12 +420,7 @@ class ALEngine:
         strategy = self.config.strategy
         name = strategy.display_name
         if self.state["cold"]:
-            strategy = StrategyConfig(
-                name=strategy.cold_start_method,
-                subset_size=strategy.subset_size,
-                pcoreset_source=strategy.pcoreset_source,
-                coreset_metric=strategy.coreset_metric,
-            )
+            strategy = strategy.cold_start_strategy()
             name = f"cold:{strategy.name}"
         strategy = strategy.linked_to_training(run.config.tau, run.config.kl_direction)
         t0 = time.perf_counter()
@@ -440,6 +438,7 @@ class ALEngine:
             on_batch=self.on_batch,
         )
         self.state["history"][-1]["score_s"] = round(time.perf_counter() - t0, 3)
+        write_scores(self._cycle_dir(cycle) / SCORES_CSV, acq, self.class_names)
         self.state["pending"] = {
             "round": cycle + 1,
             "strategy": name,

@@ -16,6 +16,9 @@ random numbers in that order, and breaks ties by the smaller id.
 * :func:`kmeanspp` — k-means++ seeding (BADGE), on dense points or on outer-product
   gradient embeddings ``g_i ⊗ h_i`` without forming them.
 * :func:`apply_class_cap` — at most ``cap`` samples per (predicted) class in a batch.
+* :func:`typiclust` — TypiClust cold start: the most typical sample (smallest mean
+  distance to its nearest neighbours) of each of the largest k-means clusters that hold no
+  labeled sample.
 """
 
 from __future__ import annotations
@@ -501,3 +504,187 @@ def kmeanspp(
         else:  # every remaining point coincides with a centre: take them in id order
             j = int(np.flatnonzero(~picked)[0])
     return order[out]
+
+
+# --------------------------------------------------------------------------- typicality
+def kmeans(
+    x: np.ndarray,
+    n_clusters: int,
+    *,
+    seed: int = 0,
+    max_iter: int = 100,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+) -> np.ndarray:
+    """Lloyd's k-means from a k-means++ seeding; returns the ``(N,)`` cluster of every row.
+
+    Rows are taken in the order given (callers sort them by id first). The seeding is
+    :func:`kmeanspp` with a random first centre; each iteration assigns every row to its
+    nearest centre (ties: the lower cluster index) and moves each centre to its members'
+    mean (an emptied cluster keeps its centre). It stops when no assignment changes or after
+    ``max_iter`` iterations. Deterministic given ``seed``.
+
+    Parameters
+    ----------
+    x
+        ``(N, D)`` points.
+    n_clusters
+        ``1 <= n_clusters <= N``.
+    """
+    pts = DensePoints(x)
+    n = len(pts)
+    if not 1 <= n_clusters <= n:
+        raise ValueError(f"n_clusters={n_clusters} must be between 1 and the {n} points")
+    width = len(str(n))
+    positional = np.char.zfill(np.arange(n).astype(str), width)  # sorts like 0..n-1
+    centres = pts.x[kmeanspp(pts, n_clusters, positional, seed=seed, first="random")]
+    sq = pts.sq_norms()
+    assign = np.full(n, -1, np.int64)
+    rows = max(1, min(block_rows, BLOCK_BYTES // (8 * n_clusters)))
+    for _ in range(max(1, max_iter)):
+        new = np.empty(n, np.int64)
+        csq = (centres * centres).sum(1)
+        for r0 in range(0, n, rows):
+            xb = pts.x[r0 : r0 + rows]
+            d = sq[r0 : r0 + xb.shape[0], None] + csq[None, :] - 2.0 * (xb @ centres.T)
+            new[r0 : r0 + xb.shape[0]] = np.argmin(d, axis=1)
+        if np.array_equal(new, assign):
+            break
+        assign = new
+        counts = np.bincount(assign, minlength=n_clusters)
+        sums = np.zeros_like(centres)
+        np.add.at(sums, assign, pts.x)
+        filled = counts > 0
+        centres[filled] = sums[filled] / counts[filled, None]
+    return assign
+
+
+def mean_knn_distance(
+    x: np.ndarray, n_neighbors: int, block_rows: int = DEFAULT_BLOCK_ROWS
+) -> np.ndarray:
+    """``(N,)`` mean Euclidean distance of every row to its ``n_neighbors`` nearest other rows.
+
+    ``n_neighbors`` is capped at ``N - 1``; a single row gets ``inf``. Distances are computed
+    in blocks of rows (temporaries bounded by :data:`BLOCK_BYTES`).
+    """
+    arr = np.asarray(x, np.float64)
+    n = arr.shape[0]
+    kk = min(int(n_neighbors), n - 1)
+    if kk < 1:
+        return np.full(n, np.inf)
+    sq = (arr * arr).sum(1)
+    out = np.empty(n)
+    rows = max(1, min(block_rows, BLOCK_BYTES // (8 * n)))
+    for r0 in range(0, n, rows):
+        xb = arr[r0 : r0 + rows]
+        nb = xb.shape[0]
+        d2 = np.maximum(sq[r0 : r0 + nb, None] + sq[None, :] - 2.0 * (xb @ arr.T), 0.0)
+        d2[np.arange(nb), np.arange(r0, r0 + nb)] = np.inf  # not its own neighbour
+        near = np.partition(d2, kk - 1, axis=1)[:, :kk]
+        out[r0 : r0 + nb] = np.sqrt(near).mean(axis=1)
+    return out
+
+
+def typiclust(
+    points: np.ndarray,
+    k: int,
+    ids: Sequence[str] | np.ndarray,
+    *,
+    labeled: np.ndarray | None = None,
+    metric: Metric = "l2",
+    seed: int = 0,
+    n_neighbors: int = 20,
+    max_clusters: int = 500,
+    small_cluster: int = 5,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """TypiClust (Hacohen, Dekel & Weinshall, ICML 2022): the most typical sample of each of
+    the ``k`` largest clusters that hold no labeled sample.
+
+    The candidates and the labeled samples are clustered together by k-means (:func:`kmeans`)
+    into ``min(n_labeled + k, max_clusters)`` clusters. Clusters are visited in the order
+    (holds at most ``small_cluster`` samples, labeled samples it holds, larger first, smallest
+    member id), so with enough clusters the batch takes one sample from each of the ``k``
+    largest clusters without a labeled sample; when the clusters run out they are visited
+    again round-robin (as in the authors' code, which drops the small clusters altogether).
+    In a cluster, the pick is the unpicked candidate of highest typicality
+    ``1 / mean distance to its K nearest neighbours`` among the cluster's unpicked
+    candidates, ``K = min(n_neighbors, members - 1)`` (the paper's definition; the authors'
+    code averages squared distances). Labeled samples are never picked.
+
+    Parameters
+    ----------
+    points
+        ``(N, D)`` candidate points (e.g. the teacher's penultimate features).
+    k
+        Number of picks.
+    ids
+        ``(N,)`` unique candidate ids; the result is independent of their order and ties go
+        to the smaller id.
+    labeled
+        ``(M, D)`` points of the labeled samples (may be None or empty).
+    metric
+        ``"l2"``, or ``"cosine"`` (L2 on unit-normalised points).
+    seed
+        Seed of the k-means++ seeding.
+    n_neighbors
+        ``K`` of the typicality (20 in the paper).
+    max_clusters
+        Upper bound on the number of clusters (500 in the authors' code).
+    small_cluster
+        Clusters of at most this many samples are visited after all the others.
+
+    Returns
+    -------
+    positions, typicality
+        ``(k,)`` positions into ``points`` in pick order, and each pick's typicality when
+        picked (0 for the only candidate of a cluster, ``inf`` for an exact duplicate).
+    """
+    cand = DensePoints(points, metric)
+    arr = _ids_array(ids)
+    n = len(cand)
+    if arr.size != n:
+        raise ValueError(f"{arr.size} ids for {n} points")
+    k = _check_k(k, n)
+    if n_neighbors < 1 or max_clusters < 1:
+        raise ValueError(f"n_neighbors={n_neighbors} and max_clusters={max_clusters} must be >= 1")
+    order = canonical_order(arr)
+    x = cand.x[order]
+    lab = np.empty((0, x.shape[1]))
+    if labeled is not None and len(labeled):
+        lab_arr = np.asarray(labeled, np.float64)
+        if lab_arr.ndim != 2 or lab_arr.shape[1] != x.shape[1]:
+            raise ValueError(f"labeled points must be (M, {x.shape[1]}); got {lab_arr.shape}")
+        lab = DensePoints(lab_arr, metric).x
+    if k == 0:
+        return np.empty(0, np.int64), np.empty(0)
+    n_clusters = min(lab.shape[0] + k, max_clusters, n + lab.shape[0])
+    assign = kmeans(np.vstack([x, lab]), n_clusters, seed=seed, block_rows=block_rows)
+    cand_cluster, lab_cluster = assign[:n], assign[n:]
+    size = np.bincount(assign, minlength=n_clusters)
+    n_lab = np.bincount(lab_cluster, minlength=n_clusters)
+    first = np.full(n_clusters, n)
+    np.minimum.at(first, cand_cluster, np.arange(n))
+    visit = [
+        c
+        for c in np.lexsort((first, -size, n_lab, size <= small_cluster))
+        if first[c] < n  # a cluster of labeled samples only has nothing to give
+    ]
+    picked = np.zeros(n, bool)
+    out_pos = np.empty(k, np.int64)
+    out_typ = np.empty(k)
+    t = 0
+    while t < k:
+        for c in visit:
+            if t == k:
+                break
+            members = np.flatnonzero((cand_cluster == c) & ~picked)
+            if members.size == 0:
+                continue
+            dist = mean_knn_distance(x[members], n_neighbors, block_rows)
+            j = int(np.argmin(dist))  # first minimum = smallest id
+            with np.errstate(divide="ignore"):
+                out_typ[t] = 0.0 if np.isinf(dist[j]) else 1.0 / dist[j]
+            out_pos[t] = members[j]
+            picked[members[j]] = True
+            t += 1
+    return order[out_pos], out_typ

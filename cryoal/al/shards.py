@@ -6,7 +6,8 @@ A large pool is scored by N independent jobs (a SLURM job array): shard ``i`` sc
 
     /ids (n,) str            /rows (n,) int64          /predicted (n,) int64
     /scores (n,) float64     [not for coreset, pcoreset, badge]
-    /teacher_logits, /student_logits (n, C) float32, /features (n, F) float32
+    /teacher_logits (n, C) float32 [the score table's probabilities]
+    /student_logits (n, C) float32, /features (n, F) float32
                              [only those the strategy's selection needs]
     attrs: meta (JSON): shard, n_shards, n_candidates, candidates_sha256, strategy, seed,
            batch_size, model_version, format

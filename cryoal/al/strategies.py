@@ -3,39 +3,37 @@
 A :class:`StrategyConfig` names one acquisition strategy (methods.md §1–4) and the
 options every strategy can combine with (methods.md §7): a random pre-subset of the pool,
 stochastic batch acquisition, a top-M diversity stage, a per-class cap and a cold start.
-It is a pydantic model, so it loads from YAML/JSON and rejects unknown keys.
+It is a pydantic model, so it loads from YAML/JSON and rejects unknown keys. What each
+strategy needs and how it scores is declared once, in :mod:`cryoal.al.registry`; the names
+accepted here are the registry's.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-StrategyName = Literal[
-    "kt",
-    "kt-ema",
-    "entropy-gradnorm",
-    "expected-gradnorm",
-    "pcoreset",
-    "coreset",
-    "badge",
-    "bald",
-    "entropy",
-    "margin",
-    "least-confidence",
-    "random",
-]
+from cryoal.al.registry import REGISTRY, Needs, Strategy, cold_start_strategies
 
-#: Every strategy name, in the order the docs list them.
-STRATEGIES: tuple[str, ...] = StrategyName.__args__  # type: ignore[attr-defined]
+#: Every strategy name, in the order the docs list them (the registry's order).
+STRATEGIES: tuple[str, ...] = tuple(REGISTRY)
 
-#: Strategies whose batch comes from a diversity selector rather than top-k of scores.
-DIVERSITY_NATIVE: frozenset[str] = frozenset({"pcoreset", "coreset", "badge"})
+if TYPE_CHECKING:
+    StrategyName = str
+else:
+    #: ``Literal`` of every registered name (pydantic and the CLI parser offer these choices).
+    StrategyName = Literal[STRATEGIES]
 
-#: Strategies that need the teacher's penultimate features.
-NEEDS_FEATURES: frozenset[str] = frozenset({"coreset", "badge"})
+#: ``cold_start_method`` -> the strategy it runs (declared by the strategies).
+COLD_START_STRATEGY: dict[str, str] = cold_start_strategies()
+
+if TYPE_CHECKING:
+    ColdStartMethod = str
+else:
+    ColdStartMethod = Literal[tuple(COLD_START_STRATEGY)]
 
 
 class StrategyConfig(BaseModel):
@@ -77,7 +75,23 @@ class StrategyConfig(BaseModel):
     pcoreset_source: Literal["student", "teacher"] = Field(
         "student", description="pcoreset: whose probabilities span the space"
     )
-    coreset_metric: Literal["l2", "cosine"] = Field("l2", description="coreset: feature distance")
+    coreset_metric: Literal["l2", "cosine"] = Field(
+        "l2", description="coreset, typiclust: feature distance"
+    )
+
+    # -- typicality (TypiClust) ------------------------------------------------------------
+    typicality_neighbors: int = Field(
+        20,
+        ge=1,
+        description="typiclust: K of typicality = 1 / mean distance to the K nearest "
+        "neighbours in the cluster (capped by the cluster size)",
+    )
+    typicality_max_clusters: int = Field(
+        500,
+        ge=1,
+        description="typiclust: at most this many k-means clusters (n_labeled + k otherwise); "
+        "when fewer than k, clusters are visited again round-robin",
+    )
 
     # -- BALD ------------------------------------------------------------------------------
     mc_passes: int = Field(10, ge=2, description="bald: MC-dropout passes T")
@@ -128,8 +142,11 @@ class StrategyConfig(BaseModel):
         description="engine: keep the cold start until the teacher's accuracy on the last "
         "cold-start batch exceeds chance + margin (checked after cold_start_cycles)",
     )
-    cold_start_method: Literal["random", "pcoreset", "coreset"] = Field(
-        "random", description="engine: strategy used during the cold start"
+    cold_start_method: ColdStartMethod = Field(
+        "random",
+        description="engine: strategy used during the cold start (typicality = the typiclust "
+        "strategy: the most typical sample of each of the largest k-means clusters of the "
+        "teacher's features that hold no labeled sample)",
     )
 
     @model_validator(mode="after")
@@ -138,17 +155,28 @@ class StrategyConfig(BaseModel):
             raise ValueError(f"subset_size {self.subset_size} as a fraction must be in (0, 1]")
         if isinstance(self.subset_size, int) and self.subset_size <= 0:
             raise ValueError(f"subset_size {self.subset_size} must be a positive count")
-        if self.class_cap is not None and self.name == "badge":
-            raise ValueError("class_cap is not available with badge (k-means++ sampling)")
+        spec = self.spec
+        if self.class_cap is not None and not spec.class_cap:
+            raise ValueError(f"class_cap is not available with {self.name} ({spec.no_cap_reason})")
         return self
 
     # -- derived ---------------------------------------------------------------------------
+    @property
+    def spec(self) -> Strategy:
+        """The registered :class:`~cryoal.al.registry.Strategy` of ``name``."""
+        return REGISTRY[self.name]
+
+    @property
+    def needs(self) -> Needs:
+        """What the strategy needs from the models under these options."""
+        return self.spec.needs_for(self)
+
     @property
     def direction(self) -> str:
         """KL direction actually used."""
         if self.kl_direction is not None:
             return self.kl_direction
-        return "student_teacher" if self.name == "kt-ema" else "teacher_student"
+        return self.spec.kl_direction
 
     @property
     def score_tau(self) -> float:
@@ -164,7 +192,7 @@ class StrategyConfig(BaseModel):
         one the student learnt. Only ``kt`` is linked (an EMA student is not trained on a
         distance).
         """
-        if self.name != "kt":
+        if not self.spec.linked_to_training:
             return self
         for option, mine, theirs in (
             ("tau", self.tau, float(tau)),
@@ -187,19 +215,38 @@ class StrategyConfig(BaseModel):
 
     @property
     def student_mode(self) -> Literal["trained", "ema", "none"]:
-        """The ``TrainConfig.student`` setting this strategy needs."""
-        if self.name == "kt":
-            return "trained"
-        if self.name == "kt-ema":
-            return "ema"
-        if self.name == "pcoreset" and self.pcoreset_source == "student":
+        """The ``TrainConfig.student`` setting this strategy needs (its own, that of its
+        selection space, then that of its cold start)."""
+        needs = self.needs
+        if needs.student != "none":
+            return needs.student
+        if needs.space == "student_probs":
             return "trained"
         if self.selection == "diverse" and self.diversity_space == "student_probs":
             return "trained"
-        has_cold_start = self.cold_start_cycles > 0 or self.cold_start_margin is not None
-        if has_cold_start and self.cold_start_method == "pcoreset":
-            return "trained"
+        if self.cold_start_cycles > 0 or self.cold_start_margin is not None:
+            return self.cold_start_strategy().student_mode
         return "none"
+
+    @property
+    def selection_space(self) -> str | None:
+        """The space selection computes points in: the native selector's, the diversity
+        stage's (``selection: diverse``), or None."""
+        if self.spec.native:
+            return self.needs.space
+        return self.diversity_space if self.selection == "diverse" else None
+
+    def cold_start_strategy(self) -> StrategyConfig:
+        """The strategy the engine runs during the cold start (``cold_start_method``), with
+        this strategy's pre-subset and the options of the cold-start method."""
+        return StrategyConfig(
+            name=COLD_START_STRATEGY[self.cold_start_method],  # type: ignore[arg-type]
+            subset_size=self.subset_size,
+            pcoreset_source=self.pcoreset_source,
+            coreset_metric=self.coreset_metric,
+            typicality_neighbors=self.typicality_neighbors,
+            typicality_max_clusters=self.typicality_max_clusters,
+        )
 
     @property
     def needs_student(self) -> bool:
@@ -213,7 +260,7 @@ class StrategyConfig(BaseModel):
         parts = [self.name]
         if self.subset_size is not None:
             parts.append(f"sub{self.subset_size}")
-        if self.name not in DIVERSITY_NATIVE and self.name != "random":
+        if not self.spec.native:
             if self.selection == "stochastic":
                 parts.append(f"stoch-{self.weighting}{self.beta:g}")
             elif self.selection == "diverse":
@@ -222,8 +269,8 @@ class StrategyConfig(BaseModel):
             parts.append(f"cap{self.class_cap:g}")
         if self.cold_start_cycles or self.cold_start_margin is not None:
             parts.append(f"cold-{self.cold_start_method}")
-        if self.name.endswith("gradnorm") and self.gradnorm_scope == "last_layer":
-            parts.append("last")
+        if self.spec.label_parts is not None:
+            parts.extend(self.spec.label_parts(self))
         return "+".join(parts)
 
     @classmethod
@@ -251,3 +298,17 @@ class StrategyConfig(BaseModel):
                 f"invalid strategy {data.get('name', value)!r}: {'; '.join(msgs)}; strategies are "
                 f"{', '.join(STRATEGIES)}"
             ) from None
+
+
+def _with_defaults(test: Callable[[StrategyConfig], bool]) -> frozenset[str]:
+    return frozenset(n for n in STRATEGIES if test(StrategyConfig(name=n)))
+
+
+#: Strategies whose batch comes from a diversity selector rather than from scores (with
+#: their default options).
+DIVERSITY_NATIVE: frozenset[str] = _with_defaults(lambda c: c.spec.native and c.needs.model)
+
+#: Native selectors that read the teacher's penultimate features (with default options).
+NEEDS_FEATURES: frozenset[str] = _with_defaults(
+    lambda c: c.spec.native and (c.needs.space == "features" or "features" in c.needs.keep)
+)

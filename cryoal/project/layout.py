@@ -15,6 +15,8 @@
         round.json          the round's record (MODEL_INFO_NAME)
         scores/             sharded score files (SCORES_DIR)
         suggestions.csv     the queue the round proposed (SUGGESTIONS_NAME)
+        scores.csv          every scored candidate: score, pick, class probabilities
+                            (SCORES_TABLE_NAME)
 
 Modules that read or write these files take the names from here.
 """
@@ -37,6 +39,7 @@ MODEL_RUN_DIR = "model"
 MODEL_INFO_NAME = "round.json"
 SCORES_DIR = "scores"
 SUGGESTIONS_NAME = "suggestions.csv"
+SCORES_TABLE_NAME = "scores.csv"
 
 
 def is_project(path: str | os.PathLike) -> bool:

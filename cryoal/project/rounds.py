@@ -7,6 +7,7 @@ A round folder ``rounds/NNN`` (N >= 1) holds, in the order they are made::
     model/                              the training run (cryoal.train: weights, metrics.json)
     round.json                          model version, snapshot hash, metrics (written last)
     suggestions.csv                     the queue this model proposed (cryoal suggest)
+    scores.csv                          every scored candidate: score, pick, class, probabilities
 
 ``rounds/000`` holds only the model-free round-0 ``suggestions.csv``. ``round.json`` is
 written last and atomically, so its presence means the model is complete.

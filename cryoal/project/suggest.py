@@ -5,7 +5,8 @@ candidates. Once a round ``r`` has a trained model (``cryoal train DIR``), sugge
 round ``r`` are ranked by that model with any ``cryoal.al`` strategy (``kt`` by default)
 through ``cryoal.al.acquire``, the call the AL engine and the napari plugin use as well.
 The queue is written to the label store (the source of truth) and, as a readable copy, to
-``rounds/NNN/suggestions.csv``.
+``rounds/NNN/suggestions.csv``; a model's round also gets the full score table of every
+scored candidate, ``rounds/NNN/scores.csv`` (:mod:`cryoal.al.score_table`).
 
 On a cluster the scoring is split: :func:`score_shard` (``cryoal suggest DIR --shard I/N``)
 scores one slice of the candidates into ``rounds/NNN/scores/shard-III-of-NNN.h5`` and
@@ -18,19 +19,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cryoal.io.atomic import atomic_path
 from cryoal.progress import CountCallback
-from cryoal.project.layout import SCORES_DIR, SUGGESTIONS_NAME, round_dir
+from cryoal.project.layout import SCORES_DIR, SCORES_TABLE_NAME, SUGGESTIONS_NAME, round_dir
 from cryoal.project.project import Project
 from cryoal.project.rounds import ModelInfo, newest_model
-
-if TYPE_CHECKING:
-    from cryoal.train.events import CountCallback
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +135,15 @@ def suggest(
     if strategy in MODEL_FREE:
         picked, scores = _model_free(strategy, pool, ids, k, seed)
         version = None
+        # a replaced queue of a model's round: its old score table no longer applies
+        (round_dir(project.root, round_) / SCORES_TABLE_NAME).unlink(missing_ok=True)
     else:
         assert model is not None
         ctx = _ModelContext(project, model, strategy, ids, sorted(labelled), k, seed, device,
                             batch_size, progress)  # fmt: skip
         picked, scores, predicted = ctx.select(on_batch, from_shards)
         version = model.model_version
+        ctx.write_scores(round_)
     chosen = ids[picked]
     # the readable copy first, the store last: a job killed before the commit has written
     # only files (removable), and the commit makes the round exist in one step
@@ -237,6 +238,7 @@ class _ModelContext:
                 f"project's {project.config.class_names}; retrain with 'cryoal train DIR'"
             )
         self.project, self.model, self.k, self.seed = project, model, k, seed
+        self.result: Any = None  # the last selection (an Acquisition)
         self.device, self.batch_size = device, batch_size
         self.cfg = StrategyConfig.parse(strategy).linked_to_training(
             self.run.config.tau, self.run.config.kl_direction
@@ -298,11 +300,19 @@ class _ModelContext:
                 labeled_indices=self.labelled_rows, k=self.k, seed=self.seed,
                 batch_size=self.batch_size, device=self.device, on_batch=on_batch,
             )  # fmt: skip
+        self.result = result
         position = {cid: i for i, cid in enumerate(self.pool_ids)}
         picked = np.array([position[str(c)] for c in result.ids], dtype=np.int64)
         names = self.project.config.class_names
         predicted = [names[int(p)] if 0 <= int(p) < len(names) else "" for p in result.predicted]
         return picked, np.asarray(result.scores, dtype=np.float64), predicted
+
+    def write_scores(self, round_: int) -> Path:
+        """Write the last selection's score table to ``rounds/NNN/scores.csv``."""
+        from cryoal.al.score_table import write_scores
+
+        path = round_dir(self.project.root, round_) / SCORES_TABLE_NAME
+        return write_scores(path, self.result, self.project.config.class_names)
 
     def _check_shard_request(self, folder: Path, table: Any, meta: dict[str, Any]) -> None:
         from cryoal.al.shards import read_shard

@@ -98,6 +98,22 @@ def test_subset_stochastic_diverse_and_class_cap(noise_store, teacher, student):
     assert counts.max() <= uncapped.max()
 
 
+def test_typiclust_clusters_the_teachers_features_with_the_labeled_set(noise_store, teacher):
+    from cryoal.al import selectors as sel
+    from cryoal.al.acquire import subseed
+    from cryoal.train.predict import predict
+
+    a = _run(noise_store, teacher, None, "typiclust", k=5)
+    assert not set(a.indices) & set(LABELED)
+    feats = predict(teacher, noise_store, POOL, features=True).features
+    lab = predict(teacher, noise_store, LABELED, features=True).features
+    pos, typ = sel.typiclust(feats, 5, noise_store.ids[POOL], labeled=lab, seed=subseed(3, 2))
+    assert list(a.ids) == list(noise_store.ids[POOL][pos])
+    np.testing.assert_allclose(a.scores, typ, rtol=1e-5)
+    with pytest.raises(ValueError, match="class_cap is not available with typiclust"):
+        StrategyConfig(name="typiclust", class_cap=0.5)
+
+
 def _predicted_pool(store, teacher):
     from cryoal.train.predict import predict
 

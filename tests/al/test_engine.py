@@ -98,6 +98,37 @@ def test_cold_start_uses_random_then_switches(noise_store, tmp_path):
     assert state["batches"][2]["strategy"] == expected
 
 
+def test_typicality_cold_start_runs_typiclust_on_the_cycle_model(noise_store, tmp_path):
+    from cryoal.al import acquire
+    from cryoal.al.acquire import subseed
+    from cryoal.train.checkpoint import load_run
+
+    strategy = {"name": "entropy", "cold_start_cycles": 1, "cold_start_method": "typicality"}
+    cfg = _config(strategy=strategy, n_cycles=2)
+    eng = ALEngine(
+        noise_store, SimulatedOracle(noise_store), cfg, tmp_path / "typ", test_indices=TEST_ROWS
+    )
+    eng.run(max_steps=3)  # label, train, select
+    pending = eng.state["pending"]
+    assert pending["strategy"] == "cold:typiclust" and len(pending["ids"]) == 8
+    rows, _ = eng.labeled()
+    pool = np.setdiff1d(np.arange(48), rows)
+    again = acquire(
+        "typiclust", teacher=load_run(tmp_path / "typ" / "cycles" / "cycle_00").teacher,
+        student=None, store=noise_store, pool_indices=pool, labeled_indices=rows, k=8,
+        seed=subseed(5, 1000), batch_size=16,
+    )  # fmt: skip
+    assert pending["ids"] == list(again.ids)
+    assert not set(pending["ids"]) & set(eng.state["labels"])
+    # the cycle's full score table: every unlabeled candidate, the picks in order
+    from cryoal.al.score_table import read_scores
+
+    table = read_scores(tmp_path / "typ" / "cycles" / "cycle_00" / "scores.csv")
+    assert sorted(table["candidate_id"]) == sorted(noise_store.ids[pool])
+    assert list(table[table["pick"] >= 0].sort_values("pick")["candidate_id"]) == pending["ids"]
+    np.testing.assert_allclose(table[["p_s", "p_m", "p_l"]].sum(axis=1), 1.0, atol=1e-5)
+
+
 _WORKER = """
 import json, os, signal, sys, threading, time
 import numpy as np

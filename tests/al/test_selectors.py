@@ -163,3 +163,52 @@ def test_kmeanspp_never_repeats_and_handles_duplicates():
     # after one zero point is picked the rest coincide with it: taken in id order
     rest = [i for i in range(1, 6) if i != pos[1]]
     assert list(pos[2:]) == rest[:2]
+
+
+def _blobs(sizes, dim=8, spread=12.0, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(sizes), dim)) * spread
+    x = np.concatenate([c + rng.normal(size=(n, dim)) for c, n in zip(centres, sizes, strict=True)])
+    blob = np.repeat(np.arange(len(sizes)), sizes)
+    return x, blob, _ids(x.shape[0])
+
+
+def test_typiclust_takes_the_most_typical_sample_of_every_blob():
+    x, blob, ids = _blobs([40, 30, 50, 25, 35])
+    pos, typ = S.typiclust(x, 5, ids, seed=3)
+    assert sorted(blob[pos]) == [0, 1, 2, 3, 4]  # one pick per blob = distinct clusters
+    assert list(blob[pos]) == [2, 0, 4, 1, 3]  # largest cluster first
+    for p, t in zip(pos, typ, strict=True):  # the densest point of its blob
+        members = np.flatnonzero(blob == blob[p])
+        dist = S.mean_knn_distance(x[members], 20)
+        assert members[np.argmin(dist)] == p
+        assert t == pytest.approx(1.0 / dist.min())
+    # fewer picks than blobs: blobs merge into 3 clusters, one pick from each
+    pos3, _ = S.typiclust(x, 3, ids, seed=3)
+    assert len(set(blob[pos3])) == 3
+
+
+def test_typiclust_is_deterministic_and_independent_of_pool_order():
+    x, _, ids = _blobs([30, 30, 30, 30], seed=1)
+    a, ta = S.typiclust(x, 6, ids, seed=5)
+    b, tb = S.typiclust(x, 6, ids, seed=5)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ta, tb)
+    perm = np.random.default_rng(2).permutation(len(ids))
+    c, tc = S.typiclust(x[perm], 6, ids[perm], seed=5, block_rows=7)
+    assert list(ids[perm][c]) == list(ids[a])
+    np.testing.assert_allclose(tc, ta, rtol=1e-12)
+
+
+def test_typiclust_avoids_clusters_of_labeled_samples_and_revisits_when_clusters_run_out():
+    x, blob, ids = _blobs([40, 40, 40, 40, 40], seed=2)
+    labeled = np.array([5, 130])  # one labeled sample in blobs 0 and 3: 2 + 3 clusters
+    pool = np.setdiff1d(np.arange(len(ids)), labeled)
+    pos, _ = S.typiclust(x[pool], 3, ids[pool], labeled=x[labeled], seed=0)
+    assert sorted(blob[pool][pos]) == [1, 2, 4]
+    assert not set(ids[pool][pos]) & set(ids[labeled])
+    # two clusters at most for four picks: two distinct picks from each
+    pos, _ = S.typiclust(x[blob < 2], 4, ids[blob < 2], max_clusters=2, seed=0)
+    assert sorted(blob[pos]) == [0, 0, 1, 1] and len(set(pos)) == 4
+    with pytest.raises(ValueError, match="labeled points must be"):
+        S.typiclust(x, 2, ids, labeled=np.zeros((3, 2)))

@@ -60,6 +60,7 @@ def test_sharded_scoring_and_merge_write_the_single_process_queue(
     opts = ["--strategy", strategy, "--k", "5", "--seed", "2"]
     assert run(["suggest", str(proj), *opts, "--replace"]) == 0
     single = pd.read_csv(proj / "rounds/001/suggestions.csv")
+    single_table = pd.read_csv(proj / "rounds/001/scores.csv")
     scores = proj / "rounds/001/scores"
     for f in scores.glob("*.h5") if scores.exists() else []:
         f.unlink()
@@ -77,6 +78,8 @@ def test_sharded_scoring_and_merge_write_the_single_process_queue(
     assert run(["merge-scores", str(proj), *opts, "--replace"]) == 0
     merged = pd.read_csv(proj / "rounds/001/suggestions.csv")
     pd.testing.assert_frame_equal(merged, single)
+    # the merge writes the same full score table as the single process
+    pd.testing.assert_frame_equal(pd.read_csv(proj / "rounds/001/scores.csv"), single_table)
     (scores / "shard-002-of-003.h5").unlink()  # 18 candidates: one micro-batch, in shard 2
     capsys.readouterr()
     assert run(["merge-scores", str(proj), *opts, "--replace"]) == 2

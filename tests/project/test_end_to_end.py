@@ -63,6 +63,15 @@ def test_loop_on_a_simulated_tomogram(tmp_path: Path, capsys: pytest.CaptureFixt
     queue = pd.read_csv(proj / "rounds/001/suggestions.csv")
     assert len(queue) == 8 and queue["score"].notna().all()
     assert (np.diff(queue["score"].to_numpy()) <= 1e-12).all()  # ranked, most informative first
+    # the round's full score table: every candidate scored, the queue's picks in order
+    from cryoal.al.score_table import read_scores
+
+    table = read_scores(proj / "rounds/001/scores.csv")
+    picks = table[table["pick"] >= 0].sort_values("pick")
+    assert list(picks["candidate_id"]) == list(queue["candidate_id"]) and len(table) > 8
+    np.testing.assert_allclose(picks["score"], queue["score"], rtol=1e-9)
+    assert list(picks["predicted_class"]) == list(queue["predicted_class"].fillna(""))
+    assert not (proj / "rounds/000/scores.csv").exists()  # round 0: no model, no scores
     with LabelStore(proj / "labels.sqlite") as store:
         first = set(store.queue(0, include_labelled=True)["candidate_id"])
         assert not first & set(queue["candidate_id"])  # labelled ones are not asked again
