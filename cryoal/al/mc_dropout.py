@@ -5,10 +5,11 @@ sample's mask depends on where the sample sits in its micro-batch and on the dra
 it, so a candidate scored in another micro-batch or shard would get other masks. Here every
 dropout module of the models draws each sample's mask from its own generator, seeded from
 ``(seed, candidate id, module, call)``; the ``call``-th call of a module within a
-micro-batch is MC pass ``call`` (each pass calls every dropout module once). Scores are then
-a function of the candidate, the seed and the model only: sharded scoring reproduces the
-single-process scores bit for bit whatever the shard boundaries, and a candidate's masks do
-not depend on the other candidates of its micro-batch. ``seed`` is the acquisition's MC
+micro-batch is MC pass ``call`` (each pass calls every dropout module once). A candidate's
+masks are then a function of the candidate, the seed and the pass only, whatever the other
+candidates of its micro-batch: sharded scoring reproduces the single-process scores bit for
+bit whatever the shard boundaries (with the same micro-batch size; another size gives the
+same masks, but the convolutions may round differently, ~1e-10). ``seed`` is the acquisition's MC
 seed (:func:`cryoal.al.acquire.score_candidates` derives it from the acquisition seed,
 which the AL engine derives per round; ``cryoal suggest`` uses ``--seed`` in every round).
 
