@@ -80,9 +80,9 @@ def _run(kind: str, directory: Path, o: dict) -> None:
     if dry:
         typer.echo(dry_run_text(jobs, folder))
         return
-    from cryoal.cluster.submit import import_submitit, submit
+    from cryoal.cluster.submit import check_submission, submit
 
-    import_submitit()  # a missing submitit is reported before any script is written
+    check_submission()  # no submitit, sbatch or srun: reported before anything is written
     paths = write_scripts(jobs, folder)
     for job in submit(jobs, paths, directory, opts):
         typer.echo(f"submitted {job.name}: job {job.job_id} ({job.script})")

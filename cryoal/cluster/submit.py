@@ -55,6 +55,18 @@ def import_submitit() -> Any:
     return submitit
 
 
+def check_submission() -> Any:
+    """submitit, after checking that ``sbatch`` and ``srun`` are on PATH (one-line errors)."""
+    submitit = import_submitit()
+    for tool in ("sbatch", "srun"):
+        if shutil.which(tool) is None:
+            raise FileNotFoundError(
+                f"{tool} not found on PATH; submit from a SLURM login node, or pass --dry-run "
+                "to print the scripts"
+            )
+    return submitit
+
+
 def submit(
     jobs: list[tuple[str, str]], scripts: list[Path], project: Path, opts: SlurmOptions
 ) -> list[Submitted]:
@@ -83,13 +95,7 @@ def submit(
     FileNotFoundError
         ``sbatch`` or ``srun`` is not on PATH (not a SLURM login node).
     """
-    submitit = import_submitit()
-    for tool in ("sbatch", "srun"):
-        if shutil.which(tool) is None:
-            raise FileNotFoundError(
-                f"{tool} not found on PATH; submit from a SLURM login node, or pass --dry-run "
-                "to print the scripts"
-            )
+    submitit = check_submission()
     project = Path(project).resolve()
     folder = project / "slurm" / SUBMITIT_DIR / "%j"
     done: list[Submitted] = []

@@ -144,6 +144,7 @@ def test_submission_without_submitit_or_sbatch_is_a_one_line_error(
     assert run(["slurm", "train", str(project)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "sbatch not found on PATH" in err
+    assert not (project / "slurm").exists()
 
 
 def test_bad_options_are_one_line_errors(
