@@ -20,7 +20,7 @@ channel), the modules MONAI's and cryoal's networks use.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -64,7 +64,7 @@ class KeyedDropout:
     def __init__(self, models: Sequence[nn.Module], seed: int) -> None:
         self.seed = int(seed)
         self.keys: list[int] = []
-        self.modules: list[nn.Module] = []
+        self.modules: list[nn.modules.dropout._DropoutNd] = []
         for model in models:
             for m in model.modules():
                 if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
@@ -82,7 +82,9 @@ class KeyedDropout:
         self.keys = [candidate_key(self.seed, i) for i in ids]
         self.calls = [0] * len(self.modules)
 
-    def _forward(self, k: int, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _forward(
+        self, k: int, module: nn.modules.dropout._DropoutNd, x: torch.Tensor
+    ) -> torch.Tensor:
         if not module.training:
             return x
         call = self.calls[k]
@@ -112,7 +114,7 @@ class KeyedDropout:
 
 
 def keyed_stream(
-    stream: Iterator[Any],
+    stream: Generator[Any, None, None],
     models: Sequence[nn.Module],
     ids: np.ndarray,
     indices: np.ndarray,

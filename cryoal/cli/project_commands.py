@@ -308,6 +308,11 @@ def suggest_cmd(
     from cryoal.project.suggest import import_suggestions, suggest
 
     if import_:
+        if strategy is not None or k is not None or seed is not None:
+            raise ValueError(
+                "--import takes the merged queue as the merge wrote it; drop --strategy, --k "
+                "and --seed (they belong to 'cryoal score' and 'cryoal merge-scores')"
+            )
         with Project.open(directory) as project:
             got = import_suggestions(project, replace=replace)
         done = "already in the label store" if got.already else "imported into the label store"

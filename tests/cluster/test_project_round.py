@@ -118,6 +118,8 @@ def test_cluster_scoring_never_opens_the_label_store_and_the_import_gives_the_sa
     finally:
         for p in moved:
             (away / p.name).rename(p)
+    assert run(["suggest", str(proj), "--import", "--k", "3"]) == 2
+    assert "--import takes the merged queue as the merge wrote it" in capsys.readouterr().err
     assert run(["suggest", str(proj), "--import"]) == 2  # round 1 holds the random queue
     assert "round 1 already has suggestions" in capsys.readouterr().err
     assert run(["suggest", str(proj), "--import", "--replace"]) == 0
