@@ -6,8 +6,9 @@ own ``#SBATCH`` options (:func:`~cryoal.cluster.sbatch.sbatch_options`: nodes, G
 partition, account, ``--requeue``, ``--signal=USR1@300``, the log file; ``--array`` through
 submitit's job arrays; ``--dependency=afterok:JOBID`` on the previous job) and runs the
 script itself, ``bash DIR/slurm/<job>.sbatch``, as a
-:class:`submitit.helpers.CommandFunction`. submitit stores that command line (a list of
-strings, no cryoal code) as its job pickle under ``DIR/slurm/submitit/``.
+:class:`submitit.helpers.CommandFunction`. submitit pickles that command line (a list of
+strings, no cryoal code) and, when the job ends, its output or error under
+``DIR/slurm/submitit/<job id>/``.
 
 The runner runs in the batch shell (``use_srun=False``), not as a job step, so SLURM's
 SIGUSR1 (sent to job steps only) reaches the script's ``srun torchrun`` step and the
