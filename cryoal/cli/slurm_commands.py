@@ -97,8 +97,10 @@ def register(app: typer.Typer) -> None:
     """Add ``slurm train|suggest|round`` to the ``cryoal`` app."""
     docs = {
         "train": "Train the next round on N nodes x G GPUs (requeued and resumed on pre-emption).",
-        "suggest": "Score the candidates in a job array, then merge into the queue (dependent).",
-        "round": "A whole round: train -> scoring array -> merge, each after the previous.",
+        "suggest": "Score the candidates in a job array, then merge them into the round's "
+        "queue files (dependent); import with 'cryoal suggest DIR --import'.",
+        "round": "A whole round: train -> scoring array -> merge, each after the previous; "
+        "import the queue with 'cryoal suggest DIR --import'.",
     }
     for kind, doc in docs.items():
         slurm_app.command(kind)(_command(kind, doc))
