@@ -81,8 +81,11 @@ def _run(kind: str, directory: Path, o: dict) -> None:
         typer.echo(dry_run_text(jobs, folder))
         return
     from cryoal.cluster.submit import check_submission, submit
+    from cryoal.project.pool import cluster_round
 
     check_submission()  # no submitit, sbatch or srun: reported before anything is written
+    number = cluster_round(directory, train=kind != "suggest")  # the jobs' frozen inputs
+    typer.echo(f"round {number}: jobs read its snapshot and candidate table, not labels.sqlite")
     paths = write_scripts(jobs, folder)
     for job in submit(jobs, paths, directory, opts):
         typer.echo(f"submitted {job.name}: job {job.job_id} ({job.script})")

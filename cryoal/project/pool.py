@@ -109,3 +109,42 @@ def read_frozen_pool(project_root: str | os.PathLike, round: int) -> tuple[pd.Da
     candidates = read_pool(directory)
     labelled = set(read_snapshot(directory)["candidate_id"].astype(str))
     return candidates, labelled
+
+
+def cluster_round(project_root: str | os.PathLike, *, train: bool) -> int:
+    """The round that cluster jobs will work on, after checking its frozen files exist.
+
+    Reads only files (the label store is not opened). ``train``: the newest snapshot
+    without a trained model (what ``cryoal train DIR`` trains); else the newest trained
+    round (what ``cryoal score`` scores).
+
+    Raises
+    ------
+    ValueError
+        No such round, or its snapshot has no frozen candidate table.
+    """
+    from cryoal.project.rounds import newest_model, read_model_info
+    from cryoal.project.snapshot import snapshot_rounds
+
+    root = Path(project_root)
+    if train:
+        rounds = snapshot_rounds(root)
+        if not rounds or read_model_info(root, rounds[-1]) is not None:
+            raise ValueError(
+                f"{root}: no untrained snapshot; take one where labels.sqlite lives ('cryoal "
+                "project snapshot DIR') before submitting, so that no job opens the label store"
+            )
+        number = rounds[-1]
+    else:
+        model = newest_model(root)
+        if model is None:
+            raise ValueError(
+                f"{root}: no trained round to score; train one first ('cryoal slurm train DIR')"
+            )
+        number = model.round
+    if not (round_dir(root, number) / POOL_NAME).is_file():
+        raise ValueError(
+            f"{round_dir(root, number)}: no {POOL_NAME} (its snapshot predates frozen candidate "
+            "tables); take a new snapshot ('cryoal project snapshot DIR') and train it"
+        )
+    return number

@@ -121,11 +121,19 @@ def test_cli_submits_and_names_the_import_step(
 ) -> None:  # fmt: skip
     bin_dir, calls = _fake_slurm(tmp_path)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    assert run(["slurm", "suggest", str(project), "--shards", "1", "--gpus", "0"]) == 0
+    # the jobs read frozen files only: submission needs the round's snapshot first
+    assert run(["slurm", "round", str(project)]) == 2
+    assert "no untrained snapshot; take one where labels.sqlite lives" in capsys.readouterr().err
+    assert run(["slurm", "suggest", str(project)]) == 2
+    assert "no trained round to score" in capsys.readouterr().err
+    assert not (project / "slurm").exists() and not list(calls.iterdir())
+    assert run(["project", "snapshot", str(project)]) == 0
+    assert run(["slurm", "round", str(project), "--shards", "1", "--gpus", "0"]) == 0
     out = capsys.readouterr().out
-    assert "submitted score: job 1001" in out and "submitted merge: job 1002" in out
+    assert "round 1: jobs read its snapshot and candidate table, not labels.sqlite" in out
+    assert "submitted score: job 1002" in out and "submitted merge: job 1003" in out
     assert f"cryoal suggest {project} --import" in out
-    assert "--array" not in (calls / "1.sh").read_text()  # one shard: a plain job, shard 0/1
+    assert "--array" not in (calls / "2.sh").read_text()  # one shard: a plain job, shard 0/1
 
 
 def test_submission_without_submitit_or_sbatch_is_a_one_line_error(
