@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cryoal.project.labels import LabelStore
-from cryoal.project.pool import POOL_NAME, read_frozen_pool, read_pool
+from cryoal.project.pool import POOL_NAME, cluster_round, read_frozen_pool, read_pool
 from cryoal.project.snapshot import write_snapshot
 
 
@@ -57,3 +57,17 @@ def test_a_changed_pool_is_refused_and_a_missing_one_names_the_fix(
     path.unlink()
     with pytest.raises(FileNotFoundError, match="run 'cryoal suggest DIR' on the machine"):
         read_frozen_pool(tmp_path, snap.round)
+
+
+def test_the_cluster_round_is_the_untrained_snapshot_with_its_frozen_table(
+    store: LabelStore, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="no untrained snapshot; take one where labels.sqlite"):
+        cluster_round(tmp_path, train=True)
+    snap = write_snapshot(store, tmp_path)
+    assert cluster_round(tmp_path, train=True) == snap.round
+    with pytest.raises(ValueError, match="no trained round to score"):
+        cluster_round(tmp_path, train=False)
+    (snap.directory / POOL_NAME).unlink()  # a snapshot taken before frozen tables existed
+    with pytest.raises(ValueError, match="no candidates.csv .its snapshot predates"):
+        cluster_round(tmp_path, train=True)
