@@ -12,6 +12,7 @@ that table minus the snapshot's labelled candidates (:func:`read_frozen_pool`).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import stat
@@ -40,8 +41,6 @@ def write_pool(table: pd.DataFrame, directory: str | os.PathLike) -> str:
     str
         The file's hex SHA-256.
     """
-    import hashlib
-
     directory = Path(directory)
     buf = io.StringIO()
     table.loc[:, list(CANDIDATE_COLUMNS)].to_csv(buf, index=False, lineterminator="\n")

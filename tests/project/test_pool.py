@@ -71,3 +71,16 @@ def test_the_cluster_round_is_the_untrained_snapshot_with_its_frozen_table(
     (snap.directory / POOL_NAME).unlink()  # a snapshot taken before frozen tables existed
     with pytest.raises(ValueError, match="no candidates.csv .its snapshot predates"):
         cluster_round(tmp_path, train=True)
+
+
+def test_a_folder_left_by_an_interrupted_snapshot_is_reused(
+    store: LabelStore, tmp_path: Path
+) -> None:
+    from cryoal.project.pool import write_pool
+
+    directory = tmp_path / "rounds" / "001"
+    directory.mkdir(parents=True)
+    write_pool(store.candidates().iloc[:2], directory)  # the crash came before snapshot.csv
+    snap = write_snapshot(store, tmp_path)
+    assert snap.directory == directory
+    assert len(read_pool(directory)) == 5
