@@ -224,7 +224,7 @@ def _stream(
     score_fn = cfg.spec.score if score else None
     head = getattr(teacher, "head", None)
     head_bias = getattr(head, "bias", None) is not None
-    for batch in stream_outputs(
+    stream = stream_outputs(
         models,
         store,
         indices,
@@ -234,7 +234,13 @@ def _stream(
         features=want_features or needs.features,
         mc_seed=mc_seed,
         first_batch=first_batch,
-    ):
+    )
+    if mc and mc_seed is not None:  # masks keyed by (seed, candidate id, pass)
+        from cryoal.al.mc_dropout import keyed_stream
+
+        ids = np.asarray(store.ids)
+        stream = keyed_stream(stream, list(models.values()), ids, indices, batch_size, mc_seed)
+    for batch in stream:
         t = batch.logits["teacher"].numpy()
         s = batch.logits["student"].numpy() if "student" in batch.logits else None
         if score_fn is not None:
@@ -514,9 +520,9 @@ def score_candidates(
     rows, ids
         All candidates, from :func:`candidate_rows` (sorted by id).
     seed
-        The acquisition seed; MC-dropout masks of micro-batch ``b`` come from
-        ``(seed, b)`` (:func:`cryoal.train.predict.batch_seed`), so they do not depend on
-        the sharding.
+        The acquisition seed; each candidate's MC-dropout masks come from ``(seed,
+        candidate id, pass)`` (:mod:`cryoal.al.mc_dropout`), so they do not depend on the
+        sharding or on the other candidates of a micro-batch.
     batch_size
         The fixed micro-batch size (must be the same for every shard of a run).
     shard

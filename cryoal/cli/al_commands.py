@@ -67,6 +67,7 @@ def benchmark(
 ) -> None:
     """Run strategies x seeds with a simulated oracle; write curves.csv, summary.md, curves.png."""
     from cryoal.benchmark import load_benchmark_config, run_benchmark
+    from cryoal.cli.progress import CountProgress
 
     overrides: dict[str, Any] = {}
     data: dict[str, Any] = {}
@@ -89,9 +90,9 @@ def benchmark(
 
         if store is not None or templates is not None:
             raise ValueError("--manifest chooses the data itself; drop --store / --templates")
-        cfg.data = cfg.data.model_copy(
-            update=benchmark_data(manifest, data_dir, out, box=cfg.data.box, progress=progress)
-        )
+        with CountProgress("extracting picks", None, enabled=progress) as cut:
+            update = benchmark_data(manifest, data_dir, out, box=cfg.data.box, progress=cut)
+        cfg.data = cfg.data.model_copy(update=update)
     with _StepProgress("benchmark", enabled=progress) as show:
         result = run_benchmark(cfg, out, jobs=jobs, on_progress=show)
     typer.echo(f"curves:     {result.curves_csv}")

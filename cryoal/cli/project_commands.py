@@ -299,11 +299,31 @@ def suggest_cmd(
     seed: int = typer.Option(None, "--seed", help="Seed [default: project defaults]."),
     replace: bool = typer.Option(False, "--replace", help="Replace this round's existing queue."),
     device: str = typer.Option("cpu", "--device", help="Torch device for scoring."),
+    import_: bool = typer.Option(
+        False,
+        "--import",
+        help="Score nothing: write the queue merged from cluster score shards "
+        "('cryoal merge-scores') into the label store.",
+    ),
 ) -> None:
     """Write the next suggestion queue (round 0 without a model, then the newest model's round)."""
     from cryoal.project.project import Project
-    from cryoal.project.suggest import suggest
+    from cryoal.project.suggest import import_suggestions, suggest
 
+    if import_:
+        if strategy is not None or k is not None or seed is not None:
+            raise ValueError(
+                "--import takes the merged queue as the merge wrote it; drop --strategy, --k "
+                "and --seed (they belong to 'cryoal score' and 'cryoal merge-scores')"
+            )
+        with Project.open(directory) as project:
+            got = import_suggestions(project, replace=replace)
+        done = "already in the label store" if got.already else "imported into the label store"
+        _console().print(
+            f"round {got.round}: {len(got.ids)} merged suggestions ({got.strategy} by model "
+            f"{got.model_version}) {done}"
+        )
+        return
     with Project.open(directory) as project:
         res = suggest(project, strategy=strategy, k=k, seed=seed, replace=replace, device=device)
     model = f" by model {res.model_version}" if res.model_version else ""

@@ -1,9 +1,12 @@
 """``cryoal score`` and ``cryoal merge-scores``: sharded scoring of a project's candidates.
 
-``cryoal score DIR --shard I/N`` scores one slice of the candidates the next ``cryoal
-suggest`` would score and writes ``rounds/NNN/scores/shard-III-of-NNN.h5``; ``cryoal
-merge-scores DIR`` checks that the shards cover every candidate exactly once and writes the
-queue exactly as ``cryoal suggest DIR`` would have (same strategy, k, seed and batch size).
+``cryoal score DIR --shard I/N`` scores one slice of the newest trained round's candidates
+and writes ``rounds/NNN/scores/shard-III-of-NNN.h5``; ``cryoal merge-scores DIR`` checks
+that the shards cover every candidate exactly once and writes the queue exactly as
+``cryoal suggest DIR`` would have (same strategy, k, seed and batch size) to
+``rounds/NNN/suggestions.csv`` and ``suggestions.json``. Neither opens ``labels.sqlite``:
+they read the round's frozen ``candidates.csv`` and ``snapshot.csv``. ``cryoal suggest DIR
+--import``, run where the label store lives, then makes the merged queue the project's.
 A SLURM round runs the shards as a job array and the merge as a dependent job
 (``cryoal slurm round``).
 """
@@ -45,7 +48,7 @@ def score_cmd(
 
     if prepare:
         with (
-            Project.open(directory) as project,
+            Project.open(directory, check_labels=False) as project,
             CountProgress("extracting candidates", None, enabled=not quiet) as cut,
         ):
             path = prepare_scoring(project, progress=cut)
@@ -53,12 +56,13 @@ def score_cmd(
         return
     part = parse_shard(shard)
     with (
-        Project.open(directory) as project,
+        Project.open(directory, check_labels=False) as project,
+        CountProgress("extracting candidates", None, enabled=not quiet) as cut,
         CountProgress(f"scoring shard {shard}", None, enabled=not quiet) as bar,
     ):
         path = score_shard(
             project, part, strategy=strategy, k=k, seed=seed, device=device,
-            batch_size=batch_size, progress=bar, on_batch=bar,
+            batch_size=batch_size, progress=cut, on_batch=bar,
         )  # fmt: skip
     typer.echo(f"scored {bar.done} candidates -> {path}")
 
@@ -70,20 +74,23 @@ def merge_scores_cmd(
     seed: int | None = typer.Option(None, "--seed", help="Seed (default: project defaults)."),
     device: str = typer.Option("cpu", "--device", help="Device (coreset places labels)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Micro-batch size of the shards."),
-    replace: bool = typer.Option(False, "--replace", help="Replace this round's existing queue."),
+    replace: bool = typer.Option(
+        False, "--replace", help="Replace this round's earlier merged queue."
+    ),
 ) -> None:
-    """Merge the score shards and write the suggestion queue, as 'cryoal suggest' would."""
+    """Merge the score shards into the round's queue files (import: 'cryoal suggest --import')."""
     from cryoal.project.project import Project
     from cryoal.project.suggest import suggest
 
-    with Project.open(directory) as project:
+    with Project.open(directory, check_labels=False) as project:
         res = suggest(
             project, strategy=strategy, k=k, seed=seed, replace=replace, device=device,
             batch_size=batch_size, from_shards=True,
         )  # fmt: skip
     typer.echo(
         f"round {res.round}: {len(res.ids)} suggestions ({res.strategy} by model "
-        f"{res.model_version}, from score shards) -> {res.csv_path}"
+        f"{res.model_version}, from score shards) -> {res.csv_path}; import them where "
+        "labels.sqlite lives with 'cryoal suggest DIR --import'"
     )
 
 

@@ -3,8 +3,9 @@
 ``train`` is one training job (torchrun on every node, requeued on pre-emption and resumed
 from the newest checkpoint); ``suggest`` a scoring job array plus a dependent merge job;
 ``round`` all three, chained with ``--dependency=afterok``. ``--dry-run`` prints the scripts
-and the sbatch commands; otherwise they are written to ``DIR/slurm/`` and submitted with
-``sbatch``. Templates: :mod:`cryoal.cluster.sbatch`.
+and the sbatch commands; otherwise they are written to ``DIR/slurm/`` and submitted through
+submitit (the ``cluster`` extra). Templates: :mod:`cryoal.cluster.sbatch`; submission:
+:mod:`cryoal.cluster.submit`.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def _command(kind: str, doc: str):  # type: ignore[no-untyped-def]
         score_arg: list[str] | None = typer.Option(
             None, "--score-arg", help="Extra 'cryoal score'/'merge-scores' argument (repeatable)."
         ),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Print the scripts; submit nothing."),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="Print the scripts; submit nothing (no submitit needed)."
+        ),
     ) -> None:
         _run(kind, directory, dict(locals()))
 
@@ -60,7 +63,7 @@ def _command(kind: str, doc: str):  # type: ignore[no-untyped-def]
 
 
 def _run(kind: str, directory: Path, o: dict) -> None:
-    from cryoal.cluster.sbatch import SlurmOptions, dry_run_text, render, submit, write_scripts
+    from cryoal.cluster.sbatch import SlurmOptions, dry_run_text, render, write_scripts
 
     o.pop("directory", None)
     dry = o.pop("dry_run")
@@ -77,18 +80,30 @@ def _run(kind: str, directory: Path, o: dict) -> None:
     if dry:
         typer.echo(dry_run_text(jobs, folder))
         return
+    from cryoal.cluster.submit import check_submission, submit
+    from cryoal.project.pool import cluster_round
+
+    check_submission()  # no submitit, sbatch or srun: reported before anything is written
+    number = cluster_round(directory, train=kind != "suggest")  # the jobs' frozen inputs
+    typer.echo(f"round {number}: jobs read its snapshot and candidate table, not labels.sqlite")
     paths = write_scripts(jobs, folder)
-    ids = submit(paths)
-    for (name, _), path, job in zip(jobs, paths, ids, strict=True):
-        typer.echo(f"submitted {name}: job {job} ({path})")
+    for job in submit(jobs, paths, directory, opts):
+        typer.echo(f"submitted {job.name}: job {job.job_id} ({job.script})")
+    if kind != "train":
+        typer.echo(
+            "when the merge job has finished, import its queue where labels.sqlite lives: "
+            f"cryoal suggest {directory} --import"
+        )
 
 
 def register(app: typer.Typer) -> None:
     """Add ``slurm train|suggest|round`` to the ``cryoal`` app."""
     docs = {
         "train": "Train the next round on N nodes x G GPUs (requeued and resumed on pre-emption).",
-        "suggest": "Score the candidates in a job array, then merge into the queue (dependent).",
-        "round": "A whole round: train -> scoring array -> merge, each after the previous.",
+        "suggest": "Score the candidates in a job array, then merge them into the round's "
+        "queue files (dependent); import with 'cryoal suggest DIR --import'.",
+        "round": "A whole round: train -> scoring array -> merge, each after the previous; "
+        "import the queue with 'cryoal suggest DIR --import'.",
     }
     for kind, doc in docs.items():
         slurm_app.command(kind)(_command(kind, doc))

@@ -14,10 +14,13 @@ and runs ``scontrol requeue $SLURM_JOB_ID``. The requeued job runs the same scri
 ``cryoal train DIR`` trains the same snapshot again and resumes from the newest valid
 checkpoint. (``--signal=B:USR1@300`` would signal only the batch shell, not torchrun.)
 Scoring tasks are requeue-safe too: a shard file is written atomically, and a task that
-runs again rewrites it.
+runs again rewrites it. None of the jobs opens ``labels.sqlite``: training reads the
+round's snapshot, scoring and merge its frozen ``candidates.csv`` (see
+:mod:`cryoal.project.pool`); the merged queue is imported where the store lives
+(``cryoal suggest DIR --import``).
 
-:func:`render_round` etc. return the script texts; :func:`submit` passes them to
-``sbatch --parsable`` with ``--dependency=afterok:JOBID``.
+:func:`render` returns the script texts and :func:`sbatch_options` their ``#SBATCH``
+options; :mod:`cryoal.cluster.submit` submits the scripts through submitit.
 """
 
 from __future__ import annotations
@@ -25,8 +28,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,38 +109,62 @@ class SlurmOptions:
                 )
 
 
-def _header(
-    opts: SlurmOptions,
-    name: str,
-    logs: Path,
-    *,
-    nodes: int,
-    gpus: int,
-    time: str,
-    array: int | None = None,
-    requeue: bool = False,
-    signal: bool = False,
-) -> list[str]:
-    cpus = opts.cpus_per_task or (8 * gpus if gpus else 4)
-    out = "%x-%A_%a.out" if array else "%x-%j.out"
-    lines = ["#!/bin/bash", f"#SBATCH --job-name={name}", f"#SBATCH --nodes={nodes}",
-             "#SBATCH --ntasks-per-node=1", f"#SBATCH --cpus-per-task={cpus}",
-             f"#SBATCH --time={time}", f"#SBATCH --output={logs / out}",
-             "#SBATCH --open-mode=append"]  # fmt: skip
+def _score_gpus(opts: SlurmOptions) -> int:
+    return opts.score_gpus if opts.score_gpus is not None else (1 if opts.gpus else 0)
+
+
+def _cpus(opts: SlurmOptions, gpus: int) -> int:
+    return opts.cpus_per_task or (8 * gpus if gpus else 4)
+
+
+def sbatch_options(name: str, project: Path, opts: SlurmOptions) -> dict[str, str | bool]:
+    """The ``#SBATCH`` options of job ``name`` (``train``, ``score`` or ``merge``).
+
+    Keys are sbatch long options with ``_`` for ``-`` (``gpus_per_node``); ``True`` is a
+    flag without value (``requeue``). The same options go into the rendered script's header
+    and, on submission, into submitit's sbatch file (:mod:`cryoal.cluster.submit`).
+    """
+    project = Path(project).resolve()
+    logs = project / "slurm" / "logs"
+    nodes, gpus, time = {
+        "train": (opts.nodes, opts.gpus, opts.time),
+        "score": (1, _score_gpus(opts), opts.score_time),
+        "merge": (1, 0, opts.merge_time),
+    }[name]
+    array = opts.shards if name == "score" else None
+    out: dict[str, str | bool] = {
+        "job_name": f"cryoal-{name}-{project.name}",
+        "nodes": str(nodes),
+        "ntasks_per_node": "1",
+        "cpus_per_task": str(_cpus(opts, gpus)),
+        "time": time,
+        "output": str(logs / ("%x-%A_%a.out" if array else "%x-%j.out")),
+        "open_mode": "append",
+    }
     if gpus:
-        lines.append(f"#SBATCH --gpus-per-node={gpus}")
+        out["gpus_per_node"] = str(gpus)
     if opts.mem:
-        lines.append(f"#SBATCH --mem={opts.mem}")
+        out["mem"] = opts.mem
     if opts.partition:
-        lines.append(f"#SBATCH --partition={opts.partition}")
+        out["partition"] = opts.partition
     if opts.account:
-        lines.append(f"#SBATCH --account={opts.account}")
+        out["account"] = opts.account
     if array:
-        lines.append(f"#SBATCH --array=0-{array - 1}")
-    if requeue:
-        lines.append("#SBATCH --requeue")
-    if signal:
-        lines.append(f"#SBATCH --signal=USR1@{SIGNAL_LEAD_S}")
+        out["array"] = f"0-{array - 1}"
+    if name in ("train", "score"):
+        out["requeue"] = True
+    if name == "train":
+        out["signal"] = f"USR1@{SIGNAL_LEAD_S}"
+    return out
+
+
+def _header(opts: SlurmOptions, name: str, project: Path) -> list[str]:
+    options = sbatch_options(name, project, opts)
+    lines = ["#!/bin/bash"]
+    for key, value in options.items():
+        flag = key.replace("_", "-")
+        lines.append(f"#SBATCH --{flag}" if value is True else f"#SBATCH --{flag}={value}")
+    cpus = int(options["cpus_per_task"])
     lines += ["", "set -euo pipefail", *opts.setup,
               "export PYTHONUNBUFFERED=1  # progress lines reach the log as they happen",
               f"export OMP_NUM_THREADS={min(cpus, 8)}", ""]  # fmt: skip
@@ -150,13 +175,12 @@ def _cryoal(opts: SlurmOptions) -> str:
     return f"{shlex.quote(opts.python)} -m cryoal"
 
 
-def render_train(project: Path, opts: SlurmOptions, logs: Path) -> str:
+def render_train(project: Path, opts: SlurmOptions) -> str:
     """The training job: one task per node, each running torchrun over the node's GPUs."""
     opts.check()
     procs = max(1, opts.gpus)
     device = "cuda" if opts.gpus else "cpu"
-    lines = _header(opts, f"cryoal-train-{project.name}", logs, nodes=opts.nodes,
-                    gpus=opts.gpus, time=opts.time, requeue=True, signal=True)  # fmt: skip
+    lines = _header(opts, "train", project)
     train = " ".join(shlex.quote(a) for a in ["--device", device, *opts.train_args])
     lines += [
         "# rank 0 may extract the round's training store while the other ranks wait",
@@ -181,28 +205,26 @@ def render_train(project: Path, opts: SlurmOptions, logs: Path) -> str:
     return "\n".join(lines)
 
 
-def render_score(project: Path, opts: SlurmOptions, logs: Path) -> str:
+def render_score(project: Path, opts: SlurmOptions) -> str:
     """The scoring job array: task ``i`` scores shard ``i`` of ``opts.shards``."""
     opts.check()
-    gpus = opts.score_gpus if opts.score_gpus is not None else (1 if opts.gpus else 0)
-    lines = _header(opts, f"cryoal-score-{project.name}", logs, nodes=1, gpus=gpus,
-                    time=opts.score_time, array=opts.shards, requeue=True)  # fmt: skip
+    gpus = _score_gpus(opts)
+    lines = _header(opts, "score", project)
     args = " ".join(
         shlex.quote(a) for a in ["--device", "cuda" if gpus else "cpu", *opts.score_args]
     )
     lines += [
         f"{_cryoal(opts)} score {shlex.quote(str(project))} "
-        f'--shard "$SLURM_ARRAY_TASK_ID/{opts.shards}" {args}',
+        f'--shard "${{SLURM_ARRAY_TASK_ID:-0}}/{opts.shards}" {args}',
         "",
     ]
     return "\n".join(lines)
 
 
-def render_merge(project: Path, opts: SlurmOptions, logs: Path) -> str:
+def render_merge(project: Path, opts: SlurmOptions) -> str:
     """The merge job: check the shards, select, write the queue (CPU)."""
     opts.check()
-    lines = _header(opts, f"cryoal-merge-{project.name}", logs, nodes=1, gpus=0,
-                    time=opts.merge_time)  # fmt: skip
+    lines = _header(opts, "merge", project)
     args = " ".join(shlex.quote(a) for a in ["--replace", *opts.score_args])
     lines += [f"{_cryoal(opts)} merge-scores {shlex.quote(str(project))} {args}", ""]
     return "\n".join(lines)
@@ -223,9 +245,8 @@ def render(kind: str, project: Path, opts: SlurmOptions) -> list[tuple[str, str]
     project = Path(project).resolve()
     if not is_project(project):
         raise ValueError(f"{project}: not a cryoal project (no project.yaml)")
-    logs = project / "slurm" / "logs"
     makers = {"train": render_train, "score": render_score, "merge": render_merge}
-    return [(name, makers[name](project, opts, logs)) for name in KINDS[kind]]
+    return [(name, makers[name](project, opts)) for name in KINDS[kind]]
 
 
 def dry_run_text(jobs: list[tuple[str, str]], folder: Path) -> str:
@@ -253,36 +274,3 @@ def write_scripts(jobs: list[tuple[str, str]], folder: Path) -> list[Path]:
         os.chmod(path, 0o755)
         paths.append(path)
     return paths
-
-
-def submit(paths: list[Path]) -> list[str]:
-    """``sbatch --parsable`` each script, each after the previous one succeeds.
-
-    Returns
-    -------
-    list of str
-        The job ids, in order.
-
-    Raises
-    ------
-    FileNotFoundError
-        ``sbatch`` is not on PATH (not a SLURM login node).
-    ValueError
-        sbatch refused a script (its message).
-    """
-    sbatch = shutil.which("sbatch")
-    if sbatch is None:
-        raise FileNotFoundError(
-            "sbatch not found on PATH; run on a SLURM login node, or pass --dry-run to print "
-            "the scripts"
-        )
-    ids: list[str] = []
-    for path in paths:
-        cmd = [sbatch, "--parsable"]
-        if ids:
-            cmd.append(f"--dependency=afterok:{ids[-1]}")
-        done = subprocess.run([*cmd, str(path)], capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise ValueError(f"{path}: sbatch failed: {' '.join(done.stderr.split())}")
-        ids.append(done.stdout.strip().split(";")[0])
-    return ids

@@ -70,13 +70,18 @@ def _pool_key(project: Project, table: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-def candidate_store(project: Project, *, progress: CountCallback | None = None) -> SubtomogramStore:
+def candidate_store(
+    project: Project, *, progress: CountCallback | None = None, table: pd.DataFrame | None = None
+) -> SubtomogramStore:
     """A store with every candidate's subtomogram, cached under ``cache/``.
 
     The cache file is named by a hash of the candidate table, the box and the tomogram
     files, so it is rebuilt exactly when one of them changes (older caches are removed).
+    ``table`` is the candidate table to use (a round's frozen ``candidates.csv``, so that
+    cluster jobs never open the label store); default: the label store's.
     """
-    table = project.labels.candidates()
+    if table is None:
+        table = project.labels.candidates()
     if table.empty:
         raise ValueError(
             f"{project.root}: the project has no candidates; import picks "

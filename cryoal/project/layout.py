@@ -13,7 +13,12 @@
         train.h5            the round's training subtomograms (TRAIN_STORE_NAME)
         model/              the trained networks (MODEL_RUN_DIR)
         round.json          the round's record (MODEL_INFO_NAME)
+        candidates.csv(.sha256)  the candidate table frozen with the snapshot (POOL_NAME,
+                            POOL_HASH_NAME): the pool of cluster scoring jobs, which never
+                            open labels.sqlite
         scores/             sharded score files (SCORES_DIR)
+        suggestions.json    a queue merged from score shards, waiting for
+                            'cryoal suggest --import' (MERGED_NAME)
         suggestions.csv     the queue the round proposed (SUGGESTIONS_NAME)
         scores.csv          every scored candidate: score, pick, class probabilities
                             (SCORES_TABLE_NAME)
@@ -40,6 +45,9 @@ MODEL_INFO_NAME = "round.json"
 SCORES_DIR = "scores"
 SUGGESTIONS_NAME = "suggestions.csv"
 SCORES_TABLE_NAME = "scores.csv"
+MERGED_NAME = "suggestions.json"
+POOL_NAME = CANDIDATES_NAME
+POOL_HASH_NAME = POOL_NAME + ".sha256"
 
 
 def is_project(path: str | os.PathLike) -> bool:

@@ -5,7 +5,8 @@ labels as they were at one moment, with its SHA-256 in ``snapshot.csv.sha256`` b
 (the format ``sha256sum -c`` checks). A snapshot is written once (temp file, fsync,
 rename, then made read-only) and never rewritten; every read verifies the hash, so a job
 on a cluster filesystem either trains on exactly the labels that were snapshotted or stops
-with a clear error.
+with a clear error. The candidate table of the same moment is frozen beside it
+(``candidates.csv``, :mod:`cryoal.project.pool`) for the scoring jobs of the round.
 """
 
 from __future__ import annotations
@@ -78,7 +79,11 @@ def write_snapshot(store: LabelStore, project_root: str | os.PathLike) -> Snapsh
     Snapshot
         Round, folder, hash and number of labels.
     """
+    from cryoal.project.pool import write_pool
+
     table = store.current_labels(include_special=True)
+    # after the labels: every labelled candidate is in it (candidates are never removed)
+    candidates = store.candidates()
     latest = store.latest_round()
     taken = snapshot_rounds(project_root)
     number = max(1, (taken[-1] + 1) if taken else 1, (latest + 1) if latest is not None else 1)
@@ -92,6 +97,7 @@ def write_snapshot(store: LabelStore, project_root: str | os.PathLike) -> Snapsh
             if not _has_snapshot_files(directory):
                 break  # e.g. made by 'suggest' for round 0, or left empty by a crash
             number += 1
+    write_pool(candidates, directory)  # before the snapshot: a snapshot always has one
     data = _table_bytes(table)
     digest = hashlib.sha256(data).hexdigest()
     csv_path = directory / SNAPSHOT_NAME

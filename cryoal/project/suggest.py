@@ -8,10 +8,16 @@ The queue is written to the label store (the source of truth) and, as a readable
 ``rounds/NNN/suggestions.csv``; a model's round also gets the full score table of every
 scored candidate, ``rounds/NNN/scores.csv`` (:mod:`cryoal.al.score_table`).
 
-On a cluster the scoring is split: :func:`score_shard` (``cryoal suggest DIR --shard I/N``)
-scores one slice of the candidates into ``rounds/NNN/scores/shard-III-of-NNN.h5`` and
-``suggest(..., from_shards=True)`` (``cryoal suggest DIR --merge``) checks that the shards
-cover every candidate once and selects exactly as the single-process run would.
+On a cluster the scoring is split and never opens the live label store: the candidates
+and labels come from the trained round's frozen files (``snapshot.csv`` and
+``candidates.csv``, :mod:`cryoal.project.pool`). :func:`score_shard` (``cryoal score DIR
+--shard I/N``) scores one slice of the candidates into
+``rounds/NNN/scores/shard-III-of-NNN.h5``; ``suggest(..., from_shards=True)`` (``cryoal
+merge-scores DIR``) checks that the shards cover every candidate once, selects exactly as
+the single-process run would and writes ``suggestions.csv`` and, last,
+``suggestions.json`` (what the queue needs besides the CSV). :func:`import_suggestions`
+(``cryoal suggest DIR --import``, where the label store lives) then writes that queue into
+the store.
 """
 
 from __future__ import annotations
@@ -24,9 +30,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cryoal.io.atomic import atomic_path
+from cryoal.io.atomic import atomic_path, atomic_write_text
 from cryoal.progress import CountCallback
-from cryoal.project.layout import SCORES_DIR, SCORES_TABLE_NAME, SUGGESTIONS_NAME, round_dir
+from cryoal.project.layout import (
+    MERGED_NAME,
+    SCORES_DIR,
+    SCORES_TABLE_NAME,
+    SUGGESTIONS_NAME,
+    round_dir,
+)
 from cryoal.project.project import Project
 from cryoal.project.rounds import ModelInfo, newest_model
 
@@ -34,7 +46,8 @@ log = logging.getLogger(__name__)
 
 #: Strategies that need no model (the only ones possible in round 0).
 MODEL_FREE = ("random", "stratified")
-#: Folder of a round's score shards, inside ``rounds/NNN/``.
+#: Version of the merged-queue record (``rounds/NNN/suggestions.json``).
+MERGED_FORMAT = "cryoal-merged-suggestions/1"
 
 
 @dataclass
@@ -109,7 +122,10 @@ def suggest(
         Called with the number of candidates after each scored micro-batch.
     from_shards
         Do not score: merge the round's score shards (:func:`score_shard`, with the same
-        strategy, seed and batch size) and select from them.
+        strategy, seed and batch size) and select from them. The candidates and labels
+        come from the round's frozen files; the queue is written to ``suggestions.csv``
+        and ``suggestions.json`` only (``replace``: replace those of an earlier merge), and
+        the label store is not opened: import it with :func:`import_suggestions`.
 
     Raises
     ------
@@ -117,19 +133,25 @@ def suggest(
         A model strategy before any model is trained, no unlabelled candidates, or the
         round already has a queue (without ``replace``).
     """
-    model, strategy, k, seed, pool, labelled = _request(project, strategy, k, seed)
-    if from_shards and strategy in MODEL_FREE:
-        raise ValueError(
-            f"strategy {strategy!r} scores nothing; run 'cryoal suggest' without --merge"
-        )
-    store = project.labels
+    model, strategy, k, seed, pool, labelled, candidates = _request(
+        project, strategy, k, seed, frozen=from_shards
+    )
     round_ = model.round if model is not None else 0
-    if not replace and round_ in set(store.rounds()["round"].tolist()):
-        raise ValueError(
-            f"{store.path}: round {round_} already has suggestions; label them, then "
-            "snapshot and train a new model for the next round, or pass --replace "
-            "to replace this round's queue"
-        )
+    if from_shards:
+        record = round_dir(project.root, round_) / MERGED_NAME
+        if record.exists() and not replace:
+            raise ValueError(
+                f"{record}: round {round_} already has a merged queue; import it ('cryoal "
+                "suggest DIR --import'), or pass --replace to merge again"
+            )
+    else:
+        store = project.labels
+        if not replace and round_ in set(store.rounds()["round"].tolist()):
+            raise ValueError(
+                f"{store.path}: round {round_} already has suggestions; label them, then "
+                "snapshot and train a new model for the next round, or pass --replace "
+                "to replace this round's queue"
+            )
     ids = pool["candidate_id"].to_numpy(dtype=object).astype(str)
     predicted: list[str] | None = None
     if strategy in MODEL_FREE:
@@ -140,13 +162,22 @@ def suggest(
     else:
         assert model is not None
         ctx = _ModelContext(project, model, strategy, ids, sorted(labelled), k, seed, device,
-                            batch_size, progress)  # fmt: skip
+                            batch_size, progress, candidates)  # fmt: skip
         picked, scores, predicted = ctx.select(on_batch, from_shards)
         version = model.model_version
         ctx.write_scores(round_)
     chosen = ids[picked]
+    if from_shards:
+        csv_path = _write_csv(
+            project, round_, pool.set_index("candidate_id").loc[chosen], scores, strategy,
+            predicted,
+        )  # fmt: skip
+        _write_merged_record(project, round_, strategy, version, seed, csv_path)
+        return SuggestResult(round_, chosen.tolist(), scores, strategy, version, csv_path)
     # the readable copy first, the store last: a job killed before the commit has written
-    # only files (removable), and the commit makes the round exist in one step
+    # only files (removable), and the commit makes the round exist in one step; a merged
+    # queue's record no longer describes the CSV once it is rewritten here
+    (round_dir(project.root, round_) / MERGED_NAME).unlink(missing_ok=True)
     csv_path = _write_csv(
         project, round_, pool.set_index("candidate_id").loc[chosen], scores, strategy, predicted
     )
@@ -178,9 +209,16 @@ def _model_free(
 
 
 def _request(
-    project: Project, strategy: str | None, k: int | None, seed: int | None
-) -> tuple[ModelInfo | None, str, int, int, pd.DataFrame, set[str]]:
-    """Resolve defaults; the newest model and the unlabelled pool."""
+    project: Project,
+    strategy: str | None,
+    k: int | None,
+    seed: int | None,
+    *,
+    frozen: bool = False,
+) -> tuple[ModelInfo | None, str, int, int, pd.DataFrame, set[str], pd.DataFrame]:
+    """Resolve defaults; the newest model, the unlabelled pool, the labelled ids and every
+    candidate. ``frozen``: from the newest model's round files (``candidates.csv`` and
+    ``snapshot.csv``) instead of the label store, which is then not opened."""
     cfg = project.config.defaults
     model = newest_model(project.root)
     if strategy is None:
@@ -195,9 +233,18 @@ def _request(
             "--strategy random or stratified for round 0, label the queue, then run "
             "'cryoal train DIR'"
         )
-    store = project.labels
-    candidates = store.candidates()
-    labelled = set(store.current_labels()["candidate_id"])
+    if frozen:
+        if model is None or strategy in MODEL_FREE:
+            raise ValueError(
+                f"strategy {strategy!r} scores nothing; run 'cryoal suggest DIR' (no shards)"
+            )
+        from cryoal.project.pool import read_frozen_pool
+
+        candidates, labelled = read_frozen_pool(project.root, model.round)
+    else:
+        store = project.labels
+        candidates = store.candidates()
+        labelled = set(store.current_labels()["candidate_id"])
     pool = candidates[~candidates["candidate_id"].isin(labelled)].reset_index(drop=True)
     if pool.empty:
         raise ValueError(
@@ -207,7 +254,7 @@ def _request(
     if k > len(pool):
         log.info("only %d unlabelled candidates; suggesting all of them", len(pool))
         k = len(pool)
-    return model, strategy, k, seed, pool, labelled
+    return model, strategy, k, seed, pool, labelled, candidates
 
 
 class _ModelContext:
@@ -225,6 +272,7 @@ class _ModelContext:
         device: str,
         batch_size: int,
         progress: CountCallback | None,
+        candidates: pd.DataFrame,
     ) -> None:
         from cryoal.al.acquire import candidate_rows
         from cryoal.al.strategies import StrategyConfig
@@ -244,7 +292,7 @@ class _ModelContext:
             self.run.config.tau, self.run.config.kl_direction
         )
         self.pool_ids = pool_ids
-        self.store = candidate_store(project, progress=progress)
+        self.store = candidate_store(project, progress=progress, table=candidates)
         pool_rows = self.store.index_of(pool_ids.tolist())
         self.labelled_rows = (
             self.store.index_of(labelled_ids) if labelled_ids else np.empty(0, np.int64)
@@ -331,10 +379,19 @@ def prepare_scoring(project: Project, *, progress: CountCallback | None = None) 
 
     Run once before a scoring job array, so that its tasks do not each extract the same
     cache (``cache/candidates-<hash>.h5``, see :func:`cryoal.project.extraction.candidate_store`).
+    The candidates are the newest trained round's frozen ``candidates.csv``; the label
+    store is not opened.
     """
     from cryoal.project.extraction import candidate_store
+    from cryoal.project.pool import read_pool
 
-    return Path(candidate_store(project, progress=progress).path)
+    model = newest_model(project.root)
+    if model is None:
+        raise ValueError(
+            f"{project.root}: no trained round to score yet; train one first ('cryoal train DIR')"
+        )
+    table = read_pool(round_dir(project.root, model.round))
+    return Path(candidate_store(project, progress=progress, table=table).path)
 
 
 def score_shard(
@@ -355,7 +412,9 @@ def score_shard(
     ``seed`` select the same pre-subset), sorted by id; shard ``i`` takes the ``i``-th of
     ``N`` contiguous runs of whole micro-batches of ``batch_size``, so the merged scores are
     bitwise those of one process. The file ``rounds/NNN/scores/shard-III-of-NNN.h5`` is
-    written atomically (see :mod:`cryoal.al.shards`).
+    written atomically (see :mod:`cryoal.al.shards`). The candidates and labels are the
+    round's frozen files (``candidates.csv``, ``snapshot.csv``); the label store is not
+    opened.
 
     Returns
     -------
@@ -364,14 +423,13 @@ def score_shard(
     """
     from cryoal.al.shards import shard_name, write_shard
 
-    model, strategy, k, seed, pool, labelled = _request(project, strategy, k, seed)
-    if strategy in MODEL_FREE or model is None:
-        raise ValueError(
-            f"strategy {strategy!r} needs no scoring; run 'cryoal suggest' without --shard"
-        )
+    model, strategy, k, seed, pool, labelled, candidates = _request(
+        project, strategy, k, seed, frozen=True
+    )
+    assert model is not None  # frozen=True refuses model-free strategies
     ids = pool["candidate_id"].to_numpy(dtype=object).astype(str)
     ctx = _ModelContext(project, model, strategy, ids, sorted(labelled), k, seed, device,
-                        batch_size, progress)  # fmt: skip
+                        batch_size, progress, candidates)  # fmt: skip
     table = ctx.score(shard, on_batch)
     meta = ctx.meta(shard[1]) | {"shard": shard[0]}
     path = round_dir(project.root, model.round) / SCORES_DIR / shard_name(*shard)
@@ -406,3 +464,119 @@ def _write_csv(
     with atomic_path(path, overwrite=True) as tmp:
         table.to_csv(tmp, index=False, lineterminator="\n")
     return path
+
+
+def _write_merged_record(
+    project: Project,
+    round_: int,
+    strategy: str,
+    model_version: str | None,
+    seed: int,
+    csv_path: Path,
+) -> Path:
+    """``rounds/NNN/suggestions.json``, written last: the merged queue is complete."""
+    import json
+
+    from cryoal.project.snapshot import sha256_file
+
+    record = {
+        "format": MERGED_FORMAT,
+        "round": round_,
+        "strategy": strategy,
+        "model_version": model_version,
+        "seed": seed,
+        "csv_sha256": sha256_file(csv_path),
+    }
+    path = csv_path.parent / MERGED_NAME
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n", overwrite=True)
+    return path
+
+
+def merged_rounds(project_root: str | Path) -> list[int]:
+    """Rounds that hold a merged queue (``suggestions.json``), ascending."""
+    from cryoal.project.snapshot import round_numbers
+
+    return [
+        r
+        for r in round_numbers(project_root)
+        if (round_dir(project_root, r) / MERGED_NAME).is_file()
+    ]
+
+
+@dataclass
+class ImportResult:
+    """A merged queue brought into the label store (or found there already)."""
+
+    round: int
+    ids: list[str]
+    strategy: str
+    model_version: str | None
+    already: bool
+
+
+def import_suggestions(
+    project: Project, *, round: int | None = None, replace: bool = False
+) -> ImportResult:
+    """Write a queue merged from score shards (``cryoal merge-scores``) into the label store.
+
+    Parameters
+    ----------
+    round
+        The round whose ``suggestions.json`` to import; default the newest round with one.
+    replace
+        Replace a different queue the store already holds for that round. A store that
+        already holds exactly this queue is left as it is (``already=True``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No merged queue in the project (or in ``round``).
+    ValueError
+        A record that does not match its ``suggestions.csv`` (rewritten since the merge), or
+        the round already has another queue (without ``replace``).
+    """
+    import json
+
+    from cryoal.project.snapshot import sha256_file
+
+    if round is None:
+        rounds = merged_rounds(project.root)
+        if not rounds:
+            raise FileNotFoundError(
+                f"{project.root / 'rounds'}: no merged queue ({MERGED_NAME}) to import; run "
+                "'cryoal merge-scores DIR' after the scoring shards first"
+            )
+        round = rounds[-1]
+    directory = round_dir(project.root, round)
+    record_path, csv_path = directory / MERGED_NAME, directory / SUGGESTIONS_NAME
+    if not record_path.is_file():
+        raise FileNotFoundError(
+            f"{record_path}: no merged queue for round {round}; run 'cryoal merge-scores DIR'"
+        )
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{record_path}: unreadable ({exc}); run 'cryoal merge-scores DIR' again"
+        ) from None
+    if record.get("format") != MERGED_FORMAT:
+        raise ValueError(
+            f"{record_path}: format {record.get('format')!r}, expected {MERGED_FORMAT!r}"
+        )
+    if not csv_path.is_file() or sha256_file(csv_path) != record["csv_sha256"]:
+        raise ValueError(
+            f"{csv_path}: not the queue the merge wrote (missing or rewritten since); run "
+            "'cryoal merge-scores DIR --replace' again"
+        )
+    table = pd.read_csv(csv_path, dtype={"candidate_id": str})
+    ids = table["candidate_id"].tolist()
+    store = project.labels
+    if round in set(store.rounds()["round"].tolist()):
+        held = store.queue(round, include_labelled=True)["candidate_id"].tolist()
+        if held == ids:
+            return ImportResult(round, ids, record["strategy"], record["model_version"], True)
+    store.write_suggestions(
+        round, ids, table["score"].to_numpy(dtype=np.float64), record["strategy"],
+        model_version=record["model_version"], seed=record["seed"], replace=replace,
+    )  # fmt: skip
+    return ImportResult(round, ids, record["strategy"], record["model_version"], False)

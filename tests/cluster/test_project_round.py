@@ -87,3 +87,50 @@ def test_sharded_scoring_and_merge_write_the_single_process_queue(
     assert err.startswith("cryoal: error: ") and err.count("\n") == 1
     assert "18 candidate id(s) have no score: " in err
     assert "missing shard files: shard-002-of-003.h5" in err
+
+
+def test_cluster_scoring_never_opens_the_label_store_and_the_import_gives_the_same_queue(
+    trained_project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cryoal.project.labels import LabelStore
+
+    proj = trained_project
+    opts = ["--strategy", "kt", "--k", "5", "--seed", "3"]
+    assert run(["suggest", str(proj), *opts, "--replace"]) == 0
+    with LabelStore(proj / "labels.sqlite") as store:
+        single = store.queue(1, include_labelled=True)
+    # another queue in the store, so that the import below has to write the merged one
+    assert run(["suggest", str(proj), "--strategy", "random", "--k", "5", "--replace"]) == 0
+    scores = proj / "rounds/001/scores"
+    for f in scores.glob("*.h5") if scores.exists() else []:
+        f.unlink()
+    # the jobs run where the label store is not: move labels.sqlite (and its WAL) away
+    away = tmp_path / "away"
+    away.mkdir()
+    moved = list(proj.glob("labels.sqlite*"))
+    for p in moved:
+        p.rename(away / p.name)
+    try:
+        assert run(["score", str(proj), "--prepare", "-q"]) == 0
+        for i in range(2):
+            assert run(["score", str(proj), "--shard", f"{i}/2", *opts, "-q"]) == 0
+        assert run(["merge-scores", str(proj), *opts, "--replace"]) == 0
+        assert "cryoal suggest DIR --import" in capsys.readouterr().out
+        assert not list(proj.glob("labels.sqlite*"))  # nothing opened or created it
+        assert (proj / "rounds/001/suggestions.json").is_file()
+    finally:
+        for p in moved:
+            (away / p.name).rename(p)
+    assert run(["suggest", str(proj), "--import", "--k", "3"]) == 2
+    assert "--import takes the merged queue as the merge wrote it" in capsys.readouterr().err
+    assert run(["suggest", str(proj), "--import"]) == 2  # round 1 holds the random queue
+    assert "round 1 already has suggestions" in capsys.readouterr().err
+    assert run(["suggest", str(proj), "--import", "--replace"]) == 0
+    assert "5 merged suggestions (kt by model r001-" in capsys.readouterr().out
+    with LabelStore(proj / "labels.sqlite") as store:
+        imported = store.queue(1, include_labelled=True)
+        rounds = store.rounds().set_index("round")
+    pd.testing.assert_frame_equal(imported, single, check_exact=True)
+    assert rounds.loc[1, "strategy"] == "kt" and rounds.loc[1, "seed"] == 3
+    assert run(["suggest", str(proj), "--import"]) == 0  # again: nothing to change
+    assert "already in the label store" in capsys.readouterr().out
