@@ -32,7 +32,8 @@ BEFORE_REGISTRY = [
     ({"name": "coreset"}, ["TS_1:0051", "TS_0:0046", "TS_1:0025", "TS_1:0015", "TS_0:0026", "TS_0:0002"]),
     ({"name": "badge"}, ["TS_1:0051", "TS_1:0013", "TS_0:0044", "TS_0:0002", "TS_0:0050", "TS_1:0023"]),
     ({"name": "typiclust"}, ["TS_0:0010", "TS_1:0033", "TS_1:0005", "TS_1:0001", "TS_0:0020", "TS_0:0026"]),
-    ({"name": "bald"}, ["TS_1:0051", "TS_1:0053", "TS_0:0006", "TS_0:0046", "TS_1:0009", "TS_1:0019"]),
+    # bald: recorded after its dropout masks were keyed by candidate id (cryoal.al.mc_dropout)
+    ({"name": "bald"}, ["TS_1:0051", "TS_1:0053", "TS_0:0046", "TS_1:0039", "TS_0:0006", "TS_1:0013"]),
     ({"name": "entropy"}, ["TS_1:0043", "TS_1:0047", "TS_0:0012", "TS_0:0038", "TS_1:0017", "TS_1:0059"]),
     ({"name": "margin"}, ["TS_1:0033", "TS_1:0001", "TS_1:0005", "TS_1:0041", "TS_0:0054", "TS_0:0024"]),
     ({"name": "least-confidence"}, ["TS_0:0012", "TS_1:0043", "TS_0:0038", "TS_1:0047", "TS_1:0041", "TS_1:0001"]),
