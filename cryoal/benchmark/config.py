@@ -93,11 +93,12 @@ CPU_STRATEGIES: list[dict[str, Any]] = [
     {"name": "random"},
     {"name": "margin", "selection": "diverse", "class_cap": 0.2, "label": "margin+div+cap"},
     {
-        "name": "kt",
+        "name": "margin",
         "selection": "diverse",
         "class_cap": 0.2,
-        "label": "kt-equal-tau2+div+cap",
-        "train": {"student_preset": "teacher", "tau": 2.0},
+        "cold_start_cycles": 2,
+        "cold_start_method": "typicality",
+        "label": "typiclust-cold+margin+div+cap",
     },
 ]
 
@@ -121,7 +122,7 @@ def preset_config(name: str) -> dict[str, Any]:
       (``--templates``, ``$CRYOAL_TEMPLATES`` or the repository's shared maps), 32^3, SNR 0.1,
       ±60° wedge, pool 2,000, test 3,000; a class-stratified initial 100 shared by every
       strategy of a seed, +100 per cycle, 6 cycles (100 -> 600); the stride-2 teacher and
-      student trained from scratch for a fixed 250 optimizer steps at every budget, batch 32,
+      student trained from scratch for a fixed 500 optimizer steps at every budget, batch 32,
       class-balanced sampling, evaluated with EMA-averaged weights; the arms of
       :data:`CPU_STRATEGIES`, 5 paired seeds.
     * ``paper`` — methods.md §5 (GPU): 50 classes (phantoms unless ``--templates``) at SNR
@@ -148,7 +149,7 @@ def preset_config(name: str) -> dict[str, Any]:
             "strategies": CPU_STRATEGIES,
             "seeds": [0, 1, 2, 3, 4],
             "initial": 100, "per_cycle": 100, "n_cycles": 6,
-            "train": {"teacher_preset": "teacher", "student_preset": "student", "steps": 250,
+            "train": {"teacher_preset": "teacher", "student_preset": "student", "steps": 500,
                       "batch_size": 32, "class_balance": "balanced_sampler", "average": "ema"},
             "batch_size": 64,
         }  # fmt: skip
