@@ -36,9 +36,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from cryoal.al.acquire import acquire, subseed
+from cryoal.al.acquire import subseed
 from cryoal.al.oracle import Oracle
-from cryoal.al.selectors import random_subset, resolve_size
+from cryoal.al.round import initial_selection, select_round, training_seed
+from cryoal.al.selectors import resolve_size
 from cryoal.al.strategies import StrategyConfig
 from cryoal.io.atomic import atomic_write_text
 from cryoal.io.store import SubtomogramStore
@@ -200,9 +201,8 @@ class ALEngine:
         n0 = self.pool_ids.size
         if initial_ids is None:
             n_init = resolve_size(self.config.initial, n0, "initial")
-            first_ids = self.pool_ids[
-                random_subset(self.pool_ids, n_init, subseed(self.config.seed, 0))
-            ]
+            picks = initial_selection("random", self.pool_ids, n_init, subseed(self.config.seed, 0))
+            first_ids = self.pool_ids[picks]
             how = "initial-random"
         else:
             first_ids = np.unique(np.asarray(initial_ids, dtype=str))
@@ -350,7 +350,7 @@ class ALEngine:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         cfg = self.config.train.updated(
             student=self.config.strategy.student_mode,
-            seed=subseed(self.config.seed, 100 + cycle),
+            seed=training_seed(self.config.seed, cycle),
             device=self.config.device,
         )
         unlabeled = None
@@ -418,21 +418,19 @@ class ALEngine:
             pool.size,
         )
         strategy = self.config.strategy
-        name = strategy.display_name
-        if self.state["cold"]:
-            strategy = strategy.cold_start_strategy()
-            name = f"cold:{strategy.name}"
-        strategy = strategy.linked_to_training(run.config.tau, run.config.kl_direction)
+        cold = bool(self.state["cold"])
+        name = f"cold:{strategy.cold_start_strategy().name}" if cold else strategy.display_name
         t0 = time.perf_counter()
-        acq = acquire(
+        acq = select_round(
             strategy,
-            teacher=run.teacher,
-            student=run.student,
-            store=self.store,
-            pool_indices=pool,
-            labeled_indices=rows,
-            k=k,
-            seed=subseed(self.config.seed, 1000 + cycle),
+            run,
+            self.store,
+            pool,
+            rows,
+            k,
+            seed=self.config.seed,
+            round=cycle + 1,
+            cold=cold,
             batch_size=self.config.batch_size,
             device=self.config.device,
             on_batch=self.on_batch,

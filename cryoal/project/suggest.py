@@ -62,31 +62,6 @@ class SuggestResult:
     csv_path: Path
 
 
-def stratified_order(groups: np.ndarray, ids: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """``k`` positions drawn evenly over ``groups``: round-robin over the groups (sorted by
-    name), a seeded random order inside each group.
-
-    Parameters
-    ----------
-    groups
-        ``(n,)`` group label of each candidate (prior class or tomogram).
-    ids
-        ``(n,)`` candidate ids (sorted input makes the result independent of row order).
-    """
-    rng = np.random.default_rng(seed)
-    order = np.argsort(ids, kind="stable")
-    queues = []
-    for g in sorted(set(groups.tolist())):
-        members = order[groups[order] == g]
-        queues.append(list(members[rng.permutation(len(members))]))
-    picked: list[int] = []
-    while len(picked) < k:
-        for q in queues:
-            if q and len(picked) < k:
-                picked.append(int(q.pop(0)))
-    return np.asarray(picked, dtype=np.int64)
-
-
 def suggest(
     project: Project,
     *,
@@ -190,22 +165,18 @@ def suggest(
 def _model_free(
     strategy: str, pool: pd.DataFrame, ids: np.ndarray, k: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    from cryoal.al import heuristics, selectors
+    """Round 0 (:func:`cryoal.al.round.initial_selection`): ``stratified`` draws evenly over
+    the candidates' prior classes, or over tomograms when no candidate has one."""
+    from cryoal.al.round import initial_selection
 
-    if strategy == "random":
-        scores = heuristics.random_scores(len(ids), seed)
-        order = np.argsort(ids, kind="stable")
-        by_id = np.empty(len(ids))
-        by_id[order] = scores  # scores follow sorted ids: independent of row order
-        picked = selectors.top_k(ids, by_id, k)
-        return picked, np.full(k, np.nan)
     prior = pool["prior_class"]
     groups = (
         prior.fillna("(none)").astype(str).to_numpy()
         if prior.notna().any()
         else pool["tomo_id"].astype(str).to_numpy()
     )
-    return stratified_order(groups, ids, k, seed), np.full(k, np.nan)
+    picked = initial_selection(strategy, ids, k, seed, groups=groups)
+    return picked, np.full(picked.size, np.nan)
 
 
 def _request(
@@ -275,6 +246,7 @@ class _ModelContext:
         candidates: pd.DataFrame,
     ) -> None:
         from cryoal.al.acquire import candidate_rows
+        from cryoal.al.round import round_strategy, selection_seed
         from cryoal.al.strategies import StrategyConfig
         from cryoal.project.extraction import candidate_store
         from cryoal.train.checkpoint import load_run
@@ -288,16 +260,19 @@ class _ModelContext:
         self.project, self.model, self.k, self.seed = project, model, k, seed
         self.result: Any = None  # the last selection (an Acquisition)
         self.device, self.batch_size = device, batch_size
-        self.cfg = StrategyConfig.parse(strategy).linked_to_training(
-            self.run.config.tau, self.run.config.kl_direction
-        )
+        self.strategy = StrategyConfig.parse(strategy)
+        self.cfg = round_strategy(self.strategy, self.run.config, cold=False)
+        #: the seed of this round's draws: derived from the project's seed and the round
+        self.selection_seed = selection_seed(seed, model.round)
         self.pool_ids = pool_ids
         self.store = candidate_store(project, progress=progress, table=candidates)
         pool_rows = self.store.index_of(pool_ids.tolist())
         self.labelled_rows = (
             self.store.index_of(labelled_ids) if labelled_ids else np.empty(0, np.int64)
         )
-        self.rows, self.ids = candidate_rows(self.cfg, self.store, pool_rows, k, seed)
+        self.rows, self.ids = candidate_rows(
+            self.cfg, self.store, pool_rows, k, self.selection_seed
+        )
 
     def meta(self, n_shards: int) -> dict[str, Any]:
         from cryoal.al.shards import candidates_sha256
@@ -317,8 +292,8 @@ class _ModelContext:
 
         return score_candidates(
             self.cfg, self.run.teacher, self.run.student, self.store, self.rows, self.ids,
-            seed=self.seed, batch_size=self.batch_size, device=self.device, on_batch=on_batch,
-            shard=shard,
+            seed=self.selection_seed, batch_size=self.batch_size, device=self.device,
+            on_batch=on_batch, shard=shard,
         )  # fmt: skip
 
     def select(
@@ -326,7 +301,8 @@ class _ModelContext:
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Picks (positions in ``pool_ids``), their scores and the teacher's predicted class
         name of each pick."""
-        from cryoal.al.acquire import acquire, select_scored
+        from cryoal.al.acquire import select_scored
+        from cryoal.al.round import select_round
         from cryoal.al.shards import candidates_sha256, merge_shards
 
         if from_shards:
@@ -337,15 +313,14 @@ class _ModelContext:
             meta = self.meta(0)
             self._check_shard_request(folder, table, meta)
             result = select_scored(
-                self.cfg, table, k=self.k, seed=self.seed, teacher=self.run.teacher,
+                self.cfg, table, k=self.k, seed=self.selection_seed, teacher=self.run.teacher,
                 student=self.run.student, store=self.store, labeled_indices=self.labelled_rows,
                 batch_size=self.batch_size, device=self.device,
             )  # fmt: skip
         else:
-            result = acquire(
-                self.cfg, teacher=self.run.teacher, student=self.run.student, store=self.store,
-                pool_indices=self.store.index_of(self.pool_ids.tolist()),
-                labeled_indices=self.labelled_rows, k=self.k, seed=self.seed,
+            result = select_round(
+                self.strategy, self.run, self.store, self.store.index_of(self.pool_ids.tolist()),
+                self.labelled_rows, self.k, seed=self.seed, round=self.model.round,
                 batch_size=self.batch_size, device=self.device, on_batch=on_batch,
             )  # fmt: skip
         self.result = result

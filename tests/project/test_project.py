@@ -12,13 +12,14 @@ import pytest
 import yaml
 
 from cryoal.al.oracle import Oracle
+from cryoal.al.round import initial_selection
 from cryoal.io.mrc import write_mrc
 from cryoal.project.candidates import import_picks
 from cryoal.project.config import ProjectConfig, load_config
 from cryoal.project.labelio import export_labels, import_labels_csv
 from cryoal.project.oracle import LabelStoreOracle
 from cryoal.project.project import Project
-from cryoal.project.suggest import stratified_order, suggest
+from cryoal.project.suggest import suggest
 
 
 @pytest.fixture
@@ -109,13 +110,13 @@ def test_import_picks_as_labels(project: Project, tmp_path: Path) -> None:
 def test_stratified_round_zero_is_balanced_and_deterministic() -> None:
     groups = np.array(["a"] * 50 + ["b"] * 5 + ["c"] * 20)
     ids = np.array([f"T:{i:06d}" for i in range(75)])
-    picked = stratified_order(groups, ids, 12, seed=3)
+    picked = initial_selection("stratified", ids, 12, 3, groups=groups)
     assert len(set(picked.tolist())) == 12
     counts = pd.Series(groups[picked]).value_counts().to_dict()
     assert counts == {"a": 4, "b": 4, "c": 4}
     # a different row order of the same candidates gives the same ids
     perm = np.random.default_rng(0).permutation(75)
-    again = stratified_order(groups[perm], ids[perm], 12, seed=3)
+    again = initial_selection("stratified", ids[perm], 12, 3, groups=groups[perm])
     assert sorted(ids[perm][again]) == sorted(ids[picked])
 
 

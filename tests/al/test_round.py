@@ -1,0 +1,96 @@
+"""One round for benchmarks and projects: the engine and a project pick the same candidates
+when they run the same strategy on the same model, pool and seed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial import cKDTree
+
+from cryoal.al.engine import ALEngine, EngineConfig
+from cryoal.al.round import initial_selection, selection_seed
+from cryoal.al.strategies import StrategyConfig
+from cryoal.cli.main import run
+from cryoal.project.extraction import candidate_store
+from cryoal.project.oracle import LabelStoreOracle
+from cryoal.project.project import Project
+from cryoal.sim.tomograms import simulate_tomogram
+from cryoal.train.config import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project whose round-0 queue the expert labelled, trained once (round 1)."""
+    tmp = tmp_path_factory.mktemp("round_parity")
+    sim = simulate_tomogram(
+        tmp / "sim", shape_zyx=(64, 128, 128), n_particles=30, n_classes=2, snr=1.0, seed=7
+    )
+    names = ",".join(json.loads(sim.settings.read_text())["class_names"])
+    proj = tmp / "proj"
+    assert run(["project", "init", str(proj), "--classes", names, "--box", "16"]) == 0
+    assert (
+        run(["project", "add-tomogram", str(proj), str(sim.tomogram), "--tomo-id", "sim_tomo"]) == 0
+    )
+    assert run(["project", "import-picks", str(proj), str(sim.star)]) == 0
+    assert run(["suggest", str(proj), "--strategy", "random", "--k", "12", "--seed", "1"]) == 0
+    truth = pd.read_csv(sim.ground_truth)
+    queue = pd.read_csv(proj / "rounds/000/suggestions.csv")
+    _, idx = cKDTree(truth[["z", "y", "x"]].to_numpy()).query(queue[["z", "y", "x"]].to_numpy())
+    answers = pd.DataFrame(
+        {"candidate_id": queue["candidate_id"], "label": truth["class_name"].to_numpy()[idx]}
+    )
+    answers.to_csv(tmp / "r0.csv", index=False)
+    assert run(["labels", "import", str(proj), str(tmp / "r0.csv"), "--annotator", "x"]) == 0
+    assert run(["train", str(proj), "--preset", "tiny", "--student-preset", "tiny", "--epochs",
+                "2", "--batch-size", "4", "--val-fraction", "0", "-q"]) == 0  # fmt: skip
+    return proj
+
+
+# kt ranks deterministically; badge (k-means++) and typiclust (k-means) draw from the seed
+@pytest.mark.parametrize("strategy", ["kt", "badge", "typiclust"])
+def test_a_project_round_and_a_benchmark_round_pick_the_same_candidates(
+    trained_project: Path, tmp_path: Path, strategy: str
+) -> None:
+    proj = trained_project
+    assert run(["suggest", str(proj), "--strategy", strategy, "--k", "5", "--seed", "2",
+                "--replace"]) == 0  # fmt: skip
+    project_queue = pd.read_csv(proj / "rounds/001/suggestions.csv")["candidate_id"].tolist()
+
+    # the benchmark engine over the same candidates, with the label store as its oracle
+    with Project.open(proj) as project:
+        store = candidate_store(project)
+        labelled = sorted(project.labels.current_labels()["candidate_id"].astype(str))
+        oracle = LabelStoreOracle(project.labels)
+        config = EngineConfig(
+            strategy=StrategyConfig(name=strategy), per_cycle=5, n_cycles=2, seed=2,
+            train=TrainConfig(teacher_preset="tiny", student_preset="tiny", epochs=1,
+                              batch_size=4),
+        )  # fmt: skip
+        engine = ALEngine(store, oracle, config, tmp_path / "engine", initial_ids=labelled)
+        assert engine.step() == "train"  # round 0 answered from the label store
+        assert engine.step() == "select"  # the engine's own cycle-0 model ...
+        cycle = tmp_path / "engine" / "cycles" / "cycle_00"
+        shutil.rmtree(cycle)  # ... replaced by the project's model of round 1
+        shutil.copytree(proj / "rounds/001/model", cycle)
+        assert engine.step() == "label"
+    assert sorted(engine.state["pending"]["ids"]) == sorted(project_queue)
+
+
+def test_round_seeds_and_round_zero_are_shared_and_deterministic() -> None:
+    # round q is selected with the seed the engine has always used for cycle q - 1
+    from cryoal.al.acquire import subseed
+
+    assert selection_seed(4, 1) == subseed(4, 1000)
+    assert selection_seed(4, 2) != selection_seed(4, 1)
+    ids = np.array([f"T:{i:04d}" for i in range(40)])
+    first = initial_selection("random", ids, 8, 3)
+    perm = np.random.default_rng(0).permutation(40)
+    again = initial_selection("random", ids[perm], 8, 3)
+    assert sorted(ids[first]) == sorted(ids[perm][again])
+    with pytest.raises(ValueError, match="not one of random, stratified"):
+        initial_selection("typical", ids, 8, 3)
