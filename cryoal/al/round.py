@@ -9,7 +9,7 @@ candidates in both:
 
 * :func:`initial_selection` — round 0, no model: ``random`` or ``stratified`` (round-robin
   over groups: prior classes or tomograms in a project, true classes in a benchmark).
-* :func:`round_strategy` — the strategy a round actually runs: the cold-start strategy
+* :func:`in_cold_start` / :func:`round_strategy` — the strategy a round actually runs: the cold-start strategy
   while the cold start lasts, and the ``kt`` score linked to the training's temperature
   and KL direction.
 * :func:`selection_seed` / :func:`training_seed` — the seeds of round ``q``'s selection and
@@ -109,6 +109,12 @@ def initial_selection(
             if q and len(picked) < k:
                 picked.append(int(q.pop(0)))
     return np.asarray(picked, dtype=np.int64)
+
+
+def in_cold_start(strategy: StrategyConfig, round: int) -> bool:
+    """Rounds ``1 .. cold_start_cycles`` run the cold-start strategy (the engine also ends a
+    cold start by ``cold_start_margin``, from the teacher's accuracy on the labelled batch)."""
+    return 1 <= int(round) <= strategy.cold_start_cycles
 
 
 def round_strategy(strategy: StrategyConfig, run_config: Any, *, cold: bool) -> StrategyConfig:

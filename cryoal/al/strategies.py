@@ -36,6 +36,22 @@ else:
     ColdStartMethod = Literal[tuple(COLD_START_STRATEGY)]
 
 
+#: Named recipes: a strategy together with the options the label-efficiency study
+#: (``cryoal benchmark --preset cpu``) measured, usable wherever a strategy name is
+#: (``cryoal suggest --strategy NAME``, ``defaults.strategy`` in project.yaml, benchmark
+#: configs). The recipe's name becomes its display label.
+RECIPES: dict[str, dict[str, Any]] = {
+    "margin+div+cap": {"name": "margin", "selection": "diverse", "class_cap": 0.2},
+    "typiclust-cold+margin+div+cap": {
+        "name": "margin",
+        "selection": "diverse",
+        "class_cap": 0.2,
+        "cold_start_cycles": 2,
+        "cold_start_method": "typicality",
+    },
+}
+
+
 class StrategyConfig(BaseModel):
     """One acquisition strategy and its options (defaults first, as in methods.md).
 
@@ -284,7 +300,7 @@ class StrategyConfig(BaseModel):
         """
         if isinstance(value, StrategyConfig):
             return value
-        data = {"name": value} if isinstance(value, str) else dict(value)
+        data = recipe_or_name(value) if isinstance(value, str) else dict(value)
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -296,8 +312,15 @@ class StrategyConfig(BaseModel):
                 )
             raise ValueError(
                 f"invalid strategy {data.get('name', value)!r}: {'; '.join(msgs)}; strategies are "
-                f"{', '.join(STRATEGIES)}"
+                f"{', '.join(STRATEGIES)}; recipes are {', '.join(RECIPES)}"
             ) from None
+
+
+def recipe_or_name(value: str) -> dict[str, Any]:
+    """The options of recipe ``value`` (labelled with its name), or ``{"name": value}``."""
+    if value in RECIPES:
+        return {**RECIPES[value], "label": value}
+    return {"name": value}
 
 
 def _with_defaults(test: Callable[[StrategyConfig], bool]) -> frozenset[str]:

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cryoal.al.strategies import StrategyConfig
+from cryoal.al.strategies import StrategyConfig, recipe_or_name
 from cryoal.train.config import TrainConfig
 
 PRESETS: tuple[str, ...] = ("smoke", "cpu", "paper")
@@ -75,7 +75,7 @@ class BenchmarkConfig(BaseModel):
     @classmethod
     def _names_to_configs(cls, value: Any) -> Any:
         if isinstance(value, list):
-            return [{"name": v} if isinstance(v, str) else v for v in value]
+            return [recipe_or_name(v) if isinstance(v, str) else v for v in value]
         return value
 
     def labels(self) -> list[str]:
@@ -88,19 +88,9 @@ class BenchmarkConfig(BaseModel):
 
 
 # --------------------------------------------------------------------------- presets
-#: The ``cpu`` preset's arms: random against the active recipes of the label-efficiency study.
-CPU_STRATEGIES: list[dict[str, Any]] = [
-    {"name": "random"},
-    {"name": "margin", "selection": "diverse", "class_cap": 0.2, "label": "margin+div+cap"},
-    {
-        "name": "margin",
-        "selection": "diverse",
-        "class_cap": 0.2,
-        "cold_start_cycles": 2,
-        "cold_start_method": "typicality",
-        "label": "typiclust-cold+margin+div+cap",
-    },
-]
+#: The ``cpu`` preset's arms: random against the recipes of the label-efficiency study
+#: (:data:`cryoal.al.strategies.RECIPES`).
+CPU_STRATEGIES: list[str] = ["random", "margin+div+cap", "typiclust-cold+margin+div+cap"]
 
 
 def _default_templates() -> str | None:

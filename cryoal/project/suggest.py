@@ -246,7 +246,7 @@ class _ModelContext:
         candidates: pd.DataFrame,
     ) -> None:
         from cryoal.al.acquire import candidate_rows
-        from cryoal.al.round import round_strategy, selection_seed
+        from cryoal.al.round import in_cold_start, round_strategy, selection_seed
         from cryoal.al.strategies import StrategyConfig
         from cryoal.project.extraction import candidate_store
         from cryoal.train.checkpoint import load_run
@@ -261,7 +261,8 @@ class _ModelContext:
         self.result: Any = None  # the last selection (an Acquisition)
         self.device, self.batch_size = device, batch_size
         self.strategy = StrategyConfig.parse(strategy)
-        self.cfg = round_strategy(self.strategy, self.run.config, cold=False)
+        self.cold = in_cold_start(self.strategy, model.round)
+        self.cfg = round_strategy(self.strategy, self.run.config, cold=self.cold)
         #: the seed of this round's draws: derived from the project's seed and the round
         self.selection_seed = selection_seed(seed, model.round)
         self.pool_ids = pool_ids
@@ -320,7 +321,7 @@ class _ModelContext:
         else:
             result = select_round(
                 self.strategy, self.run, self.store, self.store.index_of(self.pool_ids.tolist()),
-                self.labelled_rows, self.k, seed=self.seed, round=self.model.round,
+                self.labelled_rows, self.k, seed=self.seed, round=self.model.round, cold=self.cold,
                 batch_size=self.batch_size, device=self.device, on_batch=on_batch,
             )  # fmt: skip
         self.result = result

@@ -13,7 +13,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from cryoal.al.engine import ALEngine, EngineConfig
-from cryoal.al.round import initial_selection, selection_seed
+from cryoal.al.round import in_cold_start, initial_selection, selection_seed
 from cryoal.al.strategies import StrategyConfig
 from cryoal.cli.main import run
 from cryoal.project.extraction import candidate_store
@@ -94,3 +94,19 @@ def test_round_seeds_and_round_zero_are_shared_and_deterministic() -> None:
     assert sorted(ids[first]) == sorted(ids[perm][again])
     with pytest.raises(ValueError, match="not one of random, stratified"):
         initial_selection("typical", ids, 8, 3)
+
+
+def test_a_recipe_with_a_cold_start_runs_its_cold_start_strategy_in_a_project(
+    trained_project: Path,
+) -> None:
+    recipe = StrategyConfig.parse("typiclust-cold+margin+div+cap")
+    assert recipe.label == "typiclust-cold+margin+div+cap" and recipe.name == "margin"
+    assert [in_cold_start(recipe, r) for r in (0, 1, 2, 3)] == [False, True, True, False]
+    proj, opts = trained_project, ["--k", "5", "--seed", "2", "--replace"]
+    queue = proj / "rounds/001/suggestions.csv"
+    assert run(["suggest", str(proj), "--strategy", "typiclust", *opts]) == 0
+    typical = pd.read_csv(queue)["candidate_id"].tolist()
+    assert run(["suggest", str(proj), "--strategy", "typiclust-cold+margin+div+cap", *opts]) == 0
+    assert pd.read_csv(queue)["candidate_id"].tolist() == typical  # round 1 is cold
+    with pytest.raises(ValueError, match="recipes are margin\\+div\\+cap"):
+        StrategyConfig.parse("margin+div")
