@@ -877,12 +877,10 @@ def fit(
     # tools may hold NaN/Inf; checked in chunks).
     store.check_finite(np.concatenate([train, val, unlabeled]))
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        if not resume and (list_checkpoints(out) or (out / "model.json").exists()):
-            raise FileExistsError(
-                f"{out}: already holds a training run; continue it with --resume "
-                "or choose a new --out"
-            )
+    if out is not None and not resume and (list_checkpoints(out) or (out / "model.json").exists()):
+        raise FileExistsError(
+            f"{out}: already holds a training run; continue it with --resume or choose a new --out"
+        )
 
     device = resolve_device(config.device)
     ctx = setup(device)
