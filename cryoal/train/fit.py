@@ -257,7 +257,26 @@ class _Trainer:
                 f"{self.dist.world_size} processes"
             )
         self.fmt = torch.channels_last_3d if config.channels_last else torch.contiguous_format
+        self._check_classes()
+        self._build_networks(init)
+        self._build_data()
+        self._build_optimisers()
 
+        # -- progress state ----------------------------------------------------------
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.history: list[dict[str, Any]] = []
+        self.accum = {"task": 0.0, "transfer": 0.0, "n": 0}
+        self.elapsed = 0.0
+        self.data_hash = _data_hash(
+            store, {"train": train, "val": val, "unlabeled": unlabeled}, targets
+        )
+
+    def _check_classes(self) -> None:
+        """Number of classes and their names, the box the presets accept, and the labels of
+        training and validation samples in range (masks for segmentation)."""
+        config, store, targets, val = self.config, self.store, self.targets, self.val
         if config.num_classes is not None:
             self.num_classes = int(config.num_classes)
         else:
@@ -287,8 +306,10 @@ class _Trainer:
                 f"{store.path}: --task segment needs a store with /masks (simulate with masks)"
             )
 
-        # -- networks ----------------------------------------------------------------
-        c = config
+    def _build_networks(self, init: Any) -> None:
+        """Teacher, student and their averages (warm-started from ``init``), on the device;
+        DDP wrappers under torchrun."""
+        c = self.config
         self.teacher = build_model(
             self.task, c.teacher_preset, self.num_classes, norm=c.norm, dropout=c.dropout,
             seed=derive_seed(c.seed, "teacher"),
@@ -337,7 +358,10 @@ class _Trainer:
             if c.student == "trained":
                 self.s_fwd = DDP(self.student, device_ids=ids)
 
-        # -- data ----------------------------------------------------------------------
+    def _build_data(self) -> None:
+        """Datasets (labeled, unlabeled), class balance and the task loss."""
+        c, store = self.config, self.store
+        train, targets, unlabeled = self.train, self.targets, self.unlabeled
         self.batch_size = c.batch_size
         self.steps_per_epoch = -(-train.size // c.batch_size)
         #: passes over the labeled set: ``epochs``, or enough whole epochs for ``steps``
@@ -354,54 +378,8 @@ class _Trainer:
         self.train_ds = SubtomogramDataset(
             store, train, targets, task=self.task, transform=aug, preload=preload
         )
-        wants_unlabeled = c.student_data == "labeled+unlabeled" and (
-            c.student == "trained" or (c.student == "ema" and c.ema_consistency_weight > 0)
-        )
-        if wants_unlabeled and unlabeled.size == 0:
-            warnings.warn(
-                "student_data is labeled+unlabeled but no unlabeled samples were given; "
-                "the student learns from labeled batches only",
-                stacklevel=3,
-            )
-        self.use_unlabeled = wants_unlabeled and unlabeled.size > 0
-        self.unl_ds: SubtomogramDataset | None = None
-        if self.use_unlabeled:
-            img_aug = (
-                wedge_safe_augmentation(
-                    ("image",), flip_prob=c.flip_prob, rotate180_prob=c.rotate180_prob
-                )
-                if c.augment
-                else None
-            )
-            self.unl_ds = SubtomogramDataset(
-                store,
-                unlabeled,
-                np.full(unlabeled.size, -1),
-                task="classify",
-                transform=img_aug,
-                preload=preload,
-            )
-        self.sample_weights: np.ndarray | None = None
-        weights = None
-        if c.class_balance != "none":
-            if self.task == "classify":
-                counts_w = class_weights(targets, self.num_classes)
-            else:
-                counts = np.bincount(store.masks(train).reshape(-1), minlength=self.num_classes)[
-                    : self.num_classes
-                ]
-                present = counts > 0
-                counts_w = np.ones(self.num_classes, np.float32)
-                counts_w[present] = counts[present].sum() / (present.sum() * counts[present])
-            if c.class_balance == "weighted_loss":
-                weights = torch.as_tensor(counts_w, dtype=torch.float32)
-            elif self.task == "classify":
-                self.sample_weights = counts_w[targets].astype(np.float64)
-            else:
-                raise ValueError(
-                    "class_balance: balanced_sampler applies to classification; use "
-                    "weighted_loss for segmentation"
-                )
+        self.unl_ds = self._unlabeled_dataset(preload)
+        weights = self._class_balance()
         self.task_loss = TaskLoss(
             self.task,
             class_weights=weights,
@@ -410,7 +388,66 @@ class _Trainer:
             ce_weight=c.ce_weight,
         ).to(self.device)
 
-        # -- optimisation --------------------------------------------------------------
+    def _unlabeled_dataset(self, preload: bool) -> SubtomogramDataset | None:
+        """Unlabeled samples for the student, when its configuration reads them."""
+        c, store, unlabeled = self.config, self.store, self.unlabeled
+        wants_unlabeled = c.student_data == "labeled+unlabeled" and (
+            c.student == "trained" or (c.student == "ema" and c.ema_consistency_weight > 0)
+        )
+        if wants_unlabeled and unlabeled.size == 0:
+            warnings.warn(
+                "student_data is labeled+unlabeled but no unlabeled samples were given; "
+                "the student learns from labeled batches only",
+                stacklevel=5,
+            )
+        self.use_unlabeled = wants_unlabeled and unlabeled.size > 0
+        if not self.use_unlabeled:
+            return None
+        img_aug = (
+            wedge_safe_augmentation(
+                ("image",), flip_prob=c.flip_prob, rotate180_prob=c.rotate180_prob
+            )
+            if c.augment
+            else None
+        )
+        return SubtomogramDataset(
+            store,
+            unlabeled,
+            np.full(unlabeled.size, -1),
+            task="classify",
+            transform=img_aug,
+            preload=preload,
+        )
+
+    def _class_balance(self) -> torch.Tensor | None:
+        """Class weights for the loss (``weighted_loss``; returned) or per-sample weights for
+        the sampler (``balanced_sampler``; ``self.sample_weights``)."""
+        c, store, train, targets = self.config, self.store, self.train, self.targets
+        self.sample_weights: np.ndarray | None = None
+        if c.class_balance == "none":
+            return None
+        if self.task == "classify":
+            counts_w = class_weights(targets, self.num_classes)
+        else:
+            counts = np.bincount(store.masks(train).reshape(-1), minlength=self.num_classes)[
+                : self.num_classes
+            ]
+            present = counts > 0
+            counts_w = np.ones(self.num_classes, np.float32)
+            counts_w[present] = counts[present].sum() / (present.sum() * counts[present])
+        if c.class_balance == "weighted_loss":
+            return torch.as_tensor(counts_w, dtype=torch.float32)
+        if self.task != "classify":
+            raise ValueError(
+                "class_balance: balanced_sampler applies to classification; use "
+                "weighted_loss for segmentation"
+            )
+        self.sample_weights = counts_w[targets].astype(np.float64)
+        return None
+
+    def _build_optimisers(self) -> None:
+        """Optimisers, learning-rate schedules and the AMP gradient scaler."""
+        c = self.config
         factor = _lr_factor(c, self.total_steps)
         self.opt_t = _optimizer(c, self.teacher.parameters(), c.lr)
         self.sched_t = torch.optim.lr_scheduler.LambdaLR(self.opt_t, factor)
@@ -420,7 +457,7 @@ class _Trainer:
                 "bf16 autocast training on CPU is unreliable with this torch build: oneDNN's "
                 "bfloat16 conv3d backward turned weights into NaN within 3 steps in 4 of 6 "
                 "test runs (torch 2.13); train on CPU with --amp off",
-                stacklevel=3,
+                stacklevel=4,
             )
         self.opt_s: torch.optim.Optimizer | None = None
         self.sched_s = None
@@ -428,17 +465,6 @@ class _Trainer:
             assert self.student is not None
             self.opt_s = _optimizer(c, self.student.parameters(), c.student_lr or c.lr)
             self.sched_s = torch.optim.lr_scheduler.LambdaLR(self.opt_s, factor)
-
-        # -- progress state ----------------------------------------------------------
-        self.epoch = 0
-        self.step_in_epoch = 0
-        self.global_step = 0
-        self.history: list[dict[str, Any]] = []
-        self.accum = {"task": 0.0, "transfer": 0.0, "n": 0}
-        self.elapsed = 0.0
-        self.data_hash = _data_hash(
-            store, {"train": train, "val": val, "unlabeled": unlabeled}, targets
-        )
 
     def _distributed_norm(self) -> None:
         """SyncBatchNorm for ``norm: syncbatch``; a warning for per-rank batch norm."""
