@@ -76,6 +76,7 @@ from cryoal.train.distributed import (
     setup,
     shard,
     teardown,
+    to_device,
 )
 from cryoal.train.evaluate import evaluate
 from cryoal.train.events import TrainCallback, TrainEvent
@@ -332,9 +333,9 @@ class _Trainer:
             )  # fmt: skip
             self.student.load_state_dict(self.teacher.state_dict())
             self.student.requires_grad_(False)
-        self.teacher.to(self.device, memory_format=self.fmt).train()
+        to_device(self.teacher, self.device, self.fmt).train()
         if self.student is not None:
-            self.student.to(self.device, memory_format=self.fmt)
+            to_device(self.student, self.device, self.fmt)
             self.student.train(c.student == "trained")
         #: exponential moving averages of the trained networks (average: ema), by name
         self.averaged: dict[str, nn.Module] = {}
@@ -460,11 +461,20 @@ class _Trainer:
                 stacklevel=4,
             )
         self.opt_s: torch.optim.Optimizer | None = None
-        self.sched_s = None
+        self.sched_s: torch.optim.lr_scheduler.LambdaLR | None = None
         if c.student == "trained":
             assert self.student is not None
             self.opt_s = _optimizer(c, self.student.parameters(), c.student_lr or c.lr)
             self.sched_s = torch.optim.lr_scheduler.LambdaLR(self.opt_s, factor)
+
+    def _optimisers(
+        self,
+    ) -> list[tuple[str, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]]:
+        """``(name, optimiser, learning-rate schedule)`` of each trained network."""
+        out = [("teacher", self.opt_t, self.sched_t)]
+        if self.opt_s is not None and self.sched_s is not None:
+            out.append(("student", self.opt_s, self.sched_s))
+        return out
 
     def _distributed_norm(self) -> None:
         """SyncBatchNorm for ``norm: syncbatch``; a warning for per-rank batch norm."""
@@ -517,12 +527,7 @@ class _Trainer:
                 tensors[f"rng.cuda.{k}"] = s
         optim_js: dict[str, Any] = {}
         sched_js: dict[str, Any] = {}
-        for name, opt, sched in (
-            ("teacher", self.opt_t, self.sched_t),
-            ("student", self.opt_s, self.sched_s),
-        ):
-            if opt is None:
-                continue
+        for name, opt, sched in self._optimisers():
             t, js = split_optimizer_state(opt.state_dict(), f"optim.{name}")
             tensors.update(t)
             optim_js[name] = js
@@ -572,12 +577,7 @@ class _Trainer:
             )
         for name, model in self._checkpoint_models().items():
             model.load_state_dict(ckpt.models[name])
-        for name, opt, sched in (
-            ("teacher", self.opt_t, self.sched_t),
-            ("student", self.opt_s, self.sched_s),
-        ):
-            if opt is None:
-                continue
+        for name, opt, sched in self._optimisers():
             opt.load_state_dict(join_optimizer_state(st["optimizers"][name], ckpt.tensors))
             sched.load_state_dict(st["schedulers"][name])
         torch.set_rng_state(ckpt.tensors["rng.torch"])
@@ -614,15 +614,16 @@ class _Trainer:
         loss_task = self.task_loss(t_all[:n_l], y)
         loss_teacher = loss_task
         loss_tr = None
-        kt = {"task": self.task, "tau": c.tau, "direction": c.kl_direction}
         if c.student == "trained":
             assert self.s_fwd is not None
             with amp:
                 s_all = self.s_fwd(x).float()
-            loss_tr = transfer_loss(t_all.detach(), s_all, **kt)
+            loss_tr = transfer_loss(
+                t_all.detach(), s_all, task=self.task, tau=c.tau, direction=c.kl_direction
+            )
             if not c.detach_teacher and c.transfer_weight > 0:
                 loss_teacher = loss_teacher + c.transfer_weight * transfer_loss(
-                    t_all, s_all.detach(), **kt
+                    t_all, s_all.detach(), task=self.task, tau=c.tau, direction=c.kl_direction
                 )
             total = loss_teacher + loss_tr
         else:
@@ -654,7 +655,7 @@ class _Trainer:
                 torch.nn.utils.clip_grad_norm_(self.student.parameters(), c.grad_clip)
         self.scaler.step(self.opt_t)
         self.sched_t.step()
-        if self.opt_s is not None:
+        if self.opt_s is not None and self.sched_s is not None:
             self.scaler.step(self.opt_s)
             self.sched_s.step()
         self.scaler.update()
