@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 from urllib.parse import quote
 
 from cryoal.io.atomic import atomic_write_text, fsync_directory
@@ -228,6 +228,7 @@ def download_file(
             f"{url}: cannot connect ({_reason(exc)}); check the network connection or pass "
             "--mirror URL"
         ) from None
+    mode: Literal["ab", "wb"]  # append to the .part file or start it again
     with resp:
         if resp.status_code == 416 and offset:
             # the .part already holds every byte the server has: verify it as it is

@@ -747,23 +747,23 @@ def _pixels_to_voxels(
         ps = raw.pixel_size_A[rows]
     else:
         ps = None
-    if ps is None and target is None:
-        if origin_a is not None and np.any(origin_a != 0):
-            raise ValueError(
-                f"{p}: rlnOriginX/Y/ZAngst shifts need the pixel size; pass the tomogram's voxel "
-                "size (--voxel-size A)"
-            )
-        log.info("%s: no pixel size known; taking the pixel coordinates as voxels", p)
-        shifted = xyz - origin_px if origin_px is not None else xyz
-        return shifted[:, ::-1].copy()
+    if ps is None:
+        if target is None:
+            if origin_a is not None and np.any(origin_a != 0):
+                raise ValueError(
+                    f"{p}: rlnOriginX/Y/ZAngst shifts need the pixel size; pass the tomogram's "
+                    "voxel size (--voxel-size A)"
+                )
+            log.info("%s: no pixel size known; taking the pixel coordinates as voxels", p)
+            shifted = xyz - origin_px if origin_px is not None else xyz
+            return shifted[:, ::-1].copy()
+        ps = np.full(len(rows), float(target))
     if target is None:
         raise ValueError(
             f"{p}: the coordinates are pixels of {np.unique(ps)[:3].tolist()} Å "
             f"(rlnTomoTiltSeriesPixelSize); give tomogram {tomo!r} or its voxel size "
             "(--voxel-size) so they can be scaled to its voxels"
         )
-    if ps is None:
-        ps = np.full(len(rows), float(target))
     position = xyz * ps[:, None]
     if origin_px is not None:
         position = position - origin_px * ps[:, None]
