@@ -15,7 +15,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,7 +142,7 @@ def stream_outputs(
     prefetch: int = 2,
     mc_seed: int | None = None,
     first_batch: int = 0,
-) -> Iterator[BatchOutput]:
+) -> Generator[BatchOutput, None, None]:
     """Run models over store rows in fixed-size batches; yield outputs batch by batch.
 
     Parameters
