@@ -24,6 +24,7 @@ Usage: ``python benchmarks/run.py al`` (``--quick`` for smaller sizes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import subprocess
@@ -216,10 +217,9 @@ def _status_mb(key: str) -> float:
 
 def _reset_peak() -> float:
     """Reset the RSS high-water mark (Linux ``clear_refs``); return the current RSS in MB."""
-    try:
+    # no reset possible (not Linux, or not allowed): the peak then includes the imports
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # no reset possible: the peak then includes the imports
     return _status_mb("VmRSS")
 
 

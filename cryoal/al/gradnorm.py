@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from types import EllipsisType
 from typing import Literal
 
 import numpy as np
@@ -157,7 +158,10 @@ def _unfold(
         extent = m.dilation[d] * (m.kernel_size[d] - 1) + 1
         x = x.unfold(2 + d, extent, m.stride[d])
     if any(dl > 1 for dl in m.dilation):
-        sl = (Ellipsis, *[slice(None, None, dl) for dl in m.dilation])
+        sl: tuple[EllipsisType | slice, ...] = (
+            Ellipsis,
+            *[slice(None, None, dl) for dl in m.dilation],
+        )
         x = x[sl]
     b, c = x.shape[:2]
     out_shape = x.shape[2 : 2 + nd]
@@ -560,12 +564,13 @@ def gradnorm_scores(
     _check_options(surrogate, norm)
     if scope == "last_layer":
         head = getattr(model, "head", None)
-        if not isinstance(head, nn.Linear) or not hasattr(model, "forward_features"):
+        forward_features = getattr(model, "forward_features", None)
+        if not isinstance(head, nn.Linear) or not callable(forward_features):
             raise ValueError(
                 "scope='last_layer' needs a classifier with forward_features() and a Linear head"
             )
         with torch.no_grad():
-            h = model.forward_features(x)
+            h = forward_features(x)
             probs = torch.softmax(head(h), dim=1)
         return last_layer_gradnorm(
             probs.double().numpy(),

@@ -20,7 +20,7 @@ channel), the modules MONAI's and cryoal's networks use.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import numpy as np
@@ -105,7 +105,7 @@ class KeyedDropout:
 
     def __enter__(self) -> KeyedDropout:
         for k, m in enumerate(self.modules):
-            m.forward = lambda x, k=k, m=m: self._forward(k, m, x)  # type: ignore[method-assign]
+            m.forward = lambda x, k=k, m=m: self._forward(k, m, x)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -120,7 +120,7 @@ def keyed_stream(
     indices: np.ndarray,
     batch_size: int,
     seed: int,
-) -> Iterator[Any]:
+) -> Generator[Any, None, None]:
     """Wrap :func:`cryoal.train.predict.stream_outputs` (MC passes) with keyed masks.
 
     ``stream`` must be the not yet started stream of store rows ``indices`` in micro-batches

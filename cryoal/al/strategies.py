@@ -256,7 +256,7 @@ class StrategyConfig(BaseModel):
         """The strategy the engine runs during the cold start (``cold_start_method``), with
         this strategy's pre-subset and the options of the cold-start method."""
         return StrategyConfig(
-            name=COLD_START_STRATEGY[self.cold_start_method],  # type: ignore[arg-type]
+            name=COLD_START_STRATEGY[self.cold_start_method],
             subset_size=self.subset_size,
             pcoreset_source=self.pcoreset_source,
             coreset_metric=self.coreset_metric,

@@ -141,43 +141,18 @@ def _usage_error(exc: TyperException) -> int:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (without the program name); return the exit code."""
-    from cryoal.io.atomic import DISK_FULL_ERRNOS
-
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        with warnings_as_lines():
-            code = app(args=argv, prog_name="cryoal", standalone_mode=False)
-        if code == 128 + signal.SIGINT and (signum := _received_signal()) is not None:
-            # typer turns KeyboardInterrupt (Ctrl-C, or SIGTERM) into a silent exit 130
-            return _interrupted(
-                KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
-            )
-        return code if isinstance(code, int) else 0
+        return _run_app(argv)
     except TyperException as exc:
         return _usage_error(exc)
     except Abort as exc:
-        # click turns Ctrl-C (and SIGTERM, raised as KeyboardInterrupt) into Abort
-        if (interrupt := _interrupt_cause(exc)) is not None:
-            return _interrupted(interrupt)
-        print("cryoal: aborted", file=sys.stderr)
-        return 1
+        return _aborted(exc)
     except SystemExit as exc:
-        if (interrupt := _interrupt_cause(exc)) is not None:
-            return _interrupted(interrupt)
-        if exc.code is None:
-            return 0
-        return exc.code if isinstance(exc.code, int) else 1
+        return _exit_code(exc)
     except OSError as exc:
-        if debug:
-            traceback.print_exc()
-        if exc.errno in DISK_FULL_ERRNOS:
-            print(f"cryoal: error: {_disk_full_line(exc)}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        if isinstance(exc, USER_ERRORS):
-            print(f"cryoal: error: {_one_line(exc)}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        return _internal_error(exc)
+        return _os_error(exc, debug)
     except USER_ERRORS as exc:
         if debug:
             traceback.print_exc()
@@ -189,7 +164,48 @@ def run(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         return _internal_error(exc)
-    return 0
+
+
+def _run_app(argv: list[str]) -> int:
+    """Call the typer app; the exit code it returns (an interrupt it swallowed included)."""
+    with warnings_as_lines():
+        code = app(args=argv, prog_name="cryoal", standalone_mode=False)
+    if code == 128 + signal.SIGINT and (signum := _received_signal()) is not None:
+        # typer turns KeyboardInterrupt (Ctrl-C, or SIGTERM) into a silent exit 130
+        return _interrupted(KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum))
+    return code if isinstance(code, int) else 0
+
+
+def _aborted(exc: Abort) -> int:
+    """click turns Ctrl-C (and SIGTERM, raised as KeyboardInterrupt) into Abort."""
+    if (interrupt := _interrupt_cause(exc)) is not None:
+        return _interrupted(interrupt)
+    print("cryoal: aborted", file=sys.stderr)
+    return 1
+
+
+def _exit_code(exc: SystemExit) -> int:
+    """The exit code of a ``SystemExit`` (an interrupt behind it reported as such)."""
+    if (interrupt := _interrupt_cause(exc)) is not None:
+        return _interrupted(interrupt)
+    if exc.code is None:
+        return 0
+    return exc.code if isinstance(exc.code, int) else 1
+
+
+def _os_error(exc: OSError, debug: bool) -> int:
+    """A full disk or a user's file problem: one error line, exit 2; anything else: a bug."""
+    from cryoal.io.atomic import DISK_FULL_ERRNOS
+
+    if debug:
+        traceback.print_exc()
+    if exc.errno in DISK_FULL_ERRNOS:
+        print(f"cryoal: error: {_disk_full_line(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if isinstance(exc, USER_ERRORS):
+        print(f"cryoal: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return _internal_error(exc)
 
 
 def _received_signal() -> int | None:

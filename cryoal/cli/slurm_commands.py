@@ -10,6 +10,7 @@ submitit (the ``cluster`` extra). Templates: :mod:`cryoal.cluster.sbatch`; submi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -23,7 +24,7 @@ slurm_app = typer.Typer(
 _DIR = typer.Argument(..., help="Project folder (on a filesystem the nodes see).")
 
 
-def _command(kind: str, doc: str):  # type: ignore[no-untyped-def]
+def _command(kind: str, doc: str) -> Callable[..., None]:
     """The command function of one job kind (the same options for all three)."""
 
     def command(

@@ -259,7 +259,7 @@ def predict_cmd(
 
     tune_cpu_allocator()
 
-    given = {
+    given: dict[str, Any] = {  # options the user gave (None: predict_path's default)
         "batch_size": batch_size, "device": device, "mc_passes": mc_passes,
         "features": features, "overlap": overlap, "amp": amp,
     }  # fmt: skip

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cryoal.data.transforms import apply_augmentation
+from cryoal.data.transforms import Augmentation, apply_augmentation
 from cryoal.io.store import SubtomogramStore
 
 #: An item request: a position into the dataset's ``indices``, optionally with the seed of
@@ -60,7 +60,7 @@ class SubtomogramDataset(Dataset):
         targets: Sequence[int] | np.ndarray | None = None,
         *,
         task: Literal["classify", "segment"] = "classify",
-        transform: object | None = None,
+        transform: Augmentation | None = None,
         preload: bool = False,
     ) -> None:
         self.store = store

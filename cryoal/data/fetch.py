@@ -25,11 +25,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 from urllib.parse import quote
 
 from cryoal.io.atomic import atomic_write_text, fsync_directory
@@ -228,6 +228,7 @@ def download_file(
             f"{url}: cannot connect ({_reason(exc)}); check the network connection or pass "
             "--mirror URL"
         ) from None
+    mode: Literal["ab", "wb"]  # append to the .part file or start it again
     with resp:
         if resp.status_code == 416 and offset:
             # the .part already holds every byte the server has: verify it as it is
@@ -405,24 +406,10 @@ def fetch_dataset(
     made: list[Path] = []  # folders this call creates, removed again if they stay empty
     _makedirs(dest, made)
     mpath = Path(manifest_path) if manifest_path else None
-    lock = read_lock(dest)
-    if lock and lock.get("dataset") not in (None, manifest.name):
-        raise ValueError(
-            f"{dest}: holds dataset {lock.get('dataset')!r}, not {manifest.name!r}; fetch into "
-            "another folder (--to DIR)"
-        )
+    lock = _read_own_lock(dest, manifest)
     files: dict = dict(lock.get("files", {}))
     result = FetchResult(directory=dest)
-    todo: list[FileEntry] = []
-    for entry in manifest.files:
-        target = dest / entry.path
-        expected, _ = _expected(entry, lock)
-        if target.is_file() and expected is not None:
-            if sha256_file(target) == expected:
-                result.present.append(entry.path)
-                continue
-            logger.warning("%s: checksum differs from the manifest; fetching it again", target)
-        todo.append(entry)
+    todo = _files_to_fetch(manifest, dest, lock, result)
 
     def record(entry: FileEntry, digest: str) -> None:
         if entry.sha256 is None and entry.path not in files:
@@ -435,47 +422,100 @@ def fetch_dataset(
         }
 
     try:
-        if manifest.source.kind == "manual":
-            for entry in todo:
-                digest = _adopt(manifest, dest, entry, _expected(entry, lock)[0])
-                record(entry, digest)
-                result.fetched.append(entry.path)
-        elif manifest.source.kind == "generated" and todo:
-            for path, digest in _generate(manifest, dest, todo, progress).items():
-                record(next(e for e in todo if e.path == path), digest)
-                result.fetched.append(path)
-        else:
-            session = None
-            if manifest.source.kind == "http":
-                import requests
-
-                session = requests.Session()
-            for entry in todo:
-                target = dest / entry.path
-                _makedirs(target.parent, made)
-                expected, _ = _expected(entry, lock)
-                if manifest.source.kind == "http":
-                    url = file_url(manifest, entry, mirror)
-                    digest = download_file(
-                        url, target, entry, expected, progress=progress, session=session,
-                        timeout=timeout,
-                    )  # fmt: skip
-                else:
-                    root = Path(mirror) if mirror else _local_root(manifest, mpath)
-                    digest = copy_file(root / (entry.url or entry.path), target, entry, expected,
-                                       progress)  # fmt: skip
-                record(entry, digest)
-                result.fetched.append(entry.path)
+        for entry, digest in _transferred(
+            manifest, dest, todo, lock, made, mpath=mpath, mirror=mirror, progress=progress,
+            timeout=timeout,
+        ):  # fmt: skip
+            record(entry, digest)
+            result.fetched.append(entry.path)
     except BaseException:
         if manifest.source.kind != "manual":  # there the user is asked to save files in dest
-            for folder in reversed(made):
-                if folder.is_dir() and not any(folder.iterdir()):
-                    folder.rmdir()  # nothing left behind by a failed first fetch (e.g. offline)
+            _remove_empty(made)  # nothing left behind by a failed first fetch (e.g. offline)
         raise
     finally:
         if files != lock.get("files", {}):
             _write_lock(dest, manifest, mpath, files)
     return result
+
+
+def _read_own_lock(dest: Path, manifest: Manifest) -> dict:
+    """The lock file of ``dest`` (``{}`` if none); refuse one written for another dataset."""
+    lock = read_lock(dest)
+    if lock and lock.get("dataset") not in (None, manifest.name):
+        raise ValueError(
+            f"{dest}: holds dataset {lock.get('dataset')!r}, not {manifest.name!r}; fetch into "
+            "another folder (--to DIR)"
+        )
+    return lock
+
+
+def _files_to_fetch(
+    manifest: Manifest, dest: Path, lock: dict, result: FetchResult
+) -> list[FileEntry]:
+    """The manifest's files not yet in ``dest`` with the right checksum (those go to
+    ``result.present``)."""
+    todo: list[FileEntry] = []
+    for entry in manifest.files:
+        target = dest / entry.path
+        expected, _ = _expected(entry, lock)
+        if target.is_file() and expected is not None:
+            if sha256_file(target) == expected:
+                result.present.append(entry.path)
+                continue
+            logger.warning("%s: checksum differs from the manifest; fetching it again", target)
+        todo.append(entry)
+    return todo
+
+
+def _transferred(
+    manifest: Manifest,
+    dest: Path,
+    todo: list[FileEntry],
+    lock: dict,
+    made: list[Path],
+    *,
+    mpath: Path | None,
+    mirror: str | None,
+    progress: ProgressCallback | None,
+    timeout: float,
+) -> Iterator[tuple[FileEntry, str]]:
+    """Bring each file of ``todo`` into ``dest`` by the manifest's source kind; yield it with
+    its SHA-256 once it is in place."""
+    kind = manifest.source.kind
+    if kind == "manual":
+        for entry in todo:
+            yield entry, _adopt(manifest, dest, entry, _expected(entry, lock)[0])
+        return
+    if kind == "generated":
+        if todo:
+            for path, digest in _generate(manifest, dest, todo, progress).items():
+                yield next(e for e in todo if e.path == path), digest
+        return
+    session = None
+    if kind == "http":
+        import requests
+
+        session = requests.Session()
+    for entry in todo:
+        target = dest / entry.path
+        _makedirs(target.parent, made)
+        expected, _ = _expected(entry, lock)
+        if kind == "http":
+            url = file_url(manifest, entry, mirror)
+            digest = download_file(
+                url, target, entry, expected, progress=progress, session=session, timeout=timeout
+            )
+        else:
+            root = Path(mirror) if mirror else _local_root(manifest, mpath)
+            digest = copy_file(root / (entry.url or entry.path), target, entry, expected, progress)
+        yield entry, digest
+
+
+def _remove_empty(made: list[Path]) -> None:
+    """Remove the folders of ``made`` (listed outermost first) that are empty, innermost first."""
+    for folder in reversed(made):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _adopt(manifest: Manifest, dest: Path, entry: FileEntry, expected: str | None) -> str:

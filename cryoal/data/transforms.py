@@ -32,6 +32,7 @@ composition and of where a resumed run restarts.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -84,7 +85,7 @@ class RandWedgeSafeFlipd(RandomizableTransform, MapTransform):
         """Spatial axes (0 = z, 1 = y, 2 = x) flipped by the last draw."""
         return self._axes
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, torch.Tensor]:
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
         self.randomize()
         for key in self.key_iterator(d):
@@ -112,8 +113,19 @@ def wedge_safe_augmentation(
     return RandWedgeSafeFlipd(list(keys), flip_prob=flip_prob, rotate180_prob=rotate180_prob)
 
 
+class Augmentation(Protocol):
+    """What :func:`apply_augmentation` needs of a transform: MONAI's ``set_random_state``
+    and a call on an item (a MONAI randomizable transform or a ``Compose`` of them)."""
+
+    def set_random_state(
+        self, seed: int | None = None, state: np.random.RandomState | None = None
+    ) -> Any: ...
+
+    def __call__(self, data: Any, /) -> Any: ...
+
+
 def apply_augmentation(
-    transform: RandomizableTransform, item: Mapping[str, np.ndarray | torch.Tensor], seed: int
+    transform: Augmentation, item: Mapping[str, np.ndarray | torch.Tensor], seed: int
 ) -> dict[str, torch.Tensor]:
     """Apply a MONAI random transform to one item with its random state set from ``seed``.
 

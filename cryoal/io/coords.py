@@ -541,51 +541,14 @@ def read_coords(
     """
     raw = scan_coords(path)
     p = raw.path
-    n = len(raw)
-    if unit is not None and unit not in UNITS:
-        raise ValueError(f"{p}: unit {unit!r} must be one of {', '.join(UNITS)}")
-    kind = raw.kind
-    if kind is None:  # a CSV with plain x, y, z
-        if unit is None:
-            raise ValueError(
-                f"{p}: the unit of x, y, z is not stated; name the columns x_A, y_A, z_A (Å) "
-                "or x_px, y_px, z_px (pixels), or give the unit (--coords-unit angstrom|pixel)"
-            )
-        kind = unit
-    elif unit is not None and unit != ("pixel" if kind == "pixel" else "angstrom"):
-        source = "its column names" if raw.format == "csv" else "the format's definition"
-        raise ValueError(
-            f"{p}: {raw.format} coordinates are in {kind} by {source}, not {unit}; "
-            "drop the unit option (--coords-unit)"
-        )
+    kind = _coords_kind(raw, unit)
     if coords_pixel_size_A is not None and coords_pixel_size_A <= 0:
         raise ValueError(f"{p}: coordinate pixel size {coords_pixel_size_A} Å must be > 0")
-
-    if raw.tomo_names is None:
-        if tomo_id is None:
-            raise ValueError(
-                f"{p}: the file does not name tomograms; give the tomogram id (--tomo-id ID)"
-            )
-        tomos = np.full(n, str(tomo_id), dtype=object)
-    else:
-        tomos = raw.tomo_names
-        empty = tomos == ""
-        if empty.any():
-            raise ValueError(
-                f"{p}: data row {int(np.flatnonzero(empty)[0]) + 1} has an empty tomogram name"
-            )
+    tomos = _row_tomograms(raw, tomo_id)
     ids = raw.candidate_ids if raw.candidate_ids is not None else _make_ids(tomos)
-    keep = np.ones(n, dtype=bool)
-    if tomo_id is not None and raw.tomo_names is not None:
-        keep = tomos == str(tomo_id)
-        if not keep.any():
-            names = sorted(set(tomos.tolist()))
-            raise ValueError(
-                f"{p}: no coordinates for tomogram {tomo_id!r}; the file has {names[:10]}; "
-                "pass one of these (--tomo-id)"
-            )
+    keep = _rows_of(raw, tomos, tomo_id)
 
-    zyx = np.full((n, 3), np.nan)
+    zyx = np.full((len(raw), 3), np.nan)
     tomograms = dict(tomograms or {})
     for t in dict.fromkeys(tomos[keep].tolist()):
         rows = np.flatnonzero(keep & (tomos == t))
@@ -597,7 +560,81 @@ def read_coords(
         zyx[rows] = _to_voxels(raw, kind, rows, t, geometry, target, coords_pixel_size_A, stated)
         if geometry is not None:
             _warn_outside(p, t, zyx[rows], geometry)
+    return _canonical_table(raw, ids, tomos, zyx, keep, class_names)
 
+
+def _coords_kind(raw: RawCoords, unit: Unit | None) -> str:
+    """The unit of the file's coordinates: stated by the file, or ``unit`` for a plain CSV.
+
+    ``"pixel"``, ``"angstrom"`` or ``"centred-angstrom"`` (RELION 5); a ``unit`` that
+    contradicts the file is refused.
+    """
+    p = raw.path
+    if unit is not None and unit not in UNITS:
+        raise ValueError(f"{p}: unit {unit!r} must be one of {', '.join(UNITS)}")
+    kind = raw.kind
+    if kind is None:  # a CSV with plain x, y, z
+        if unit is None:
+            raise ValueError(
+                f"{p}: the unit of x, y, z is not stated; name the columns x_A, y_A, z_A (Å) "
+                "or x_px, y_px, z_px (pixels), or give the unit (--coords-unit angstrom|pixel)"
+            )
+        return unit
+    if unit is not None and unit != ("pixel" if kind == "pixel" else "angstrom"):
+        source = "its column names" if raw.format == "csv" else "the format's definition"
+        raise ValueError(
+            f"{p}: {raw.format} coordinates are in {kind} by {source}, not {unit}; "
+            "drop the unit option (--coords-unit)"
+        )
+    return kind
+
+
+def _row_tomograms(raw: RawCoords, tomo_id: str | None) -> np.ndarray:
+    """``(n,)`` object array: the tomogram of each row (the file's names, else ``tomo_id``)."""
+    p = raw.path
+    if raw.tomo_names is None:
+        if tomo_id is None:
+            raise ValueError(
+                f"{p}: the file does not name tomograms; give the tomogram id (--tomo-id ID)"
+            )
+        return np.full(len(raw), str(tomo_id), dtype=object)
+    tomos = raw.tomo_names
+    empty = tomos == ""
+    if empty.any():
+        raise ValueError(
+            f"{p}: data row {int(np.flatnonzero(empty)[0]) + 1} has an empty tomogram name"
+        )
+    return tomos
+
+
+def _rows_of(raw: RawCoords, tomos: np.ndarray, tomo_id: str | None) -> np.ndarray:
+    """``(n,)`` bool: the rows of tomogram ``tomo_id`` in a file that names tomograms (all
+    rows otherwise)."""
+    if tomo_id is None or raw.tomo_names is None:
+        return np.ones(len(raw), dtype=bool)
+    keep = tomos == str(tomo_id)
+    if not keep.any():
+        names = sorted(set(tomos.tolist()))
+        raise ValueError(
+            f"{raw.path}: no coordinates for tomogram {tomo_id!r}; the file has {names[:10]}; "
+            "pass one of these (--tomo-id)"
+        )
+    return keep
+
+
+def _canonical_table(
+    raw: RawCoords,
+    ids: np.ndarray,
+    tomos: np.ndarray,
+    zyx: np.ndarray,
+    keep: np.ndarray,
+    class_names: Sequence[str] | None,
+) -> pd.DataFrame:
+    """The ``keep`` rows as ``candidate_id, tomo_id, z, y, x`` (+ ``class_name``); unique ids.
+
+    ``ids``, ``tomos``, ``keep``: ``(n,)``; ``zyx``: ``(n, 3)`` voxels.
+    """
+    p = raw.path
     table = pd.DataFrame(
         {
             "candidate_id": pd.Series(ids[keep], dtype=object).map(str),
@@ -644,58 +681,89 @@ def _to_voxels(
     coords_pixel_size_A: float | None,
     stated: tuple[np.ndarray, str] | None = None,
 ) -> np.ndarray:
-    p = raw.path
-    xyz = raw.xyz[rows]
-    origin_a = raw.origin_xyz_A[rows] if raw.origin_xyz_A is not None else None
-    origin_px = raw.origin_xyz_px[rows] if raw.origin_xyz_px is not None else None
+    """``(len(rows), 3)`` zyx voxel positions in tomogram ``tomo`` (voxel size ``target``)."""
     if kind == "centred-angstrom":
-        centre = _relion5_centre(raw, tomo, geometry, stated)
-        voxel = geometry.voxel_size_A if geometry is not None else target
-        if voxel is None:
-            raise ValueError(
-                f"{p}: RELION 5 centred coordinates of tomogram {tomo!r} need its voxel size; "
-                f"give that tomogram (a file {tomo}.mrc) or its voxel size (--voxel-size)"
-            )
-        position = xyz + centre
-        if origin_a is not None:
-            position = position - origin_a
-        if origin_px is not None:
-            ps = raw.pixel_size_A[rows] if raw.pixel_size_A is not None else None
-            if ps is None:
-                raise ValueError(f"{p}: rlnOriginX/Y/Z in pixels need rlnTomoTiltSeriesPixelSize")
-            position = position - origin_px * ps[:, None]
-        return xyz_A_to_zyx_voxels(position, voxel)
+        return _centred_to_voxels(raw, rows, tomo, geometry, target, stated)
     if kind == "angstrom":
         if target is None:
             raise ValueError(
-                f"{p}: coordinates in Å need the voxel size of tomogram {tomo!r}; give the "
-                "tomogram or its voxel size (--voxel-size)"
+                f"{raw.path}: coordinates in Å need the voxel size of tomogram {tomo!r}; give "
+                "the tomogram or its voxel size (--voxel-size)"
             )
-        return xyz_A_to_zyx_voxels(xyz, target)
-    # Pixels: RELION 3/4 or CSV "pixel".
+        return xyz_A_to_zyx_voxels(raw.xyz[rows], target)
+    return _pixels_to_voxels(raw, rows, tomo, target, coords_pixel_size_A)
+
+
+def _origins(raw: RawCoords, rows: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """RELION's per-row origin shifts of ``rows``: ``(n, 3)`` xyz in Å and in pixels (or None)."""
+    origin_a = raw.origin_xyz_A[rows] if raw.origin_xyz_A is not None else None
+    origin_px = raw.origin_xyz_px[rows] if raw.origin_xyz_px is not None else None
+    return origin_a, origin_px
+
+
+def _centred_to_voxels(
+    raw: RawCoords,
+    rows: np.ndarray,
+    tomo: str,
+    geometry: TomogramGeometry | None,
+    target: float | None,
+    stated: tuple[np.ndarray, str] | None,
+) -> np.ndarray:
+    """RELION 5 coordinates (Å from the tomogram's centre) as zyx voxels."""
+    p = raw.path
+    origin_a, origin_px = _origins(raw, rows)
+    centre = _relion5_centre(raw, tomo, geometry, stated)
+    voxel = geometry.voxel_size_A if geometry is not None else target
+    if voxel is None:
+        raise ValueError(
+            f"{p}: RELION 5 centred coordinates of tomogram {tomo!r} need its voxel size; "
+            f"give that tomogram (a file {tomo}.mrc) or its voxel size (--voxel-size)"
+        )
+    position = raw.xyz[rows] + centre
+    if origin_a is not None:
+        position = position - origin_a
+    if origin_px is not None:
+        ps = raw.pixel_size_A[rows] if raw.pixel_size_A is not None else None
+        if ps is None:
+            raise ValueError(f"{p}: rlnOriginX/Y/Z in pixels need rlnTomoTiltSeriesPixelSize")
+        position = position - origin_px * ps[:, None]
+    return xyz_A_to_zyx_voxels(position, voxel)
+
+
+def _pixels_to_voxels(
+    raw: RawCoords,
+    rows: np.ndarray,
+    tomo: str,
+    target: float | None,
+    coords_pixel_size_A: float | None,
+) -> np.ndarray:
+    """Pixel coordinates (RELION 3/4 or CSV ``pixel``) as zyx voxels of size ``target``."""
+    p = raw.path
+    xyz = raw.xyz[rows]
+    origin_a, origin_px = _origins(raw, rows)
     if coords_pixel_size_A is not None:
         ps = np.full(len(rows), float(coords_pixel_size_A))
     elif raw.pixel_size_A is not None:
         ps = raw.pixel_size_A[rows]
     else:
         ps = None
-    if ps is None and target is None:
-        if origin_a is not None and np.any(origin_a != 0):
-            raise ValueError(
-                f"{p}: rlnOriginX/Y/ZAngst shifts need the pixel size; pass the tomogram's voxel "
-                "size (--voxel-size A)"
-            )
-        log.info("%s: no pixel size known; taking the pixel coordinates as voxels", p)
-        shifted = xyz - origin_px if origin_px is not None else xyz
-        return shifted[:, ::-1].copy()
+    if ps is None:
+        if target is None:
+            if origin_a is not None and np.any(origin_a != 0):
+                raise ValueError(
+                    f"{p}: rlnOriginX/Y/ZAngst shifts need the pixel size; pass the tomogram's "
+                    "voxel size (--voxel-size A)"
+                )
+            log.info("%s: no pixel size known; taking the pixel coordinates as voxels", p)
+            shifted = xyz - origin_px if origin_px is not None else xyz
+            return shifted[:, ::-1].copy()
+        ps = np.full(len(rows), float(target))
     if target is None:
         raise ValueError(
             f"{p}: the coordinates are pixels of {np.unique(ps)[:3].tolist()} Å "
             f"(rlnTomoTiltSeriesPixelSize); give tomogram {tomo!r} or its voxel size "
             "(--voxel-size) so they can be scaled to its voxels"
         )
-    if ps is None:
-        ps = np.full(len(rows), float(target))
     position = xyz * ps[:, None]
     if origin_px is not None:
         position = position - origin_px * ps[:, None]

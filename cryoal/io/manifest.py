@@ -281,9 +281,10 @@ class Manifest(BaseModel):
                 raise ValueError(
                     f"split.{part}: {unknown[0]!r} is not the tomo_id of a tomogram file"
                 )
-        if any(f.kind == "tomogram" for f in self.files) and self.voxel_size_A is None:
-            if any(f.voxel_size_A is None for f in self.files if f.kind == "tomogram"):
-                raise ValueError("voxel_size_A is missing; give the tomograms' voxel size in Å")
+        if self.voxel_size_A is None and any(
+            f.voxel_size_A is None for f in self.files if f.kind == "tomogram"
+        ):
+            raise ValueError("voxel_size_A is missing; give the tomograms' voxel size in Å")
         return self
 
     # ------------------------------------------------------------------ helpers

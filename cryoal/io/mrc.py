@@ -405,15 +405,17 @@ def write_mrc(
     if data.ndim != 3:
         raise ValueError(f"{path}: expected (z, y, x) data, got shape {data.shape}")
     data = _mrc_dtype(data)
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        with mrcfile.new(str(tmp), overwrite=True) as mrc:
-            mrc.set_data(data)
-            mrc.voxel_size = float(voxel_size_A)
-            oz, oy, ox = origin_zyx_A
-            mrc.header.origin = (ox, oy, oz)
-            mrc.update_header_stats()
-            for text in list(labels)[:10]:
-                mrc.add_label(str(text)[:80])
+    with (
+        atomic_path(path, overwrite=overwrite) as tmp,
+        mrcfile.new(str(tmp), overwrite=True) as mrc,
+    ):
+        mrc.set_data(data)
+        mrc.voxel_size = float(voxel_size_A)
+        oz, oy, ox = origin_zyx_A
+        mrc.header.origin = (ox, oy, oz)
+        mrc.update_header_stats()
+        for text in list(labels)[:10]:
+            mrc.add_label(str(text)[:80])
     return Path(path)
 
 

@@ -393,6 +393,85 @@ def _grow_and_write(ds: h5py.Dataset, start: int, stop: int, values: np.ndarray)
     ds[start:stop] = values
 
 
+def _read_attributes(p: Path, f: h5py.File) -> tuple[float, int, list[str]]:
+    """The store's voxel size (Å), box and class names, checked (format version included)."""
+    try:
+        version = int(f.attrs["format_version"])
+        vs_attr = f.attrs["voxel_size_A"]
+        box_attr = f.attrs["box"]
+        names_attr = f.attrs["class_names"]
+    except KeyError as exc:
+        raise ValueError(f"{p}: store attribute {exc} missing; re-create the store") from exc
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{p}: attribute format_version is not an integer ({exc})") from exc
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{p}: store format_version {version} is newer than this cryoal "
+            f"understands ({FORMAT_VERSION}); upgrade cryoal"
+        )
+    try:
+        voxel_size_A = float(vs_attr)
+    except (TypeError, ValueError):
+        raise ValueError(f"{p}: attribute voxel_size_A = {vs_attr!r} is not a number") from None
+    if not np.isfinite(voxel_size_A) or voxel_size_A <= 0:
+        raise ValueError(
+            f"{p}: attribute voxel_size_A = {voxel_size_A:g} Å must be > 0; set the "
+            "true voxel size (h5py: f.attrs['voxel_size_A'] = 10.0) or re-create the store"
+        )
+    try:
+        box = int(box_attr)
+    except (TypeError, ValueError):
+        raise ValueError(f"{p}: attribute box = {box_attr!r} is not an integer") from None
+    if isinstance(names_attr, bytes):
+        names_attr = names_attr.decode("utf-8", "replace")
+    try:
+        names = json.loads(str(names_attr))
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{p}: attribute class_names = {str(names_attr)[:60]!r} is not JSON ({exc.msg}); "
+            'it must be a JSON list of names, e.g. ["ribosome", "proteasome"]'
+        ) from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(
+            f"{p}: attribute class_names = {str(names_attr)[:60]!r} must be a JSON list of "
+            'strings, e.g. ["ribosome", "proteasome"]'
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"{p}: attribute class_names {names} holds duplicate names")
+    return voxel_size_A, box, names
+
+
+def _check_subtomograms(p: Path, sub: object, box: int) -> None:
+    """``subtomograms`` must be a float32/float16 ``(N, box, box, box)`` dataset."""
+    if not isinstance(sub, h5py.Dataset) or sub.ndim != 4:
+        shape = getattr(sub, "shape", None)
+        raise ValueError(
+            f"{p}: dataset subtomograms has shape {shape}; it must be (N, b, b, b) cubic "
+            "3-D boxes (2-D images or single volumes are not subtomograms)"
+        )
+    if sub.shape[1:] != (box,) * 3:
+        raise ValueError(
+            f"{p}: dataset subtomograms has boxes of {sub.shape[1:]} voxels but attribute "
+            f"box = {box}; fix the attribute or re-create the store"
+        )
+    if sub.dtype not in (np.float32, np.float16):
+        raise ValueError(
+            f"{p}: dataset subtomograms has dtype {sub.dtype}; cryoal reads float32 or "
+            "float16 (convert with numpy astype(np.float32))"
+        )
+
+
+def _check_dtypes(p: Path, f: h5py.File) -> None:
+    """ids and tomo_ids hold strings, labels integers, centres_zyx floats."""
+    for name, kinds in (("ids", "OSU"), ("tomo_ids", "OSU"), ("labels", "iu"),
+                        ("centres_zyx", "f")):  # fmt: skip
+        ds = f[name]
+        kind = ds.dtype.kind if h5py.check_string_dtype(ds.dtype) is None else "O"
+        if kind not in kinds:
+            want = {"OSU": "strings", "iu": "integers", "f": "floats"}[kinds]
+            raise ValueError(f"{p}: dataset {name} has dtype {ds.dtype}; it must hold {want}")
+
+
 class SubtomogramStore:
     """Read a subtomogram store; safe to pass to DataLoader workers.
 
@@ -433,75 +512,16 @@ class SubtomogramStore:
         """Check attributes, dtypes and shapes; read the per-sample arrays (one line per
         problem, naming the file and the field: stores may come from other tools)."""
         p = self.path
-        try:
-            version = int(f.attrs["format_version"])
-            vs_attr = f.attrs["voxel_size_A"]
-            box_attr = f.attrs["box"]
-            names_attr = f.attrs["class_names"]
-        except KeyError as exc:
-            raise ValueError(f"{p}: store attribute {exc} missing; re-create the store") from exc
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{p}: attribute format_version is not an integer ({exc})") from exc
-        if version > FORMAT_VERSION:
-            raise ValueError(
-                f"{p}: store format_version {version} is newer than this cryoal "
-                f"understands ({FORMAT_VERSION}); upgrade cryoal"
-            )
-        try:
-            self.voxel_size_A = float(vs_attr)
-        except (TypeError, ValueError):
-            raise ValueError(f"{p}: attribute voxel_size_A = {vs_attr!r} is not a number") from None
-        if not np.isfinite(self.voxel_size_A) or self.voxel_size_A <= 0:
-            raise ValueError(
-                f"{p}: attribute voxel_size_A = {self.voxel_size_A:g} Å must be > 0; set the "
-                "true voxel size (h5py: f.attrs['voxel_size_A'] = 10.0) or re-create the store"
-            )
-        try:
-            self.box = int(box_attr)
-        except (TypeError, ValueError):
-            raise ValueError(f"{p}: attribute box = {box_attr!r} is not an integer") from None
-        if isinstance(names_attr, bytes):
-            names_attr = names_attr.decode("utf-8", "replace")
-        try:
-            names = json.loads(str(names_attr))
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"{p}: attribute class_names = {str(names_attr)[:60]!r} is not JSON ({exc.msg}); "
-                'it must be a JSON list of names, e.g. ["ribosome", "proteasome"]'
-            ) from None
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ValueError(
-                f"{p}: attribute class_names = {str(names_attr)[:60]!r} must be a JSON list of "
-                'strings, e.g. ["ribosome", "proteasome"]'
-            )
-        if len(set(names)) != len(names):
-            raise ValueError(f"{p}: attribute class_names {names} holds duplicate names")
-        self.class_names: list[str] = names
-
+        self.voxel_size_A, self.box, self.class_names = _read_attributes(p, f)
         sub = f["subtomograms"]
-        if not isinstance(sub, h5py.Dataset) or sub.ndim != 4:
-            shape = getattr(sub, "shape", None)
-            raise ValueError(
-                f"{p}: dataset subtomograms has shape {shape}; it must be (N, b, b, b) cubic "
-                "3-D boxes (2-D images or single volumes are not subtomograms)"
-            )
-        if sub.shape[1:] != (self.box,) * 3:
-            raise ValueError(
-                f"{p}: dataset subtomograms has boxes of {sub.shape[1:]} voxels but attribute "
-                f"box = {self.box}; fix the attribute or re-create the store"
-            )
-        if sub.dtype not in (np.float32, np.float16):
-            raise ValueError(
-                f"{p}: dataset subtomograms has dtype {sub.dtype}; cryoal reads float32 or "
-                "float16 (convert with numpy astype(np.float32))"
-            )
-        for name, kinds in (("ids", "OSU"), ("tomo_ids", "OSU"), ("labels", "iu"),
-                            ("centres_zyx", "f")):  # fmt: skip
-            ds = f[name]
-            kind = ds.dtype.kind if h5py.check_string_dtype(ds.dtype) is None else "O"
-            if kind not in kinds:
-                want = {"OSU": "strings", "iu": "integers", "f": "floats"}[kinds]
-                raise ValueError(f"{p}: dataset {name} has dtype {ds.dtype}; it must hold {want}")
+        _check_subtomograms(p, sub, self.box)
+        _check_dtypes(p, f)
+        self._read_per_sample(f)
+        self._check_per_sample(f, sub)
+
+    def _read_per_sample(self, f: h5py.File) -> None:
+        """Read ids, labels, centres and tomo_ids (small arrays, kept in memory)."""
+        p = self.path
         try:
             self.ids = np.asarray(f["ids"].asstr()[:], dtype=object)
             self.labels = np.asarray(f["labels"][:], dtype=np.int64)
@@ -511,6 +531,11 @@ class SubtomogramStore:
             raise ValueError(f"{p}: store is damaged ({exc}); re-create it") from exc
         except UnicodeDecodeError as exc:
             raise ValueError(f"{p}: dataset ids or tomo_ids is not valid UTF-8 ({exc})") from exc
+
+    def _check_per_sample(self, f: h5py.File, sub: h5py.Dataset) -> None:
+        """Row counts, shapes, unique ids, labels in range and the masks' shape agree."""
+        p = self.path
+        names = self.class_names
         n = len(self.ids)
         for name, arr in (("subtomograms", sub), ("labels", self.labels),
                           ("centres_zyx", self.centres_zyx), ("tomo_ids", self.tomo_ids)):  # fmt: skip

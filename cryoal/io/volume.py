@@ -31,7 +31,7 @@ _RELEASE_ALIGN = 2 * 2**20
 
 
 def _find_mmap(array: np.ndarray) -> mmap.mmap | None:
-    base = array
+    base: object = array
     while base is not None and not isinstance(base, mmap.mmap):
         base = getattr(base, "base", None)
     return base if isinstance(base, mmap.mmap) else None

@@ -115,9 +115,13 @@ class _DenseNetFeatures(nn.Module):
 
     def __init__(self, densenet: nn.Module) -> None:
         super().__init__()
-        self.features = densenet.features
-        layers = densenet.class_layers
-        self.pool = nn.Sequential(layers.relu, layers.pool, layers.flatten)
+        self.features = densenet.get_submodule("features")
+        self.pool = nn.Sequential(
+            *(
+                densenet.get_submodule(f"class_layers.{name}")
+                for name in ("relu", "pool", "flatten")
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.features(x))

@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from monai.networks.nets import BasicUNet, DenseNet, ResNet, UNet
@@ -106,11 +106,19 @@ class _ResNet(ResNet):
     builds every block with its default batch norm. This subclass forwards the norm.
     """
 
-    def __init__(self, *args: object, norm: str | tuple = "batch", **kwargs: object) -> None:
+    def __init__(
+        self,
+        block: str,
+        layers: list[int],
+        block_inplanes: list[int],
+        *,
+        norm: str | tuple = "batch",
+        **kwargs: Any,
+    ) -> None:
         object.__setattr__(self, "_stage_norm", norm)
-        super().__init__(*args, norm=norm, **kwargs)
+        super().__init__(block, layers, block_inplanes, norm=norm, **kwargs)
 
-    def _make_layer(self, *args: object, **kwargs: object) -> nn.Sequential:
+    def _make_layer(self, *args: Any, **kwargs: Any) -> nn.Sequential:
         kwargs["norm"] = self._stage_norm
         return super()._make_layer(*args, **kwargs)
 
@@ -155,10 +163,12 @@ def _densenet(
             norm=_norm_arg(norm, (init_features, growth_rate)),
             dropout_prob=dropout,
         )
-        num_features = net.class_layers.out.in_features
+        out = net.class_layers.get_submodule("out")
+        if not isinstance(out, nn.Linear):  # MONAI's DenseNet ends in a linear layer "out"
+            raise TypeError(f"MONAI DenseNet's last layer is a {type(out).__name__}, not Linear")
         return Classifier(
             _DenseNetFeatures(net),
-            num_features,
+            out.in_features,
             num_classes,
             dropout=dropout,
             backbone_stochastic=dropout > 0,
@@ -288,11 +298,15 @@ def build_model(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             model = build(int(num_classes), norm, float(dropout))
-    model.task = task
-    model.preset = preset
-    model.norm = norm
-    model.dropout_p = float(dropout)
+    _record(model, task=task, preset=preset, norm=norm, dropout_p=float(dropout))
     return model
+
+
+def _record(model: nn.Module, **attrs: str | float) -> None:
+    """Plain attributes on a module (torch's ``Module.__setattr__`` takes any value; its
+    annotation admits only tensors and modules)."""
+    for name, value in attrs.items():
+        setattr(model, name, value)
 
 
 def to_sync_batchnorm(model: nn.Module) -> nn.Module:

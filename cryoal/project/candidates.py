@@ -51,7 +51,7 @@ class CandidateImport:
 def tomogram_geometries(project: Project) -> dict[str, TomogramGeometry]:
     """``tomo_id -> TomogramGeometry`` for every tomogram (for RELION 5 and Å coordinates)."""
     return {
-        t.id: TomogramGeometry(shape_zyx=tuple(t.shape_zyx), voxel_size_A=t.voxel_size_A)
+        t.id: TomogramGeometry(shape_zyx=t.shape_zyx, voxel_size_A=t.voxel_size_A)
         for t in project.config.tomograms
     }
 

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ from cryoal.project.project import Project
 log = logging.getLogger(__name__)
 
 #: Extraction options shared by training and scoring stores.
-EDGE = "pad"
+EDGE: Final = "pad"
 NORMALISE = True
 
 

@@ -937,7 +937,10 @@ def _insert_label_row(
         "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (candidate_id, kind, class_id, annotator, round, model_version, now),
     )
-    return int(cur.lastrowid), round, model_version, now
+    row_id = cur.lastrowid
+    if row_id is None:  # sqlite3 sets it after every successful INSERT
+        raise RuntimeError(f"{candidate_id}: the label store returned no row id for the label")
+    return int(row_id), round, model_version, now
 
 
 def _label_frame(rows: list[tuple]) -> pd.DataFrame:

@@ -23,6 +23,7 @@ where a centred particle has no density.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,12 @@ from cryoal.sim.ctf import ctf, frequency_magnitude
 from cryoal.sim.wedge import TiltSeriesProjector, check_tilt_range, tilt_angles, wedge_mask
 
 PATHS = ("fourier", "backprojection")
+
+
+def float_pair(values: Sequence[float]) -> tuple[float, float]:
+    """``(a, b)`` as floats from a 2-sequence (a CLI tuple or a list from a config file)."""
+    a, b = values
+    return float(a), float(b)
 
 
 @dataclass(frozen=True)
@@ -89,14 +96,18 @@ class ImagingParams:
             raise ValueError(
                 f"amplitude contrast {self.amplitude_contrast} must be in [0, 1) (e.g. 0.07)"
             )
-        check_tilt_range(tuple(self.tilt_range_deg))
+        check_tilt_range(self.tilt_range())
         if not self.tilt_step_deg > 0:
             raise ValueError(f"tilt step {self.tilt_step_deg}° must be > 0 (e.g. 3)")
+
+    def tilt_range(self) -> tuple[float, float]:
+        """``(min, max)`` tilt angle in degrees (a list from a config file taken too)."""
+        return float_pair(self.tilt_range_deg)
 
     def angles_deg(self) -> np.ndarray:
         """Tilt angles of the back-projection path."""
         if self.wedge:
-            return tilt_angles(tuple(self.tilt_range_deg), self.tilt_step_deg)
+            return tilt_angles(self.tilt_range(), self.tilt_step_deg)
         return tilt_angles((-90.0, 90.0 - self.tilt_step_deg), self.tilt_step_deg)
 
 
@@ -117,14 +128,13 @@ class Imager:
         self, shape_zyx: tuple[int, int, int], voxel_size_A: float, params: ImagingParams
     ) -> None:
         params.check()
-        self.shape = tuple(int(s) for s in shape_zyx)
+        nz, ny, nx = shape_zyx
+        self.shape = (int(nz), int(ny), int(nx))
         self.voxel_size_A = float(voxel_size_A)
         self.params = params
         if params.path == "fourier":
             self._k = frequency_magnitude(self.shape, self.voxel_size_A).astype(np.float32)
-            self._mask = (
-                wedge_mask(self.shape, tuple(params.tilt_range_deg)) if params.wedge else None
-            )
+            self._mask = wedge_mask(self.shape, params.tilt_range()) if params.wedge else None
             self.projector = None
         else:
             z, y, x = self.shape

@@ -30,7 +30,7 @@ import os
 import signal
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +39,7 @@ import numpy as np
 from cryoal.io.atomic import check_can_write
 from cryoal.io.store import StoreWriter, SubtomogramStore
 from cryoal.progress import CountCallback
-from cryoal.sim.imaging import Imager, ImagingParams
+from cryoal.sim.imaging import Imager, ImagingParams, float_pair
 from cryoal.sim.noise import check_snr, scale_noise_to_snr
 from cryoal.sim.streams import check_seed, sample_rng
 from cryoal.sim.templates import Template, check_fits_box, load_templates
@@ -369,7 +369,7 @@ def iter_batches(
     batch_size: int = 64,
     masks: bool = False,
     workers: int = 1,
-) -> Iterator[SimBatch]:
+) -> Generator[SimBatch, None, None]:
     """Generate samples ``lo..hi-1`` in order, in batches, with ``workers`` processes.
 
     Memory stays bounded: at most ``2 * workers`` batches are in flight.
@@ -529,13 +529,13 @@ def simulate_subtomograms(
     shard_kn = parse_shard(shard)
     imaging = ImagingParams(
         ctf=ctf,
-        defocus_range_um=tuple(defocus_range_um),
+        defocus_range_um=float_pair(defocus_range_um),
         voltage_kV=voltage_kV,
         cs_mm=cs_mm,
         amplitude_contrast=amplitude_contrast,
         phase_flip=phase_flip,
         wedge=wedge,
-        tilt_range_deg=tuple(tilt_range),
+        tilt_range_deg=float_pair(tilt_range),
         tilt_step_deg=tilt_step_deg,
         path=path,
     )
@@ -559,7 +559,7 @@ def simulate_subtomograms(
         if templates is None
         else (str(templates) if isinstance(templates, (str, os.PathLike)) else "objects")
     )
-    attrs = {
+    attrs: dict[str, str | int | float | bool] = {
         "sim_version": SIM_VERSION,
         "sim_seed": seed,
         "sim_snr": float("inf") if snr is None else float(snr),
@@ -689,8 +689,8 @@ def merge_shards(
         ) as writer:
             for s in stores:
                 meta_all = {name: s.meta(name) for name in s.meta_names}
-                for a in range(0, len(s), chunk):
-                    sl = slice(a, min(a + chunk, len(s)))
+                for first in range(0, len(s), chunk):
+                    sl = slice(first, min(first + chunk, len(s)))
                     writer.append(
                         s.subtomograms(sl),
                         list(s.ids[sl]),

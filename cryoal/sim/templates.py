@@ -36,6 +36,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -346,10 +347,12 @@ def _ring(n: int, radius: float, z: float, sigma: float, phase: float = 0.0) -> 
 def _line(
     p0: tuple[float, float, float], p1: tuple[float, float, float], n: int, sigma: float
 ) -> list[_Blob]:
-    return [
-        (*(a + (b - a) * i / max(n - 1, 1) for a, b in zip(p0, p1, strict=True)), sigma, 1.0)
-        for i in range(n)
-    ]
+    blobs: list[_Blob] = []
+    for i in range(n):
+        t = i / max(n - 1, 1)
+        z, y, x = (a + (b - a) * t for a, b in zip(p0, p1, strict=True))
+        blobs.append((z, y, x, sigma, 1.0))
+    return blobs
 
 
 def _phantom_library() -> dict[str, list[_Blob]]:
@@ -507,8 +510,9 @@ def template_files(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-def load_template_file(path: str | os.PathLike, voxel_size_A: float, **kwargs: float) -> Template:
-    """Load one template file, a map or an atomic model by its suffix."""
+def load_template_file(path: str | os.PathLike, voxel_size_A: float, **kwargs: Any) -> Template:
+    """Load one template file, a map or an atomic model by its suffix (``kwargs`` go to
+    :func:`load_map` or :func:`density_from_model`)."""
     path = Path(path)
     parsed = split_template_name(path)
     if parsed is not None and parsed[1] == "map":

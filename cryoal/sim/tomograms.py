@@ -43,7 +43,7 @@ import pandas as pd
 from cryoal.io.atomic import atomic_dir, atomic_write_text, check_can_write
 from cryoal.io.coords import write_csv, write_star
 from cryoal.io.mrc import polarity_label, write_mrc
-from cryoal.sim.imaging import Imager, ImagingParams
+from cryoal.sim.imaging import Imager, ImagingParams, float_pair
 from cryoal.sim.noise import check_snr
 from cryoal.sim.streams import check_seed, sample_rng
 from cryoal.sim.subtomograms import MASK_CONVENTION, SIM_VERSION
@@ -262,13 +262,13 @@ def simulate_tomogram(
         raise ValueError(f"SNR box {snr_box} must be an integer >= 4 voxels")
     imaging = ImagingParams(
         ctf=ctf,
-        defocus_range_um=tuple(defocus_range_um),
+        defocus_range_um=float_pair(defocus_range_um),
         voltage_kV=voltage_kV,
         cs_mm=cs_mm,
         amplitude_contrast=amplitude_contrast,
         phase_flip=phase_flip,
         wedge=wedge,
-        tilt_range_deg=tuple(tilt_range),
+        tilt_range_deg=float_pair(tilt_range),
         tilt_step_deg=tilt_step_deg,
         path=path,
     )

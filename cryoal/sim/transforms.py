@@ -103,7 +103,8 @@ class TemplateBank:
         """
         classes = np.asarray(classes, dtype=np.int64).reshape(-1)
         m = classes.size
-        shape = tuple(int(v) for v in shape_zyx)
+        nz, ny, nx = shape_zyx
+        shape = (int(nz), int(ny), int(nx))
         rot = np.asarray(rotations_zyx, dtype=np.float64).reshape(m, 3, 3)
         cen = np.asarray(centres_zyx, dtype=np.float64).reshape(m, 3)
         dens = np.zeros((m, *shape), dtype=np.float32)

@@ -18,7 +18,13 @@ import torch
 from torch import nn
 
 from cryoal.models import build_model
-from cryoal.train.distributed import amp_dtype, autocast_context, grad_scaler, resolve_device
+from cryoal.train.distributed import (
+    amp_dtype,
+    autocast_context,
+    grad_scaler,
+    resolve_device,
+    to_device,
+)
 
 
 def _sync(device: torch.device) -> None:
@@ -121,14 +127,14 @@ def device_benchmark(
     modes = ["off"] + ([amp] if amp_dtype(dev, amp) is not None else [])
     train: dict[str, float] = {}
     for mode in modes:
-        model = build_model("classify", preset, 2, seed=0).to(dev, memory_format=fmt).train()
+        model = to_device(build_model("classify", preset, 2, seed=0), dev, fmt).train()
         t = _best(_train_step(model, x, y, mode), dev, reps)
         train["fp32" if mode == "off" else mode] = batch_size / t
     out["train_samples_per_s"] = train
     if len(train) == 2:
         out["amp_mode"] = modes[1]
         out["amp_speedup"] = train[modes[1]] / train["fp32"]
-    model = build_model("classify", preset, 2, seed=0).to(dev, memory_format=fmt).eval()
+    model = to_device(build_model("classify", preset, 2, seed=0), dev, fmt).eval()
 
     def infer() -> None:
         with torch.inference_mode():

@@ -74,6 +74,18 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def to_device(
+    model: torch.nn.Module, device: torch.device, memory_format: torch.memory_format
+) -> torch.nn.Module:
+    """``model`` moved to ``device`` with its parameters in ``memory_format`` (in place).
+
+    ``memory_format=torch.channels_last_3d`` makes cuDNN pick channels-last 3-D kernels.
+    """
+    # torch documents Module.to(..., memory_format=...) and accepts it at runtime, but the
+    # overloads in its type annotations (torch 2.13) omit the argument
+    return model.to(device, memory_format=memory_format)  # type: ignore[call-overload]
+
+
 def amp_dtype(device: torch.device, amp: str | bool) -> torch.dtype | None:
     """The autocast dtype for a mixed-precision mode on ``device`` (None: float32).
 

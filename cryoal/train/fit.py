@@ -76,6 +76,7 @@ from cryoal.train.distributed import (
     setup,
     shard,
     teardown,
+    to_device,
 )
 from cryoal.train.evaluate import evaluate
 from cryoal.train.events import TrainCallback, TrainEvent
@@ -257,7 +258,26 @@ class _Trainer:
                 f"{self.dist.world_size} processes"
             )
         self.fmt = torch.channels_last_3d if config.channels_last else torch.contiguous_format
+        self._check_classes()
+        self._build_networks(init)
+        self._build_data()
+        self._build_optimisers()
 
+        # -- progress state ----------------------------------------------------------
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.history: list[dict[str, Any]] = []
+        self.accum = {"task": 0.0, "transfer": 0.0, "n": 0}
+        self.elapsed = 0.0
+        self.data_hash = _data_hash(
+            store, {"train": train, "val": val, "unlabeled": unlabeled}, targets
+        )
+
+    def _check_classes(self) -> None:
+        """Number of classes and their names, the box the presets accept, and the labels of
+        training and validation samples in range (masks for segmentation)."""
+        config, store, targets, val = self.config, self.store, self.targets, self.val
         if config.num_classes is not None:
             self.num_classes = int(config.num_classes)
         else:
@@ -287,8 +307,10 @@ class _Trainer:
                 f"{store.path}: --task segment needs a store with /masks (simulate with masks)"
             )
 
-        # -- networks ----------------------------------------------------------------
-        c = config
+    def _build_networks(self, init: Any) -> None:
+        """Teacher, student and their averages (warm-started from ``init``), on the device;
+        DDP wrappers under torchrun."""
+        c = self.config
         self.teacher = build_model(
             self.task, c.teacher_preset, self.num_classes, norm=c.norm, dropout=c.dropout,
             seed=derive_seed(c.seed, "teacher"),
@@ -311,9 +333,9 @@ class _Trainer:
             )  # fmt: skip
             self.student.load_state_dict(self.teacher.state_dict())
             self.student.requires_grad_(False)
-        self.teacher.to(self.device, memory_format=self.fmt).train()
+        to_device(self.teacher, self.device, self.fmt).train()
         if self.student is not None:
-            self.student.to(self.device, memory_format=self.fmt)
+            to_device(self.student, self.device, self.fmt)
             self.student.train(c.student == "trained")
         #: exponential moving averages of the trained networks (average: ema), by name
         self.averaged: dict[str, nn.Module] = {}
@@ -337,7 +359,10 @@ class _Trainer:
             if c.student == "trained":
                 self.s_fwd = DDP(self.student, device_ids=ids)
 
-        # -- data ----------------------------------------------------------------------
+    def _build_data(self) -> None:
+        """Datasets (labeled, unlabeled), class balance and the task loss."""
+        c, store = self.config, self.store
+        train, targets, unlabeled = self.train, self.targets, self.unlabeled
         self.batch_size = c.batch_size
         self.steps_per_epoch = -(-train.size // c.batch_size)
         #: passes over the labeled set: ``epochs``, or enough whole epochs for ``steps``
@@ -354,54 +379,8 @@ class _Trainer:
         self.train_ds = SubtomogramDataset(
             store, train, targets, task=self.task, transform=aug, preload=preload
         )
-        wants_unlabeled = c.student_data == "labeled+unlabeled" and (
-            c.student == "trained" or (c.student == "ema" and c.ema_consistency_weight > 0)
-        )
-        if wants_unlabeled and unlabeled.size == 0:
-            warnings.warn(
-                "student_data is labeled+unlabeled but no unlabeled samples were given; "
-                "the student learns from labeled batches only",
-                stacklevel=3,
-            )
-        self.use_unlabeled = wants_unlabeled and unlabeled.size > 0
-        self.unl_ds: SubtomogramDataset | None = None
-        if self.use_unlabeled:
-            img_aug = (
-                wedge_safe_augmentation(
-                    ("image",), flip_prob=c.flip_prob, rotate180_prob=c.rotate180_prob
-                )
-                if c.augment
-                else None
-            )
-            self.unl_ds = SubtomogramDataset(
-                store,
-                unlabeled,
-                np.full(unlabeled.size, -1),
-                task="classify",
-                transform=img_aug,
-                preload=preload,
-            )
-        self.sample_weights: np.ndarray | None = None
-        weights = None
-        if c.class_balance != "none":
-            if self.task == "classify":
-                counts_w = class_weights(targets, self.num_classes)
-            else:
-                counts = np.bincount(store.masks(train).reshape(-1), minlength=self.num_classes)[
-                    : self.num_classes
-                ]
-                present = counts > 0
-                counts_w = np.ones(self.num_classes, np.float32)
-                counts_w[present] = counts[present].sum() / (present.sum() * counts[present])
-            if c.class_balance == "weighted_loss":
-                weights = torch.as_tensor(counts_w, dtype=torch.float32)
-            elif self.task == "classify":
-                self.sample_weights = counts_w[targets].astype(np.float64)
-            else:
-                raise ValueError(
-                    "class_balance: balanced_sampler applies to classification; use "
-                    "weighted_loss for segmentation"
-                )
+        self.unl_ds = self._unlabeled_dataset(preload)
+        weights = self._class_balance()
         self.task_loss = TaskLoss(
             self.task,
             class_weights=weights,
@@ -410,7 +389,66 @@ class _Trainer:
             ce_weight=c.ce_weight,
         ).to(self.device)
 
-        # -- optimisation --------------------------------------------------------------
+    def _unlabeled_dataset(self, preload: bool) -> SubtomogramDataset | None:
+        """Unlabeled samples for the student, when its configuration reads them."""
+        c, store, unlabeled = self.config, self.store, self.unlabeled
+        wants_unlabeled = c.student_data == "labeled+unlabeled" and (
+            c.student == "trained" or (c.student == "ema" and c.ema_consistency_weight > 0)
+        )
+        if wants_unlabeled and unlabeled.size == 0:
+            warnings.warn(
+                "student_data is labeled+unlabeled but no unlabeled samples were given; "
+                "the student learns from labeled batches only",
+                stacklevel=5,
+            )
+        self.use_unlabeled = wants_unlabeled and unlabeled.size > 0
+        if not self.use_unlabeled:
+            return None
+        img_aug = (
+            wedge_safe_augmentation(
+                ("image",), flip_prob=c.flip_prob, rotate180_prob=c.rotate180_prob
+            )
+            if c.augment
+            else None
+        )
+        return SubtomogramDataset(
+            store,
+            unlabeled,
+            np.full(unlabeled.size, -1),
+            task="classify",
+            transform=img_aug,
+            preload=preload,
+        )
+
+    def _class_balance(self) -> torch.Tensor | None:
+        """Class weights for the loss (``weighted_loss``; returned) or per-sample weights for
+        the sampler (``balanced_sampler``; ``self.sample_weights``)."""
+        c, store, train, targets = self.config, self.store, self.train, self.targets
+        self.sample_weights: np.ndarray | None = None
+        if c.class_balance == "none":
+            return None
+        if self.task == "classify":
+            counts_w = class_weights(targets, self.num_classes)
+        else:
+            counts = np.bincount(store.masks(train).reshape(-1), minlength=self.num_classes)[
+                : self.num_classes
+            ]
+            present = counts > 0
+            counts_w = np.ones(self.num_classes, np.float32)
+            counts_w[present] = counts[present].sum() / (present.sum() * counts[present])
+        if c.class_balance == "weighted_loss":
+            return torch.as_tensor(counts_w, dtype=torch.float32)
+        if self.task != "classify":
+            raise ValueError(
+                "class_balance: balanced_sampler applies to classification; use "
+                "weighted_loss for segmentation"
+            )
+        self.sample_weights = counts_w[targets].astype(np.float64)
+        return None
+
+    def _build_optimisers(self) -> None:
+        """Optimisers, learning-rate schedules and the AMP gradient scaler."""
+        c = self.config
         factor = _lr_factor(c, self.total_steps)
         self.opt_t = _optimizer(c, self.teacher.parameters(), c.lr)
         self.sched_t = torch.optim.lr_scheduler.LambdaLR(self.opt_t, factor)
@@ -420,25 +458,23 @@ class _Trainer:
                 "bf16 autocast training on CPU is unreliable with this torch build: oneDNN's "
                 "bfloat16 conv3d backward turned weights into NaN within 3 steps in 4 of 6 "
                 "test runs (torch 2.13); train on CPU with --amp off",
-                stacklevel=3,
+                stacklevel=4,
             )
         self.opt_s: torch.optim.Optimizer | None = None
-        self.sched_s = None
+        self.sched_s: torch.optim.lr_scheduler.LambdaLR | None = None
         if c.student == "trained":
             assert self.student is not None
             self.opt_s = _optimizer(c, self.student.parameters(), c.student_lr or c.lr)
             self.sched_s = torch.optim.lr_scheduler.LambdaLR(self.opt_s, factor)
 
-        # -- progress state ----------------------------------------------------------
-        self.epoch = 0
-        self.step_in_epoch = 0
-        self.global_step = 0
-        self.history: list[dict[str, Any]] = []
-        self.accum = {"task": 0.0, "transfer": 0.0, "n": 0}
-        self.elapsed = 0.0
-        self.data_hash = _data_hash(
-            store, {"train": train, "val": val, "unlabeled": unlabeled}, targets
-        )
+    def _optimisers(
+        self,
+    ) -> list[tuple[str, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]]:
+        """``(name, optimiser, learning-rate schedule)`` of each trained network."""
+        out = [("teacher", self.opt_t, self.sched_t)]
+        if self.opt_s is not None and self.sched_s is not None:
+            out.append(("student", self.opt_s, self.sched_s))
+        return out
 
     def _distributed_norm(self) -> None:
         """SyncBatchNorm for ``norm: syncbatch``; a warning for per-rank batch norm."""
@@ -491,12 +527,7 @@ class _Trainer:
                 tensors[f"rng.cuda.{k}"] = s
         optim_js: dict[str, Any] = {}
         sched_js: dict[str, Any] = {}
-        for name, opt, sched in (
-            ("teacher", self.opt_t, self.sched_t),
-            ("student", self.opt_s, self.sched_s),
-        ):
-            if opt is None:
-                continue
+        for name, opt, sched in self._optimisers():
             t, js = split_optimizer_state(opt.state_dict(), f"optim.{name}")
             tensors.update(t)
             optim_js[name] = js
@@ -546,12 +577,7 @@ class _Trainer:
             )
         for name, model in self._checkpoint_models().items():
             model.load_state_dict(ckpt.models[name])
-        for name, opt, sched in (
-            ("teacher", self.opt_t, self.sched_t),
-            ("student", self.opt_s, self.sched_s),
-        ):
-            if opt is None:
-                continue
+        for name, opt, sched in self._optimisers():
             opt.load_state_dict(join_optimizer_state(st["optimizers"][name], ckpt.tensors))
             sched.load_state_dict(st["schedulers"][name])
         torch.set_rng_state(ckpt.tensors["rng.torch"])
@@ -588,15 +614,16 @@ class _Trainer:
         loss_task = self.task_loss(t_all[:n_l], y)
         loss_teacher = loss_task
         loss_tr = None
-        kt = {"task": self.task, "tau": c.tau, "direction": c.kl_direction}
         if c.student == "trained":
             assert self.s_fwd is not None
             with amp:
                 s_all = self.s_fwd(x).float()
-            loss_tr = transfer_loss(t_all.detach(), s_all, **kt)
+            loss_tr = transfer_loss(
+                t_all.detach(), s_all, task=self.task, tau=c.tau, direction=c.kl_direction
+            )
             if not c.detach_teacher and c.transfer_weight > 0:
                 loss_teacher = loss_teacher + c.transfer_weight * transfer_loss(
-                    t_all, s_all.detach(), **kt
+                    t_all, s_all.detach(), task=self.task, tau=c.tau, direction=c.kl_direction
                 )
             total = loss_teacher + loss_tr
         else:
@@ -628,7 +655,7 @@ class _Trainer:
                 torch.nn.utils.clip_grad_norm_(self.student.parameters(), c.grad_clip)
         self.scaler.step(self.opt_t)
         self.sched_t.step()
-        if self.opt_s is not None:
+        if self.opt_s is not None and self.sched_s is not None:
             self.scaler.step(self.opt_s)
             self.sched_s.step()
         self.scaler.update()
@@ -877,12 +904,10 @@ def fit(
     # tools may hold NaN/Inf; checked in chunks).
     store.check_finite(np.concatenate([train, val, unlabeled]))
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        if not resume and (list_checkpoints(out) or (out / "model.json").exists()):
-            raise FileExistsError(
-                f"{out}: already holds a training run; continue it with --resume "
-                "or choose a new --out"
-            )
+    if out is not None and not resume and (list_checkpoints(out) or (out / "model.json").exists()):
+        raise FileExistsError(
+            f"{out}: already holds a training run; continue it with --resume or choose a new --out"
+        )
 
     device = resolve_device(config.device)
     ctx = setup(device)

@@ -15,7 +15,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from torch import nn
 
 from cryoal.io.store import SubtomogramStore
 from cryoal.models.classifier import Classifier
-from cryoal.train.distributed import autocast_context, resolve_device
+from cryoal.train.distributed import autocast_context, resolve_device, to_device
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def stream_outputs(
     prefetch: int = 2,
     mc_seed: int | None = None,
     first_batch: int = 0,
-) -> Iterator[BatchOutput]:
+) -> Generator[BatchOutput, None, None]:
     """Run models over store rows in fixed-size batches; yield outputs batch by batch.
 
     Parameters
@@ -200,7 +200,7 @@ def stream_outputs(
         raise IndexError(f"{store.path}: index out of range 0..{len(store) - 1}")
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
     for model in models.values():
-        model.to(device=dev, memory_format=fmt)
+        to_device(model, dev, fmt)
     batches = [idx[i : i + batch_size] for i in range(0, idx.size, batch_size)]
     mc = mc_passes > 0
     with _inference_mode(models, mc):
@@ -233,8 +233,7 @@ def batch_seed(seed: int, batch: int) -> int:
 def _forward(
     model: nn.Module, x: torch.Tensor, mc_passes: int, want_features: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    is_classifier = isinstance(model, Classifier)
-    if not is_classifier:
+    if not isinstance(model, Classifier):
         if mc_passes:
             return torch.stack([model(x) for _ in range(mc_passes)], dim=-1), None
         return model(x), None
@@ -400,6 +399,8 @@ def segment_tomogram(
                 x = torch.from_numpy(block)[None, None].to(dev)
                 with autocast_context(dev, amp):
                     logits = inferer(x, model)
+                if not isinstance(logits, torch.Tensor):  # a segmenter returns one tensor
+                    raise TypeError(f"segmentation model returned {type(logits).__name__}")
                 pred = logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
                 labels[z0:z1] = pred[z0 - a : z0 - a + (z1 - z0)]
                 if progress:

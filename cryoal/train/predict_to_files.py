@@ -114,8 +114,12 @@ def predict_store(
     models = {"teacher": run.teacher} | ({"student": run.student} if run.student else {})
     cfg = run.config
     writer = _H5Writer if kind in (".h5", ".hdf5") else _CsvWriter
-    with atomic_path(out, overwrite=overwrite) as tmp:
-        w = writer(tmp, store, idx, task, names, models, mc_passes, features and task == "classify")
+    with (
+        atomic_path(out, overwrite=overwrite) as tmp,
+        writer(
+            tmp, store, idx, task, names, models, mc_passes, features and task == "classify"
+        ) as w,
+    ):
         w.attrs(run=str(run.run_dir.resolve()), store=str(store.path.resolve()))
         start = 0
         for batch in stream_outputs(
@@ -133,7 +137,6 @@ def predict_store(
             start += len(batch.indices)
             if on_batch is not None:
                 on_batch(len(batch.indices))
-        w.close()
     return out
 
 
@@ -189,7 +192,10 @@ class _H5Writer:
         if dist is not None:
             self.f["distance"][sl] = dist
 
-    def close(self) -> None:
+    def __enter__(self) -> _H5Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.f.close()
 
 
@@ -208,7 +214,7 @@ def _majority(p: torch.Tensor) -> np.ndarray:
 
 class _CsvWriter:
     def __init__(self, path, store, idx, task, names, models, mc, features) -> None:  # noqa: ANN001
-        self.fh = open(path, "w", newline="")
+        self.path = path
         self.store, self.idx, self.task, self.names, self.mc = store, idx, task, names, mc
         self.first = True
 
@@ -244,7 +250,11 @@ class _CsvWriter:
         pd.DataFrame(cols).to_csv(self.fh, header=self.first, index=False, float_format="%.6g")
         self.first = False
 
-    def close(self) -> None:
+    def __enter__(self) -> _CsvWriter:
+        self.fh = open(self.path, "w", newline="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.fh.close()
 
 

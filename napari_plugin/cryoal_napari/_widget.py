@@ -650,9 +650,7 @@ class LabellingWidget(QWidget):
         self.train_button.setEnabled(True)
         self.suggest_button.setEnabled(True)
         self.job_label.setText(outcome.message)
-        if outcome.ok:
-            _show_info(outcome.message)
-        elif outcome.cancelled:
+        if outcome.ok or outcome.cancelled:
             _show_info(outcome.message)
         else:
             _show_error(outcome.message)

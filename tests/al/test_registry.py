@@ -90,8 +90,8 @@ def test_declared_needs_drive_the_config():
     assert cfg("coreset").selection_space == "features"
     assert cfg({"name": "entropy", "selection": "diverse"}).selection_space == "teacher_probs"
     assert cfg("entropy").selection_space is None
-    assert DIVERSITY_NATIVE == {"pcoreset", "coreset", "badge", "typiclust"}
-    assert NEEDS_FEATURES == {"coreset", "badge", "typiclust"}
+    assert {"pcoreset", "coreset", "badge", "typiclust"} == DIVERSITY_NATIVE
+    assert {"coreset", "badge", "typiclust"} == NEEDS_FEATURES
     with pytest.raises(ValueError, match="class_cap is not available with badge"):
         cfg({"name": "badge", "class_cap": 0.5})
 

@@ -78,9 +78,11 @@ def test_atomic_dir_into_a_folder_with_other_files(tmp_path: Path) -> None:
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     (out / "tomogram.mrc").write_bytes(b"old")
-    with pytest.raises(FileExistsError, match="tomogram.mrc: output already exists"):
-        with atomic_dir(out) as tmp:
-            (tmp / "tomogram.mrc").write_bytes(b"new")
+    with (
+        pytest.raises(FileExistsError, match="tomogram.mrc: output already exists"),
+        atomic_dir(out) as tmp,
+    ):
+        (tmp / "tomogram.mrc").write_bytes(b"new")
     assert (out / "tomogram.mrc").read_bytes() == b"old"
     with atomic_dir(out, overwrite=True, last="simulation.json") as tmp:
         (tmp / "simulation.json").write_bytes(b"{}")

@@ -93,38 +93,42 @@ def test_layout_is_readable_with_plain_h5py(written: tuple[Path, list[dict]]) ->
 
 def test_exception_while_writing_leaves_nothing(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        with StoreWriter(tmp_path / "s.h5", BOX, 10.0, ["a", "b", "c"]) as w:
-            b = _batch(rng, 4, 0)
-            w.append(b["subtomograms"], b["ids"], labels=b["labels"])
-            raise RuntimeError("simulated crash")
+    with (
+        pytest.raises(RuntimeError, match="simulated crash"),
+        StoreWriter(tmp_path / "s.h5", BOX, 10.0, ["a", "b", "c"]) as w,
+    ):
+        b = _batch(rng, 4, 0)
+        w.append(b["subtomograms"], b["ids"], labels=b["labels"])
+        raise RuntimeError("simulated crash")
     assert list(tmp_path.iterdir()) == []  # neither the store nor its .partial file
 
 
 def test_invalid_append_aborts_cleanly(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     b = _batch(rng, 3, 0)
-    with pytest.raises(ValueError, match="duplicate sample ids"):
-        with StoreWriter(tmp_path / "s.h5", BOX, 10.0, ["a", "b", "c"]) as w:
-            w.append(b["subtomograms"], b["ids"])
-            w.append(b["subtomograms"], b["ids"])
-    with pytest.raises(ValueError, match="label 7 out of range"):
-        with StoreWriter(tmp_path / "s.h5", BOX, 10.0, ["a", "b", "c"]) as w:
-            w.append(b["subtomograms"], b["ids"], labels=[0, 7, 1])
+    with (
+        pytest.raises(ValueError, match="duplicate sample ids"),
+        StoreWriter(tmp_path / "s.h5", BOX, 10.0, ["a", "b", "c"]) as w,
+    ):
+        w.append(b["subtomograms"], b["ids"])
+        w.append(b["subtomograms"], b["ids"])
+    with (
+        pytest.raises(ValueError, match="label 7 out of range"),
+        StoreWriter(tmp_path / "s.h5", BOX, 10.0, ["a", "b", "c"]) as w,
+    ):
+        w.append(b["subtomograms"], b["ids"], labels=[0, 7, 1])
     bad = b["subtomograms"].copy()
     bad[0, 0, 0, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN/Inf"):
-        with StoreWriter(tmp_path / "s.h5", BOX, 10.0) as w:
-            w.append(bad, b["ids"])
+    with pytest.raises(ValueError, match="NaN/Inf"), StoreWriter(tmp_path / "s.h5", BOX, 10.0) as w:
+        w.append(bad, b["ids"])
     assert list(tmp_path.iterdir()) == []
 
 
 def test_existing_store_is_not_overwritten(written: tuple[Path, list[dict]]) -> None:
     path, _ = written
     before = path.read_bytes()
-    with pytest.raises(FileExistsError, match="overwrite"):
-        with StoreWriter(path, BOX, 10.0):
-            pass
+    with pytest.raises(FileExistsError, match="overwrite"), StoreWriter(path, BOX, 10.0):
+        pass
     assert path.read_bytes() == before
 
 
