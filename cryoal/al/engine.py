@@ -72,7 +72,7 @@ class EngineConfig(BaseModel):
     device: str = Field("cpu", description="cpu, cuda or auto")
 
 
-def _digest(ids: Sequence[str]) -> str:
+def _digest(ids: Sequence[str] | np.ndarray) -> str:
     h = hashlib.sha256()
     for i in sorted(str(x) for x in ids):
         h.update(i.encode())
@@ -173,31 +173,31 @@ class ALEngine:
         test_digest = _digest(np.asarray(self.store.ids[self.test_indices]).astype(str))
         if self.state_path.exists():
             try:
-                state = json.loads(self.state_path.read_text())
+                saved: dict[str, Any] = json.loads(self.state_path.read_text())
             except (OSError, json.JSONDecodeError) as exc:
                 raise ValueError(
                     f"{self.state_path}: unreadable AL state ({exc}); use a new folder"
                 ) from exc
-            if not self._same_config(state.get("config") or {}):
+            if not self._same_config(saved.get("config") or {}):
                 raise ValueError(
                     f"{self.state_path}: this folder holds a run with a different configuration; "
                     "use a new output folder (or delete this one) to start a new run"
                 )
             given = None if initial_ids is None else _digest(initial_ids)
-            if given is not None and state.get("initial_digest") not in (None, given):
+            if given is not None and saved.get("initial_digest") not in (None, given):
                 raise ValueError(
                     f"{self.state_path}: this run started from another initial labeled set; "
                     "use a new output folder"
                 )
-            if state.get("pool_digest") != pool_digest or state.get("test_digest") != test_digest:
+            if saved.get("pool_digest") != pool_digest or saved.get("test_digest") != test_digest:
                 raise ValueError(
                     f"{self.state_path}: the pool or test set differs from the one this run started "
                     "with; use a new output folder"
                 )
             logger.info(
-                "resuming %s at cycle %d, step %s", self.out_dir, state["cycle"], state["phase"]
+                "resuming %s at cycle %d, step %s", self.out_dir, saved["cycle"], saved["phase"]
             )
-            return state
+            return saved
         n0 = self.pool_ids.size
         if initial_ids is None:
             n_init = resolve_size(self.config.initial, n0, "initial")
@@ -373,7 +373,7 @@ class ALEngine:
         run = load_run(run_dir, device=self.config.device)
         # mid-training checkpoints are not needed: an interrupted cycle is retrained
         shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
-        test = {"accuracy": None, "macro_f1": None, "per_class_accuracy": {}}
+        test: dict[str, Any] = {"accuracy": None, "macro_f1": None, "per_class_accuracy": {}}
         if self.test_indices.size:
             metrics = evaluate(
                 run.teacher,

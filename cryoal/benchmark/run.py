@@ -167,7 +167,11 @@ def run_benchmark(
     if jobs == 1:
         for index, seed in runs:
             name = f"{labels[index]} seed {seed}"
-            run_one(cfg, out, index, seed, on_step=lambda n, name=name: report(name, n))
+
+            def on_step(n: int, name: str = name) -> None:
+                report(name, n)
+
+            run_one(cfg, out, index, seed, on_step=on_step)
             done(index, seed)
     else:
         cfg_json = cfg.model_dump(mode="json")

@@ -13,9 +13,7 @@ import typer
 Preset = Literal["smoke", "cpu", "paper"]
 
 
-def _csv(value: str | None, cast: type = str) -> list[Any] | None:
-    if value is None:
-        return None
+def _csv(value: str, cast: type = str) -> list[Any]:
     items = [v.strip() for v in value.split(",") if v.strip()]
     try:
         return [cast(v) for v in items]
