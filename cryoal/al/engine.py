@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cryoal.al.acquire import subseed
 from cryoal.al.oracle import Oracle
-from cryoal.al.round import initial_selection, select_round, training_seed
+from cryoal.al.round import random_initial, select_round, training_seed
 from cryoal.al.selectors import resolve_size
 from cryoal.al.strategies import StrategyConfig
 from cryoal.io.atomic import atomic_write_text
@@ -201,7 +201,7 @@ class ALEngine:
         n0 = self.pool_ids.size
         if initial_ids is None:
             n_init = resolve_size(self.config.initial, n0, "initial")
-            picks = initial_selection("random", self.pool_ids, n_init, subseed(self.config.seed, 0))
+            picks = random_initial(self.pool_ids, n_init, subseed(self.config.seed, 0))
             first_ids = self.pool_ids[picks]
             how = "initial-random"
         else:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -380,3 +380,19 @@ register(Strategy("least-confidence", "1 − max p", score=_probs_score(H.least_
 register(Strategy(
     "random", "uniform", needs=Needs(model=False), select=_random, cold_start="random",
 ))  # fmt: skip
+
+
+#: Named recipes: a strategy together with the options the label-efficiency study
+#: (``cryoal benchmark --preset cpu``) measured, usable wherever a strategy name is
+#: (``cryoal suggest --strategy NAME``, ``defaults.strategy`` in project.yaml, benchmark
+#: configs). The recipe's name becomes its display label.
+RECIPES: dict[str, dict[str, Any]] = {
+    "margin+div+cap": {"name": "margin", "selection": "diverse", "class_cap": 0.2},
+    "typiclust-cold+margin+div+cap": {
+        "name": "margin",
+        "selection": "diverse",
+        "class_cap": 0.2,
+        "cold_start_cycles": 2,
+        "cold_start_method": "typicality",
+    },
+}

@@ -117,6 +117,11 @@ def in_cold_start(strategy: StrategyConfig, round: int) -> bool:
     return 1 <= int(round) <= strategy.cold_start_cycles
 
 
+def random_initial(ids: Sequence[str] | np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Round 0 as a uniform sample: ``initial_selection("random", ids, k, seed)``."""
+    return initial_selection("random", ids, k, seed)
+
+
 def round_strategy(strategy: StrategyConfig, run_config: Any, *, cold: bool) -> StrategyConfig:
     """The strategy round ``r`` runs: the cold-start strategy while ``cold``, linked to the
     training (``run_config.tau`` / ``kl_direction``) so that ``kt`` ranks by the distance

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cryoal.al.registry import REGISTRY, Needs, Strategy, cold_start_strategies
+from cryoal.al.registry import RECIPES, REGISTRY, Needs, Strategy, cold_start_strategies
 
 #: Every strategy name, in the order the docs list them (the registry's order).
 STRATEGIES: tuple[str, ...] = tuple(REGISTRY)
@@ -34,22 +34,6 @@ if TYPE_CHECKING:
     ColdStartMethod = str
 else:
     ColdStartMethod = Literal[tuple(COLD_START_STRATEGY)]
-
-
-#: Named recipes: a strategy together with the options the label-efficiency study
-#: (``cryoal benchmark --preset cpu``) measured, usable wherever a strategy name is
-#: (``cryoal suggest --strategy NAME``, ``defaults.strategy`` in project.yaml, benchmark
-#: configs). The recipe's name becomes its display label.
-RECIPES: dict[str, dict[str, Any]] = {
-    "margin+div+cap": {"name": "margin", "selection": "diverse", "class_cap": 0.2},
-    "typiclust-cold+margin+div+cap": {
-        "name": "margin",
-        "selection": "diverse",
-        "class_cap": 0.2,
-        "cold_start_cycles": 2,
-        "cold_start_method": "typicality",
-    },
-}
 
 
 class StrategyConfig(BaseModel):
