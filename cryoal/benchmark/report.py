@@ -187,6 +187,31 @@ def paired_differences(
     return per_n, alc
 
 
+def labels_ratios(
+    label: str,
+    ref: str,
+    complete: dict[tuple[str, int], pd.DataFrame],
+    target: float,
+    n_final: int,
+) -> tuple[list[float], int]:
+    """Per seed: labels ``label`` needs to reach ``target`` divided by the labels ``ref``
+    needs with the same seed (``n_final`` when ``ref`` never reaches it); seeds where
+    ``label`` never reaches it are left out. Returns the ratios and the number of seeds."""
+    seeds_ref = {s: v for (lab, s), v in complete.items() if lab == ref}
+    ratios: list[float] = []
+    pairs = 0
+    for (lb, seed), v in complete.items():
+        if lb != label or seed not in seeds_ref:
+            continue
+        pairs += 1
+        mine = labels_to_reach(v["n_labeled"], v["accuracy"], target)
+        r = seeds_ref[seed]
+        theirs = labels_to_reach(r["n_labeled"], r["accuracy"], target) or float(n_final)
+        if mine is not None:
+            ratios.append(mine / theirs)
+    return ratios, pairs
+
+
 def _versus_random(
     labels: list[str],
     ref: str,
@@ -198,8 +223,9 @@ def _versus_random(
         "",
         "Mean paired difference to random with its 95 % Student-t interval over seeds. A "
         "strategy *beats random* when the interval of its ALC difference lies above zero. "
-        "Labels ratio = labels the strategy needs to reach random's final mean accuracy, "
-        "divided by random's final label count (below 1 saves labels).",
+        "Labels ratio = per seed, the labels the strategy needs to reach random's final mean "
+        "accuracy divided by the labels random needs (its last label count when it never "
+        "does); below 1 saves labels.",
         "",
         "| strategy | seeds | ALC difference | final difference | labels ratio | cycles below "
         "random (mean) | verdict |",
@@ -219,16 +245,14 @@ def _versus_random(
         below = [n for n in sorted(per_n) if np.mean(per_n[n]) < 0]
         ratio_txt = "n/a"
         if target is not None and n_final:
-            runs = [v for (lb, _), v in complete.items() if lb == lab]
-            reach = [labels_to_reach(r["n_labeled"], r["accuracy"], target) for r in runs]
-            got = [x / n_final for x in reach if x is not None]
-            if got:
-                ci = t_interval(got)
+            ratios, pairs = labels_ratios(lab, ref, complete, target, n_final)
+            if ratios:
+                ci = t_interval(ratios)
                 ratio_txt = (
                     f"{ci.mean:.2f}" if ci.n < 2 else f"{ci.mean:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
                 )
-                if len(got) < len(reach):
-                    ratio_txt += f" ({len(got)}/{len(reach)} seeds reach it)"
+                if len(ratios) < pairs:
+                    ratio_txt += f" ({len(ratios)}/{pairs} seeds reach it)"
             else:
                 ratio_txt = "not reached"
         if d_alc.above_zero:
