@@ -62,3 +62,41 @@ def build_label_project(tmp_path: Path, queue: bool = True) -> Path:
         project.labels.write_suggestions(0, ids, None, "random", seed=0)
     project.close()
     return root
+
+
+@pytest.fixture(scope="session")
+def make_round0_labelled_project():  # noqa: ANN201 - the builder below
+    """``build_round0_labelled_project`` itself (module fixtures build their own copy)."""
+    return build_round0_labelled_project
+
+
+def build_round0_labelled_project(tmp: Path, seed: int, tomo_id: str = "sim_tomo") -> Path:
+    """``tmp/proj``: a simulated tomogram (2 classes, 30 particles, SNR 1, ``seed``) with its
+    picks as candidates, a random round-0 queue of 12 and the expert's answers to it (from
+    the simulation's ground truth) in the label store; no model yet."""
+    import json
+
+    import pandas as pd
+    from scipy.spatial import cKDTree
+
+    from cryoal.cli.main import run
+    from cryoal.sim.tomograms import simulate_tomogram
+
+    sim = simulate_tomogram(
+        tmp / "sim", shape_zyx=(64, 128, 128), n_particles=30, n_classes=2, snr=1.0, seed=seed
+    )
+    names = ",".join(json.loads(sim.settings.read_text())["class_names"])
+    proj = tmp / "proj"
+    assert run(["project", "init", str(proj), "--classes", names, "--box", "16"]) == 0
+    assert run(["project", "add-tomogram", str(proj), str(sim.tomogram), "--tomo-id", tomo_id]) == 0
+    assert run(["project", "import-picks", str(proj), str(sim.star)]) == 0
+    assert run(["suggest", str(proj), "--strategy", "random", "--k", "12", "--seed", "1"]) == 0
+    truth = pd.read_csv(sim.ground_truth)
+    queue = pd.read_csv(proj / "rounds/000/suggestions.csv")
+    _, idx = cKDTree(truth[["z", "y", "x"]].to_numpy()).query(queue[["z", "y", "x"]].to_numpy())
+    answers = pd.DataFrame(
+        {"candidate_id": queue["candidate_id"], "label": truth["class_name"].to_numpy()[idx]}
+    )
+    answers.to_csv(tmp / "r0.csv", index=False)
+    assert run(["labels", "import", str(proj), str(tmp / "r0.csv"), "--annotator", "x"]) == 0
+    return proj

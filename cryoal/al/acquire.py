@@ -31,12 +31,11 @@ from cryoal.al import selectors as sel
 from cryoal.al.registry import BatchArrays, Needs, SelectInputs
 from cryoal.al.strategies import StrategyConfig
 from cryoal.io.store import SubtomogramStore
+from cryoal.progress import CountCallback
 from cryoal.train.distributed import resolve_device
 from cryoal.train.predict import stream_outputs
 
 logger = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[int], None]
 
 
 @dataclass
@@ -138,7 +137,7 @@ def _gradnorm_scores(
     batch_size: int,
     device: torch.device,
     out: _Outputs,
-    on_batch: ProgressCallback | None,
+    on_batch: CountCallback | None,
     keep_teacher: bool,
 ) -> None:
     """Exact all-parameter gradient norms, batch by batch (needs gradients, not no_grad),
@@ -177,7 +176,7 @@ def _stream(
     device: torch.device,
     want_features: bool,
     want_student: bool,
-    on_batch: ProgressCallback | None,
+    on_batch: CountCallback | None,
     keep_teacher: bool = True,
     keep_student: bool = True,
     mc_seed: int | None = None,
@@ -285,7 +284,7 @@ def acquire(
     seed: int,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
-    on_batch: ProgressCallback | None = None,
+    on_batch: CountCallback | None = None,
 ) -> Acquisition:
     """Choose ``k`` candidates from the unlabeled pool.
 
@@ -508,7 +507,7 @@ def score_candidates(
     seed: int,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
-    on_batch: ProgressCallback | None = None,
+    on_batch: CountCallback | None = None,
     shard: tuple[int, int] = (0, 1),
 ) -> ScoreTable:
     """Score candidates (or one shard of them) with the models, keeping what selection needs.

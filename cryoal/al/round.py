@@ -37,22 +37,22 @@ InitialMethod = Literal["random", "stratified"]
 INITIAL_METHODS: tuple[str, ...] = ("random", "stratified")
 
 
-def _subseed(seed: int, *tags: int) -> int:
-    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *tags]).generate_state(1)[0])
-
-
 def selection_seed(seed: int, round: int) -> int:
     """Seed of round ``round``'s scoring and selection (pre-subsets, stochastic batches,
     k-center starts, MC-dropout masks)."""
     # tagged by the training that made the models (q - 1), as the engine always has been,
     # so benchmark runs started before this module resume with the same draws
-    return _subseed(seed, 1000 + int(round) - 1)
+    from cryoal.al.acquire import subseed
+
+    return subseed(seed, 1000 + int(round) - 1)
 
 
 def training_seed(seed: int, training: int) -> int:
     """Seed of training number ``training`` (0 = on round 0's labels; initialisation, batch
     order, augmentation)."""
-    return _subseed(seed, 100 + int(training))
+    from cryoal.al.acquire import subseed
+
+    return subseed(seed, 100 + int(training))
 
 
 def initial_selection(

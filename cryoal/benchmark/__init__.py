@@ -19,7 +19,8 @@ strategy and seed with a :class:`~cryoal.al.oracle.SimulatedOracle`, and writes
 Every run keeps its own resumable state under ``OUT/runs/<strategy>/seed_<s>/``, so the
 same command restarted after a crash continues where it stopped. Modules: ``config``
 (settings and presets), ``data`` (dataset, split, initial set), ``run`` (the runs),
-``calibrate`` (training-noise calibration), ``stats``, ``report``, ``plots``, ``layout``.
+``calibrate`` (training-noise calibration), ``workers`` (``--jobs``), ``stats``, ``report``,
+``plots``, ``layout``.
 """
 
 from __future__ import annotations

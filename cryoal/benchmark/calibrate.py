@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import pandas as pd
 
 from cryoal.benchmark.config import BenchmarkConfig
 from cryoal.benchmark.data import prepare_data, stratified_initial
+from cryoal.benchmark.workers import process_pool
 from cryoal.io.atomic import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -75,10 +75,7 @@ def train_once(cfg: BenchmarkConfig, out: Path, budget: int, steps: int, seed: i
 
 
 def _worker(cfg_json: dict[str, Any], out: str, budget: int, steps: int, seed: int) -> dict:
-    import torch
-
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(1)
+    """Process-pool entry point."""
     return train_once(BenchmarkConfig.model_validate(cfg_json), Path(out), budget, steps, seed)
 
 
@@ -144,7 +141,7 @@ def calibrate(
             record(train_once(cfg, out, b, s, seed))
     else:
         cfg_json = cfg.model_dump(mode="json")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        with process_pool(jobs) as pool:
             futures = [pool.submit(_worker, cfg_json, str(out), b, s, seed) for b, s, seed in todo]
             for future in as_completed(futures):
                 record(future.result())

@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from cryoal.benchmark.config import BenchmarkConfig, BenchmarkStrategy
 from cryoal.benchmark.data import prepare_data, stratified_initial
 from cryoal.benchmark.layout import BenchmarkResult, run_dir
 from cryoal.benchmark.report import write_reports
+from cryoal.benchmark.workers import process_pool
 from cryoal.io.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -101,10 +101,6 @@ def run_one(
 
 def _run_in_worker(cfg_json: dict[str, Any], out: str, index: int, seed: int) -> int:
     """Process-pool entry point (spawned: configuration passed as plain JSON data)."""
-    import torch
-
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(1)
     return run_one(BenchmarkConfig.model_validate(cfg_json), Path(out), index, seed)
 
 
@@ -175,7 +171,7 @@ def run_benchmark(
             done(index, seed)
     else:
         cfg_json = cfg.model_dump(mode="json")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        with process_pool(jobs) as pool:
             futures = {
                 pool.submit(_run_in_worker, cfg_json, str(out), index, seed): (index, seed)
                 for index, seed in runs

@@ -471,7 +471,7 @@ def extract_to_store(
         "normalised": bool(normalise),
         "tomograms": json.dumps({t: str(paths[t]) for t in present}),
     }
-    written = done = 0
+    written = 0
     with StoreWriter(
         out_h5,
         box,
@@ -484,6 +484,7 @@ def extract_to_store(
     ) as writer:
         for tid in present:
             rows = per_tomo[tid]
+            written_before = written
             with open_tomogram(paths[tid], voxel_size_A=voxel_size_A) as t:
                 pad_value = estimate_mean(t.data, t.path) if edge == "pad" else None
                 for batch in iter_subtomograms(
@@ -511,8 +512,7 @@ def extract_to_store(
                     written += len(sel)
                     if progress is not None:
                         progress(len(sel))
-            skipped = len(rows) - (written - done)
-            done = written
+            skipped = len(rows) - (written - written_before)
             if progress is not None and skipped:
                 progress(skipped)  # boxes skipped at the edge count as done
         if written == 0:

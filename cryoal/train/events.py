@@ -2,7 +2,7 @@
 
 The library never draws progress bars: :func:`cryoal.train.fit.fit` calls a
 :data:`TrainCallback` after every step and every epoch, prediction and scoring call a
-:data:`CountCallback` with the number of samples done. The CLI turns them into rich bars on
+:data:`cryoal.progress.CountCallback` with the number of samples done. The CLI turns them into rich bars on
 a terminal and into plain, flushed lines in a log file (:mod:`cryoal.cli.progress`).
 """
 
@@ -58,6 +58,3 @@ class TrainEvent:
 
 #: Called with every :class:`TrainEvent`.
 TrainCallback = Callable[[TrainEvent], None]
-
-#: Called with the number of samples just finished (prediction, scoring).
-CountCallback = Callable[[int], None]

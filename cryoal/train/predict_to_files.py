@@ -37,8 +37,8 @@ import torch
 
 from cryoal.io.atomic import atomic_path
 from cryoal.io.store import SubtomogramStore
+from cryoal.progress import CountCallback
 from cryoal.train.checkpoint import LoadedRun
-from cryoal.train.events import CountCallback
 from cryoal.train.losses import transfer_distance
 from cryoal.train.predict import stream_outputs
 

@@ -3,14 +3,12 @@ when they run the same strategy on the same model, pool and seed."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.spatial import cKDTree
 
 from cryoal.al.engine import ALEngine, EngineConfig
 from cryoal.al.round import in_cold_start, initial_selection, selection_seed
@@ -19,33 +17,13 @@ from cryoal.cli.main import run
 from cryoal.project.extraction import candidate_store
 from cryoal.project.oracle import LabelStoreOracle
 from cryoal.project.project import Project
-from cryoal.sim.tomograms import simulate_tomogram
 from cryoal.train.config import TrainConfig
 
 
 @pytest.fixture(scope="module")
-def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_project(tmp_path_factory: pytest.TempPathFactory, make_round0_labelled_project) -> Path:
     """A project whose round-0 queue the expert labelled, trained once (round 1)."""
-    tmp = tmp_path_factory.mktemp("round_parity")
-    sim = simulate_tomogram(
-        tmp / "sim", shape_zyx=(64, 128, 128), n_particles=30, n_classes=2, snr=1.0, seed=7
-    )
-    names = ",".join(json.loads(sim.settings.read_text())["class_names"])
-    proj = tmp / "proj"
-    assert run(["project", "init", str(proj), "--classes", names, "--box", "16"]) == 0
-    assert (
-        run(["project", "add-tomogram", str(proj), str(sim.tomogram), "--tomo-id", "sim_tomo"]) == 0
-    )
-    assert run(["project", "import-picks", str(proj), str(sim.star)]) == 0
-    assert run(["suggest", str(proj), "--strategy", "random", "--k", "12", "--seed", "1"]) == 0
-    truth = pd.read_csv(sim.ground_truth)
-    queue = pd.read_csv(proj / "rounds/000/suggestions.csv")
-    _, idx = cKDTree(truth[["z", "y", "x"]].to_numpy()).query(queue[["z", "y", "x"]].to_numpy())
-    answers = pd.DataFrame(
-        {"candidate_id": queue["candidate_id"], "label": truth["class_name"].to_numpy()[idx]}
-    )
-    answers.to_csv(tmp / "r0.csv", index=False)
-    assert run(["labels", "import", str(proj), str(tmp / "r0.csv"), "--annotator", "x"]) == 0
+    proj = make_round0_labelled_project(tmp_path_factory.mktemp("round_parity"), seed=7)
     assert run(["train", str(proj), "--preset", "tiny", "--student-preset", "tiny", "--epochs",
                 "2", "--batch-size", "4", "--val-fraction", "0", "-q"]) == 0  # fmt: skip
     return proj

@@ -3,7 +3,6 @@ sharded scoring and a merge that writes the same queue as a single-process sugge
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,34 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from scipy.spatial import cKDTree
 
 from cryoal.cli.main import run
-from cryoal.sim.tomograms import simulate_tomogram
 
 
 @pytest.fixture(scope="module")
-def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_project(tmp_path_factory: pytest.TempPathFactory, make_round0_labelled_project) -> Path:
     tmp = tmp_path_factory.mktemp("cluster_round")
-    sim = simulate_tomogram(
-        tmp / "sim", shape_zyx=(64, 128, 128), n_particles=30, n_classes=2, snr=1.0, seed=5
-    )
-    names = ",".join(json.loads(sim.settings.read_text())["class_names"])
-    proj = tmp / "proj"
-    assert run(["project", "init", str(proj), "--classes", names, "--box", "16"]) == 0
-    assert (
-        run(["project", "add-tomogram", str(proj), str(sim.tomogram), "--tomo-id", "sim_tomo"]) == 0
-    )
-    assert run(["project", "import-picks", str(proj), str(sim.star)]) == 0
-    assert run(["suggest", str(proj), "--strategy", "random", "--k", "12", "--seed", "1"]) == 0
-    truth = pd.read_csv(sim.ground_truth)
-    queue = pd.read_csv(proj / "rounds/000/suggestions.csv")
-    _, idx = cKDTree(truth[["z", "y", "x"]].to_numpy()).query(queue[["z", "y", "x"]].to_numpy())
-    answers = pd.DataFrame(
-        {"candidate_id": queue["candidate_id"], "label": truth["class_name"].to_numpy()[idx]}
-    )
-    answers.to_csv(tmp / "r0.csv", index=False)
-    assert run(["labels", "import", str(proj), str(tmp / "r0.csv"), "--annotator", "x"]) == 0
+    proj = make_round0_labelled_project(tmp, seed=5)
     # the training job of a SLURM round: torchrun, 2 processes (gloo), group norm
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "cryoal", "train", str(proj), "--preset", "tiny", "--student-preset", "tiny",
