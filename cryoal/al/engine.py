@@ -67,6 +67,12 @@ class EngineConfig(BaseModel):
     per_cycle: int | float = Field(0.05, description="labels added per cycle")
     n_cycles: int = Field(7, ge=1, description="training cycles (acquisitions = n_cycles - 1)")
     warm_start: bool = Field(False, description="initialise each cycle from the previous one")
+    warm_start_steps: int | None = Field(
+        None,
+        ge=1,
+        description="warm_start: optimizer steps of each warm-started cycle (rounded up to whole "
+        "epochs); default: the training's own steps or epochs",
+    )
     seed: int = Field(0, description="seed of the initial set, training and selection")
     batch_size: int = Field(64, ge=1, description="samples per forward pass when scoring")
     device: str = Field("cpu", description="cpu, cuda or auto")
@@ -359,6 +365,8 @@ class ALEngine:
         init = None
         if self.config.warm_start and cycle > 0:
             init = self._cycle_dir(cycle - 1)
+            if self.config.warm_start_steps is not None:
+                cfg = cfg.updated(steps=self.config.warm_start_steps)
         t0 = time.perf_counter()
         fit(
             cfg,

@@ -62,6 +62,11 @@ class BenchmarkConfig(BaseModel):
     per_cycle: int | float = Field(0.05, description="labels per cycle (count or pool fraction)")
     n_cycles: int = Field(7, ge=1, description="training cycles")
     warm_start: bool = Field(False, description="warm-start each cycle from the previous one")
+    warm_start_steps: int | None = Field(
+        None,
+        ge=1,
+        description="warm_start: optimizer steps of each warm-started cycle; default: train.steps",
+    )
     stratified_initial: bool = Field(
         True,
         description="round 0: a class-stratified random sample of the pool (the same for every "

@@ -48,6 +48,7 @@ def engine_config(cfg: BenchmarkConfig, strategy: BenchmarkStrategy, seed: int) 
         per_cycle=cfg.per_cycle,
         n_cycles=cfg.n_cycles,
         warm_start=cfg.warm_start,
+        warm_start_steps=cfg.warm_start_steps,
         seed=seed,
         batch_size=cfg.batch_size,
         device=cfg.device,

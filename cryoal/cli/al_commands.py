@@ -144,7 +144,16 @@ def calibrate(
     train_seeds: str = typer.Option(
         "0,1,2,3,4", "--train-seeds", help="Comma-separated training seeds."
     ),
-    jobs: int = typer.Option(1, "--jobs", min=1, help="Trainings at once, one process each."),
+    warm_steps: str | None = typer.Option(
+        None,
+        "--warm-steps",
+        help="Comma-separated steps per warm-started budget: train one chain through the "
+        "budgets per seed (the first from scratch for --steps, each next warm-started from "
+        "the previous model on a nested set), as a warm_start benchmark run trains.",
+    ),
+    jobs: int = typer.Option(
+        1, "--jobs", min=1, help="Trainings (or chains) at once, one process each."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress."),
 ) -> None:
     """Train the teacher on fixed labeled sets with several seeds; write calibration.md/.csv/.png."""
@@ -160,9 +169,13 @@ def calibrate(
     if not cfg.train.steps and not steps:
         raise ValueError("the configuration trains by epochs; give --steps N[,M...]")
     b, seeds = _csv(budgets, int), _csv(train_seeds, int)
-    total = len(b) * len(lengths) * len(seeds)
-    with CountProgress("calibration trainings", total, enabled=progress) as show:
-        run_calibration(cfg, out, b, lengths, seeds, jobs=jobs, on_done=lambda *_: show(1))
+    warm = _csv(warm_steps, int) if warm_steps else []
+    total = len(lengths) * len(seeds) * (len(warm) if warm else len(b))
+    what = "calibration chains" if warm else "calibration trainings"
+    with CountProgress(what, total, enabled=progress) as show:
+        run_calibration(
+            cfg, out, b, lengths, seeds, warm_steps=warm, jobs=jobs, on_done=lambda *_: show(1)
+        )
     typer.echo(f"table: {out / 'calibration.md'}")
     typer.echo(f"rows:  {out / 'calibration.csv'}")
     typer.echo(f"plot:  {out / 'calibration.png'}")

@@ -119,9 +119,48 @@ def test_calibration_trains_one_labeled_set_with_several_seeds(tmp_path, capsys)
     assert sorted(rows["budget"].unique()) == [8, 16] and set(rows["steps"]) == {4}
     assert len(rows) == 4 and rows["accuracy"].between(0, 1).all()
     table = (out / "calibration.md").read_text()
-    assert "| 8 | 4 | 2 |" in table and "| 16 | 4 | 2 |" in table
+    assert (
+        "| 8 | 4 steps from scratch | 2 |" in table and "| 16 | 4 steps from scratch | 2 |" in table
+    )
     assert (out / "calibration.png").read_bytes()[:4] == b"\x89PNG"
     # a second call resumes: the rows already trained are kept, not retrained
     assert run(args) == 0
     pd.testing.assert_frame_equal(pd.read_csv(out / "calibration.csv"), rows)
+    capsys.readouterr()
+
+
+def test_warm_calibration_trains_one_chain_per_seed_through_nested_sets(tmp_path, capsys):
+    from cryoal.benchmark.calibrate import nested_sets
+    from cryoal.benchmark.config import load_benchmark_config
+    from cryoal.benchmark.data import prepare_data, stratified_initial
+    from cryoal.io.store import SubtomogramStore
+
+    small = tmp_path / "small.yaml"
+    small.write_text("data: {per_class: 20, test_size: 24}\ntrain: {steps: 4}\n")
+    out = tmp_path / "calib"
+    args = ["benchmark-calibrate", "--preset", "smoke", "--config", str(small), "--out", str(out),
+            "--budgets", "8,16,24", "--train-seeds", "0,1", "--warm-steps", "2",
+            "--no-progress"]  # fmt: skip
+    assert run(args) == 0
+    rows = pd.read_csv(out / "calibration.csv")
+    assert len(rows) == 6 and set(rows["warm_steps"]) == {2} and set(rows["steps"]) == {4}
+    assert sorted(rows["budget"].unique()) == [8, 16, 24]
+    assert "warm chain: 4 steps, then 2 per budget" in (out / "calibration.md").read_text()
+    # the sets grow by nesting from the benchmark's stratified initial set
+    cfg = load_benchmark_config("smoke", small, {})
+    path, pool, _ = prepare_data(cfg, out)
+    store = SubtomogramStore(path)
+    sets = nested_sets(store, pool, [24, 8, 16], cfg.data.seed)
+    assert [s.size for s in sets] == [8, 16, 24]
+    assert set(sets[0]) <= set(sets[1]) <= set(sets[2]) and set(sets[2]) <= set(pool)
+    first = set(stratified_initial(store, pool, 8, cfg.data.seed))
+    assert {str(i) for i in store.ids[sets[0]].astype(str)} == first
+    # resuming retrains nothing; a from-scratch calibration in the same folder adds its rows
+    assert run(args) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "calibration.csv"), rows)
+    scratch = [a for a in args if a not in ("--warm-steps", "2")]
+    scratch[scratch.index("8,16,24")] = "24"
+    assert run(scratch) == 0
+    both = pd.read_csv(out / "calibration.csv")
+    assert len(both) == 8 and (both["warm_steps"] == 0).sum() == 2
     capsys.readouterr()
