@@ -15,8 +15,9 @@ warm-started from the previous model for ``warm_steps``.
 
 Writes ``OUT/calibration.csv`` (budget, steps, warm steps (0 = from scratch), train seed,
 accuracy, macro-F1, final train loss, seconds), ``OUT/calibration.md`` (mean ± std per
-budget and schedule) and ``OUT/calibration.png`` (accuracy against training length per
-budget).
+budget and schedule) and ``OUT/calibration.png`` (accuracy against labels per schedule);
+the table and the plot cover every row trained in ``OUT``, so calibrations with other
+budgets or schedules in the same folder end up side by side.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def calibrate(
 ) -> pd.DataFrame:
     """Train budgets x steps x seeds from scratch, or (``warm_steps``) one warm-started chain
     through the budgets per steps x warm steps x seed; resume rows already in
-    calibration.csv; write the table and the plot.
+    calibration.csv; write the table and the plot of every row in the folder.
 
     Parameters
     ----------
@@ -248,16 +249,15 @@ def calibrate(
             futures = [pool.submit(_worker, cfg_json, str(out), job) for job in jobs_todo]
             for future in as_completed(futures):
                 record(future.result())
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    frame = frame[
-        frame["budget"].isin(b_all)
-        & frame["steps"].isin([int(s) for s in steps])
-        & frame["warm_steps"].isin([int(w) for w in warm_steps] or [0])
-        & frame["train_seed"].isin([int(s) for s in train_seeds])
+    everything = pd.DataFrame(rows, columns=COLUMNS)
+    atomic_write_text(out / "calibration.md", calibration_table(cfg, everything), overwrite=True)
+    plot_calibration(everything, out / "calibration.png")
+    return everything[
+        everything["budget"].isin(b_all)
+        & everything["steps"].isin([int(s) for s in steps])
+        & everything["warm_steps"].isin([int(w) for w in warm_steps] or [0])
+        & everything["train_seed"].isin([int(s) for s in train_seeds])
     ]
-    atomic_write_text(out / "calibration.md", calibration_table(cfg, frame), overwrite=True)
-    plot_calibration(frame, out / "calibration.png")
-    return frame
 
 
 def schedule_name(steps: int, warm_steps: int) -> str:

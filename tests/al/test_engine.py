@@ -181,3 +181,18 @@ def test_resume_after_sigkill_gives_the_same_result(noise_store, tmp_path):
                         test_indices=TEST_ROWS).run()  # fmt: skip
     assert resumed["phase"] == "done"
     assert _comparable(resumed) == _comparable(straight)
+
+
+def test_warm_started_cycles_train_warm_start_steps(noise_store, tmp_path):
+    train = TrainConfig(teacher_preset="tiny", student="none", steps=12, batch_size=8,
+                        augment=False)  # fmt: skip
+    cfg = _config(strategy={"name": "random"}, train=train, warm_start=True, warm_start_steps=3)
+    out = tmp_path / "warm"
+    state = ALEngine(noise_store, SimulatedOracle(noise_store), cfg, out,
+                     test_indices=TEST_ROWS).run()  # fmt: skip
+    steps = []
+    for h in state["history"]:
+        metrics = json.loads((out / h["run_dir"] / "metrics.json").read_text())
+        steps.append(metrics["epochs"][-1]["step"])
+    # cycle 0 from scratch for >= 12 steps; the warm-started ones for >= 3 (whole epochs)
+    assert steps[0] >= 12 and all(3 <= s < 12 for s in steps[1:]), steps

@@ -163,4 +163,6 @@ def test_warm_calibration_trains_one_chain_per_seed_through_nested_sets(tmp_path
     assert run(scratch) == 0
     both = pd.read_csv(out / "calibration.csv")
     assert len(both) == 8 and (both["warm_steps"] == 0).sum() == 2
+    table = (out / "calibration.md").read_text()  # both schedules, side by side
+    assert "| 24 | 4 steps from scratch | 2 |" in table and "| 24 | warm chain" in table
     capsys.readouterr()
