@@ -3,8 +3,8 @@
 :func:`simulate_subtomograms` checks the settings, loads the templates, generates the
 samples of the dataset (or of one shard) in order with
 :func:`cryoal.sim.subtomograms.batches.iter_batches`, and writes them atomically with
-their labels, masks and per-sample ground truth; the store's ``sim_*`` attributes record
-every setting, the seed and the sample index range. What each sample is: see
+their labels, per-sample ground truth and (if asked) masks; the store's ``sim_*``
+attributes record the simulation settings, the seed and the sample index range. What each sample is: see
 :mod:`cryoal.sim.subtomograms.simulator`.
 """
 
