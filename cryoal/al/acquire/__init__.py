@@ -30,8 +30,6 @@ Every public name is importable from ``cryoal.al.acquire``.
 
 from __future__ import annotations
 
-import logging
-
 from cryoal.al.acquire.pipeline import acquire
 from cryoal.al.acquire.result import Acquisition
 from cryoal.al.acquire.scoring import ScoreTable, candidate_rows, score_candidates, shard_range
@@ -48,5 +46,3 @@ __all__ = [
     "shard_range",
     "subseed",
 ]
-
-logger = logging.getLogger(__name__)
