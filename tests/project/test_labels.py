@@ -16,6 +16,7 @@ import pytest
 from cryoal.project import labels as labels_module
 from cryoal.project.fscheck import filesystem_type, is_network_filesystem
 from cryoal.project.labels import LabelStore
+from cryoal.project.labels import connection as connection_module
 
 CLASSES = ["ribosome", "proteasome", "membrane"]
 
@@ -153,10 +154,10 @@ def test_network_filesystem_is_detected_and_warned(tmp_path: Path, monkeypatch) 
 
     path = tmp_path / "labels.sqlite"
     LabelStore.create(path, CLASSES).close()
-    monkeypatch.setattr(labels_module, "filesystem_type", lambda p: "nfs4")
+    monkeypatch.setattr(connection_module, "filesystem_type", lambda p: "nfs4")
     with pytest.warns(UserWarning, match="nfs4 filesystem.*local disk"):
         LabelStore(path).close()
-    monkeypatch.setattr(labels_module, "filesystem_type", lambda p: "ext4")
+    monkeypatch.setattr(connection_module, "filesystem_type", lambda p: "ext4")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         LabelStore(path).close()

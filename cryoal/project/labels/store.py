@@ -1,145 +1,60 @@
-"""The live label store: one SQLite file in WAL mode (``labels.sqlite``).
+"""The live label store: :class:`LabelStore`, the API the napari widget calls.
 
-Why SQLite: every label an expert makes is a committed transaction the moment the call
-returns, so neither a crash, ``kill -9`` nor a power cut (``synchronous=FULL``) loses it,
-and the file is never half-rewritten the way a JSON file rewritten in place can be. WAL
-mode lets one writer (the napari widget) and any number of readers (``cryoal status``, a
-snapshot, a suggestion job) work at the same time; writes start with ``BEGIN IMMEDIATE``
-and every connection has a busy timeout, so nobody sees "database is locked".
-
-Tables (schema version in ``PRAGMA user_version``):
-
-``classes``      class_id, name (copied from ``project.yaml`` at creation, checked on open)
-``candidates``   candidate_id (``TS_01:000123``), tomo_id, z, y, x (voxels), source,
-                 score (detector), prior_class (class given by imported picks), created_at
-``labels``       label_id (insertion order), candidate_id, kind (``class`` / ``unsure`` /
-                 ``not-a-particle`` / ``cleared``), class_id, annotator, round,
-                 model_version, created_at. History is kept: the newest label (largest
-                 label_id) of a candidate wins; ``cleared`` withdraws a label.
-``rounds``       round, strategy, model_version, k, seed, created_at
-``suggestions``  round, rank, candidate_id, score, strategy
-view ``current_labels``: the winning label of each labelled candidate.
-
-WAL needs the shared-memory file of one host: keep the project on a local disk (a warning
-is raised on NFS, SMB, Lustre, GPFS, BeeGFS, FUSE mounts, see ``fscheck``).
+Every label an expert makes is a committed transaction the moment the call returns, so
+neither a crash, ``kill -9`` nor a power cut loses it, and the file is never
+half-rewritten. WAL mode lets one writer (the napari widget) and any number of readers
+(``cryoal status``, a snapshot, a suggestion job) work at the same time; writes start
+with ``BEGIN IMMEDIATE`` and every connection has a busy timeout, so nobody sees
+"database is locked". Reads that need one consistent view run in one read transaction
+(:meth:`LabelStore.consistent_read`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import logging
 import os
 import sqlite3
 import threading
-import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cryoal.project.config import SPECIAL_LABELS
-from cryoal.project.fscheck import filesystem_type, is_network_filesystem
+from cryoal.project.labels.connection import (
+    DEFAULT_BUSY_TIMEOUT_S,
+    _connect,
+    _has_tables,
+    _split_sql,
+    warn_if_network_filesystem,
+)
+from cryoal.project.labels.errors import (
+    DamagedStoreError,
+    damaged_store_message,
+    translate_sqlite_errors,
+)
+from cryoal.project.labels.rows import (
+    _check_annotator,
+    _first_existing,
+    _insert_label_row,
+    _label_frame,
+    _unknown_candidate_message,
+    _unknown_candidates,
+)
+from cryoal.project.labels.schema import (
+    _SCHEMA,
+    CANDIDATE_COLUMNS,
+    KIND_CLASS,
+    KIND_CLEARED,
+    LABEL_COLUMNS,
+    SCHEMA_VERSION,
+    Label,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
-
-#: Schema version written to ``PRAGMA user_version``.
-SCHEMA_VERSION = 1
-
-#: Seconds a connection waits for another writer before giving up (SQLite busy timeout).
-DEFAULT_BUSY_TIMEOUT_S = 30.0
-
-#: Label kinds stored in ``labels.kind``.
-KIND_CLASS = "class"
-KIND_CLEARED = "cleared"
-KINDS = (KIND_CLASS, *SPECIAL_LABELS, KIND_CLEARED)
-
-_SCHEMA = f"""
-CREATE TABLE classes (
-    class_id INTEGER PRIMARY KEY CHECK (class_id >= 0),
-    name     TEXT NOT NULL UNIQUE
-);
-CREATE TABLE candidates (
-    candidate_id TEXT PRIMARY KEY,
-    tomo_id      TEXT NOT NULL,
-    z REAL NOT NULL, y REAL NOT NULL, x REAL NOT NULL,
-    source       TEXT NOT NULL,
-    score        REAL,
-    prior_class  TEXT,
-    created_at   TEXT NOT NULL
-);
-CREATE INDEX candidates_by_tomo ON candidates (tomo_id);
-CREATE TABLE labels (
-    label_id      INTEGER PRIMARY KEY AUTOINCREMENT,
-    candidate_id  TEXT NOT NULL REFERENCES candidates (candidate_id),
-    kind          TEXT NOT NULL CHECK (kind IN ({", ".join(repr(k) for k in KINDS)})),
-    class_id      INTEGER REFERENCES classes (class_id),
-    annotator     TEXT NOT NULL,
-    round         INTEGER,
-    model_version TEXT,
-    created_at    TEXT NOT NULL,
-    CHECK ((kind = 'class') = (class_id IS NOT NULL))
-);
-CREATE INDEX labels_by_candidate ON labels (candidate_id, label_id);
-CREATE TABLE rounds (
-    round         INTEGER PRIMARY KEY CHECK (round >= 0),
-    strategy      TEXT NOT NULL,
-    model_version TEXT,
-    k             INTEGER NOT NULL,
-    seed          INTEGER,
-    created_at    TEXT NOT NULL
-);
-CREATE TABLE suggestions (
-    round        INTEGER NOT NULL REFERENCES rounds (round),
-    rank         INTEGER NOT NULL,
-    candidate_id TEXT NOT NULL REFERENCES candidates (candidate_id),
-    score        REAL,
-    strategy     TEXT NOT NULL,
-    PRIMARY KEY (round, rank),
-    UNIQUE (round, candidate_id)
-);
-CREATE INDEX suggestions_by_candidate ON suggestions (candidate_id, round);
-CREATE VIEW current_labels AS
-    SELECT l.label_id, l.candidate_id, c.tomo_id, c.z, c.y, c.x, l.kind, l.class_id,
-           k.name AS class_name, l.annotator, l.round, l.model_version, l.created_at
-    FROM labels AS l
-    JOIN (SELECT candidate_id, MAX(label_id) AS label_id FROM labels GROUP BY candidate_id)
-         AS newest ON newest.label_id = l.label_id
-    JOIN candidates AS c ON c.candidate_id = l.candidate_id
-    LEFT JOIN classes AS k ON k.class_id = l.class_id
-    WHERE l.kind != '{KIND_CLEARED}';
-"""
-
-#: Columns of ``LabelStore.candidates()``.
-CANDIDATE_COLUMNS = ("candidate_id", "tomo_id", "z", "y", "x", "source", "score", "prior_class")
-
-#: Columns of ``LabelStore.current_labels()`` (also the snapshot table).
-LABEL_COLUMNS = (
-    "candidate_id", "tomo_id", "z", "y", "x", "kind", "class_id", "class_name",
-    "annotator", "round", "model_version", "created_at", "label_id",
-)  # fmt: skip
-
-
-def utc_now() -> str:
-    """Current UTC time as ISO 8601 with microseconds (sorts as text)."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
-
-
-@dataclass(frozen=True)
-class Label:
-    """One stored label (a row of ``labels``)."""
-
-    label_id: int
-    candidate_id: str
-    kind: str
-    class_id: int | None
-    class_name: str | None
-    annotator: str
-    round: int | None
-    model_version: str | None
-    created_at: str
 
 
 class LabelStore:
@@ -756,209 +671,3 @@ class LabelStore:
     def consistent_read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """A read transaction (one consistent view of the database) for several queries."""
         return self._read()
-
-
-# -- damage and full disks ------------------------------------------------------------
-#: SQLite result codes (``sqlite3.Error.sqlite_errorcode``, primary code in the low byte).
-_SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 10, 11, 13, 26
-
-
-def _nearly_full(path: Path) -> bool:
-    """Whether the disk holding ``path`` has (almost) no space left.
-
-    SQLite reports a full disk as SQLITE_FULL when the database or WAL cannot grow, but
-    as a plain I/O error when its shared-memory index (``-shm``) cannot.
-    """
-    import shutil
-
-    try:
-        return shutil.disk_usage(path.parent).free < 2**20
-    except OSError:
-        return False
-
-
-class DamagedStoreError(ValueError):
-    """The label store file is damaged (not a database, or a malformed page)."""
-
-
-def damaged_store_message(path: Path, detail: str) -> str:
-    """One line: what is wrong with ``path``, how to check it and how to recover."""
-    from cryoal.project.layout import SNAPSHOT_NAME, round_dir
-    from cryoal.project.snapshot import snapshot_rounds
-
-    root = path.parent
-    rounds = snapshot_rounds(root)
-    newest = next(
-        (round_dir(root, r) / SNAPSHOT_NAME for r in reversed(rounds)
-         if (round_dir(root, r) / SNAPSHOT_NAME).is_file()),
-        None,
-    )  # fmt: skip
-    if newest is not None:
-        fallback = (
-            f"or start again from the newest labels snapshot {newest}: mv {path} "
-            f"{path}.damaged, create a new project with the same classes ('cryoal project "
-            f"init NEW --classes {_class_list(root)}'), add the tomograms and candidates "
-            f"again, then 'cryoal labels import NEW {newest}'"
-        )
-    else:
-        fallback = "no labels snapshot exists (rounds/NNN/snapshot.csv) to restore from"
-    return (
-        f"{path}: the label store is damaged ({' '.join(detail.split())}); keep a copy of "
-        f'the file, check it with: sqlite3 {path} "PRAGMA integrity_check"; recover '
-        f"what SQLite can read with: sqlite3 {path} .recover | sqlite3 {path}.recovered "
-        f"(then replace the damaged file with it), {fallback}"
-    )
-
-
-def _class_list(root: Path) -> str:
-    """The project's classes as ``a,b`` (from project.yaml), or ``...`` when unreadable."""
-    try:
-        import yaml
-
-        from cryoal.project.layout import CONFIG_NAME
-
-        with open(root / CONFIG_NAME, encoding="utf-8") as fh:
-            names = yaml.safe_load(fh).get("classes", [])
-        return ",".join(str(n["name"] if isinstance(n, dict) else n) for n in names) or "..."
-    except Exception:  # a hint only; the message must not fail
-        return "..."
-
-
-def _sqlite_code(exc: sqlite3.Error) -> int | None:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return None if code is None else int(code) & 0xFF
-
-
-@contextlib.contextmanager
-def translate_sqlite_errors(path: Path) -> Iterator[None]:
-    """Turn SQLite's "damaged file" errors into :class:`DamagedStoreError` and a full
-    disk into ``OSError(ENOSPC)`` naming ``path``; anything else passes through."""
-    try:
-        yield
-    except sqlite3.DatabaseError as exc:
-        code = _sqlite_code(exc)
-        text = str(exc)
-        if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or (
-            code is None and ("malformed" in text or "not a database" in text)
-        ):
-            raise DamagedStoreError(damaged_store_message(path, text)) from exc
-        if code == _SQLITE_FULL or (code == _SQLITE_IOERR and _nearly_full(path)):
-            import errno
-
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
-        raise
-
-
-# -- helpers -------------------------------------------------------------------------
-def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
-    conn = sqlite3.connect(
-        str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-    )
-    # FULL: a committed label survives power loss too, not only a process crash. Labels
-    # arrive at human speed, so the extra fsync per commit costs nothing noticeable.
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    return conn
-
-
-def _has_tables(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
-
-
-def _split_sql(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
-
-
-def _check_annotator(annotator: str) -> str:
-    if not isinstance(annotator, str) or not annotator.strip():
-        raise ValueError(
-            "annotator must be a non-empty name (a person, or a tool such as 'import:file.csv')"
-        )
-    return annotator.strip()
-
-
-def _unknown_candidates(conn: sqlite3.Connection, ids: Iterable[str]) -> list[str]:
-    unknown = []
-    for cid in ids:
-        if (
-            conn.execute("SELECT 1 FROM candidates WHERE candidate_id = ?", (cid,)).fetchone()
-            is None
-        ):
-            unknown.append(cid)
-    return unknown
-
-
-def _first_existing(conn: sqlite3.Connection, ids: Iterable[str]) -> str:
-    for cid in ids:
-        if conn.execute("SELECT 1 FROM candidates WHERE candidate_id = ?", (cid,)).fetchone():
-            return cid
-    return "?"
-
-
-def _unknown_candidate_message(path: Path, unknown: Sequence[str]) -> str:
-    more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
-    return (
-        f"unknown candidate {unknown[0]!r}{more} in {path}; candidate ids look like "
-        "'TS_01:000123' (see candidates.csv in the project folder); import "
-        "picks or run the detector to create candidates first"
-    )
-
-
-def _insert_label_row(
-    conn: sqlite3.Connection,
-    path: Path,
-    candidate_id: str,
-    kind: str,
-    class_id: int | None,
-    annotator: str,
-    round: int | None,
-    model_version: str | None,
-) -> tuple[int, int | None, str | None, str]:
-    if (
-        conn.execute("SELECT 1 FROM candidates WHERE candidate_id = ?", (candidate_id,)).fetchone()
-        is None
-    ):
-        raise ValueError(_unknown_candidate_message(path, [candidate_id]))
-    if round is None:
-        row = conn.execute(
-            "SELECT s.round, r.model_version FROM suggestions AS s JOIN rounds AS r "
-            "ON r.round = s.round WHERE s.candidate_id = ? ORDER BY s.round DESC LIMIT 1",
-            (candidate_id,),
-        ).fetchone()
-        if row is not None:
-            round = int(row[0])
-            model_version = model_version if model_version is not None else row[1]
-    elif model_version is None:
-        row = conn.execute("SELECT model_version FROM rounds WHERE round = ?", (round,)).fetchone()
-        model_version = None if row is None else row[0]
-    now = utc_now()
-    cur = conn.execute(
-        "INSERT INTO labels (candidate_id, kind, class_id, annotator, round, model_version, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (candidate_id, kind, class_id, annotator, round, model_version, now),
-    )
-    row_id = cur.lastrowid
-    if row_id is None:  # sqlite3 sets it after every successful INSERT
-        raise RuntimeError(f"{candidate_id}: the label store returned no row id for the label")
-    return int(row_id), round, model_version, now
-
-
-def _label_frame(rows: list[tuple]) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=list(LABEL_COLUMNS))
-    return df.astype(
-        {"candidate_id": object, "tomo_id": object, "z": float, "y": float, "x": float,
-         "class_id": "Int64", "round": "Int64", "label_id": "int64"}
-    )  # fmt: skip
-
-
-def warn_if_network_filesystem(path: Path, stacklevel: int = 2) -> str | None:
-    """Warn (``UserWarning``) when ``path`` is on a network filesystem; return its type."""
-    fs_type = filesystem_type(path)
-    if is_network_filesystem(fs_type):
-        warnings.warn(
-            f"{path}: the label store is on a {fs_type} filesystem, where SQLite's WAL mode "
-            "is unsafe if more than one machine opens it; keep the project on a local disk "
-            "(training jobs on other machines read snapshots, never the live store)",
-            stacklevel=stacklevel,
-        )
-    return fs_type

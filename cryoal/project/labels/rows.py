@@ -1,0 +1,99 @@
+"""Statements the label store runs inside its write transactions, and its label frame.
+
+Checks of an annotator name and of candidate ids (with the message for unknown ids), the
+insert of one label row with its provenance (round and model version, looked up from the
+suggestion queue when not given), and the ``LABEL_COLUMNS`` table of current labels.
+These run on a connection the caller already holds in a transaction; they never commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from cryoal.project.labels.schema import LABEL_COLUMNS, utc_now
+
+
+def _check_annotator(annotator: str) -> str:
+    if not isinstance(annotator, str) or not annotator.strip():
+        raise ValueError(
+            "annotator must be a non-empty name (a person, or a tool such as 'import:file.csv')"
+        )
+    return annotator.strip()
+
+
+def _unknown_candidates(conn: sqlite3.Connection, ids: Iterable[str]) -> list[str]:
+    unknown = []
+    for cid in ids:
+        if (
+            conn.execute("SELECT 1 FROM candidates WHERE candidate_id = ?", (cid,)).fetchone()
+            is None
+        ):
+            unknown.append(cid)
+    return unknown
+
+
+def _first_existing(conn: sqlite3.Connection, ids: Iterable[str]) -> str:
+    for cid in ids:
+        if conn.execute("SELECT 1 FROM candidates WHERE candidate_id = ?", (cid,)).fetchone():
+            return cid
+    return "?"
+
+
+def _unknown_candidate_message(path: Path, unknown: Sequence[str]) -> str:
+    more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+    return (
+        f"unknown candidate {unknown[0]!r}{more} in {path}; candidate ids look like "
+        "'TS_01:000123' (see candidates.csv in the project folder); import "
+        "picks or run the detector to create candidates first"
+    )
+
+
+def _insert_label_row(
+    conn: sqlite3.Connection,
+    path: Path,
+    candidate_id: str,
+    kind: str,
+    class_id: int | None,
+    annotator: str,
+    round: int | None,
+    model_version: str | None,
+) -> tuple[int, int | None, str | None, str]:
+    if (
+        conn.execute("SELECT 1 FROM candidates WHERE candidate_id = ?", (candidate_id,)).fetchone()
+        is None
+    ):
+        raise ValueError(_unknown_candidate_message(path, [candidate_id]))
+    if round is None:
+        row = conn.execute(
+            "SELECT s.round, r.model_version FROM suggestions AS s JOIN rounds AS r "
+            "ON r.round = s.round WHERE s.candidate_id = ? ORDER BY s.round DESC LIMIT 1",
+            (candidate_id,),
+        ).fetchone()
+        if row is not None:
+            round = int(row[0])
+            model_version = model_version if model_version is not None else row[1]
+    elif model_version is None:
+        row = conn.execute("SELECT model_version FROM rounds WHERE round = ?", (round,)).fetchone()
+        model_version = None if row is None else row[0]
+    now = utc_now()
+    cur = conn.execute(
+        "INSERT INTO labels (candidate_id, kind, class_id, annotator, round, model_version, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (candidate_id, kind, class_id, annotator, round, model_version, now),
+    )
+    row_id = cur.lastrowid
+    if row_id is None:  # sqlite3 sets it after every successful INSERT
+        raise RuntimeError(f"{candidate_id}: the label store returned no row id for the label")
+    return int(row_id), round, model_version, now
+
+
+def _label_frame(rows: list[tuple]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(LABEL_COLUMNS))
+    return df.astype(
+        {"candidate_id": object, "tomo_id": object, "z": float, "y": float, "x": float,
+         "class_id": "Int64", "round": "Int64", "label_id": "int64"}
+    )  # fmt: skip

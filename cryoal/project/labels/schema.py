@@ -1,0 +1,117 @@
+"""What the label store holds: its SQL schema, schema version, label kinds and row types.
+
+Tables (schema version in ``PRAGMA user_version``):
+
+``classes``      class_id, name (copied from ``project.yaml`` at creation, checked on open)
+``candidates``   candidate_id (``TS_01:000123``), tomo_id, z, y, x (voxels), source,
+                 score (detector), prior_class (class given by imported picks), created_at
+``labels``       label_id (insertion order), candidate_id, kind (``class`` / ``unsure`` /
+                 ``not-a-particle`` / ``cleared``), class_id, annotator, round,
+                 model_version, created_at. History is kept: the newest label (largest
+                 label_id) of a candidate wins; ``cleared`` withdraws a label.
+``rounds``       round, strategy, model_version, k, seed, created_at
+``suggestions``  round, rank, candidate_id, score, strategy
+view ``current_labels``: the winning label of each labelled candidate.
+
+Timestamps (``created_at``) are UTC ISO 8601 text from :func:`utc_now`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+
+from cryoal.project.config import SPECIAL_LABELS
+
+#: Schema version written to ``PRAGMA user_version``.
+SCHEMA_VERSION = 1
+
+#: Label kinds stored in ``labels.kind``.
+KIND_CLASS = "class"
+KIND_CLEARED = "cleared"
+KINDS = (KIND_CLASS, *SPECIAL_LABELS, KIND_CLEARED)
+
+_SCHEMA = f"""
+CREATE TABLE classes (
+    class_id INTEGER PRIMARY KEY CHECK (class_id >= 0),
+    name     TEXT NOT NULL UNIQUE
+);
+CREATE TABLE candidates (
+    candidate_id TEXT PRIMARY KEY,
+    tomo_id      TEXT NOT NULL,
+    z REAL NOT NULL, y REAL NOT NULL, x REAL NOT NULL,
+    source       TEXT NOT NULL,
+    score        REAL,
+    prior_class  TEXT,
+    created_at   TEXT NOT NULL
+);
+CREATE INDEX candidates_by_tomo ON candidates (tomo_id);
+CREATE TABLE labels (
+    label_id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    candidate_id  TEXT NOT NULL REFERENCES candidates (candidate_id),
+    kind          TEXT NOT NULL CHECK (kind IN ({", ".join(repr(k) for k in KINDS)})),
+    class_id      INTEGER REFERENCES classes (class_id),
+    annotator     TEXT NOT NULL,
+    round         INTEGER,
+    model_version TEXT,
+    created_at    TEXT NOT NULL,
+    CHECK ((kind = 'class') = (class_id IS NOT NULL))
+);
+CREATE INDEX labels_by_candidate ON labels (candidate_id, label_id);
+CREATE TABLE rounds (
+    round         INTEGER PRIMARY KEY CHECK (round >= 0),
+    strategy      TEXT NOT NULL,
+    model_version TEXT,
+    k             INTEGER NOT NULL,
+    seed          INTEGER,
+    created_at    TEXT NOT NULL
+);
+CREATE TABLE suggestions (
+    round        INTEGER NOT NULL REFERENCES rounds (round),
+    rank         INTEGER NOT NULL,
+    candidate_id TEXT NOT NULL REFERENCES candidates (candidate_id),
+    score        REAL,
+    strategy     TEXT NOT NULL,
+    PRIMARY KEY (round, rank),
+    UNIQUE (round, candidate_id)
+);
+CREATE INDEX suggestions_by_candidate ON suggestions (candidate_id, round);
+CREATE VIEW current_labels AS
+    SELECT l.label_id, l.candidate_id, c.tomo_id, c.z, c.y, c.x, l.kind, l.class_id,
+           k.name AS class_name, l.annotator, l.round, l.model_version, l.created_at
+    FROM labels AS l
+    JOIN (SELECT candidate_id, MAX(label_id) AS label_id FROM labels GROUP BY candidate_id)
+         AS newest ON newest.label_id = l.label_id
+    JOIN candidates AS c ON c.candidate_id = l.candidate_id
+    LEFT JOIN classes AS k ON k.class_id = l.class_id
+    WHERE l.kind != '{KIND_CLEARED}';
+"""
+
+#: Columns of ``LabelStore.candidates()``.
+CANDIDATE_COLUMNS = ("candidate_id", "tomo_id", "z", "y", "x", "source", "score", "prior_class")
+
+#: Columns of ``LabelStore.current_labels()`` (also the snapshot table).
+LABEL_COLUMNS = (
+    "candidate_id", "tomo_id", "z", "y", "x", "kind", "class_id", "class_name",
+    "annotator", "round", "model_version", "created_at", "label_id",
+)  # fmt: skip
+
+
+def utc_now() -> str:
+    """Current UTC time as ISO 8601 with microseconds (sorts as text)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class Label:
+    """One stored label (a row of ``labels``)."""
+
+    label_id: int
+    candidate_id: str
+    kind: str
+    class_id: int | None
+    class_name: str | None
+    annotator: str
+    round: int | None
+    model_version: str | None
+    created_at: str
