@@ -12,7 +12,8 @@ from cryoal.data.datasets import stratified_split
 from cryoal.io.store import SubtomogramStore
 from cryoal.models import build_model
 from cryoal.train.config import TrainConfig
-from cryoal.train.fit import _Trainer, derive_seed, ema_update, fit
+from cryoal.train.fit import derive_seed, ema_update, fit
+from cryoal.train.fit.trainer import _Trainer
 from cryoal.train.losses import transfer_distance
 from cryoal.train.predict import stream_outputs
 

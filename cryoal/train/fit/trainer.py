@@ -1,4 +1,4 @@
-"""Joint teacher–student training (methods.md §1), with checkpoints and exact resume.
+"""State and steps of one training run (methods.md §1): the joint teacher–student step.
 
 Per step, on a labeled batch ``(x_l, y_l)`` and, optionally, an unlabeled batch ``x_u``::
 
@@ -13,23 +13,16 @@ voxel-mean squared difference of probabilities for segmentation
 (:mod:`cryoal.train.losses`). When unlabeled batches are used, the teacher runs once over
 ``x_l`` and ``x_u`` together (its BatchNorm statistics then include the unlabeled batch).
 
-Reproducibility: initialisation, batch order, augmentation and dropout derive from
-``config.seed``; the global torch RNG of the caller is saved and restored. A run killed at
-any point and resumed from its newest checkpoint replays exactly the same batches.
+:class:`_Trainer` builds the networks (DDP wrappers under ``torchrun``), datasets, class
+balance, optimisers, schedules and EMA averages; it runs the steps, the per-epoch
+validation and the checkpoints (write, and restore for an exact resume).
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
-import math
-import os
-import time
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,183 +38,36 @@ from cryoal.data.datasets import (
     epoch_batches,
 )
 from cryoal.data.transforms import wedge_safe_augmentation
-from cryoal.io.atomic import atomic_write_text
 from cryoal.io.store import SubtomogramStore
 from cryoal.models import build_model, check_box, count_parameters
 from cryoal.models.factory import to_sync_batchnorm
 from cryoal.train.checkpoint import (
-    LoadedRun,
     join_optimizer_state,
-    list_checkpoints,
     load_latest_checkpoint,
-    load_run,
     save_checkpoint,
-    save_run_models,
     scheduler_state_json,
     split_optimizer_state,
 )
 from cryoal.train.config import TrainConfig
 from cryoal.train.distributed import (
     DistContext,
-    StopRequest,
     all_reduce_sum,
     amp_dtype,
-    any_rank,
     autocast_context,
     barrier,
-    device_for,
     grad_scaler,
-    requeue_slurm_job,
     resolve_device,
-    setup,
     shard,
-    teardown,
     to_device,
 )
 from cryoal.train.evaluate import evaluate
-from cryoal.train.events import TrainCallback, TrainEvent
+from cryoal.train.fit.inputs import _class_names, _data_hash
+from cryoal.train.fit.optim import _lr_factor, _optimizer, ema_update
+from cryoal.train.fit.seeds import derive_seed
+from cryoal.train.fit.warm_start import _init_from, _warm_start
 from cryoal.train.losses import TaskLoss, consistency_loss, transfer_loss
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FitResult:
-    """What :func:`fit` returns.
-
-    Attributes
-    ----------
-    teacher
-        The trained task model (eval mode, on the training device).
-    student
-        The trained or EMA student, or None (``student: none``).
-    metrics
-        Final metrics (``metrics.json["final"]``): validation metrics of the last epoch
-        (when a validation set was given), train losses, sizes, wall time.
-    out_dir
-        The run folder, or None when training in memory only.
-    config
-        The configuration used.
-    history
-        Per-epoch metrics (``metrics.json["epochs"]``).
-    info
-        Model description (``model.json`` without file hashes).
-    """
-
-    teacher: nn.Module
-    student: nn.Module | None
-    metrics: dict[str, Any]
-    out_dir: Path | None
-    config: TrainConfig
-    history: list[dict[str, Any]] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-class TrainingPreempted(RuntimeError):
-    """Training stopped early on a stop request (SIGUSR1) after writing a checkpoint.
-
-    Attributes
-    ----------
-    step
-        The global step of the checkpoint; ``fit(..., resume=True)`` continues from it.
-    requeued
-        The SLURM job id that was requeued (``scontrol requeue``), or None.
-    """
-
-    def __init__(self, out_dir: Path, step: int, requeued: str | None) -> None:
-        self.out_dir, self.step, self.requeued = out_dir, step, requeued
-        then = f"; SLURM job {requeued} requeued" if requeued else "; rerun with --resume"
-        super().__init__(f"{out_dir}: stopped on SIGUSR1 after checkpointing step {step}{then}")
-
-
-def derive_seed(seed: int, purpose: str) -> int:
-    """A 31-bit seed for one purpose (``"teacher"``, ``"student"``, ...) from the run seed."""
-    digest = hashlib.sha256(f"{int(seed)}:{purpose}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
-
-
-def _as_indices(values: Sequence[int] | np.ndarray | None, n: int, what: str) -> np.ndarray:
-    idx = np.asarray([] if values is None else values, dtype=np.int64).reshape(-1)
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise ValueError(f"{what} contains rows outside 0..{n - 1}")
-    if np.unique(idx).size != idx.size:
-        raise ValueError(f"{what} contains repeated rows; pass each sample once")
-    return idx
-
-
-def _class_names(store: SubtomogramStore, task: str, num_classes: int) -> list[str]:
-    names = list(store.class_names)
-    if task == "segment":
-        names = ["background", *names]
-    names = names[:num_classes]
-    names += [f"class_{k}" for k in range(len(names), num_classes)]
-    return names
-
-
-def _lr_factor(config: TrainConfig, total_steps: int):
-    warm = config.warmup_steps
-    milestones = [m * total_steps for m in config.step_milestones]
-
-    def factor(step: int) -> float:
-        if warm and step < warm:
-            return (step + 1) / warm
-        if config.schedule == "cosine":
-            progress = (step - warm) / max(1, total_steps - warm)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        if config.schedule == "step":
-            return config.step_gamma ** sum(step >= m for m in milestones)
-        return 1.0
-
-    return factor
-
-
-def _optimizer(config: TrainConfig, params: Any, lr: float) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-    return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
-
-
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """``ema <- decay * ema + (1 - decay) * model`` for parameters; buffers are copied."""
-    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-        pe.lerp_(pm.detach(), 1.0 - decay)
-    for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
-        be.copy_(bm)
-
-
-def _init_from(init: Any) -> tuple[nn.Module, nn.Module | None]:
-    if isinstance(init, FitResult | LoadedRun):
-        return init.teacher, init.student
-    if isinstance(init, str | os.PathLike):
-        run = load_run(init)
-        return run.teacher, run.student
-    raise ValueError(
-        f"init must be a FitResult, a LoadedRun or a run folder; got {type(init).__name__}"
-    )
-
-
-def _warm_start(model: nn.Module, source: nn.Module, what: str) -> None:
-    try:
-        model.load_state_dict(source.state_dict())
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise ValueError(
-            f"warm start of the {what} failed: the previous run's network differs "
-            f"({first[1].strip() if len(first) > 1 else first[0]}); use the same preset, norm "
-            "and classes, or train from scratch"
-        ) from None
-
-
-def _data_hash(store: SubtomogramStore, parts: dict[str, np.ndarray], labels: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for name, idx in parts.items():
-        h.update(name.encode())
-        h.update("\x1f".join(store.ids[idx].tolist()).encode())
-    h.update(labels.tobytes())
-    return h.hexdigest()
 
 
 class _Trainer:
@@ -790,259 +636,3 @@ class _Trainer:
             "n_val": int(self.val.size),
             "n_unlabeled": int(self.unlabeled.size),
         }
-
-
-def _preempt(
-    trainer: _Trainer,
-    out: Path | None,
-    ctx: DistContext,
-    callback: TrainCallback | None,
-    t0: float,
-    step0: int,
-    saved: bool = False,
-) -> None:
-    """Checkpoint (unless just done), requeue the SLURM job from rank 0 and stop."""
-    assert out is not None
-    if not saved:
-        trainer.save_checkpoint()  # rank 0 writes, every rank waits at the barrier
-    job = requeue_slurm_job() if ctx.is_main else None
-    if callback is not None:
-        callback(_event(trainer, "stopped", t0, step0))
-    raise TrainingPreempted(out, trainer.global_step, job)
-
-
-def _write_metrics(out_dir: Path, trainer: _Trainer, final: dict[str, Any] | None) -> None:
-    body = {
-        "task": trainer.task,
-        "class_names": trainer.class_names,
-        "epochs": trainer.history,
-        "final": final,
-    }
-    atomic_write_text(out_dir / "metrics.json", json.dumps(body, indent=1))
-
-
-def fit(
-    config: TrainConfig,
-    store: SubtomogramStore | str | os.PathLike,
-    train_indices: Sequence[int] | np.ndarray,
-    *,
-    val_indices: Sequence[int] | np.ndarray | None = None,
-    unlabeled_indices: Sequence[int] | np.ndarray | None = None,
-    labels: Sequence[int] | np.ndarray | None = None,
-    out_dir: str | os.PathLike | None = None,
-    init: FitResult | LoadedRun | str | os.PathLike | None = None,
-    resume: bool = False,
-    callback: TrainCallback | None = None,
-    stop_on_sigusr1: bool = False,
-) -> FitResult:
-    """Train a teacher (and its student) on store rows.
-
-    Parameters
-    ----------
-    config
-        All hyper-parameters (:class:`~cryoal.train.config.TrainConfig`).
-    store
-        A :class:`~cryoal.io.store.SubtomogramStore` or its path.
-    train_indices
-        Labeled store rows to train on.
-    val_indices
-        Labeled rows evaluated after every epoch (none: no validation metrics). ``fit``
-        never splits ``train_indices`` itself; :func:`cryoal.train.run.train_store` does.
-    unlabeled_indices
-        Rows the student may also learn from (``student_data: labeled+unlabeled``).
-    labels
-        Classify: ``(n_train,)`` class indices aligned with ``train_indices``, instead of
-        ``store.labels[train_indices]`` (e.g. labels from an oracle or the label store).
-    out_dir
-        Run folder for ``train.yaml``, checkpoints, ``metrics.json``, ``model.json`` and
-        the final safetensors; None trains in memory (no checkpoints).
-    init
-        Warm start from a previous :class:`FitResult`, :class:`LoadedRun` or run folder
-        (teacher, and student when both runs have the same student network).
-    resume
-        Continue from the newest valid checkpoint in ``out_dir`` (start fresh when there
-        is none, so a scheduler can always pass it).
-    callback
-        Called with a :class:`~cryoal.train.events.TrainEvent` after every step and epoch
-        (on every rank that passes one; the CLI passes one on rank 0 only).
-    stop_on_sigusr1
-        Catch ``SIGUSR1`` while training (the SLURM pre-emption warning): at the next step
-        boundary every rank stops, rank 0 writes a checkpoint, requeues the SLURM job when
-        running in one (``scontrol requeue $SLURM_JOB_ID``) and :class:`TrainingPreempted`
-        is raised on every rank. Needs ``out_dir``.
-
-    Returns
-    -------
-    FitResult
-
-    Raises
-    ------
-    ValueError
-        Invalid indices or labels, a store without masks for segmentation, a run folder
-        that already holds a run (without ``resume``), or a checkpoint from a different
-        configuration / data, or one modified after it was written.
-    TrainingPreempted
-        ``stop_on_sigusr1`` and SIGUSR1 arrived: the checkpoint is written.
-    """
-    if not isinstance(store, SubtomogramStore):
-        store = SubtomogramStore(store)
-    n = len(store)
-    train = _as_indices(train_indices, n, "train_indices")
-    if train.size == 0:
-        raise ValueError(f"{store.path}: no training samples; label some samples first")
-    val = _as_indices(val_indices, n, "val_indices")
-    unlabeled = _as_indices(unlabeled_indices, n, "unlabeled_indices")
-    if np.intersect1d(train, val).size:
-        raise ValueError("train_indices and val_indices overlap; validation must be held out")
-    if labels is None:
-        targets = store.labels[train].copy()
-    else:
-        targets = np.asarray(labels, dtype=np.int64).reshape(-1)
-        if targets.shape != train.shape:
-            raise ValueError(f"{targets.size} labels for {train.size} train_indices; pass one each")
-    # Every sample training will read, before anything is written (stores from other
-    # tools may hold NaN/Inf; checked in chunks).
-    store.check_finite(np.concatenate([train, val, unlabeled]))
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None and not resume and (list_checkpoints(out) or (out / "model.json").exists()):
-        raise FileExistsError(
-            f"{out}: already holds a training run; continue it with --resume or choose a new --out"
-        )
-
-    device = resolve_device(config.device)
-    ctx = setup(device)
-    try:
-        dev = device_for(device, ctx)
-        parts = (train, targets, val, unlabeled)
-        with StopRequest() if stop_on_sigusr1 and out is not None else _NoStop() as stop:
-            return _fit(config, store, *parts, out, init, resume, callback, stop, dev, ctx)
-    finally:
-        teardown(ctx)
-
-
-class _NoStop:
-    """Stand-in for :class:`StopRequest` when pre-emption is not handled."""
-
-    requested = False
-
-    def __enter__(self) -> _NoStop:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _event(
-    trainer: _Trainer, kind: str, t0: float, step0: int, record: dict[str, Any] | None = None
-) -> TrainEvent:
-    """A progress event from the trainer's state (rates since this process started)."""
-    c = trainer.config
-    done = trainer.global_step - step0
-    spent = max(time.perf_counter() - t0, 1e-9)
-    per_step = spent / done if done else float("nan")
-    left = trainer.total_steps - trainer.global_step
-    n = max(1, trainer.accum["n"])
-    loss = trainer.accum["task"] / n if trainer.accum["n"] else None
-    acc = dice = None
-    if record is not None:
-        loss = record["train"]["task_loss"]
-        teacher = (record.get("val") or {}).get("teacher") or {}
-        acc, dice = teacher.get("accuracy"), teacher.get("mean_dice")
-    return TrainEvent(
-        kind=kind,  # type: ignore[arg-type]
-        epoch=trainer.epoch,
-        epochs=trainer.epochs,
-        step=trainer.global_step,
-        total_steps=trainer.total_steps,
-        samples_per_s=done * c.batch_size / spent,
-        eta_s=left * per_step if done else float("nan"),
-        loss=loss,
-        accuracy=acc,
-        dice=dice,
-        record=record,
-    )
-
-
-def _fit(
-    config: TrainConfig,
-    store: SubtomogramStore,
-    train: np.ndarray,
-    targets: np.ndarray,
-    val: np.ndarray,
-    unlabeled: np.ndarray,
-    out: Path | None,
-    init: Any,
-    resume: bool,
-    callback: TrainCallback | None,
-    stop: StopRequest | _NoStop,
-    device: torch.device,
-    ctx: DistContext,
-) -> FitResult:
-    rng_devices = [device] if device.type == "cuda" else []
-    main = ctx.is_main
-    with torch.random.fork_rng(devices=rng_devices):
-        torch.manual_seed(derive_seed(config.seed, "dropout"))
-        trainer = _Trainer(config, store, train, targets, val, unlabeled, out, init, device, ctx)
-        if out is not None and main:
-            out.mkdir(parents=True, exist_ok=True)
-        barrier(ctx)
-        if resume and out is not None and not trainer.restore():
-            log.info("%s: no checkpoint to resume from; starting from scratch", out)
-        if out is not None and main:
-            config.write_yaml(out / "train.yaml")
-        t_start = time.perf_counter() - trainer.elapsed
-        t0, step0 = time.perf_counter(), trainer.global_step
-        every = config.checkpoint_every_steps
-        watch = isinstance(stop, StopRequest)
-        while trainer.epoch < trainer.epochs:
-            lab, unl = trainer.epoch_loaders()
-            uiter = iter(unl) if unl is not None else None
-            for batch in lab:
-                trainer.step(batch, next(uiter) if uiter is not None else None)
-                trainer.elapsed = time.perf_counter() - t_start
-                if callback is not None:
-                    callback(_event(trainer, "step", t0, step0))
-                mid_epoch = trainer.step_in_epoch < trainer.steps_per_epoch
-                # every rank must stop at the same step: agree on the flag (one all-reduce)
-                if watch and any_rank(stop.requested, ctx) and mid_epoch:
-                    _preempt(trainer, out, ctx, callback, t0, step0)
-                if every and trainer.global_step % every == 0 and mid_epoch:
-                    trainer.save_checkpoint()
-            record = trainer.end_epoch()
-            log.info("epoch %d: %s", record["epoch"], record["train"])
-            trainer.save_checkpoint()
-            if out is not None and main:
-                _write_metrics(out, trainer, None)
-            if callback is not None:
-                callback(_event(trainer, "epoch", t0, step0, record))
-            if watch and trainer.epoch < trainer.epochs and any_rank(stop.requested, ctx):
-                _preempt(trainer, out, ctx, callback, t0, step0, saved=True)
-    models = trainer.final_models()
-    for model in models.values():
-        model.eval()
-    last = trainer.history[-1] if trainer.history else {}
-    final = {
-        "val": last.get("val"),
-        "train": last.get("train"),
-        "epochs": len(trainer.history),
-        "steps": trainer.global_step,
-        "train_time_s": trainer.elapsed,
-        "n_train": int(train.size),
-        "n_val": int(val.size),
-        "n_unlabeled": int(unlabeled.size),
-        "processes": ctx.world_size,
-    }
-    info = trainer.info()
-    if out is not None and main:
-        _write_metrics(out, trainer, final)
-        save_run_models(out, models, info)
-    barrier(ctx)
-    return FitResult(
-        teacher=models["teacher"],
-        student=models.get("student"),
-        metrics=final,
-        out_dir=out,
-        config=config,
-        history=trainer.history,
-        info=info,
-    )
