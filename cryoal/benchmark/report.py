@@ -53,7 +53,8 @@ def write_reports(cfg: BenchmarkConfig, out: Path) -> BenchmarkResult:
             df.to_csv(tmp, index=False)
     atomic_write_text(res.summary_md, summarise(cfg, curves, selections))
     if not curves.empty:
-        plot_curves(curves, res.curves_png, title=f"cryoal benchmark ({cfg.preset})")
+        title = f"cryoal benchmark ({cfg.preset}, SNR {cfg.data.snr:g})"
+        plot_curves(curves, res.curves_png, title=title)
     if not selections.empty:
         plot_selections(selections, res.selections_png)
     return res
