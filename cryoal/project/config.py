@@ -15,7 +15,7 @@ Example::
     - {id: 1, name: proteasome, colour: '#ff7f0e'}
     tomograms:
     - {id: TS_01, path: /data/TS_01.mrc, voxel_size_A: 10.0, shape_zyx: [200, 512, 512]}
-    defaults: {strategy: margin+div+cap, k: 50, round0_strategy: random, seed: 0, ...}
+    defaults: {strategy: random, k: 50, round0_strategy: random, seed: 0, ...}
 """
 
 from __future__ import annotations
@@ -139,9 +139,9 @@ class Defaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: Acquisition strategy for rounds with a trained model: a ``cryoal.al`` strategy name or
-    #: a recipe of :data:`cryoal.al.registry.RECIPES` (default: the recipe the
-    #: label-efficiency study chose, see docs/active_learning.md).
-    strategy: str = "margin+div+cap"
+    #: a recipe of :data:`cryoal.al.registry.RECIPES`. Default ``random``: in the
+    #: label-efficiency study no strategy beat random sampling (docs/active_learning.md).
+    strategy: str = "random"
     #: Suggestions per round.
     k: int = Field(default=50, ge=1)
     #: Round 0 (no model yet): ``random`` or ``stratified`` (even over imported pick
