@@ -94,8 +94,8 @@ class BenchmarkConfig(BaseModel):
 
 # --------------------------------------------------------------------------- presets
 #: The ``cpu`` preset's arms: random against the recipes of the label-efficiency study
-#: (:data:`cryoal.al.strategies.RECIPES`).
-CPU_STRATEGIES: list[str] = ["random", "margin+div+cap", "typiclust-cold+margin+div+cap"]
+#: (:data:`cryoal.al.registry.RECIPES`) and BADGE.
+CPU_STRATEGIES: list[str] = ["random", "margin+div+cap", "typiclust-cold+margin+div+cap", "badge"]
 
 
 def _default_templates() -> str | None:
