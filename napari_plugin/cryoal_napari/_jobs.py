@@ -21,7 +21,8 @@ from cryoal.project.jobfiles import ProjectFiles
 from cryoal.project.labels import LabelStore
 from cryoal.project.layout import LABELS_NAME
 
-#: ``cryoal --debug`` log line the training loop writes after each epoch.
+#: ``cryoal --debug`` log line the training loop writes after each epoch (logger
+#: ``cryoal.train.fit``, kept by :mod:`cryoal.train.fit.loop`).
 _EPOCH_RE = re.compile(r"cryoal\.train\.fit: epoch (\d+):")
 _ERROR_RE = re.compile(r"^cryoal: (?:internal )?error: (.*)$")
 

@@ -44,7 +44,9 @@ from cryoal.train.fit.result import FitResult, TrainingPreempted
 from cryoal.train.fit.seeds import derive_seed
 from cryoal.train.fit.trainer import _Trainer
 
-log = logging.getLogger(__name__)
+#: The training's log keeps the name ``cryoal.train.fit``: the napari plugin follows the
+#: epochs of a ``cryoal --debug train`` subprocess by its lines (``_jobs._EPOCH_RE``).
+log = logging.getLogger("cryoal.train.fit")
 
 
 def _preempt(

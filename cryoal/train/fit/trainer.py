@@ -67,7 +67,7 @@ from cryoal.train.fit.seeds import derive_seed
 from cryoal.train.fit.warm_start import _init_from, _warm_start
 from cryoal.train.losses import TaskLoss, consistency_loss, transfer_loss
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("cryoal.train.fit")
 
 
 class _Trainer:
