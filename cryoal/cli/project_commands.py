@@ -292,8 +292,9 @@ def suggest_cmd(
     strategy: str = typer.Option(
         None,
         "--strategy",
-        help="kt, entropy, ... (needs a trained round); random or stratified for round 0 "
-        "[default: project defaults].",
+        help="random or stratified (no model needed), or a strategy or recipe ranked by the "
+        "newest trained round: margin+div+cap, badge, kt, entropy, ... "
+        "[default: project defaults: random].",
     ),
     k: int = typer.Option(None, "--k", min=1, help="Suggestions [default: project defaults]."),
     seed: int = typer.Option(None, "--seed", help="Seed [default: project defaults]."),
