@@ -57,6 +57,11 @@ def nested_sets(
     from cryoal.al.acquire import subseed
 
     budgets = sorted(int(b) for b in budgets)
+    if budgets[-1] > pool.size:
+        raise ValueError(
+            f"budget {budgets[-1]} is larger than the pool ({pool.size} samples); give budgets "
+            "up to the pool size (data.pool_size)"
+        )
     first = set(stratified_initial(store, pool, budgets[0], seed))
     ids = store.ids.astype(str)
     start = np.array([r for r in pool if ids[r] in first], np.int64)

@@ -153,6 +153,8 @@ def test_warm_calibration_trains_one_chain_per_seed_through_nested_sets(tmp_path
     sets = nested_sets(store, pool, [24, 8, 16], cfg.data.seed)
     assert [s.size for s in sets] == [8, 16, 24]
     assert set(sets[0]) <= set(sets[1]) <= set(sets[2]) and set(sets[2]) <= set(pool)
+    with pytest.raises(ValueError, match="larger than the pool"):
+        nested_sets(store, pool, [8, pool.size + 1], cfg.data.seed)
     first = set(stratified_initial(store, pool, 8, cfg.data.seed))
     assert {str(i) for i in store.ids[sets[0]].astype(str)} == first
     # resuming retrains nothing; a from-scratch calibration in the same folder adds its rows
