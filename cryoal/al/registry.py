@@ -388,6 +388,13 @@ register(Strategy(
 #: configs). The recipe's name becomes its display label.
 RECIPES: dict[str, dict[str, Any]] = {
     "margin+div+cap": {"name": "margin", "selection": "diverse", "class_cap": 0.2},
+    "margin+stoch+cap": {
+        "name": "margin",
+        "selection": "stochastic",
+        "weighting": "power",
+        "beta": 1.0,
+        "class_cap": 0.2,
+    },
     "typiclust-cold+margin+div+cap": {
         "name": "margin",
         "selection": "diverse",

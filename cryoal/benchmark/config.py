@@ -95,7 +95,9 @@ class BenchmarkConfig(BaseModel):
 # --------------------------------------------------------------------------- presets
 #: The ``cpu`` preset's arms: random against the recipes of the label-efficiency study
 #: (:data:`cryoal.al.registry.RECIPES`) and BADGE.
-CPU_STRATEGIES: list[str] = ["random", "margin+div+cap", "typiclust-cold+margin+div+cap", "badge"]
+CPU_STRATEGIES: list[str] = [
+    "random", "margin+div+cap", "typiclust-cold+margin+div+cap", "badge", "margin+stoch+cap"
+]  # fmt: skip
 
 
 def _default_templates() -> str | None:
