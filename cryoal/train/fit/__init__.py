@@ -14,18 +14,7 @@ The package's modules, one job each:
 
 Every public name is importable from ``cryoal.train.fit``.
 
-Per step, on a labeled batch ``(x_l, y_l)`` and, optionally, an unlabeled batch ``x_u``::
-
-    L_task     = CE(T(x_l), y_l)                 (classify; Dice + CE for segment)
-    L_transfer = D(stopgrad T(x), S(x))          on x = x_l [+ x_u]
-    teacher  <- L_task [+ lambda * D(T(x), stopgrad S(x)) when detach_teacher is false]
-    student  <- L_transfer                       (student: trained)
-    student  <- EMA of the teacher               (student: ema)
-
-``D`` is ``tau^2 KL(p_T || p_S)`` (or the reverse direction) for classification and the
-voxel-mean squared difference of probabilities for segmentation
-(:mod:`cryoal.train.losses`). When unlabeled batches are used, the teacher runs once over
-``x_l`` and ``x_u`` together (its BatchNorm statistics then include the unlabeled batch).
+The teacher–student step and its losses are described in :mod:`cryoal.train.fit.trainer`.
 
 Reproducibility: initialisation, batch order, augmentation and dropout derive from
 ``config.seed``; the global torch RNG of the caller is saved and restored. A run killed at
