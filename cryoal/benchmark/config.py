@@ -41,6 +41,13 @@ class DataConfig(BaseModel):
     seed: int = Field(0, description="seed of the simulation and of the pool/test split")
     test_size: int | float = Field(1000, description="held-out test samples (count or fraction)")
     pool_size: int | None = Field(None, ge=1, description="unlabeled pool size (default: the rest)")
+    pool_imbalance: float = Field(
+        1.0,
+        ge=1.0,
+        description="ratio of the pool's most to least frequent class, shares falling "
+        "exponentially with the class index (long-tailed, like real tomograms); 1 = balanced. "
+        "The test set keeps the store's proportions (balanced for a simulation)",
+    )
 
 
 class BenchmarkStrategy(StrategyConfig):

@@ -64,37 +64,91 @@ def prepare_data(
         raise ValueError(
             f"{path}: {int((labels < 0).sum())} samples have no label; the benchmark needs ground truth"
         )
-    pool, test = split_pool_test(store.ids.astype(str), labels, d.test_size, d.pool_size, d.seed)
+    pool, test = split_pool_test(
+        store.ids.astype(str), labels, d.test_size, d.pool_size, d.seed, d.pool_imbalance
+    )
     return path, pool, test
 
 
+def long_tail_shares(n_classes: int, imbalance: float) -> np.ndarray:
+    """Class shares of a long-tailed pool, shape (n_classes,), summing to 1.
+
+    Class ``k`` (in label order) gets a share ∝ ``imbalance ** (-k / (n_classes - 1))``: an
+    exponential profile from the most frequent class 0 to class ``n_classes - 1``, which is
+    ``imbalance`` times rarer (the long-tailed protocol of Cui et al., CVPR 2019).
+    ``imbalance = 1`` gives equal shares.
+    """
+    if n_classes < 2:
+        return np.ones(max(n_classes, 1))
+    weights = float(imbalance) ** (-np.arange(n_classes) / (n_classes - 1))
+    return weights / weights.sum()
+
+
 def split_pool_test(
-    ids: np.ndarray, labels: np.ndarray, test_size: int | float, pool_size: int | None, seed: int
+    ids: np.ndarray,
+    labels: np.ndarray,
+    test_size: int | float,
+    pool_size: int | None,
+    seed: int,
+    pool_imbalance: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified split of rows into ``(pool, test)``, deterministic given ``seed``."""
+    """Split store rows into ``(pool, test)``, deterministic given ``seed``.
+
+    The test set is stratified (it keeps the store's class proportions). The pool is
+    stratified too when ``pool_imbalance`` is 1; otherwise its classes follow
+    :func:`long_tail_shares`, and ``pool_size=None`` means the largest such pool the rows
+    left after the test set allow.
+
+    Raises
+    ------
+    ValueError
+        The sizes exceed the samples, or a class has too few samples for its share.
+    """
     from cryoal.al.selectors import canonical_order, resolve_size
 
     n = ids.size
     n_test = resolve_size(test_size, n, "test_size")
     if n_test >= n:
         raise ValueError(f"test_size {test_size} leaves no pool out of {n} samples")
-    n_pool = n - n_test if pool_size is None else int(pool_size)
-    if n_pool + n_test > n:
-        raise ValueError(f"pool_size {pool_size} + test {n_test} exceed the {n} samples available")
     order = canonical_order(ids)  # independent of the store's row order
     rng = np.random.default_rng(seed)
     perm = order[rng.permutation(n)]
     test = stratified_take(perm, labels, n_test)
     remaining = perm[~np.isin(perm, test)]
-    pool = stratified_take(remaining, labels, n_pool)
+    if pool_imbalance == 1.0:
+        n_pool = n - n_test if pool_size is None else int(pool_size)
+        if n_pool + n_test > n:
+            raise ValueError(
+                f"pool_size {pool_size} + test {n_test} exceed the {n} samples available"
+            )
+        return np.sort(stratified_take(remaining, labels, n_pool)), np.sort(test)
+    classes = np.unique(labels[remaining])
+    shares = dict(zip(classes, long_tail_shares(classes.size, pool_imbalance), strict=True))
+    available = {c: int((labels[remaining] == c).sum()) for c in classes}
+    if pool_size is None:  # the largest pool with these shares
+        n_pool = min(int(math.floor(available[c] / shares[c] + 1e-9)) for c in classes)
+    else:
+        n_pool = int(pool_size)
+    short = [c for c in classes if math.floor(n_pool * shares[c]) > available[c]]
+    if short:
+        c = short[0]
+        raise ValueError(
+            f"pool_imbalance {pool_imbalance:g}: a pool of {n_pool} needs "
+            f"{math.floor(n_pool * shares[c])} samples of class {c} but only {available[c]} are "
+            "left after the test set; raise data.per_class or lower data.pool_size"
+        )
+    pool = stratified_take(remaining, labels, n_pool, shares)
     return np.sort(pool), np.sort(test)
 
 
-def stratified_take(rows: np.ndarray, labels: np.ndarray, total: int) -> np.ndarray:
-    """``total`` of ``rows`` with each class in proportion to its share of ``rows``.
+def stratified_take(
+    rows: np.ndarray, labels: np.ndarray, total: int, shares: dict[int, float] | None = None
+) -> np.ndarray:
+    """``total`` of ``rows`` with each class in proportion to its share.
 
-    Largest-remainder allocation per class, then the first rows of each class in the order
-    given (shuffle ``rows`` first for a random stratified sample).
+    Largest-remainder allocation per class (never more than a class has), then the first
+    rows of each class in the order given (shuffle ``rows`` first for a random stratified
+    sample).
 
     Parameters
     ----------
@@ -104,10 +158,14 @@ def stratified_take(rows: np.ndarray, labels: np.ndarray, total: int) -> np.ndar
         Class of every store row, shape (store size,).
     total
         Rows to take (at most N).
+    shares
+        Target share of each class (summing to 1); default: its share of ``rows``.
     """
     classes = np.unique(labels[rows])
     counts = {c: int((labels[rows] == c).sum()) for c in classes}
-    quota = {c: total * counts[c] / max(rows.size, 1) for c in classes}
+    if shares is None:
+        shares = {c: counts[c] / max(rows.size, 1) for c in classes}
+    quota = {c: total * shares.get(c, 0.0) for c in classes}
     alloc = {c: min(counts[c], int(math.floor(quota[c]))) for c in classes}
     rest = total - sum(alloc.values())
     for c in sorted(classes, key=lambda c: (-(quota[c] - alloc[c]), c)):

@@ -80,7 +80,7 @@ def summarise(cfg: BenchmarkConfig, curves: pd.DataFrame, selections: pd.DataFra
     lines += [
         f"Data: {src}, {d.box}^3 voxels at {d.voxel_size_A:g} Å, SNR {d.snr:g}, "
         f"tilt {d.tilt_range[0]:g}..{d.tilt_range[1]:g}°; test {d.test_size}, pool "
-        f"{d.pool_size or 'rest'}. Schedule: initial {cfg.initial} "
+        f"{d.pool_size or 'rest'}{_imbalance_note(d.pool_imbalance)}. Schedule: initial {cfg.initial} "
         f"({'class-stratified' if cfg.stratified_initial else 'random'}), +{cfg.per_cycle} per "
         f"cycle, {cfg.n_cycles} cycles, "
         f"{'warm start' if cfg.warm_start else 'retrained from scratch'}. Teacher "
@@ -158,7 +158,7 @@ def summarise(cfg: BenchmarkConfig, curves: pd.DataFrame, selections: pd.DataFra
     if ref:
         lines += _versus_random(labels, ref, complete, target)
     if not selections.empty:
-        lines += _collapse_table(labels, selections)
+        lines += picks_table(labels, selections, cfg.data.pool_imbalance)
     return "\n".join(lines) + "\n"
 
 
@@ -273,21 +273,42 @@ def _versus_random(
     return [*lines, "", *details, ""]
 
 
-def _collapse_table(labels: list[str], selections: pd.DataFrame) -> list[str]:
+def _imbalance_note(imbalance: float) -> str:
+    if imbalance == 1.0:
+        return ""
+    return f" (long-tailed: {imbalance:g}× more of the first class than of the last)"
+
+
+def picks_table(
+    labels: list[str], selections: pd.DataFrame, pool_imbalance: float = 1.0
+) -> list[str]:
+    """The "what each strategy picked" section: class make-up of the acquired batches
+    (round 0 excluded); with a long-tailed pool, also the share of picks from its rarer half."""
+    from cryoal.benchmark.data import long_tail_shares
+
     meta = {"strategy", "seed", "round", "selector", "n"}
     classes = [c for c in selections.columns if c not in meta]
     acq = selections[selections["round"] > 0]
     if acq.empty or not classes:
         return []
+    rare = slice(len(classes) - len(classes) // 2, None)  # the rarer half, in label order
+    long_tailed = pool_imbalance != 1.0
+    header = "| strategy | largest class share | most picked classes | never picked |"
     lines = [
         "## What each strategy picked (true classes of the acquired batches, all seeds)",
         "",
         "Largest class share = the mean over batches of the most frequent class's share of the "
         f"batch (uniform over {len(classes)} classes would be about {1 / len(classes):.2f}).",
-        "",
-        "| strategy | largest class share | most picked classes | never picked |",
-        "|---|---|---|---|",
     ]
+    if long_tailed:
+        pool_share = long_tail_shares(len(classes), pool_imbalance)[rare].sum()
+        lines.append(
+            f"Rarer half = the share of the picks from the {len(classes) // 2} rarest classes of "
+            f"the long-tailed pool ({', '.join(classes[rare])}), which hold {pool_share:.0%} of "
+            "the pool."
+        )
+        header += " rarer half |"
+    lines += ["", header, "|---|---|---|---|" + ("---|" if long_tailed else "")]
     for lab in labels:
         sub = acq[acq["strategy"] == lab]
         if sub.empty:
@@ -298,5 +319,8 @@ def _collapse_table(labels: list[str], selections: pd.DataFrame) -> list[str]:
         frac = tot / max(tot.sum(), 1)
         top = ", ".join(f"{classes[i]} {frac[i]:.0%}" for i in np.argsort(-frac)[:3])
         never = ", ".join(c for c, t in zip(classes, tot, strict=True) if t == 0) or "–"
-        lines.append(f"| {lab} | {share:.2f} | {top} | {never} |")
+        row = f"| {lab} | {share:.2f} | {top} | {never} |"
+        if long_tailed:
+            row += f" {tot[rare].sum() / max(tot.sum(), 1):.0%} |"
+        lines.append(row)
     return [*lines, ""]

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryoal.benchmark import load_benchmark_config
-from cryoal.benchmark.data import split_pool_test
+from cryoal.benchmark import BenchmarkConfig, load_benchmark_config
+from cryoal.benchmark.data import long_tail_shares, split_pool_test
+from cryoal.benchmark.report import picks_table
 from cryoal.benchmark.stats import area_under_curve, labels_to_reach, t_interval
 from cryoal.cli.main import run
 
@@ -86,6 +87,45 @@ def test_split_is_stratified_disjoint_and_order_free():
     assert set(ids[perm][test2]) == set(ids[test])
     with pytest.raises(ValueError, match="exceed"):
         split_pool_test(ids, labels, 50, 60, seed=0)
+
+
+def test_long_tailed_pool_follows_the_exponential_profile_and_keeps_the_test_set_balanced():
+    ids = np.array([f"s{i:04d}" for i in range(1000)])
+    labels = np.repeat(np.arange(5), 200)
+    shares = long_tail_shares(5, 10.0)
+    assert shares.sum() == pytest.approx(1.0) and shares[0] / shares[-1] == pytest.approx(10.0)
+    pool, test = split_pool_test(ids, labels, 250, 300, seed=0, pool_imbalance=10.0)
+    assert not set(pool) & set(test) and len(pool) == 300
+    assert (np.bincount(labels[test]) == 50).all()
+    counts = np.bincount(labels[pool], minlength=5)
+    np.testing.assert_allclose(counts, 300 * shares, atol=1)
+    assert (np.diff(counts) < 0).all()
+    # no pool size: the largest pool whose first class fits in the 150 samples left
+    pool, _ = split_pool_test(ids, labels, 250, None, seed=0, pool_imbalance=10.0)
+    assert np.bincount(labels[pool])[0] <= 150 and len(pool) == int(150 / shares[0])
+    with pytest.raises(ValueError, match=r"class 0 but only 150 .*raise data.per_class"):
+        split_pool_test(ids, labels, 250, 600, seed=0, pool_imbalance=10.0)
+
+
+def test_long_tailed_summary_reports_the_rarer_half_of_the_picks():
+    cfg = BenchmarkConfig.model_validate(
+        {"data": {"pool_imbalance": 4.0}, "strategies": ["random", "margin"]}
+    )
+    classes = {"a": 0, "b": 0, "c": 0, "d": 0}
+    rows = [
+        {"strategy": "random", "seed": 0, "round": 1, "selector": "random", "n": 10,
+         **classes, "a": 6, "b": 2, "c": 1, "d": 1},
+        {"strategy": "margin", "seed": 0, "round": 1, "selector": "margin", "n": 10,
+         **classes, "a": 1, "b": 0, "c": 4, "d": 5},
+    ]  # fmt: skip
+    lines = picks_table(cfg.labels(), pd.DataFrame(rows), cfg.data.pool_imbalance)
+    text = "\n".join(lines)
+    pool_share = long_tail_shares(4, 4.0)[2:].sum()
+    assert f"(c, d), which hold {pool_share:.0%} of the pool" in text
+    assert "| random | 0.60 | a 60%, b 20%, c 10% | – | 20% |" in text
+    assert "| margin | 0.50 | d 50%, c 40%, a 10% | b | 90% |" in text
+    balanced = "\n".join(picks_table(cfg.labels(), pd.DataFrame(rows)))
+    assert "rarer half" not in balanced
 
 
 def test_learning_curve_summaries_known_values():
