@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Literal
 
 import typer
 
+from cryoal.io.suffixes import MRC_SUFFIXES, STORE_SUFFIXES
+
 if TYPE_CHECKING:
     from cryoal.io.coords import TomogramGeometry
 
 # Heavy libraries (numpy, pandas, h5py, mrcfile, starfile) are imported inside the
 # commands, so that ``cryoal --help`` and ``cryoal info FILE.mrc`` start fast. Defaults
 # and choices below equal the library's (tests/cli/test_options.py checks them).
-MRC_SUFFIXES = (".mrc", ".rec", ".map", ".st", ".mrcs")
-STORE_SUFFIXES = (".h5", ".hdf5")
 COORD_SUFFIXES = (".star", ".csv", ".json", ".ndjson", ".coords")
 COORD_TARGETS = ("star4", "star5", "csv", "copick")
 #: cryoal.data.extract.DEFAULT_BATCH_SIZE / DEFAULT_COMPRESSION_LEVEL

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import typer
 
 from cryoal.cli.progress import CountProgress, TrainProgress
+from cryoal.io.suffixes import MRC_SUFFIXES, STORE_SUFFIXES
 from cryoal.train.config import TrainConfig  # pydantic only: the defaults shown in --help
 
 #: Exit code of a training stopped by SIGUSR1 after its checkpoint (EX_TEMPFAIL).
@@ -263,7 +264,7 @@ def predict_cmd(
         "batch_size": batch_size, "device": device, "mc_passes": mc_passes,
         "features": features, "overlap": overlap, "amp": amp,
     }  # fmt: skip
-    total = _count_samples(input)
+    total = _count_items(input)
     with CountProgress("predicting", total, enabled=not quiet and total > 0) as bar:
         path = predict_path(
             run, input, out, overwrite=overwrite, on_batch=bar,
@@ -272,13 +273,21 @@ def predict_cmd(
     typer.echo(f"wrote {path}")
 
 
-def _count_samples(path: Path) -> int:
-    """Samples in a store (0 for other inputs: their progress is logged per slab)."""
-    if path.suffix.lower() not in (".h5", ".hdf5") or not path.is_file():
+def _count_items(path: Path) -> int:
+    """The progress bar's total: samples of a store, z-planes of a tomogram (0: unknown)."""
+    if not path.is_file():
         return 0
-    from cryoal.io.store import SubtomogramStore
+    suffix = path.suffix.lower()
+    if suffix in STORE_SUFFIXES:
+        from cryoal.io.store import SubtomogramStore
 
-    return len(SubtomogramStore(path))
+        return len(SubtomogramStore(path))
+    if suffix in MRC_SUFFIXES:
+        from cryoal.io.mrc import open_tomogram
+
+        with open_tomogram(path) as tomo:
+            return int(tomo.shape[0])
+    return 0
 
 
 def device_bench_cmd(

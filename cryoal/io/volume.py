@@ -20,6 +20,8 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
+from cryoal.io.suffixes import MRC_SUFFIXES
+
 log = logging.getLogger(__name__)
 
 #: Bytes read at a time by :func:`volume_stats`.
@@ -199,7 +201,7 @@ def estimate_mean(volume: np.ndarray, path: str | os.PathLike | None = None) -> 
     strided sample: at most 16 planes are read, whatever the tomogram's depth).
     Non-finite voxels are ignored.
     """
-    if path is not None and Path(path).suffix.lower() in (".mrc", ".rec", ".map", ".st", ".mrcs"):
+    if path is not None and Path(path).suffix.lower() in MRC_SUFFIXES:
         value = header_mean(path)
         if value is not None:
             return value

@@ -25,6 +25,7 @@ from torch import nn
 
 from cryoal.io.store import SubtomogramStore
 from cryoal.models.classifier import Classifier
+from cryoal.progress import CountCallback
 from cryoal.train.distributed import autocast_context, resolve_device, to_device
 
 log = logging.getLogger(__name__)
@@ -319,7 +320,7 @@ def segment_tomogram(
     device: str | torch.device = "cpu",
     amp: bool | str = "off",
     overwrite: bool = False,
-    progress: bool = False,
+    progress: CountCallback | None = None,
 ) -> Path:
     """Label every voxel of an MRC tomogram and write the label map as MRC.
 
@@ -352,6 +353,9 @@ def segment_tomogram(
         As in :func:`stream_outputs`.
     overwrite
         Replace an existing ``out_path``.
+    progress
+        Called with the z-planes of each finished slab (they add up to the tomogram's depth);
+        every slab is also logged.
 
     Returns
     -------
@@ -403,7 +407,8 @@ def segment_tomogram(
                     raise TypeError(f"segmentation model returned {type(logits).__name__}")
                 pred = logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
                 labels[z0:z1] = pred[z0 - a : z0 - a + (z1 - z0)]
-                if progress:
-                    log.info("segmented slab %d/%d (z %d..%d)", k + 1, len(starts), z0, z1)
+                log.info("segmented slab %d/%d (z %d..%d)", k + 1, len(starts), z0, z1)
+                if progress is not None:
+                    progress(z1 - z0)
         origin = tomo.origin_zyx_A
     return write_mrc(out_path, labels, vs, origin_zyx_A=origin, overwrite=overwrite)

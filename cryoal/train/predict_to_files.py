@@ -37,15 +37,11 @@ import torch
 
 from cryoal.io.atomic import atomic_path
 from cryoal.io.store import SubtomogramStore
+from cryoal.io.suffixes import MRC_SUFFIXES, STORE_SUFFIXES
 from cryoal.progress import CountCallback
 from cryoal.train.checkpoint import LoadedRun
 from cryoal.train.losses import transfer_distance
 from cryoal.train.predict import stream_outputs
-
-#: Input suffixes that ``cryoal predict`` treats as MRC tomograms.
-MRC_SUFFIXES = (".mrc", ".rec", ".map", ".st")
-#: Input suffixes that ``cryoal predict`` treats as subtomogram stores.
-STORE_SUFFIXES = (".h5", ".hdf5")
 
 _STR = h5py.string_dtype(encoding="utf-8")
 
@@ -278,7 +274,8 @@ def predict_path(
       written as HDF5 (``OUT.h5``) or CSV (``OUT.csv``); see
       :func:`predict_store` (``on_batch`` is called with the samples of each batch).
     * ``INPUT.mrc`` (a tomogram, segmentation runs only) -> a label map ``OUT.mrc`` with
-      the input's voxel size (:func:`cryoal.train.predict.segment_tomogram`).
+      the input's voxel size (:func:`cryoal.train.predict.segment_tomogram`; ``on_batch``
+      is called with the z-planes of each slab).
     """
     from cryoal.train.checkpoint import load_run
     from cryoal.train.predict import segment_tomogram
@@ -312,7 +309,7 @@ def predict_path(
             device=device,
             amp=amp,
             overwrite=overwrite,
-            progress=on_batch is not None,
+            progress=on_batch,
         )
     return predict_store(
         run,

@@ -145,8 +145,9 @@ def _table_in_A(path: Path, ctx: _Context) -> tuple[pd.DataFrame, np.ndarray, fl
 def sibling_geometry(folder: Path, tomo_id: str) -> TomogramGeometry | None:
     """Shape and voxel size of ``<tomo_id>.mrc`` / ``.rec`` / ``.map`` in ``folder``, if any."""
     from cryoal.io.mrc import open_tomogram
+    from cryoal_napari._reader import TOMOGRAM_SUFFIXES
 
-    for suffix in (".mrc", ".rec", ".map"):
+    for suffix in TOMOGRAM_SUFFIXES:
         candidate = folder / f"{tomo_id}{suffix}"
         if candidate.is_file():
             with open_tomogram(candidate) as tomo:

@@ -18,14 +18,15 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from cryoal.io.suffixes import STORE_SUFFIXES
 from cryoal.project.layout import is_project
 from cryoal_napari._layers import LayerData
 from cryoal_napari._viewer import install_on_current_viewer
 
 ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
 
-MRC_SUFFIXES = (".mrc", ".rec", ".map")
-STORE_SUFFIXES = (".h5", ".hdf5")
+#: Tomogram suffixes the reader claims (napari.yaml's filename_patterns list the same).
+TOMOGRAM_SUFFIXES = (".mrc", ".rec", ".map")
 
 
 def _kind(path: str | os.PathLike) -> str | None:
@@ -33,7 +34,7 @@ def _kind(path: str | os.PathLike) -> str | None:
     if is_project(p):
         return "project"
     suffix = p.suffix.lower()
-    if suffix in MRC_SUFFIXES:
+    if suffix in TOMOGRAM_SUFFIXES:
         return "tomogram"
     if suffix in STORE_SUFFIXES:
         return "store"

@@ -18,6 +18,7 @@ from cryoal.io.store import SubtomogramStore
 from cryoal.models import build_model
 from cryoal.train.config import TrainConfig
 from cryoal.train.predict import predict, stream_outputs
+from cryoal.train.predict_to_files import predict_path
 from cryoal.train.run import train_store
 
 
@@ -141,9 +142,10 @@ def test_segment_a_tomogram_into_a_label_map(seg_store: Path, tmp_path: Path) ->
     fg_true, fg_pred = truth > 0, pred > 0
     dice = 2 * (fg_true & fg_pred).sum() / (fg_true.sum() + fg_pred.sum())
     assert dice > 0.6
+    planes: list[int] = []  # progress: the z-planes of each slab add up to the depth
+    predict_path(out, tomo, tmp_path / "again.mrc", on_batch=planes.append)
+    assert sum(planes) == vol.shape[0] and all(p > 0 for p in planes)
     other = tmp_path / "tomo_7A.mrc"
     write_mrc(other, vol, 7.0)
     with pytest.raises(ValueError, match="rescale"):
-        from cryoal.train.predict_to_files import predict_path
-
         predict_path(out, other, tmp_path / "l7.mrc")
