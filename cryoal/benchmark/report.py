@@ -21,6 +21,7 @@ def collect(cfg: BenchmarkConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFrame
     """``(curves, selections)`` tables from every run state present under ``out/runs``."""
     rows: list[dict[str, Any]] = []
     sel_rows: list[dict[str, Any]] = []
+    long_tailed = cfg.data.pool_imbalance != 1.0
     for label in cfg.labels():
         for seed in cfg.seeds:
             state_path = run_dir(out, label, seed) / "state.json"
@@ -32,16 +33,34 @@ def collect(cfg: BenchmarkConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFrame
                     "strategy": label, "seed": seed, "cycle": h["cycle"],
                     "n_labeled": h["n_labeled"], "accuracy": h["accuracy"],
                     "macro_f1": h["macro_f1"], "train_s": h["train_s"], "score_s": h["score_s"],
+                    **(_half_accuracies(h["per_class_accuracy"]) if long_tailed else {}),
                 })  # fmt: skip
             for b in state["batches"]:
                 sel_rows.append({
                     "strategy": label, "seed": seed, "round": b["round"], "selector": b["strategy"],
                     "n": b["n"], **b["class_counts"],
                 })  # fmt: skip
-    curves = pd.DataFrame(rows, columns=[
-        "strategy", "seed", "cycle", "n_labeled", "accuracy", "macro_f1", "train_s", "score_s"])  # fmt: skip
+    columns = ["strategy", "seed", "cycle", "n_labeled", "accuracy", "macro_f1", "train_s",
+               "score_s", *(HALF_COLUMNS if long_tailed else ())]  # fmt: skip
+    curves = pd.DataFrame(rows, columns=columns)
     selections = pd.DataFrame(sel_rows)
     return curves, selections
+
+
+#: curves.csv columns of a long-tailed benchmark: mean test accuracy over the more frequent
+#: and over the rarer half of the classes (label order; the middle class of an odd number
+#: counts as frequent).
+HALF_COLUMNS = ("frequent_half_accuracy", "rarer_half_accuracy")
+
+
+def _half_accuracies(per_class: dict[str, float]) -> dict[str, float]:
+    values = list(per_class.values())
+    n_rare = len(values) // 2
+    cut = len(values) - n_rare
+    return {
+        HALF_COLUMNS[0]: float(np.mean(values[:cut])),
+        HALF_COLUMNS[1]: float(np.mean(values[cut:])) if n_rare else float("nan"),
+    }
 
 
 def write_reports(cfg: BenchmarkConfig, out: Path) -> BenchmarkResult:
@@ -157,9 +176,45 @@ def summarise(cfg: BenchmarkConfig, curves: pd.DataFrame, selections: pd.DataFra
     lines.append("")
     if ref:
         lines += _versus_random(labels, ref, complete, target)
+    if HALF_COLUMNS[1] in curves.columns:
+        lines += _halves_table(labels, ref, complete)
     if not selections.empty:
         lines += picks_table(labels, selections, cfg.data.pool_imbalance)
     return "\n".join(lines) + "\n"
+
+
+def _halves_table(
+    labels: list[str], ref: str | None, complete: dict[tuple[str, int], pd.DataFrame]
+) -> list[str]:
+    """Long-tailed pools: final accuracy on the frequent and the rarer half of the classes,
+    and the paired difference to random on the rarer half."""
+    lines = [
+        "## Frequent and rarer classes (long-tailed pool)",
+        "",
+        "Final test accuracy averaged over the more frequent and over the rarer half of the "
+        "classes (mean ± std over seeds), and the paired difference to random on the rarer "
+        "half with its 95 % interval.",
+        "",
+        "| strategy | frequent half | rarer half | rarer half − random |",
+        "|---|---|---|---|",
+    ]
+    finals = {key: run.iloc[-1] for key, run in complete.items()}
+    for lab in labels:
+        seeds = sorted(s for (lb, s) in finals if lb == lab)
+        if not seeds:
+            continue
+        freq = np.array([finals[(lab, s)][HALF_COLUMNS[0]] for s in seeds], float)
+        rare = np.array([finals[(lab, s)][HALF_COLUMNS[1]] for s in seeds], float)
+        paired = [
+            finals[(lab, s)][HALF_COLUMNS[1]] - finals[(ref, s)][HALF_COLUMNS[1]]
+            for s in seeds
+            if ref is not None and lab != ref and (ref, s) in finals
+        ]
+        diff = t_interval(paired) if paired else "–"
+        lines.append(
+            f"| {lab} | {_fmt(freq.mean(), _sd(freq))} | {_fmt(rare.mean(), _sd(rare))} | {diff} |"
+        )
+    return [*lines, ""]
 
 
 def _sd(values: np.ndarray) -> float:

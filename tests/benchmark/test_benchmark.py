@@ -8,7 +8,7 @@ import pytest
 
 from cryoal.benchmark import BenchmarkConfig, load_benchmark_config
 from cryoal.benchmark.data import long_tail_shares, split_pool_test
-from cryoal.benchmark.report import picks_table
+from cryoal.benchmark.report import picks_table, summarise
 from cryoal.benchmark.stats import area_under_curve, labels_to_reach, t_interval
 from cryoal.cli.main import run
 
@@ -126,6 +126,25 @@ def test_long_tailed_summary_reports_the_rarer_half_of_the_picks():
     assert "| margin | 0.50 | d 50%, c 40%, a 10% | b | 90% |" in text
     balanced = "\n".join(picks_table(cfg.labels(), pd.DataFrame(rows)))
     assert "rarer half" not in balanced
+
+
+def test_long_tailed_summary_compares_the_rarer_classes_paired_by_seed():
+    cfg = BenchmarkConfig.model_validate({
+        "data": {"pool_imbalance": 10.0}, "strategies": ["random", "margin"], "n_cycles": 2,
+        "seeds": [0, 1], "initial": 10, "per_cycle": 10,
+    })  # fmt: skip
+    rows = []
+    for lab, rare_gain in (("random", 0.0), ("margin", 0.1)):
+        for seed in (0, 1):
+            for cycle, n in enumerate((10, 20)):
+                rare = 0.3 + 0.05 * seed + (rare_gain if cycle else 0.0)
+                rows.append({"strategy": lab, "seed": seed, "cycle": cycle, "n_labeled": n,
+                             "accuracy": 0.5, "macro_f1": 0.5, "train_s": 1.0, "score_s": 0.0,
+                             "frequent_half_accuracy": 0.7, "rarer_half_accuracy": rare})  # fmt: skip
+    text = summarise(cfg, pd.DataFrame(rows), pd.DataFrame())
+    assert "## Frequent and rarer classes (long-tailed pool)" in text
+    assert "| random | 0.700 ± 0.000 | 0.325 ± 0.035 | – |" in text
+    assert "| margin | 0.700 ± 0.000 | 0.425 ± 0.035 | +0.100 [+0.100, +0.100] |" in text
 
 
 def test_learning_curve_summaries_known_values():
