@@ -101,9 +101,12 @@ class BenchmarkConfig(BaseModel):
 
 # --------------------------------------------------------------------------- presets
 #: The ``cpu`` preset's arms: random against the recipes of the label-efficiency study
-#: (:data:`cryoal.al.registry.RECIPES`) and BADGE.
-CPU_STRATEGIES: list[str] = [
-    "random", "margin+div+cap", "typiclust-cold+margin+div+cap", "badge", "margin+stoch+cap"
+#: (:data:`cryoal.al.registry.RECIPES`), BADGE, and ``kt`` with the diversity stage and the
+#: class cap, its student as large as the teacher and tau 2 in training and scoring.
+CPU_STRATEGIES: list[str | dict[str, Any]] = [
+    "random", "margin+div+cap", "typiclust-cold+margin+div+cap", "badge", "margin+stoch+cap",
+    {"name": "kt", "selection": "diverse", "class_cap": 0.2, "label": "kt-eq-tau2+div+cap",
+     "train": {"student_preset": "teacher", "tau": 2.0}},
 ]  # fmt: skip
 
 
