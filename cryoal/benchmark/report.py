@@ -72,7 +72,8 @@ def write_reports(cfg: BenchmarkConfig, out: Path) -> BenchmarkResult:
             df.to_csv(tmp, index=False)
     atomic_write_text(res.summary_md, summarise(cfg, curves, selections))
     if not curves.empty:
-        title = f"cryoal benchmark ({cfg.preset}, SNR {cfg.data.snr:g})"
+        tail = "" if cfg.data.pool_imbalance == 1.0 else f", pool {cfg.data.pool_imbalance:g}:1"
+        title = f"cryoal benchmark ({cfg.preset}, SNR {cfg.data.snr:g}{tail})"
         plot_curves(curves, res.curves_png, title=title)
     if not selections.empty:
         plot_selections(selections, res.selections_png)
