@@ -140,7 +140,8 @@ class Defaults(BaseModel):
 
     #: Acquisition strategy for rounds with a trained model: a ``cryoal.al`` strategy name or
     #: a recipe of :data:`cryoal.al.registry.RECIPES`. Default ``random``: in the
-    #: label-efficiency study no strategy beat random sampling (docs/active_learning.md).
+    #: label-efficiency study only ``margin+div+cap`` beat random sampling, on long-tailed
+    #: pools, and it was worse on a balanced pool at SNR 0.05 (docs/active_learning.md).
     strategy: str = "random"
     #: Suggestions per round.
     k: int = Field(default=50, ge=1)
