@@ -294,7 +294,7 @@ def suggest_cmd(
         "--strategy",
         help="random or stratified (no model needed), or a strategy or recipe ranked by the "
         "newest trained round: margin+div+cap, badge, kt, entropy, ... "
-        "[default: project defaults: random].",
+        "[default: project defaults: margin+div+cap].",
     ),
     k: int = typer.Option(None, "--k", min=1, help="Suggestions [default: project defaults]."),
     seed: int = typer.Option(None, "--seed", help="Seed [default: project defaults]."),
