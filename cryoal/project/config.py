@@ -15,7 +15,7 @@ Example::
     - {id: 1, name: proteasome, colour: '#ff7f0e'}
     tomograms:
     - {id: TS_01, path: /data/TS_01.mrc, voxel_size_A: 10.0, shape_zyx: [200, 512, 512]}
-    defaults: {strategy: random, k: 50, round0_strategy: random, seed: 0, ...}
+    defaults: {strategy: margin+div+cap, k: 50, round0_strategy: random, seed: 0, ...}
 """
 
 from __future__ import annotations
