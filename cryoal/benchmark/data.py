@@ -79,9 +79,15 @@ def long_tail_shares(n_classes: int, imbalance: float) -> np.ndarray:
     ``imbalance = 1`` gives equal shares.
     """
     if n_classes < 2:
-        return np.ones(max(n_classes, 1))
+        return np.ones(n_classes)
     weights = float(imbalance) ** (-np.arange(n_classes) / (n_classes - 1))
     return weights / weights.sum()
+
+
+def rarer_half(n_classes: int) -> slice:
+    """The rarer half of a long-tailed pool's classes, as a slice of the label order (the
+    middle class of an odd number counts as frequent)."""
+    return slice(n_classes - n_classes // 2, None)
 
 
 def split_pool_test(

@@ -54,12 +54,14 @@ HALF_COLUMNS = ("frequent_half_accuracy", "rarer_half_accuracy")
 
 
 def _half_accuracies(per_class: dict[str, float]) -> dict[str, float]:
-    values = list(per_class.values())
-    n_rare = len(values) // 2
-    cut = len(values) - n_rare
+    from cryoal.benchmark.data import rarer_half
+
+    values = np.array(list(per_class.values()), float)
+    rare = np.zeros(values.size, bool)
+    rare[rarer_half(values.size)] = True
     return {
-        HALF_COLUMNS[0]: float(np.mean(values[:cut])),
-        HALF_COLUMNS[1]: float(np.mean(values[cut:])) if n_rare else float("nan"),
+        HALF_COLUMNS[0]: float(values[~rare].mean()),
+        HALF_COLUMNS[1]: float(values[rare].mean()) if rare.any() else float("nan"),
     }
 
 
@@ -340,14 +342,14 @@ def picks_table(
 ) -> list[str]:
     """The "what each strategy picked" section: class make-up of the acquired batches
     (round 0 excluded); with a long-tailed pool, also the share of picks from its rarer half."""
-    from cryoal.benchmark.data import long_tail_shares
+    from cryoal.benchmark.data import long_tail_shares, rarer_half
 
     meta = {"strategy", "seed", "round", "selector", "n"}
     classes = [c for c in selections.columns if c not in meta]
     acq = selections[selections["round"] > 0]
     if acq.empty or not classes:
         return []
-    rare = slice(len(classes) - len(classes) // 2, None)  # the rarer half, in label order
+    rare = rarer_half(len(classes))
     long_tailed = pool_imbalance != 1.0
     header = "| strategy | largest class share | most picked classes | never picked |"
     lines = [
@@ -359,7 +361,7 @@ def picks_table(
     if long_tailed:
         pool_share = long_tail_shares(len(classes), pool_imbalance)[rare].sum()
         lines.append(
-            f"Rarer half = the share of the picks from the {len(classes) // 2} rarest classes of "
+            f"Rarer half = the share of the picks from the {len(classes[rare])} rarest classes of "
             f"the long-tailed pool ({', '.join(classes[rare])}), which hold {pool_share:.0%} of "
             "the pool."
         )

@@ -3,7 +3,9 @@
 Round 0 (no trained model yet) is ``random`` or ``stratified`` over the unlabelled
 candidates. Once a round ``r`` has a trained model (``cryoal train DIR``), suggestions of
 round ``r`` are ranked by that model with ``defaults.strategy`` (``margin+div+cap`` unless
-the project says otherwise), drawn at random, or ranked with any ``cryoal.al`` strategy or recipe through ``cryoal.al.acquire``, the call the AL engine and the napari plugin use as well.
+the project says otherwise), drawn at random, or ranked with any ``cryoal.al`` strategy or
+recipe through ``cryoal.al.acquire``, the call the AL engine and the napari plugin use as
+well.
 The queue is written to the label store (the source of truth) and, as a readable copy, to
 ``rounds/NNN/suggestions.csv``; a model's round also gets the full score table of every
 scored candidate, ``rounds/NNN/scores.csv`` (:mod:`cryoal.al.score_table`).
