@@ -90,9 +90,14 @@ class TrainProgress:
     """
 
     def __init__(
-        self, enabled: bool = True, stream: IO[str] | None = None, bar: bool | None = None
+        self,
+        enabled: bool = True,
+        stream: IO[str] | None = None,
+        bar: bool | None = None,
+        label: str = "",
     ) -> None:
         self.enabled = enabled
+        self.label = f"{label} " if label else ""
         self.stream = sys.stderr if stream is None else stream
         self.use_bar = interactive(self.stream) if bar is None else bar
         self._bar = _Bar(self.stream)
@@ -107,10 +112,10 @@ class TrainProgress:
         if not self.enabled:
             return
         if event.kind == "step" and self.use_bar:
-            desc = f"epoch {event.epoch + 1}/{event.epochs} loss {_num(event.loss)}"
+            desc = f"{self.label}epoch {event.epoch + 1}/{event.epochs} loss {_num(event.loss)}"
             self._bar.update(desc, event.step, event.total_steps)
         elif event.kind == "epoch":
-            self._line(self._epoch_line(event))
+            self._line(self.label + self._epoch_line(event))
         elif event.kind == "stopped":
             self._line(f"stopped at step {event.step}/{event.total_steps} (checkpoint written)")
 
@@ -121,9 +126,10 @@ class TrainProgress:
             f"step {event.step}/{event.total_steps}",
             f"loss {_num(event.loss)}",
         ]
-        if event.accuracy is not None:
+        # pretraining events carry no validation figures
+        if getattr(event, "accuracy", None) is not None:
             parts.append(f"val acc {_num(event.accuracy, '.3f')}")
-        if event.dice is not None:
+        if getattr(event, "dice", None) is not None:
             parts.append(f"val dice {_num(event.dice, '.3f')}")
         parts += [f"{_num(event.samples_per_s, '.1f')} samples/s", f"ETA {format_eta(event.eta_s)}"]
         return "  ".join(parts)

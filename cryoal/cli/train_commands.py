@@ -147,6 +147,18 @@ def train_cmd(
     resume: bool = typer.Option(
         False, "--resume", help="Continue from the newest valid checkpoint."
     ),
+    encoder: Path | None = typer.Option(
+        None,
+        "--encoder",
+        help="Pretrained encoder folder ('cryoal pretrain') the teacher starts from.",
+        show_default=False,
+    ),
+    pretrain: bool = typer.Option(
+        False,
+        "--pretrain/--no-pretrain",
+        help="Project: start the teacher from the project's pretrained encoder, pretraining "
+        "one on its candidates first when there is none.",
+    ),
     quiet: bool = typer.Option(False, "--no-progress", "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train a teacher and its student on a subtomogram store (or a project).
@@ -167,13 +179,14 @@ def train_cmd(
         "student": student, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
         "device": device, "val_fraction": val_fraction, "checkpoint_every_steps": checkpoint_every,
         "num_workers": num_workers, "amp": amp, "channels_last": channels_last,
+        "encoder": None if encoder is None else str(encoder),
     }  # fmt: skip
     overrides.update(sets_given)
     main = int(os.environ.get("RANK", "0")) == 0  # one report under torchrun
     try:
         with TrainProgress(enabled=main and not quiet) as bar:
             if data.is_dir():
-                _train_project(data, out, config, overrides, bar, main)
+                _train_project(data, out, config, overrides, bar, main, pretrain)
                 return
             if out is None:
                 raise ValueError(
@@ -196,6 +209,7 @@ def _train_project(
     overrides: dict[str, Any],
     bar: TrainProgress,
     main: bool,
+    pretrain: bool,
 ) -> None:
     from cryoal.project.layout import is_project
 
@@ -208,7 +222,10 @@ def _train_project(
         raise ValueError(f"{data}: a project trains into its own rounds/ folder; drop --out")
     from cryoal.project.training import train_project
 
-    with CountProgress("extracting training subtomograms", None, enabled=bar.enabled) as cut:
+    with (
+        CountProgress("extracting subtomograms", None, enabled=bar.enabled) as cut,
+        TrainProgress(enabled=bar.enabled, label="pretrain") as pre,
+    ):
         res = train_project(
             data,
             config=config,
@@ -216,8 +233,12 @@ def _train_project(
             progress=cut,
             callback=bar,
             stop_on_sigusr1=True,
+            pretrain=pretrain,
+            pretrain_callback=pre,
         )
     if main:
+        if res.info.encoder is not None:
+            typer.echo(f"the teacher started from the pretrained encoder {res.info.encoder}")
         _summary(res.fit_result)
         typer.echo(f"model version {res.model_version}")
 

@@ -160,6 +160,9 @@ class Defaults(BaseModel):
     #: Overrides of ``cryoal.train.config.TrainConfig`` fields for ``cryoal train DIR``
     #: (e.g. ``{teacher_preset: tiny, epochs: 5}``); command-line options override these.
     train: dict[str, Any] = Field(default_factory=dict)
+    #: Overrides of ``cryoal.pretrain.PretrainConfig`` fields for ``cryoal pretrain DIR``
+    #: (e.g. ``{epochs: 30}``); the preset and norm default to the teacher's.
+    pretrain: dict[str, Any] = Field(default_factory=dict)
 
 
 class ProjectConfig(BaseModel):

@@ -8,6 +8,9 @@
       .project.lock         held while a process changes the project (LOCK_NAME)
       candidates.csv        candidate ids and positions (CANDIDATES_NAME)
       cache/                extracted candidate subtomograms (CACHE_DIR)
+        encoders/<key>/     encoders pretrained on the candidates (ENCODERS_DIR), named by
+                            the pool's content hash and the settings
+        encoders/current.json  which of them training starts from (CURRENT_ENCODER_NAME)
       rounds/NNN/           one folder per round (ROUNDS_DIR, round_dir)
         snapshot.csv(.sha256)  the frozen labels the round trained on (SNAPSHOT_NAME, HASH_NAME)
         train.h5            the round's training subtomograms (TRAIN_STORE_NAME)
@@ -36,6 +39,8 @@ LABELS_NAME = "labels.sqlite"
 LOCK_NAME = ".project.lock"
 CANDIDATES_NAME = "candidates.csv"
 CACHE_DIR = "cache"
+ENCODERS_DIR = "encoders"
+CURRENT_ENCODER_NAME = "current.json"
 ROUNDS_DIR = "rounds"
 SNAPSHOT_NAME = "snapshot.csv"
 HASH_NAME = SNAPSHOT_NAME + ".sha256"

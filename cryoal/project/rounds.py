@@ -44,6 +44,8 @@ class ModelInfo:
     created_at: str
     run_dir: str = MODEL_RUN_DIR
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: The pretrained encoder the teacher started from (a folder), or None.
+    encoder: str | None = None
 
     def run_path(self, project_root: str | os.PathLike) -> Path:
         """Absolute path of the training run folder."""

@@ -41,6 +41,7 @@ from cryoal.project.snapshot import (
 )
 
 if TYPE_CHECKING:
+    from cryoal.pretrain.run import PretrainCallback
     from cryoal.train.events import TrainCallback
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ def train_project(
     progress: CountCallback | None = None,
     callback: TrainCallback | None = None,
     stop_on_sigusr1: bool = False,
+    pretrain: bool = False,
+    pretrain_callback: PretrainCallback | None = None,
 ) -> ProjectTrainResult:
     """Train a round's teacher and student from its snapshot.
 
@@ -123,6 +126,14 @@ def train_project(
         Called with the number of subtomograms extracted for the round's training store.
     callback, stop_on_sigusr1
         As in :func:`cryoal.train.fit.fit`.
+    pretrain
+        Start the teacher from the project's pretrained encoder (``cryoal pretrain DIR``),
+        pretraining it first when the project has none (one process only; under
+        ``torchrun`` an existing encoder is used, none is made). False: random
+        initialisation. A configuration that names an ``encoder`` keeps it; a warm start
+        replaces both.
+    pretrain_callback
+        Called with every :class:`~cryoal.pretrain.run.PretrainEvent` while pretraining.
 
     Under ``torchrun`` rank 0 chooses (or takes) the snapshot, extracts the training store
     and writes ``round.json``; the other ranks wait for it and train on the same rows.
@@ -152,6 +163,8 @@ def train_project(
         )
     cfg = cfg.updated(**(overrides or {}))
     ctx = D.setup(D.resolve_device(cfg.device))
+    if pretrain and cfg.encoder is None and not warm_start:
+        cfg = _with_project_encoder(project, cfg, ctx, progress, pretrain_callback)
     try:
         return _train_project(
             project, cfg, ctx, round, new_snapshot, warm_start, overwrite, progress,
@@ -159,6 +172,37 @@ def train_project(
         )  # fmt: skip
     finally:
         D.teardown(ctx)
+
+
+def _with_project_encoder(
+    project: Project,
+    cfg: Any,
+    ctx: Any,
+    progress: CountCallback | None,
+    callback: PretrainCallback | None,
+) -> Any:
+    """``cfg`` with the project's encoder (pretrained first when there is none and this
+    is one process); unchanged for segmentation or a teacher of another preset or norm."""
+    from cryoal.project.pretraining import current_encoder, pretrain_project
+
+    if cfg.task != "classify":
+        return cfg
+    enc = current_encoder(project)
+    if enc is None and ctx.world_size == 1:
+        log.info("no pretrained encoder yet: pretraining on the project's candidates first")
+        enc = pretrain_project(project, progress=progress, callback=callback)
+    if enc is None:
+        return cfg
+    norm = "batch" if cfg.norm == "syncbatch" else cfg.norm
+    if (enc.preset, enc.norm) != (cfg.teacher_preset, norm):
+        log.warning(
+            "the project's encoder is for preset %s / norm %s, the teacher is %s / %s: "
+            "training from random weights (run 'cryoal pretrain %s' for this teacher)",
+            enc.preset, enc.norm, cfg.teacher_preset, cfg.norm, project.root,
+        )  # fmt: skip
+        return cfg
+    log.info("teacher starts from the pretrained encoder %s", enc.path)
+    return cfg.updated(encoder=str(enc.path))
 
 
 def _train_project(
@@ -251,6 +295,7 @@ def _train_project(
         n_val=int(val_pos.size),
         created_at=utc_now(),
         metrics=_summary_metrics(result.metrics),
+        encoder=cfg.encoder,
     )
     if ctx.is_main:
         write_model_info(project.root, info)

@@ -67,6 +67,17 @@ class TrainConfig(BaseModel):
         "or syncbatch (batch statistics over all GPUs), so N processes match one",
     )
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout probability (MC dropout)")
+    encoder: str | None = Field(
+        None,
+        description="folder of a pretrained encoder (cryoal pretrain) the teacher starts from "
+        "instead of random weights; its preset and norm must be the teacher's",
+    )
+    encoder_lr_scale: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="learning rate of the pretrained encoder's layers, as a fraction of lr",
+    )
 
     # -- knowledge transfer (methods.md §1) --------------------------------------------
     student: Literal["trained", "ema", "none"] = Field(
@@ -258,7 +269,13 @@ class TrainConfig(BaseModel):
 
 #: Fields added after checkpoints were first written, with the defaults that leave them out
 #: of :meth:`TrainConfig.training_hash`.
-_HASHED_WHEN_SET: dict[str, Any] = {"steps": None, "average": "none", "average_decay": 0.99}
+_HASHED_WHEN_SET: dict[str, Any] = {
+    "steps": None,
+    "average": "none",
+    "average_decay": 0.99,
+    "encoder": None,
+    "encoder_lr_scale": 1.0,
+}
 
 
 def _one_line_errors(exc: ValidationError) -> str:

@@ -24,6 +24,9 @@ from cryoal.project.layout import LABELS_NAME
 #: ``cryoal --debug`` log line the training loop writes after each epoch (logger
 #: ``cryoal.train.fit``, kept by :mod:`cryoal.train.fit.loop`).
 _EPOCH_RE = re.compile(r"cryoal\.train\.fit: epoch (\d+):")
+#: The log line pretraining writes after each epoch (logger ``cryoal.pretrain``), when the
+#: project's first training pretrains its encoder.
+_PRETRAIN_RE = re.compile(r"cryoal\.pretrain: pretrain epoch (\d+)/(\d+)")
 _ERROR_RE = re.compile(r"^cryoal: (?:internal )?error: (.*)$")
 
 #: Seconds a cancelled job gets to exit after SIGTERM before it is killed.
@@ -68,6 +71,8 @@ class ProjectJob(QObject):
         self._rounds_before: list[int] = []
         self._last_error: str | None = None
         self._last_line = ""
+        #: What the job is doing now, from its log (``pretraining the encoder``, ``training``).
+        self.stage = ""
         self._cancelled = False
         self._buffer = b""
         self.process = QProcess(self)
@@ -115,7 +120,14 @@ class ProjectJob(QObject):
         error = _ERROR_RE.match(text)
         if error:
             self._last_error = error.group(1)
+        pre = _PRETRAIN_RE.search(text)
+        if pre:
+            self.stage = "pretraining the encoder"
+            self.progress.emit(int(pre.group(1)), int(pre.group(2)))
+            return
         epoch = _EPOCH_RE.search(text)
+        if epoch:
+            self.stage = "training"
         if epoch and self.total_epochs:
             self.progress.emit(min(int(epoch.group(1)), self.total_epochs), self.total_epochs)
 

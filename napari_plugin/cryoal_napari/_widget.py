@@ -641,6 +641,8 @@ class LabellingWidget(QWidget):
 
     def _job_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, total)  # (0, 0): a busy bar
+        stage = self.job.stage if self.job is not None else ""
+        self.progress.setFormat(f"{stage} %v/%m" if stage else "%v/%m")
         if total:
             self.progress.setValue(done)
 

@@ -41,6 +41,7 @@ from cryoal.data.transforms import wedge_safe_augmentation
 from cryoal.io.store import SubtomogramStore
 from cryoal.models import build_model, check_box, count_parameters
 from cryoal.models.factory import to_sync_batchnorm
+from cryoal.pretrain.encoder import ENCODER_PREFIX, load_encoder, load_encoder_into
 from cryoal.train.checkpoint import (
     join_optimizer_state,
     load_latest_checkpoint,
@@ -172,6 +173,13 @@ class _Trainer:
             _warm_start(self.teacher, prev_t, "teacher")
             if self.student is not None and prev_s is not None:
                 _warm_start(self.student, prev_s, "student")
+        elif c.encoder is not None:
+            if self.task != "classify":
+                raise ValueError(
+                    f"encoder {c.encoder}: pretrained encoders start classification teachers; "
+                    "train segmentation without encoder"
+                )
+            load_encoder_into(self.teacher, load_encoder(c.encoder), "teacher")
         if c.student == "ema":
             self.student = build_model(
                 self.task, c.teacher_preset, self.num_classes, norm=c.norm, dropout=c.dropout,
@@ -296,7 +304,7 @@ class _Trainer:
         """Optimisers, learning-rate schedules and the AMP gradient scaler."""
         c = self.config
         factor = _lr_factor(c, self.total_steps)
-        self.opt_t = _optimizer(c, self.teacher.parameters(), c.lr)
+        self.opt_t = _optimizer(c, self._teacher_param_groups(), c.lr)
         self.sched_t = torch.optim.lr_scheduler.LambdaLR(self.opt_t, factor)
         self.scaler = grad_scaler(self.device, c.amp)
         if self.device.type == "cpu" and amp_dtype(self.device, c.amp) is not None:
@@ -312,6 +320,16 @@ class _Trainer:
             assert self.student is not None
             self.opt_s = _optimizer(c, self.student.parameters(), c.student_lr or c.lr)
             self.sched_s = torch.optim.lr_scheduler.LambdaLR(self.opt_s, factor)
+
+    def _teacher_param_groups(self) -> list[dict[str, Any]]:
+        """The teacher's parameters; with a pretrained encoder, its layers in a group of
+        their own at ``encoder_lr_scale * lr``."""
+        c = self.config
+        if c.encoder is None or c.encoder_lr_scale == 1.0:
+            return [{"params": list(self.teacher.parameters())}]
+        enc = [p for n, p in self.teacher.named_parameters() if n.startswith(ENCODER_PREFIX)]
+        rest = [p for n, p in self.teacher.named_parameters() if not n.startswith(ENCODER_PREFIX)]
+        return [{"params": enc, "lr": c.lr * c.encoder_lr_scale}, {"params": rest}]
 
     def _optimisers(
         self,

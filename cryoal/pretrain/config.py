@@ -1,0 +1,78 @@
+"""Every pretraining hyper-parameter in one validated configuration."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+#: Fields that do not change the weights a run produces; they may differ on resume.
+RUNTIME_FIELDS: frozenset[str] = frozenset({"device", "preload_max_gb", "keep_checkpoints"})
+
+
+class PretrainConfig(BaseModel):
+    """Self-supervised pretraining of the teacher's encoder (methods.md §8).
+
+    The encoder is the classification preset's network without its head; a projection head
+    (a small MLP) is trained with it and discarded. Views keep the missing wedge in place
+    (see :mod:`cryoal.pretrain.views`).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    preset: str = Field("teacher", description="classification preset whose encoder is learnt")
+    norm: Literal["batch", "instance", "group"] = Field(
+        "batch", description="normalisation layers (the teacher's must match to fine-tune)"
+    )
+    objective: Literal["ntxent", "vicreg"] = Field(
+        "ntxent",
+        description="ntxent: contrastive (SimCLR's NT-Xent, MONAI ContrastiveLoss); vicreg: "
+        "variance-invariance-covariance, no negatives",
+    )
+    epochs: int = Field(30, ge=1, description="passes over the pool")
+    batch_size: int = Field(64, ge=4, description="samples per step (two views each)")
+    lr: float = Field(2e-3, gt=0.0, description="peak AdamW learning rate (cosine to zero)")
+    weight_decay: float = Field(1e-4, ge=0.0, description="AdamW decoupled weight decay")
+    warmup_steps: int = Field(50, ge=0, description="linear warm-up steps")
+    temperature: float = Field(0.2, gt=0.0, description="ntxent: softmax temperature")
+    projection_dim: int = Field(128, ge=8, description="output width of the projection head")
+    hidden_dim: int = Field(256, ge=8, description="hidden width of the projection head")
+    max_shift: int = Field(2, ge=0, description="views: random shift per axis, voxels")
+    noise_std: float = Field(
+        0.5, ge=0.0, description="views: extra Gaussian noise, up to this x the sample's std"
+    )
+    flip: bool = Field(True, description="views: wedge-safe flips and 180° rotations about y")
+    seed: int = Field(0, description="seed of initialisation, order and views")
+    device: str = Field("cpu", description="cpu, cuda, cuda:N or auto")
+    amp: Literal["auto", "bf16", "off"] = Field(
+        "off", description="mixed precision: bf16 autocast (auto: on CUDA where supported)"
+    )
+    preload_max_gb: float = Field(
+        2.0, ge=0.0, description="hold the pool in memory up to this size; above, stream it"
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "pretrain config") -> PretrainConfig:
+        """Validate a mapping; errors become one ``ValueError`` line naming key and value."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            parts = [
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+                for e in exc.errors()
+            ]
+            raise ValueError(f"{source}: {'; '.join(parts)}") from None
+
+    def updated(self, **overrides: Any) -> PretrainConfig:
+        """A copy with ``overrides`` applied (``None`` values are ignored), re-validated."""
+        data = self.model_dump()
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return type(self).from_dict(data, source="options")
+
+    def training_hash(self) -> str:
+        """SHA-256 of the fields that change the weights (all but :data:`RUNTIME_FIELDS`)."""
+        data = {k: v for k, v in self.model_dump(mode="json").items() if k not in RUNTIME_FIELDS}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,162 @@
+"""Self-supervised pretraining: views, objectives, the encoder folder, resume and the cache,
+and training that starts from a pretrained encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cryoal.io.store import SubtomogramStore
+from cryoal.pretrain import (
+    PretrainConfig,
+    embed_rows,
+    load_encoder,
+    pool_hash,
+    pretrain,
+    pretrain_cached,
+)
+from cryoal.pretrain.objectives import vicreg_loss
+from cryoal.pretrain.views import make_view
+
+TINY = {"preset": "tiny", "epochs": 2, "batch_size": 16, "warmup_steps": 2}
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_encoder(path).state
+
+
+def test_views_are_wedge_safe_flips_and_shifts_reproducible_from_the_seed() -> None:
+    x = torch.randn(6, 1, 8, 8, 8)
+    kw = {"flip": True, "max_shift": 1, "noise_std": 0.0}
+    a = make_view(x, torch.Generator().manual_seed(3), **kw)
+    b = make_view(x, torch.Generator().manual_seed(3), **kw)
+    assert torch.equal(a, b)
+    # without noise each view is one of the 8 axis flips of the sample, rolled by <= 1 voxel
+    for i in range(6):
+        candidates = [
+            torch.roll(torch.flip(x[i], [d + 1 for d in range(3) if (f >> d) & 1]), s, (1, 2, 3))
+            for f in range(8)
+            for s in [(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        ]
+        assert any(torch.equal(a[i], c) for c in candidates)
+
+
+def test_views_add_noise_up_to_the_configured_share_of_the_sample_std() -> None:
+    x = torch.randn(64, 1, 8, 8, 8) * 3.0
+    v = make_view(x, torch.Generator().manual_seed(0), flip=False, max_shift=0, noise_std=0.5)
+    ratio = (v - x).flatten(1).std(dim=1) / x.flatten(1).std(dim=1)
+    assert float(ratio.max()) <= 0.55
+    assert float(ratio.mean()) == pytest.approx(0.25, abs=0.06)  # uniform in [0, 0.5]
+
+
+def test_vicreg_penalises_collapse_and_rewards_agreeing_spread_views() -> None:
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(128, 32, generator=g)
+    spread_agree = vicreg_loss(z, z + 0.01 * torch.randn(128, 32, generator=g))
+    collapsed = vicreg_loss(torch.zeros(128, 32), torch.zeros(128, 32))
+    disagree = vicreg_loss(z, torch.randn(128, 32, generator=g))
+    assert float(spread_agree) < float(disagree)
+    assert float(spread_agree) < float(collapsed)
+    assert float(collapsed) == pytest.approx(2 * 25.0 * (1 - 1e-2), rel=1e-3)
+
+
+@pytest.mark.parametrize("objective", ["ntxent", "vicreg"])
+def test_pretrain_writes_a_loadable_encoder_whose_embedding_has_the_features(
+    class_store: Path, tmp_path: Path, objective: str
+) -> None:
+    cfg = PretrainConfig(objective=objective, **TINY)
+    enc = pretrain(cfg, class_store, None, tmp_path / "enc")
+    store = SubtomogramStore(class_store)
+    assert enc.info["n_samples"] == len(store)
+    assert enc.info["pool_hash"] == pool_hash(store, np.arange(len(store)))
+    assert len(enc.info["history"]) == 2
+    assert all(np.isfinite(h["loss"]) for h in enc.info["history"])
+    feats = embed_rows(enc, store, np.arange(10))
+    assert feats.shape == (10, int(enc.build().num_features))
+    assert np.isfinite(feats).all()
+
+
+def test_pretraining_interrupted_after_an_epoch_resumes_to_the_same_weights(
+    class_store: Path, tmp_path: Path
+) -> None:
+    cfg = PretrainConfig(**TINY)
+    whole = pretrain(cfg, class_store, None, tmp_path / "whole")
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_epoch(event) -> None:  # noqa: ANN001
+        if event.kind == "epoch" and event.epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        pretrain(cfg, class_store, None, tmp_path / "cut", callback=kill_after_first_epoch)
+    assert not (tmp_path / "cut" / "encoder.json").exists()
+    resumed = pretrain(cfg, class_store, None, tmp_path / "cut")
+    assert [h["loss"] for h in resumed.info["history"]] == [
+        h["loss"] for h in whole.info["history"]
+    ]
+    for key, value in whole.state.items():
+        assert torch.equal(value, resumed.state[key]), key
+
+
+def test_the_cache_pretrains_a_pool_once_and_keys_it_by_content_and_settings(
+    make_store,
+    tmp_path: Path,  # noqa: ANN001
+) -> None:
+    path = make_store(tmp_path / "a.h5")
+    cfg = PretrainConfig(**{**TINY, "epochs": 1})
+    events: list[str] = []
+    first = pretrain_cached(
+        cfg, path, None, tmp_path / "cache", callback=lambda e: events.append(e.kind)
+    )
+    assert events.count("epoch") == 1
+    events.clear()
+    again = pretrain_cached(
+        cfg, path, None, tmp_path / "cache", callback=lambda e: events.append(e.kind)
+    )
+    assert events == [] and again.path == first.path
+    other_rows = pretrain_cached(cfg, path, np.arange(40), tmp_path / "cache")
+    other_cfg = pretrain_cached(cfg.updated(seed=1), path, None, tmp_path / "cache")
+    other_data = pretrain_cached(
+        cfg, make_store(tmp_path / "b.h5", seed=5), None, tmp_path / "cache"
+    )
+    assert len({first.path, other_rows.path, other_cfg.path, other_data.path}) == 4
+
+
+def test_a_folder_of_another_pool_is_refused(class_store: Path, tmp_path: Path) -> None:
+    cfg = PretrainConfig(**{**TINY, "epochs": 1})
+    pretrain(cfg, class_store, None, tmp_path / "enc")
+    with pytest.raises(ValueError, match="other samples or settings"):
+        pretrain(cfg, class_store, np.arange(30), tmp_path / "enc")
+
+
+def test_too_few_samples_is_one_line(class_store: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs >= 16"):
+        pretrain(PretrainConfig(**TINY), class_store, np.arange(5), tmp_path / "enc")
+
+
+def test_training_starts_from_the_encoder_and_refuses_another_preset(
+    class_store: Path, tmp_path: Path
+) -> None:
+    from cryoal.train.config import TrainConfig
+    from cryoal.train.fit import fit
+
+    enc = pretrain(PretrainConfig(**TINY), class_store, None, tmp_path / "enc")
+    base = {"teacher_preset": "tiny", "student": "none", "steps": 1, "batch_size": 8}
+    # an encoder learning rate of ~0 keeps the teacher's encoder at the pretrained weights
+    cfg = TrainConfig(**base, encoder=str(enc.path), encoder_lr_scale=1e-9)
+    result = fit(cfg, class_store, np.arange(16))
+    state = result.teacher.state_dict()
+    convs = [k for k in enc.state if k.endswith("weight") and enc.state[k].dim() == 5]
+    assert convs
+    for key in convs:
+        assert torch.allclose(state[key].cpu(), enc.state[key], atol=1e-6), key
+    scratch = fit(TrainConfig(**base), class_store, np.arange(16)).teacher.state_dict()
+    assert not torch.allclose(scratch[convs[0]].cpu(), enc.state[convs[0]])
+    with pytest.raises(ValueError, match="pretrained for preset 'tiny'"):
+        fit(TrainConfig(**{**base, "teacher_preset": "student"}, encoder=str(enc.path)),
+            class_store, np.arange(16))  # fmt: skip

@@ -1,0 +1,86 @@
+"""A project's pretrained encoder: ``cryoal pretrain DIR``, and ``cryoal train DIR`` starting
+from it (or pretraining first)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cryoal.cli.main import run
+from cryoal.project.layout import CACHE_DIR, CURRENT_ENCODER_NAME, ENCODERS_DIR
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, make_round0_labelled_project) -> Path:  # noqa: ANN001
+    proj = make_round0_labelled_project(tmp_path_factory.mktemp("pre"), seed=4)
+    cfg = yaml.safe_load((proj / "project.yaml").read_text())
+    cfg["defaults"]["train"] = {"teacher_preset": "tiny", "student_preset": "tiny", "epochs": 2}
+    cfg["defaults"]["pretrain"] = {"epochs": 2, "batch_size": 16}
+    (proj / "project.yaml").write_text(yaml.safe_dump(cfg))
+    return proj
+
+
+def _newest_round(proj: Path) -> dict:
+    found = sorted((proj / "rounds").glob("*/round.json"))
+    return json.loads(found[-1].read_text())
+
+
+def test_first_training_with_pretrain_makes_the_encoder_and_starts_from_it(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["train", str(project), "--pretrain", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    pointer = project / CACHE_DIR / ENCODERS_DIR / CURRENT_ENCODER_NAME
+    current = json.loads(pointer.read_text())
+    folder = project / CACHE_DIR / ENCODERS_DIR / current["encoder"]
+    enc = json.loads((folder / "encoder.json").read_text())
+    # the teacher's preset, 30 candidates (every pick, labelled or not), the project's epochs
+    assert (enc["preset"], enc["n_samples"], len(enc["history"])) == ("tiny", 30, 2)
+    assert _newest_round(project)["encoder"] == str(folder)
+    assert f"started from the pretrained encoder {folder}" in out
+
+    # cryoal pretrain again: the same pool and settings reuse it, nothing is retrained
+    before = (folder / "encoder.safetensors").stat().st_mtime_ns
+    assert run(["pretrain", str(project), "--no-progress"]) == 0
+    assert (folder / "encoder.safetensors").stat().st_mtime_ns == before
+    assert str(folder) in capsys.readouterr().out
+
+    # --no-pretrain trains from random weights and records no encoder
+    assert run(["project", "snapshot", str(project)]) == 0
+    assert run(["train", str(project), "--no-pretrain", "--no-progress"]) == 0
+    assert _newest_round(project)["encoder"] is None
+
+
+def test_other_settings_make_another_encoder_and_a_teacher_of_another_preset_ignores_it(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert run(["pretrain", str(project), "--epochs", "1", "--seed", "7", "--no-progress"]) == 0
+    encoders = [p for p in (project / CACHE_DIR / ENCODERS_DIR).iterdir() if p.is_dir()]
+    assert len(encoders) == 2
+    caplog.set_level("WARNING")
+    assert run(["project", "snapshot", str(project)]) == 0
+    assert run(["train", str(project), "--pretrain", "--preset", "student", "--no-progress"]) == 0
+    assert "training from random weights" in caplog.text
+    assert _newest_round(project)["encoder"] is None
+
+
+def test_a_store_pretrains_into_out_and_trains_from_it(
+    class_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["pretrain", str(class_store)]) == 2
+    assert "pass --out ENCODER_FOLDER" in capsys.readouterr().err
+    enc = tmp_path / "enc"
+    args = ["--preset", "tiny", "--epochs", "1", "--batch-size", "16", "--no-progress"]
+    assert run(["pretrain", str(class_store), "--out", str(enc), *args]) == 0
+    assert (enc / "encoder.json").is_file()
+    assert run(["train", str(class_store), "--out", str(tmp_path / "run"), "--preset", "tiny",
+                "--student", "none", "--epochs", "1", "--encoder", str(enc),
+                "--no-progress"]) == 0  # fmt: skip
+    train_yaml = yaml.safe_load((tmp_path / "run" / "train.yaml").read_text())
+    assert train_yaml["encoder"] == str(enc)
+    assert run(["train", str(class_store), "--out", str(tmp_path / "run2"), "--preset",
+                "student", "--epochs", "1", "--encoder", str(enc), "--no-progress"]) == 2  # fmt: skip
+    assert "pretrained for preset 'tiny'" in capsys.readouterr().err
