@@ -10,6 +10,7 @@ submitit (the ``cluster`` extra). Templates: :mod:`cryoal.cluster.sbatch`; submi
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,16 +30,23 @@ def _command(kind: str, doc: str) -> Callable[..., None]:
 
     def command(
         directory: Path = _DIR,
-        gpus: int = typer.Option(1, "--gpus", help="GPUs per node for training (0: CPU)."),
-        nodes: int = typer.Option(1, "--nodes", help="Nodes for training."),
-        time: str = typer.Option("04:00:00", "--time", help="Training time limit (HH:MM:SS)."),
+        gpus: int = typer.Option(1, "--gpus", min=0, help="GPUs per node for training (0: CPU)."),
+        nodes: int = typer.Option(1, "--nodes", min=1, help="Nodes for training."),
+        time: str = typer.Option(
+            "04:00:00", "--time", help="Training time limit (HH:MM:SS, D-HH:MM:SS, minutes)."
+        ),
         partition: str | None = typer.Option(None, "--partition", help="SLURM partition."),
         account: str | None = typer.Option(None, "--account", help="SLURM account."),
         cpus_per_task: int | None = typer.Option(
-            None, "--cpus-per-task", help="CPU cores per task (default: 8 per GPU, 4 on CPU)."
+            None,
+            "--cpus-per-task",
+            min=1,
+            help="CPU cores per task (default: 8 per GPU, 4 on CPU).",
         ),
-        mem: str | None = typer.Option(None, "--mem", help="Memory per node, e.g. 64G."),
-        shards: int = typer.Option(4, "--shards", help="Tasks of the scoring job array."),
+        mem: str | None = typer.Option(
+            None, "--mem", help="Memory per node: megabytes, or with K/M/G/T, e.g. 64G."
+        ),
+        shards: int = typer.Option(4, "--shards", min=1, help="Tasks of the scoring job array."),
         score_time: str = typer.Option("01:00:00", "--score-time", help="Time limit per shard."),
         setup: list[str] | None = typer.Option(
             None, "--setup", help="Shell line run first, e.g. 'module load cuda' (repeatable)."
@@ -93,7 +101,7 @@ def _run(kind: str, directory: Path, o: dict) -> None:
     if kind != "train":
         typer.echo(
             "when the merge job has finished, import its queue where labels.sqlite lives: "
-            f"cryoal suggest {directory} --import"
+            f"cryoal suggest {shlex.quote(str(directory))} --import"
         )
 
 

@@ -40,7 +40,21 @@ SIGNAL_LEAD_S = 300
 #: Port of torchrun's c10d rendezvous on the first node.
 RDZV_PORT = 29500
 
-_TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
+#: SLURM time limits: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
+#: days-hours:minutes, days-hours:minutes:seconds.
+_TIME = re.compile(r"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+(:\d{1,2}){0,2})$")
+_TIME_FORMATS = "minutes, MM:SS, HH:MM:SS or D-HH[:MM[:SS]] (e.g. 04:00:00, 1-12:00:00, 90)"
+#: SLURM memory per node: a whole number of megabytes, or with a unit K, M, G or T.
+_MEM = re.compile(r"^\d+[KMGTkmgt]?$")
+#: A SLURM partition or account name (a partition list is comma-separated): no blanks,
+#: control characters, quotes, backslashes or ``#``, which sbatch would read differently.
+_NAME = re.compile(r"^[^\s\x00-\x1f\x7f\"'\\#]+$")
+#: ``#SBATCH`` values written without quotes (everything else is double-quoted).
+_BARE = re.compile(r"^[A-Za-z0-9_.,:@%+=/-]+$")
+
+
+def _control_characters(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
 @dataclass
@@ -54,13 +68,15 @@ class SlurmOptions:
     nodes
         Nodes for training.
     time
-        Wall-time limit of each training job (``HH:MM:SS`` or ``D-HH:MM:SS``).
+        Wall-time limit of each training job (SLURM's formats: minutes, ``MM:SS``,
+        ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``).
     partition, account
         Passed as ``--partition`` / ``--account`` when given.
     cpus_per_task
         CPU cores per task (data loading; default 8 per GPU, 4 on CPU).
     mem
-        Memory per node (e.g. ``"64G"``); default: the partition's.
+        Memory per node: megabytes, or with a unit ``K``/``M``/``G``/``T`` (e.g. ``"64G"``);
+        default: the partition's.
     shards
         Tasks of the scoring array.
     score_gpus
@@ -95,18 +111,69 @@ class SlurmOptions:
     score_args: list[str] = field(default_factory=list)
 
     def check(self) -> None:
-        """Raise ``ValueError`` (one line) for impossible values."""
-        if self.gpus < 0 or self.nodes < 1 or self.shards < 1:
-            raise ValueError(
-                f"--gpus {self.gpus}, --nodes {self.nodes}, --shards {self.shards}: need "
-                "gpus >= 0, nodes >= 1 and shards >= 1"
-            )
+        """Raise ``ValueError`` (one line naming the option, the value and the valid format)
+        for a value SLURM would refuse, or that would break the ``#SBATCH`` header."""
+        for name, minimum in _COUNTS:
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < minimum):  # fmt: skip
+                raise ValueError(f"{_flag(name)} {value!r}: use a whole number >= {minimum}")
         for name in ("time", "score_time", "merge_time"):
             value = getattr(self, name)
             if not _TIME.match(value):
+                raise ValueError(f"{_flag(name)} {value!r}: use {_TIME_FORMATS}")
+        if self.mem is not None and not _MEM.match(self.mem):
+            raise ValueError(
+                f"--mem {self.mem!r}: use a whole number of megabytes, or one with a unit K, "
+                "M, G or T (e.g. 16G, 500M, 16000)"
+            )
+        for name in ("partition", "account"):
+            value = getattr(self, name)
+            if value is not None and not _NAME.match(value):
                 raise ValueError(
-                    f"--{name.replace('_', '-')} {value!r}: use HH:MM:SS or D-HH:MM:SS"
+                    f"{_flag(name)} {value!r}: use a SLURM {name} name, without blanks, "
+                    "quotes, backslashes, '#' or control characters (e.g. "
+                    f"{'gpu or gpu,gpu-long' if name == 'partition' else 'mylab'})"
                 )
+
+
+#: Count options and their least valid value (``None``: not given, SLURM's default).
+_COUNTS = (("gpus", 0), ("nodes", 1), ("shards", 1), ("cpus_per_task", 1), ("score_gpus", 0))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def sbatch_value(value: str) -> str:
+    """``value`` written so that sbatch reads it back as one word from a ``#SBATCH`` line.
+
+    sbatch splits the options of a ``#SBATCH`` line at unquoted blanks, honours double and
+    single quotes and backslash escapes, and ends the line at an unquoted ``#``. A value of
+    only letters, digits and ``_.,:@%+=/-`` stays bare; any other is put in double quotes
+    with ``\\`` and ``"`` escaped, which sbatch and a POSIX shell split alike.
+    """
+    if _BARE.match(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _log_pattern(project: Path, array: bool) -> str:
+    """``--output`` of a job: ``PROJECT/slurm/logs/%x-%j.out`` (``%x-%A_%a.out`` for an
+    array), with a ``%`` of the project path doubled so that SLURM keeps it literal."""
+    text = str(project)
+    if _control_characters(text):
+        raise ValueError(
+            f"{text!r}: the project path holds a control character (a newline, tab, ...), "
+            "which would end the #SBATCH header; move the project to a path without one"
+        )
+    if "\\" in text:
+        raise ValueError(
+            f"{text}: the project path holds a backslash, which makes SLURM ignore the %x/%j "
+            "patterns of the log file name; move the project to a path without one"
+        )
+    logs = str(project / "slurm" / "logs").replace("%", "%%")
+    return f"{logs}/{'%x-%A_%a.out' if array else '%x-%j.out'}"
 
 
 def _score_gpus(opts: SlurmOptions) -> int:
@@ -114,7 +181,9 @@ def _score_gpus(opts: SlurmOptions) -> int:
 
 
 def _cpus(opts: SlurmOptions, gpus: int) -> int:
-    return opts.cpus_per_task or (8 * gpus if gpus else 4)
+    if opts.cpus_per_task is not None:
+        return opts.cpus_per_task
+    return 8 * gpus if gpus else 4
 
 
 def sbatch_options(name: str, project: Path, opts: SlurmOptions) -> dict[str, str | bool]:
@@ -125,7 +194,6 @@ def sbatch_options(name: str, project: Path, opts: SlurmOptions) -> dict[str, st
     and, on submission, into submitit's sbatch file (:mod:`cryoal.cluster.submit`).
     """
     project = Path(project).resolve()
-    logs = project / "slurm" / "logs"
     nodes, gpus, time = {
         "train": (opts.nodes, opts.gpus, opts.time),
         "score": (1, _score_gpus(opts), opts.score_time),
@@ -138,7 +206,7 @@ def sbatch_options(name: str, project: Path, opts: SlurmOptions) -> dict[str, st
         "ntasks_per_node": "1",
         "cpus_per_task": str(_cpus(opts, gpus)),
         "time": time,
-        "output": str(logs / ("%x-%A_%a.out" if array else "%x-%j.out")),
+        "output": _log_pattern(project, bool(array)),
         "open_mode": "append",
     }
     if gpus:
@@ -163,7 +231,10 @@ def _header(opts: SlurmOptions, name: str, project: Path) -> list[str]:
     lines = ["#!/bin/bash"]
     for key, value in options.items():
         flag = key.replace("_", "-")
-        lines.append(f"#SBATCH --{flag}" if value is True else f"#SBATCH --{flag}={value}")
+        if value is True:
+            lines.append(f"#SBATCH --{flag}")
+        else:
+            lines.append(f"#SBATCH --{flag}={sbatch_value(str(value))}")
     cpus = int(options["cpus_per_task"])
     lines += ["", "set -euo pipefail", *opts.setup,
               "export PYTHONUNBUFFERED=1  # progress lines reach the log as they happen",
@@ -257,7 +328,8 @@ def dry_run_text(jobs: list[tuple[str, str]], folder: Path) -> str:
         dep = f"--dependency=afterok:${prev.upper()}_JOB " if prev else ""
         parts.append(
             f"# --- job {i}/{len(jobs)}: {name} ---\n"
-            f"# {name.upper()}_JOB=$(sbatch --parsable {dep}{folder / (name + '.sbatch')})\n"
+            f"# {name.upper()}_JOB=$(sbatch --parsable {dep}"
+            f"{shlex.quote(str(folder / (name + '.sbatch')))})\n"
             f"{text}"
         )
         prev = name

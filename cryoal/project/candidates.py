@@ -231,50 +231,41 @@ def _add_positions(
     source: str,
     dedupe_px: float,
 ) -> CandidateImport:
-    """Give new positions ids and insert them; skip duplicates and out-of-volume picks."""
-    store = project.labels
+    """Skip out-of-volume picks, then insert the rest with new ids, skipping duplicates.
+
+    The duplicate check and the ids are made inside the label store's write transaction
+    that inserts the candidates (:meth:`LabelStore.add_numbered_candidates`), so imports
+    running at the same time each see the others' candidates and never share an id.
+    """
     result = CandidateImport()
-    frames = []
+    inside = np.zeros(len(tomo_ids), dtype=bool)
     for tid in dict.fromkeys(tomo_ids.tolist()):
         rows = np.flatnonzero(tomo_ids == tid)
         shape = np.asarray(project.config.tomogram(tid).shape_zyx, dtype=np.float64)
         pos = zyx[rows]
-        inside = np.all((pos >= -0.5) & (pos < shape - 0.5), axis=1)
-        if not inside.all():
-            result.outside += int((~inside).sum())
+        ok = np.all((pos >= -0.5) & (pos < shape - 0.5), axis=1)
+        inside[rows] = ok
+        result.added[tid] = 0
+        if not ok.all():
+            result.outside += int((~ok).sum())
             warnings.warn(
-                f"{source}: {int((~inside).sum())} picks lie outside tomogram {tid!r} "
+                f"{source}: {int((~ok).sum())} picks lie outside tomogram {tid!r} "
                 f"(shape {tuple(int(s) for s in shape)} voxels) and were skipped; check the "
                 "coordinate unit and the tomogram's voxel size",
                 stacklevel=3,
             )
-        rows, pos = rows[inside], pos[inside]
-        existing = store.candidates(tid)[["z", "y", "x"]].to_numpy(dtype=np.float64)
-        keep = _not_duplicates(pos, existing, dedupe_px)
-        result.duplicates += int((~keep).sum())
-        rows, pos = rows[keep], pos[keep]
-        if len(rows) == 0:
-            result.added[tid] = 0
-            continue
-        first = store.next_candidate_number(tid)
-        frame = pd.DataFrame(
-            {
-                "candidate_id": [f"{tid}:{first + i:06d}" for i in range(len(rows))],
-                "tomo_id": tid,
-                "z": pos[:, 0],
-                "y": pos[:, 1],
-                "x": pos[:, 2],
-            }
-        )
-        if scores is not None:
-            frame["score"] = scores[rows]
-        if prior is not None:
-            frame["prior_class"] = prior[rows]
-        frames.append(frame)
-        result.added[tid] = len(frame)
-        result.ids += frame["candidate_id"].tolist()
-    if frames:
-        store.add_candidates(pd.concat(frames, ignore_index=True), source=source)
+    table = pd.DataFrame({"tomo_id": tomo_ids, "z": zyx[:, 0], "y": zyx[:, 1], "x": zyx[:, 2]})
+    if scores is not None:
+        table["score"] = scores
+    if prior is not None:
+        table["prior_class"] = prior
+    added = project.labels.add_numbered_candidates(
+        table[inside], source, keep=lambda new, old: _not_duplicates(new, old, dedupe_px)
+    )
+    for tid, n in added["tomo_id"].value_counts(sort=False).items():
+        result.added[str(tid)] = int(n)
+    result.ids = added["candidate_id"].tolist()
+    result.duplicates = int(inside.sum()) - len(added)
     if result.duplicates:
         log.info("%s: %d duplicate positions skipped", source, result.duplicates)
     return result
@@ -299,14 +290,17 @@ def write_candidates_csv(project: Project) -> Path:
     """Rewrite ``candidates.csv`` (atomically) from the label store.
 
     Columns: candidate_id, tomo_id, z, y, x (voxels, zyx as inside cryoal), x_A, y_A,
-    z_A (Å, corner origin, for other tools), source, score, prior_class.
+    z_A (Å, corner origin, for other tools), source, score, prior_class. The store is read
+    and the file replaced under the project lock, so of two imports running at once the
+    one that writes last has read the other's candidates too.
     """
-    table = project.labels.candidates()
     vs = project.voxel_size_A if project.config.voxel_size_A is not None else np.nan
-    for axis in ("x", "y", "z"):
-        table[f"{axis}_A"] = table[axis] * vs
     cols = ["candidate_id", "tomo_id", "z", "y", "x", "x_A", "y_A", "z_A", "source", "score",
             "prior_class"]  # fmt: skip
-    with atomic_path(project.candidates_path, overwrite=True) as tmp:
-        table[cols].to_csv(tmp, index=False, lineterminator="\n")
+    with project.locked():
+        table = project.labels.candidates()
+        for axis in ("x", "y", "z"):
+            table[f"{axis}_A"] = table[axis] * vs
+        with atomic_path(project.candidates_path, overwrite=True) as tmp:
+            table[cols].to_csv(tmp, index=False, lineterminator="\n")
     return project.candidates_path

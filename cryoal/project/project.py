@@ -178,18 +178,25 @@ class Project:
 
     # -- configuration changes -------------------------------------------------------
     @contextlib.contextmanager
-    def editing(self) -> Iterator[ProjectConfig]:
-        """Lock, re-read ``project.yaml``, yield it for changes, validate and save it."""
+    def locked(self) -> Iterator[None]:
+        """Hold the project lock (``.project.lock``, ``flock``) while a process changes
+        the project's files; other processes wait. Not re-entrant."""
         with open(self.root / LOCK_NAME, "a+") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
-                config = load_config(self.config_path)
-                yield config
-                config = ProjectConfig.model_validate(config.model_dump())
-                save_config(config, self.config_path)
-                self.config = config
+                yield
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def editing(self) -> Iterator[ProjectConfig]:
+        """Lock, re-read ``project.yaml``, yield it for changes, validate and save it."""
+        with self.locked():
+            config = load_config(self.config_path)
+            yield config
+            config = ProjectConfig.model_validate(config.model_dump())
+            save_config(config, self.config_path)
+            self.config = config
 
     # -- tomograms -------------------------------------------------------------------
     def add_tomogram(

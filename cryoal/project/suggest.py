@@ -25,6 +25,7 @@ the store.
 from __future__ import annotations
 
 import logging
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -470,17 +471,6 @@ def _write_merged_record(
     return path
 
 
-def merged_rounds(project_root: str | Path) -> list[int]:
-    """Rounds that hold a merged queue (``suggestions.json``), ascending."""
-    from cryoal.project.snapshot import round_numbers
-
-    return [
-        r
-        for r in round_numbers(project_root)
-        if (round_dir(project_root, r) / MERGED_NAME).is_file()
-    ]
-
-
 @dataclass
 class ImportResult:
     """A merged queue brought into the label store (or found there already)."""
@@ -492,6 +482,33 @@ class ImportResult:
     already: bool
 
 
+def _merge_hint(root: Path) -> str:
+    where = shlex.quote(str(root))
+    return (
+        f"run 'cryoal merge-scores {where}' once every 'cryoal score {where} --shard I/N' has "
+        "run, then import again"
+    )
+
+
+def _round_to_import(project: Project) -> int:
+    """The round whose merged queue ``--import`` brings in: the newest trained round's,
+    which is the round ``cryoal score`` and ``cryoal merge-scores`` work on."""
+    model = newest_model(project.root)
+    if model is None:
+        raise FileNotFoundError(
+            f"{project.root / 'rounds'}: no trained round, so no merged queue ({MERGED_NAME}) "
+            f"to import; train one ('cryoal train {shlex.quote(str(project.root))}'), then "
+            f"{_merge_hint(project.root)}"
+        )
+    record_path = round_dir(project.root, model.round) / MERGED_NAME
+    if not record_path.is_file():
+        raise FileNotFoundError(
+            f"{record_path}: round {model.round} is trained but its score shards were never "
+            f"merged into a queue; {_merge_hint(project.root)}"
+        )
+    return model.round
+
+
 def import_suggestions(
     project: Project, *, round: int | None = None, replace: bool = False
 ) -> ImportResult:
@@ -500,7 +517,9 @@ def import_suggestions(
     Parameters
     ----------
     round
-        The round whose ``suggestions.json`` to import; default the newest round with one.
+        The round whose ``suggestions.json`` to import; default the newest trained round
+        (the round ``cryoal score`` and ``cryoal merge-scores`` work on), refused when that
+        round has no merged queue.
     replace
         Replace a different queue the store already holds for that round. A store that
         already holds exactly this queue is left as it is (``already=True``).
@@ -508,7 +527,7 @@ def import_suggestions(
     Raises
     ------
     FileNotFoundError
-        No merged queue in the project (or in ``round``).
+        No trained round, or no merged queue in the round (its shards were not merged).
     ValueError
         A record that does not match its ``suggestions.csv`` (rewritten since the merge), or
         the round already has another queue (without ``replace``).
@@ -518,18 +537,12 @@ def import_suggestions(
     from cryoal.project.snapshot import sha256_file
 
     if round is None:
-        rounds = merged_rounds(project.root)
-        if not rounds:
-            raise FileNotFoundError(
-                f"{project.root / 'rounds'}: no merged queue ({MERGED_NAME}) to import; run "
-                "'cryoal merge-scores DIR' after the scoring shards first"
-            )
-        round = rounds[-1]
+        round = _round_to_import(project)
     directory = round_dir(project.root, round)
     record_path, csv_path = directory / MERGED_NAME, directory / SUGGESTIONS_NAME
     if not record_path.is_file():
         raise FileNotFoundError(
-            f"{record_path}: no merged queue for round {round}; run 'cryoal merge-scores DIR'"
+            f"{record_path}: no merged queue for round {round}; {_merge_hint(project.root)}"
         )
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))

@@ -4,6 +4,7 @@ sharded scoring and a merge that writes the same queue as a single-process sugge
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,39 @@ def test_cluster_scoring_never_opens_the_label_store_and_the_import_gives_the_sa
     assert rounds.loc[1, "strategy"] == "kt" and rounds.loc[1, "seed"] == 3
     assert run(["suggest", str(proj), "--import"]) == 0  # again: nothing to change
     assert "already in the label store" in capsys.readouterr().out
+
+
+def test_import_refuses_a_trained_round_whose_shards_were_never_merged(
+    trained_project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proj = tmp_path / "proj"
+    shutil.copytree(trained_project, proj)
+    opts = ["--strategy", "kt", "--k", "4", "--seed", "1"]
+    scores = proj / "rounds/001/scores"
+    shutil.rmtree(scores, ignore_errors=True)
+    # round 1 on the cluster: scored, merged and imported
+    assert run(["score", str(proj), "--shard", "0/1", *opts, "-q"]) == 0
+    assert run(["merge-scores", str(proj), *opts, "--replace"]) == 0
+    assert run(["suggest", str(proj), "--import", "--replace"]) == 0
+    queue = pd.read_csv(proj / "rounds/001/suggestions.csv")
+    answers = pd.DataFrame({"candidate_id": queue["candidate_id"], "label": "not-a-particle"})
+    answers.to_csv(tmp_path / "r1.csv", index=False)
+    assert run(["labels", "import", str(proj), str(tmp_path / "r1.csv"), "--annotator", "x"]) == 0
+    # round 2 trained, its shards never merged
+    assert run(["project", "snapshot", str(proj)]) == 0
+    assert run(["train", str(proj), "--preset", "tiny", "--student-preset", "tiny", "--epochs",
+                "1", "--batch-size", "4", "--val-fraction", "0", "--no-progress"]) == 0  # fmt: skip
+    assert (proj / "rounds/002/round.json").is_file()
+    capsys.readouterr()
+    assert run(["suggest", str(proj), "--import"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.startswith("cryoal: error: ") and err.count("\n") == 1 and captured.out == ""
+    assert "rounds/002/suggestions.json: round 2 is trained but its score shards were " in err
+    assert f"run 'cryoal merge-scores {proj}' once every 'cryoal score {proj} --shard I/N'" in err
+    # the commands the message names bring round 2's queue in
+    assert run(["score", str(proj), "--shard", "0/1", *opts, "-q"]) == 0
+    assert run(["merge-scores", str(proj), *opts]) == 0
+    capsys.readouterr()
+    assert run(["suggest", str(proj), "--import"]) == 0
+    assert "round 2: 4 merged suggestions (kt by model r002-" in capsys.readouterr().out

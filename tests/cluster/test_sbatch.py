@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickletools
+import shlex
 import stat
 import subprocess
 import sys
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cryoal.cli.main import run
-from cryoal.cluster.sbatch import SlurmOptions, render, write_scripts
+from cryoal.cluster.sbatch import SlurmOptions, dry_run_text, render, write_scripts
 from cryoal.cluster.submit import submit
 
 
@@ -159,6 +161,208 @@ def test_bad_options_are_one_line_errors(
     project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(["slurm", "train", str(project), "--time", "4h", "--dry-run"]) == 2
-    assert "--time '4h': use HH:MM:SS" in capsys.readouterr().err
+    assert "--time '4h': use minutes, MM:SS, HH:MM:SS or D-HH[:MM[:SS]]" in capsys.readouterr().err
     assert run(["slurm", "train", str(tmp_path), "--dry-run"]) == 2
     assert "not a cryoal project" in capsys.readouterr().err
+
+
+#: A project folder name that breaks unquoted #SBATCH values and shell words: blanks,
+#: non-ASCII, double quotes, a shell variable, an sbatch comment sign and a SLURM pattern.
+ODD_NAME = 'my proj ü "q" $HOME #1 100%x'
+
+
+@pytest.fixture()
+def odd_project(tmp_path: Path) -> Path:
+    path = tmp_path / "dir with space" / ODD_NAME
+    path.parent.mkdir()
+    assert run(["project", "init", str(path), "--classes", "a,b", "--box", "16"]) == 0
+    return path
+
+
+def sbatch_header(text: str) -> tuple[list[str], list[str]]:
+    """What sbatch reads from a script: the ``#SBATCH`` lines before the first command line,
+    each split like a shell (quotes, escapes, an unquoted ``#`` ends it), and the
+    ``#SBATCH`` lines it ignores because they come after that command line."""
+    args: list[str] = []
+    ignored: list[str] = []
+    in_header = True
+    for line in text.splitlines():
+        if line.startswith("#SBATCH"):
+            if in_header:
+                args += shlex.split(line[len("#SBATCH") :], comments=True)
+            else:
+                ignored.append(line)
+        elif line.strip() and not line.lstrip().startswith("#"):
+            in_header = False
+    return args, ignored
+
+
+def _options(args: list[str]) -> dict[str, str | bool]:
+    out: dict[str, str | bool] = {}
+    for arg in args:
+        assert arg.startswith("--"), arg
+        key, eq, value = arg[2:].partition("=")
+        out[key] = value if eq else True
+    return out
+
+
+def test_sbatch_reads_odd_project_paths_and_names_as_one_value_each(odd_project: Path) -> None:
+    opts = SlurmOptions(gpus=2, nodes=2, shards=3, partition="gpu,gpu-long", account="lab",
+                        mem="64G", cpus_per_task=6)  # fmt: skip
+    logs = str(odd_project.resolve() / "slurm" / "logs").replace("%", "%%")
+    for name, text in render("round", odd_project, opts):
+        args, ignored = sbatch_header(text)
+        assert not ignored
+        got = _options(args)
+        assert got["job-name"] == f"cryoal-{name}-{ODD_NAME}"
+        pattern = "%x-%A_%a.out" if name == "score" else "%x-%j.out"
+        assert got["output"] == f"{logs}/{pattern}"
+        assert got["partition"] == "gpu,gpu-long" and got["account"] == "lab"
+        assert got["mem"] == "64G" and got["cpus-per-task"] == "6"
+        assert got["time"] == {"train": "04:00:00", "score": "01:00:00", "merge": "00:30:00"}[name]
+        assert len(args) == sum(line.startswith("#SBATCH") for line in text.splitlines())
+        done = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True)
+        assert done.returncode == 0, f"{name}: {done.stderr}"
+
+
+def test_printed_sbatch_commands_are_shell_quoted(odd_project: Path) -> None:
+    folder = odd_project.resolve() / "slurm"
+    text = dry_run_text(render("round", odd_project, SlurmOptions()), folder)
+    commands = [line[2:] for line in text.splitlines() if "=$(sbatch " in line]
+    assert len(commands) == 3
+    for command, name in zip(commands, ("train", "score", "merge"), strict=True):
+        inner = command[command.index("$(") + 2 : command.rindex(")")]
+        assert shlex.split(inner)[-1] == str(folder / f"{name}.sbatch")
+
+
+def _runnable_slurm(tmp_path: Path) -> tuple[Path, Path]:
+    """An ``srun`` that runs its command, a ``scontrol`` naming one node, and a "python" (in a
+    folder with a blank) that records its arguments, one JSON list a line."""
+    bin_dir = tmp_path / "fake bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(
+        '#!/bin/bash\nwhile [[ "$1" == --* ]]; do shift; done\nexec "$@"\n'
+    )
+    (bin_dir / "scontrol").write_text("#!/bin/bash\necho node1\n")
+    python = bin_dir / "python ü"
+    python.write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        "with open(os.environ['ARGV_LOG'], 'a') as f:\n"
+        "    f.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    for path in bin_dir.iterdir():
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return bin_dir, python
+
+
+def test_script_bodies_pass_odd_paths_as_one_argument(odd_project: Path, tmp_path: Path) -> None:
+    bin_dir, python = _runnable_slurm(tmp_path)
+    log = tmp_path / "argv.jsonl"
+    opts = SlurmOptions(gpus=0, shards=2, python=str(python), train_args=["--epochs", "3"],
+                        score_args=["--k", "5"])  # fmt: skip
+    env = os.environ | {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                        "ARGV_LOG": str(log), "SLURM_JOB_NODELIST": "node1",
+                        "SLURM_JOB_NUM_NODES": "1", "SLURM_JOB_ID": "7",
+                        "SLURM_ARRAY_TASK_ID": "1"}  # fmt: skip
+    paths = write_scripts(render("round", odd_project, opts), odd_project.resolve() / "slurm")
+    for path in paths:
+        done = subprocess.run(["bash", str(path)], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, f"{path.name}: {done.stderr}"
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    proj = str(odd_project.resolve())
+    train = calls[0]
+    assert train[:2] == ["-m", "torch.distributed.run"]
+    assert train[train.index("cryoal") :] == ["cryoal", "train", proj, "--device", "cpu",
+                                              "--epochs", "3"]  # fmt: skip
+    assert calls[1:] == [
+        ["-m", "cryoal", "score", proj, "--prepare"],
+        ["-m", "cryoal", "score", proj, "--shard", "1/2", "--device", "cpu", "--k", "5"],
+        ["-m", "cryoal", "merge-scores", proj, "--replace", "--k", "5"],
+    ]
+
+
+def test_submitit_sbatch_files_read_odd_paths_as_one_value(
+    odd_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir, calls = _fake_slurm(tmp_path)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    opts = SlurmOptions(gpus=1, shards=2, partition="gpu", mem="500M")
+    jobs = render("round", odd_project, opts)
+    submit(jobs, write_scripts(jobs, odd_project.resolve() / "slurm"), odd_project, opts)
+    logs = str(odd_project.resolve() / "slurm" / "logs").replace("%", "%%")
+    for n, name in enumerate(("train", "score", "merge"), 1):
+        args, ignored = sbatch_header((calls / f"{n}.sh").read_text())
+        got = _options(args)
+        assert not ignored
+        assert got["job-name"] == f"cryoal-{name}-{ODD_NAME}"
+        assert got["output"] == f"{logs}/{'%x-%A_%a.out' if name == 'score' else '%x-%j.out'}"
+        assert got["mem"] == "500M" and got["partition"] == "gpu"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--mem", "abc"], "--mem 'abc': use a whole number of megabytes, or one with a unit K"),
+        (["--mem", "16G\necho hi"], "--mem '16G\\necho hi': use a whole number of megabytes"),
+        (["--partition", "gpu\n#SBATCH --x"], "--partition 'gpu\\n#SBATCH --x': use a SLURM "
+         "partition name, without blanks, quotes, backslashes, '#' or control characters"),
+        (["--account", "lab\nrm -rf x"], "--account 'lab\\nrm -rf x': use a SLURM account"),
+        (["--partition", "gpu a100"], "--partition 'gpu a100': use a SLURM partition name"),
+        (["--time", "4h"], "--time '4h': use minutes, MM:SS, HH:MM:SS or D-HH[:MM[:SS]]"),
+        (["--score-time", "1:00:00\nx"], "--score-time '1:00:00\\nx': use minutes, MM:SS"),
+        (["--cpus-per-task", "0"], "Invalid value for '--cpus-per-task'"),
+        (["--nodes", "0"], "Invalid value for '--nodes'"),
+        (["--shards", "0"], "Invalid value for '--shards'"),
+        (["--gpus", "-1"], "Invalid value for '--gpus'"),
+    ],
+)  # fmt: skip
+def test_bad_sbatch_values_are_refused_with_one_line(
+    project: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert run(["slurm", "round", str(project), "--dry-run", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("cryoal: error: ") and captured.err.count("\n") == 1
+    assert message in captured.err
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("cpus_per_task", 0, "--cpus-per-task 0: use a whole number >= 1"),
+        ("score_gpus", -1, "--score-gpus -1: use a whole number >= 0"),
+        ("merge_time", "", "--merge-time '': use minutes"),
+        ("partition", "", "--partition '': use a SLURM partition name"),
+    ],
+)
+def test_options_refused_by_the_library(
+    project: Path, field: str, value: object, message: str
+) -> None:
+    opts = SlurmOptions(**{field: value})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="^" + message.replace("-", "\\-")):
+        render("round", project, opts)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--time", "90"), ("--time", "90:30"), ("--time", "12:00:00"), ("--time", "1-12"),
+     ("--time", "1-12:30"), ("--time", "2-00:00:00"), ("--mem", "500M"), ("--mem", "16000"),
+     ("--mem", "16g"), ("--cpus-per-task", "2")],
+)  # fmt: skip
+def test_valid_sbatch_values_reach_the_header_unchanged(
+    project: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    assert run(["slurm", "train", str(project), "--dry-run", option, value]) == 0
+    args, _ = sbatch_header(capsys.readouterr().out)
+    assert _options(args)[option[2:]] == value
+
+
+def test_project_paths_sbatch_cannot_carry_are_refused(tmp_path: Path) -> None:
+    for bad in ("new\nline", "back\\slash"):
+        path = tmp_path / bad
+        assert run(["project", "init", str(path), "--classes", "a,b", "--box", "16"]) == 0
+        with pytest.raises(ValueError) as info:
+            render("train", path, SlurmOptions())
+        message = str(info.value)
+        assert "\n" not in message and "move the project to a path without one" in message
+        assert not (path / "slurm").exists()

@@ -1,6 +1,7 @@
 """Statements the label store runs inside its write transactions, and its label frame.
 
 Checks of an annotator name and of candidate ids (with the message for unknown ids), the
+rows of new candidates and the next free number of a tomogram's candidate ids, the
 insert of one label row with its provenance (round and model version, looked up from the
 suggestion queue when not given), and the ``LABEL_COLUMNS`` table of current labels.
 These run on a connection the caller already holds in a transaction; they never commit.
@@ -12,9 +13,58 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cryoal.project.labels.schema import LABEL_COLUMNS, utc_now
+
+#: The insert of one candidate row (the values of :func:`_candidate_rows`).
+INSERT_CANDIDATE = (
+    "INSERT INTO candidates (candidate_id, tomo_id, z, y, x, source, score, prior_class, "
+    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _candidate_rows(table: pd.DataFrame, source: str) -> list[tuple]:
+    """Rows for :data:`INSERT_CANDIDATE` from a table with ``candidate_id``, ``tomo_id``,
+    ``z``, ``y``, ``x`` and optionally ``score`` and ``prior_class``.
+
+    Raises ``ValueError`` for a missing column, non-finite coordinates or a repeated id.
+    """
+    missing = {"candidate_id", "tomo_id", "z", "y", "x"} - set(table.columns)
+    if missing:
+        raise ValueError(f"candidate table lacks columns {sorted(missing)}")
+    zyx = table[["z", "y", "x"]].to_numpy(dtype=np.float64)
+    if not np.isfinite(zyx).all():
+        raise ValueError("candidate coordinates contain NaN/Inf; fix the picks file")
+    ids = table["candidate_id"].astype(str).tolist()
+    dup = pd.Index(ids)[pd.Index(ids).duplicated()]
+    if len(dup):
+        raise ValueError(f"candidate id {dup[0]!r} is repeated in the new candidates")
+    scores = (
+        table["score"].to_numpy(dtype=np.float64) if "score" in table else np.full(len(ids), np.nan)
+    )
+    prior = table["prior_class"].tolist() if "prior_class" in table else [None] * len(ids)
+    now = utc_now()
+    return [
+        (
+            cid, str(t), float(z), float(y), float(x), source,
+            None if not np.isfinite(s) else float(s),
+            None if p is None or (isinstance(p, float) and np.isnan(p)) or p == "" else str(p),
+            now,
+        )
+        for cid, t, (z, y, x), s, p in zip(ids, table["tomo_id"], zyx, scores, prior, strict=True)
+    ]  # fmt: skip
+
+
+def _next_candidate_number(tomo_id: str, ids: Iterable[str]) -> int:
+    """First free ``n`` for ids ``f"{tomo_id}:{n:06d}"``: the largest in ``ids`` plus 1."""
+    numbers = [0]
+    for cid in ids:
+        head, _, tail = cid.rpartition(":")
+        if head == tomo_id and tail.isdigit():
+            numbers.append(int(tail) + 1)
+    return max(numbers)
 
 
 def _check_annotator(annotator: str) -> str:

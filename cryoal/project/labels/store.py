@@ -16,7 +16,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +36,13 @@ from cryoal.project.labels.errors import (
     translate_sqlite_errors,
 )
 from cryoal.project.labels.rows import (
+    INSERT_CANDIDATE,
+    _candidate_rows,
     _check_annotator,
     _first_existing,
     _insert_label_row,
     _label_frame,
+    _next_candidate_number,
     _unknown_candidate_message,
     _unknown_candidates,
 )
@@ -266,7 +269,7 @@ class LabelStore:
 
     # -- candidates ------------------------------------------------------------------
     def add_candidates(self, table: pd.DataFrame, source: str) -> int:
-        """Insert candidates in one transaction (all or none).
+        """Insert candidates with the ids they carry, in one transaction (all or none).
 
         Parameters
         ----------
@@ -286,49 +289,83 @@ class LabelStore:
         ValueError
             A candidate id already exists or is repeated, or coordinates are not finite.
         """
-        missing = {"candidate_id", "tomo_id", "z", "y", "x"} - set(table.columns)
-        if missing:
-            raise ValueError(f"candidate table lacks columns {sorted(missing)}")
-        if len(table) == 0:
+        rows = _candidate_rows(table, source)
+        if not rows:
             return 0
-        zyx = table[["z", "y", "x"]].to_numpy(dtype=np.float64)
-        if not np.isfinite(zyx).all():
-            raise ValueError("candidate coordinates contain NaN/Inf; fix the picks file")
-        ids = table["candidate_id"].astype(str).tolist()
-        dup = pd.Index(ids)[pd.Index(ids).duplicated()]
-        if len(dup):
-            raise ValueError(f"candidate id {dup[0]!r} is repeated in the new candidates")
-        scores = (
-            table["score"].to_numpy(dtype=np.float64)
-            if "score" in table
-            else np.full(len(ids), np.nan)
-        )
-        prior = table["prior_class"].tolist() if "prior_class" in table else [None] * len(ids)
-        now = utc_now()
-        rows = [
-            (
-                cid, str(t), float(z), float(y), float(x), source,
-                None if not np.isfinite(s) else float(s),
-                None if p is None or (isinstance(p, float) and np.isnan(p)) or p == "" else str(p),
-                now,
-            )
-            for cid, t, (z, y, x), s, p in zip(ids, table["tomo_id"], zyx, scores, prior, strict=True)
-        ]  # fmt: skip
         with self._write() as conn:
             try:
-                conn.executemany(
-                    "INSERT INTO candidates (candidate_id, tomo_id, z, y, x, source, score, "
-                    "prior_class, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                conn.executemany(INSERT_CANDIDATE, rows)
             except sqlite3.IntegrityError as exc:
-                clash = _first_existing(conn, ids)
+                clash = _first_existing(conn, [r[0] for r in rows])
                 raise ValueError(
                     f"candidate id {clash!r} already exists in {self.path}; candidate ids are "
                     "permanent, choose new ones"
                 ) from exc
         log.info("%s: added %d candidates from %s", self.path, len(rows), source)
         return len(rows)
+
+    def add_numbered_candidates(
+        self,
+        table: pd.DataFrame,
+        source: str,
+        keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    ) -> pd.DataFrame:
+        """Give new candidates the next ids of their tomograms and insert them, in ONE
+        write transaction.
+
+        The transaction starts with ``BEGIN IMMEDIATE`` (the write lock), reads each
+        tomogram's candidates, numbers the new ones ``<tomo_id>:<n>`` from the largest
+        existing number + 1 and inserts them, so concurrent imports wait for each other
+        and never pick the same id.
+
+        Parameters
+        ----------
+        table
+            Columns ``tomo_id``, ``z``, ``y``, ``x`` (voxels), optionally ``score`` and
+            ``prior_class``; ids are numbered in row order within each tomogram.
+        source
+            Where they came from (see :meth:`add_candidates`).
+        keep
+            ``keep(new_zyx, existing_zyx) -> bool mask`` over the new rows of one
+            tomogram, called inside the transaction with that tomogram's candidates as
+            they are then (e.g. to skip duplicates); default: keep all.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The inserted rows with their ``candidate_id`` as first column (``table``'s
+            index kept).
+        """
+        with self._write() as conn:
+            parts = [
+                self._number_candidates(conn, group, tomo_id, keep)
+                for tomo_id, group in table.groupby("tomo_id", sort=False)
+            ]
+            added = pd.concat(parts) if parts else table.iloc[:0].assign(candidate_id=[])
+            added = added[["candidate_id", *table.columns]]
+            rows = _candidate_rows(added, source)
+            conn.executemany(INSERT_CANDIDATE, rows)
+        if rows:
+            log.info("%s: added %d candidates from %s", self.path, len(rows), source)
+        return added
+
+    @staticmethod
+    def _number_candidates(
+        conn: sqlite3.Connection,
+        group: pd.DataFrame,
+        tomo_id: str,
+        keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
+    ) -> pd.DataFrame:
+        """The rows of ``group`` (one tomogram) that ``keep`` keeps, with their new ids."""
+        existing = conn.execute(
+            "SELECT candidate_id, z, y, x FROM candidates WHERE tomo_id = ?", (str(tomo_id),)
+        ).fetchall()
+        if keep is not None:
+            known = np.array([r[1:] for r in existing], dtype=np.float64).reshape(-1, 3)
+            group = group[keep(group[["z", "y", "x"]].to_numpy(dtype=np.float64), known)]
+        first = _next_candidate_number(str(tomo_id), (r[0] for r in existing))
+        ids = [f"{tomo_id}:{first + i:06d}" for i in range(len(group))]
+        return group.assign(candidate_id=ids)
 
     def candidates(self, tomo_id: str | None = None) -> pd.DataFrame:
         """All candidates (or those of one tomogram), sorted by id; columns ``CANDIDATE_COLUMNS``."""
@@ -361,19 +398,6 @@ class LabelStore:
                 "SELECT 1 FROM candidates WHERE candidate_id = ?", (candidate_id,)
             ).fetchone()
         return row is not None
-
-    def next_candidate_number(self, tomo_id: str) -> int:
-        """First free number ``n`` for new ids ``f"{tomo_id}:{n:06d}"`` (max existing + 1)."""
-        with self._lock, translate_sqlite_errors(self.path):
-            rows = self._conn.execute(
-                "SELECT candidate_id FROM candidates WHERE tomo_id = ?", (tomo_id,)
-            ).fetchall()
-        numbers = [0]
-        for (cid,) in rows:
-            head, _, tail = cid.rpartition(":")
-            if head == tomo_id and tail.isdigit():
-                numbers.append(int(tail) + 1)
-        return max(numbers)
 
     # -- labels ----------------------------------------------------------------------
     def add_label(
