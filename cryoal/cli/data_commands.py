@@ -65,7 +65,7 @@ def info_cmd(dataset: str = _DATASET) -> None:
     src = m.source
     where = src.base_url or src.root or "; ".join("cryoal " + " ".join(c) for c in src.commands)
     if src.kind == "manual":
-        where = f"download by hand from {src.landing_page}, then 'cryoal data fetch {m.name}'"
+        where = f"download by hand from {src.landing_page}, then 'cryoal data fetch {m.fetch_argument()}'"
     con.print(f"source ({src.kind}): {where}")
     for key in ("doi", "portal_id", "landing_page"):
         if getattr(src, key):

@@ -7,6 +7,12 @@ bytes arrive; only a file whose checksum (and size) match is renamed into place 
 ``os.replace``. A mismatch removes the ``.part`` file. An interrupted download keeps it, so
 the same command resumes.
 
+Every file is placed inside the dataset folder: a symbolic link in it that leads outside is
+refused before anything is fetched, and so is a file where the folder (or one of its
+subfolders) must be. A generated source's commands are checked against
+:mod:`cryoal.io.generators` when the manifest is validated, again before anything runs,
+and their path arguments once more (symbolic links followed) just before each runs.
+
 Checksums that a dataset does not publish are recorded on the first download in the lock
 file ``DIR/.cryoal-checksums.json``; :func:`verify_dataset` checks against the manifest's
 checksums and, where the manifest has none, against those recorded ones.
@@ -33,6 +39,7 @@ from typing import Any, BinaryIO, Literal
 from urllib.parse import quote
 
 from cryoal.io.atomic import atomic_write_text, fsync_directory
+from cryoal.io.generators import check_generator_command, check_paths_inside
 from cryoal.io.manifest import FileEntry, Manifest
 
 logger = logging.getLogger(__name__)
@@ -341,6 +348,7 @@ def _generate(
     tmp = Path(tempfile.mkdtemp(prefix=".cryoal-generate-", dir=dest))
     try:
         for argv in manifest.source.commands:
+            check_paths_inside(argv, tmp)
             logger.info("running: cryoal %s", " ".join(argv))
             proc = subprocess.run(
                 [sys.executable, "-m", "cryoal", *argv],
@@ -370,7 +378,7 @@ def _generate(
                 progress(entry.path, src.stat().st_size, src.stat().st_size)
         for entry in todo:
             target = dest / entry.path
-            target.parent.mkdir(parents=True, exist_ok=True)
+            _makedirs(target.parent, [])
             os.replace(tmp / entry.path, target)
             fsync_directory(target.parent)
         return digests
@@ -403,6 +411,13 @@ def fetch_dataset(
             f"this dataset's source is {manifest.source.kind}: drop --mirror"
         )
     dest = Path(dest)
+    for argv in manifest.source.commands:  # checked on loading; again for manifests made in code
+        check_generator_command(argv)
+    if dest.exists() and not dest.is_dir():
+        raise FileExistsError(
+            f"{dest}: is a file, not a folder; fetch into a new folder or the one this dataset "
+            "was fetched into (--to DIR)"
+        )
     made: list[Path] = []  # folders this call creates, removed again if they stay empty
     _makedirs(dest, made)
     mpath = Path(manifest_path) if manifest_path else None
@@ -456,7 +471,7 @@ def _files_to_fetch(
     ``result.present``)."""
     todo: list[FileEntry] = []
     for entry in manifest.files:
-        target = dest / entry.path
+        target = _inside(dest, entry)
         expected, _ = _expected(entry, lock)
         if target.is_file() and expected is not None:
             if sha256_file(target) == expected:
@@ -465,6 +480,21 @@ def _files_to_fetch(
             logger.warning("%s: checksum differs from the manifest; fetching it again", target)
         todo.append(entry)
     return todo
+
+
+def _inside(dest: Path, entry: FileEntry) -> Path:
+    """``dest / entry.path``, refused when a symbolic link on the way leads outside ``dest``
+    (the file itself may be a link: it is replaced, not written through)."""
+    target = dest / entry.path
+    root = dest.resolve()
+    parent = target.parent.resolve()
+    if not parent.is_relative_to(root):
+        raise ValueError(
+            f"{target}: its folder resolves to {parent}, outside the dataset folder {root} (a "
+            "symbolic link on the way); nothing was fetched; remove the link or fetch into "
+            "another folder (--to DIR)"
+        )
+    return target
 
 
 def _transferred(
@@ -542,11 +572,19 @@ def _adopt(manifest: Manifest, dest: Path, entry: FileEntry, expected: str | Non
 
 
 def _makedirs(folder: Path, made: list[Path]) -> None:
-    """``mkdir -p``, appending each folder it creates (outermost first) to ``made``."""
+    """``mkdir -p``, appending each folder it creates (outermost first) to ``made``.
+
+    Raises ``FileExistsError`` (one line) when a file stands where a folder must be."""
+    wanted = folder
     missing = []
     while not folder.exists():
         missing.append(folder)
         folder = folder.parent
+    if not folder.is_dir():
+        raise FileExistsError(
+            f"{folder}: is a file, so the folder {wanted} cannot be made; move the file away "
+            "or fetch into another folder (--to DIR)"
+        )
     for f in reversed(missing):
         f.mkdir(exist_ok=True)
         made.append(f)
@@ -573,9 +611,10 @@ def verify_dataset(manifest: Manifest | None, directory: str | os.PathLike) -> l
     """
     directory = Path(directory)
     if not directory.is_dir():
+        what = manifest.fetch_argument() if manifest is not None else "NAME"
         raise FileNotFoundError(
-            f"{directory}: dataset folder not found; fetch it with 'cryoal data fetch NAME --to "
-            f"{directory}'"
+            f"{directory}: dataset folder not found; fetch it with 'cryoal data fetch {what} "
+            f"--to {directory}'"
         )
     lock = read_lock(directory)
     if manifest is None:

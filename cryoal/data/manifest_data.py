@@ -5,13 +5,16 @@ convention the manifest states (RELION 3/4 pixels, RELION 5 centred Å, copick �
 voxels, CZ cryoET Data Portal ndjson voxels, ``.coords`` voxels), converted to zyx voxels
 of their tomogram (pixel coordinates taken at another voxel size, given as the picks
 file's ``voxel_size_A``, are scaled), and their class labels mapped onto the manifest's
-class map (a class's ``name`` or one of its ``aliases``).
+class map (a class's ``name`` or one of its ``aliases``). Tomograms keep their MRC header's
+voxel size (unless their file entry gives one); a header that disagrees with the
+manifest's ``voxel_size_A`` is warned about (:func:`tomogram_geometries`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +28,13 @@ from cryoal.progress import CountCallback
 logger = logging.getLogger(__name__)
 
 _UNIT = {"csv-angstrom": "angstrom", "csv-pixel": "pixel"}
+#: Relative difference between a header's and a manifest's voxel size that is warned about
+#: (the tolerance of cryoal.project.project.VOXEL_SIZE_RTOL).
+VOXEL_SIZE_RTOL = 1e-3
 
 
 def _fetch_hint(manifest: Manifest, data_dir: Path) -> str:
-    return f"fetch it with 'cryoal data fetch {manifest.name} --to {data_dir}'"
+    return f"fetch it with 'cryoal data fetch {manifest.fetch_argument()} --to {data_dir}'"
 
 
 def tomogram_files(manifest: Manifest, data_dir: str | os.PathLike) -> dict[str, Path]:
@@ -58,10 +64,21 @@ def tomogram_files(manifest: Manifest, data_dir: str | os.PathLike) -> dict[str,
     return out
 
 
+def _where(manifest: Manifest) -> str:
+    """The manifest as messages name it: its file, else its name."""
+    return str(manifest.file) if manifest.file is not None else f"manifest {manifest.name!r}"
+
+
 def tomogram_geometries(
     manifest: Manifest, data_dir: str | os.PathLike
 ) -> dict[str, TomogramGeometry]:
-    """``tomo_id -> TomogramGeometry`` from the MRC headers (manifest voxel sizes override)."""
+    """``tomo_id -> TomogramGeometry`` from the MRC headers (a tomogram file's
+    ``voxel_size_A`` overrides its header).
+
+    The manifest's top-level ``voxel_size_A`` never overrides a header: where a header
+    disagrees with it (relative difference over 0.1 %), the header's is used and a
+    ``UserWarning`` (a ``cryoal: warning:`` line) names the file, both values and the fix.
+    """
     out: dict[str, TomogramGeometry] = {}
     by_id = {f.tomo_id: f for f in manifest.files_of("tomogram")}
     for tomo_id, path in tomogram_files(manifest, data_dir).items():
@@ -69,7 +86,23 @@ def tomogram_geometries(
         with open_tomogram(path, voxel_size_A=override) as tomo:
             z, y, x = (int(n) for n in tomo.shape)
             out[tomo_id] = TomogramGeometry(shape_zyx=(z, y, x), voxel_size_A=tomo.voxel_size_A)
+        stated = manifest.voxel_size_A
+        if override is None and stated is not None:
+            _warn_voxel_size(manifest, path, tomo_id, out[tomo_id].voxel_size_A, stated)
     return out
+
+
+def _warn_voxel_size(
+    manifest: Manifest, path: Path, tomo_id: str, header_A: float, stated_A: float
+) -> None:
+    if not np.isclose(header_A, stated_A, rtol=VOXEL_SIZE_RTOL):
+        warnings.warn(
+            f"{path}: the MRC header says {header_A:.6g} Å per voxel, {_where(manifest)} says "
+            f"voxel_size_A {stated_A:.6g}; using the header's; if the header is wrong, give "
+            f"this tomogram's file entry (tomo_id {tomo_id}) voxel_size_A: {stated_A:g} in the "
+            "manifest, else correct the manifest's voxel_size_A",
+            stacklevel=3,
+        )
 
 
 def _read_one(
@@ -90,6 +123,7 @@ def _read_one(
         # pixel coordinates taken at another voxel size (a portal annotation's spacing)
         coords_pixel_size_A=entry.voxel_size_A,
         class_names=manifest.class_names if convention.startswith("relion") else None,
+        tomo_id_from=f"tomo_id of {entry.path} in {_where(manifest)}",
     )
     if entry.class_name is not None:
         table["class_name"] = entry.class_name

@@ -16,13 +16,24 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from cryoal.io.names import check_class_name
+from cryoal.io.generators import check_generator_command
+from cryoal.io.names import check_class_name, check_tomo_id
 
 #: Environment variable with extra manifest folders (searched before the bundled one).
 MANIFESTS_ENV = "CRYOAL_MANIFESTS"
@@ -54,10 +65,14 @@ CONVENTION_SUFFIX: dict[str, str] = {
 }
 #: Conventions whose coordinates are pixels; a picks file's ``voxel_size_A`` gives their size.
 PIXEL_CONVENTIONS: tuple[str, ...] = ("relion-3/4", "csv-pixel", "portal-ndjson", "coords-pixel")
+#: Conventions whose files never name their tomogram; a picks file's ``tomo_id`` does.
+UNNAMED_CONVENTIONS: tuple[str, ...] = ("portal-ndjson", "coords-pixel")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+#: A generated source's command: checked against cryoal.io.generators.GENERATORS.
+GeneratorCommand = Annotated[list[str], AfterValidator(check_generator_command)]
 
 
 class Source(BaseModel):
@@ -66,7 +81,11 @@ class Source(BaseModel):
     ``kind: http``: each file is downloaded from ``base_url`` + ``/`` + its ``url`` (or its
     ``path``); ``--mirror URL`` replaces ``base_url``. ``kind: local``: files are copied from
     the folder ``root`` (relative to the manifest file). ``kind: generated``: ``commands``
-    (cryoal argument lists) are run in an empty folder and produce the files. ``kind:
+    (cryoal argument lists) are run in an empty folder inside the dataset folder and produce
+    the files; each must be an allowed generator with allowed arguments
+    (:func:`cryoal.io.generators.check_generator_command`: ``simulate tomogram`` or
+    ``simulate subtomograms``, relative paths without ``..``), else the manifest is
+    refused when it is loaded. ``kind:
     manual``: the files have no direct download URL (a login, a web form); the user downloads
     them from ``landing_page`` into the dataset folder and ``cryoal data fetch`` verifies them.
     """
@@ -76,7 +95,7 @@ class Source(BaseModel):
     kind: Literal["http", "local", "generated", "manual"]
     base_url: str | None = None
     root: str | None = None
-    commands: list[list[str]] = Field(default_factory=list)
+    commands: list[GeneratorCommand] = Field(default_factory=list)
     doi: str | None = None
     portal_id: str | None = None
     landing_page: str | None = None
@@ -170,11 +189,8 @@ class FileEntry(BaseModel):
     @field_validator("tomo_id")
     @classmethod
     def _check_tomo(cls, value: str | None) -> str | None:
-        if value is not None and not _ID_RE.match(value):
-            raise ValueError(
-                f"tomo_id {value!r} must start with a letter or digit and contain only letters, "
-                "digits and _ . -"
-            )
+        if value is not None:
+            check_tomo_id(value, "fix the tomo_id")
         return value
 
     @model_validator(mode="after")
@@ -205,6 +221,11 @@ class FileEntry(BaseModel):
                 )
         if self.kind in ("tomogram", "labels") and self.tomo_id is None:
             raise ValueError(f"{self.kind} file {self.path!r} needs tomo_id (the tomogram's id)")
+        if self.convention in UNNAMED_CONVENTIONS and self.tomo_id is None:
+            raise ValueError(
+                f"picks file {self.path!r} needs tomo_id: {self.convention} files do not name "
+                "their tomogram"
+            )
         return self
 
 
@@ -235,6 +256,8 @@ class Manifest(BaseModel):
     classes: list[ClassEntry] = Field(default_factory=list)
     split: Split = Field(default_factory=Split)
     files: list[FileEntry] = Field(min_length=1)
+    #: The file it was read from (set by :func:`load_manifest`).
+    _file: Path | None = PrivateAttr(default=None)
 
     @field_validator("name")
     @classmethod
@@ -263,7 +286,14 @@ class Manifest(BaseModel):
                         f"classes: {label!r} names both {known[label]!r} and {c.name!r}"
                     )
                 known[label] = c.name
-        tomos = {f.tomo_id for f in self.files if f.kind == "tomogram"}
+        tomo_list = [f.tomo_id for f in self.files if f.kind == "tomogram"]
+        tomos = set(tomo_list)
+        twice = sorted({str(t) for t in tomo_list if tomo_list.count(t) > 1})
+        if twice:
+            raise ValueError(
+                f"files: tomo_id {twice[0]!r} names two tomogram files; give each tomogram "
+                "its own tomo_id"
+            )
         for f in self.files:
             if f.kind == "picks" and f.class_name is not None and f.class_name not in known:
                 raise ValueError(
@@ -288,6 +318,22 @@ class Manifest(BaseModel):
         return self
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def file(self) -> Path | None:
+        """The manifest file it was read from (``None`` for one built in code)."""
+        return self._file
+
+    def fetch_argument(self) -> str:
+        """What names this dataset on a command line (``cryoal data fetch ARG``): its name
+        when the name finds this manifest (or it has no file), else its file's path."""
+        if self._file is None:
+            return self.name
+        found = manifest_paths().get(self.name)
+        if found is not None and found.resolve() == self._file.resolve():
+            return self.name
+        text = str(self._file)
+        return shlex.quote(text)
+
     def files_of(self, kind: str) -> list[FileEntry]:
         """The files of one kind, in manifest order."""
         return [f for f in self.files if f.kind == kind]
@@ -390,7 +436,9 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
         raise ValueError(
             f"{path}: not valid YAML ({' '.join(str(exc).split())}); fix the file"
         ) from exc
-    return parse_manifest(raw, path)
+    manifest = parse_manifest(raw, path)
+    manifest._file = path
+    return manifest
 
 
 def bundled_manifest_dir() -> Path:

@@ -29,7 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cryoal.io.atomic import atomic_write_text
-from cryoal.io.names import check_class_name
+from cryoal.io.names import check_class_name, check_tomo_id
 
 #: Version of the ``project.yaml`` layout this cryoal writes and reads.
 CONFIG_FORMAT_VERSION = 1
@@ -46,7 +46,6 @@ DEFAULT_COLOURS = (
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )  # fmt: skip
 
-_TOMO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 #: Where a user sets each field (shown in messages): the ``project init`` option, else
@@ -231,15 +230,6 @@ class ProjectConfig(BaseModel):
         raise ValueError(
             f"unknown tomogram {tomo_id!r}; the project's tomograms are {known}; add it "
             "first with 'cryoal project add-tomogram DIR TOMO.mrc --tomo-id ID'"
-        )
-
-
-def check_tomo_id(tomo_id: str) -> None:
-    """Raise ``ValueError`` unless ``tomo_id`` can be part of a candidate id (no ``:``)."""
-    if not _TOMO_ID_RE.match(tomo_id):
-        raise ValueError(
-            f"tomogram id {tomo_id!r} must start with a letter or digit and contain only "
-            "letters, digits and _ . - (no ':' or spaces); pass another one with --tomo-id"
         )
 
 

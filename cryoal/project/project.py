@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from cryoal.io.mrc import check_finite_voxels, open_tomogram, read_polarity
+from cryoal.io.names import check_tomo_id
 from cryoal.project.config import (
     ProjectConfig,
     TomogramSpec,
-    check_tomo_id,
     default_classes,
     load_config,
     new_config,
@@ -213,27 +213,30 @@ class Project:
         path
             The ``.mrc`` / ``.rec`` file (its header gives voxel size and shape).
         tomo_id
-            Stable id; default the file name without extension. No ``:`` allowed.
+            Stable id; default the file name without extension. Letters, digits and
+            ``_ . -`` (:func:`cryoal.io.names.check_tomo_id`), checked before the file is
+            read.
         voxel_size_A
             Override a missing or wrong header voxel size (Å).
 
         Raises
         ------
         ValueError
-            The id or file is already in the project, the voxel size differs from the
-            project's (the message gives the rescaling factor and commands), or the file
-            holds NaN/Inf voxels (checked slab by slab, in bounded memory).
+            The id breaks the rule, the id or file is already in the project, the voxel
+            size differs from the project's (the message gives the rescaling factor and
+            commands), or the file holds NaN/Inf voxels (checked slab by slab, in bounded
+            memory).
 
         The tomogram's particle polarity is recorded when its header carries cryoal's
         polarity label (simulated tomograms).
         """
         path = Path(path)
+        tomo_id = tomo_id if tomo_id is not None else path.name.split(".")[0]
+        check_tomo_id(tomo_id)  # before the (slow) scan of the voxels
         with open_tomogram(path, voxel_size_A=voxel_size_A) as tomo:
             vs, shape = tomo.voxel_size_A, tomo.shape
             check_finite_voxels(tomo.data, path)  # bounded memory: slab by slab
         polarity = read_polarity(path)
-        tomo_id = tomo_id if tomo_id is not None else path.name.split(".")[0]
-        check_tomo_id(tomo_id)
         resolved = path.resolve()
         with self.editing() as config:
             for t in config.tomograms:

@@ -43,6 +43,7 @@ import pandas as pd
 from cryoal.io.atomic import atomic_dir, atomic_write_text, check_can_write
 from cryoal.io.coords import write_csv, write_star
 from cryoal.io.mrc import polarity_label, write_mrc
+from cryoal.io.names import check_tomo_id
 from cryoal.sim.imaging import Imager, ImagingParams, float_pair
 from cryoal.sim.noise import check_snr
 from cryoal.sim.streams import check_seed, sample_rng
@@ -243,12 +244,15 @@ def simulate_tomogram(
         Target SNR in ``snr_box``-voxel boxes around the particles (None/inf: noise-free).
     tomo_id
         Tomogram id in the pick files; particle ids are ``"<tomo_id>:<k, 6 digits>"``.
+        Letters, digits and ``_ . -`` (:func:`cryoal.io.names.check_tomo_id`), checked
+        before anything is simulated.
     normalise
         Scale the tomogram to zero mean and unit standard deviation.
 
     Other parameters are the imaging settings of :class:`cryoal.sim.imaging.ImagingParams`.
     """
     out_dir = Path(out_dir)
+    check_tomo_id(tomo_id)
     seed = check_seed(seed)
     shape = tuple(int(s) for s in shape_zyx)
     if len(shape) != 3 or min(shape) < 8:

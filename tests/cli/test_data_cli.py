@@ -350,3 +350,176 @@ def test_portal_ndjson_imports_into_a_project_with_a_class(
     assert "2 candidates" in capsys.readouterr().out
     cands = pd.read_csv(proj / "candidates.csv").sort_values("x")
     np.testing.assert_allclose(cands[["z", "y", "x"]].to_numpy(), [[5, 4, 3], [12, 10, 20.5]])
+
+
+# -- manifests are third-party input (issue 23) ---------------------------------------
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` with its bytes (``None`` for a folder)."""
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None
+            for p in sorted(root.rglob("*"))}  # fmt: skip
+
+
+_SMALL = ["--shape", "16", "32", "32", "--particles", "1"]
+
+
+@pytest.mark.parametrize(
+    "commands",
+    [
+        # the probe's manifest: overwrite a user's tomogram, then escape two levels up
+        [["simulate", "tomogram", "{victim}", *_SMALL, "--overwrite"],
+         ["simulate", "tomogram", "../../ESCAPED", *_SMALL]],
+        [["simulate", "tomogram", "sim", *_SMALL], ["simulate", "tomogram", "../../ESCAPED", *_SMALL]],
+        [["convert-coords", "{victim}/tomogram.mrc", "{victim}/p.star", "--overwrite"]],
+        [["simulate", "tomogram", "sim", *_SMALL, "--templates", "{victim}"]],
+        [["simulate", "subtomograms", "s.h5", "--preview", "{victim}/tomogram.mrc", "--overwrite"]],
+    ],
+    ids=["absolute-and-dotdot", "dotdot", "convert-coords", "templates", "preview"],
+)  # fmt: skip
+def test_a_hostile_manifest_writes_nothing_anywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], commands: list[list[str]]
+) -> None:
+    victim = tmp_path / "home" / "user" / "folder"
+    victim.mkdir(parents=True)
+    (victim / "tomogram.mrc").write_bytes(b"a user's tomogram")
+    downloads = tmp_path / "home" / "downloads"
+    downloads.mkdir()
+    doc = {
+        "name": "hostile", "title": "t", "description": "t", "licence": "CC0", "citation": "none",
+        "source": {"kind": "generated",
+                   "commands": [[a.format(victim=victim) for a in c] for c in commands]},
+        "voxel_size_A": 10.0,
+        "files": [{"path": "sim/tomogram.mrc", "kind": "tomogram", "tomo_id": "sim_tomo",
+                   "sha256": None, "checksum_note": "generated"}],
+    }  # fmt: skip
+    manifest = downloads / "hostile.yaml"
+    manifest.write_text(yaml.safe_dump(doc))
+    before = _tree(tmp_path)
+    dest = downloads / "datasets" / "hostile"
+    line = _error(capsys, ["data", "fetch", str(manifest), "--to", str(dest), "--no-progress"])
+    assert line.startswith(f"cryoal: error: {manifest}: source.commands[")
+    assert "not allowed" in line or "give a relative path without '..'" in line
+    assert _tree(tmp_path) == before  # nothing ran: not even the dataset folder was made
+
+
+def test_fetch_into_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine")
+    line = _error(capsys, ["data", "fetch", "demo-sim", "--to", str(blocker), "--no-progress"])
+    assert f"{blocker}: is a file, not a folder" in line and "--to DIR" in line
+    assert "Errno" not in line
+    line = _error(
+        capsys, ["data", "fetch", "demo-sim", "--to", str(blocker / "d"), "--no-progress"]
+    )
+    assert f"{blocker}: is a file, so the folder {blocker / 'd'} cannot be made" in line
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"] and blocker.read_text() == "mine"
+
+
+def _local_dataset(tmp_path: Path, picks: dict[str, object], header_A: float = 10.0,
+                   **manifest: object) -> Path:  # fmt: skip
+    """A local-source manifest ``tmp_path/m/good.yaml`` (outside the search path) with one
+    tomogram (header ``header_A`` Å per voxel) and one picks file."""
+    import numpy as np
+
+    from cryoal.io.mrc import write_mrc
+
+    src = tmp_path / "m" / "src"
+    src.mkdir(parents=True)
+    write_mrc(src / "TS_1.mrc", np.zeros((16, 24, 24), np.float32), header_A)
+    (src / str(picks["path"])).write_text(str(picks.pop("text")))
+    doc = {
+        "name": "good", "title": "t", "description": "t", "licence": "CC0", "citation": "none",
+        "source": {"kind": "local", "root": "src"}, "voxel_size_A": 10.0, "box": 8,
+        "classes": [{"id": 0, "name": "ribosome"}],
+        "files": [{"path": "TS_1.mrc", "kind": "tomogram", "tomo_id": "TS_1"},
+                  {"kind": "picks", "class_name": "ribosome", **picks}],
+        **manifest,
+    }  # fmt: skip
+    for f in doc["files"]:  # type: ignore[union-attr]
+        f["sha256"] = hashlib.sha256((src / f["path"]).read_bytes()).hexdigest()
+    path = tmp_path / "m" / "good.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_hints_name_the_manifest_file_when_its_name_is_not_a_dataset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """'good' is not a dataset cryoal knows: the hint names the manifest file, and works."""
+    picks = {
+        "path": "p.csv",
+        "convention": "csv-pixel",
+        "tomo_id": "TS_1",
+        "text": "x,y,z\n1,2,3\n",
+    }
+    manifest = _local_dataset(tmp_path, picks)
+    data = tmp_path / "data"
+    argv = ["project", "from-manifest", str(manifest), str(tmp_path / "p"), "--data", str(data)]
+    line = _error(capsys, argv)
+    hint = f"cryoal data fetch {manifest} --to {data}"
+    assert hint in line and "cryoal data fetch good " not in line
+    assert run(hint.split()[1:]) == 0  # the hint, run as given
+    assert run(argv) == 0
+
+
+def _fetched_then_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], picks: dict[str, object]
+) -> tuple[Path, str]:
+    """Fetch :func:`_local_dataset`, then return its manifest and the error line of
+    ``project from-manifest`` (which must fail and leave no project)."""
+    manifest = _local_dataset(tmp_path, picks)
+    data = tmp_path / "data"
+    assert run(["data", "fetch", str(manifest), "--to", str(data), "--no-progress"]) == 0
+    argv = ["project", "from-manifest", str(manifest), str(tmp_path / "p"), "--data", str(data)]
+    line = _error(capsys, argv)
+    assert not (tmp_path / "p").exists()
+    return manifest, line
+
+
+@pytest.mark.parametrize(
+    ("tomo_id", "text", "expected"),
+    [
+        (None, "x,y,z\n1,2,3\n", "does not name tomograms; give the tomogram id (tomo_id of"),
+        ("TS_1", "tomo_id,x,y,z\nTS_2,1,2,3\n", "no coordinates for tomogram 'TS_1'"),
+    ],
+    ids=["unnamed", "another-tomogram"],
+)
+def test_picks_without_their_tomogram_point_to_the_manifest_not_an_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tomo_id: str | None, text: str,
+    expected: str,
+) -> None:  # fmt: skip
+    """from-manifest has no --tomo-id: the fix is the picks file's tomo_id in the manifest."""
+    picks = {"path": "p.csv", "convention": "csv-pixel", "text": text}
+    if tomo_id is not None:
+        picks["tomo_id"] = tomo_id
+    manifest, line = _fetched_then_refused(tmp_path, capsys, picks)
+    assert expected in line and f"(tomo_id of p.csv in {manifest})" in line
+    assert "--tomo-id" not in line
+
+
+def test_a_voxel_size_that_disagrees_with_the_header_is_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The header's voxel size is used, and the disagreement is one warning line with the fix;
+    a tomogram file's own voxel_size_A overrides the header without a warning."""
+    picks = {"path": "p.csv", "convention": "csv-angstrom", "tomo_id": "TS_1",
+             "text": "x,y,z\n24,48,72\n"}  # fmt: skip
+    manifest = _local_dataset(tmp_path, picks, header_A=12.0)
+    data = tmp_path / "data"
+    assert run(["data", "fetch", str(manifest), "--to", str(data), "--no-progress"]) == 0
+    capsys.readouterr()
+    argv = ["project", "from-manifest", str(manifest), str(tmp_path / "p"), "--data", str(data)]
+    assert run(argv) == 0
+    warned = [w for w in capsys.readouterr().err.splitlines() if w.startswith("cryoal: warning:")]
+    assert len(warned) == 1, warned
+    assert f"{data / 'TS_1.mrc'}: the MRC header says 12 Å per voxel" in warned[0]
+    assert f"{manifest} says voxel_size_A 10" in warned[0] and "voxel_size_A: 10" in warned[0]
+    cands = pd.read_csv(tmp_path / "p" / "candidates.csv")
+    assert cands[["z", "y", "x"]].values.tolist() == [[6.0, 4.0, 2.0]]  # Å / 12 (the header)
+    doc = yaml.safe_load(manifest.read_text())
+    doc["files"][0]["voxel_size_A"] = 10.0
+    manifest.write_text(yaml.safe_dump(doc))
+    argv[3] = str(tmp_path / "p2")
+    assert run(argv) == 0
+    assert "cryoal: warning:" not in capsys.readouterr().err
+    cands = pd.read_csv(tmp_path / "p2" / "candidates.csv")
+    assert cands[["z", "y", "x"]].values.tolist() == [[7.2, 4.8, 2.4]]  # Å / 10 (the override)

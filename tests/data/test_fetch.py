@@ -215,3 +215,61 @@ def test_manual_source_says_where_to_download_then_verifies(tmp_path: Path) -> N
     with pytest.raises(DownloadError, match="checksum mismatch"):
         fetch_dataset(manifest, tmp_path)
     assert (tmp_path / "tomos/TS_01.mrc").exists()  # the user's own download is never deleted
+
+
+def _local(tmp_path: Path, seed: int):
+    """A local-source manifest over ``_payloads(seed)`` written to ``tmp_path/src``."""
+    files = _payloads(seed)
+    src = tmp_path / "src"
+    for path, data in files.items():
+        (src / path).parent.mkdir(parents=True, exist_ok=True)
+        (src / path).write_bytes(data)
+    return files, _manifest("http://unused", files, source={"kind": "local", "root": "src"})
+
+
+def test_generator_commands_are_checked_again_before_anything_runs(tmp_path: Path) -> None:
+    """A manifest changed after it was validated (in code) still runs only allowed commands."""
+    manifest = _manifest(
+        "http://unused", _payloads(), source={"kind": "generated", "commands": [["simulate",
+        "tomogram", "sim"]]},
+    )  # fmt: skip
+    manifest.source.commands.append(["convert-coords", "a.star", "/tmp/b.star", "--overwrite"])
+    with pytest.raises(ValueError, match="'cryoal convert-coords a.star /tmp/b.star --overwrite' "
+                       "is not allowed"):  # fmt: skip
+        fetch_dataset(manifest, tmp_path / "ds")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_where_a_folder_must_be_is_one_line(tmp_path: Path) -> None:
+    """No raw errno text: the file in the way is named, and it is left as it was."""
+    _, manifest = _local(tmp_path, 4)
+    mpath = tmp_path / "toy.yaml"
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"keep me")
+    with pytest.raises(FileExistsError, match=r"a-file: is a file, not a folder; .*--to DIR"):
+        fetch_dataset(manifest, blocker, manifest_path=mpath)
+    with pytest.raises(FileExistsError, match=r"a-file: is a file, so the folder .*sub cannot"):
+        fetch_dataset(manifest, blocker / "sub", manifest_path=mpath)
+    dest = tmp_path / "ds"
+    dest.mkdir()
+    (dest / "tomos").write_bytes(b"keep me")  # where the folder tomos/ must go
+    with pytest.raises(FileExistsError, match=r"ds/tomos: is a file, so the folder"):
+        fetch_dataset(manifest, dest, manifest_path=mpath)
+    assert blocker.read_bytes() == (dest / "tomos").read_bytes() == b"keep me"
+
+
+def test_a_symbolic_link_cannot_lead_files_out_of_the_dataset_folder(tmp_path: Path) -> None:
+    files, manifest = _local(tmp_path, 5)
+    outside, dest = tmp_path / "outside", tmp_path / "ds"
+    outside.mkdir()
+    dest.mkdir()
+    (dest / "tomos").symlink_to(outside)
+    with pytest.raises(ValueError, match=r"ds/tomos/TS_01.mrc: its folder resolves to .*outside"):
+        fetch_dataset(manifest, dest, manifest_path=tmp_path / "toy.yaml")
+    assert list(outside.iterdir()) == []
+    # the dataset folder itself may be a link (e.g. to another disk)
+    (dest / "tomos").unlink()
+    linked = tmp_path / "linked"
+    linked.symlink_to(dest)
+    res = fetch_dataset(manifest, linked, manifest_path=tmp_path / "toy.yaml")
+    assert sorted(res.fetched) == sorted(files)

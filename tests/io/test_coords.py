@@ -532,6 +532,20 @@ def test_copick_names_follow_copick_rules(tmp_path: Path, table, bad: str) -> No
     assert check_copick_name("alice-2.b", "user id") == "alice-2.b"
 
 
+@pytest.mark.parametrize("bad", ["../../evil", "a/b", "..", "a b"])
+def test_copick_run_names_follow_the_tomogram_id_rule(tmp_path: Path, table, bad: str) -> None:
+    """copick makes the run name a folder (ExperimentRuns/<run>/): never a path."""
+    one = table[table["tomo_id"] == "TS_01"].assign(tomo_id=bad)
+    with pytest.raises(ValueError, match=f"p.json: tomogram id {bad!r} must start"):
+        write_copick_picks(one, tmp_path / "p.json", voxel_size_A=10.0, object_name="ribosome",
+                           user_id="cryoal", session_id="0")  # fmt: skip
+    with pytest.raises(ValueError, match="copick run name"):
+        write_copick_picks(one.assign(tomo_id="TS_01"), tmp_path / "p.json", voxel_size_A=10.0,
+                           object_name="ribosome", user_id="cryoal", session_id="0",
+                           run_name=bad)  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_copick_names_agree_with_copick() -> None:
     escape = pytest.importorskip("copick.util.escape")  # test-only oracle, when installed
     names = ["cryoal", "0", "a.b", "a-b", "a_b", "../x", "a b", "-a", "a-", "a:b", "a|b", "é"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,71 @@ def test_find_by_name_and_unknown_names(tmp_path: Path, monkeypatch: pytest.Monk
 def test_a_file_listed_twice(tmp_path: Path) -> None:
     msg = _bad(tmp_path, lambda d: d["files"].append(dict(d["files"][0])))
     assert msg.endswith("files: path 'TS_01.mrc' is listed twice; list each file once")
+
+
+def _generated(*commands: list[str]) -> Callable[[dict], None]:
+    def change(doc: dict) -> None:
+        doc["source"] = {"kind": "generated", "commands": list(commands)}
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["simulate", "tomogram", "/some/user/folder", "--overwrite"], "is absolute"),
+        (["simulate", "tomogram", "../../ESCAPED"], "contains '..'"),
+        (["convert-coords", "a.star", "b.star", "--overwrite"], "is not allowed"),
+        (["simulate", "tomogram", "sim", "--templates", "/etc"], "option '--templates'"),
+    ],
+)
+def test_a_generated_source_runs_only_allowed_commands(
+    tmp_path: Path, command: list[str], expected: str
+) -> None:
+    """Refused when the manifest is loaded: the file, the command's index, the command, the
+    offending argument and the fix, in one line."""
+    ok = ["simulate", "tomogram", "sim", "--seed", "3"]
+    msg = _bad(tmp_path, _generated(ok, command))
+    assert msg.startswith(f"{tmp_path / 'toy.yaml'}: source.commands[1]: command 'cryoal ")
+    assert expected in msg and " ".join(command) in msg
+    doc = copy.deepcopy(GOOD)
+    _generated(ok)(doc)
+    assert load_manifest(_write(tmp_path, doc)).source.commands == [ok]
+
+
+def test_tomo_ids_follow_the_tomogram_id_rule(tmp_path: Path) -> None:
+    msg = _bad(tmp_path, lambda d: d["files"][0].update(tomo_id="../../evil"))
+    assert "files[0] (TS_01.mrc).tomo_id" in msg and "tomogram id '../../evil'" in msg
+
+
+def test_a_tomo_id_names_one_tomogram(tmp_path: Path) -> None:
+    def twice(doc: dict) -> None:
+        doc["files"].append({**doc["files"][0], "path": "TS_01_copy.mrc"})
+
+    msg = _bad(tmp_path, twice)
+    assert "tomo_id 'TS_01' names two tomogram files" in msg
+
+
+def test_picks_that_name_no_tomogram_need_a_tomo_id(tmp_path: Path) -> None:
+    def unnamed(doc: dict) -> None:
+        doc["files"][1].update(path="ribosome.coords", convention="coords-pixel")
+        doc["files"][1].pop("tomo_id")
+
+    msg = _bad(tmp_path, unnamed)
+    assert "'ribosome.coords' needs tomo_id: coords-pixel files do not name" in msg
+
+
+def test_fetch_argument_is_the_name_only_where_the_name_finds_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hints say 'cryoal data fetch ARG': a manifest outside the search path is named by its
+    file (its name is not a dataset cryoal knows)."""
+    assert find_manifest("demo-sim")[0].fetch_argument() == "demo-sim"
+    path = _write(tmp_path, GOOD)
+    assert load_manifest(path).fetch_argument() == str(path)
+    spaced = tmp_path / "my data" / "toy.yaml"
+    spaced.parent.mkdir()
+    spaced.write_text(path.read_text())
+    assert load_manifest(spaced).fetch_argument() == f"'{spaced}'"
+    monkeypatch.setenv(MANIFESTS_ENV, str(tmp_path))
+    assert load_manifest(path).fetch_argument() == "toy"

@@ -209,3 +209,14 @@ def test_concurrent_config_changes_are_not_lost(project: Project, tmp_path: Path
     assert all(os.waitpid(pid, 0)[1] == 0 for pid in pids)
     ids = [t.id for t in load_config(project.config_path).tomograms]
     assert sorted(ids) == ["T0", "T1", "T2", "T3", "TS_01", "TS_02"]
+
+
+@pytest.mark.parametrize("bad", ["../../evil", "a/b", "TS:01", "a b", ".."])
+def test_unsafe_tomogram_ids_are_refused_before_the_file_is_read(
+    project: Project, tmp_path: Path, bad: str
+) -> None:
+    before = (project.root / "project.yaml").read_text()
+    # the file is not even there: the id is checked first
+    with pytest.raises(ValueError, match=f"tomogram id {bad!r} must start with a letter"):
+        project.add_tomogram(tmp_path / "missing.mrc", bad)
+    assert (project.root / "project.yaml").read_text() == before

@@ -124,3 +124,19 @@ def test_cli_writes_a_tomogram_and_refuses_an_overfull_one(tmp_path: Path, capsy
     )
     assert code == 2
     assert "fewer --particles" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["../../evil", "a/b", "TS:01", "a b", "", "-x"])
+def test_unsafe_tomo_ids_are_refused_before_anything_is_simulated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str
+) -> None:
+    """The id becomes candidate ids and copick run (folder) names: refused at the source."""
+    with pytest.raises(ValueError, match=f"tomogram id {bad!r} must start with a letter"):
+        simulate_tomogram(tmp_path / "lib", shape_zyx=(16, 32, 32), n_particles=1, tomo_id=bad)
+    assert list(tmp_path.iterdir()) == []
+    capsys.readouterr()
+    assert run(["simulate", "tomogram", str(tmp_path / "cli"), "--tomo-id", bad]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cryoal: error: tomogram id"), lines
+    assert "--tomo-id" in lines[0]
+    assert list(tmp_path.iterdir()) == []

@@ -58,6 +58,7 @@ def read_coords(
     coords_pixel_size_A: float | None = None,
     class_names: Sequence[str] | None = None,
     tomogram_sizes_A: Mapping[str, np.ndarray] | None = None,
+    tomo_id_from: str = "--tomo-id",
 ) -> pd.DataFrame:
     """Read a coordinate file into the canonical table (zyx voxels per tomogram).
 
@@ -90,6 +91,9 @@ def read_coords(
         refer to, from RELION's tomograms.star (:func:`read_tomograms_star`). With the
         file's own ``rlnTomoSizeX/Y/Z`` it fixes the centre; ``tomograms`` then only gives
         the voxel size, and a tomogram of another size is warned about.
+    tomo_id_from
+        Where the caller's user gives ``tomo_id`` (named in the messages when it is
+        missing or names no rows): an option, or a manifest field.
 
     Returns
     -------
@@ -107,9 +111,9 @@ def read_coords(
     kind = _coords_kind(raw, unit)
     if coords_pixel_size_A is not None and coords_pixel_size_A <= 0:
         raise ValueError(f"{p}: coordinate pixel size {coords_pixel_size_A} Å must be > 0")
-    tomos = _row_tomograms(raw, tomo_id)
+    tomos = _row_tomograms(raw, tomo_id, tomo_id_from)
     ids = raw.candidate_ids if raw.candidate_ids is not None else _make_ids(tomos)
-    keep = _rows_of(raw, tomos, tomo_id)
+    keep = _rows_of(raw, tomos, tomo_id, tomo_id_from)
 
     zyx = np.full((len(raw), 3), np.nan)
     tomograms = dict(tomograms or {})
@@ -152,13 +156,13 @@ def _coords_kind(raw: RawCoords, unit: Unit | None) -> str:
     return kind
 
 
-def _row_tomograms(raw: RawCoords, tomo_id: str | None) -> np.ndarray:
+def _row_tomograms(raw: RawCoords, tomo_id: str | None, tomo_id_from: str) -> np.ndarray:
     """``(n,)`` object array: the tomogram of each row (the file's names, else ``tomo_id``)."""
     p = raw.path
     if raw.tomo_names is None:
         if tomo_id is None:
             raise ValueError(
-                f"{p}: the file does not name tomograms; give the tomogram id (--tomo-id ID)"
+                f"{p}: the file does not name tomograms; give the tomogram id ({tomo_id_from})"
             )
         return np.full(len(raw), str(tomo_id), dtype=object)
     tomos = raw.tomo_names
@@ -170,7 +174,9 @@ def _row_tomograms(raw: RawCoords, tomo_id: str | None) -> np.ndarray:
     return tomos
 
 
-def _rows_of(raw: RawCoords, tomos: np.ndarray, tomo_id: str | None) -> np.ndarray:
+def _rows_of(
+    raw: RawCoords, tomos: np.ndarray, tomo_id: str | None, tomo_id_from: str
+) -> np.ndarray:
     """``(n,)`` bool: the rows of tomogram ``tomo_id`` in a file that names tomograms (all
     rows otherwise)."""
     if tomo_id is None or raw.tomo_names is None:
@@ -180,7 +186,7 @@ def _rows_of(raw: RawCoords, tomos: np.ndarray, tomo_id: str | None) -> np.ndarr
         names = sorted(set(tomos.tolist()))
         raise ValueError(
             f"{raw.path}: no coordinates for tomogram {tomo_id!r}; the file has {names[:10]}; "
-            "pass one of these (--tomo-id)"
+            f"pass one of these ({tomo_id_from})"
         )
     return keep
 

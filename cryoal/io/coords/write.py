@@ -36,6 +36,7 @@ from cryoal.io.coords.geometry import (
     tomogram_centre_xyz_A,
     zyx_voxels_to_xyz_A,
 )
+from cryoal.io.names import check_tomo_id
 
 log = logging.getLogger(__name__)
 
@@ -249,8 +250,10 @@ def write_copick_picks(
 ) -> Path:
     """Write one tomogram's coordinates as a copick picks JSON (locations in Å).
 
-    ``run_name`` defaults to the table's single ``tomo_id``. Orientations are written as
-    identity transforms with ``trust_orientation`` false. Written atomically.
+    ``run_name`` defaults to the table's single ``tomo_id``; it must follow the tomogram-id
+    rule (:func:`cryoal.io.names.check_tomo_id`), since copick makes it a folder name.
+    Orientations are written as identity transforms with ``trust_orientation`` false.
+    Written atomically.
     """
     validate_table(df)
     check_copick_name(str(object_name), "copick object name")
@@ -264,6 +267,12 @@ def write_copick_picks(
                 f"{runs[:5]}; write one file per tomogram"
             )
         run_name = runs[0] if runs else None
+    if run_name is not None:  # copick makes it a folder name: ExperimentRuns/<run_name>/
+        try:
+            check_tomo_id(run_name, "it would be the copick run name (a folder name): give "
+                          "the tomogram another id (--tomo-id)")  # fmt: skip
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
     vs = _voxel_sizes(df, voxel_size_A, tomograms, path)
     xyz = zyx_voxels_to_xyz_A(df[["z", "y", "x"]].to_numpy(dtype=np.float64), vs)
     identity = np.eye(4).tolist()
