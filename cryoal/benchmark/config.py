@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cryoal.al.strategies import StrategyConfig, recipe_or_name
+from cryoal.pretrain.config import PretrainConfig
 from cryoal.train.config import TrainConfig
 
 PRESETS: tuple[str, ...] = ("smoke", "cpu", "paper")
@@ -54,6 +55,11 @@ class BenchmarkStrategy(StrategyConfig):
     """A strategy plus optional training overrides for its runs (e.g. dropout for BALD)."""
 
     train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig overrides")
+    pretrained: bool = Field(
+        False,
+        description="the teacher of every cycle starts from the encoder pretrained on the pool "
+        "(self-supervised, once per pool; settings in the benchmark's pretrain key)",
+    )
 
 
 class BenchmarkConfig(BaseModel):
@@ -80,6 +86,11 @@ class BenchmarkConfig(BaseModel):
         "strategy with the same seed); false: a plain random sample",
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
+    pretrain: dict[str, Any] = Field(
+        default_factory=dict,
+        description="PretrainConfig overrides of the pool's pretraining (for pretrained "
+        "strategies); preset and norm default to the teacher's",
+    )
     batch_size: int = Field(64, ge=1, description="scoring batch size")
     device: str = Field("cpu", description="cpu, cuda or auto")
 
@@ -89,6 +100,15 @@ class BenchmarkConfig(BaseModel):
         if isinstance(value, list):
             return [recipe_or_name(v) if isinstance(v, str) else v for v in value]
         return value
+
+    def pretrain_config(self) -> PretrainConfig:
+        """The pool's pretraining: the teacher's preset and norm, then ``pretrain``."""
+        base: dict[str, Any] = {
+            "preset": self.train.teacher_preset,
+            "norm": "batch" if self.train.norm == "syncbatch" else self.train.norm,
+            "device": self.device,
+        }
+        return PretrainConfig.from_dict({**base, **self.pretrain}, source="benchmark pretrain")
 
     def labels(self) -> list[str]:
         """Display names of the strategies (unique)."""

@@ -37,10 +37,17 @@ class BenchmarkProgress:
     text: str
 
 
-def engine_config(cfg: BenchmarkConfig, strategy: BenchmarkStrategy, seed: int) -> EngineConfig:
-    """The :class:`EngineConfig` of one (strategy, seed) run."""
+def engine_config(
+    cfg: BenchmarkConfig, strategy: BenchmarkStrategy, seed: int, encoder: str | None = None
+) -> EngineConfig:
+    """The :class:`EngineConfig` of one (strategy, seed) run (``encoder``: the pool's
+    pretrained encoder folder, used by ``pretrained`` strategies)."""
     train = cfg.train.updated(**strategy.train) if strategy.train else cfg.train
-    plain = StrategyConfig.model_validate(strategy.model_dump(exclude={"train"}))
+    if strategy.pretrained:
+        if encoder is None:
+            raise ValueError(f"strategy {strategy.display_name!r} is pretrained: pass the encoder")
+        train = train.updated(encoder=encoder)
+    plain = StrategyConfig.model_validate(strategy.model_dump(exclude={"train", "pretrained"}))
     return EngineConfig(
         strategy=plain,
         train=train,
@@ -81,13 +88,14 @@ def run_one(
     path, pool, test = prepare_data(cfg, out)
     store = SubtomogramStore(path)
     strategy = cfg.strategies[index]
+    encoder = pool_encoder(cfg, out, store, pool) if strategy.pretrained else None
     label = cfg.labels()[index]
     initial = stratified_initial(store, pool, cfg.initial, seed) if cfg.stratified_initial else None
     folder = run_dir(out, label, seed)
     engine = ALEngine(
         store,
         SimulatedOracle(store),
-        engine_config(cfg, strategy, seed),
+        engine_config(cfg, strategy, seed, encoder),
         folder,
         pool_indices=pool,
         test_indices=test,
@@ -98,6 +106,14 @@ def run_one(
     if not engine.done:
         raise RuntimeError(f"{folder}: the simulated oracle left labels unanswered")
     return _steps_done(engine.state)
+
+
+def pool_encoder(cfg: BenchmarkConfig, out: Path, store: Any, pool: Any) -> str:
+    """The encoder pretrained on the pool (never the test set), made once in
+    ``OUT/encoders/`` and shared by every pretrained strategy and seed; its folder."""
+    from cryoal.pretrain.run import pretrain_cached
+
+    return str(pretrain_cached(cfg.pretrain_config(), store, pool, out / "encoders").path)
 
 
 def _run_in_worker(cfg_json: dict[str, Any], out: str, index: int, seed: int) -> int:
@@ -143,7 +159,12 @@ def run_benchmark(
         yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
         overwrite=True,
     )
-    prepare_data(cfg, out)  # simulate once, before any worker starts
+    path, pool_rows, _ = prepare_data(cfg, out)  # simulate once, before any worker starts
+    if any(s.pretrained for s in cfg.strategies):  # pretrain once, before any worker starts
+        from cryoal.io.store import SubtomogramStore
+
+        logger.info("pretraining the encoder on the pool (once, shared by pretrained arms)")
+        pool_encoder(cfg, out, SubtomogramStore(path), pool_rows)
     runs = [(i, seed) for seed in cfg.seeds for i in range(len(cfg.strategies))]
     per_run = steps_per_run(cfg)
     total = len(runs) * per_run

@@ -227,3 +227,31 @@ def test_warm_calibration_trains_one_chain_per_seed_through_nested_sets(tmp_path
     table = (out / "calibration.md").read_text()  # both schedules, side by side
     assert "| 24 | 4 steps from scratch | 2 |" in table and "| 24 | warm chain" in table
     capsys.readouterr()
+
+
+def test_pretrained_arms_share_one_encoder_pretrained_on_the_pool(tmp_path):
+    import yaml
+
+    out = tmp_path / "bench"
+    small = tmp_path / "small.yaml"
+    small.write_text(
+        "data: {per_class: 40, test_size: 48}\ntrain: {epochs: 2}\nseeds: [0]\nn_cycles: 2\n"
+        "strategies: [random, {name: random, label: random-pre, pretrained: true},\n"
+        "             {name: margin, label: margin-pre, pretrained: true}]\n"
+        "pretrain: {epochs: 1, batch_size: 16}\n"
+    )
+    assert run(["benchmark", "--preset", "smoke", "--config", str(small), "--out", str(out),
+                "--no-progress"]) == 0  # fmt: skip
+    encoders = [p for p in (out / "encoders").iterdir() if (p / "encoder.json").is_file()]
+    assert len(encoders) == 1
+    info = yaml.safe_load((encoders[0] / "encoder.json").read_text())
+    # the pool only (120 of 160 samples), never the test set
+    assert info["n_samples"] == 160 - 48 and info["preset"] == "tiny"
+    curves = pd.read_csv(out / "curves.csv")
+    assert set(curves["strategy"]) == {"random", "random-pre", "margin-pre"}
+    used = {
+        p.parts[-5]: yaml.safe_load(p.read_text()).get("encoder")
+        for p in out.glob("runs/*/seed_0/cycles/cycle_00/train.yaml")
+    }
+    assert used["random"] is None
+    assert used["random-pre"] == used["margin-pre"] == str(encoders[0])
