@@ -411,6 +411,68 @@ def from_manifest_cmd(
     )
 
 
+# -- cryoal project from-copick (a copick project's runs, tomograms and picks) ------------
+@project_app.command("from-copick")
+def from_copick_cmd(
+    config: Path = typer.Argument(
+        ..., help="copick configuration JSON (e.g. copick_config.json).", show_default=False
+    ),
+    directory: Path = _DIR,
+    run_names: list[str] = typer.Option(
+        [], "--run", help="Use only this copick run (repeat) [default: all runs]."
+    ),
+    voxel_size: float | None = typer.Option(
+        None,
+        "--voxel-size",
+        min=0.0,
+        help="copick voxel spacing (Å) of the tomograms [default: the only one the runs have].",
+    ),
+    tomo_type: str | None = typer.Option(
+        None,
+        "--tomo-type",
+        help="copick tomogram type, e.g. wbp or denoised [default: the only one].",
+    ),
+    object_names: list[str] = typer.Option(
+        [],
+        "--object-name",
+        help="copick pickable object that becomes a class (repeat; in class-id order) "
+        "[default: every particle object].",
+    ),
+    user_id: str | None = typer.Option(
+        None, "--user-id", help="Import only this copick user's picks [default: all users]."
+    ),
+    session_id: str | None = typer.Option(
+        None, "--session-id", help="Import only this copick session's picks [default: all]."
+    ),
+    box: int = typer.Option(None, "--box", min=1, help="Subtomogram edge, voxels [default: 32]."),
+    as_labels: bool = typer.Option(
+        False, "--as-labels", help="Also record the picks' objects as labels."
+    ),
+) -> None:
+    """Create a project from a copick project: its objects, runs' tomograms and picks."""
+    from cryoal.project.from_copick import project_from_copick
+
+    res = project_from_copick(
+        config, directory, runs=run_names, voxel_size_A=voxel_size, tomo_type=tomo_type,
+        objects=object_names, user_id=user_id, session_id=session_id, box=box,
+        as_labels=as_labels,
+    )  # fmt: skip
+    got = res.imported
+    per = ", ".join(f"{t}: {n}" for t, n in got.added.items()) or "none"
+    extra = f"; {got.duplicates} repeated picks skipped" if got.duplicates else ""
+    extra += f"; {got.outside} outside the tomogram skipped" if got.outside else ""
+    extra += f"; {got.labelled} labelled" if got.labelled else ""
+    if res.converted:
+        extra += f"; OME-Zarr converted to MRC for {', '.join(res.converted)} (tomograms/)"
+    if not res.picks_sets:
+        extra += f"; no picks: find candidates with 'cryoal project detect {directory}'"
+    _console().print(
+        f"created project {directory} from {config}: classes {', '.join(res.classes)}; "
+        f"{len(res.tomograms)} tomogram(s) ({res.tomo_type} at {res.voxel_size_A:g} Å); "
+        f"{got.n_added} candidates ({per}) from {res.picks_sets} picks set(s){extra}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add the project commands to the ``cryoal`` app."""
     app.add_typer(project_app, name="project")

@@ -4,12 +4,12 @@ Import (``cryoal labels import``) reads a CSV with one label per row, keyed by c
 id; the whole file is validated first and written in one transaction, so a file with one
 bad row changes nothing. Export writes the current labels with their coordinates (xyz Å,
 corner origin, at the file boundary, as everywhere in cryoal) through
-``cryoal.io.coords``.
+``cryoal.io.coords``; copick picks through the copick library
+(``cryoal.io.copick_project``, the ``copick`` extra).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -20,13 +20,8 @@ import numpy as np
 import pandas as pd
 
 from cryoal.io.atomic import atomic_write_text, check_can_write
-from cryoal.io.coords import (
-    CSV_COLUMNS,
-    check_copick_name,
-    write_copick_picks,
-    write_star,
-    zyx_voxels_to_xyz_A,
-)
+from cryoal.io.coords import CSV_COLUMNS, check_copick_name, write_star, zyx_voxels_to_xyz_A
+from cryoal.io.copick_project import OverlayPicks, copick_config_text, write_overlay_picks
 from cryoal.project.candidates import tomogram_geometries
 from cryoal.project.config import SPECIAL_LABELS
 from cryoal.project.project import Project
@@ -142,8 +137,9 @@ def export_labels(
         class_name (the label), class_id, annotator, round, model_version, labelled_at.
         ``star``: a RELION particle STAR file (``rlnClassNumber`` = class id + 1,
         ``rlnTomoParticleName`` = candidate id), version 4 (pixel coordinates) or 5
-        (centred Å). ``copick``: ``out`` is a copick overlay folder; one picks file per
-        tomogram and class at ``ExperimentRuns/<tomo>/Picks/<user>_<session>_<class>.json``
+        (centred Å). ``copick``: ``out`` is a copick overlay folder; one picks set per
+        tomogram and class, written by copick (``run.new_picks(class, session, user)``,
+        ``store()``) at ``ExperimentRuns/<tomo>/Picks/<user>_<session>_<class>.json``,
         and a ``copick_config.json`` naming the project's classes (colour, radius) as
         pickable objects, so copick and napari-copick can open the folder.
     tilt_series_pixel_size_A
@@ -216,46 +212,48 @@ def export_labels(
         )
         paths = [out]
     else:
-        check_copick_name(user_id, "copick user id (--user-id)")
-        check_copick_name(session_id, "copick session id (--session-id)")
-        for name in project.config.class_names:
-            check_copick_name(name, "class name (a copick object name)")
-        paths = []
-        groups = table.groupby(["tomo_id", "class_name"], sort=True)
-        targets = {
-            key: out / "ExperimentRuns" / key[0] / "Picks" / f"{user_id}_{session_id}_{key[1]}.json"
-            for key, _ in groups
-        }
-        config_path = out / COPICK_CONFIG
-        config_text = copick_config_json(project, out)
-        same_config = config_path.is_file() and config_path.read_text() == config_text
-        for target in [config_path, *targets.values()]:
-            if target.exists() and not overwrite and not (target == config_path and same_config):
-                check_can_write(target, overwrite)  # raises with the fix
-        for key, part in groups:
-            target = targets[key]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_copick_picks(
-                part,
-                target,
-                voxel_size_A=vs,
-                object_name=str(key[1]),
-                user_id=user_id,
-                session_id=session_id,
-                run_name=str(key[0]),
-                tomograms=geometries,
-                overwrite=overwrite,
-            )
-            paths.append(target)
-        if not same_config:
-            atomic_write_text(config_path, config_text, overwrite=overwrite)
-        paths.append(config_path)
+        paths = _export_copick(project, table, out, user_id, session_id, overwrite)
     log.info("exported %d labels to %s", len(table), out)
     return ExportResult(paths=paths, n_labels=len(table))
 
 
+def _export_copick(
+    project: Project,
+    table: pd.DataFrame,
+    out: Path,
+    user_id: str,
+    session_id: str,
+    overwrite: bool,
+) -> list[Path]:
+    """One copick picks set per tomogram and class, written with copick's ``new_picks``,
+    and the configuration (unless the same one is there)."""
+    check_copick_name(user_id, "copick user id (--user-id)")
+    check_copick_name(session_id, "copick session id (--session-id)")
+    for name in project.config.class_names:
+        check_copick_name(name, "class name (a copick object name)")
+    geometries = tomogram_geometries(project)
+    sets = []
+    for (tomo, name), part in table.groupby(["tomo_id", "class_name"], sort=True):
+        g = geometries[str(tomo)]
+        zyx = part[["z", "y", "x"]].to_numpy(dtype=np.float64)
+        xyz = zyx_voxels_to_xyz_A(zyx, g.voxel_size_A)
+        sets.append(OverlayPicks(str(tomo), str(name), xyz, voxel_spacing=g.voxel_size_A))
+    config_path = out / COPICK_CONFIG
+    config_text = copick_config_json(project, out)
+    same_config = config_path.is_file() and config_path.read_text() == config_text
+    if not same_config and config_path.exists():
+        check_can_write(config_path, overwrite)  # raises with the fix
+    paths = write_overlay_picks(
+        out, config_text, sets, user_id=user_id, session_id=session_id, overwrite=overwrite
+    )
+    if not same_config:
+        atomic_write_text(config_path, config_text, overwrite=overwrite)
+    return [*paths, config_path]
+
+
 def copick_config_json(project: Project, overlay: Path) -> str:
-    """A minimal copick project configuration (filesystem, overlay only) as JSON text.
+    """A copick project configuration (filesystem, overlay only) as JSON text, built with
+    copick's models (``CopickConfigFSSpec``, ``PickableObject``).
 
     One pickable object per class: ``name`` = class name, ``label`` = class id + 1 (copick
     reserves 0 for background), ``color`` = the class colour as RGBA 0-255, ``radius`` =
@@ -276,12 +274,9 @@ def copick_config_json(project: Project, overlay: Path) -> str:
                 "radius": float(radius),
             }
         )
-    doc = {
-        "config_type": "filesystem",
-        "name": cfg.name,
-        "description": f"labels exported by cryoal from project {cfg.name}",
-        "pickable_objects": objects,
-        "overlay_root": "local://" + str(Path(overlay).resolve()),
-        "overlay_fs_args": {"auto_mkdir": True},
-    }
-    return json.dumps(doc, indent=2) + "\n"
+    return copick_config_text(
+        name=cfg.name,
+        description=f"labels exported by cryoal from project {cfg.name}",
+        objects=objects,
+        overlay=overlay,
+    )

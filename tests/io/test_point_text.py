@@ -50,18 +50,21 @@ def test_ndjson_agrees_with_copick_angstrom(tmp_path: Path) -> None:
     spacing = 10.012
     vox = np.array([[12.5, 300.25, 90.0], [600.0, 1.0, 170.5]])
     ndjson = _write_ndjson(tmp_path / "ferritin_complex-1.0_point.ndjson", vox)
+    models = pytest.importorskip("copick.models")  # the copick file through copick's model
     copick = tmp_path / "apo-ferritin.json"
-    copick.write_text(
-        json.dumps(
-            {
-                "pickable_object_name": "apo-ferritin",
-                "user_id": "curation",
-                "session_id": "0",
-                "run_name": "TS_5_4",
-                "points": [{"location": dict(zip("xyz", p * spacing, strict=True))} for p in vox],
-            }
-        )
+    picks = models.CopickPicksFile(
+        pickable_object_name="apo-ferritin",
+        user_id="curation",
+        session_id="0",
+        run_name="TS_5_4",
+        points=[
+            models.CopickPoint(
+                location=models.CopickLocation(**dict(zip("xyz", p * spacing, strict=True)))
+            )
+            for p in vox
+        ],
     )
+    copick.write_text(json.dumps(picks.model_dump()))
     a = read_coords(ndjson, tomo_id="TS_5_4", voxel_size_A=spacing)
     b = read_coords(copick, voxel_size_A=spacing)
     np.testing.assert_allclose(a[["z", "y", "x"]].to_numpy(), b[["z", "y", "x"]].to_numpy())

@@ -9,6 +9,8 @@ The package's modules, one job each:
   (:class:`RawCoords`, one parser per format);
 * :mod:`cryoal.io.coords.read`: a file -> the canonical table;
 * :mod:`cryoal.io.coords.write`: the canonical table -> CSV, RELION STAR, copick picks;
+* :mod:`cryoal.io.coords.copick_model`: copick picks files through copick's own data model
+  (the ``copick`` extra; a one-line error naming it when copick is not installed);
 * :mod:`cryoal.io.coords.columns`: the column names and units the others share.
 
 Every public name is importable from ``cryoal.io.coords``.

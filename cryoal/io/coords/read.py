@@ -6,7 +6,8 @@ stable id (the file's, or ``"<tomo_id>:<k:06d>"``), converts the positions to zy
 each tomogram (RELION pixel sizes and origin shifts; RELION 5 centres from the size RELION
 states, the file's ``rlnTomoSizeX/Y/Z`` or tomograms.star (:func:`read_tomograms_star`),
 else the given tomogram's) and warns about positions outside the tomogram.
-:func:`read_copick_picks` does the same for a copick picks file.
+:func:`read_copick_picks` does the same for a copick picks file (read with copick's data
+model, :mod:`cryoal.io.coords.copick_model`).
 """
 
 from __future__ import annotations
@@ -440,10 +441,12 @@ def read_copick_picks(
     tomograms: Mapping[str, TomogramGeometry] | None = None,
     tomo_id: str | None = None,
 ) -> pd.DataFrame:
-    """Read a copick picks JSON (locations in Å) into the canonical table.
+    """Read a copick picks JSON (Å) into the canonical table, with copick's data model.
 
-    ``class_name`` is the file's ``pickable_object_name``; ``tomo_id`` its ``run_name``
-    (or the ``tomo_id`` argument when the file has none).
+    Positions are copick's particle centres (``full_positions``: location plus the
+    transformation's translation). ``class_name`` is the file's ``pickable_object_name``;
+    ``tomo_id`` its ``run_name`` (or the ``tomo_id`` argument when the file has none).
+    Needs the ``copick`` extra (a one-line ``ValueError`` naming it otherwise).
     """
     if _file_format(Path(path)) != "copick":
         raise ValueError(f"{path}: copick picks files end in .json")

@@ -1,18 +1,17 @@
 """Parsing coordinate files: what a file says, before any unit conversion.
 
 :func:`scan_coords` tells the format from the suffix (RELION 3/4/5 ``.star``, ``.csv``,
-copick picks ``.json``, CZ cryoET Data Portal point ``.ndjson``, ``.coords`` text) and
-returns a :class:`RawCoords`: the file's x, y, z values and their kind (pixels, Å, RELION
-5 centred Å, or not stated for a CSV with plain x, y, z columns), with the tomogram names,
-class names, ids, RELION origin shifts (rotated by the subtomogram angles), optics pixel
-sizes and tomogram sizes the file carries. A CSV's unit comes from its column names
-(``x_A, y_A, z_A`` or ``x_px, y_px, z_px``). :func:`summarize_coords` counts the rows per
-tomogram and class (``cryoal info``).
+copick picks ``.json``, read with copick's data model (:mod:`cryoal.io.coords.copick_model`),
+CZ cryoET Data Portal point ``.ndjson``, ``.coords`` text) and returns a :class:`RawCoords`:
+the file's x, y, z values and their kind (pixels, Å, RELION 5 centred Å, or not stated for a
+CSV with plain x, y, z columns), with the tomogram names, class names, ids, RELION origin
+shifts (rotated by the subtomogram angles), optics pixel sizes and tomogram sizes the file
+carries. A CSV's unit comes from its column names (``x_A, y_A, z_A`` or ``x_px, y_px,
+z_px``). :func:`summarize_coords` counts the rows per tomogram and class (``cryoal info``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import pandas as pd
 import starfile
 
 from cryoal.io.coords.columns import _TOMO_SIZE, _XYZ_CENTRED, _XYZ_PIXEL, CSV_COLUMNS
+from cryoal.io.coords.copick_model import parse_picks_file
 from cryoal.io.coords.geometry import relion_euler_matrix
 from cryoal.io.point_text import coords_text_xyz, ndjson_xyz, object_from_ndjson_name
 
@@ -305,33 +305,13 @@ def _csv_coordinate_columns(path: Path, columns: list[str]) -> tuple[list[str], 
 
 
 def _scan_copick(path: Path) -> RawCoords:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); check the file") from exc
-    if not isinstance(doc, dict) or "points" not in doc or "pickable_object_name" not in doc:
-        raise ValueError(
-            f"{path}: not a copick picks file (needs 'pickable_object_name' and 'points')"
-        )
-    unit = doc.get("unit", "angstrom")
-    if unit != "angstrom":
-        raise ValueError(f"{path}: copick unit {unit!r} is not supported; copick stores angstrom")
-    points = doc.get("points") or []
-    try:
-        xyz = np.array(
-            [[p["location"][k] for k in ("x", "y", "z")] for p in points], dtype=np.float64
-        ).reshape(-1, 3)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{path}: malformed copick point ({exc}); each needs location x, y, z"
-        ) from exc
-    if not np.isfinite(xyz).all():
-        raise ValueError(f"{path}: non-finite copick point location; fix the file")
+    """A copick picks file, read with copick's data model (particle centres in Å)."""
+    picks = parse_picks_file(path)
+    xyz = picks.xyz_A
     raw = RawCoords(path=path, format="copick", xyz=xyz, kind="angstrom")
-    run = doc.get("run_name")
-    if run:
-        raw.tomo_names = np.full(len(xyz), str(run), dtype=object)
-    raw.class_names = np.full(len(xyz), str(doc["pickable_object_name"]), dtype=object)
+    if picks.run_name:
+        raw.tomo_names = np.full(len(xyz), picks.run_name, dtype=object)
+    raw.class_names = np.full(len(xyz), picks.object_name, dtype=object)
     return raw
 
 

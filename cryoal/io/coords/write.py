@@ -1,4 +1,5 @@
-"""Writing the canonical table: CSV, RELION 4/5 particle STAR and copick picks JSON.
+"""Writing the canonical table: CSV, RELION 4/5 particle STAR and copick picks JSON (through
+copick's data model).
 
 Positions go out as xyz Å (or pixels) through :mod:`cryoal.io.coords.geometry`; a CSV
 names its unit in its column names (``x_A, y_A, z_A`` or ``x_px, y_px, z_px``) so that
@@ -9,7 +10,6 @@ atomically (:mod:`cryoal.io.atomic`). :func:`validate_table` checks a table firs
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import starfile
 
-from cryoal.io.atomic import atomic_path, atomic_write_text
+from cryoal.io.atomic import atomic_path, atomic_write_text, check_can_write
 from cryoal.io.coords.columns import (
     _TOMO_SIZE,
     _XYZ_CENTRED,
@@ -31,6 +31,7 @@ from cryoal.io.coords.columns import (
     UNITS,
     Unit,
 )
+from cryoal.io.coords.copick_model import import_copick, picks_file_model, picks_file_text
 from cryoal.io.coords.geometry import (
     TomogramGeometry,
     tomogram_centre_xyz_A,
@@ -250,8 +251,10 @@ def write_copick_picks(
 ) -> Path:
     """Write one tomogram's coordinates as a copick picks JSON (locations in Å).
 
-    ``run_name`` defaults to the table's single ``tomo_id``; it must follow the tomogram-id
-    rule (:func:`cryoal.io.names.check_tomo_id`), since copick makes it a folder name.
+    The file is copick's own ``CopickPicksFile`` model, serialised as copick's ``store()``
+    does (:mod:`cryoal.io.coords.copick_model`; needs the ``copick`` extra). ``run_name``
+    defaults to the table's single ``tomo_id``; it must follow the tomogram-id rule
+    (:func:`cryoal.io.names.check_tomo_id`), since copick makes it a folder name.
     Orientations are written as identity transforms with ``trust_orientation`` false.
     Written atomically.
     """
@@ -275,24 +278,16 @@ def write_copick_picks(
             raise ValueError(f"{path}: {exc}") from None
     vs = _voxel_sizes(df, voxel_size_A, tomograms, path)
     xyz = zyx_voxels_to_xyz_A(df[["z", "y", "x"]].to_numpy(dtype=np.float64), vs)
-    identity = np.eye(4).tolist()
-    doc = {
-        "pickable_object_name": str(object_name),
-        "user_id": str(user_id),
-        "session_id": str(session_id),
-        "run_name": run_name,
-        "voxel_spacing": float(vs[0]) if len(vs) and np.allclose(vs, vs[0]) else None,
-        "unit": "angstrom",
-        "trust_orientation": False,
-        "points": [
-            {
-                "location": {"x": float(x), "y": float(y), "z": float(z)},
-                "transformation_": identity,
-                "instance_id": 0,
-                "score": 1.0,
-            }
-            for x, y, z in xyz
-        ],
-    }
-    atomic_write_text(path, json.dumps(doc, indent=1) + "\n", overwrite=overwrite)
+    check_can_write(path, overwrite)
+    copick = import_copick(f"{path}: writing copick picks")
+    model = picks_file_model(
+        copick,
+        xyz,
+        object_name=str(object_name),
+        user_id=str(user_id),
+        session_id=str(session_id),
+        run_name=run_name,
+        voxel_spacing=float(vs[0]) if len(vs) and np.allclose(vs, vs[0]) else None,
+    )
+    atomic_write_text(path, picks_file_text(model), overwrite=overwrite)
     return Path(path)
