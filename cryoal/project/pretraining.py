@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from cryoal.io.atomic import atomic_write_text
 from cryoal.pretrain.config import PretrainConfig
 from cryoal.pretrain.encoder import Encoder, is_encoder, load_encoder
@@ -58,6 +60,7 @@ def pretrain_project(
     overrides: dict[str, Any] | None = None,
     progress: CountCallback | None = None,
     callback: PretrainCallback | None = None,
+    table: pd.DataFrame | None = None,
 ) -> Encoder:
     """Pretrain (or resume, or reuse) the encoder of the project's candidates and make it
     the one training starts from.
@@ -72,13 +75,16 @@ def pretrain_project(
         Called with the number of candidates extracted into the candidate store.
     callback
         Called with every :class:`~cryoal.pretrain.run.PretrainEvent`.
+    table
+        The candidate table to pretrain on (a round's frozen ``candidates.csv``, so that a
+        training job never opens the label store); default: the label store's.
     """
     from cryoal.project.extraction import candidate_store
 
     if not isinstance(project, Project):
         project = Project.open(project, check_labels=False)
     cfg = project_pretrain_config(project, overrides)
-    store = candidate_store(project, progress=progress)
+    store = candidate_store(project, progress=progress, table=table)
     enc = pretrain_cached(cfg, store, None, encoders_dir(project), callback=callback)
     pointer = {"encoder": enc.path.name, "n_candidates": enc.info["n_samples"]}
     atomic_write_text(encoders_dir(project) / CURRENT_ENCODER_NAME, json.dumps(pointer, indent=1))

@@ -163,12 +163,12 @@ def train_project(
         )
     cfg = cfg.updated(**(overrides or {}))
     ctx = D.setup(D.resolve_device(cfg.device))
-    if pretrain and cfg.encoder is None and not warm_start:
-        cfg = _with_project_encoder(project, cfg, ctx, progress, pretrain_callback)
+    use_encoder = pretrain and cfg.encoder is None and not warm_start
     try:
         return _train_project(
             project, cfg, ctx, round, new_snapshot, warm_start, overwrite, progress,
-            callback, stop_on_sigusr1, fit,
+            callback, stop_on_sigusr1, fit, pretrain_callback if use_encoder else None,
+            use_encoder,
         )  # fmt: skip
     finally:
         D.teardown(ctx)
@@ -178,19 +178,31 @@ def _with_project_encoder(
     project: Project,
     cfg: Any,
     ctx: Any,
+    directory: Path,
     progress: CountCallback | None,
     callback: PretrainCallback | None,
 ) -> Any:
-    """``cfg`` with the project's encoder (pretrained first when there is none and this
-    is one process); unchanged for segmentation or a teacher of another preset or norm."""
+    """``cfg`` with the project's encoder; when there is none and this is one process, one
+    is pretrained first on the round's frozen candidate table (``directory/candidates.csv``,
+    so the live label store is not opened). Unchanged for segmentation, too few candidates
+    to pretrain, or a teacher of another preset or norm than the encoder."""
+    from cryoal.pretrain.run import MIN_SAMPLES
+    from cryoal.project.pool import read_pool
     from cryoal.project.pretraining import current_encoder, pretrain_project
 
     if cfg.task != "classify":
         return cfg
     enc = current_encoder(project)
-    if enc is None and ctx.world_size == 1:
+    table = read_pool(directory)
+    n_candidates = len(table)
+    if enc is None and ctx.world_size == 1 and n_candidates >= MIN_SAMPLES:
         log.info("no pretrained encoder yet: pretraining on the project's candidates first")
-        enc = pretrain_project(project, progress=progress, callback=callback)
+        enc = pretrain_project(project, progress=progress, callback=callback, table=table)
+    elif enc is None and n_candidates < MIN_SAMPLES:
+        log.info(
+            "%d candidates, fewer than the %d pretraining needs: training from random weights",
+            n_candidates, MIN_SAMPLES,
+        )  # fmt: skip
     if enc is None:
         return cfg
     norm = "batch" if cfg.norm == "syncbatch" else cfg.norm
@@ -217,6 +229,8 @@ def _train_project(
     callback: TrainCallback | None,
     stop_on_sigusr1: bool,
     fit: Any,
+    pretrain_callback: PretrainCallback | None,
+    use_encoder: bool,
 ) -> ProjectTrainResult:
     from cryoal.data.datasets import stratified_split
     from cryoal.project.extraction import extract_project_store
@@ -267,6 +281,10 @@ def _train_project(
     store = SubtomogramStore(store_path)
     order = store.index_of(rows["candidate_id"].tolist())
     train_pos, val_pos = stratified_split(labels, cfg.val_fraction, cfg.seed)
+    if use_encoder:  # one process may pretrain; under torchrun only an existing one is used
+        cfg = _with_project_encoder(
+            project, cfg, ctx, directory, progress if ctx.is_main else None, pretrain_callback
+        )
     # a run folder without round.json is an interrupted training: continue it
     resume = run_dir.exists()
     init = None

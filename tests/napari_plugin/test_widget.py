@@ -186,3 +186,16 @@ def test_suggest_job_reloads_the_queue_and_errors_are_one_line(
     assert "round 0 already has suggestions" in message and "\n" not in message
     assert "Traceback" not in message
     widget.close()
+
+
+def test_a_train_job_shows_pretraining_then_training_in_its_bar(qtbot, label_project: Path) -> None:
+    from cryoal_napari._jobs import ProjectJob
+
+    job = ProjectJob("train", label_project, total_epochs=15)
+    # the lines 'cryoal --debug train' logs while it pretrains, then trains
+    with qtbot.waitSignal(job.progress) as signal:
+        job._handle("INFO cryoal.pretrain: pretrain epoch 3/30 loss 4.1 (12 s)")
+    assert signal.args == [3, 30] and job.stage == "pretraining the encoder"
+    with qtbot.waitSignal(job.progress) as signal:
+        job._handle("INFO cryoal.train.fit: epoch 2: {'loss': 1.2}")
+    assert signal.args == [2, 15] and job.stage == "training"
