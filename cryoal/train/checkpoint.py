@@ -440,7 +440,8 @@ def load_run(run_dir: str | os.PathLike, *, device: str = "cpu") -> LoadedRun:
         model.load_state_dict(load_state_dict_file(run / f"{name}.safetensors"))
         models[name] = model.to(dev).eval()
     metrics_path = run / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    fix = "delete it: the models load without it (only the run's per-epoch metrics are lost)"
+    metrics = read_json(metrics_path, fix) if metrics_path.is_file() else {}
     assert models["teacher"] is not None
     return LoadedRun(
         teacher=models["teacher"],

@@ -250,3 +250,16 @@ def test_a_damaged_label_store_is_moved_aside_and_rebuilt_as_the_message_says(
     assert run(["status", str(project)]) == 0
     with LabelStore(store) as s:
         assert live_sha256(s) == load_snapshot(project, 1).sha256
+
+
+def test_a_damaged_metrics_file_is_named_and_can_be_deleted(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    metrics = project / "rounds" / "001" / "model" / "metrics.json"
+    metrics.write_bytes(b"\xff\xfe\x00")
+    assert _error(capsys, ["suggest", str(project), "--strategy", "entropy", "--k", "2"]) == (
+        f"{metrics}: damaged (not text: byte 0 is not UTF-8); delete it: the models load "
+        "without it (only the run's per-epoch metrics are lost)"
+    )
+    metrics.unlink()
+    assert run(["suggest", str(project), "--strategy", "entropy", "--k", "2"]) == 0
