@@ -28,7 +28,7 @@ def label_project(tmp_path: Path) -> Path:
     return build_label_project(tmp_path)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_label_project():  # noqa: ANN201 - the builder below
     """``build_label_project`` itself, for tests that need a variant."""
     return build_label_project

@@ -150,6 +150,8 @@ def _choose_tomo_id(coords: Path, tomogram: Path, tomo_id: str | None) -> str:
     if raw.tomo_names is None:
         return tomogram.stem
     names = sorted(set(raw.tomo_names.tolist()))
+    if not names:
+        raise ValueError(_no_coordinates(coords))
     if len(names) == 1:
         _warn_other_tomogram(coords, names[0], tomogram)
         return names[0]
@@ -158,6 +160,15 @@ def _choose_tomo_id(coords: Path, tomogram: Path, tomo_id: str | None) -> str:
     raise ValueError(
         f"{coords}: the file covers {len(names)} tomograms {names[:8]} and none is named like "
         f"{tomogram.name}; pick one with --tomo-id"
+    )
+
+
+def _no_coordinates(coords: Path, tomo_id: str | None = None) -> str:
+    """One line: the coordinate file holds no rows (for ``tomo_id``), nothing to extract."""
+    which = f" of tomogram {tomo_id!r} (--tomo-id)" if tomo_id is not None else ""
+    return (
+        f"{coords}: the file holds no coordinates{which}; nothing to extract; check that it "
+        "is the picks file you meant (a header without rows is empty)"
     )
 
 
@@ -251,6 +262,8 @@ def extract(
         class_names=class_names or None,  # names RELION rlnClassNumber k as class k-1
         tomogram_sizes_A=read_tomograms_star(tomograms_star) if tomograms_star else None,
     )
+    if table.empty:
+        raise ValueError(_no_coordinates(coords, tid if tomo_id is not None else None))
     with CountProgress("extracting", len(table), enabled=progress) as bar:
         extract_to_store(
             tomogram,

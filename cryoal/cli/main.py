@@ -23,6 +23,8 @@ import sys
 import traceback
 import warnings
 from collections.abc import Iterator
+from types import FrameType
+from typing import TextIO
 
 import typer
 from typer.exceptions import Abort, TyperException
@@ -115,16 +117,60 @@ def _one_line(exc: BaseException) -> str:
     return _clean(text) or type(exc).__name__
 
 
+#: Packages whose warnings are cryoal's own (shown as ``cryoal: warning: ...`` lines).
+_OWN_PACKAGES = ("cryoal", "cryoal_napari")
+#: The same as a ``warnings`` filter's module pattern (matched against a module's name).
+_OWN_MODULES = r"(cryoal|cryoal_napari)(\.|$)"
+#: Modules whose frames sit between ``warnings.warn`` and a ``showwarning`` hook.
+_WARNINGS_MODULES = ("warnings", "_py_warnings")
+
+
+def _is_own_module(name: str) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in _OWN_PACKAGES)
+
+
+def _issuing_module(frame: FrameType | None) -> str:
+    """``__name__`` of the code that called ``warnings.warn``, from a ``showwarning`` hook's
+    caller frame up (the frames of the warnings module itself are skipped)."""
+    while frame is not None and frame.f_globals.get("__name__") in _WARNINGS_MODULES:
+        frame = frame.f_back
+    return "" if frame is None else str(frame.f_globals.get("__name__", ""))
+
+
 @contextlib.contextmanager
 def warnings_as_lines() -> Iterator[None]:
-    """Show library warnings as one ``cryoal: warning: ...`` line each on stderr."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    """Show cryoal's own warnings as one ``cryoal: warning: ...`` line each on stderr.
+
+    A warning is cryoal's when code of ``cryoal`` or ``cryoal_napari`` issued it and it is
+    a ``UserWarning``; each is shown (none is dropped as a repeat), after the command.
+    Every other warning (third-party deprecation notices, NumPy's runtime warnings, ...)
+    goes through Python's own filters and display, as it would without cryoal.
+    """
+    caught: list[str] = []
+    with warnings.catch_warnings():
+        show_other = warnings.showwarning
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
+            issuer = _issuing_module(sys._getframe(1))
+            if issubclass(category, UserWarning) and _is_own_module(issuer):
+                caught.append(_clean(str(message)))
+            else:
+                show_other(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        warnings.filterwarnings("always", category=UserWarning, module=_OWN_MODULES)
         try:
             yield
         finally:
-            for w in caught:
-                print(f"cryoal: warning: {_clean(str(w.message))}", file=sys.stderr)
+            for text in caught:
+                print(f"cryoal: warning: {text}", file=sys.stderr)
 
 
 def _usage_error(exc: TyperException) -> int:

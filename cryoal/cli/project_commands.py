@@ -92,6 +92,46 @@ def add_tomogram_cmd(
     )
 
 
+@project_app.command("relocate-tomogram")
+def relocate_tomogram_cmd(
+    directory: Path = _DIR,
+    tomo_id: str = typer.Argument(..., help="Tomogram id, e.g. TS_01.", show_default=False),
+    tomogram: Path = typer.Argument(
+        ..., help="Where the tomogram file is now.", show_default=False
+    ),
+    voxel_size: float = typer.Option(
+        None,
+        "--voxel-size",
+        help="Override the header voxel size (Å) when it is wrong or 0 [default: the header's].",
+    ),
+) -> None:
+    """Record the new place of a tomogram file that was moved (same shape and voxel size)."""
+    from cryoal.project.project import Project
+
+    with Project.open(directory, check_labels=False) as project:
+        spec = project.relocate_tomogram(tomo_id, tomogram, voxel_size_A=voxel_size)
+    _console().print(f"tomogram {spec.id}: now {project.resolve_path(spec.path)}")
+
+
+@project_app.command("rebuild-labels")
+def rebuild_labels_cmd(directory: Path = _DIR) -> None:
+    """Make a missing labels.sqlite again from the newest snapshot and the project's tables."""
+    from cryoal.project.rebuild import rebuild_label_store
+
+    res = rebuild_label_store(directory)
+    if res.snapshot is not None:
+        labels = f"{res.n_labels} labels from {res.snapshot} (labels made after it are lost)"
+    else:
+        labels = "no labels (the project has no snapshot, rounds/NNN/snapshot.csv)"
+    text = f"rebuilt {res.path}: {res.n_candidates} candidates; {labels}"
+    if res.queues:
+        text += f"; suggestion queues of rounds {', '.join(map(str, res.queues))}"
+    if res.skipped_queues:
+        skipped = ", ".join(map(str, res.skipped_queues))
+        text += f"; queues of rounds {skipped} not restored (candidates no file holds)"
+    _console().print(text)
+
+
 @project_app.command("import-picks")
 def import_picks_cmd(
     directory: Path = _DIR,

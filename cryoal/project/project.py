@@ -109,6 +109,11 @@ class Project:
         """
         root = Path(root)
         if (root / CONFIG_NAME).exists():
+            if not (root / LABELS_NAME).exists():
+                raise FileExistsError(
+                    f"{root / CONFIG_NAME}: a project already exists here, and its label "
+                    f"store {LABELS_NAME} is missing; {missing_store_fix(root)}"
+                )
             raise FileExistsError(
                 f"{root / CONFIG_NAME}: a project already exists here; open it, or choose "
                 "another folder"
@@ -161,6 +166,11 @@ class Project:
     def labels(self) -> LabelStore:
         """The live label store (opened on first use)."""
         if self._store is None:
+            if not self.labels_path.exists():
+                raise FileNotFoundError(
+                    f"{self.labels_path}: the project's label store is missing; "
+                    f"{missing_store_fix(self.root)}"
+                )
             self._store = LabelStore(self.labels_path)
         return self._store
 
@@ -282,8 +292,58 @@ class Project:
         return (p if p.is_absolute() else self.root / p).resolve()
 
     def tomogram_path(self, tomo_id: str) -> Path:
-        """Absolute path of tomogram ``tomo_id`` (``ValueError`` if unknown)."""
-        return self.resolve_path(self.config.tomogram(tomo_id).path)
+        """Absolute path of tomogram ``tomo_id``.
+
+        Raises
+        ------
+        ValueError
+            Unknown id.
+        FileNotFoundError
+            The file is no longer there (one line with the id, the path and the fix).
+        """
+        path = self.resolve_path(self.config.tomogram(tomo_id).path)
+        if not path.exists():
+            raise FileNotFoundError(missing_tomogram_message(self.root, tomo_id, path))
+        return path
+
+    def relocate_tomogram(
+        self, tomo_id: str, path: str | os.PathLike, *, voxel_size_A: float | None = None
+    ) -> TomogramSpec:
+        """Record the new place of tomogram ``tomo_id``, a file that was moved.
+
+        The file at ``path`` must have the shape and voxel size recorded for the tomogram
+        (``voxel_size_A`` overrides a missing or wrong header voxel size, as for
+        :meth:`add_tomogram`); candidates and labels stay as they are.
+
+        Raises
+        ------
+        ValueError
+            Unknown id, another tomogram's file, or a shape or voxel size that differs.
+        """
+        path = Path(path)
+        with open_tomogram(path, voxel_size_A=voxel_size_A) as tomo:
+            vs, shape = tomo.voxel_size_A, tomo.shape
+        resolved = path.resolve()
+        with self.editing() as config:
+            spec = config.tomogram(tomo_id)
+            for t in config.tomograms:
+                if t.id != tomo_id and self.resolve_path(t.path) == resolved:
+                    raise ValueError(
+                        f"{path}: already in the project as tomogram {t.id!r}; give the "
+                        f"file of tomogram {tomo_id!r}"
+                    )
+            if tuple(shape) != tuple(spec.shape_zyx) or not np.isclose(
+                vs, spec.voxel_size_A, rtol=VOXEL_SIZE_RTOL
+            ):
+                raise ValueError(
+                    f"{path}: {shape} voxels at {vs:.4g} Å, but tomogram {tomo_id!r} has "
+                    f"{tuple(spec.shape_zyx)} at {spec.voxel_size_A:.4g} Å; give the file "
+                    "it was moved to (a different tomogram is added with 'cryoal project "
+                    "add-tomogram')"
+                )
+            spec.path = self._stored_path(resolved)
+        log.info("tomogram %s now at %s", tomo_id, resolved)
+        return self.config.tomogram(tomo_id)
 
     @property
     def voxel_size_A(self) -> float:
@@ -294,6 +354,23 @@ class Project:
                 "('cryoal project add-tomogram DIR TOMO.mrc') or set voxel_size_A"
             )
         return float(self.config.voxel_size_A)
+
+
+def missing_store_fix(root: Path) -> str:
+    """How to get a project's deleted label store back."""
+    return (
+        "restore it from a backup, or rebuild it from the newest labels snapshot "
+        f"(rounds/NNN/snapshot.csv) with 'cryoal project rebuild-labels {root}'"
+    )
+
+
+def missing_tomogram_message(root: Path, tomo_id: str, path: Path) -> str:
+    """One line: which tomogram file is gone, and the two ways to point the project at it."""
+    return (
+        f"tomogram {tomo_id!r} of project {root}: {path} does not exist (moved or deleted "
+        f"since it was added); move it back, or record where it is now with 'cryoal project "
+        f"relocate-tomogram {root} {tomo_id} NEW_PATH'"
+    )
 
 
 def voxel_size_mismatch_message(path: Path, found_A: float, project_A: float) -> str:

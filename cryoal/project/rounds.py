@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from cryoal.io.atomic import atomic_write_text
+from cryoal.io.jsonfile import read_json
 from cryoal.project.layout import (
     MODEL_INFO_NAME,
     MODEL_RUN_DIR,
+    SNAPSHOT_NAME,
     round_dir,
     round_numbers,
 )
@@ -64,14 +66,33 @@ def read_model_info(project_root: str | os.PathLike, round: int) -> ModelInfo | 
     path = round_dir(project_root, round) / MODEL_INFO_NAME
     if not path.is_file():
         return None
+    fix = _retrain_hint(Path(project_root), round)
+    data = read_json(path, fix)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
         return ModelInfo(**data)
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise ValueError(
-            f"{path}: unreadable model record ({exc}); retrain the round with "
-            f"'cryoal train DIR --round {round} --overwrite'"
-        ) from exc
+    except TypeError:  # not a mapping, or fields missing / unknown
+        raise ValueError(f"{path}: damaged (not a round record); {fix}") from None
+
+
+def _retrain_hint(project_root: Path, round: int) -> str:
+    """What to do about a damaged ``round.json`` of ``round``: delete it, then finish the
+    round's training again from its checkpoints, unless a newer round supersedes it."""
+    path = round_dir(project_root, round) / MODEL_INFO_NAME
+    newer = [
+        r for r in round_numbers(project_root)
+        if r > round and (round_dir(project_root, r) / SNAPSHOT_NAME).exists()
+    ]  # fmt: skip
+    if newer:
+        return (
+            f"delete it (rm {path}); round {round}'s model is then no longer used, and the "
+            f"newer round {newer[-1]} is unaffected"
+        )
+    config = round_dir(project_root, round) / MODEL_RUN_DIR / "train.yaml"
+    again = f" --config {config}" if config.is_file() else ""
+    return (
+        f"delete it (rm {path}) and train round {round} again, from its checkpoints where "
+        f"they are intact: 'cryoal train {project_root}{again}'"
+    )
 
 
 def trained_rounds(project_root: str | os.PathLike) -> list[ModelInfo]:

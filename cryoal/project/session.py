@@ -499,6 +499,20 @@ class LabellingSession:
             )
         return self.project.tomogram_path(tomo_id)
 
+    def tomogram_paths(self) -> dict[str, Path]:
+        """The MRC file of every tomogram the session can show: the one shown first and
+        those of the queue's candidates.
+
+        Raises
+        ------
+        FileNotFoundError
+            A file is no longer there (the message names the tomogram id, the path and
+            how to point the project at its new place).
+        """
+        ids = [t for t in [self.tomo_id] if t is not None]
+        ids += [t for t in dict.fromkeys(self.queue["tomo_id"].astype(str)) if t not in ids]
+        return {t: self.project.tomogram_path(t) for t in ids}
+
     def points(self, tomo_id: str | None = None) -> CandidatePoints:
         """Every candidate of the tomogram shown, with queue rank, score, prediction and
         current label; positions zyx Å (voxel index × voxel size)."""

@@ -54,6 +54,7 @@ from cryoal.io.atomic import (
     make_temp_dir,
     remove_partial,
 )
+from cryoal.io.jsonfile import read_json
 
 log = logging.getLogger(__name__)
 
@@ -351,10 +352,16 @@ def read_model_info(run_dir: str | os.PathLike) -> dict[str, Any]:
             f"{path}: missing; the training run did not finish — continue it with "
             "'cryoal train ... --resume'"
         )
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: unreadable ({exc}); re-run the training") from exc
+    config = Path(run_dir) / "train.yaml"
+    fix = (
+        "delete it and let the training that wrote it finish again from its checkpoints "
+        f"('cryoal train STORE.h5 --out {run_dir} --resume --config {config}'; for a "
+        "project's rounds/NNN/model, delete rounds/NNN/round.json too, then 'cryoal train "
+        f"PROJECT --config {config}')"
+    )
+    info = read_json(path, fix)
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: damaged (not a model description); {fix}")
     if int(info.get("format", 0)) > MODEL_FORMAT:
         raise ValueError(f"{path}: written by a newer cryoal; upgrade cryoal")
     return info
@@ -433,7 +440,8 @@ def load_run(run_dir: str | os.PathLike, *, device: str = "cpu") -> LoadedRun:
         model.load_state_dict(load_state_dict_file(run / f"{name}.safetensors"))
         models[name] = model.to(dev).eval()
     metrics_path = run / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    fix = "delete it: the models load without it (only the run's per-epoch metrics are lost)"
+    metrics = read_json(metrics_path, fix) if metrics_path.is_file() else {}
     assert models["teacher"] is not None
     return LoadedRun(
         teacher=models["teacher"],

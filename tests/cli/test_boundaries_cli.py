@@ -304,8 +304,7 @@ def test_damaged_label_store_says_so_and_how_to_recover(
     assert f"{db}: the label store is damaged" in line and detail in line, line
     assert f'sqlite3 {db} "PRAGMA integrity_check"' in line
     assert str(proj / "rounds" / "001" / "snapshot.csv") in line
-    assert "cryoal project init NEW --classes a,b" in line
-    assert f"cryoal labels import NEW {proj / 'rounds' / '001' / 'snapshot.csv'}" in line
+    assert f"mv {db} {db}.damaged, then 'cryoal project rebuild-labels {proj}'" in line
     assert "classes" not in line.split("(")[0]  # not misread as a change of classes
     assert db.read_bytes() == before  # the damaged file is left for recovery
 

@@ -425,3 +425,25 @@ def test_relion5_with_tomograms_star_needs_no_tomogram(work: Path, capsys) -> No
     assert code == 0, err
     xyz = pd.read_csv(out)[["x_A", "y_A", "z_A"]].to_numpy()
     np.testing.assert_allclose(xyz, [[241.25, 200.0, 120.0]])  # RELION's centre, size * 2.5 / 2
+
+
+_EMPTY_TABLES = {
+    "header.csv": "x_A,y_A,z_A\n",
+    "header.star": "data_\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnCoordinateZ #3\n",
+    "points.json": '{"pickable_object_name": "a", "user_id": "u", "session_id": "0", '
+    '"run_name": "TS_01", "points": []}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(_EMPTY_TABLES))
+def test_extract_names_a_coordinate_file_without_rows(work: Path, capsys, name: str) -> None:
+    coords = work / "in" / name
+    coords.write_text(_EMPTY_TABLES[name])
+    out = work / "out" / "s.h5"
+    code, _, err = _run(capsys, ["extract", work / "in" / "TS_01.mrc", coords, out, "--box", "8"])
+    assert code == 2
+    assert err.splitlines() == [
+        f"cryoal: error: {coords}: the file holds no coordinates; nothing to extract; check "
+        "that it is the picks file you meant (a header without rows is empty)"
+    ]
+    assert not any((work / "out").iterdir())

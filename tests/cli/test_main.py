@@ -62,3 +62,46 @@ def test_messages_show_numbers_without_numpy_reprs(capsys: pytest.CaptureFixture
     finally:
         main.app.registered_commands.pop()
     assert capsys.readouterr().err.strip() == "cryoal: error: sizes [0.448, 3] of 'a'"
+
+
+_THIRD_PARTY = """
+import warnings
+
+
+def old():
+    warnings.warn("old() is deprecated", DeprecationWarning, stacklevel=2)
+    warnings.warn("the default will change", FutureWarning, stacklevel=2)
+    warnings.warn("theme detection needs Qt6", UserWarning, stacklevel=2)
+"""
+
+
+def test_only_cryoal_warnings_become_cryoal_warning_lines(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import warnings
+    from pathlib import Path
+
+    from cryoal.cli.io_commands import _warn_other_tomogram
+    from cryoal.cli.main import warnings_as_lines
+
+    (tmp_path / "thirdparty_lib.py").write_text(_THIRD_PARTY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import thirdparty_lib
+
+    # called from a cryoal module, so stacklevel=2 attributes the warnings to cryoal code
+    from_cryoal = compile("thirdparty_lib.old()", "cryoal/fake_module.py", "exec")
+    with warnings.catch_warnings(record=True) as shown_by_python:
+        warnings.simplefilter("always")
+        with warnings_as_lines():
+            thirdparty_lib.old()
+            exec(from_cryoal, {"__name__": "cryoal.fake_module", "thirdparty_lib": thirdparty_lib})
+            _warn_other_tomogram(Path("a.star"), "TS_02", Path("TS_01.mrc"))
+            _warn_other_tomogram(Path("a.star"), "TS_02", Path("TS_01.mrc"))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and all(
+        ln.startswith("cryoal: warning: a.star: the picks") for ln in lines
+    )
+    # the third-party ones went to Python's own display, as without cryoal
+    assert sorted(str(w.message) for w in shown_by_python) == sorted(
+        2 * ["old() is deprecated", "the default will change", "theme detection needs Qt6"]
+    )

@@ -2,8 +2,9 @@
 
 :func:`translate_sqlite_errors` turns SQLite's "not a database" / "malformed" errors into
 :class:`DamagedStoreError`, whose message (:func:`damaged_store_message`) says how to
-check the file, recover what SQLite can read, or start again from the newest labels
-snapshot; a full disk becomes ``OSError(ENOSPC)`` naming the file.
+check the file, recover what SQLite can read, or rebuild it from the newest labels
+snapshot (``cryoal project rebuild-labels``); a full disk becomes ``OSError(ENOSPC)``
+naming the file.
 """
 
 from __future__ import annotations
@@ -51,32 +52,20 @@ def damaged_store_message(path: Path, detail: str) -> str:
     if newest is not None:
         fallback = (
             f"or start again from the newest labels snapshot {newest}: mv {path} "
-            f"{path}.damaged, create a new project with the same classes ('cryoal project "
-            f"init NEW --classes {_class_list(root)}'), add the tomograms and candidates "
-            f"again, then 'cryoal labels import NEW {newest}'"
+            f"{path}.damaged, then 'cryoal project rebuild-labels {root}'"
         )
     else:
-        fallback = "no labels snapshot exists (rounds/NNN/snapshot.csv) to restore from"
+        fallback = (
+            "no labels snapshot exists (rounds/NNN/snapshot.csv) to restore labels from; "
+            f"mv {path} {path}.damaged, then 'cryoal project rebuild-labels {root}' restores "
+            "the candidates and queues"
+        )
     return (
         f"{path}: the label store is damaged ({' '.join(detail.split())}); keep a copy of "
         f'the file, check it with: sqlite3 {path} "PRAGMA integrity_check"; recover '
         f"what SQLite can read with: sqlite3 {path} .recover | sqlite3 {path}.recovered "
         f"(then replace the damaged file with it), {fallback}"
     )
-
-
-def _class_list(root: Path) -> str:
-    """The project's classes as ``a,b`` (from project.yaml), or ``...`` when unreadable."""
-    try:
-        import yaml
-
-        from cryoal.project.layout import CONFIG_NAME
-
-        with open(root / CONFIG_NAME, encoding="utf-8") as fh:
-            names = yaml.safe_load(fh).get("classes", [])
-        return ",".join(str(n["name"] if isinstance(n, dict) else n) for n in names) or "..."
-    except Exception:  # a hint only; the message must not fail
-        return "..."
 
 
 def _sqlite_code(exc: sqlite3.Error) -> int | None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cryoal.project.labels.schema import LABEL_COLUMNS, utc_now
+from cryoal.project.labels.schema import KIND_CLASS, KINDS, LABEL_COLUMNS, utc_now
 
 #: The insert of one candidate row (the values of :func:`_candidate_rows`).
 INSERT_CANDIDATE = (
@@ -139,6 +140,37 @@ def _insert_label_row(
     if row_id is None:  # sqlite3 sets it after every successful INSERT
         raise RuntimeError(f"{candidate_id}: the label store returned no row id for the label")
     return int(row_id), round, model_version, now
+
+
+def _cell(value: Any) -> Any:
+    """A table cell as SQLite stores it: None for an empty or missing value."""
+    if isinstance(value, str):
+        return value or None
+    return None if value is None or bool(pd.isna(value)) else value
+
+
+def _restored_label_row(
+    row: Any, class_names: Sequence[str], source: str
+) -> tuple[int, str, str, int | None, str, int | None, str | None, str]:
+    """A ``labels`` row from a snapshot row (:meth:`LabelStore.restore_labels`), checked
+    against the store's kinds and classes."""
+    kind, class_id, name = str(row.kind), _cell(row.class_id), _cell(row.class_name)
+    known = kind in KINDS and (kind == KIND_CLASS) == (class_id is not None)
+    if class_id is not None:
+        class_id = int(class_id)
+        known = known and 0 <= class_id < len(class_names) and class_names[class_id] == name
+    if not known:
+        raise ValueError(
+            f"{source}: label {kind} {class_id}={name!r} of {row.candidate_id} is not one of "
+            f"the project's (classes {list(class_names)}); the class list was changed after "
+            "labelling, restore it in project.yaml"
+        )
+    round_, version = _cell(row.round), _cell(row.model_version)
+    return (
+        int(row.label_id), str(row.candidate_id), kind, class_id,
+        _check_annotator(str(row.annotator)), None if round_ is None else int(round_),
+        None if version is None else str(version), str(row.created_at),
+    )  # fmt: skip
 
 
 def _label_frame(rows: list[tuple]) -> pd.DataFrame:

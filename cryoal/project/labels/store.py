@@ -43,6 +43,7 @@ from cryoal.project.labels.rows import (
     _insert_label_row,
     _label_frame,
     _next_candidate_number,
+    _restored_label_row,
     _unknown_candidate_message,
     _unknown_candidates,
 )
@@ -485,6 +486,32 @@ class LabelStore:
             for cid, (kind, class_id), who in zip(candidate_ids, resolved, annotators, strict=True):
                 _insert_label_row(conn, self.path, str(cid), kind, class_id, who, round, None)
         return len(candidate_ids)
+
+    def restore_labels(self, table: pd.DataFrame, source: str) -> int:
+        """Insert labels exactly as ``table`` recorded them, in ONE transaction (all or none).
+
+        ``table`` has the columns of :meth:`current_labels` (a ``rounds/NNN/snapshot.csv``);
+        every row keeps its label id, kind, class, annotator, round, model version and
+        time, so afterwards the store's current labels are the table's. ``source`` names
+        the table in messages. Meant for a store being rebuilt (the ids must be free).
+
+        Raises
+        ------
+        ValueError
+            A kind or class that is not this store's (the message names ``source``), or an
+            unknown candidate.
+        """
+        rows = [_restored_label_row(r, self._class_names, source) for r in table.itertuples()]
+        with self._write() as conn:
+            unknown = _unknown_candidates(conn, [r[1] for r in rows])
+            if unknown:
+                raise ValueError(f"{source}: {_unknown_candidate_message(self.path, unknown)}")
+            conn.executemany(
+                "INSERT INTO labels (label_id, candidate_id, kind, class_id, annotator, round, "
+                "model_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
 
     def current_labels(self, include_special: bool = True) -> pd.DataFrame:
         """The winning (newest) label of every labelled candidate, sorted by candidate id.
