@@ -168,9 +168,10 @@ def suggest(
 def _model_free(
     strategy: str, pool: pd.DataFrame, ids: np.ndarray, k: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Round 0 (:func:`cryoal.al.round.initial_selection`): ``stratified`` draws evenly over
-    the candidates' prior classes, or over tomograms when no candidate has one."""
-    from cryoal.al.round import initial_selection
+    """Round 0 (:func:`cryoal.al.round.initial_round`, the engine's round 0): ``stratified``
+    draws evenly over the candidates' prior classes, or over tomograms when no candidate
+    has one."""
+    from cryoal.al.round import initial_round
 
     prior = pool["prior_class"]
     groups = (
@@ -178,7 +179,7 @@ def _model_free(
         if prior.notna().any()
         else pool["tomo_id"].astype(str).to_numpy()
     )
-    picked = initial_selection(strategy, ids, k, seed, groups=groups)
+    picked = initial_round(strategy, ids, k, seed, groups=groups)
     return picked, np.full(picked.size, np.nan)
 
 
