@@ -102,6 +102,23 @@ def test_a_project_round_and_a_benchmark_round_pick_the_same_candidates(
     assert sorted(engine.state["pending"]["ids"]) == sorted(project_queue)
 
 
+def test_one_suggest_parses_its_strategy_once(
+    trained_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = StrategyConfig.parse.__func__  # type: ignore[attr-defined]
+    calls: list[object] = []
+
+    def counting(cls: type[StrategyConfig], value: object) -> StrategyConfig:
+        calls.append(value)
+        return real(cls, value)
+
+    monkeypatch.setattr(StrategyConfig, "parse", classmethod(counting))
+    recipe = "typiclust-cold+margin+div+cap"  # a cold start: a second strategy derived
+    assert run(["suggest", str(trained_project), "--strategy", recipe, "--k", "5", "--seed",
+                "2", "--replace"]) == 0  # fmt: skip
+    assert calls == [recipe]
+
+
 def test_round_seeds_and_round_zero_are_shared_and_deterministic() -> None:
     # round q is selected with the seed the engine has always used for cycle q - 1
     from cryoal.al.acquire import subseed
