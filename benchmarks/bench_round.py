@@ -106,22 +106,23 @@ def main(argv: list[str]) -> str:
         cpu = sum(r[2] for r in clock.rows)
 
         # sharded: 3 shards written and merged, against the single-process picks
-        rows, ids = candidate_rows(StrategyConfig.parse("kt"), store, pool, K, 0)
+        kt = StrategyConfig.parse("kt")
+        rows, ids = candidate_rows(kt, store, pool, K, 0)
         meta = {"n_shards": 3, "candidates_sha256": candidates_sha256(ids), "strategy": "kt",
                 "seed": 0, "batch_size": 64, "model_version": "bench",
                 "n_candidates": int(ids.size)}  # fmt: skip
         t0 = time.perf_counter()
         paths = [
             write_shard(Path(tmp) / shard_name(i, 3), score_candidates(
-                "kt", res.teacher, res.student, store, rows, ids, seed=0, batch_size=64,
+                kt, res.teacher, res.student, store, rows, ids, seed=0, batch_size=64,
                 shard=(i, 3)), meta | {"shard": i})
             for i in range(3)
         ]  # fmt: skip
         merged = merge_shards(paths, ids, candidates_sha256(ids))
-        shard_pick = select_scored("kt", merged, k=K, seed=0, teacher=res.teacher,
+        shard_pick = select_scored(kt, merged, k=K, seed=0, teacher=res.teacher,
                                    student=res.student, store=store, labeled_indices=labelled)  # fmt: skip
         shard_s = time.perf_counter() - t0
-        one = score_candidates("kt", res.teacher, res.student, store, rows, ids, seed=0,
+        one = score_candidates(kt, res.teacher, res.student, store, rows, ids, seed=0,
                                batch_size=64)  # fmt: skip
         bitwise = one.scores.tobytes() == merged.scores.tobytes()
         same = shard_pick.ids.tolist() == picked.ids.tolist()

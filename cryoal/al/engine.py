@@ -7,9 +7,10 @@ which class and in which round) in ``OUT/state.json``, and advances one *step* a
     ask the oracle for the pending ids; answered ids join the labeled set with the round
     they were requested in (a human oracle may answer only some: the rest stay pending);
 ``train``
-    train teacher (and student, if the strategy needs one) with
-    :func:`cryoal.train.fit.fit` on the labeled set into ``OUT/cycles/cycle_NN``, from
-    scratch or warm-started from the previous cycle; evaluate on the held-out test rows;
+    train teacher (and student, if the strategy needs one) on the labeled set into
+    ``OUT/cycles/cycle_NN`` with :func:`cryoal.al.round.train_round` (training number
+    ``NN``, the call projects make too), from scratch or warm-started from the previous
+    cycle; evaluate on the held-out test rows;
 ``select``
     score the unlabeled pool and choose the next batch with :func:`cryoal.al.acquire`;
     the full score table goes to ``OUT/cycles/cycle_NN/scores.csv``
@@ -36,9 +37,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from cryoal.al.acquire import subseed
 from cryoal.al.oracle import Oracle
-from cryoal.al.round import random_initial, select_round, training_seed
+from cryoal.al.round import initial_round, select_round, train_round
 from cryoal.al.selectors import resolve_size
 from cryoal.al.strategies import StrategyConfig
 from cryoal.io.atomic import atomic_write_text
@@ -207,7 +207,7 @@ class ALEngine:
         n0 = self.pool_ids.size
         if initial_ids is None:
             n_init = resolve_size(self.config.initial, n0, "initial")
-            picks = random_initial(self.pool_ids, n_init, subseed(self.config.seed, 0))
+            picks = initial_round("random", self.pool_ids, n_init, self.config.seed)
             first_ids = self.pool_ids[picks]
             how = "initial-random"
         else:
@@ -346,7 +346,6 @@ class ALEngine:
     def _step_train(self) -> Phase:
         from cryoal.train.checkpoint import checkpoint_dir, load_run
         from cryoal.train.evaluate import evaluate
-        from cryoal.train.fit import fit
 
         cycle = int(self.state["cycle"])
         rows, labels = self.labeled()
@@ -354,29 +353,22 @@ class ALEngine:
         if run_dir.exists():  # an interrupted attempt: start the cycle again from scratch
             shutil.rmtree(run_dir)
         run_dir.parent.mkdir(parents=True, exist_ok=True)
-        cfg = self.config.train.updated(
-            student=self.config.strategy.student_mode,
-            seed=training_seed(self.config.seed, cycle),
-            device=self.config.device,
-        )
-        unlabeled = None
-        if cfg.student_data == "labeled+unlabeled":
-            unlabeled = np.setdiff1d(self.pool_indices, rows)
-        init = None
-        if self.config.warm_start and cycle > 0:
-            init = self._cycle_dir(cycle - 1)
-            if self.config.warm_start_steps is not None:
-                cfg = cfg.updated(steps=self.config.warm_start_steps)
+        warm = self.config.warm_start and cycle > 0
         t0 = time.perf_counter()
-        fit(
-            cfg,
+        fitted = train_round(
+            self.config.train.updated(device=self.config.device),
             self.store,
             rows,
-            labels=labels,
-            unlabeled_indices=unlabeled,
+            labels,
+            seed=self.config.seed,
+            training=cycle,
             out_dir=run_dir,
-            init=init,
+            strategy=self.config.strategy,
+            unlabeled_rows=np.setdiff1d(self.pool_indices, rows),
+            warm_start_from=self._cycle_dir(cycle - 1) if warm else None,
+            warm_start_steps=self.config.warm_start_steps,
         )
+        cfg = fitted.config
         train_s = time.perf_counter() - t0
         run = load_run(run_dir, device=self.config.device)
         # mid-training checkpoints are not needed: an interrupted cycle is retrained

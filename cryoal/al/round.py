@@ -1,28 +1,36 @@
 """One active-learning round, the same for benchmarks and projects.
 
-A round is: (0) a model-free first batch, or (r > 0) the models of the previous training →
-score the unlabeled pool → select ``k`` → ask the oracle → record. The benchmark engine
+A round is: (0) a model-free first batch, or (r > 0) train on the labels so far → score the
+unlabeled pool → select ``k`` → ask the oracle → record. The benchmark engine
 (:class:`cryoal.al.engine.ALEngine`, simulated oracle) and projects
-(:func:`cryoal.project.suggest.suggest`, the expert's label store as oracle) both call the
-functions here, so the same strategy on the same model, pool and seed picks the same
+(:func:`cryoal.project.training.train_project` and :func:`cryoal.project.suggest.suggest`,
+the expert's label store as oracle) both call the functions here, so the same strategy on
+the same labels, pool, configuration and seed trains the same models and picks the same
 candidates in both:
 
-* :func:`initial_selection` — round 0, no model: ``random`` or ``stratified`` (round-robin
-  over groups: prior classes or tomograms in a project, true classes in a benchmark).
-* :func:`in_cold_start` / :func:`round_strategy` — the strategy a round actually runs: the cold-start strategy
-  while the cold start lasts, and the ``kt`` score linked to the training's temperature
-  and KL direction.
+* :func:`initial_round` — round 0, no model: ``random`` or ``stratified`` (round-robin
+  over groups: prior classes or tomograms in a project, true classes in a benchmark),
+  drawn with :func:`round0_seed`.
+* :func:`train_round` — training number ``t`` (on the labels of rounds ``0..t``): the
+  labelled rows in id order, :func:`training_seed`, the student the round's strategy needs
+  (:func:`round_student`), a warm start from the previous training, then
+  :func:`cryoal.train.fit.fit`.
+* :func:`in_cold_start` / :func:`round_strategy` — the strategy a round actually runs: the
+  cold-start strategy while the cold start lasts, and the ``kt`` score linked to the
+  training's temperature and KL direction.
 * :func:`selection_seed` / :func:`training_seed` — the seeds of round ``q``'s selection and
   of training number ``t``, derived from the run's (or project's) seed. Rounds are the
   queues: round 0 is model-free, round ``q >= 1`` is selected by models trained on the
-  labels of rounds ``0..q-1`` (the engine's cycle ``q - 1``; a project's model of round
-  ``q``).
+  labels of rounds ``0..q-1`` (training ``q - 1``: the engine's cycle ``q - 1``; a
+  project's model of round ``q``).
 * :func:`select_round` — score and select with the trained models (:func:`acquire`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -31,10 +39,15 @@ from cryoal.al.strategies import StrategyConfig
 
 if TYPE_CHECKING:
     from cryoal.al.acquire import Acquisition
+    from cryoal.io.store import SubtomogramStore
+    from cryoal.train.config import TrainConfig
+    from cryoal.train.events import TrainCallback
+    from cryoal.train.fit import FitResult
 
 #: Round-0 methods, which need no model.
 InitialMethod = Literal["random", "stratified"]
 INITIAL_METHODS: tuple[str, ...] = ("random", "stratified")
+_Ids = Sequence[Any] | np.ndarray
 
 
 def selection_seed(seed: int, round: int) -> int:
@@ -45,6 +58,13 @@ def selection_seed(seed: int, round: int) -> int:
     from cryoal.al.acquire import subseed
 
     return subseed(seed, 1000 + int(round) - 1)
+
+
+def round0_seed(seed: int) -> int:
+    """Seed of round 0's model-free draw (the engine's since its first version)."""
+    from cryoal.al.acquire import subseed
+
+    return subseed(seed, 0)
 
 
 def training_seed(seed: int, training: int) -> int:
@@ -117,9 +137,12 @@ def in_cold_start(strategy: StrategyConfig, round: int) -> bool:
     return 1 <= int(round) <= strategy.cold_start_cycles
 
 
-def random_initial(ids: Sequence[str] | np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Round 0 as a uniform sample: ``initial_selection("random", ids, k, seed)``."""
-    return initial_selection("random", ids, k, seed)
+def initial_round(
+    method: str, ids: _Ids, k: int, seed: int, groups: _Ids | None = None
+) -> np.ndarray:
+    """Round 0 of a run or project with seed ``seed``: ``initial_selection(method, ids, k,
+    round0_seed(seed), groups)``."""
+    return initial_selection(method, ids, k, round0_seed(seed), groups=groups)
 
 
 def round_strategy(strategy: StrategyConfig, run_config: Any, *, cold: bool) -> StrategyConfig:
@@ -181,3 +204,122 @@ def select_round(
         device=device,
         on_batch=on_batch,
     )
+
+
+def round_student(
+    config: TrainConfig, strategy: StrategyConfig | None
+) -> Literal["trained", "ema", "none"]:
+    """The student a round trains: the one the round's strategy needs
+    (:attr:`StrategyConfig.student_mode`) when the strategy is known at training time (a
+    benchmark run), else the training configuration's ``student`` (a project, whose
+    strategy is chosen when suggesting: ``cryoal suggest --strategy``)."""
+    return config.student if strategy is None else strategy.student_mode
+
+
+@dataclass
+class RoundFit:
+    """A round's training: the configuration it ran with (seed and student set by the
+    round's rules), the store rows it trained and validated on, and :func:`fit`'s result."""
+
+    config: TrainConfig
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    result: FitResult
+
+
+def train_round(
+    config: TrainConfig,
+    store: SubtomogramStore,
+    rows: Sequence[int] | np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    *,
+    seed: int,
+    training: int,
+    out_dir: str | os.PathLike,
+    strategy: StrategyConfig | None = None,
+    val_fraction: float = 0.0,
+    unlabeled_rows: Sequence[int] | np.ndarray | None = None,
+    warm_start_from: str | os.PathLike | None = None,
+    warm_start_steps: int | None = None,
+    resume: bool = False,
+    callback: TrainCallback | None = None,
+    stop_on_sigusr1: bool = False,
+) -> RoundFit:
+    """Fit training number ``training``: the teacher, and the student the round needs, on
+    the labelled set. ``ALEngine`` cycles and ``cryoal train PROJECT`` both run it.
+
+    Parameters
+    ----------
+    config
+        The training configuration; its ``seed`` and ``student`` are replaced by the
+        round's (:func:`training_seed` of ``seed`` and ``training``, :func:`round_student`).
+    store, rows, labels
+        The subtomogram store, the labelled rows and their classes (any order: they are
+        trained in the order of their ids, so the result does not depend on how a ledger
+        lists them).
+    seed
+        The run's or project's seed.
+    training
+        ``0`` for the training on round 0's labels, ``t`` for that on rounds ``0..t``.
+    out_dir
+        The run folder (see :func:`cryoal.train.fit.fit`).
+    strategy
+        The round's strategy when it is known at training time (it sets the student).
+    val_fraction
+        Labelled fraction held out for validation (a stratified split drawn with the
+        training's seed); 0: train on every label.
+    unlabeled_rows
+        Rows the student may also learn from (``student_data: labeled+unlabeled``).
+    warm_start_from, warm_start_steps
+        The previous training's run folder to start from, and the optimizer steps of the
+        warm-started training (default: the configuration's). None: a fresh start (or the
+        configuration's pretrained ``encoder``).
+    resume, callback, stop_on_sigusr1
+        As in :func:`cryoal.train.fit.fit`.
+
+    Raises
+    ------
+    ValueError
+        Rows and labels of different lengths, or a ``labeled+unlabeled`` student without
+        ``unlabeled_rows``.
+    """
+    from cryoal.data.datasets import stratified_split
+    from cryoal.train.fit import fit
+
+    rows_arr = np.asarray(rows, np.int64).reshape(-1)
+    labels_arr = np.asarray(labels, np.int64).reshape(-1)
+    if rows_arr.size != labels_arr.size:
+        raise ValueError(f"{rows_arr.size} labelled rows but {labels_arr.size} labels")
+    order = np.argsort(np.asarray(store.ids[rows_arr]).astype(str), kind="stable")
+    rows_arr, labels_arr = rows_arr[order], labels_arr[order]
+    cfg = config.updated(
+        student=round_student(config, strategy), seed=training_seed(seed, training)
+    )
+    if warm_start_from is not None and warm_start_steps is not None:
+        cfg = cfg.updated(steps=warm_start_steps)
+    unlabeled = None
+    if cfg.student_data == "labeled+unlabeled":
+        if unlabeled_rows is None:
+            raise ValueError(
+                "student_data labeled+unlabeled needs the unlabelled rows; set student_data: "
+                "labeled in the training config"
+            )
+        unlabeled = np.asarray(unlabeled_rows, np.int64).reshape(-1)
+    train_pos = np.arange(rows_arr.size)
+    val_pos = np.empty(0, np.int64)
+    if val_fraction > 0:
+        train_pos, val_pos = stratified_split(labels_arr, val_fraction, cfg.seed)
+    result = fit(
+        cfg,
+        store,
+        rows_arr[train_pos],
+        val_indices=rows_arr[val_pos] if val_pos.size else None,
+        unlabeled_indices=unlabeled,
+        labels=labels_arr[train_pos],
+        out_dir=out_dir,
+        init=warm_start_from,
+        resume=resume,
+        callback=callback,
+        stop_on_sigusr1=stop_on_sigusr1,
+    )
+    return RoundFit(cfg, rows_arr[train_pos], rows_arr[val_pos], result)

@@ -349,7 +349,7 @@ def suggest_cmd(
 ) -> None:
     """Write the next suggestion queue (round 0 without a model, then the newest model's round)."""
     from cryoal.project.project import Project
-    from cryoal.project.suggest import import_suggestions, suggest
+    from cryoal.project.suggest import import_suggestions, parse_strategy, suggest
 
     if import_:
         if strategy is not None or k is not None or seed is not None:
@@ -365,8 +365,9 @@ def suggest_cmd(
             f"{got.model_version}) {done}"
         )
         return
+    parsed = None if strategy is None else parse_strategy(strategy)  # once, before any work
     with Project.open(directory) as project:
-        res = suggest(project, strategy=strategy, k=k, seed=seed, replace=replace, device=device)
+        res = suggest(project, strategy=parsed, k=k, seed=seed, replace=replace, device=device)
     model = f" by model {res.model_version}" if res.model_version else ""
     _console().print(
         f"round {res.round}: {len(res.ids)} suggestions ({res.strategy}{model}) -> {res.csv_path}"

@@ -44,7 +44,7 @@ def score_cmd(
     """Score one shard of the candidates with the newest model (a SLURM array task)."""
     from cryoal.al.shards import parse_shard
     from cryoal.project.project import Project
-    from cryoal.project.suggest import prepare_scoring, score_shard
+    from cryoal.project.suggest import parse_strategy, prepare_scoring, score_shard
 
     if prepare:
         with (
@@ -55,13 +55,14 @@ def score_cmd(
         typer.echo(f"candidate cache: {path}")
         return
     part = parse_shard(shard)
+    parsed = None if strategy is None else parse_strategy(strategy)  # once, before any work
     with (
         Project.open(directory, check_labels=False) as project,
         CountProgress("extracting candidates", None, enabled=not quiet) as cut,
         CountProgress(f"scoring shard {shard}", None, enabled=not quiet) as bar,
     ):
         path = score_shard(
-            project, part, strategy=strategy, k=k, seed=seed, device=device,
+            project, part, strategy=parsed, k=k, seed=seed, device=device,
             batch_size=batch_size, progress=cut, on_batch=bar,
         )  # fmt: skip
     typer.echo(f"scored {bar.done} candidates -> {path}")
@@ -80,11 +81,12 @@ def merge_scores_cmd(
 ) -> None:
     """Merge the score shards into the round's queue files (import: 'cryoal suggest --import')."""
     from cryoal.project.project import Project
-    from cryoal.project.suggest import suggest
+    from cryoal.project.suggest import parse_strategy, suggest
 
+    parsed = None if strategy is None else parse_strategy(strategy)  # once, before any work
     with Project.open(directory, check_labels=False) as project:
         res = suggest(
-            project, strategy=strategy, k=k, seed=seed, replace=replace, device=device,
+            project, strategy=parsed, k=k, seed=seed, replace=replace, device=device,
             batch_size=batch_size, from_shards=True,
         )  # fmt: skip
     typer.echo(

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cryoal.al.strategies import StrategyConfig
 from cryoal.io.atomic import atomic_path, atomic_write_text
 from cryoal.progress import CountCallback
 from cryoal.project.layout import (
@@ -49,8 +50,31 @@ log = logging.getLogger(__name__)
 
 #: Strategies that need no model (the only ones possible in round 0).
 MODEL_FREE = ("random", "stratified")
+#: A round's strategy once parsed (:func:`parse_strategy`): a model-free method's name or a
+#: :class:`~cryoal.al.strategies.StrategyConfig`.
+RoundStrategy = str | StrategyConfig
 #: Version of the merged-queue record (``rounds/NNN/suggestions.json``).
 MERGED_FORMAT = "cryoal-merged-suggestions/1"
+
+
+def parse_strategy(value: str | StrategyConfig) -> RoundStrategy:
+    """A strategy as given (``--strategy``, ``defaults.strategy``) parsed once: ``random``
+    and ``stratified`` stay names (drawn without a model, :func:`_model_free`); any other
+    strategy or recipe becomes a :class:`StrategyConfig`, which is what is passed on.
+
+    Raises
+    ------
+    ValueError
+        Unknown strategy or option (one line naming it and listing the valid ones).
+    """
+    if isinstance(value, StrategyConfig) or value in MODEL_FREE:
+        return value
+    return StrategyConfig.parse(value)
+
+
+def strategy_name(strategy: RoundStrategy) -> str:
+    """The name recorded with a queue: the method's, or the strategy's display name."""
+    return strategy if isinstance(strategy, str) else strategy.display_name
 
 
 @dataclass
@@ -68,7 +92,7 @@ class SuggestResult:
 def suggest(
     project: Project,
     *,
-    strategy: str | None = None,
+    strategy: str | StrategyConfig | None = None,
     k: int | None = None,
     seed: int | None = None,
     replace: bool = False,
@@ -83,9 +107,11 @@ def suggest(
     Parameters
     ----------
     strategy
-        ``random`` / ``stratified`` (no model needed), or a ``cryoal.al`` strategy name
-        (``kt``, ``entropy``, ...) that uses the newest trained round's teacher and student.
+        ``random`` / ``stratified`` (no model needed), or a ``cryoal.al`` strategy or recipe
+        (``kt``, ``entropy``, ..., or a :class:`StrategyConfig` already parsed by the caller,
+        :func:`parse_strategy`) that uses the newest trained round's teacher and student.
         Default: ``defaults.strategy`` once a model exists, else ``defaults.round0_strategy``.
+        A name is parsed once, here; the rest of the round receives the object.
     k
         Queue length (capped at the number of unlabelled candidates).
     seed
@@ -132,7 +158,7 @@ def suggest(
             )
     ids = pool["candidate_id"].to_numpy(dtype=object).astype(str)
     predicted: list[str] | None = None
-    if strategy in MODEL_FREE:
+    if isinstance(strategy, str):  # a model-free method
         picked, scores = _model_free(strategy, pool, ids, k, seed)
         version = None
         # a replaced queue of a model's round: its old score table no longer applies
@@ -145,32 +171,33 @@ def suggest(
         version = model.model_version
         ctx.write_scores(round_)
     chosen = ids[picked]
+    name = strategy_name(strategy)
     if from_shards:
         csv_path = _write_csv(
-            project, round_, pool.set_index("candidate_id").loc[chosen], scores, strategy,
-            predicted,
-        )  # fmt: skip
-        _write_merged_record(project, round_, strategy, version, seed, csv_path)
-        return SuggestResult(round_, chosen.tolist(), scores, strategy, version, csv_path)
+            project, round_, pool.set_index("candidate_id").loc[chosen], scores, name, predicted
+        )
+        _write_merged_record(project, round_, name, version, seed, csv_path)
+        return SuggestResult(round_, chosen.tolist(), scores, name, version, csv_path)
     # the readable copy first, the store last: a job killed before the commit has written
     # only files (removable), and the commit makes the round exist in one step; a merged
     # queue's record no longer describes the CSV once it is rewritten here
     (round_dir(project.root, round_) / MERGED_NAME).unlink(missing_ok=True)
     csv_path = _write_csv(
-        project, round_, pool.set_index("candidate_id").loc[chosen], scores, strategy, predicted
+        project, round_, pool.set_index("candidate_id").loc[chosen], scores, name, predicted
     )
     store.write_suggestions(
-        round_, chosen.tolist(), scores, strategy, model_version=version, seed=seed, replace=replace
+        round_, chosen.tolist(), scores, name, model_version=version, seed=seed, replace=replace
     )
-    return SuggestResult(round_, chosen.tolist(), scores, strategy, version, csv_path)
+    return SuggestResult(round_, chosen.tolist(), scores, name, version, csv_path)
 
 
 def _model_free(
     strategy: str, pool: pd.DataFrame, ids: np.ndarray, k: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Round 0 (:func:`cryoal.al.round.initial_selection`): ``stratified`` draws evenly over
-    the candidates' prior classes, or over tomograms when no candidate has one."""
-    from cryoal.al.round import initial_selection
+    """Round 0 (:func:`cryoal.al.round.initial_round`, the engine's round 0): ``stratified``
+    draws evenly over the candidates' prior classes, or over tomograms when no candidate
+    has one."""
+    from cryoal.al.round import initial_round
 
     prior = pool["prior_class"]
     groups = (
@@ -178,39 +205,40 @@ def _model_free(
         if prior.notna().any()
         else pool["tomo_id"].astype(str).to_numpy()
     )
-    picked = initial_selection(strategy, ids, k, seed, groups=groups)
+    picked = initial_round(strategy, ids, k, seed, groups=groups)
     return picked, np.full(picked.size, np.nan)
 
 
 def _request(
     project: Project,
-    strategy: str | None,
+    strategy: str | StrategyConfig | None,
     k: int | None,
     seed: int | None,
     *,
     frozen: bool = False,
-) -> tuple[ModelInfo | None, str, int, int, pd.DataFrame, set[str], pd.DataFrame]:
-    """Resolve defaults; the newest model, the unlabelled pool, the labelled ids and every
+) -> tuple[ModelInfo | None, RoundStrategy, int, int, pd.DataFrame, set[str], pd.DataFrame]:
+    """Resolve defaults (the strategy parsed once); the newest model, the unlabelled pool, the labelled ids and every
     candidate. ``frozen``: from the newest model's round files (``candidates.csv`` and
     ``snapshot.csv``) instead of the label store, which is then not opened."""
     cfg = project.config.defaults
     model = newest_model(project.root)
     if strategy is None:
         strategy = cfg.strategy if model is not None else cfg.round0_strategy
+    strategy = parse_strategy(strategy)
     k = k if k is not None else cfg.k
     seed = seed if seed is not None else cfg.seed
     if k < 1:
         raise ValueError(f"--k {k} must be >= 1")
-    if model is None and strategy not in MODEL_FREE:
+    if model is None and not isinstance(strategy, str):
         raise ValueError(
-            f"strategy {strategy!r} needs a trained model and the project has none yet; use "
+            f"strategy {strategy.display_name!r} needs a trained model and the project has none yet; use "
             "--strategy random or stratified for round 0, label the queue, then run "
             "'cryoal train DIR'"
         )
     if frozen:
-        if model is None or strategy in MODEL_FREE:
+        if model is None or isinstance(strategy, str):
             raise ValueError(
-                f"strategy {strategy!r} scores nothing; run 'cryoal suggest DIR' (no shards)"
+                f"strategy {strategy_name(strategy)!r} scores nothing; run 'cryoal suggest DIR' (no shards)"
             )
         from cryoal.project.pool import read_frozen_pool
 
@@ -238,7 +266,7 @@ class _ModelContext:
         self,
         project: Project,
         model: ModelInfo,
-        strategy: str,
+        strategy: StrategyConfig,
         pool_ids: np.ndarray,
         labelled_ids: list[str],
         k: int,
@@ -250,7 +278,6 @@ class _ModelContext:
     ) -> None:
         from cryoal.al.acquire import candidate_rows
         from cryoal.al.round import in_cold_start, round_strategy, selection_seed
-        from cryoal.al.strategies import StrategyConfig
         from cryoal.project.extraction import candidate_store
         from cryoal.train.checkpoint import load_run
 
@@ -263,7 +290,7 @@ class _ModelContext:
         self.project, self.model, self.k, self.seed = project, model, k, seed
         self.result: Any = None  # the last selection (an Acquisition)
         self.device, self.batch_size = device, batch_size
-        self.strategy = StrategyConfig.parse(strategy)
+        self.strategy = strategy
         self.cold = in_cold_start(self.strategy, model.round)
         self.cfg = round_strategy(self.strategy, self.run.config, cold=self.cold)
         #: the seed of this round's draws: derived from the project's seed and the round
@@ -377,7 +404,7 @@ def score_shard(
     project: Project,
     shard: tuple[int, int],
     *,
-    strategy: str | None = None,
+    strategy: str | StrategyConfig | None = None,
     k: int | None = None,
     seed: int | None = None,
     device: str = "cpu",
@@ -405,7 +432,7 @@ def score_shard(
     model, strategy, k, seed, pool, labelled, candidates = _request(
         project, strategy, k, seed, frozen=True
     )
-    assert model is not None  # frozen=True refuses model-free strategies
+    assert model is not None and not isinstance(strategy, str)  # frozen: model strategies
     ids = pool["candidate_id"].to_numpy(dtype=object).astype(str)
     ctx = _ModelContext(project, model, strategy, ids, sorted(labelled), k, seed, device,
                         batch_size, progress, candidates)  # fmt: skip

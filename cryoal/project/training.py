@@ -8,9 +8,11 @@ Only when there is no snapshot left to train does it take one itself (a local, r
 use of the store).
 
 Steps: snapshot rows labelled with a class -> ``rounds/NNN/train.h5`` (subtomograms cut
-by ``cryoal.data.extract``) -> stratified train/validation split ->
-``cryoal.train.fit.fit`` into ``rounds/NNN/model/`` -> ``rounds/NNN/round.json`` with the
-model version (``r<round>-<snapshot hash>``), the snapshot's hash and the metrics.
+by ``cryoal.data.extract``) -> :func:`cryoal.al.round.train_round` (the call the benchmark
+engine makes: training number ``NNN - 1``, seeded by the project's seed, labels in id
+order, a stratified validation split of ``val_fraction``) into ``rounds/NNN/model/`` ->
+``rounds/NNN/round.json`` with the model version (``r<round>-<snapshot hash>``), the
+snapshot's hash and the metrics.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from cryoal.project.snapshot import (
 
 if TYPE_CHECKING:
     from cryoal.pretrain.run import PretrainCallback
+    from cryoal.train.config import TrainConfig
     from cryoal.train.events import TrainCallback
 
 log = logging.getLogger(__name__)
@@ -115,9 +118,12 @@ def train_project(
     new_snapshot
         Take a new snapshot of the live labels first and train it.
     config
-        A ``TrainConfig`` YAML file; default the project's ``defaults.train`` mapping.
+        A ``TrainConfig`` YAML file; default the project's ``defaults.train`` mapping
+        (:func:`project_train_config`: ``seed`` defaults to the project's
+        ``defaults.seed``).
     overrides
         ``TrainConfig`` fields that override the configuration (CLI options).
+
     warm_start
         Start from the previous trained round's weights instead of a fresh initialisation.
     overwrite
@@ -135,6 +141,10 @@ def train_project(
     pretrain_callback
         Called with every :class:`~cryoal.pretrain.run.PretrainEvent` while pretraining.
 
+    The round is trained by :func:`cryoal.al.round.train_round`, as in a benchmark run:
+    round ``r``'s model is training number ``r - 1``, seeded with
+    ``training_seed(seed, r - 1)``, on the labels in candidate-id order.
+
     Under ``torchrun`` rank 0 chooses (or takes) the snapshot, extracts the training store
     and writes ``round.json``; the other ranks wait for it and train on the same rows.
 
@@ -150,28 +160,41 @@ def train_project(
         trained (without ``overwrite``), or an invalid training configuration.
     """
     from cryoal.train import distributed as D
-    from cryoal.train.config import TrainConfig
-    from cryoal.train.fit import fit
 
     if not isinstance(project, Project):
         project = Project.open(project, check_labels=False)
+    cfg = project_train_config(project, config, overrides)
+    ctx = D.setup(D.resolve_device(cfg.device))
+    use_encoder = pretrain and cfg.encoder is None and not warm_start
+    try:
+        return _train_project(
+            project, cfg, ctx, round, new_snapshot, warm_start, overwrite, progress,
+            callback, stop_on_sigusr1, pretrain_callback if use_encoder else None,
+            use_encoder,
+        )  # fmt: skip
+    finally:
+        D.teardown(ctx)
+
+
+def project_train_config(
+    project: Project,
+    config: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """The ``TrainConfig`` of the project's rounds: the ``config`` YAML file (default the
+    project's ``defaults.train``), its ``seed`` defaulting to the project's
+    ``defaults.seed``, with ``overrides`` applied."""
+    from cryoal.train.config import TrainConfig
+
     if config is not None:
         cfg = TrainConfig.from_yaml(config)
     else:
         cfg = TrainConfig.from_dict(
             project.config.defaults.train, source="project.yaml defaults.train"
         )
-    cfg = cfg.updated(**(overrides or {}))
-    ctx = D.setup(D.resolve_device(cfg.device))
-    use_encoder = pretrain and cfg.encoder is None and not warm_start
-    try:
-        return _train_project(
-            project, cfg, ctx, round, new_snapshot, warm_start, overwrite, progress,
-            callback, stop_on_sigusr1, fit, pretrain_callback if use_encoder else None,
-            use_encoder,
-        )  # fmt: skip
-    finally:
-        D.teardown(ctx)
+    if "seed" not in cfg.model_fields_set:
+        cfg = cfg.updated(seed=project.config.defaults.seed)
+    return cfg.updated(**(overrides or {}))
 
 
 def _with_project_encoder(
@@ -228,11 +251,10 @@ def _train_project(
     progress: CountCallback | None,
     callback: TrainCallback | None,
     stop_on_sigusr1: bool,
-    fit: Any,
     pretrain_callback: PretrainCallback | None,
     use_encoder: bool,
 ) -> ProjectTrainResult:
-    from cryoal.data.datasets import stratified_split
+    from cryoal.al.round import train_round
     from cryoal.project.extraction import extract_project_store
     from cryoal.train import distributed as D
 
@@ -279,8 +301,6 @@ def _train_project(
         shutil.rmtree(run_dir)
     D.barrier(ctx)  # the store is written and the old run removed before anyone reads
     store = SubtomogramStore(store_path)
-    order = store.index_of(rows["candidate_id"].tolist())
-    train_pos, val_pos = stratified_split(labels, cfg.val_fraction, cfg.seed)
     if use_encoder:  # one process may pretrain; under torchrun only an existing one is used
         cfg = _with_project_encoder(
             project, cfg, ctx, directory, progress if ctx.is_main else None, pretrain_callback
@@ -292,25 +312,29 @@ def _train_project(
         previous = [m for m in trained_rounds(project.root) if m.round < snap.round]
         if previous:
             init = previous[-1].run_path(project.root)
-    result = fit(
+    fitted = train_round(
         cfg,
         store,
-        order[train_pos],
-        val_indices=order[val_pos] if val_pos.size else None,
+        store.index_of(rows["candidate_id"].tolist()),
+        labels,
+        seed=cfg.seed,
+        training=snap.round - 1,  # round r's model is trained on the labels of rounds 0..r-1
         out_dir=run_dir,
-        init=init,
+        val_fraction=cfg.val_fraction,
+        warm_start_from=init,
         resume=resume,
         callback=callback,
         stop_on_sigusr1=stop_on_sigusr1,
     )
+    result = fitted.result
     info = ModelInfo(
         round=snap.round,
         model_version=model_version(snap),
         snapshot_sha256=snap.sha256,
         preset=cfg.teacher_preset,
         class_names=project.config.class_names,
-        n_train=int(train_pos.size),
-        n_val=int(val_pos.size),
+        n_train=int(fitted.train_rows.size),
+        n_val=int(fitted.val_rows.size),
         created_at=utc_now(),
         metrics=_summary_metrics(result.metrics),
         encoder=cfg.encoder,

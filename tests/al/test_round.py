@@ -1,8 +1,10 @@
-"""One round for benchmarks and projects: the engine and a project pick the same candidates
-when they run the same strategy on the same model, pool and seed."""
+"""One round for benchmarks and projects: the engine and a project train the same models and
+pick the same candidates when they run the same strategy on the same labels, pool,
+configuration and seed."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -11,7 +13,13 @@ import pandas as pd
 import pytest
 
 from cryoal.al.engine import ALEngine, EngineConfig
-from cryoal.al.round import in_cold_start, initial_selection, selection_seed
+from cryoal.al.round import (
+    in_cold_start,
+    initial_selection,
+    round_student,
+    selection_seed,
+    train_round,
+)
 from cryoal.al.strategies import StrategyConfig
 from cryoal.cli.main import run
 from cryoal.project.extraction import candidate_store
@@ -22,11 +30,46 @@ from cryoal.train.config import TrainConfig
 
 @pytest.fixture(scope="module")
 def trained_project(tmp_path_factory: pytest.TempPathFactory, make_round0_labelled_project) -> Path:
-    """A project whose round-0 queue the expert labelled, trained once (round 1)."""
+    """A project whose round-0 queue (seed 1) the expert labelled, trained once (round 1,
+    seed 1)."""
     proj = make_round0_labelled_project(tmp_path_factory.mktemp("round_parity"), seed=7)
     assert run(["train", str(proj), "--preset", "tiny", "--student-preset", "tiny", "--epochs",
-                "2", "--batch-size", "4", "--val-fraction", "0", "-q"]) == 0  # fmt: skip
+                "2", "--batch-size", "4", "--val-fraction", "0", "--seed", "1", "-q"]) == 0  # fmt: skip
     return proj
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_same_round_trains_the_same_model_and_picks_the_same_in_a_benchmark_and_a_project(
+    trained_project: Path, tmp_path: Path
+) -> None:
+    proj = trained_project
+    assert run(["suggest", str(proj), "--strategy", "kt", "--k", "5", "--seed", "1",
+                "--replace"]) == 0  # fmt: skip
+    project_queue = pd.read_csv(proj / "rounds/001/suggestions.csv")["candidate_id"].tolist()
+
+    # the benchmark engine from scratch over the project's candidates, the label store as
+    # its oracle: the same round 0, training 0 and round-1 selection as the project's
+    with Project.open(proj) as project:
+        round0 = project.labels.queue(0, include_labelled=True)["candidate_id"].tolist()
+        config = EngineConfig(
+            strategy=StrategyConfig(name="kt"), initial=12, per_cycle=5, n_cycles=2, seed=1,
+            train=TrainConfig(teacher_preset="tiny", student_preset="tiny", epochs=2,
+                              batch_size=4),
+        )  # fmt: skip
+        engine = ALEngine(
+            candidate_store(project), LabelStoreOracle(project.labels), config, tmp_path / "e"
+        )
+        assert engine.state["pending"]["ids"] == sorted(round0)
+        engine.run()  # label round 0, train, select round 1; waits for the expert
+    assert engine.state["phase"] == "label" and engine.state["cycle"] == 1
+    teacher = "teacher.safetensors"
+    assert _sha256(tmp_path / "e/cycles/cycle_00" / teacher) == _sha256(
+        proj / "rounds/001/model" / teacher
+    )
+    assert engine.state["pending"]["ids"] == project_queue
 
 
 # kt ranks deterministically; badge (k-means++) and typiclust (k-means) draw from the seed
@@ -59,6 +102,23 @@ def test_a_project_round_and_a_benchmark_round_pick_the_same_candidates(
     assert sorted(engine.state["pending"]["ids"]) == sorted(project_queue)
 
 
+def test_one_suggest_parses_its_strategy_once(
+    trained_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = StrategyConfig.parse.__func__  # type: ignore[attr-defined]
+    calls: list[object] = []
+
+    def counting(cls: type[StrategyConfig], value: object) -> StrategyConfig:
+        calls.append(value)
+        return real(cls, value)
+
+    monkeypatch.setattr(StrategyConfig, "parse", classmethod(counting))
+    recipe = "typiclust-cold+margin+div+cap"  # a cold start: a second strategy derived
+    assert run(["suggest", str(trained_project), "--strategy", recipe, "--k", "5", "--seed",
+                "2", "--replace"]) == 0  # fmt: skip
+    assert calls == [recipe]
+
+
 def test_round_seeds_and_round_zero_are_shared_and_deterministic() -> None:
     # round q is selected with the seed the engine has always used for cycle q - 1
     from cryoal.al.acquire import subseed
@@ -88,3 +148,18 @@ def test_a_recipe_with_a_cold_start_runs_its_cold_start_strategy_in_a_project(
     assert pd.read_csv(queue)["candidate_id"].tolist() == typical  # round 1 is cold
     with pytest.raises(ValueError, match="recipes are margin\\+div\\+cap"):
         StrategyConfig.parse("margin+div")
+
+
+def test_the_round_student_and_what_a_round_cannot_train(noise_store, tmp_path: Path) -> None:
+    trained = TrainConfig(teacher_preset="tiny", student="trained")
+    assert round_student(trained, StrategyConfig(name="entropy")) == "none"  # a benchmark run
+    assert round_student(trained, StrategyConfig(name="kt-ema")) == "ema"
+    assert round_student(trained, None) == "trained"  # a project: its configuration's
+    both = trained.updated(student_data="labeled+unlabeled")
+    with pytest.raises(ValueError, match="needs the unlabelled rows"):
+        train_round(both, noise_store, [0, 1, 2], [0, 1, 2], seed=0, training=0,
+                    out_dir=tmp_path / "r")  # fmt: skip
+    with pytest.raises(ValueError, match="3 labelled rows but 2 labels"):
+        train_round(trained, noise_store, [0, 1, 2], [0, 1], seed=0, training=0,
+                    out_dir=tmp_path / "r")  # fmt: skip
+    assert not (tmp_path / "r").exists()

@@ -148,6 +148,14 @@ def test_model_strategy_before_training_is_explained(project: Path, capsys) -> N
     assert "needs a trained model" in line and "random or stratified" in line
 
 
+def test_an_unknown_strategy_is_refused_before_the_project_is_read(tmp_path: Path, capsys) -> None:
+    missing = str(tmp_path / "nowhere")
+    for argv in (["suggest", missing], ["score", missing], ["merge-scores", missing]):
+        line = _error(capsys, [*argv, "--strategy", "margin+div"])
+        assert line.startswith("cryoal: error: invalid strategy 'margin+div'")
+        assert "recipes are margin+div+cap" in line
+
+
 def test_missing_project_is_explained(tmp_path: Path, capsys) -> None:
     line = _error(capsys, ["status", str(tmp_path / "nowhere")])
     assert "project init" in line

@@ -220,3 +220,25 @@ def test_unsafe_tomogram_ids_are_refused_before_the_file_is_read(
     with pytest.raises(ValueError, match=f"tomogram id {bad!r} must start with a letter"):
         project.add_tomogram(tmp_path / "missing.mrc", bad)
     assert (project.root / "project.yaml").read_text() == before
+
+
+def test_round_training_is_seeded_by_the_project_seed_unless_the_config_sets_one(
+    project: Project, tmp_path: Path
+) -> None:
+    from cryoal.project.training import project_train_config
+
+    assert project_train_config(project).seed == 0
+    data = yaml.safe_load(project.config_path.read_text())
+    data["defaults"]["seed"] = 5
+    project.config_path.write_text(yaml.safe_dump(data))
+    (tmp_path / "train.yaml").write_text("epochs: 3\n")
+    with Project.open(project.root) as again:
+        assert project_train_config(again).seed == 5
+        assert project_train_config(again, tmp_path / "train.yaml").seed == 5
+        assert project_train_config(again, overrides={"seed": 9}).seed == 9
+    data["defaults"]["train"] = {"seed": 2}
+    project.config_path.write_text(yaml.safe_dump(data))
+    (tmp_path / "train.yaml").write_text("seed: 3\n")
+    with Project.open(project.root) as again:
+        assert project_train_config(again).seed == 2
+        assert project_train_config(again, tmp_path / "train.yaml").seed == 3

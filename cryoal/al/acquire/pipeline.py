@@ -64,7 +64,8 @@ def acquire(
     Parameters
     ----------
     strategy_config
-        A :class:`StrategyConfig`, a strategy name, or a mapping of its fields.
+        A :class:`StrategyConfig`, a strategy name, or a mapping of its fields (parsed
+        here, once; what follows receives the object).
     teacher, student
         Trained models (``cryoal.train.fit.fit`` returns both); ``student`` may be None for
         strategies that do not use it; ``random`` needs neither.
@@ -95,7 +96,11 @@ def acquire(
         Unknown strategy or option, missing model, ``k`` outside ``1..N``, or a strategy
         that does not apply to the model (e.g. coreset features from a segmenter).
     """
-    cfg = StrategyConfig.parse(strategy_config)
+    cfg = (
+        strategy_config
+        if isinstance(strategy_config, StrategyConfig)  # parsed by the caller
+        else StrategyConfig.parse(strategy_config)
+    )
     pool = np.asarray(pool_indices, np.int64).reshape(-1)
     labeled = np.asarray(labeled_indices, np.int64).reshape(-1)
     if pool.size == 0:

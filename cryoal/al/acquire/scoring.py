@@ -113,7 +113,7 @@ class ScoreTable:
 
 
 def score_candidates(
-    cfg: StrategyConfig | str | dict,
+    cfg: StrategyConfig,
     teacher: nn.Module,
     student: nn.Module | None,
     store: SubtomogramStore,
@@ -131,7 +131,7 @@ def score_candidates(
     Parameters
     ----------
     cfg
-        The strategy.
+        The strategy, parsed once by the caller (:meth:`StrategyConfig.parse`).
     rows, ids
         All candidates, from :func:`candidate_rows` (sorted by id).
     seed
@@ -148,7 +148,6 @@ def score_candidates(
     ScoreTable
         For the shard's candidates, in id order.
     """
-    cfg = StrategyConfig.parse(cfg)
     dev = resolve_device(device)
     start, stop = shard_range(rows.size, batch_size, *shard)
     space = cfg.selection_space

@@ -29,7 +29,7 @@ from cryoal.train.distributed import resolve_device
 
 
 def select_scored(
-    cfg: StrategyConfig | str | dict,
+    cfg: StrategyConfig,
     table: ScoreTable,
     *,
     k: int,
@@ -42,12 +42,12 @@ def select_scored(
     device: str | torch.device = "cpu",
     predict_s: float = 0.0,
 ) -> Acquisition:
-    """Pick ``k`` candidates from a (merged) :class:`ScoreTable`, as :func:`acquire` does.
+    """Pick ``k`` candidates from a (merged) :class:`ScoreTable`, as :func:`acquire` does,
+    with the strategy ``cfg`` parsed once by the caller.
 
     The models are used only by the coreset family to place the labeled set
     (``labeled_indices``) in the selection space.
     """
-    cfg = StrategyConfig.parse(cfg)
     dev = resolve_device(device)
     labeled = np.asarray(labeled_indices, np.int64).reshape(-1)
     cand, cand_ids = table.rows, table.ids
