@@ -38,7 +38,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from cryoal.al.oracle import Oracle
-from cryoal.al.round import initial_round, select_round, train_round
+from cryoal.al.round import UNIFORM_ROUND0, initial_round, select_round, train_round
 from cryoal.al.selectors import resolve_size
 from cryoal.al.strategies import StrategyConfig
 from cryoal.io.atomic import atomic_write_text
@@ -207,7 +207,7 @@ class ALEngine:
         n0 = self.pool_ids.size
         if initial_ids is None:
             n_init = resolve_size(self.config.initial, n0, "initial")
-            picks = initial_round("random", self.pool_ids, n_init, self.config.seed)
+            picks = initial_round(UNIFORM_ROUND0, self.pool_ids, n_init, self.config.seed)
             first_ids = self.pool_ids[picks]
             how = "initial-random"
         else:

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 #: Round-0 methods, which need no model.
 InitialMethod = Literal["random", "stratified"]
 INITIAL_METHODS: tuple[str, ...] = ("random", "stratified")
+#: The round-0 method of a benchmark run that is given no initial set.
+UNIFORM_ROUND0: InitialMethod = "random"
 _Ids = Sequence[Any] | np.ndarray
 
 
@@ -297,6 +299,7 @@ def train_round(
     )
     if warm_start_from is not None and warm_start_steps is not None:
         cfg = cfg.updated(steps=warm_start_steps)
+    cfg = _own_config_on_resume(cfg, out_dir, resume)
     unlabeled = None
     if cfg.student_data == "labeled+unlabeled":
         if unlabeled_rows is None:
@@ -323,3 +326,20 @@ def train_round(
         stop_on_sigusr1=stop_on_sigusr1,
     )
     return RoundFit(cfg, rows_arr[train_pos], rows_arr[val_pos], result)
+
+
+def _own_config_on_resume(
+    cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool
+) -> TrainConfig:
+    """An interrupted training continues with its own ``train.yaml`` (the seed it derived,
+    the encoder it started from), taking only the runtime fields (device, workers, ...)
+    from ``cfg``; a fresh one uses ``cfg``."""
+    from pathlib import Path
+
+    from cryoal.train.config import RUNTIME_FIELDS, TrainConfig
+
+    saved = Path(out_dir) / "train.yaml"
+    if not resume or not saved.is_file():
+        return cfg
+    own = TrainConfig.from_yaml(saved)
+    return own.updated(**{name: getattr(cfg, name) for name in RUNTIME_FIELDS})

@@ -154,10 +154,10 @@ def train_cmd(
         show_default=False,
     ),
     pretrain: bool = typer.Option(
-        False,
+        True,
         "--pretrain/--no-pretrain",
         help="Project: start the teacher from the project's pretrained encoder, pretraining "
-        "one on its candidates first when there is none.",
+        "one on its candidates first when there is none (self-supervised, no labels).",
     ),
     quiet: bool = typer.Option(False, "--no-progress", "--quiet", "-q", help="No progress bar."),
 ) -> None:

@@ -141,8 +141,12 @@ class SlurmOptions:
 _COUNTS = (("gpus", 0), ("nodes", 1), ("shards", 1), ("cpus_per_task", 1), ("score_gpus", 0))
 
 
+#: Fields set only through the Python API (no ``cryoal slurm`` option): named as fields.
+_API_ONLY = frozenset({"merge_time", "score_gpus"})
+
+
 def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return f"SlurmOptions.{name}" if name in _API_ONLY else "--" + name.replace("_", "-")
 
 
 def sbatch_value(value: str) -> str:

@@ -103,7 +103,7 @@ def train_project(
     progress: CountCallback | None = None,
     callback: TrainCallback | None = None,
     stop_on_sigusr1: bool = False,
-    pretrain: bool = False,
+    pretrain: bool = True,
     pretrain_callback: PretrainCallback | None = None,
 ) -> ProjectTrainResult:
     """Train a round's teacher and student from its snapshot.
@@ -134,10 +134,10 @@ def train_project(
         As in :func:`cryoal.train.fit.fit`.
     pretrain
         Start the teacher from the project's pretrained encoder (``cryoal pretrain DIR``),
-        pretraining it first when the project has none (one process only; under
-        ``torchrun`` an existing encoder is used, none is made). False: random
-        initialisation. A configuration that names an ``encoder`` keeps it; a warm start
-        replaces both.
+        pretraining one for the teacher's preset first when the project has none (one
+        process only; under ``torchrun`` an existing encoder is used, none is made). False:
+        random initialisation. A configuration that names an ``encoder`` keeps it; a warm
+        start replaces both.
     pretrain_callback
         Called with every :class:`~cryoal.pretrain.run.PretrainEvent` while pretraining.
 
@@ -205,37 +205,37 @@ def _with_project_encoder(
     progress: CountCallback | None,
     callback: PretrainCallback | None,
 ) -> Any:
-    """``cfg`` with the project's encoder; when there is none and this is one process, one
-    is pretrained first on the round's frozen candidate table (``directory/candidates.csv``,
-    so the live label store is not opened). Unchanged for segmentation, too few candidates
-    to pretrain, or a teacher of another preset or norm than the encoder."""
+    """``cfg`` with the project's encoder for the teacher's preset and norm.
+
+    The current encoder (``cryoal pretrain DIR``) is used when it was pretrained for the
+    teacher's preset and norm. Otherwise, in one process, one is pretrained (or reused from
+    the cache) on the round's frozen candidate table (``directory/candidates.csv``, so the
+    live label store is not opened) with the project's pretraining settings. Unchanged for
+    segmentation, fewer candidates than pretraining needs, or under ``torchrun`` without a
+    fitting encoder.
+    """
     from cryoal.pretrain.run import MIN_SAMPLES
     from cryoal.project.pool import read_pool
     from cryoal.project.pretraining import current_encoder, pretrain_project
 
     if cfg.task != "classify":
         return cfg
-    enc = current_encoder(project)
-    table = read_pool(directory)
-    n_candidates = len(table)
-    if enc is None and ctx.world_size == 1 and n_candidates >= MIN_SAMPLES:
-        log.info("no pretrained encoder yet: pretraining on the project's candidates first")
-        enc = pretrain_project(project, progress=progress, callback=callback, table=table)
-    elif enc is None and n_candidates < MIN_SAMPLES:
-        log.info(
-            "%d candidates, fewer than the %d pretraining needs: training from random weights",
-            n_candidates, MIN_SAMPLES,
-        )  # fmt: skip
-    if enc is None:
-        return cfg
     norm = "batch" if cfg.norm == "syncbatch" else cfg.norm
-    if (enc.preset, enc.norm) != (cfg.teacher_preset, norm):
-        log.warning(
-            "the project's encoder is for preset %s / norm %s, the teacher is %s / %s: "
-            "training from random weights (run 'cryoal pretrain %s' for this teacher)",
-            enc.preset, enc.norm, cfg.teacher_preset, cfg.norm, project.root,
-        )  # fmt: skip
-        return cfg
+    enc = current_encoder(project)
+    if enc is None or (enc.preset, enc.norm) != (cfg.teacher_preset, norm):
+        table = read_pool(directory)
+        if ctx.world_size > 1 or len(table) < MIN_SAMPLES:
+            log.warning(
+                "no pretrained encoder for teacher %s / norm %s (%d candidates; pretraining "
+                "needs %d and one process): training from random weights",
+                cfg.teacher_preset, norm, len(table), MIN_SAMPLES,
+            )  # fmt: skip
+            return cfg
+        log.info("pretraining the %s encoder on the project's candidates", cfg.teacher_preset)
+        overrides = {"preset": cfg.teacher_preset, "norm": norm, "device": cfg.device}
+        enc = pretrain_project(
+            project, overrides=overrides, progress=progress, callback=callback, table=table
+        )
     log.info("teacher starts from the pretrained encoder %s", enc.path)
     return cfg.updated(encoder=str(enc.path))
 
@@ -301,12 +301,13 @@ def _train_project(
         shutil.rmtree(run_dir)
     D.barrier(ctx)  # the store is written and the old run removed before anyone reads
     store = SubtomogramStore(store_path)
-    if use_encoder:  # one process may pretrain; under torchrun only an existing one is used
+    # a run folder without round.json is an interrupted training: continue it (with the
+    # configuration it started with, its encoder included)
+    resume = run_dir.exists()
+    if use_encoder and not resume:  # one process may pretrain; torchrun uses an existing one
         cfg = _with_project_encoder(
             project, cfg, ctx, directory, progress if ctx.is_main else None, pretrain_callback
         )
-    # a run folder without round.json is an interrupted training: continue it
-    resume = run_dir.exists()
     init = None
     if warm_start:
         previous = [m for m in trained_rounds(project.root) if m.round < snap.round]
@@ -337,7 +338,7 @@ def _train_project(
         n_val=int(fitted.val_rows.size),
         created_at=utc_now(),
         metrics=_summary_metrics(result.metrics),
-        encoder=cfg.encoder,
+        encoder=fitted.config.encoder,
     )
     if ctx.is_main:
         write_model_info(project.root, info)

@@ -5,6 +5,7 @@ configuration and seed."""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -50,6 +51,10 @@ def test_the_same_round_trains_the_same_model_and_picks_the_same_in_a_benchmark_
                 "--replace"]) == 0  # fmt: skip
     project_queue = pd.read_csv(proj / "rounds/001/suggestions.csv")["candidate_id"].tolist()
 
+    # the project's first training pretrained an encoder on its candidates and started
+    # the teacher from it; the engine is given the same encoder
+    encoder = json.loads((proj / "rounds/001/round.json").read_text())["encoder"]
+    assert encoder is not None
     # the benchmark engine from scratch over the project's candidates, the label store as
     # its oracle: the same round 0, training 0 and round-1 selection as the project's
     with Project.open(proj) as project:
@@ -57,7 +62,7 @@ def test_the_same_round_trains_the_same_model_and_picks_the_same_in_a_benchmark_
         config = EngineConfig(
             strategy=StrategyConfig(name="kt"), initial=12, per_cycle=5, n_cycles=2, seed=1,
             train=TrainConfig(teacher_preset="tiny", student_preset="tiny", epochs=2,
-                              batch_size=4),
+                              batch_size=4, encoder=encoder),
         )  # fmt: skip
         engine = ALEngine(
             candidate_store(project), LabelStoreOracle(project.labels), config, tmp_path / "e"

@@ -330,8 +330,8 @@ def test_bad_sbatch_values_are_refused_with_one_line(
     ("field", "value", "message"),
     [
         ("cpus_per_task", 0, "--cpus-per-task 0: use a whole number >= 1"),
-        ("score_gpus", -1, "--score-gpus -1: use a whole number >= 0"),
-        ("merge_time", "", "--merge-time '': use minutes"),
+        ("score_gpus", -1, "SlurmOptions.score_gpus -1: use a whole number >= 0"),
+        ("merge_time", "", "SlurmOptions.merge_time '': use minutes"),
         ("partition", "", "--partition '': use a SLURM partition name"),
     ],
 )

@@ -151,3 +151,25 @@ def test_existing_picks_are_refused_before_anything_is_written(tmp_path: Path) -
     _overlay_write(out, user="bob")  # another user's picks sit beside
     _overlay_write(out, overwrite=True)
     assert len(list((out / "ExperimentRuns" / "TS_01" / "Picks").iterdir())) == 4
+
+
+def test_importing_copick_leaves_the_programs_logging_as_it_was() -> None:
+    """copick's modules run logging.basicConfig(force=True) at INFO when imported; cryoal
+    commands would then print every INFO line of every library."""
+    import logging
+
+    pytest.importorskip("copick")
+    from cryoal.io.coords.copick_model import import_copick
+
+    root = logging.getLogger()
+    handler = logging.NullHandler()
+    root.addHandler(handler)
+    before = (root.level, list(root.handlers))
+    try:
+        import_copick("test")
+        import copick.impl.cryoet_data_portal  # noqa: F401 - imported after cryoal's import
+        import copick.impl.overlay  # noqa: F401
+
+        assert (root.level, list(root.handlers)) == before
+    finally:
+        root.removeHandler(handler)

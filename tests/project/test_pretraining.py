@@ -28,10 +28,10 @@ def _newest_round(proj: Path) -> dict:
     return json.loads(found[-1].read_text())
 
 
-def test_first_training_with_pretrain_makes_the_encoder_and_starts_from_it(
+def test_the_first_training_makes_the_encoder_and_starts_from_it(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(["train", str(project), "--pretrain", "--no-progress"]) == 0
+    assert run(["train", str(project), "--no-progress"]) == 0  # pretrains by default
     out = capsys.readouterr().out
     pointer = project / CACHE_DIR / ENCODERS_DIR / CURRENT_ENCODER_NAME
     current = json.loads(pointer.read_text())
@@ -54,17 +54,18 @@ def test_first_training_with_pretrain_makes_the_encoder_and_starts_from_it(
     assert _newest_round(project)["encoder"] is None
 
 
-def test_other_settings_make_another_encoder_and_a_teacher_of_another_preset_ignores_it(
-    project: Path, caplog: pytest.LogCaptureFixture
+def test_other_settings_make_another_encoder_and_another_teacher_preset_gets_its_own(
+    project: Path,
 ) -> None:
+    enc_dir = project / CACHE_DIR / ENCODERS_DIR
     assert run(["pretrain", str(project), "--epochs", "1", "--seed", "7", "--no-progress"]) == 0
-    encoders = [p for p in (project / CACHE_DIR / ENCODERS_DIR).iterdir() if p.is_dir()]
-    assert len(encoders) == 2
-    caplog.set_level("WARNING")
+    assert len([p for p in enc_dir.iterdir() if p.is_dir()]) == 2
+    # a teacher of another preset: an encoder for it is pretrained first and used
     assert run(["project", "snapshot", str(project)]) == 0
-    assert run(["train", str(project), "--pretrain", "--preset", "student", "--no-progress"]) == 0
-    assert "training from random weights" in caplog.text
-    assert _newest_round(project)["encoder"] is None
+    assert run(["train", str(project), "--preset", "student", "--no-progress"]) == 0
+    used = _newest_round(project)["encoder"]
+    assert json.loads((Path(used) / "encoder.json").read_text())["preset"] == "student"
+    assert len([p for p in enc_dir.iterdir() if p.is_dir()]) == 3
 
 
 def test_a_store_pretrains_into_out_and_trains_from_it(

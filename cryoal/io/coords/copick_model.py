@@ -12,6 +12,7 @@ positions and :func:`picks_file_text` serialises it as copick's ``store()`` does
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,18 +35,34 @@ def import_copick(what: str) -> ModuleType:
     ValueError
         copick is not installed (one line naming ``what`` and the install command).
     """
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # third-party import noise
             import copick
             import copick.impl.filesystem
             import copick.models
+            import copick.util.log
     except ImportError as exc:
         raise ValueError(
             f"{what} needs the copick library, which is not installed ({exc}); install it "
             f"with {COPICK_INSTALL}"
         ) from exc
+    finally:
+        # copick's modules call copick.util.log.get_logger when imported, which re-runs
+        # logging.basicConfig(force=True) at INFO with a rich handler: the root logger of
+        # the program that imports copick is put back, and modules copick imports later
+        # get plain loggers
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    copick.util.log.get_logger = _plain_logger
     return copick
+
+
+def _plain_logger(name: str, debug: bool = False) -> logging.Logger:
+    """``copick.util.log.get_logger`` without its root-logger configuration."""
+    return logging.getLogger(name)
 
 
 def validation_line(exc: Exception) -> str:
