@@ -4,6 +4,8 @@ On the ``cpu`` preset's data (10 SHREC templates, 32^3 at 10 Å, ±60° wedge, C
 2,000, test 3,000; SNR and pool imbalance selectable), in stages that each land in
 ``--out`` before the next starts (a killed run resumes where it stopped):
 
+0. ``throughput`` — a pretraining step against a supervised step of the same teacher,
+   interleaved in one process (samples/s, best of 3).
 1. ``pretrain`` — the teacher's encoder pretrained on the pool (never the test set) with
    each objective (``ntxent``, ``vicreg``); wall time and samples/s, as a ratio to the
    supervised training step measured in the same run.
@@ -19,7 +21,7 @@ On the ``cpu`` preset's data (10 SHREC templates, 32^3 at 10 Å, ±60° wedge, C
 
 Usage: ``python benchmarks/run.py pretrain [--out=DIR] [--snr=0.1] [--imbalance=1]
 [--objectives=ntxent,vicreg] [--epochs=60] [--budgets=50,100,300,600] [--draws=5]
-[--finetune-draws=5] [--stages=pretrain,probe,finetune] [--encoder-lr-scale=1.0]
+[--finetune-draws=5] [--stages=throughput,pretrain,probe,finetune] [--encoder-lr-scale=1.0]
 [--threads=2]``
 """
 
@@ -102,6 +104,50 @@ def _pretrain_stage(ctx: dict[str, Any], ledger: _Ledger) -> None:
             samples_per_s=steps * cfg.batch_size / max(1e-9, enc.info["elapsed_s"]),
             first_loss=hist[0]["loss"], final_loss=hist[-1]["loss"], epochs=len(hist),
         )  # fmt: skip
+
+
+def _throughput(objective: str, box: int, train: Any) -> tuple[float, float]:
+    """Samples/s of a pretraining step and of a supervised step of the same teacher."""
+    import torch
+    import torch.nn.functional as F
+
+    from cryoal.models import build_model
+    from cryoal.pretrain import PretrainConfig
+    from cryoal.pretrain.run import _Run
+
+    cfg = PretrainConfig(objective=objective, preset=train.teacher_preset)
+    run = _Run(cfg, 10_000, torch.device("cpu"))
+    x_pre = torch.randn(cfg.batch_size, 1, box, box, box)
+    teacher = build_model("classify", train.teacher_preset, 10, seed=0)
+    opt = torch.optim.AdamW(teacher.parameters(), lr=1e-3)
+    x_sup = torch.randn(train.batch_size, 1, box, box, box)
+    y_sup = torch.randint(0, 10, (train.batch_size,))
+
+    def supervised() -> None:
+        opt.zero_grad()
+        F.cross_entropy(teacher(x_sup), y_sup).backward()
+        opt.step()
+
+    best = {"pre": float("inf"), "sup": float("inf")}
+    for _ in range(3):
+        for name, fn in (("pre", lambda: run.step(x_pre)), ("sup", supervised)):
+            fn()  # warm
+            t0 = time.perf_counter()
+            for _ in range(5):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - t0) / 5)
+    return x_pre.shape[0] / best["pre"], x_sup.shape[0] / best["sup"]
+
+
+def _throughput_stage(ctx: dict[str, Any], ledger: _Ledger) -> None:
+    """Pretraining against supervised steps of the same teacher, interleaved, best of 3."""
+    for obj in ctx["objectives"]:
+        key = f"throughput:{obj}"
+        if ledger.get(key):
+            continue
+        pre_rate, sup_rate = _throughput(obj, ctx["store"].box, ctx["train"])
+        ledger.add(key, stage="throughput", objective=obj, pretrain_samples_per_s=pre_rate,
+                   supervised_samples_per_s=sup_rate)  # fmt: skip
 
 
 def _probe_stage(ctx: dict[str, Any], ledger: _Ledger) -> None:
@@ -206,6 +252,18 @@ def _report(ctx: dict[str, Any], ledger: _Ledger) -> str:
             f"Supervised step (teacher alone, batch 32, same run, median): {sup:.0f} samples/s.",
             "",
         ]
+    thr = ledger.where(stage="throughput")
+    if thr:
+        lines += ["### Throughput (one process, 2 threads, interleaved steps, best of 3)", "",
+                  "| objective | pretraining samples/s (2 views each) | supervised samples/s (teacher, batch 32) | ratio | per view |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for r in thr:
+            ratio = r["pretrain_samples_per_s"] / r["supervised_samples_per_s"]
+            lines.append(
+                f"| {r['objective']} | {r['pretrain_samples_per_s']:.0f} | "
+                f"{r['supervised_samples_per_s']:.0f} | {ratio:.2f} | {2 * ratio:.2f} |"
+            )
+        lines.append("")
     groups = ledger.where(stage="group")
     if groups:
         lines += ["### What the embedding groups by (leave-one-out 10-NN agreement over the pool ÷ chance)", "",
@@ -337,7 +395,7 @@ def main(argv: list[str]) -> str:
         "data_line": f"SNR {snr:g}, pool {pool.size:,}" + (f" ({imb:g}:1 long-tailed)" if imb != 1 else " (balanced)") + f", test {test.size:,}",
     }  # fmt: skip
     ledger = _Ledger(out / "results.jsonl")
-    stages = o.get("stages", "pretrain,probe,finetune").split(",")
+    stages = o.get("stages", "throughput,pretrain,probe,finetune").split(",")
     for name, fn in (
         ("pretrain", _pretrain_stage),
         ("probe", _probe_stage),

@@ -11,6 +11,19 @@ import pytest
 from cryoal.io.store import StoreWriter
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# copick's modules reconfigure the root logger (INFO, a rich handler) when first imported;
+# import copick once the way cryoal does, which undoes that, before a test module imports it
+# directly (otherwise every later test would print its INFO lines)
+try:
+    from cryoal.io.coords.copick_model import import_copick
+
+    import_copick("the test suite")
+except ValueError:  # copick is not installed: its tests skip
+    pass
+
+
 SHARED_STRUCTURES = REPO_ROOT.parent / "shared" / "structures"
 
 

@@ -356,7 +356,7 @@ def pretrain_cached(
     """:func:`pretrain` into ``cache_dir/<key>``, keyed by the pool's content and the config.
 
     A finished encoder for the same pool and configuration is returned at once; an
-    unfinished one resumes. ``cache_dir/<key>/source.json`` records the store and rows.
+    unfinished one resumes; its ``encoder.json`` records the store and the pool's size.
     """
     if not isinstance(store, SubtomogramStore):
         store = SubtomogramStore(store)

@@ -154,22 +154,20 @@ def test_existing_picks_are_refused_before_anything_is_written(tmp_path: Path) -
 
 
 def test_importing_copick_leaves_the_programs_logging_as_it_was() -> None:
-    """copick's modules run logging.basicConfig(force=True) at INFO when imported; cryoal
-    commands would then print every INFO line of every library."""
-    import logging
+    """copick's modules run logging.basicConfig(force=True) at INFO when first imported;
+    cryoal commands would then print every INFO line of every library. A fresh process,
+    since this one has imported copick already."""
+    import subprocess
+    import sys
 
     pytest.importorskip("copick")
-    from cryoal.io.coords.copick_model import import_copick
-
-    root = logging.getLogger()
-    handler = logging.NullHandler()
-    root.addHandler(handler)
-    before = (root.level, list(root.handlers))
-    try:
-        import_copick("test")
-        import copick.impl.cryoet_data_portal  # noqa: F401 - imported after cryoal's import
-        import copick.impl.overlay  # noqa: F401
-
-        assert (root.level, list(root.handlers)) == before
-    finally:
-        root.removeHandler(handler)
+    code = (
+        "import logging\n"
+        "root = logging.getLogger(); handler = logging.NullHandler(); root.addHandler(handler)\n"
+        "from cryoal.io.coords.copick_model import import_copick\n"
+        "import_copick('test')\n"
+        "import copick.impl.cryoet_data_portal, copick.impl.overlay  # imported afterwards\n"
+        "assert root.handlers == [handler] and root.level == logging.WARNING, root.handlers\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
