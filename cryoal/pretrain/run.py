@@ -145,7 +145,7 @@ class _Run:
             z = self.head(self.encoder.forward_features(views)).float()
         loss = self.loss_fn(z[: x.shape[0]], z[x.shape[0] :])
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise ValueError(
                 f"pretraining loss became {loss.item()} at step {self.global_step}; lower lr "
                 f"(now {c.lr}) or check the pool for constant or non-finite subtomograms"
             )
@@ -217,6 +217,7 @@ def pretrain(
     out_dir: str | os.PathLike,
     *,
     callback: PretrainCallback | None = None,
+    pool_digest: str | None = None,
 ) -> Encoder:
     """Learn an encoder from unlabelled store rows (resuming an unfinished run in ``out_dir``).
 
@@ -232,6 +233,9 @@ def pretrain(
         The encoder folder (see :mod:`cryoal.pretrain.encoder`).
     callback
         Called with a :class:`PretrainEvent` after every step and epoch.
+    pool_digest
+        :func:`~cryoal.pretrain.encoder.pool_hash` of the rows, when the caller has it
+        (saves reading the pool once more).
 
     Returns
     -------
@@ -249,7 +253,7 @@ def pretrain(
         store = SubtomogramStore(store)
     arr = _check_rows(store, np.arange(len(store)) if rows is None else rows)
     out = Path(out_dir)
-    digest = pool_hash(store, arr)
+    digest = pool_digest if pool_digest is not None else pool_hash(store, arr)
     if is_encoder(out):
         enc = load_encoder(out)
         if (
@@ -361,9 +365,9 @@ def pretrain_cached(
     if not isinstance(store, SubtomogramStore):
         store = SubtomogramStore(store)
     arr = _check_rows(store, np.arange(len(store)) if rows is None else rows)
-    key = cache_key(pool_hash(store, arr), config)
-    folder = Path(cache_dir) / key
-    return pretrain(config, store, arr, folder, callback=callback)
+    digest = pool_hash(store, arr)
+    folder = Path(cache_dir) / cache_key(digest, config)
+    return pretrain(config, store, arr, folder, callback=callback, pool_digest=digest)
 
 
 def describe(encoder: Encoder) -> str:
