@@ -397,6 +397,7 @@ def main(argv: list[str]) -> str:
     ledger = _Ledger(out / "results.jsonl")
     stages = o.get("stages", "throughput,pretrain,probe,finetune").split(",")
     for name, fn in (
+        ("throughput", _throughput_stage),
         ("pretrain", _pretrain_stage),
         ("probe", _probe_stage),
         ("finetune", _finetune_stage),
