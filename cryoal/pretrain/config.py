@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cryoal.train.config import one_line_errors
+
 #: Fields that do not change the weights a run produces; they may differ on resume.
 RUNTIME_FIELDS: frozenset[str] = frozenset({"device", "preload_max_gb", "keep_checkpoints"})
 
@@ -60,11 +62,7 @@ class PretrainConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            parts = [
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
-                for e in exc.errors()
-            ]
-            raise ValueError(f"{source}: {'; '.join(parts)}") from None
+            raise ValueError(f"{source}: {one_line_errors(exc, 'docs/pretraining.md')}") from None
 
     def updated(self, **overrides: Any) -> PretrainConfig:
         """A copy with ``overrides`` applied (``None`` values are ignored), re-validated."""

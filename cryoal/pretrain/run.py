@@ -11,7 +11,6 @@ configuration, so a pool is pretrained once and reused by every run that reads i
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -379,8 +378,3 @@ def describe(encoder: Encoder) -> str:
         f"{i['n_samples']} samples for {len(hist)} epochs (final loss {hist[-1].get('loss', float('nan')):.3f}, "
         f"{i.get('elapsed_s', 0):.0f} s)"
     )
-
-
-def encoder_summary_json(encoder: Encoder) -> str:
-    """The encoder's description as JSON (what ``cryoal pretrain`` prints with --json)."""
-    return json.dumps({k: v for k, v in encoder.info.items() if k != "history"}, indent=1)

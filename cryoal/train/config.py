@@ -241,7 +241,7 @@ class TrainConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ValueError(f"{source}: {_one_line_errors(exc)}") from None
+            raise ValueError(f"{source}: {one_line_errors(exc)}") from None
 
     def updated(self, **overrides: Any) -> TrainConfig:
         """A copy with ``overrides`` applied (``None`` values are ignored) and re-validated."""
@@ -278,7 +278,9 @@ _HASHED_WHEN_SET: dict[str, Any] = {
 }
 
 
-def _one_line_errors(exc: ValidationError) -> str:
+def one_line_errors(exc: ValidationError, docs: str = "docs/training.md") -> str:
+    """A pydantic validation error as one line: ``key: message (got value)`` per error;
+    an unknown key points to ``docs``, where the valid ones are listed."""
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
@@ -287,7 +289,7 @@ def _one_line_errors(exc: ValidationError) -> str:
             parts.append(msg)
             continue
         if err["type"] == "extra_forbidden":
-            msg = f"unknown key; valid keys are listed in docs/training.md ({loc}={err['input']!r})"
+            msg = f"unknown key; valid keys are listed in {docs} ({loc}={err['input']!r})"
             parts.append(msg)
             continue
         parts.append(
