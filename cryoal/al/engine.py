@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cryoal.al.oracle import Oracle
-from cryoal.al.round import UNIFORM_ROUND0, initial_round, select_round, train_round
+from cryoal.al.round import initial_round, round_embedding, select_round, train_round
 from cryoal.al.selectors import resolve_size
 from cryoal.al.strategies import StrategyConfig
 from cryoal.io.atomic import atomic_write_text
@@ -52,7 +52,43 @@ STATE_FILE = "state.json"
 Phase = Literal["label", "train", "select", "done"]
 
 
-class EngineConfig(BaseModel):
+class Schedule(BaseModel):
+    """How many labels each training of an AL run has: ``initial``, then ``per_cycle`` more
+    for ``n_cycles`` trainings, or the list ``budgets``. Sizes are counts (int) or
+    fractions (float in (0, 1]) of the *initial* unlabeled pool."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    initial: int | float = Field(0.1, description="round-0 labeled set (count or pool fraction)")
+    per_cycle: int | float = Field(0.05, description="labels per cycle (count or pool fraction)")
+    n_cycles: int = Field(7, ge=1, description="training cycles (acquisitions = n_cycles - 1)")
+    budgets: list[int] | None = Field(
+        None,
+        description="labelled-set size at each training, e.g. [50, 100, 200, 300]: replaces "
+        "initial (the first), per_cycle (the differences) and n_cycles (the length)",
+    )
+
+    @field_validator("budgets")
+    @classmethod
+    def _check_budgets(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None:
+            check_budgets(value)
+        return value
+
+    @model_validator(mode="after")
+    def _budgets(self) -> Schedule:
+        if self.budgets is not None:
+            self.initial, self.n_cycles = self.budgets[0], len(self.budgets)
+        return self
+
+    def batch_size_of(self, cycle: int, pool_size: int) -> int:
+        """Labels acquired after training ``cycle`` (0-based), for a pool of ``pool_size``."""
+        if self.budgets is not None:
+            return self.budgets[cycle + 1] - self.budgets[cycle]
+        return resolve_size(self.per_cycle, pool_size, "per_cycle")
+
+
+class EngineConfig(Schedule):
     """Schedule and settings of one AL run (one strategy, one seed).
 
     Sizes are counts (int) or fractions (float in (0, 1]) of the *initial* unlabeled pool,
@@ -63,9 +99,6 @@ class EngineConfig(BaseModel):
 
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    initial: int | float = Field(0.1, description="initial random labeled set")
-    per_cycle: int | float = Field(0.05, description="labels added per cycle")
-    n_cycles: int = Field(7, ge=1, description="training cycles (acquisitions = n_cycles - 1)")
     warm_start: bool = Field(False, description="initialise each cycle from the previous one")
     warm_start_steps: int | None = Field(
         None,
@@ -76,6 +109,16 @@ class EngineConfig(BaseModel):
     seed: int = Field(0, description="seed of the initial set, training and selection")
     batch_size: int = Field(64, ge=1, description="samples per forward pass when scoring")
     device: str = Field("cpu", description="cpu, cuda or auto")
+
+
+def check_budgets(budgets: Sequence[int]) -> None:
+    """Raise ``ValueError`` unless ``budgets`` is a strictly increasing list of positive counts."""
+    if not budgets:
+        raise ValueError("budgets is empty; give the labelled-set size of every training")
+    if budgets[0] < 1 or any(b <= a for a, b in zip(budgets, budgets[1:], strict=False)):
+        raise ValueError(
+            f"budgets {list(budgets)} must be positive and strictly increasing, e.g. [50, 100, 200]"
+        )
 
 
 def _digest(ids: Sequence[str] | np.ndarray) -> str:
@@ -207,9 +250,23 @@ class ALEngine:
         n0 = self.pool_ids.size
         if initial_ids is None:
             n_init = resolve_size(self.config.initial, n0, "initial")
-            picks = initial_round(UNIFORM_ROUND0, self.pool_ids, n_init, self.config.seed)
+            method = self.config.strategy.round0
+            features = None
+            if method == "typical":
+                embed = round_embedding(
+                    self.config.strategy,
+                    self.config.train.encoder,
+                    self.store,
+                    batch_size=self.config.batch_size,
+                    device=self.config.device,
+                    round0=True,
+                )
+                features = embed(np.array([self._row_of[i] for i in self.pool_ids], np.int64))
+            picks = initial_round(
+                method, self.pool_ids, n_init, self.config.seed, features=features
+            )
             first_ids = self.pool_ids[picks]
-            how = "initial-random"
+            how = f"initial-{method}"
         else:
             first_ids = np.unique(np.asarray(initial_ids, dtype=str))
             unknown = [i for i in first_ids.tolist() if i not in self._row_of]
@@ -413,10 +470,7 @@ class ALEngine:
         rows, _ = self.labeled()
         labeled_set = set(self.state["labels"])
         pool = np.array([r for i, r in self._row_of.items() if i not in labeled_set], np.int64)
-        k = min(
-            resolve_size(self.config.per_cycle, int(self.state["pool_size"]), "per_cycle"),
-            pool.size,
-        )
+        k = min(self.config.batch_size_of(cycle, int(self.state["pool_size"])), pool.size)
         strategy = self.config.strategy
         cold = bool(self.state["cold"])
         name = f"cold:{strategy.cold_start_strategy().name}" if cold else strategy.display_name

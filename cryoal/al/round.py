@@ -44,11 +44,10 @@ if TYPE_CHECKING:
     from cryoal.train.events import TrainCallback
     from cryoal.train.fit import FitResult
 
-#: Round-0 methods, which need no model.
-InitialMethod = Literal["random", "stratified"]
-INITIAL_METHODS: tuple[str, ...] = ("random", "stratified")
-#: The round-0 method of a benchmark run that is given no initial set.
-UNIFORM_ROUND0: InitialMethod = "random"
+#: Round-0 methods, which need no trained model (``typical``: the pretrained encoder's
+#: embedding).
+InitialMethod = Literal["random", "stratified", "typical"]
+INITIAL_METHODS: tuple[str, ...] = ("random", "stratified", "typical")
 _Ids = Sequence[Any] | np.ndarray
 
 
@@ -83,14 +82,17 @@ def initial_selection(
     k: int,
     seed: int,
     groups: Sequence[Any] | np.ndarray | None = None,
+    features: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Round 0: positions of ``k`` of ``ids`` chosen without a model.
+    """Round 0: positions of ``k`` of ``ids`` chosen without a trained model.
 
     Parameters
     ----------
     method
         ``random``: a uniform sample; ``stratified``: round-robin over ``groups`` (sorted
-        by name), a seeded random order inside each group, so rare groups are not left out.
+        by name), a seeded random order inside each group, so rare groups are not left out;
+        ``typical``: TypiClust (:func:`cryoal.al.selectors.typiclust`) on ``features``, the
+        most typical candidate of each of ``k`` k-means clusters.
     ids
         ``(n,)`` candidate ids; the result does not depend on their order.
     k
@@ -99,6 +101,8 @@ def initial_selection(
         Seed of the draw.
     groups
         ``(n,)`` group of each candidate (required for ``stratified``).
+    features
+        ``(n, F)`` embedding of each candidate (required for ``typical``).
 
     Returns
     -------
@@ -115,6 +119,11 @@ def initial_selection(
         by_id = np.empty(arr.size)
         by_id[order] = heuristics.random_scores(arr.size, rng_seed)  # follows sorted ids
         return selectors.top_k(arr, by_id, k)
+    if method == "typical":
+        if features is None or len(features) != arr.size:
+            raise ValueError("a typical round 0 needs the embedding of every candidate")
+        pos, _ = selectors.typiclust(np.asarray(features, np.float64), k, arr, seed=rng_seed)
+        return np.asarray(pos, np.int64)
     if method != "stratified":
         raise ValueError(f"round-0 method {method!r} is not one of {', '.join(INITIAL_METHODS)}")
     if groups is None:
@@ -140,11 +149,48 @@ def in_cold_start(strategy: StrategyConfig, round: int) -> bool:
 
 
 def initial_round(
-    method: str, ids: _Ids, k: int, seed: int, groups: _Ids | None = None
+    method: str,
+    ids: _Ids,
+    k: int,
+    seed: int,
+    groups: _Ids | None = None,
+    features: np.ndarray | None = None,
 ) -> np.ndarray:
     """Round 0 of a run or project with seed ``seed``: ``initial_selection(method, ids, k,
-    round0_seed(seed), groups)``."""
-    return initial_selection(method, ids, k, round0_seed(seed), groups=groups)
+    round0_seed(seed), groups, features)``."""
+    return initial_selection(method, ids, k, round0_seed(seed), groups=groups, features=features)
+
+
+def round_embedding(
+    strategy: StrategyConfig,
+    encoder: str | None,
+    store: Any,
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+    round0: bool = False,
+) -> Any:
+    """The ``rows -> (n, F)`` features that selection under ``strategy`` reads: None for
+    ``embedding: teacher`` (the trained teacher's own), else the frozen encoder the
+    training starts from (``encoder``, its folder). ``round0``: the embedding of round 0
+    instead (None unless ``round0: typical``).
+
+    Raises
+    ------
+    ValueError
+        The embedding is needed and there is no encoder.
+    """
+    if (strategy.round0 != "typical") if round0 else (strategy.embedding != "encoder"):
+        return None
+    if encoder is None:
+        raise ValueError(
+            f"strategy {strategy.display_name!r} reads the pretrained encoder's embedding, but "
+            "the training has no encoder; pretrain one ('cryoal pretrain') or set embedding: "
+            "teacher and round0: random"
+        )
+    from cryoal.pretrain.embed import encoder_embedding
+
+    return encoder_embedding(encoder, store, batch_size=batch_size, device=device)
 
 
 def round_strategy(strategy: StrategyConfig, run_config: Any, *, cold: bool) -> StrategyConfig:
@@ -193,8 +239,12 @@ def select_round(
     """
     from cryoal.al.acquire import acquire
 
+    embed = round_embedding(
+        strategy, run.config.encoder, store, batch_size=batch_size, device=device
+    )
     return acquire(
         round_strategy(strategy, run.config, cold=cold),
+        embed=embed,
         teacher=run.teacher,
         student=run.student,
         store=store,

@@ -131,6 +131,20 @@ class StrategyConfig(BaseModel):
         description="at most ceil(class_cap * k) picks per predicted class (relaxed if needed)",
     )
 
+    # -- the embedding of feature-space steps -------------------------------------------
+    embedding: Literal["teacher", "encoder"] = Field(
+        "teacher",
+        description="features read by feature-space steps (diversity_space features, "
+        "coreset, typiclust, the typicality cold start, round0 typical): the trained "
+        "teacher's penultimate features, or the frozen self-supervised encoder the teacher "
+        "started from (needs a training with an encoder; the same space in every round)",
+    )
+    round0: Literal["random", "typical"] = Field(
+        "random",
+        description="engine: round 0 without a model: a random draw, or TypiClust in the "
+        "frozen encoder's embedding (typical: needs a training with an encoder)",
+    )
+
     # -- cold start (§7) -------------------------------------------------------------------
     cold_start_cycles: int = Field(
         0, ge=0, description="engine: the first N acquisitions use cold_start_method"
@@ -241,6 +255,7 @@ class StrategyConfig(BaseModel):
         this strategy's pre-subset and the options of the cold-start method."""
         return StrategyConfig(
             name=COLD_START_STRATEGY[self.cold_start_method],
+            embedding=self.embedding,
             subset_size=self.subset_size,
             pcoreset_source=self.pcoreset_source,
             coreset_metric=self.coreset_metric,
@@ -269,6 +284,10 @@ class StrategyConfig(BaseModel):
             parts.append(f"cap{self.class_cap:g}")
         if self.cold_start_cycles or self.cold_start_margin is not None:
             parts.append(f"cold-{self.cold_start_method}")
+        if self.round0 != "random":
+            parts.append(f"round0-{self.round0}")
+        if self.embedding != "teacher":
+            parts.append(f"in-{self.embedding}")
         if self.spec.label_parts is not None:
             parts.extend(self.spec.label_parts(self))
         return "+".join(parts)

@@ -12,8 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
+from cryoal.al.engine import Schedule
 from cryoal.al.strategies import StrategyConfig, recipe_or_name
 from cryoal.pretrain.config import PretrainConfig
 from cryoal.train.config import TrainConfig
@@ -62,7 +69,7 @@ class BenchmarkStrategy(StrategyConfig):
     )
 
 
-class BenchmarkConfig(BaseModel):
+class BenchmarkConfig(Schedule):
     """Everything one benchmark needs (YAML: these keys, all optional over a preset)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -71,9 +78,6 @@ class BenchmarkConfig(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig)
     strategies: list[BenchmarkStrategy] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=lambda: [0, 1])
-    initial: int | float = Field(0.1, description="initial labeled set (count or pool fraction)")
-    per_cycle: int | float = Field(0.05, description="labels per cycle (count or pool fraction)")
-    n_cycles: int = Field(7, ge=1, description="training cycles")
     warm_start: bool = Field(False, description="warm-start each cycle from the previous one")
     warm_start_steps: int | None = Field(
         None,
@@ -100,6 +104,12 @@ class BenchmarkConfig(BaseModel):
         if isinstance(value, list):
             return [recipe_or_name(v) if isinstance(v, str) else v for v in value]
         return value
+
+    def schedule_text(self) -> str:
+        """The labelling schedule in words, for reports."""
+        if self.budgets is not None:
+            return f"labelled-set sizes {', '.join(str(b) for b in self.budgets)}"
+        return f"initial {self.initial}, +{self.per_cycle} per cycle, {self.n_cycles} cycles"
 
     def pretrain_config(self) -> PretrainConfig:
         """The pool's pretraining: the teacher's preset and norm, then ``pretrain``."""

@@ -102,9 +102,8 @@ def summarise(cfg: BenchmarkConfig, curves: pd.DataFrame, selections: pd.DataFra
     lines += [
         f"Data: {src}, {d.box}^3 voxels at {d.voxel_size_A:g} Å, SNR {d.snr:g}, "
         f"tilt {d.tilt_range[0]:g}..{d.tilt_range[1]:g}°; test {d.test_size}, pool "
-        f"{d.pool_size or 'rest'}{_imbalance_note(d.pool_imbalance)}. Schedule: initial {cfg.initial} "
-        f"({'class-stratified' if cfg.stratified_initial else 'random'}), +{cfg.per_cycle} per "
-        f"cycle, {cfg.n_cycles} cycles, "
+        f"{d.pool_size or 'rest'}{_imbalance_note(d.pool_imbalance)}. Schedule: {cfg.schedule_text()}, round 0 "
+        f"{'class-stratified' if cfg.stratified_initial else 'random'}, "
         f"{'warm start' if cfg.warm_start else 'retrained from scratch'}. Teacher "
         f"`{t.teacher_preset}`, student `{t.student_preset}` (when a strategy needs one), "
         f"{length}, batch {t.batch_size}, class balance `{t.class_balance}`, weights "

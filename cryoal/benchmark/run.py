@@ -6,6 +6,7 @@ each unless ``OMP_NUM_THREADS`` says otherwise); their results do not depend on 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -54,6 +55,7 @@ def engine_config(
         initial=cfg.initial,
         per_cycle=cfg.per_cycle,
         n_cycles=cfg.n_cycles,
+        budgets=cfg.budgets,
         warm_start=cfg.warm_start,
         warm_start_steps=cfg.warm_start_steps,
         seed=seed,
@@ -88,8 +90,11 @@ def run_one(
     path, pool, test = prepare_data(cfg, out)
     store = SubtomogramStore(path)
     strategy = cfg.strategies[index]
-    encoder = pool_encoder(cfg, out, store, pool) if strategy.pretrained else None
     label = cfg.labels()[index]
+    encoder = None
+    if strategy.pretrained:  # a finished run needs only the encoder's name, not the weights
+        done = _finished(run_dir(out, label, seed))
+        encoder = pool_encoder(cfg, out, store, pool, make=not done)
     initial = stratified_initial(store, pool, cfg.initial, seed) if cfg.stratified_initial else None
     folder = run_dir(out, label, seed)
     engine = ALEngine(
@@ -108,12 +113,37 @@ def run_one(
     return _steps_done(engine.state)
 
 
-def pool_encoder(cfg: BenchmarkConfig, out: Path, store: Any, pool: Any) -> str:
+def pool_encoder(
+    cfg: BenchmarkConfig, out: Path, store: Any, pool: Any, *, make: bool = True
+) -> str:
     """The encoder pretrained on the pool (never the test set), made once in
-    ``OUT/encoders/`` and shared by every pretrained strategy and seed; its folder."""
-    from cryoal.pretrain.run import pretrain_cached
+    ``OUT/encoders/`` and shared by every pretrained strategy and seed; its folder
+    (``make=False``: the folder's name only, nothing pretrained)."""
+    from cryoal.pretrain.run import cached_folder, pretrain_cached
 
+    if not make:
+        return str(cached_folder(cfg.pretrain_config(), store, pool, out / "encoders"))
     return str(pretrain_cached(cfg.pretrain_config(), store, pool, out / "encoders").path)
+
+
+def _finished(folder: Path) -> bool:
+    """The engine run in ``folder`` is done."""
+    from cryoal.al.engine import STATE_FILE
+
+    try:
+        return bool(json.loads((folder / STATE_FILE).read_text())["phase"] == "done")
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _pretrained_runs_left(cfg: BenchmarkConfig, out: Path) -> bool:
+    """Some run of a pretrained strategy is not finished (so the encoder is needed)."""
+    return any(
+        not _finished(run_dir(out, label, seed))
+        for label, strategy in zip(cfg.labels(), cfg.strategies, strict=True)
+        if strategy.pretrained
+        for seed in cfg.seeds
+    )
 
 
 def _run_in_worker(cfg_json: dict[str, Any], out: str, index: int, seed: int) -> int:
@@ -160,7 +190,7 @@ def run_benchmark(
         overwrite=True,
     )
     path, pool_rows, _ = prepare_data(cfg, out)  # simulate once, before any worker starts
-    if any(s.pretrained for s in cfg.strategies):  # pretrain once, before any worker starts
+    if _pretrained_runs_left(cfg, out):  # pretrain once, before any worker starts
         from cryoal.io.store import SubtomogramStore
 
         logger.info("pretraining the encoder on the pool (once, shared by pretrained arms)")

@@ -36,3 +36,57 @@ def embed_rows(
         if progress is not None:
             progress(int(part.size))
     return out
+
+
+class EncoderEmbedding:
+    """``rows -> (n, F)`` float32 features under a frozen encoder, each row computed once.
+
+    The feature space of selection steps that read ``embedding: encoder``: the embedding
+    the teacher started from, which does not change between rounds (so a row embedded in
+    one round is reused in the next). Rows are store rows of ``store``.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        store: SubtomogramStore,
+        *,
+        batch_size: int = 128,
+        device: str = "cpu",
+    ) -> None:
+        self.encoder, self.store = encoder, store
+        self.batch_size, self.device = batch_size, device
+        self._rows: dict[int, np.ndarray] = {}
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        missing = np.unique([r for r in rows.tolist() if r not in self._rows]).astype(np.int64)
+        if missing.size:
+            feats = embed_rows(
+                self.encoder, self.store, missing, batch_size=self.batch_size, device=self.device
+            )
+            self._rows.update(zip(missing.tolist(), feats, strict=True))
+        if rows.size == 0:
+            return np.empty((0, int(self.encoder.build("cpu").num_features)), np.float32)
+        return np.stack([self._rows[r] for r in rows.tolist()])
+
+
+_EMBEDDINGS: dict[tuple[str, str], EncoderEmbedding] = {}
+
+
+def encoder_embedding(
+    folder: str, store: SubtomogramStore, *, batch_size: int = 128, device: str = "cpu"
+) -> EncoderEmbedding:
+    """The :class:`EncoderEmbedding` of the encoder in ``folder`` over ``store``, shared by
+    every round of this process (an engine run embeds each pool row once)."""
+    from pathlib import Path
+
+    from cryoal.pretrain.encoder import load_encoder
+
+    key = (str(Path(folder).resolve()), str(Path(store.path).resolve()))
+    if key not in _EMBEDDINGS:
+        _EMBEDDINGS.clear()  # one encoder at a time: a process runs one pool
+        _EMBEDDINGS[key] = EncoderEmbedding(
+            load_encoder(folder), store, batch_size=batch_size, device=device
+        )
+    return _EMBEDDINGS[key]

@@ -364,9 +364,22 @@ def pretrain_cached(
     if not isinstance(store, SubtomogramStore):
         store = SubtomogramStore(store)
     arr = _check_rows(store, np.arange(len(store)) if rows is None else rows)
-    digest = pool_hash(store, arr)
-    folder = Path(cache_dir) / cache_key(digest, config)
-    return pretrain(config, store, arr, folder, callback=callback, pool_digest=digest)
+    folder = cached_folder(config, store, arr, cache_dir)
+    return pretrain(
+        config, store, arr, folder, callback=callback, pool_digest=pool_hash(store, arr)
+    )
+
+
+def cached_folder(
+    config: PretrainConfig,
+    store: SubtomogramStore,
+    rows: np.ndarray | None,
+    cache_dir: str | os.PathLike,
+) -> Path:
+    """The folder :func:`pretrain_cached` uses for this pool and configuration (whether or
+    not it has been made)."""
+    arr = _check_rows(store, np.arange(len(store)) if rows is None else rows)
+    return Path(cache_dir) / cache_key(pool_hash(store, arr), config)
 
 
 def describe(encoder: Encoder) -> str:

@@ -333,7 +333,7 @@ class _ModelContext:
         """Picks (positions in ``pool_ids``), their scores and the teacher's predicted class
         name of each pick."""
         from cryoal.al.acquire import select_scored
-        from cryoal.al.round import select_round
+        from cryoal.al.round import round_embedding, select_round
         from cryoal.al.shards import candidates_sha256, merge_shards
 
         if from_shards:
@@ -343,10 +343,14 @@ class _ModelContext:
             )
             meta = self.meta(0)
             self._check_shard_request(folder, table, meta)
+            embed = round_embedding(
+                self.cfg, self.run.config.encoder, self.store, batch_size=self.batch_size,
+                device=self.device,
+            )  # fmt: skip
             result = select_scored(
                 self.cfg, table, k=self.k, seed=self.selection_seed, teacher=self.run.teacher,
                 student=self.run.student, store=self.store, labeled_indices=self.labelled_rows,
-                batch_size=self.batch_size, device=self.device,
+                batch_size=self.batch_size, device=self.device, embed=embed,
             )  # fmt: skip
         else:
             result = select_round(

@@ -114,6 +114,37 @@ def test_typiclust_clusters_the_teachers_features_with_the_labeled_set(noise_sto
         StrategyConfig(name="typiclust", class_cap=0.5)
 
 
+def test_an_embedding_replaces_the_teachers_features_in_feature_space_selection(
+    noise_store, teacher
+):
+    from cryoal.al import selectors as sel
+    from cryoal.al.acquire import subseed
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(len(noise_store), 4)).astype(np.float32)
+    calls: list[np.ndarray] = []
+
+    def embed(rows: np.ndarray) -> np.ndarray:
+        calls.append(np.asarray(rows))
+        return table[rows]
+
+    a = acquire(
+        "typiclust", teacher=teacher, student=None, store=noise_store, pool_indices=POOL,
+        labeled_indices=LABELED, k=5, seed=3, embed=embed,
+    )  # fmt: skip
+    pos, _ = sel.typiclust(
+        table[POOL], 5, noise_store.ids[POOL], labeled=table[LABELED], seed=subseed(3, 2)
+    )
+    assert list(a.ids) == list(noise_store.ids[POOL][pos])
+    assert {frozenset(c.tolist()) for c in calls} == {
+        frozenset(POOL.tolist()),
+        frozenset(LABELED.tolist()),
+    }
+    # the teacher's own features pick otherwise on this embedding
+    plain = _run(noise_store, teacher, None, "typiclust", k=5)
+    assert list(plain.ids) != list(a.ids)
+
+
 def _predicted_pool(store, teacher):
     from cryoal.train.predict import predict
 

@@ -135,8 +135,16 @@ def test_round_seeds_and_round_zero_are_shared_and_deterministic() -> None:
     perm = np.random.default_rng(0).permutation(40)
     again = initial_selection("random", ids[perm], 8, 3)
     assert sorted(ids[first]) == sorted(ids[perm][again])
-    with pytest.raises(ValueError, match="not one of random, stratified"):
+    with pytest.raises(ValueError, match="not one of random, stratified, typical"):
+        initial_selection("central", ids, 8, 3)
+    with pytest.raises(ValueError, match="typical round 0 needs the embedding"):
         initial_selection("typical", ids, 8, 3)
+    # typical: one pick per k-means cluster of the embedding, whatever the id order
+    feats = np.repeat(np.eye(4) * 10, 10, axis=0) + np.random.default_rng(1).normal(size=(40, 4))
+    typical = initial_selection("typical", ids, 4, 3, features=feats)
+    assert sorted(int(p) // 10 for p in typical) == [0, 1, 2, 3]
+    again = initial_selection("typical", ids[perm], 4, 3, features=feats[perm])
+    assert sorted(ids[typical]) == sorted(ids[perm][again])
 
 
 def test_a_recipe_with_a_cold_start_runs_its_cold_start_strategy_in_a_project(

@@ -74,6 +74,18 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("cryoal: error: ") and err.count("\n") == 1
     code = run(["benchmark", "--strategies", "random,kt,nope", "--out", str(tmp_path / "y")])
     assert code == 2 and "nope" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("budgets: [50, 40]\n")
+    code = run(
+        ["benchmark", "--preset", "smoke", "--config", str(bad), "--out", str(tmp_path / "z")]
+    )
+    err = capsys.readouterr().err
+    assert (
+        code == 2
+        and f"{bad}: budgets: budgets [50, 40] must be positive and strictly increasing, e.g. [50, 100, 200] (got [50, 40])"
+        in err
+    )
+    assert err.count("\n") == 1 and not (tmp_path / "z").exists()
 
 
 def test_split_is_stratified_disjoint_and_order_free():
@@ -235,9 +247,11 @@ def test_pretrained_arms_share_one_encoder_pretrained_on_the_pool(tmp_path):
     out = tmp_path / "bench"
     small = tmp_path / "small.yaml"
     small.write_text(
-        "data: {per_class: 40, test_size: 48}\ntrain: {epochs: 2}\nseeds: [0]\nn_cycles: 2\n"
+        "data: {per_class: 40, test_size: 48}\ntrain: {epochs: 2}\nseeds: [0]\n"
+        "budgets: [16, 20, 28]\nstratified_initial: false\n"
         "strategies: [random, {name: random, label: random-pre, pretrained: true},\n"
-        "             {name: margin, label: margin-pre, pretrained: true}]\n"
+        "             {name: margin, label: margin-pre, pretrained: true, selection: diverse,\n"
+        "              diversity_space: features, embedding: encoder, round0: typical}]\n"
         "pretrain: {epochs: 1, batch_size: 16}\n"
     )
     assert run(["benchmark", "--preset", "smoke", "--config", str(small), "--out", str(out),
@@ -255,3 +269,35 @@ def test_pretrained_arms_share_one_encoder_pretrained_on_the_pool(tmp_path):
     }
     assert used["random"] is None
     assert used["random-pre"] == used["margin-pre"] == str(encoders[0])
+    # the budgets are the labelled-set sizes of the trainings
+    assert sorted(curves["n_labeled"].unique()) == [16, 20, 28]
+    # round 0 of the typical arm: TypiClust in the frozen encoder's embedding of the pool
+    import json
+
+    from cryoal.al.round import initial_round
+    from cryoal.benchmark.data import prepare_data
+    from cryoal.io.store import SubtomogramStore
+    from cryoal.pretrain.embed import embed_rows
+    from cryoal.pretrain.encoder import load_encoder
+
+    cfg = load_benchmark_config("smoke", small)
+    path, pool, _ = prepare_data(cfg, out)
+    store = SubtomogramStore(path)
+    ids = np.asarray(store.ids[pool]).astype(str)
+    feats = embed_rows(load_encoder(encoders[0]), store, pool)
+    expected = ids[initial_round("typical", ids, 16, 0, features=feats)]
+
+    def round0(label: str) -> tuple[str, set[str]]:
+        state = json.loads((out / "runs" / label / "seed_0" / "state.json").read_text())
+        ids = {i for i, (_, r) in state["labels"].items() if r == 0}
+        return state["batches"][0]["strategy"], ids
+
+    assert round0("margin-pre") == ("initial-typical", set(expected))
+    assert round0("random")[0] == "initial-random" and round0("random")[1] != set(expected)
+    # a finished study resumes (reports again) without its encoder's weights
+    import shutil
+
+    shutil.rmtree(out / "encoders")
+    assert run(["benchmark", "--preset", "smoke", "--config", str(small), "--out", str(out),
+                "--no-progress"]) == 0  # fmt: skip
+    assert not (out / "encoders").exists() or not any((out / "encoders").rglob("*.pt"))

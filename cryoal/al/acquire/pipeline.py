@@ -10,7 +10,7 @@ It checks its inputs (pool, ``k``, the models the strategy needs), draws the pre
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -58,6 +58,7 @@ def acquire(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     on_batch: CountCallback | None = None,
+    embed: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Acquisition:
     """Choose ``k`` candidates from the unlabeled pool.
 
@@ -85,6 +86,9 @@ def acquire(
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     on_batch
         Called with the number of candidates after each streamed batch (progress bars).
+    embed
+        ``store rows -> (n, F)`` features that replace the teacher's in feature-space
+        selection (``embedding: encoder``: see :func:`cryoal.al.round.round_embedding`).
 
     Returns
     -------
@@ -141,6 +145,7 @@ def acquire(
     return select_scored(
         cfg, table, k=k, seed=seed, teacher=teacher, student=student, store=store,
         labeled_indices=labeled, batch_size=batch_size, device=dev, predict_s=t1 - t0,
+        embed=embed,
     )  # fmt: skip
 
 

@@ -41,12 +41,14 @@ def select_scored(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     predict_s: float = 0.0,
+    embed: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Acquisition:
     """Pick ``k`` candidates from a (merged) :class:`ScoreTable`, as :func:`acquire` does,
     with the strategy ``cfg`` parsed once by the caller.
 
     The models are used only by the coreset family to place the labeled set
-    (``labeled_indices``) in the selection space.
+    (``labeled_indices``) in the selection space. ``embed`` (store rows -> ``(n, F)``)
+    replaces the teacher's features in feature-space selection.
     """
     dev = resolve_device(device)
     labeled = np.asarray(labeled_indices, np.int64).reshape(-1)
@@ -63,6 +65,8 @@ def select_scored(
         features=[] if table.features is None else [table.features],
         scores=[] if table.scores is None else [table.scores],
     )
+    if embed is not None and space == "features":
+        out.features = [embed(cand)]
 
     def points_of(o: _Outputs) -> np.ndarray:
         if space == "features":
@@ -77,6 +81,8 @@ def select_scored(
     def centres() -> np.ndarray | None:
         if labeled.size == 0:
             return None
+        if embed is not None and space == "features":
+            return embed(labeled)
         lab = _stream(
             cfg,
             teacher,
