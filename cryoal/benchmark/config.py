@@ -97,6 +97,11 @@ class BenchmarkConfig(Schedule):
     )
     batch_size: int = Field(64, ge=1, description="scoring batch size")
     device: str = Field("cpu", description="cpu, cuda or auto")
+    comparisons: list[tuple[str, str]] = Field(
+        default_factory=list,
+        description="[strategy, reference] label pairs the summary compares, paired by seed "
+        "(default: every strategy against random)",
+    )
 
     @field_validator("strategies", mode="before")
     @classmethod
@@ -126,6 +131,12 @@ class BenchmarkConfig(Schedule):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"strategies {sorted(dup)} appear twice; give them distinct 'label's")
+        unknown = [n for pair in self.comparisons for n in pair if n not in names]
+        if unknown:
+            raise ValueError(
+                f"comparisons name {unknown[0]!r}, which is not a strategy label; labels are "
+                f"{', '.join(names)}"
+            )
         return names
 
 

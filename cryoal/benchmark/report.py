@@ -176,8 +176,12 @@ def summarise(cfg: BenchmarkConfig, curves: pd.DataFrame, selections: pd.DataFra
             f"| {score_s:.1f} | {wall:.1f} |"
         )
     lines.append("")
-    if ref:
-        lines += _versus_random(labels, ref, complete, target)
+    pairs = cfg.comparisons or ([(lab, ref) for lab in labels if lab != ref] if ref else [])
+    for against in dict.fromkeys(r for _, r in pairs):
+        if against in labels:
+            lines += _versus(
+                [a for a, r in pairs if r == against and a in labels], against, complete
+            )
     if HALF_COLUMNS[1] in curves.columns:
         lines += _halves_table(labels, ref, complete)
     if not selections.empty:
@@ -270,28 +274,34 @@ def labels_ratios(
     return ratios, pairs
 
 
-def _versus_random(
-    labels: list[str],
+def _versus(
+    arms: list[str],
     ref: str,
     complete: dict[tuple[str, int], pd.DataFrame],
-    target: float | None,
 ) -> list[str]:
+    """Each of ``arms`` against ``ref``, paired by seed: ALC, final accuracy, labels ratio
+    to ``ref``'s final mean accuracy, accuracy with half the labels against ``ref``'s
+    final, and the per-cycle differences (95 % intervals)."""
+    finals = [v["accuracy"].iloc[-1] for (lab, _), v in complete.items() if lab == ref]
+    target = float(np.mean(finals)) if finals else None
+    n_final = max(int(v["n_labeled"].iloc[-1]) for v in complete.values()) if complete else 0
     lines = [
-        "## Against random (paired by seed: same initial set, test set and initialisation)",
+        f"## Against {ref} (paired by seed: same test set and training seeds)",
         "",
-        "Mean paired difference to random with its 95 % Student-t interval over seeds. A "
-        "strategy *beats random* when the interval of its ALC difference lies above zero. "
-        "Labels ratio = per seed, the labels the strategy needs to reach random's final mean "
-        "accuracy divided by the labels random needs (its last label count when it never "
-        "does); below 1 saves labels.",
+        f"Mean paired difference to {ref} with its 95 % Student-t interval over seeds. A "
+        f"strategy *beats {ref}* when the interval of its ALC difference lies above zero. "
+        f"Labels ratio = per seed, the labels the strategy needs to reach {ref}'s final mean "
+        f"accuracy ({'n/a' if target is None else f'{target:.3f}'}) divided by the labels "
+        f"{ref} needs (its last label count when it never does); below 1 saves labels. Half "
+        f"the labels = the strategy's accuracy at {n_final // 2} labels minus {ref}'s at "
+        f"{n_final}.",
         "",
-        "| strategy | seeds | ALC difference | final difference | labels ratio | cycles below "
-        "random (mean) | verdict |",
-        "|---|---|---|---|---|---|---|",
+        f"| strategy | seeds | ALC difference | final difference | labels ratio | half the "
+        f"labels − {ref} final | cycles below {ref} (mean) | verdict |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     details = []
-    n_final = max(int(v["n_labeled"].iloc[-1]) for v in complete.values()) if complete else 0
-    for lab in labels:
+    for lab in arms:
         if lab == ref:
             continue
         per_n, alc = paired_differences(lab, ref, complete)
@@ -313,14 +323,16 @@ def _versus_random(
                     ratio_txt += f" ({len(ratios)}/{pairs} seeds reach it)"
             else:
                 ratio_txt = "not reached"
+        half = half_budget_differences(lab, ref, complete, n_final)
         if d_alc.above_zero:
-            verdict = "beats random"
+            verdict = f"beats {ref}"
         elif d_alc.below_zero:
-            verdict = "worse than random"
+            verdict = f"worse than {ref}"
         else:
             verdict = "not resolved"
         lines.append(
             f"| {lab} | {d_alc.n} | {d_alc} | {d_fin} | {ratio_txt} "
+            f"| {t_interval(half) if half else 'n/a'} "
             f"| {', '.join(map(str, below)) or 'none'} | {verdict} |"
         )
         details.append(
@@ -328,6 +340,23 @@ def _versus_random(
             + "; ".join(f"{n}: {t_interval(per_n[n])}" for n in sorted(per_n))
         )
     return [*lines, "", *details, ""]
+
+
+def half_budget_differences(
+    label: str, ref: str, complete: dict[tuple[str, int], pd.DataFrame], n_final: int
+) -> list[float]:
+    """Per seed: ``label``'s accuracy at ``n_final // 2`` labels minus ``ref``'s at
+    ``n_final`` (empty when ``label`` has no training at half the labels)."""
+    seeds_ref = {s: v for (lab, s), v in complete.items() if lab == ref}
+    out = []
+    for (lb, seed), v in sorted(complete.items(), key=lambda kv: kv[0][1]):
+        if lb != label or seed not in seeds_ref:
+            continue
+        mine = v.set_index("n_labeled")["accuracy"]
+        theirs = seeds_ref[seed].set_index("n_labeled")["accuracy"]
+        if n_final // 2 in mine.index and n_final in theirs.index:
+            out.append(float(mine[n_final // 2] - theirs[n_final]))
+    return out
 
 
 def _imbalance_note(imbalance: float) -> str:

@@ -301,3 +301,30 @@ def test_pretrained_arms_share_one_encoder_pretrained_on_the_pool(tmp_path):
     assert run(["benchmark", "--preset", "smoke", "--config", str(small), "--out", str(out),
                 "--no-progress"]) == 0  # fmt: skip
     assert not (out / "encoders").exists() or not any((out / "encoders").rglob("*.pt"))
+
+
+def test_summary_compares_the_pairs_it_is_given_with_the_half_budget_claim():
+    cfg = BenchmarkConfig.model_validate({
+        "strategies": ["random", {"name": "random", "label": "r1"}, {"name": "margin", "label": "a1"}],
+        "budgets": [100, 200, 300, 400], "seeds": [0, 1, 2],
+        "comparisons": [["a1", "random"], ["a1", "r1"], ["r1", "random"]],
+    })  # fmt: skip
+    gain = {"random": 0.0, "r1": 0.2, "a1": 0.25}
+    rows = [
+        {"strategy": lab, "seed": seed, "cycle": c, "n_labeled": n, "accuracy": 0.1 * c + 0.3
+         + g + 0.01 * seed, "macro_f1": 0.5, "train_s": 1.0, "score_s": 0.0}
+        for lab, g in gain.items() for seed in (0, 1, 2)
+        for c, n in enumerate((100, 200, 300, 400))
+    ]  # fmt: skip
+    text = summarise(cfg, pd.DataFrame(rows), pd.DataFrame())
+    assert "## Against random" in text and "## Against r1" in text
+    # a1 at 200 labels (0.65 + seed) minus random at 400 (0.6 + seed): +0.05 on every seed
+    assert "| a1 | 3 | +0.250 [+0.250, +0.250] | +0.250 [+0.250, +0.250] |" in text
+    assert "| +0.050 [+0.050, +0.050] | none | beats random |" in text
+    assert "| a1 | 3 | +0.050 [+0.050, +0.050] |" in text.split("## Against r1")[1]
+    # only the pairs asked for: r1 is never the one compared with a1's reference random twice
+    assert text.count("| r1 | 3 |") == 1
+    with pytest.raises(ValueError, match="comparisons name 'b2', which is not a strategy"):
+        BenchmarkConfig.model_validate(
+            {"strategies": ["random"], "comparisons": [["b2", "random"]]}
+        ).labels()
