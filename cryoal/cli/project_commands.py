@@ -332,7 +332,8 @@ def suggest_cmd(
     strategy: str = typer.Option(
         None,
         "--strategy",
-        help="random or stratified (no model needed), or a strategy or recipe ranked by the "
+        help="random, stratified or typical (no model needed; typical: TypiClust in the "
+        "embedding 'cryoal pretrain DIR' made), or a strategy or recipe ranked by the "
         "newest trained round: margin+div+cap, badge, kt, entropy, ... "
         "[default: project defaults: margin+div+cap].",
     ),

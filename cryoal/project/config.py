@@ -144,9 +144,10 @@ class Defaults(BaseModel):
     strategy: str = "margin+div+cap"
     #: Suggestions per round.
     k: int = Field(default=50, ge=1)
-    #: Round 0 (no model yet): ``random`` or ``stratified`` (even over imported pick
-    #: classes, or over tomograms when picks carry no class).
-    round0_strategy: Literal["random", "stratified"] = "random"
+    #: Round 0 (no model yet): ``random``, ``stratified`` (even over imported pick
+    #: classes, or over tomograms when picks carry no class) or ``typical`` (TypiClust in
+    #: the embedding of the encoder ``cryoal pretrain DIR`` made).
+    round0_strategy: Literal["random", "stratified", "typical"] = "random"
     #: Seed for suggestions and the validation split.
     seed: int = 0
     #: Particle radius (Å) for the candidate detector; None: a third of the box.

@@ -49,7 +49,7 @@ from cryoal.project.rounds import ModelInfo, newest_model
 log = logging.getLogger(__name__)
 
 #: Strategies that need no model (the only ones possible in round 0).
-MODEL_FREE = ("random", "stratified")
+MODEL_FREE = ("random", "stratified", "typical")
 #: A round's strategy once parsed (:func:`parse_strategy`): a model-free method's name or a
 #: :class:`~cryoal.al.strategies.StrategyConfig`.
 RoundStrategy = str | StrategyConfig
@@ -159,7 +159,9 @@ def suggest(
     ids = pool["candidate_id"].to_numpy(dtype=object).astype(str)
     predicted: list[str] | None = None
     if isinstance(strategy, str):  # a model-free method
-        picked, scores = _model_free(strategy, pool, ids, k, seed)
+        picked, scores = _model_free(
+            project, strategy, pool, ids, k, seed, candidates, batch_size, device
+        )
         version = None
         # a replaced queue of a model's round: its old score table no longer applies
         (round_dir(project.root, round_) / SCORES_TABLE_NAME).unlink(missing_ok=True)
@@ -192,11 +194,20 @@ def suggest(
 
 
 def _model_free(
-    strategy: str, pool: pd.DataFrame, ids: np.ndarray, k: int, seed: int
+    project: Project,
+    strategy: str,
+    pool: pd.DataFrame,
+    ids: np.ndarray,
+    k: int,
+    seed: int,
+    candidates: pd.DataFrame,
+    batch_size: int,
+    device: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Round 0 (:func:`cryoal.al.round.initial_round`, the engine's round 0): ``stratified``
     draws evenly over the candidates' prior classes, or over tomograms when no candidate
-    has one."""
+    has one; ``typical`` runs TypiClust in the embedding of the project's pretrained
+    encoder (``cryoal pretrain DIR``)."""
     from cryoal.al.round import initial_round
 
     prior = pool["prior_class"]
@@ -205,8 +216,30 @@ def _model_free(
         if prior.notna().any()
         else pool["tomo_id"].astype(str).to_numpy()
     )
-    picked = initial_round(strategy, ids, k, seed, groups=groups)
+    features = None
+    if strategy == "typical":
+        features = _encoder_features(project, ids, candidates, batch_size, device)
+    picked = initial_round(strategy, ids, k, seed, groups=groups, features=features)
     return picked, np.full(picked.size, np.nan)
+
+
+def _encoder_features(
+    project: Project, ids: np.ndarray, candidates: pd.DataFrame, batch_size: int, device: str
+) -> np.ndarray:
+    """``(n, F)`` embedding of candidates ``ids`` under the project's current encoder."""
+    from cryoal.pretrain.embed import embed_rows
+    from cryoal.project.extraction import candidate_store
+    from cryoal.project.pretraining import current_encoder
+
+    encoder = current_encoder(project)
+    if encoder is None:
+        raise ValueError(
+            f"{project.root}: a typical round 0 needs the project's pretrained encoder; run "
+            f"'cryoal pretrain {project.root}' first, or use --strategy random"
+        )
+    store = candidate_store(project, table=candidates)
+    rows = store.index_of(ids.tolist())
+    return embed_rows(encoder, store, rows, batch_size=batch_size, device=device)
 
 
 def _request(

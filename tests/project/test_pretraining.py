@@ -85,3 +85,47 @@ def test_a_store_pretrains_into_out_and_trains_from_it(
     assert run(["train", str(class_store), "--out", str(tmp_path / "run2"), "--preset",
                 "student", "--epochs", "1", "--encoder", str(enc), "--no-progress"]) == 2  # fmt: skip
     assert "pretrained for preset 'tiny'" in capsys.readouterr().err
+
+
+def test_a_typical_round_zero_picks_in_the_pretrained_embedding(
+    tmp_path: Path,
+    make_round0_labelled_project,
+    capsys: pytest.CaptureFixture[str],  # noqa: ANN001
+) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from cryoal.al.round import initial_round
+    from cryoal.pretrain.embed import embed_rows
+    from cryoal.project.extraction import candidate_store
+    from cryoal.project.pretraining import current_encoder
+    from cryoal.project.project import Project
+
+    proj = make_round0_labelled_project(tmp_path, seed=5)
+    cfg = yaml.safe_load((proj / "project.yaml").read_text())
+    cfg["defaults"]["train"] = {"teacher_preset": "tiny"}
+    cfg["defaults"]["pretrain"] = {"epochs": 1, "batch_size": 16}
+    (proj / "project.yaml").write_text(yaml.safe_dump(cfg))
+    queue = proj / "rounds/000/suggestions.csv"
+    before = queue.read_bytes()
+    capsys.readouterr()
+    # no encoder yet: one line naming the command that makes it, and the queue untouched
+    args = ["suggest", str(proj), "--strategy", "typical", "--k", "5", "--replace", "--seed", "2"]
+    assert run(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"run 'cryoal pretrain {proj}' first" in err
+    assert queue.read_bytes() == before
+    assert run(["pretrain", str(proj), "--no-progress"]) == 0
+    assert run(args) == 0
+    picked = pd.read_csv(queue)["candidate_id"].astype(str).tolist()
+    # the same picks as the engine's round 0: TypiClust on the encoder's embedding of the pool
+    project = Project.open(proj)
+    labelled = set(project.labels.current_labels()["candidate_id"])
+    candidates = project.labels.candidates()
+    pool = candidates[~candidates["candidate_id"].isin(labelled)]
+    ids = pool["candidate_id"].astype(str).to_numpy()
+    store = candidate_store(project, table=candidates)
+    feats = embed_rows(current_encoder(project), store, store.index_of(ids.tolist()))
+    expected = ids[initial_round("typical", ids, 5, 2, features=feats)]
+    project.close()
+    assert sorted(picked) == sorted(expected.tolist()) and len(np.unique(picked)) == 5
