@@ -1,0 +1,83 @@
+"""Keep a study's finished runs in the repository, and put them back, so that a study
+spanning several sittings resumes where it stopped.
+
+A benchmark folder (``cryoal benchmark --out OUT``) holds each (strategy, seed) run as
+``runs/<strategy>/seed_<s>/state.json`` beside model weights that a finished run no longer
+needs: its reports are rebuilt from the states alone. ``save`` copies the states of the
+finished runs and the reports into ``benchmarks/results/study/<name>/``; ``restore`` copies
+the states back into an output folder, where ``cryoal benchmark`` with the same
+configuration and ``--out`` skips them and trains only what is left.
+
+Usage (repository root)::
+
+    .venv/bin/python benchmarks/study/keep.py save OUT NAME
+    .venv/bin/python benchmarks/study/keep.py restore NAME OUT
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+KEPT = Path(__file__).resolve().parents[1] / "results" / "study"
+REPORTS = ("benchmark.yaml", "summary.md", "curves.csv", "selections.csv", "curves.png",
+           "selections.png")  # fmt: skip
+
+
+def _finished(state: Path) -> bool:
+    try:
+        return bool(json.loads(state.read_text())["phase"] == "done")
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def save(out: Path, name: str) -> list[Path]:
+    """Copy ``out``'s finished run states and reports to ``KEPT/name``; the copied paths."""
+    dest = KEPT / name
+    copied = []
+    for state in sorted(out.glob("runs/*/seed_*/state.json")):
+        if _finished(state):
+            target = dest / state.relative_to(out)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(state, target)
+            copied.append(target)
+    for report in REPORTS:
+        if (out / report).is_file():
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out / report, dest / report)
+            copied.append(dest / report)
+    return copied
+
+
+def restore(name: str, out: Path) -> list[Path]:
+    """Copy the kept states of ``name`` into ``out`` (never over a state already there)."""
+    src = KEPT / name
+    if not src.is_dir():
+        raise SystemExit(
+            f"keep.py: {src} does not exist; kept studies: "
+            f"{', '.join(p.name for p in KEPT.iterdir()) if KEPT.is_dir() else 'none'}"
+        )
+    restored = []
+    for state in sorted(src.glob("runs/*/seed_*/state.json")):
+        target = out / state.relative_to(src)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(state, target)
+            restored.append(target)
+    return restored
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[0] not in ("save", "restore"):
+        print(__doc__.split("Usage")[1].strip(), file=sys.stderr)
+        return 2
+    act, a, b = argv
+    done = save(Path(a), b) if act == "save" else restore(a, Path(b))
+    print(f"{argv[0]}: {len(done)} files")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
