@@ -37,6 +37,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cryoal.al.ledger import EngineLedger, in_cold_start, round_name
 from cryoal.al.oracle import Oracle
 from cryoal.al.round import initial_round, round_embedding, select_round, train_round
 from cryoal.al.selectors import resolve_size
@@ -285,7 +286,6 @@ class ALEngine:
             "pool_size": int(n0),
             "cycle": 0,
             "phase": "label",
-            "cold": self._has_cold_start(),
             "labels": {},
             "pending": {
                 "round": 0,
@@ -304,10 +304,6 @@ class ALEngine:
             self.state_path, json.dumps(state or self.state, indent=1), overwrite=True
         )
 
-    def _has_cold_start(self) -> bool:
-        s = self.config.strategy
-        return s.cold_start_cycles > 0 or s.cold_start_margin is not None
-
     @property
     def phase(self) -> Phase:
         return self.state["phase"]
@@ -316,12 +312,15 @@ class ALEngine:
     def done(self) -> bool:
         return self.state["phase"] == "done"
 
+    @property
+    def ledger(self) -> EngineLedger:
+        """The run's labels and rounds (:class:`cryoal.al.ledger.Ledger`)."""
+        return EngineLedger(self.state)
+
     def labeled(self) -> tuple[np.ndarray, np.ndarray]:
         """Store rows and classes of the labeled set, sorted by id."""
-        ids = sorted(self.state["labels"])
-        rows = np.array([self._row_of[i] for i in ids], np.int64)
-        labels = np.array([self.state["labels"][i][0] for i in ids], np.int64)
-        return rows, labels
+        ids, classes = self.ledger.labelled()
+        return np.array([self._row_of[i] for i in ids.tolist()], np.int64), classes
 
     # -- steps ------------------------------------------------------------------------
     def step(self) -> Phase | Literal["waiting"]:
@@ -378,24 +377,10 @@ class ALEngine:
                 "teacher_accuracy": batch_acc,
             }
         )
-        if self.state["cold"] and pending["strategy"].startswith("cold:"):
-            self._update_cold(batch_acc)
         self.state["pending"] = None
         self.state["phase"] = "train"
         self._save()
         return "train"
-
-    def _update_cold(self, batch_acc: float | None) -> None:
-        s = self.config.strategy
-        n_cold = sum(b["strategy"].startswith("cold:") for b in self.state["batches"])
-        if n_cold < s.cold_start_cycles:
-            return
-        if s.cold_start_margin is None:
-            self.state["cold"] = False
-            return
-        chance = 1.0 / max(len(self.class_names), 1)
-        if batch_acc is not None and batch_acc > chance + s.cold_start_margin:
-            self.state["cold"] = False
 
     def _cycle_dir(self, cycle: int) -> Path:
         return self.out_dir / "cycles" / f"cycle_{cycle:02d}"
@@ -472,8 +457,8 @@ class ALEngine:
         pool = np.array([r for i, r in self._row_of.items() if i not in labeled_set], np.int64)
         k = min(self.config.batch_size_of(cycle, int(self.state["pool_size"])), pool.size)
         strategy = self.config.strategy
-        cold = bool(self.state["cold"])
-        name = f"cold:{strategy.cold_start_strategy().name}" if cold else strategy.display_name
+        cold = in_cold_start(strategy, cycle + 1, self.ledger.rounds(), len(self.class_names))
+        name = round_name(strategy, cold)
         t0 = time.perf_counter()
         acq = select_round(
             strategy,

@@ -15,9 +15,10 @@ candidates in both:
   labelled rows in id order, :func:`training_seed`, the student the round's strategy needs
   (:func:`round_student`), a warm start from the previous training, then
   :func:`cryoal.train.fit.fit`.
-* :func:`in_cold_start` / :func:`round_strategy` — the strategy a round actually runs: the
-  cold-start strategy while the cold start lasts, and the ``kt`` score linked to the
-  training's temperature and KL direction.
+* :func:`round_strategy` — the strategy a round actually runs: the cold-start strategy
+  while the cold start lasts (:func:`cryoal.al.ledger.in_cold_start`, read from the
+  run's or project's :class:`~cryoal.al.ledger.Ledger`), and the ``kt`` score linked to
+  the training's temperature and KL direction.
 * :func:`selection_seed` / :func:`training_seed` — the seeds of round ``q``'s selection and
   of training number ``t``, derived from the run's (or project's) seed. Rounds are the
   queues: round 0 is model-free, round ``q >= 1`` is selected by models trained on the
@@ -140,12 +141,6 @@ def initial_selection(
             if q and len(picked) < k:
                 picked.append(int(q.pop(0)))
     return np.asarray(picked, dtype=np.int64)
-
-
-def in_cold_start(strategy: StrategyConfig, round: int) -> bool:
-    """Rounds ``1 .. cold_start_cycles`` run the cold-start strategy (the engine also ends a
-    cold start by ``cold_start_margin``, from the teacher's accuracy on the labelled batch)."""
-    return 1 <= int(round) <= strategy.cold_start_cycles
 
 
 def initial_round(

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cryoal.al.ledger import round_name
 from cryoal.al.strategies import StrategyConfig
 from cryoal.io.atomic import atomic_path, atomic_write_text
 from cryoal.progress import CountCallback
@@ -173,7 +174,7 @@ def suggest(
         version = model.model_version
         ctx.write_scores(round_)
     chosen = ids[picked]
-    name = strategy_name(strategy)
+    name = strategy_name(strategy) if isinstance(strategy, str) else round_name(strategy, ctx.cold)
     if from_shards:
         csv_path = _write_csv(
             project, round_, pool.set_index("candidate_id").loc[chosen], scores, name, predicted
@@ -310,7 +311,8 @@ class _ModelContext:
         candidates: pd.DataFrame,
     ) -> None:
         from cryoal.al.acquire import candidate_rows
-        from cryoal.al.round import in_cold_start, round_strategy, selection_seed
+        from cryoal.al.ledger import ProjectLedger, in_cold_start
+        from cryoal.al.round import round_strategy, selection_seed
         from cryoal.project.extraction import candidate_store
         from cryoal.train.checkpoint import load_run
 
@@ -324,7 +326,9 @@ class _ModelContext:
         self.result: Any = None  # the last selection (an Acquisition)
         self.device, self.batch_size = device, batch_size
         self.strategy = strategy
-        self.cold = in_cold_start(self.strategy, model.round)
+        names = project.config.class_names
+        ledger = ProjectLedger(project.root, model.round, names)
+        self.cold = in_cold_start(self.strategy, model.round, ledger.rounds(), len(names))
         self.cfg = round_strategy(self.strategy, self.run.config, cold=self.cold)
         #: the seed of this round's draws: derived from the project's seed and the round
         self.selection_seed = selection_seed(seed, model.round)

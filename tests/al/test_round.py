@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from cryoal.al.engine import ALEngine, EngineConfig
+from cryoal.al.ledger import LabelledRound, ProjectLedger, in_cold_start
 from cryoal.al.round import (
-    in_cold_start,
     initial_selection,
     round_student,
     selection_seed,
@@ -152,13 +152,39 @@ def test_a_recipe_with_a_cold_start_runs_its_cold_start_strategy_in_a_project(
 ) -> None:
     recipe = StrategyConfig.parse("typiclust-cold+margin+div+cap")
     assert recipe.label == "typiclust-cold+margin+div+cap" and recipe.name == "margin"
-    assert [in_cold_start(recipe, r) for r in (0, 1, 2, 3)] == [False, True, True, False]
+    assert [in_cold_start(recipe, r, [], 2) for r in (0, 1, 2, 3)] == [False, True, True, False]
     proj, opts = trained_project, ["--k", "5", "--seed", "2", "--replace"]
     queue = proj / "rounds/001/suggestions.csv"
     assert run(["suggest", str(proj), "--strategy", "typiclust", *opts]) == 0
     typical = pd.read_csv(queue)["candidate_id"].tolist()
     assert run(["suggest", str(proj), "--strategy", "typiclust-cold+margin+div+cap", *opts]) == 0
-    assert pd.read_csv(queue)["candidate_id"].tolist() == typical  # round 1 is cold
+    cold = pd.read_csv(queue)
+    assert cold["candidate_id"].tolist() == typical  # round 1 is cold, and recorded as such
+    assert set(cold["strategy"]) == {"cold:typiclust"}
+
+
+def test_one_cold_start_rule_reads_the_ledger_of_a_run_or_a_project(trained_project: Path) -> None:
+    margin = StrategyConfig(name="entropy", cold_start_cycles=1, cold_start_margin=0.1)
+    sure, unsure = LabelledRound(1, True, 0.9), LabelledRound(1, True, 0.55)
+    # round 1 is cold; round 2 stays cold while round 1's teacher is not above 1/2 + 0.1
+    assert in_cold_start(margin, 1, [], 2)
+    assert not in_cold_start(margin, 2, [sure], 2) and in_cold_start(margin, 2, [unsure], 2)
+    assert in_cold_start(margin, 2, [LabelledRound(1, True, None)], 2)  # nothing to judge by
+    # a cold start that ended does not come back, and no cold start means never
+    assert not in_cold_start(margin, 3, [unsure, LabelledRound(2, False, 0.1)], 2)
+    assert not in_cold_start(StrategyConfig(name="entropy"), 1, [], 2)
+    # a project's ledger: its snapshot's labels and its queues, read from the round files
+    project = Project.open(trained_project)
+    names = project.config.class_names
+    snapshot_ids = set(
+        pd.read_csv(trained_project / "rounds/001/snapshot.csv")["candidate_id"].astype(str)
+    )
+    project.close()
+    ledger = ProjectLedger(trained_project, 1, names)
+    ids, classes = ledger.labelled()
+    assert list(ids) == sorted(ids) and set(ids) == snapshot_ids
+    assert classes.min() >= 0 and classes.max() < len(names)
+    assert ledger.rounds() == [LabelledRound(0, False, None)]  # round 0: random, no teacher
     with pytest.raises(ValueError, match="recipes are margin\\+div\\+cap"):
         StrategyConfig.parse("margin+div")
 
