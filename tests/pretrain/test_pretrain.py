@@ -155,6 +155,14 @@ def test_training_starts_from_the_encoder_and_refuses_another_preset(
     assert convs
     for key in convs:
         assert torch.allclose(state[key].cpu(), enc.state[key], atol=1e-6), key
+    # a trained student of the encoder's preset starts from it too; another preset does not
+    same = {**base, "student": "trained", "student_preset": "tiny"}
+    both = fit(TrainConfig(**same, encoder=str(enc.path), lr=1e-9), class_store, np.arange(16))
+    assert both.student is not None
+    student = both.student.state_dict()
+    assert all(torch.allclose(student[k].cpu(), enc.state[k], atol=1e-6) for k in convs)
+    other = {**same, "student_preset": "student"}
+    assert fit(TrainConfig(**other, encoder=str(enc.path)), class_store, np.arange(16)).student
     scratch = fit(TrainConfig(**base), class_store, np.arange(16)).teacher.state_dict()
     assert not torch.allclose(scratch[convs[0]].cpu(), enc.state[convs[0]])
     with pytest.raises(ValueError, match="pretrained for preset 'tiny'"):

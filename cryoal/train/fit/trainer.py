@@ -179,7 +179,12 @@ class _Trainer:
                     f"encoder {c.encoder}: pretrained encoders start classification teachers; "
                     "train segmentation without encoder"
                 )
-            load_encoder_into(self.teacher, load_encoder(c.encoder), "teacher")
+            encoder = load_encoder(c.encoder)
+            load_encoder_into(self.teacher, encoder, "teacher")
+            # a trained student of the encoder's preset starts from it too, so that the
+            # teacher-student distance measures what the labels taught, not two inits
+            if self.student is not None and c.student_preset == encoder.preset:
+                load_encoder_into(self.student, encoder, "student")
         if c.student == "ema":
             self.student = build_model(
                 self.task, c.teacher_preset, self.num_classes, norm=c.norm, dropout=c.dropout,
