@@ -8,7 +8,8 @@
 #   bash benchmarks/study/run.sh [OUT_ROOT] [POOL ...]     # OUT_ROOT default /work/study
 #
 # Runs two (strategy, seed) runs at once, one torch thread each; pretraining (once per
-# pool) uses both cores. Log: OUT_ROOT/<pool>.log.
+# pool) uses both cores. Log: OUT_ROOT/<pool>.log. Finished runs are kept every 5 minutes;
+# commit benchmarks/results/study/ to carry them to the next sitting.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out_root=${1:-/work/study}
@@ -23,8 +24,14 @@ for pool in "${pools[@]}"; do
     "$py" benchmarks/study/keep.py restore "$pool" "$out"
   fi
   echo "$(date -u +%FT%TZ) $pool: start" >> "$out_root/$pool.log"
+  # keep finished runs every 5 minutes, so a sitting that ends mid-pool loses only runs
+  # in progress
+  ( while sleep 300; do "$py" benchmarks/study/keep.py save "$out" "$pool" > /dev/null; done ) &
+  saver=$!
+  trap 'kill $saver 2> /dev/null || true' EXIT
   "$py" -m cryoal benchmark --preset cpu --config "benchmarks/study/$pool.yaml" --jobs 2 \
       --out "$out" --no-progress >> "$out_root/$pool.log" 2>&1
+  kill $saver 2> /dev/null || true
   "$py" benchmarks/study/keep.py save "$out" "$pool"
   echo "$(date -u +%FT%TZ) $pool: done" >> "$out_root/$pool.log"
 done
