@@ -201,11 +201,15 @@ class ALEngine:
         return self.out_dir / STATE_FILE
 
     def _config_json(self, config: EngineConfig | None = None) -> dict[str, Any]:
-        """The configuration that determines the results (device and workers left out)."""
+        """The configuration that determines the results (device and workers left out; a
+        pretrained encoder by its folder's name, the key of its pool and settings, so that
+        a moved run folder resumes)."""
         data = (config or self.config).model_dump(mode="json")
         data["train"] = {
             k: v for k, v in data["train"].items() if k not in ("device", "num_workers")
         }
+        if data["train"].get("encoder"):
+            data["train"]["encoder"] = Path(data["train"]["encoder"]).name
         data.pop("device")
         return data
 

@@ -294,13 +294,19 @@ def test_pretrained_arms_share_one_encoder_pretrained_on_the_pool(tmp_path):
 
     assert round0("margin-pre") == ("initial-typical", set(expected))
     assert round0("random")[0] == "initial-random" and round0("random")[1] != set(expected)
-    # a finished study resumes (reports again) without its encoder's weights
+    # finished runs carried to another folder (state.json only, as benchmarks/study/keep.py
+    # keeps them) resume there: reported again, nothing retrained, no encoder pretrained
     import shutil
 
-    shutil.rmtree(out / "encoders")
-    assert run(["benchmark", "--preset", "smoke", "--config", str(small), "--out", str(out),
+    moved = tmp_path / "moved"
+    for state in out.glob("runs/*/seed_*/state.json"):
+        (moved / state.relative_to(out)).parent.mkdir(parents=True)
+        shutil.copyfile(state, moved / state.relative_to(out))
+    assert run(["benchmark", "--preset", "smoke", "--config", str(small), "--out", str(moved),
                 "--no-progress"]) == 0  # fmt: skip
-    assert not (out / "encoders").exists() or not any((out / "encoders").rglob("*.pt"))
+    assert not any(moved.rglob("*.safetensors"))
+    again = pd.read_csv(moved / "curves.csv")
+    pd.testing.assert_frame_equal(again, curves)
 
 
 def test_summary_compares_the_pairs_it_is_given_with_the_half_budget_claim():
