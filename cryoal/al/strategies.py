@@ -284,7 +284,7 @@ class StrategyConfig(BaseModel):
             parts.append(f"cap{self.class_cap:g}")
         if self.cold_start_cycles or self.cold_start_margin is not None:
             parts.append(f"cold-{self.cold_start_method}")
-        if self.round0 != "random":
+        if self.round0 == "typical":
             parts.append(f"round0-{self.round0}")
         if self.embedding != "teacher":
             parts.append(f"in-{self.embedding}")
