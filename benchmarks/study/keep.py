@@ -4,7 +4,8 @@ spanning several sittings resumes where it stopped.
 A benchmark folder (``cryoal benchmark --out OUT``) holds each (strategy, seed) run as
 ``runs/<strategy>/seed_<s>/state.json`` beside model weights that a finished run no longer
 needs: its reports are rebuilt from the states alone. ``save`` copies the states of the
-finished runs and the reports into ``benchmarks/results/study/<name>/``; ``restore`` copies
+finished runs, the reports and the pool's pretraining record (``pretraining.json``) into
+``benchmarks/results/study/<name>/``; ``restore`` copies
 the states back into an output folder, where ``cryoal benchmark`` with the same
 configuration and ``--out`` skips them and trains only what is left.
 
@@ -43,6 +44,13 @@ def save(out: Path, name: str) -> list[Path]:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(state, target)
             copied.append(target)
+    # the pool's pretraining record (objective, epochs, loss, wall time), kept as
+    # pretraining.json and never restored: the weights stay behind, so the next sitting
+    # pretrains again only if a pretrained run is left
+    for record in sorted(out.glob("encoders/*/encoder.json")):
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(record, dest / "pretraining.json")
+        copied.append(dest / "pretraining.json")
     for report in REPORTS:
         if (out / report).is_file():
             dest.mkdir(parents=True, exist_ok=True)

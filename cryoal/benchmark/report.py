@@ -103,8 +103,8 @@ def summarise(cfg: BenchmarkConfig, curves: pd.DataFrame, selections: pd.DataFra
         f"Data: {src}, {d.box}^3 voxels at {d.voxel_size_A:g} Å, SNR {d.snr:g}, "
         f"tilt {d.tilt_range[0]:g}..{d.tilt_range[1]:g}°; test {d.test_size}, pool "
         f"{d.pool_size or 'rest'}{_imbalance_note(d.pool_imbalance)}. Schedule: {cfg.schedule_text()}, round 0 "
-        f"{'class-stratified' if cfg.stratified_initial else 'random'}, "
-        f"{'warm start' if cfg.warm_start else 'retrained from scratch'}. Teacher "
+        f"{'class-stratified' if cfg.stratified_initial else 'random'}{_round0_note(cfg)}, "
+        f"{'warm start' if cfg.warm_start else 'retrained from scratch'}{_pretrained_note(cfg)}. Teacher "
         f"`{t.teacher_preset}`, student `{t.student_preset}` (when a strategy needs one), "
         f"{length}, batch {t.batch_size}, class balance `{t.class_balance}`, weights "
         f"{'EMA-averaged' if t.average == 'ema' else 'of the last step'}. Seeds {cfg.seeds}.",
@@ -357,6 +357,20 @@ def half_budget_differences(
         if n_final // 2 in mine.index and n_final in theirs.index:
             out.append(float(mine[n_final // 2] - theirs[n_final]))
     return out
+
+
+def _round0_note(cfg: BenchmarkConfig) -> str:
+    typical = [s.display_name for s in cfg.strategies if s.round0 == "typical"]
+    if not typical:
+        return ""
+    return f" (TypiClust in the pretrained encoder's embedding for {', '.join(typical)})"
+
+
+def _pretrained_note(cfg: BenchmarkConfig) -> str:
+    pretrained = [s.display_name for s in cfg.strategies if s.pretrained]
+    if not pretrained:
+        return ""
+    return f" (from the encoder pretrained on the pool for {', '.join(pretrained)})"
 
 
 def _imbalance_note(imbalance: float) -> str:

@@ -1,0 +1,114 @@
+"""Write issue 20's study into ``benchmarks/results/al_study.md`` (and RESULTS.md) from the
+pools kept in ``benchmarks/results/study/`` by ``keep.py``, and copy each pool's curves to
+``docs/images/al_study_<pool>_curves.png``.
+
+Each pool's section is its benchmark summary (accuracy per labelled-set size, the three
+paired comparisons the pool's config names, per-cycle differences, the class make-up of the
+picks), headed by how many of its runs have finished and the pool's pretraining record.
+Pools not run yet are listed as such, so the file always says how far the study got.
+
+Usage (repository root)::
+
+    .venv/bin/python benchmarks/study/report.py
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE.parent))
+import run as bench_run  # noqa: E402  (benchmarks/run.py: the results writer)
+
+KEPT = HERE.parent / "results" / "study"
+IMAGES = ROOT / "docs" / "images"
+POOLS = {
+    "snr01_balanced": "SNR 0.1, balanced pool",
+    "snr01_lt10": "SNR 0.1, 10:1 long-tailed pool",
+    "snr005_balanced": "SNR 0.05, balanced pool",
+    "snr005_lt10": "SNR 0.05, 10:1 long-tailed pool",
+}
+COMMAND = "bash benchmarks/study/run.sh /work/study POOL  (then benchmarks/study/report.py)"
+
+INTRO = """\
+Issue 20's study: does self-supervised pretraining on the pool (R1 = random labelling,
+fine-tuned from the pool's encoder) and the pretrained default (A1 = TypiClust round 0 in the
+encoder's embedding, then margin with the diversity stage in that embedding and a 0.2 class
+cap, fine-tuned from the encoder) save labels against today's random labelling from scratch
+(R0)? Per pool: 5 paired seeds (same test set, round-0 draw where the rule is the same, and
+training seeds), budgets 50, 100, 200 … 600 labels of a 2,000-sample pool, test 3,000; the
+`cpu` preset's teacher and training (500 steps); one encoder per pool (30 epochs of NT-Xent,
+2 threads), shared by its pretrained arms. Three claims per pool, each with 95 % Student-t
+intervals over seeds: A1 vs R0 (the product), R1 vs R0 (the training), A1 vs R1 (the
+acquisition). Configs: `benchmarks/study/<pool>.yaml`; finished run states:
+`benchmarks/results/study/<pool>/`. The first pool's encoder was pretrained before keep.py
+kept pretraining records; that sitting's log: 30 epochs on 2,000 samples, NT-Xent loss
+4.930 → 1.611, 933.7 s (15.6 min) wall on 2 threads while tests shared the machine.
+"""
+
+
+def _demote(summary: str) -> str:
+    """The summary's body without its title, headings two levels down."""
+    lines = summary.splitlines()[1:]
+    return "\n".join("##" + ln if ln.startswith("#") else ln for ln in lines).strip()
+
+
+def _progress(folder: Path) -> str:
+    cfg = yaml.safe_load((folder / "benchmark.yaml").read_text())
+    expected = len(cfg["strategies"]) * len(cfg["seeds"])
+    done = len(list(folder.glob("runs/*/seed_*/state.json")))
+    return f"{done} of {expected} runs finished"
+
+
+def _pretraining(folder: Path) -> str:
+    record = folder / "pretraining.json"
+    if not record.is_file():
+        return "pretraining record not kept"
+    info = json.loads(record.read_text())
+    hist = info.get("history") or [{}]
+    cfg = info.get("config", {})
+    return (
+        f"pretraining: {cfg.get('objective', info.get('objective'))}, {len(hist)} epochs on "
+        f"{info['n_samples']:,} samples, loss {hist[0].get('loss', float('nan')):.3f} → "
+        f"{hist[-1].get('loss', float('nan')):.3f}, {info['elapsed_s'] / 60:.1f} min wall"
+    )
+
+
+def build() -> str:
+    parts = [INTRO]
+    missing = []
+    for pool, title in POOLS.items():
+        folder = KEPT / pool
+        if not (folder / "summary.md").is_file():
+            missing.append(title)
+            continue
+        image = IMAGES / f"al_study_{pool}_curves.png"
+        if (folder / "curves.png").is_file():
+            shutil.copyfile(folder / "curves.png", image)
+        parts += [
+            f"### {title}",
+            "",
+            f"{_progress(folder)}; {_pretraining(folder)}. Curves: `docs/images/{image.name}`.",
+            "",
+            _demote((folder / "summary.md").read_text()),
+            "",
+        ]
+    if missing:
+        parts.append(f"Not run yet: {'; '.join(missing)}.")
+    return "\n".join(parts)
+
+
+def main() -> int:
+    out = bench_run.record("al_study", build(), COMMAND)
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
