@@ -335,7 +335,8 @@ def suggest_cmd(
         help="random, stratified or typical (no model needed; typical: TypiClust in the "
         "embedding 'cryoal pretrain DIR' made), or a strategy or recipe ranked by the "
         "newest trained round: margin+div+cap, badge, kt, entropy, ... "
-        "[default: project defaults: margin+div+cap].",
+        "[default: project defaults: margin+div+cap once a model exists; before, typical "
+        "when the project has an encoder, else random].",
     ),
     k: int = typer.Option(None, "--k", min=1, help="Suggestions [default: project defaults]."),
     seed: int = typer.Option(None, "--seed", help="Seed [default: project defaults]."),

@@ -15,7 +15,7 @@ Example::
     - {id: 1, name: proteasome, colour: '#ff7f0e'}
     tomograms:
     - {id: TS_01, path: /data/TS_01.mrc, voxel_size_A: 10.0, shape_zyx: [200, 512, 512]}
-    defaults: {strategy: margin+div+cap, k: 50, round0_strategy: random, seed: 0, ...}
+    defaults: {strategy: margin+div+cap, k: 50, round0_strategy: auto, seed: 0, ...}
 """
 
 from __future__ import annotations
@@ -145,9 +145,11 @@ class Defaults(BaseModel):
     #: Suggestions per round.
     k: int = Field(default=50, ge=1)
     #: Round 0 (no model yet): ``random``, ``stratified`` (even over imported pick
-    #: classes, or over tomograms when picks carry no class) or ``typical`` (TypiClust in
-    #: the embedding of the encoder ``cryoal pretrain DIR`` made).
-    round0_strategy: Literal["random", "stratified", "typical"] = "random"
+    #: classes, or over tomograms when picks carry no class), ``typical`` (TypiClust in
+    #: the embedding of the encoder ``cryoal pretrain DIR`` made) or ``auto``: ``typical``
+    #: when the project has an encoder, else ``random`` (in the label-efficiency study the
+    #: typical round 0 scored +0.05 [+0.03, +0.07] over a random one at 50 labels).
+    round0_strategy: Literal["auto", "random", "stratified", "typical"] = "auto"
     #: Seed for suggestions and the validation split.
     seed: int = 0
     #: Particle radius (Å) for the candidate detector; None: a third of the box.

@@ -111,7 +111,8 @@ def suggest(
         ``random`` / ``stratified`` (no model needed), or a ``cryoal.al`` strategy or recipe
         (``kt``, ``entropy``, ..., or a :class:`StrategyConfig` already parsed by the caller,
         :func:`parse_strategy`) that uses the newest trained round's teacher and student.
-        Default: ``defaults.strategy`` once a model exists, else ``defaults.round0_strategy``.
+        Default: ``defaults.strategy`` once a model exists, else ``defaults.round0_strategy``
+        (``auto``: ``typical`` with a current encoder, else ``random``).
         A name is parsed once, here; the rest of the round receives the object.
     k
         Queue length (capped at the number of unlabelled candidates).
@@ -243,6 +244,17 @@ def _encoder_features(
     return embed_rows(encoder, store, rows, batch_size=batch_size, device=device)
 
 
+def _round0_strategy(project: Project) -> str:
+    """``defaults.round0_strategy`` with ``auto`` resolved: ``typical`` when the project
+    has a current encoder, else ``random``."""
+    chosen = project.config.defaults.round0_strategy
+    if chosen != "auto":
+        return chosen
+    from cryoal.project.pretraining import current_encoder
+
+    return "typical" if current_encoder(project) is not None else "random"
+
+
 def _request(
     project: Project,
     strategy: str | StrategyConfig | None,
@@ -257,7 +269,7 @@ def _request(
     cfg = project.config.defaults
     model = newest_model(project.root)
     if strategy is None:
-        strategy = cfg.strategy if model is not None else cfg.round0_strategy
+        strategy = cfg.strategy if model is not None else _round0_strategy(project)
     strategy = parse_strategy(strategy)
     k = k if k is not None else cfg.k
     seed = seed if seed is not None else cfg.seed

@@ -115,9 +115,18 @@ def test_a_typical_round_zero_picks_in_the_pretrained_embedding(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"run 'cryoal pretrain {proj}' first" in err
     assert queue.read_bytes() == before
+    # the default round 0 (auto) is a random draw while there is no encoder ...
+    default = ["suggest", str(proj), "--k", "5", "--replace", "--seed", "2"]
+    assert run(default) == 0
+    assert set(pd.read_csv(queue)["strategy"]) == {"random"}
     assert run(["pretrain", str(proj), "--no-progress"]) == 0
     assert run(args) == 0
     picked = pd.read_csv(queue)["candidate_id"].astype(str).tolist()
+    # ... and TypiClust in the encoder's embedding once there is one: the same picks
+    assert run(default) == 0
+    table = pd.read_csv(queue)
+    assert set(table["strategy"]) == {"typical"}
+    assert table["candidate_id"].astype(str).tolist() == picked
     # the same picks as the engine's round 0: TypiClust on the encoder's embedding of the pool
     project = Project.open(proj)
     labelled = set(project.labels.current_labels()["candidate_id"])
