@@ -316,7 +316,9 @@ def train_round(
         Labelled fraction held out for validation (a stratified split drawn with the
         training's seed); 0: train on every label.
     unlabeled_rows
-        Rows the student may also learn from (``student_data: labeled+unlabeled``).
+        Rows the student may also learn from (``student_data: labeled+unlabeled``) and
+        semi-supervised training draws its unlabelled batches from
+        (``semi_supervised: fixmatch``).
     warm_start_from, warm_start_steps
         The previous training's run folder to start from, and the optimizer steps of the
         warm-started training (default: the configuration's). None: a fresh start (or the
@@ -346,11 +348,15 @@ def train_round(
         cfg = cfg.updated(steps=warm_start_steps)
     cfg = _own_config_on_resume(cfg, out_dir, resume)
     unlabeled = None
-    if cfg.student_data == "labeled+unlabeled":
+    if cfg.student_data == "labeled+unlabeled" or cfg.semi_supervised != "none":
         if unlabeled_rows is None:
+            option, fix = (
+                ("student_data labeled+unlabeled", "student_data: labeled")
+                if cfg.student_data == "labeled+unlabeled"
+                else (f"semi_supervised {cfg.semi_supervised}", "semi_supervised: none")
+            )
             raise ValueError(
-                "student_data labeled+unlabeled needs the unlabelled rows; set student_data: "
-                "labeled in the training config"
+                f"{option} needs the unlabelled rows; set {fix} in the training config"
             )
         unlabeled = np.asarray(unlabeled_rows, np.int64).reshape(-1)
     train_pos = np.arange(rows_arr.size)

@@ -7,7 +7,10 @@ A view is the sample after (1) a wedge-safe flip: independent flips of z, y and 
 wrapped border is background noise), and (3) extra Gaussian noise with a standard deviation
 drawn uniformly in ``[0, noise_std]`` times the sample's own. Two views of one sample share
 the particle, its orientation and its defocus but not the flip, the position or the added
-noise, so an encoder that maps them together has to look past those.
+noise, so an encoder that maps them together has to look past those. Optionally (4) a
+cutout: a cube of ``cutout`` times the box edge, at a random position, set to zero (the
+normalised background), the strong view of semi-supervised training
+(:mod:`cryoal.train.semi`).
 
 Randomness comes from a ``torch.Generator`` the caller seeds per step, so a view is a pure
 function of (sample, seed) and a resumed run replays the same views.
@@ -25,6 +28,7 @@ def make_view(
     flip: bool = True,
     max_shift: int = 2,
     noise_std: float = 0.5,
+    cutout: float = 0.0,
 ) -> torch.Tensor:
     """One random view of each sample of a batch.
 
@@ -40,6 +44,8 @@ def make_view(
         Largest shift per axis in voxels (0: none).
     noise_std
         Largest added noise standard deviation, relative to each sample's (0: none).
+    cutout
+        Edge of the zeroed cube as a fraction of each axis's length (0: none).
 
     Returns
     -------
@@ -72,4 +78,11 @@ def make_view(
         std = x.flatten(1).std(dim=1).view(b, 1, 1, 1, 1).cpu()
         noise = torch.randn(x.shape, generator=generator) * (sigma * std)
         out = out + noise.to(out.device)
+    if cutout > 0:
+        sizes = [max(1, round(cutout * n)) for n in x.shape[2:]]
+        starts = [torch.randint(0, n - s + 1, (b,), generator=generator)
+                  for n, s in zip(x.shape[2:], sizes, strict=True)]  # fmt: skip
+        for i in range(b):
+            z, y, xx = (int(st[i]) for st in starts)
+            out[i, :, z : z + sizes[0], y : y + sizes[1], xx : xx + sizes[2]] = 0.0
     return out

@@ -258,6 +258,17 @@ def _train_project(
     from cryoal.project.extraction import extract_project_store
     from cryoal.train import distributed as D
 
+    # before any snapshot: a refused configuration leaves the project as it was
+    if cfg.task != "classify":
+        raise ValueError(
+            f"project training classifies candidates; task {cfg.task!r} is not available here "
+            "(train segmenters with 'cryoal train STORE.h5 --task segment')"
+        )
+    if cfg.student_data != "labeled" or cfg.semi_supervised != "none":
+        raise ValueError(
+            "project training uses the snapshot's labelled candidates only; set student_data: "
+            "labeled and semi_supervised: none in the training config"
+        )
     if ctx.is_main:
         snap = choose_snapshot(project, round, new_snapshot)
         chosen = snap.round
@@ -276,16 +287,6 @@ def _train_project(
         )
     table = read_snapshot(directory)
     rows = _class_rows(project, table, directory)
-    if cfg.task != "classify":
-        raise ValueError(
-            f"project training classifies candidates; task {cfg.task!r} is not available here "
-            "(train segmenters with 'cryoal train STORE.h5 --task segment')"
-        )
-    if cfg.student_data != "labeled":
-        raise ValueError(
-            "project training uses the snapshot's labelled candidates only; set student_data: "
-            "labeled in the training config"
-        )
 
     store_path = directory / TRAIN_STORE_NAME
     labels = rows["class_id"].to_numpy(dtype=np.int64)

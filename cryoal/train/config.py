@@ -104,6 +104,41 @@ class TrainConfig(BaseModel):
     unlabeled_batch_size: int | None = Field(
         None, ge=1, description="unlabeled samples per step (default: batch_size)"
     )
+    # -- semi-supervised (cryoal.train.semi) -------------------------------------------
+    semi_supervised: Literal["none", "fixmatch"] = Field(
+        "none",
+        description="fixmatch: each step the teacher's confident predictions on weak views of "
+        "an unlabelled batch (unlabeled_batch_size) become pseudo-labels it learns from on "
+        "strong views of the same samples; the student's transfer loss reads the weak views "
+        "too. Needs the unlabelled samples (the benchmark passes its pool); classification",
+    )
+    pseudo_threshold: float = Field(
+        0.95, gt=0.0, le=1.0, description="fixmatch: confidence a pseudo-label needs"
+    )
+    pseudo_adaptive: bool = Field(
+        False,
+        description="fixmatch: FlexMatch class-adaptive thresholds (lower for classes with few "
+        "confident predictions yet), with its warm-up, which keeps every threshold near 0 "
+        "until a large share of the pool has been predicted confidently: meant for long "
+        "schedules; false: pseudo_threshold for every class",
+    )
+    pseudo_weight: float = Field(
+        1.0, ge=0.0, description="fixmatch: weight of the pseudo-label loss (lambda_u)"
+    )
+    strong_shift: int = Field(
+        2, ge=0, description="fixmatch strong view: largest circular shift, voxels per axis"
+    )
+    strong_noise: float = Field(
+        0.5,
+        ge=0.0,
+        description="fixmatch strong view: largest added noise std, relative to the sample's",
+    )
+    strong_cutout: float = Field(
+        0.5,
+        ge=0.0,
+        lt=1.0,
+        description="fixmatch strong view: edge of a zeroed cube, as a fraction of the box",
+    )
     ema_decay: float = Field(0.999, gt=0.0, lt=1.0, description="EMA student decay")
     ema_consistency_weight: float = Field(
         0.0,
@@ -205,6 +240,11 @@ class TrainConfig(BaseModel):
             raise ValueError(
                 f"transfer_weight {self.transfer_weight} > 0 lets the transfer loss train the "
                 "teacher; set detach_teacher: false as well (or transfer_weight: 0)"
+            )
+        if self.semi_supervised != "none" and self.task != "classify":
+            raise ValueError(
+                f"semi_supervised {self.semi_supervised} trains classifiers; train "
+                f"task {self.task} with semi_supervised: none"
             )
         if any(not 0.0 < m < 1.0 for m in self.step_milestones):
             raise ValueError(

@@ -186,6 +186,18 @@ def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
     return t.tolist()
 
 
+def all_gather_ints(values: np.ndarray, ctx: DistContext, device: torch.device) -> np.ndarray:
+    """Concatenate every rank's ``(n,)`` int64 array, in rank order (each rank passes the
+    same ``n``); the array itself in a single process. ``device``: the training device
+    (CUDA tensors for NCCL)."""
+    if not ctx.active:
+        return values
+    t = torch.as_tensor(np.ascontiguousarray(values), dtype=torch.int64, device=device)
+    parts = [torch.empty_like(t) for _ in range(ctx.world_size)]
+    dist.all_gather(parts, t)
+    return torch.cat(parts).cpu().numpy()
+
+
 def any_rank(flag: bool, ctx: DistContext) -> bool:
     """True on every rank when ``flag`` is true on at least one."""
     if not ctx.active:

@@ -242,3 +242,21 @@ def test_round_training_is_seeded_by_the_project_seed_unless_the_config_sets_one
     with Project.open(project.root) as again:
         assert project_train_config(again).seed == 2
         assert project_train_config(again, tmp_path / "train.yaml").seed == 3
+
+
+def test_training_refuses_semi_supervised_before_taking_a_snapshot(
+    tmp_path: Path,
+    make_round0_labelled_project,  # noqa: ANN001
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cryoal.cli.main import run
+
+    proj = make_round0_labelled_project(tmp_path, seed=5)
+    before = sorted(p.relative_to(proj) for p in (proj / "rounds").rglob("*"))
+    capsys.readouterr()
+    args = ["train", str(proj), "--set", "semi_supervised=fixmatch", "--no-progress"]
+    assert run(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "semi_supervised: none" in err
+    # nothing written: no snapshot, no pretraining, no round folder
+    assert sorted(p.relative_to(proj) for p in (proj / "rounds").rglob("*")) == before

@@ -12,6 +12,8 @@ Per step, on a labeled batch ``(x_l, y_l)`` and, optionally, an unlabeled batch 
 voxel-mean squared difference of probabilities for segmentation
 (:mod:`cryoal.train.losses`). When unlabeled batches are used, the teacher runs once over
 ``x_l`` and ``x_u`` together (its BatchNorm statistics then include the unlabeled batch).
+With ``semi_supervised: fixmatch`` the teacher also learns from its own confident
+predictions on weak views of ``x_u``, on strong views of them (:mod:`cryoal.train.semi`).
 
 :class:`_Trainer` builds the networks (DDP wrappers under ``torchrun``), datasets, class
 balance, optimisers, schedules and EMA averages; it runs the steps, the per-epoch
@@ -42,6 +44,7 @@ from cryoal.io.store import SubtomogramStore
 from cryoal.models import build_model, check_box, count_parameters
 from cryoal.models.factory import to_sync_batchnorm
 from cryoal.pretrain.encoder import ENCODER_PREFIX, load_encoder, load_encoder_into
+from cryoal.pretrain.views import make_view
 from cryoal.train.checkpoint import (
     join_optimizer_state,
     load_latest_checkpoint,
@@ -52,6 +55,7 @@ from cryoal.train.checkpoint import (
 from cryoal.train.config import TrainConfig
 from cryoal.train.distributed import (
     DistContext,
+    all_gather_ints,
     all_reduce_sum,
     amp_dtype,
     autocast_context,
@@ -67,8 +71,28 @@ from cryoal.train.fit.optim import _lr_factor, _optimizer, ema_update
 from cryoal.train.fit.seeds import derive_seed
 from cryoal.train.fit.warm_start import _init_from, _warm_start
 from cryoal.train.losses import TaskLoss, consistency_loss, transfer_loss
+from cryoal.train.semi import (
+    class_thresholds,
+    pseudo_label_loss,
+    pseudo_label_quality,
+    pseudo_labels,
+    update_state,
+)
 
 log = logging.getLogger("cryoal.train.fit")
+
+#: Sums kept over an epoch's steps (losses, pseudo-label counts, steps).
+ACCUM_KEYS: tuple[str, ...] = ("task", "transfer", "pseudo", "pseudo_used", "pseudo_seen", "n")
+
+
+def _zero_accum() -> dict[str, Any]:
+    return {k: (0 if k == "n" else 0.0) for k in ACCUM_KEYS}
+
+
+def _reduce_accum(accum: dict[str, Any], ctx: DistContext) -> dict[str, Any]:
+    """The sums over all ranks (each rank holds only its own share)."""
+    sums = all_reduce_sum([float(accum[k]) for k in ACCUM_KEYS], ctx)
+    return {k: (int(v) if k == "n" else v) for k, v in zip(ACCUM_KEYS, sums, strict=True)}
 
 
 class _Trainer:
@@ -115,7 +139,7 @@ class _Trainer:
         self.step_in_epoch = 0
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
-        self.accum = {"task": 0.0, "transfer": 0.0, "n": 0}
+        self.accum = _zero_accum()
         self.elapsed = 0.0
         self.data_hash = _data_hash(
             store, {"train": train, "val": val, "unlabeled": unlabeled}, targets
@@ -251,8 +275,19 @@ class _Trainer:
     def _unlabeled_dataset(self, preload: bool) -> SubtomogramDataset | None:
         """Unlabeled samples for the student, when its configuration reads them."""
         c, store, unlabeled = self.config, self.store, self.unlabeled
-        wants_unlabeled = c.student_data == "labeled+unlabeled" and (
-            c.student == "trained" or (c.student == "ema" and c.ema_consistency_weight > 0)
+        self.semi = c.semi_supervised == "fixmatch"
+        #: fixmatch: per unlabeled sample, the class of its latest prediction at or above
+        #: pseudo_threshold (-1: none), and the sample's position by store row
+        self.pseudo_state = np.full(unlabeled.size, -1, np.int64)
+        self._unl_order = np.argsort(unlabeled, kind="stable")
+        if self.semi and unlabeled.size == 0:
+            raise ValueError(
+                "semi_supervised fixmatch needs unlabeled samples (unlabeled_indices); none "
+                "were given: pass the pool's rows, or train with semi_supervised: none"
+            )
+        wants_unlabeled = self.semi or (
+            c.student_data == "labeled+unlabeled"
+            and (c.student == "trained" or (c.student == "ema" and c.ema_consistency_weight > 0))
         )
         if wants_unlabeled and unlabeled.size == 0:
             warnings.warn(
@@ -381,9 +416,7 @@ class _Trainer:
         if self.out_dir is None:
             return
         # the epoch's loss sums over all ranks (each rank holds only its own share)
-        a = self.accum
-        sums = all_reduce_sum([a["task"], a["transfer"], float(a["n"])], self.dist)
-        accum = {"task": sums[0], "transfer": sums[1], "n": int(sums[2])}
+        accum = _reduce_accum(self.accum, self.dist)
         if self.dist.is_main:
             self._write_checkpoint(accum)
         barrier(self.dist)
@@ -391,6 +424,8 @@ class _Trainer:
     def _write_checkpoint(self, accum: dict[str, Any]) -> None:
         assert self.out_dir is not None
         tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+        if self.semi:
+            tensors["semi.state"] = torch.from_numpy(self.pseudo_state.copy())
         if self.device.type == "cuda":
             for k, s in enumerate(torch.cuda.get_rng_state_all()):
                 tensors[f"rng.cuda.{k}"] = s
@@ -459,8 +494,9 @@ class _Trainer:
         self.global_step = int(st["global_step"])
         self.history = list(st["history"])
         # rank 0 carries the saved sums of all ranks; end_epoch adds the others' new shares
-        zero = {"task": 0.0, "transfer": 0.0, "n": 0}
-        self.accum = dict(st["accum"]) if self.dist.is_main else zero
+        self.accum = _zero_accum() | (dict(st["accum"]) if self.dist.is_main else {})
+        if self.semi and "semi.state" in ckpt.tensors:
+            self.pseudo_state = ckpt.tensors["semi.state"].numpy().astype(np.int64).copy()
         self.elapsed = float(st["elapsed_s"])
         if st.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(st["scaler"])
@@ -476,12 +512,25 @@ class _Trainer:
         x_l = self._to(batch["image"])
         y = batch["target"].to(self.device, non_blocking=True)
         n_l = x_l.shape[0]
+        # x: the labeled batch and the unlabeled (weak) views, what the student sees
         x = torch.cat([x_l, self._to(ubatch["image"])]) if ubatch is not None else x_l
+        n_x = x.shape[0]
+        x_teacher = x
+        if self.semi:
+            assert ubatch is not None
+            x_teacher = torch.cat([x, self._to(self._strong_views(ubatch["image"]))])
         amp = autocast_context(self.device, c.amp)
         with amp:
-            t_all = self.t_fwd(x).float()  # losses in float32 under autocast
+            t_fwd_all = self.t_fwd(x_teacher).float()  # losses in float32 under autocast
+        t_all = t_fwd_all[:n_x]
         loss_task = self.task_loss(t_all[:n_l], y)
         loss_teacher = loss_task
+        if self.semi:
+            assert ubatch is not None
+            loss_pseudo = self._pseudo_label_loss(
+                t_all[n_l:].detach(), t_fwd_all[n_x:], ubatch["index"]
+            )
+            loss_teacher = loss_teacher + c.pseudo_weight * loss_pseudo
         loss_tr = None
         if c.student == "trained":
             assert self.s_fwd is not None
@@ -546,6 +595,47 @@ class _Trainer:
         self.global_step += 1
         self.step_in_epoch += 1
 
+    def _strong_views(self, weak: torch.Tensor) -> torch.Tensor:
+        """fixmatch: strong views of a batch of weak views, seeded by step and rank (a
+        resumed run draws the same)."""
+        c = self.config
+        gen = torch.Generator().manual_seed(
+            derive_seed(c.seed, f"strong{self.global_step}.{self.dist.rank}")
+        )
+        return make_view(
+            weak, gen, flip=False, max_shift=c.strong_shift, noise_std=c.strong_noise,
+            cutout=c.strong_cutout,
+        )  # fmt: skip
+
+    def _pseudo_label_loss(
+        self, logits_weak: torch.Tensor, logits_strong: torch.Tensor, rows: torch.Tensor
+    ) -> torch.Tensor:
+        """fixmatch: the masked pseudo-label loss of one unlabeled batch, and the update of
+        each sample's held class (gathered from every rank, so all ranks hold the same)."""
+        c = self.config
+        thresholds = class_thresholds(
+            self.pseudo_state, self.num_classes, c.pseudo_threshold, c.pseudo_adaptive
+        )
+        classes, confidence, mask = pseudo_labels(
+            logits_weak, torch.as_tensor(thresholds, dtype=torch.float32, device=self.device)
+        )
+        loss = pseudo_label_loss(logits_strong, classes, mask)
+        self.accum["pseudo"] += float(loss.detach())
+        self.accum["pseudo_used"] += float(mask.sum())
+        self.accum["pseudo_seen"] += float(mask.numel())
+        unl = self.unlabeled
+        row_arr = rows.cpu().numpy().astype(np.int64)
+        positions = self._unl_order[np.searchsorted(unl, row_arr, sorter=self._unl_order)]
+        held = np.where(
+            confidence.detach().cpu().numpy() >= c.pseudo_threshold,
+            classes.cpu().numpy().astype(np.int64),
+            -1,
+        )
+        positions = all_gather_ints(positions, self.dist, self.device)
+        held = all_gather_ints(held, self.dist, self.device)
+        update_state(self.pseudo_state, positions, held)
+        return loss
+
     def epoch_loaders(self) -> tuple[Any, Any]:
         c = self.config
         e = self.epoch
@@ -588,10 +678,7 @@ class _Trainer:
 
     def end_epoch(self) -> dict[str, Any]:
         c = self.config
-        sums = all_reduce_sum(
-            [self.accum["task"], self.accum["transfer"], float(self.accum["n"])], self.dist
-        )
-        self.accum = {"task": sums[0], "transfer": sums[1], "n": int(sums[2])}
+        self.accum = _reduce_accum(self.accum, self.dist)
         n = max(1, self.accum["n"])
         record: dict[str, Any] = {
             "epoch": self.epoch + 1,
@@ -604,6 +691,16 @@ class _Trainer:
             },
             "val": None,
         }
+        if self.semi:
+            a = self.accum
+            record["train"]["pseudo_loss"] = a["pseudo"] / n
+            record["train"]["pseudo_fraction"] = a["pseudo_used"] / max(1.0, a["pseudo_seen"])
+            # a measurement where the store knows the pool's classes (a benchmark); nothing
+            # in training reads it
+            truth = np.asarray(self.store.labels[self.unlabeled], np.int64)
+            record["pseudo_labels"] = pseudo_label_quality(
+                self.pseudo_state, truth, self.num_classes
+            )
         if self.val.size:
             models = self.final_models()
             record["val"] = evaluate(
@@ -626,7 +723,7 @@ class _Trainer:
         self.history.append(record)
         self.epoch += 1
         self.step_in_epoch = 0
-        self.accum = {"task": 0.0, "transfer": 0.0, "n": 0}
+        self.accum = _zero_accum()
         return record
 
     def info(self) -> dict[str, Any]:
