@@ -432,18 +432,20 @@ class ALEngine:
                 device=self.config.device,
             )
             test = metrics["teacher"]
-        self.state["history"].append(
-            {
-                "cycle": cycle,
-                "n_labeled": int(rows.size),
-                "accuracy": test.get("accuracy"),
-                "macro_f1": test.get("macro_f1"),
-                "per_class_accuracy": test.get("per_class_accuracy", {}),
-                "train_s": round(train_s, 3),
-                "score_s": None,
-                "run_dir": str(run_dir.relative_to(self.out_dir)),
-            }
-        )
+        record: dict[str, Any] = {
+            "cycle": cycle,
+            "n_labeled": int(rows.size),
+            "accuracy": test.get("accuracy"),
+            "macro_f1": test.get("macro_f1"),
+            "per_class_accuracy": test.get("per_class_accuracy", {}),
+            "train_s": round(train_s, 3),
+            "score_s": None,
+            "run_dir": str(run_dir.relative_to(self.out_dir)),
+        }
+        pseudo = fitted.result.history[-1].get("pseudo_labels") if fitted.result.history else None
+        if pseudo is not None:  # semi-supervised training: the pool's pseudo-labels at the end
+            record["pseudo_labels"] = pseudo
+        self.state["history"].append(record)
         last = cycle + 1 >= self.config.n_cycles
         n_left = self.pool_ids.size - len(self.state["labels"])
         self.state["phase"] = "done" if last or n_left == 0 else "select"

@@ -34,6 +34,7 @@ def collect(cfg: BenchmarkConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFrame
                     "n_labeled": h["n_labeled"], "accuracy": h["accuracy"],
                     "macro_f1": h["macro_f1"], "train_s": h["train_s"], "score_s": h["score_s"],
                     **(_half_accuracies(h["per_class_accuracy"]) if long_tailed else {}),
+                    **_pseudo_columns(h.get("pseudo_labels")),
                 })  # fmt: skip
             for b in state["batches"]:
                 sel_rows.append({
@@ -42,6 +43,8 @@ def collect(cfg: BenchmarkConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFrame
                 })  # fmt: skip
     columns = ["strategy", "seed", "cycle", "n_labeled", "accuracy", "macro_f1", "train_s",
                "score_s", *(HALF_COLUMNS if long_tailed else ())]  # fmt: skip
+    if any(PSEUDO_COLUMNS[0] in r for r in rows):
+        columns += PSEUDO_COLUMNS
     curves = pd.DataFrame(rows, columns=columns)
     selections = pd.DataFrame(sel_rows)
     return curves, selections
@@ -51,6 +54,56 @@ def collect(cfg: BenchmarkConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFrame
 #: and over the rarer half of the classes (label order; the middle class of an odd number
 #: counts as frequent).
 HALF_COLUMNS = ("frequent_half_accuracy", "rarer_half_accuracy")
+
+
+#: curves.csv columns of semi-supervised runs, from the last epoch of each cycle's training:
+#: share of the pool holding a pseudo-label, their accuracy against the simulation's truth,
+#: and the lowest per-class coverage (by true class).
+PSEUDO_COLUMNS = ["pseudo_coverage", "pseudo_accuracy", "pseudo_worst_class_coverage"]
+
+
+def _pseudo_columns(pseudo: dict[str, Any] | None) -> dict[str, float]:
+    if not pseudo:
+        return {}
+    per_class = [c for c in pseudo["per_class"]["coverage"] if c is not None]
+    acc = pseudo.get("accuracy")
+    return {
+        PSEUDO_COLUMNS[0]: float(pseudo["coverage"]),
+        PSEUDO_COLUMNS[1]: float("nan") if acc is None else float(acc),
+        PSEUDO_COLUMNS[2]: float(min(per_class)) if per_class else float("nan"),
+    }
+
+
+def _pseudo_table(labels: list[str], curves: pd.DataFrame) -> list[str]:
+    """Pseudo-labels of the semi-supervised arms per labelled-set size (mean over seeds)."""
+    semi = curves.dropna(subset=[PSEUDO_COLUMNS[0]])
+    if semi.empty:
+        return []
+    ns = sorted(semi["n_labeled"].unique())
+    lines = [
+        "## Pseudo-labels of the semi-supervised arms",
+        "",
+        "At the end of each cycle's training: the share of the pool holding a pseudo-label "
+        "(coverage), the share of those that are right (accuracy, against the simulation's "
+        "classes), and the coverage of the least covered class, mean over seeds. Pseudo-labels "
+        "never enter the labelled set.",
+        "",
+        "| strategy | " + " | ".join(f"{n}: coverage / accuracy / worst class" for n in ns) + " |",
+        "|---|" + "---|" * len(ns),
+    ]
+    g = semi.groupby(["strategy", "n_labeled"])[PSEUDO_COLUMNS].mean()
+    for lab in labels:
+        if lab not in set(semi["strategy"]):
+            continue
+        cells = []
+        for n in ns:
+            if (lab, n) not in g.index:
+                cells.append("–")
+                continue
+            cov, acc, worst = g.loc[(lab, n)]
+            cells.append(f"{cov:.2f} / {acc:.2f} / {worst:.2f}")
+        lines.append(f"| {lab} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _half_accuracies(per_class: dict[str, float]) -> dict[str, float]:
@@ -184,6 +237,8 @@ def summarise(cfg: BenchmarkConfig, curves: pd.DataFrame, selections: pd.DataFra
             )
     if HALF_COLUMNS[1] in curves.columns:
         lines += _halves_table(labels, ref, complete)
+    if PSEUDO_COLUMNS[0] in curves.columns:
+        lines += _pseudo_table(labels, curves)
     if not selections.empty:
         lines += picks_table(labels, selections, cfg.data.pool_imbalance)
     return "\n".join(lines) + "\n"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -334,3 +337,36 @@ def test_summary_compares_the_pairs_it_is_given_with_the_half_budget_claim():
         BenchmarkConfig.model_validate(
             {"strategies": ["random"], "comparisons": [["b2", "random"]]}
         ).labels()
+
+
+def test_summary_reports_the_pseudo_labels_of_semi_supervised_arms(tmp_path: Path):
+    from cryoal.benchmark.report import collect
+
+    cfg = BenchmarkConfig.model_validate({
+        "strategies": ["random", {"name": "random", "label": "s1",
+                                  "train": {"semi_supervised": "fixmatch"}}],
+        "budgets": [100, 200], "seeds": [0, 1],
+    })  # fmt: skip
+    for label in ("random", "s1"):
+        for seed in (0, 1):
+            history = []
+            for c, n in enumerate((100, 200)):
+                h = {"cycle": c, "n_labeled": n, "accuracy": 0.5, "macro_f1": 0.5,
+                     "per_class_accuracy": {}, "train_s": 1.0, "score_s": 0.0}  # fmt: skip
+                if label == "s1":  # coverage grows with the labels; one class lags
+                    h["pseudo_labels"] = {
+                        "coverage": 0.2 * (c + 1) + 0.1 * seed, "accuracy": 0.9,
+                        "per_class": {"coverage": [0.5, 0.1 * seed, None],
+                                      "accuracy": [0.9, 0.8, None]},
+                    }  # fmt: skip
+                history.append(h)
+            path = tmp_path / "runs" / label / f"seed_{seed}" / "state.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps({"history": history, "batches": []}))
+    curves, selections = collect(cfg, tmp_path)
+    assert curves.loc[curves["strategy"] == "random", "pseudo_coverage"].isna().all()
+    text = summarise(cfg, curves, selections)
+    table = text.split("## Pseudo-labels of the semi-supervised arms")[1]
+    # mean over the two seeds: coverage 0.25 then 0.45, accuracy 0.9, worst class 0.05
+    assert "| s1 | 0.25 / 0.90 / 0.05 | 0.45 / 0.90 / 0.05 |" in table
+    assert "| random |" not in table.split("##")[0]
