@@ -264,11 +264,6 @@ def _train_project(
             f"project training classifies candidates; task {cfg.task!r} is not available here "
             "(train segmenters with 'cryoal train STORE.h5 --task segment')"
         )
-    if cfg.student_data != "labeled" or cfg.semi_supervised != "none":
-        raise ValueError(
-            "project training uses the snapshot's labelled candidates only; set student_data: "
-            "labeled and semi_supervised: none in the training config"
-        )
     if ctx.is_main:
         snap = choose_snapshot(project, round, new_snapshot)
         chosen = snap.round
@@ -287,16 +282,25 @@ def _train_project(
         )
     table = read_snapshot(directory)
     rows = _class_rows(project, table, directory)
+    labels = rows["class_id"].to_numpy(dtype=np.int64)
+    # semi-supervised training and a student of labelled+unlabelled batches also read the
+    # round's unlabelled candidates (frozen with the snapshot); they are extracted into the
+    # round's store with the label -1 and never written anywhere as labels
+    pool = _unlabelled_pool(directory, table) if _reads_pool(cfg) else rows.iloc[:0]
+    if len(pool):
+        log.info("semi-supervised: %d unlabelled candidates of the round", len(pool))
+    extracted = pd.concat([rows, pool], ignore_index=True)
+    store_labels = np.concatenate([labels, np.full(len(pool), -1, np.int64)])
 
     store_path = directory / TRAIN_STORE_NAME
-    labels = rows["class_id"].to_numpy(dtype=np.int64)
-    reuse = store_path.exists() and not overwrite and _store_matches(store_path, rows)
+    reuse = store_path.exists() and not overwrite and _store_matches(store_path, extracted)
     if ctx.is_main and reuse:
         log.info("reusing %s", store_path)
     elif ctx.is_main:
         extract_project_store(
-            project, rows, store_path, labels=labels, overwrite=True, progress=progress
-        )
+            project, extracted, store_path, labels=store_labels, overwrite=True,
+            progress=progress,
+        )  # fmt: skip
     run_dir = directory / MODEL_RUN_DIR
     if run_dir.exists() and overwrite and ctx.is_main:
         shutil.rmtree(run_dir)
@@ -323,6 +327,7 @@ def _train_project(
         training=snap.round - 1,  # round r's model is trained on the labels of rounds 0..r-1
         out_dir=run_dir,
         val_fraction=cfg.val_fraction,
+        unlabeled_rows=store.index_of(pool["candidate_id"].tolist()) if len(pool) else None,
         warm_start_from=init,
         resume=resume,
         callback=callback,
@@ -346,6 +351,34 @@ def _train_project(
     D.barrier(ctx)
     log.info("trained %s on %d labels", info.model_version, len(rows))
     return ProjectTrainResult(info=info, fit_result=result)
+
+
+def _reads_pool(cfg: Any) -> bool:
+    """Whether training reads unlabelled samples (semi-supervised, or a student of
+    labelled and unlabelled batches)."""
+    return bool(cfg.semi_supervised != "none" or cfg.student_data == "labeled+unlabeled")
+
+
+def _unlabelled_pool(directory: Path, snapshot: pd.DataFrame) -> pd.DataFrame:
+    """The round's frozen candidates (``candidates.csv``) without a label of any kind in
+    its snapshot, sorted by id: the pool semi-supervised training reads.
+
+    Raises
+    ------
+    ValueError
+        No unlabelled candidate is left (the fix is in the message).
+    """
+    from cryoal.project.pool import read_pool
+
+    candidates = read_pool(directory)
+    labelled = set(snapshot["candidate_id"].astype(str))
+    pool = candidates[~candidates["candidate_id"].astype(str).isin(labelled)]
+    if pool.empty:
+        raise ValueError(
+            f"{directory}: every candidate is labelled, so there is no unlabelled pool for "
+            "semi_supervised / student_data labeled+unlabeled; set them to none / labeled"
+        )
+    return pool.sort_values("candidate_id").reset_index(drop=True)
 
 
 def _class_rows(project: Project, table: pd.DataFrame, directory: Path) -> pd.DataFrame:

@@ -244,19 +244,41 @@ def test_round_training_is_seeded_by_the_project_seed_unless_the_config_sets_one
         assert project_train_config(again, tmp_path / "train.yaml").seed == 3
 
 
-def test_training_refuses_semi_supervised_before_taking_a_snapshot(
+def test_semi_supervised_project_training_reads_the_pool_and_writes_no_label(
     tmp_path: Path,
     make_round0_labelled_project,  # noqa: ANN001
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    import json
+    import sqlite3
+
     from cryoal.cli.main import run
+    from cryoal.io.store import SubtomogramStore
 
     proj = make_round0_labelled_project(tmp_path, seed=5)
-    before = sorted(p.relative_to(proj) for p in (proj / "rounds").rglob("*"))
-    capsys.readouterr()
-    args = ["train", str(proj), "--set", "semi_supervised=fixmatch", "--no-progress"]
-    assert run(args) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "semi_supervised: none" in err
-    # nothing written: no snapshot, no pretraining, no round folder
-    assert sorted(p.relative_to(proj) for p in (proj / "rounds").rglob("*")) == before
+
+    def history() -> list[tuple]:
+        with sqlite3.connect(proj / "labels.sqlite") as conn:
+            return conn.execute("SELECT * FROM labels ORDER BY label_id").fetchall()
+
+    before = history()
+    args = ["train", str(proj), "--preset", "tiny", "--student-preset", "tiny", "--epochs",
+            "2", "--batch-size", "8", "--no-pretrain", "--no-progress",
+            "--set", "semi_supervised=fixmatch", "--set", "pseudo_threshold=0.5"]  # fmt: skip
+    assert run(args) == 0
+    # pseudo-labels never reach the label store: its history is exactly as it was
+    assert history() == before
+    project = Project.open(proj)
+    labelled = set(project.labels.current_labels(include_special=True)["candidate_id"])
+    every = set(project.labels.candidates()["candidate_id"])
+    project.close()
+    # the round's store holds the labelled candidates with their classes and every
+    # unlabelled candidate of the round with -1
+    store = SubtomogramStore(proj / "rounds/001/train.h5")
+    ids = [str(i) for i in store.ids]
+    assert set(ids) == every
+    unlabelled = np.array([i not in labelled for i in ids])
+    assert unlabelled.any() and (np.asarray(store.labels)[unlabelled] == -1).all()
+    assert (np.asarray(store.labels)[~unlabelled] >= 0).all()
+    metrics = json.loads((proj / "rounds/001/model/metrics.json").read_text())
+    assert metrics["epochs"][-1]["pseudo_labels"]["coverage"] >= 0.0
+    assert "pseudo_fraction" in metrics["epochs"][-1]["train"]
