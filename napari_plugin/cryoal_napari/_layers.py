@@ -65,19 +65,26 @@ def points_layer(
     colours: Mapping[str, str],
     size_A: float,
     metadata: dict[str, Any],
+    voxel_size_A: float | None = None,
 ) -> LayerData:
-    """A Points layer in Å (``(n, 3)`` zyx), rings coloured by ``features[label_column]``.
+    """A Points layer at ``(n, 3)`` zyx positions in Å, rings coloured by
+    ``features[label_column]``.
 
-    Points are drawn as rings (transparent face, coloured border) so the particle under
-    them stays visible; ``size_A`` is the diameter in Å. ``metadata["cryoal"]["radius_A"]``
-    asks the viewer hook for a slice thickness of that radius.
+    With ``voxel_size_A`` the data are voxels at the scale of a tomogram layer of that
+    voxel size (:mod:`cryoal_napari._tomogram`), so the points share the image's world and
+    the z slider still steps one slice; without it, Å at scale 1. Points are drawn as rings
+    (transparent face, coloured border) so the particle under them stays visible;
+    ``size_A`` is the diameter in Å. ``metadata["cryoal"]["radius_A"]`` asks the viewer
+    hook for a slice thickness of that radius.
     """
     zyx_A = np.asarray(zyx_A, dtype=np.float64).reshape(-1, 3)
+    unit = float(voxel_size_A) if voxel_size_A else 1.0
     labels = list(features[label_column]) if label_column else [""] * len(zyx_A)
     kwargs: dict[str, Any] = {
         "name": name,
         "features": {k: list(v) for k, v in features.items()},
-        "size": float(size_A),
+        "scale": (unit, unit, unit),
+        "size": float(size_A) / unit,
         "face_color": "transparent",
         "border_color": class_colours(labels, colours) if len(zyx_A) else "white",
         "border_width": 0.08,
@@ -90,4 +97,4 @@ def points_layer(
         "axis_labels": AXIS_LABELS,
         "metadata": {"cryoal": {**metadata, "radius_A": float(size_A) / 2}},
     }
-    return zyx_A, kwargs, "points"
+    return zyx_A / unit, kwargs, "points"

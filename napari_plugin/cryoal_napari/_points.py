@@ -202,6 +202,7 @@ def read_picks(path: str | os.PathLike) -> list[LayerData]:
                 label_column="class_name",
                 colours=colours,
                 size_A=ctx.point_size_A(),
+                voxel_size_A=vs,
                 metadata={
                     "kind": "picks",
                     "path": str(path.resolve()),

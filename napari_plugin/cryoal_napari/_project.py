@@ -80,6 +80,7 @@ def read_project(path: str | os.PathLike, multiscale_bytes: int | None = None) -
             label_column="label",
             colours=colours,
             size_A=config.box * vs,
+            voxel_size_A=vs,
             metadata={
                 "kind": "candidates",
                 "project": str(root.resolve()),

@@ -396,19 +396,21 @@ class LabellingWidget(QWidget):
         assert self.session is not None
         points = self.session.points()
         vs = self.session.voxel_size_A
-        size = self.session.box * vs * 0.5
+        voxels = points.positions_A / vs  # data in voxels, shown at the image's scale
+        size = self.session.box * 0.5  # voxels
         translate = self._world_translate()
         self._point_index = {c: i for i, c in enumerate(points.features["candidate_id"])}
         colours = list(points.colours) if len(points.colours) else "yellow"
-        # layers in Å with z/y/x axes like the reader's image, so the scale bar keeps its
-        # unit; radius_A lets the reader's viewer hook draw rings on nearby slices too
+        # layers in the image's world: voxel data at its scale (Å) and translation, with
+        # z/y/x axes, so the z slider steps one slice and reads Å like the image's;
+        # radius_A (world units) lets the viewer hook draw rings on nearby slices too
         _viewer.install(self.viewer)
-        axes = {"units": ("angstrom",) * 3, "axis_labels": ("z", "y", "x")}
+        axes = {"units": ("angstrom",) * 3, "axis_labels": ("z", "y", "x"), "scale": (vs,) * 3}
         if self.points_layer is None or self.points_layer not in self.viewer.layers:
             self.points_layer = self.viewer.add_points(
-                points.positions_A,
+                voxels,
                 features=points.features,
-                metadata={"cryoal": {"radius_A": float(size) / 2}},
+                metadata={"cryoal": {"radius_A": float(size * vs) / 2}},
                 **axes,
                 name="candidates",
                 size=size,
@@ -419,7 +421,7 @@ class LabellingWidget(QWidget):
                 opacity=0.9,
             )
         else:
-            self.points_layer.data = points.positions_A
+            self.points_layer.data = voxels
             self.points_layer.features = points.features
             self.points_layer.translate = translate
             self.points_layer.size = size
@@ -427,39 +429,55 @@ class LabellingWidget(QWidget):
                 self.points_layer.border_color = colours
         # one hidden box per candidate, the current one shown: moving between candidates
         # then changes only the ``shown`` mask, not the layer's data and extent (fast)
-        hidden = np.zeros(len(points.positions_A), dtype=bool)
+        hidden = np.zeros(len(voxels), dtype=bool)
         if self.box_layer is None or self.box_layer not in self.viewer.layers:
             self.box_layer = self.viewer.add_points(
-                points.positions_A,
+                voxels,
                 shown=hidden,
                 **axes,
                 name="current box",
                 symbol="square",
-                size=self.session.box * vs,
+                size=self.session.box,
                 face_color="transparent",
                 border_color="#00ffff",
                 border_width=0.04,
                 translate=translate,
             )
         else:
-            self.box_layer.data = points.positions_A
+            self.box_layer.data = voxels
             self.box_layer.shown = hidden
         self.box_layer.translate = translate
         if self.cube_layer is None or self.cube_layer not in self.viewer.layers:
-            # 3D: a wireframe cube (12 edges) around the current candidate, moved by translate
+            # 3D: a wireframe cube (12 edges, voxels) around the current candidate, clipped
+            # to the tomogram so that it never widens the sliders' range
+            first = self.session.current
             self.cube_layer = self.viewer.add_shapes(
-                _cube_edges(self.session.box * vs / 2),
+                self._cube_around(first.zyx if first is not None else None),
                 shape_type="line",
                 edge_color="#00ffff",
-                edge_width=vs,
+                edge_width=1.0,
                 **axes,
+                translate=translate,
                 name="current box 3D",
                 visible=self.viewer.dims.ndisplay == 3,
             )
+        self.cube_layer.translate = translate
         # keep the tomogram selected: the keys are bound on every layer anyway, and the
         # image layer's controls (contrast) are what a labeller adjusts
         if self.image_layer is not None:
             self.viewer.layers.selection.active = self.image_layer
+
+    def _cube_around(self, zyx: np.ndarray | None) -> list[np.ndarray]:
+        """Edges (voxels) of the candidate's box at ``zyx`` (voxels; None: the tomogram's
+        centre), clipped to the tomogram's voxels."""
+        assert self.session is not None
+        if self.image_layer is not None:
+            lo, hi = np.asarray(self.image_layer.extent.data, dtype=float)[:, -3:]
+        else:
+            lo, hi = np.zeros(3), np.full(3, np.inf)
+        centre = (lo + hi) / 2 if zyx is None else np.asarray(zyx, dtype=float)
+        half = self.session.box / 2
+        return _cube_edges(np.maximum(centre - half, lo), np.minimum(centre + half, hi))
 
     def _on_ndisplay(self) -> None:
         """2D: the box as a square on the candidate's slice; 3D: as a wireframe cube."""
@@ -507,7 +525,7 @@ class LabellingWidget(QWidget):
         self.box_layer.shown = shown
         world = position + self._world_translate()
         if self.cube_layer is not None and self.viewer.dims.ndisplay == 3:
-            self.cube_layer.translate = world
+            self.cube_layer.data = self._cube_around(current.zyx)
         if centre:
             self.viewer.dims.set_point(0, float(world[0]))
             self.viewer.scene.camera.center = tuple(float(v) for v in world)
@@ -671,15 +689,15 @@ class LabellingWidget(QWidget):
         super().closeEvent(event)
 
 
-def _cube_edges(half: float) -> list[np.ndarray]:
-    """The 12 edges of a cube of half-width ``half`` centred at 0: ``(2, 3)`` zyx each."""
-    signs = np.array([[z, y, x] for z in (-1, 1) for y in (-1, 1) for x in (-1, 1)], float)
-    corners = signs * half
+def _cube_edges(lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
+    """The 12 edges of the box with corners ``lo`` and ``hi`` (zyx): ``(2, 3)`` each."""
+    pick = np.array([[z, y, x] for z in (0, 1) for y in (0, 1) for x in (0, 1)], bool)
+    corners = np.where(pick, np.asarray(hi, float), np.asarray(lo, float))
     return [
         np.stack([corners[i], corners[j]])
         for i in range(8)
         for j in range(i + 1, 8)
-        if np.count_nonzero(signs[i] != signs[j]) == 1
+        if np.count_nonzero(pick[i] != pick[j]) == 1
     ]
 
 

@@ -186,6 +186,10 @@ def test_imported_picks_sit_on_their_particles(sim, tmp_path: Path) -> None:
     for picks_file in (sim.star, sim.csv):
         [(points, pkw, ptype)] = read(picks_file)
         assert ptype == "points" and pkw["units"] == ("angstrom",) * 3
+        # where the file gives the voxel size (STAR), voxel data at the tomogram's scale:
+        # the same world, and z steps one slice; a CSV in Å outside a project stays in Å
+        assert pkw["scale"] == (tkw["scale"] if picks_file == sim.star else (1.0, 1.0, 1.0))
+        points = _world(points, pkw)
         ids = pkw["features"]["candidate_id"]
         assert ids == truth["candidate_id"].tolist()
         # napari world (Å) -> voxel of each layer, exactly as napari maps it
@@ -229,6 +233,12 @@ def test_imported_picks_sit_on_their_particles(sim, tmp_path: Path) -> None:
     assert sum(hits) <= len(points) // 4
 
 
+def _world(data: np.ndarray, kwargs: dict) -> np.ndarray:
+    """A layer's data in napari world coordinates (Å): data × scale + translate."""
+    scale = np.asarray(kwargs.get("scale", (1.0, 1.0, 1.0)))
+    return np.asarray(data) * scale + np.asarray(kwargs.get("translate", (0.0, 0.0, 0.0)))
+
+
 def _box(volume: np.ndarray, z: int, y: int, x: int, r: int) -> np.ndarray:
     return volume[max(z - r, 0) : z + r + 1, max(y - r, 0) : y + r + 1, max(x - r, 0) : x + r + 1]
 
@@ -239,12 +249,12 @@ def test_project_tables_use_the_project_voxel_size(tmp_path: Path) -> None:
     root = make_sample_project(tmp_path / "proj")
     candidates = pd.read_csv(root / "candidates.csv")
     [(cand, ckw, _)] = read(root / "candidates.csv")
-    np.testing.assert_allclose(cand, candidates[["z", "y", "x"]].to_numpy() * 10.0)
+    np.testing.assert_allclose(_world(cand, ckw), candidates[["z", "y", "x"]].to_numpy() * 10.0)
     [(sugg, skw, _)] = read(root / "rounds" / "000" / "suggestions.csv")
     queue = pd.read_csv(root / "rounds" / "000" / "suggestions.csv")
-    np.testing.assert_allclose(sugg, queue[["z", "y", "x"]].to_numpy() * 10.0)
+    np.testing.assert_allclose(_world(sugg, skw), queue[["z", "y", "x"]].to_numpy() * 10.0)
     assert skw["features"]["rank"] == list(range(16))
-    assert skw["size"] == 24 * 10.0  # the project's box, in Å
+    assert skw["size"] * skw["scale"][0] == 24 * 10.0  # the project's box, in Å
 
     # outside its project, a voxel table cannot be placed: one clear error
     lost = tmp_path / "elsewhere"
@@ -301,8 +311,10 @@ def test_relion5_picks_are_placed_with_the_tomogram_beside_them(sim, tmp_path: P
         table, tmp_path / "r5.star", voxel_size_A=10.0, version=5, tomograms={"sim_tomo": geometry}
     )
     # cryoal writes the tomogram's size (rlnTomoSizeX/Y/Z): the file places itself
-    [(points, _, _)] = read(tmp_path / "r5.star")
-    np.testing.assert_allclose(points, truth[["z", "y", "x"]].to_numpy() * 10.0, atol=1e-3)
+    [(points, pkw, _)] = read(tmp_path / "r5.star")
+    np.testing.assert_allclose(
+        _world(points, pkw), truth[["z", "y", "x"]].to_numpy() * 10.0, atol=1e-3
+    )
     # RELION 5 files without the size need the tomogram beside them
     import starfile
 
@@ -313,8 +325,10 @@ def test_relion5_picks_are_placed_with_the_tomogram_beside_them(sim, tmp_path: P
     with pytest.raises(ValueError, match="RELION 5 centred coordinates"):
         read(tmp_path / "r5.star")  # the size of the tomogram is needed, and not known
     (tmp_path / "sim_tomo.mrc").symlink_to(sim.tomogram)
-    [(points, _, _)] = read(tmp_path / "r5.star")
-    np.testing.assert_allclose(points, truth[["z", "y", "x"]].to_numpy() * 10.0, atol=1e-3)
+    [(points, pkw, _)] = read(tmp_path / "r5.star")
+    np.testing.assert_allclose(
+        _world(points, pkw), truth[["z", "y", "x"]].to_numpy() * 10.0, atol=1e-3
+    )
 
 
 def test_star_without_tomogram_names_belongs_to_the_tomogram_named_like_it(
@@ -338,5 +352,7 @@ def test_star_without_tomogram_names_belongs_to_the_tomogram_named_like_it(
         read(tmp_path / "TS_07.star")
     (tmp_path / "TS_07.mrc").symlink_to(sim.tomogram)
     [(points, kwargs, _)] = read(tmp_path / "TS_07.star")
-    np.testing.assert_allclose(points, truth[["z", "y", "x"]].to_numpy() * 10.0, atol=1e-3)
+    np.testing.assert_allclose(
+        _world(points, kwargs), truth[["z", "y", "x"]].to_numpy() * 10.0, atol=1e-3
+    )
     assert set(kwargs["features"]["tomo_id"]) == {"TS_07"}

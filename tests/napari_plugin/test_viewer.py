@@ -37,7 +37,8 @@ def test_project_opens_in_angstrom_with_rings_on_the_slice(
     assert slider_hi - slider_lo > 2 * (hi - lo)
 
     # on the z plane through a candidate, its ring is drawn, and on planes a radius away
-    z_A = float(points.data[0, 0])
+    z_A = float(points.data_to_world(points.data[0])[0])
+    assert points.scale[0] == tomo.scale[0] == viewer.dims.range[0].step  # one slice
     viewer.dims.set_point(0, z_A)
     assert 0 in points._view_indices
     viewer.dims.set_point(0, z_A + 12 * 10.0 * 0.8)  # 0.8 box radius away: smaller ring

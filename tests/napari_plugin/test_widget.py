@@ -85,7 +85,11 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
     # the camera, slice and box follow the candidate (zyx voxels × 10 Å)
     expected = np.array([12.0, 50.0, 45.0]) * 10.0 + np.asarray(widget.image_layer.translate)
     [box] = widget.box_layer.data[widget.box_layer.shown]  # only the current box is shown
-    np.testing.assert_allclose(box + widget.box_layer.translate, expected)
+    np.testing.assert_allclose(widget.box_layer.data_to_world(box), expected)
+    # every layer lives in the image's world (voxels at its scale), so z steps one slice
+    for layer in (widget.points_layer, widget.box_layer, widget.cube_layer):
+        np.testing.assert_allclose(layer.scale, widget.image_layer.scale)
+    assert viewer.dims.range[0].step == pytest.approx(10.0)
     assert viewer.dims.point[0] == pytest.approx(expected[0], abs=10.0)
     np.testing.assert_allclose(viewer.scene.camera.center[-2:], expected[1:])
     assert widget.table.currentRow() == 2
@@ -94,11 +98,20 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
 
     viewer.dims.ndisplay = 3  # the keys work in 3D as well; the box becomes a cube
     assert widget.cube_layer.visible and not widget.box_layer.visible
-    np.testing.assert_allclose(widget.cube_layer.translate, expected)
+    image = np.asarray(widget.image_layer.extent.world)
+
+    def around(world_zyx: np.ndarray) -> None:
+        """The cube encloses the candidate and stays inside the tomogram (the sliders'
+        range is the tomogram's)."""
+        lo, hi = np.asarray(widget.cube_layer.extent.world)
+        assert np.all(lo <= world_zyx) and np.all(world_zyx <= hi)
+        assert np.all(lo >= image[0] - 1e-6) and np.all(hi <= image[1] + 1e-6)
+
+    around(expected)
     _press(widget, Qt.Key.Key_2)  # barrel for IDS[2], which was unsure
     assert _current_labels(label_project)[IDS[2]] == "barrel"
-    cube_centre = np.asarray(widget.cube_layer.translate)  # moved on to the next candidate
-    np.testing.assert_allclose(cube_centre, widget.session.current.zyx * 10.0)
+    around(widget.session.current.zyx * 10.0 + np.asarray(widget.image_layer.translate))
+    assert viewer.dims.range[0].start == pytest.approx(image[0][0])
 
     # a label written by another program shows up without touching the widget
     with LabelStore(label_project / "labels.sqlite") as cli:

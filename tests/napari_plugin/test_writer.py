@@ -48,7 +48,8 @@ def test_round_trip_keeps_angstrom_positions_ids_and_classes(tmp_path: Path, suf
 
     [(points, kwargs, kind)] = get_reader(str(path))(str(path))  # type: ignore[misc]
     assert kind == "points"
-    np.testing.assert_allclose(points, layer.data, atol=1e-4)
+    world = np.asarray(points) * np.asarray(kwargs["scale"])  # Å, whatever the layer's unit
+    np.testing.assert_allclose(world, layer.data, atol=1e-4)
     assert kwargs["features"]["candidate_id"] == ["TS_01:000004", "TS_01:000007", "TS_01:000009"]
     assert kwargs["features"]["tomo_id"] == ["TS_01"] * 3
     if suffix == ".csv":
