@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from qtpy.QtCore import QObject, QProcess, Signal
+from qtpy.QtCore import QObject, QProcess, QTimer, Signal
 
 from cryoal.project.jobfiles import ProjectFiles
 from cryoal.project.labels import LabelStore
@@ -96,7 +96,20 @@ class ProjectJob(QObject):
         return self.process.state() != QProcess.ProcessState.NotRunning
 
     def cancel(self) -> None:
-        """Stop the subprocess (SIGTERM, then SIGKILL) and undo what it wrote."""
+        """Ask the subprocess to stop (SIGTERM) and return at once, without waiting on the
+        event loop's thread; a process still running ``TERMINATE_GRACE_MS`` later is
+        killed. ``finished`` reports the outcome once it has ended and what it wrote has
+        been undone."""
+        if not self.is_running() or self._cancelled:
+            return
+        self._cancelled = True
+        self.process.terminate()
+        QTimer.singleShot(TERMINATE_GRACE_MS, self._kill_if_running)
+
+    def cancel_and_wait(self) -> None:
+        """Stop the subprocess and wait for it (SIGTERM, SIGKILL after
+        ``TERMINATE_GRACE_MS``), so that what it wrote is undone before this returns: for
+        a viewer that is closing, whose event loop may not run again."""
         if not self.is_running():
             return
         self._cancelled = True
@@ -104,6 +117,10 @@ class ProjectJob(QObject):
         if not self.process.waitForFinished(TERMINATE_GRACE_MS):
             self.process.kill()
             self.process.waitForFinished(TERMINATE_GRACE_MS)
+
+    def _kill_if_running(self) -> None:
+        if self.is_running():
+            self.process.kill()
 
     # -- output ----------------------------------------------------------------------
     def _read(self) -> None:

@@ -654,8 +654,12 @@ class LabellingWidget(QWidget):
         return int(cfg.epochs)
 
     def cancel_job(self) -> None:
-        if self.job is not None:
+        """Ask the running job to stop; returns at once (the job's ``finished`` signal
+        reports when it has ended and the project is restored)."""
+        if self.job is not None and self.job.is_running():
             self.job.cancel()
+            self.cancel_button.setEnabled(False)
+            self.job_label.setText(f"cancelling {self.job.kind} …")
 
     def _job_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, total)  # (0, 0): a busy bar
@@ -683,7 +687,7 @@ class LabellingWidget(QWidget):
         self._timer.stop()
         self._unbind_keys()
         if self.job is not None and self.job.is_running():
-            self.job.cancel()
+            self.job.cancel_and_wait()  # the window is going: undo the job's files now
         if self.session is not None:
             self.session.close()
         super().closeEvent(event)
