@@ -607,7 +607,12 @@ class LabellingWidget(QWidget):
         if c.round is None:
             self.counter_label.setText("no queue yet")
             return
-        self.counter_label.setText(f"{c.labelled} / {c.total} labelled this round")
+        if c.total and c.labelled == c.total:  # said, not a silent wrap to rank 0
+            self.counter_label.setText(
+                f"round {c.round} complete: all {c.total} labelled. Train next (n / p review)"
+            )
+        else:
+            self.counter_label.setText(f"{c.labelled} / {c.total} labelled this round")
         per = ", ".join(f"{k} {v}" for k, v in c.per_label.items() if v)
         self.counter_label.setToolTip(
             f"round {c.round}"

@@ -146,6 +146,16 @@ def test_screenshot_shows_tomogram_and_highlighted_candidate(widget) -> None:
     assert centre.mean() > np.median(grey) + 30
 
 
+def test_the_last_label_of_a_round_says_the_round_is_complete(widget, qtbot) -> None:
+    for name in ("ring", "barrel", "ring", "barrel", "ring"):
+        qtbot.mouseClick(widget.label_buttons[name], Qt.MouseButton.LeftButton)
+    assert widget.counter_label.text() == "5 / 6 labelled this round"
+    qtbot.mouseClick(widget.label_buttons["barrel"], Qt.MouseButton.LeftButton)
+    assert widget.counter_label.text() == (
+        "round 0 complete: all 6 labelled. Train next (n / p review)"
+    )
+
+
 @pytest.mark.timeout(180)
 def test_training_runs_in_background_and_cancel_restores_the_project(
     widget, qtbot, label_project: Path
