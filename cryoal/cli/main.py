@@ -81,8 +81,19 @@ def _root(
         help="Print the version and exit.",
     ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and debug logging."),
+    events: str = typer.Option(
+        "text",
+        "--events",
+        help="Progress as 'text' (bars on a terminal, lines in a log) or 'json' (one JSON "
+        "object per line on stdout, for programs that run cryoal as a job).",
+    ),
 ) -> None:
     """cryoal: label fewer subtomograms, train better models."""
+    from cryoal.cli.progress import use_json_events
+
+    if events not in ("text", "json"):
+        raise typer.BadParameter(f"--events {events!r}: choose text or json")
+    use_json_events(sys.stdout if events == "json" else None)
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -187,7 +198,17 @@ def _usage_error(exc: TyperException) -> int:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (without the program name); return the exit code."""
+    from cryoal.cli.progress import use_json_events
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run_reporting_errors(argv)
+    finally:  # --events json holds for this command only (run() also runs in-process)
+        use_json_events(None)
+
+
+def _run_reporting_errors(argv: list[str]) -> int:
+    """:func:`run` without resetting the progress mode: errors become exit codes."""
     debug = "--debug" in argv
     try:
         return _run_app(argv)

@@ -7,17 +7,63 @@ training epoch (loss, validation accuracy, samples/s, ETA) or per tenth of a cou
 so a log shows how a job is doing while it runs. Every command that shows progress uses
 these two classes.
 
+``cryoal --events json COMMAND`` (:func:`use_json_events`) replaces both with one JSON
+object per line on stdout, for programs that run cryoal as a job (the napari widget):
+``{"event": "epoch", "stage": "train" | "pretrain", "epoch", "epochs", "step",
+"total_steps", "loss", "accuracy", "samples_per_s", "eta_s"}`` after each epoch,
+``{"event": "count", "stage": <what is counted>, "done", "total", "eta_s"}`` at most once a
+second and at the end of a counted task. Unknown figures are ``null``. A failing command
+still writes its one ``cryoal: error: ...`` line to stderr.
+
 Nothing here imports torch: the CLI modules stay fast to import.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
 from typing import IO, Any
 
-__all__ = ["CountProgress", "TrainProgress", "format_eta", "interactive"]
+__all__ = [
+    "CountProgress",
+    "TrainProgress",
+    "emit_event",
+    "format_eta",
+    "interactive",
+    "use_json_events",
+]
+
+#: Where JSON-lines events go (``--events json``); None: human-readable progress.
+_EVENTS: IO[str] | None = None
+
+
+def use_json_events(stream: IO[str] | None) -> None:
+    """Send progress as JSON lines to ``stream`` (None: back to bars and lines)."""
+    global _EVENTS
+    _EVENTS = stream
+
+
+def json_events() -> bool:
+    """Whether progress goes out as JSON-lines events."""
+    return _EVENTS is not None
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def emit_event(event: str, **fields: Any) -> None:
+    """Write one JSON-lines event (a no-op unless :func:`use_json_events` is on)."""
+    if _EVENTS is None:
+        return
+    clean = {k: (_finite(v) if isinstance(v, float) else v) for k, v in fields.items()}
+    print(json.dumps({"event": event, **clean}), file=_EVENTS, flush=True)
 
 
 def interactive(stream: IO[str] | None = None) -> bool:
@@ -111,6 +157,15 @@ class TrainProgress:
     def __call__(self, event: Any) -> None:
         if not self.enabled:
             return
+        if json_events():
+            if event.kind == "epoch":
+                emit_event(
+                    "epoch", stage=self.label.strip() or "train", epoch=event.epoch,
+                    epochs=event.epochs, step=event.step, total_steps=event.total_steps,
+                    loss=_finite(event.loss), accuracy=_finite(getattr(event, "accuracy", None)),
+                    samples_per_s=_finite(event.samples_per_s), eta_s=_finite(event.eta_s),
+                )  # fmt: skip
+            return
         if event.kind == "step" and self.use_bar:
             desc = f"{self.label}epoch {event.epoch + 1}/{event.epochs} loss {_num(event.loss)}"
             self._bar.update(desc, event.step, event.total_steps)
@@ -182,6 +237,17 @@ class CountProgress:
     def __call__(self, n: int) -> None:
         self.done += int(n)
         if not self.enabled:
+            return
+        if json_events():
+            now = time.perf_counter()
+            if now - self._last >= 1.0 or (self.total is not None and self.done >= self.total):
+                self._last = now
+                rate = self.done / max(now - self._t0, 1e-9)
+                left = (
+                    None if self.total is None else max(0, self.total - self.done) / max(rate, 1e-9)
+                )
+                emit_event("count", stage=self.description, done=self.done, total=self.total,
+                           eta_s=_finite(left))  # fmt: skip
             return
         if self.use_bar:
             self._bar.update(self.description, self.done, self.total)  # type: ignore[arg-type]

@@ -367,9 +367,19 @@ def suggest_cmd(
             f"{got.model_version}) {done}"
         )
         return
+    from cryoal.cli.progress import CountProgress
+
     parsed = None if strategy is None else parse_strategy(strategy)  # once, before any work
     with Project.open(directory) as project:
-        res = suggest(project, strategy=parsed, k=k, seed=seed, replace=replace, device=device)
+        pool = len(project.labels.unlabelled_ids())
+        with (
+            CountProgress("extracting candidates", None) as cut,
+            CountProgress("scoring candidates", pool) as scored,
+        ):
+            res = suggest(
+                project, strategy=parsed, k=k, seed=seed, replace=replace, device=device,
+                progress=cut, on_batch=scored,
+            )  # fmt: skip
     model = f" by model {res.model_version}" if res.model_version else ""
     _console().print(
         f"round {res.round}: {len(res.ids)} suggestions ({res.strategy}{model}) -> {res.csv_path}"

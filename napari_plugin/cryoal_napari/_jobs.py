@@ -1,8 +1,10 @@
 """Background project jobs for the labelling widget: ``cryoal train`` / ``cryoal suggest``.
 
-A job is the CLI command itself run as a subprocess (``sys.executable -m cryoal ...``)
-through a ``QProcess``: the viewer's event loop never waits for it, its output is read as
-it comes, and Cancel stops it. What a cancelled job had written is removed
+A job is the CLI command itself run as a subprocess (``sys.executable -m cryoal --events
+json ...``) through a ``QProcess``: the viewer's event loop never waits for it, its
+progress comes as JSON-lines events (:mod:`cryoal.cli.progress`) read as they come, only
+those events and the command's one-line error reach the widget (no log lines of other
+libraries), and Cancel stops it. What a cancelled job had written is removed
 (``cryoal.project.jobfiles``), so the project is as it was before the job; a job that had
 already made its final write (``round.json``, or the new queue's commit) is complete and
 is kept.
@@ -10,6 +12,7 @@ is kept.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from dataclasses import dataclass
@@ -17,17 +20,14 @@ from pathlib import Path
 
 from qtpy.QtCore import QObject, QProcess, QTimer, Signal
 
+from cryoal.cli.progress import format_eta
 from cryoal.project.jobfiles import ProjectFiles
 from cryoal.project.labels import LabelStore
 from cryoal.project.layout import LABELS_NAME
 
-#: ``cryoal --debug`` log line the training loop writes after each epoch (logger
-#: ``cryoal.train.fit``, kept by :mod:`cryoal.train.fit.loop`).
-_EPOCH_RE = re.compile(r"cryoal\.train\.fit: epoch (\d+):")
-#: The log line pretraining writes after each epoch (logger ``cryoal.pretrain``), when the
-#: project's first training pretrains its encoder.
-_PRETRAIN_RE = re.compile(r"cryoal\.pretrain: pretrain epoch (\d+)/(\d+)")
 _ERROR_RE = re.compile(r"^cryoal: (?:internal )?error: (.*)$")
+#: What the widget says a job is doing, by the ``stage`` of its events.
+STAGES = {"pretrain": "pretraining the encoder", "train": "training"}
 
 #: Seconds a cancelled job gets to exit after SIGTERM before it is killed.
 TERMINATE_GRACE_MS = 3000
@@ -51,7 +51,7 @@ class ProjectJob(QObject):
     progress(int, int)
         ``(done, total)``; ``total == 0`` while the job cannot tell (busy).
     line(str)
-        Each output line.
+        What the job is doing, one line per event (stage, figures, ETA), and its error.
     finished(object)
         A ``JobOutcome`` once the process has ended (and, if cancelled, been undone).
     """
@@ -82,8 +82,9 @@ class ProjectJob(QObject):
 
     @property
     def arguments(self) -> list[str]:
-        """The command line after the interpreter: ``-m cryoal --debug <kind> <root>``."""
-        return ["-m", "cryoal", "--debug", self.kind, str(self.root)]
+        """The command line after the interpreter: ``-m cryoal --events json <kind>
+        <root>``."""
+        return ["-m", "cryoal", "--events", "json", self.kind, str(self.root)]
 
     def start(self) -> None:
         """Record the project's files, then start the subprocess."""
@@ -132,21 +133,36 @@ class ProjectJob(QObject):
     def _handle(self, text: str) -> None:
         if not text.strip():
             return
-        self._last_line = text
-        self.line.emit(text)
         error = _ERROR_RE.match(text)
         if error:
             self._last_error = error.group(1)
-        pre = _PRETRAIN_RE.search(text)
-        if pre:
-            self.stage = "pretraining the encoder"
-            self.progress.emit(int(pre.group(1)), int(pre.group(2)))
+            self._last_line = text
+            self.line.emit(text)
             return
-        epoch = _EPOCH_RE.search(text)
-        if epoch:
-            self.stage = "training"
-        if epoch and self.total_epochs:
-            self.progress.emit(min(int(epoch.group(1)), self.total_epochs), self.total_epochs)
+        try:
+            event = json.loads(text)
+        except ValueError:
+            return  # not the job's own progress (e.g. a library's log line): not shown
+        if isinstance(event, dict) and event.get("event") in ("epoch", "count"):
+            self._on_event(event)
+
+    def _on_event(self, event: dict) -> None:
+        """Progress and a one-line description from an ``epoch`` or ``count`` event."""
+        stage = str(event.get("stage") or "")
+        self.stage = STAGES.get(stage, stage)
+        eta = event.get("eta_s")
+        eta_text = f", about {format_eta(float(eta))} left" if eta is not None else ""
+        if event["event"] == "epoch":
+            done, total = int(event["epoch"]), int(event["epochs"])
+            acc = event.get("accuracy")
+            acc_text = f", validation accuracy {acc:.3f}" if acc is not None else ""
+            self._last_line = f"{self.stage}: epoch {done}/{total}{acc_text}{eta_text}"
+        else:
+            done, total = int(event["done"]), int(event.get("total") or 0)
+            count = f"{done}/{total}" if total else f"{done}"
+            self._last_line = f"{self.stage}: {count}{eta_text}"
+        self.line.emit(self._last_line)
+        self.progress.emit(min(done, total) if total else 0, total)
 
     def _on_finished(self, code: int, status: QProcess.ExitStatus) -> None:
         if self._buffer:

@@ -105,3 +105,29 @@ def test_only_cryoal_warnings_become_cryoal_warning_lines(
     assert sorted(str(w.message) for w in shown_by_python) == sorted(
         2 * ["old() is deprecated", "the default will change", "theme detection needs Qt6"]
     )
+
+
+def test_events_json_gives_one_event_per_line_on_stdout_and_nothing_else(
+    class_store, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    from pathlib import Path
+
+    args = ["--events", "json", "pretrain", str(class_store), "--out", str(tmp_path / "enc"),
+            "--preset", "tiny", "--epochs", "2", "--batch-size", "16"]  # fmt: skip
+    assert run(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    events = [json.loads(line) for line in out if line.startswith("{")]
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert [(e["stage"], e["epoch"], e["epochs"]) for e in epochs] == [
+        ("pretrain", 1, 2), ("pretrain", 2, 2)
+    ]  # fmt: skip
+    assert all(e["eta_s"] is None or e["eta_s"] >= 0 for e in epochs)
+    # stdout holds the events and the command's own result line, no bars or log lines
+    others = [line for line in out if not line.startswith("{")]
+    assert len(others) <= 1 and not any("━" in line for line in out)
+    assert Path(tmp_path / "enc" / "encoder.json").is_file()
+    # the mode ends with the command: the next one in this process shows text again
+    assert run(["pretrain", str(class_store), "--out", str(tmp_path / "enc"), "--preset",
+                "tiny", "--epochs", "2", "--batch-size", "16"]) == 0  # fmt: skip
+    assert not any(line.startswith("{") for line in capsys.readouterr().out.splitlines())

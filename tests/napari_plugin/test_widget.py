@@ -219,13 +219,44 @@ def test_suggest_job_reloads_the_queue_and_errors_are_one_line(
 
 
 def test_a_train_job_shows_pretraining_then_training_in_its_bar(qtbot, label_project: Path) -> None:
+    import io
+    from types import SimpleNamespace
+
     from cryoal_napari._jobs import ProjectJob
 
+    from cryoal.cli.progress import CountProgress, TrainProgress, use_json_events
+
+    # the JSON-lines events 'cryoal --events json train' writes while it extracts,
+    # pretrains, then trains (made by the CLI's own progress classes)
+    out = io.StringIO()
+    use_json_events(out)
+    try:
+        with CountProgress("extracting subtomograms", None) as cut:
+            cut(40)
+        epoch = {"kind": "epoch", "step": 10, "total_steps": 150, "loss": 1.2,
+                 "samples_per_s": 30.0, "eta_s": 65.0}  # fmt: skip
+        TrainProgress(label="pretrain")(SimpleNamespace(**epoch, epoch=3, epochs=30))
+        TrainProgress()(SimpleNamespace(**epoch, epoch=2, epochs=15, accuracy=0.75))
+    finally:
+        use_json_events(None)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+
     job = ProjectJob("train", label_project, total_epochs=15)
-    # the lines 'cryoal --debug train' logs while it pretrains, then trains
+    shown: list[str] = []
+    job.line.connect(shown.append)
     with qtbot.waitSignal(job.progress) as signal:
-        job._handle("INFO cryoal.pretrain: pretrain epoch 3/30 loss 4.1 (12 s)")
+        job._handle(lines[0])
+    assert signal.args == [0, 0] and job.stage == "extracting subtomograms"  # busy bar
+    with qtbot.waitSignal(job.progress) as signal:
+        job._handle(lines[1])
     assert signal.args == [3, 30] and job.stage == "pretraining the encoder"
     with qtbot.waitSignal(job.progress) as signal:
-        job._handle("INFO cryoal.train.fit: epoch 2: {'loss': 1.2}")
+        job._handle(lines[2])
     assert signal.args == [2, 15] and job.stage == "training"
+    assert shown[-1] == "training: epoch 2/15, validation accuracy 0.750, about 1m05s left"
+    # other libraries' log lines never reach the widget; the job's error does
+    job._handle("DEBUG matplotlib.font_manager: findfont: score(FontEntry(...)) = 10.05")
+    assert len(shown) == 3
+    job._handle("cryoal: error: rounds/001: disk full")
+    assert shown[-1] == "cryoal: error: rounds/001: disk full"

@@ -44,8 +44,8 @@ from cryoal.train.fit.result import FitResult, TrainingPreempted
 from cryoal.train.fit.seeds import derive_seed
 from cryoal.train.fit.trainer import _Trainer
 
-#: The training's log keeps the name ``cryoal.train.fit``: the napari plugin follows the
-#: epochs of a ``cryoal --debug train`` subprocess by its lines (``_jobs._EPOCH_RE``).
+#: The training's log (``cryoal --debug``); programs that follow a training read the
+#: JSON-lines events of ``cryoal --events json`` instead (:mod:`cryoal.cli.progress`).
 log = logging.getLogger("cryoal.train.fit")
 
 
