@@ -16,6 +16,7 @@ Example::
     tomograms:
     - {id: TS_01, path: /data/TS_01.mrc, voxel_size_A: 10.0, shape_zyx: [200, 512, 512]}
     defaults: {strategy: margin+div+cap, k: 50, round0_strategy: auto, seed: 0, ...}
+    keys: {next: n, previous: p, undo: Control-Z, unsure: u, not_a_particle: x, classes: ['1', ...]}
 """
 
 from __future__ import annotations
@@ -167,6 +168,68 @@ class Defaults(BaseModel):
     pretrain: dict[str, Any] = Field(default_factory=dict)
 
 
+#: Keys napari keeps for navigation (slice stepping): a key map may not take them.
+NAVIGATION_KEYS = frozenset({"Left", "Right", "Up", "Down", "Alt-Left", "Alt-Right"})
+
+
+class KeyMap(BaseModel):
+    """The labelling viewer's keys (``keys:`` in ``project.yaml``), in napari's key names
+    (``n``, ``Control-Z``, ``Shift-N``). The k-th key of ``classes`` labels the k-th class.
+    napari's navigation keys (Left / Right step slices) stay napari's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    next: str = "n"
+    previous: str = "p"
+    undo: str = "Control-Z"
+    unsure: str = "u"
+    not_a_particle: str = "x"
+    classes: list[str] = Field(default_factory=lambda: [str(k) for k in range(1, 10)])
+
+    def bindings(self) -> list[tuple[str, str]]:
+        """``(key, action)`` pairs; actions: ``next``, ``previous``, ``undo``, ``unsure``,
+        ``not-a-particle`` and ``class:<k>`` (0-based class index)."""
+        named = [("next", self.next), ("previous", self.previous), ("undo", self.undo),
+                 ("unsure", self.unsure), ("not-a-particle", self.not_a_particle)]  # fmt: skip
+        return [(key, action) for action, key in named] + [
+            (key, f"class:{k}") for k, key in enumerate(self.classes)
+        ]
+
+    @model_validator(mode="after")
+    def _check(self) -> KeyMap:
+        seen: dict[str, str] = {}
+        for key, action in self.bindings():
+            if not key or key != key.strip() or " " in key:
+                raise ValueError(f"keys: {action} has key {key!r}; use a napari key name like 'n'")
+            if key in NAVIGATION_KEYS:
+                raise ValueError(
+                    f"keys: {action} = {key!r} is napari's navigation (Left / Right step "
+                    "slices); choose another key"
+                )
+            if key in seen:
+                raise ValueError(
+                    f"keys: {key!r} is bound to both {seen[key]} and {action}; give each "
+                    "action its own key"
+                )
+            seen[key] = action
+        return self
+
+    def label_of(self, action: str) -> str:
+        """The key of an action as a person reads it (``Control-Z`` -> ``Ctrl+Z``)."""
+        key = dict((a, k) for k, a in self.bindings())[action]
+        return key.replace("Control-", "Ctrl+").replace("Shift-", "Shift+").replace("Alt-", "Alt+")
+
+    def help_text(self, class_names: list[str]) -> str:
+        """One line naming every key, for the viewer."""
+        parts = [
+            f"{self.label_of(f'class:{k}')} {name}"
+            for k, name in enumerate(class_names[: len(self.classes)])
+        ]
+        parts += [f"{self.label_of(a)} {a.replace('-', ' ')}"
+                  for a in ("unsure", "not-a-particle", "next", "previous", "undo")]  # fmt: skip
+        return "keys: " + " · ".join(parts) + " · Left/Right: slices (napari)"
+
+
 class ProjectConfig(BaseModel):
     """Validated content of ``project.yaml``."""
 
@@ -182,6 +245,8 @@ class ProjectConfig(BaseModel):
     classes: list[ClassSpec]
     tomograms: list[TomogramSpec] = Field(default_factory=list)
     defaults: Defaults = Field(default_factory=Defaults)
+    #: The labelling viewer's keys.
+    keys: KeyMap = Field(default_factory=KeyMap)
 
     @field_validator("format_version")
     @classmethod

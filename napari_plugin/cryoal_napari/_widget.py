@@ -39,6 +39,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from cryoal.project.config import KeyMap
 from cryoal.project.session import Candidate, LabellingSession, default_annotator
 from cryoal_napari import _viewer
 
@@ -51,7 +52,6 @@ log = logging.getLogger(__name__)
 POLL_MS = 2000
 #: Width (pixels) of the crop view's three slices side by side.
 CROP_WIDTH = 360
-SPECIAL_KEYS = {"u": "unsure", "x": "not-a-particle"}
 QUEUE_HEADERS = ("rank", "id", "score", "predicted", "label")
 
 
@@ -150,6 +150,10 @@ class LabellingWidget(QWidget):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             row.addWidget(b)
         layout.addLayout(row)
+        self.keys_label = QLabel(KeyMap().help_text([]))
+        self.keys_label.setWordWrap(True)
+        self.keys_label.setToolTip("keys: 'keys:' in project.yaml")
+        layout.addWidget(self.keys_label)
         self.jump_edit = QLineEdit()
         self.jump_edit.setPlaceholderText("go to candidate id (Enter), e.g. TS_01:000123")
         self.jump_edit.returnPressed.connect(self._jump_to_typed_id)
@@ -200,8 +204,17 @@ class LabellingWidget(QWidget):
         self.label_buttons = {}
         assert self.session is not None
         names = self.session.class_names
-        entries = [(f"{i + 1}  {n}" if i < 9 else n, n) for i, n in enumerate(names)]
-        entries += [("u  unsure", "unsure"), ("x  not a particle", "not-a-particle")]
+        keys = self._keymap()
+        entries = [
+            (f"{keys.label_of(f'class:{i}')}  {n}" if i < len(keys.classes) else n, n)
+            for i, n in enumerate(names)
+        ]
+        entries += [(f"{keys.label_of('unsure')}  unsure", "unsure"),
+                    (f"{keys.label_of('not-a-particle')}  not a particle", "not-a-particle")]  # fmt: skip
+        self.prev_button.setText(f"◀ previous ({keys.label_of('previous')})")
+        self.next_button.setText(f"next ({keys.label_of('next')}) ▶")
+        self.undo_button.setText(f"undo ({keys.label_of('undo')})")
+        self.keys_label.setText(keys.help_text(names))
         for i, (text, value) in enumerate(entries):
             button = QPushButton(text)
             colour = QColor(self.session.colour(value))
@@ -216,15 +229,23 @@ class LabellingWidget(QWidget):
             self.label_buttons[value] = button
 
     # -- keys ------------------------------------------------------------------------
+    def _keymap(self) -> KeyMap:
+        """The open project's keys (``keys:`` in ``project.yaml``), else the defaults."""
+        return self.session.project.config.keys if self.session is not None else KeyMap()
+
     def _key_actions(self) -> dict[str, Callable[[], None]]:
-        actions: dict[str, Callable[[], None]] = {
-            "n": self.next, "Right": self.next, "p": self.previous, "Left": self.previous,
-            "Control-Z": self.undo,
+        """Key -> action from the key map; napari's navigation keys are never taken."""
+        named: dict[str, Callable[[], None]] = {
+            "next": self.next, "previous": self.previous, "undo": self.undo,
+            "unsure": lambda: self.label("unsure"),
+            "not-a-particle": lambda: self.label("not-a-particle"),
         }  # fmt: skip
-        for key, value in SPECIAL_KEYS.items():
-            actions[key] = lambda v=value: self.label(v)
-        for i in range(9):
-            actions[str(i + 1)] = lambda k=i: self._label_number(k)
+        actions: dict[str, Callable[[], None]] = {}
+        for key, action in self._keymap().bindings():
+            if action.startswith("class:"):
+                actions[key] = lambda k=int(action.split(":")[1]): self._label_number(k)
+            else:
+                actions[key] = named[action]
         return actions
 
     def _bind_keys(self) -> None:
@@ -275,6 +296,8 @@ class LabellingWidget(QWidget):
         if self.session is not None:
             self.session.close()
         self.session = session
+        self._unbind_keys()
+        self._bind_keys()  # the project's key map
         self.project_label.setText(
             f"<b>{session.project.config.name}</b>  ({session.project.root})"
         )

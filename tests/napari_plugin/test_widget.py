@@ -73,9 +73,17 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
     _press(widget, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo: IDS[4] unlabelled
     assert IDS[4] not in _current_labels(label_project)
     assert widget.session.current.candidate_id == IDS[4]
+    # Left / Right stay napari's: one slice down and up, the candidate stays
+    z = viewer.dims.point[0]
     _press(widget, Qt.Key.Key_Left)
+    assert viewer.dims.point[0] == pytest.approx(z - 10.0)
+    _press(widget, Qt.Key.Key_Right)
+    assert viewer.dims.point[0] == pytest.approx(z)
+    assert widget.session.current.candidate_id == IDS[4]
+    _press(widget, Qt.Key.Key_P)
     _press(widget, Qt.Key.Key_P)
     assert widget.session.current.candidate_id == IDS[2]
+    assert widget.keys_label.text().startswith("keys: 1 ring · 2 barrel · u unsure")
     qtbot.keyClicks(widget.jump_edit, IDS[0])  # typed into the field, not labelling
     qtbot.keyClick(widget.jump_edit, Qt.Key.Key_Return)
     assert widget.session.current.candidate_id == IDS[0]
@@ -260,3 +268,25 @@ def test_a_train_job_shows_pretraining_then_training_in_its_bar(qtbot, label_pro
     assert len(shown) == 3
     job._handle("cryoal: error: rounds/001: disk full")
     assert shown[-1] == "cryoal: error: rounds/001: disk full"
+
+
+def test_keys_come_from_project_yaml(make_napari_viewer, qtbot, label_project: Path) -> None:
+    import yaml
+
+    from cryoal_napari._widget import open_project
+
+    config = yaml.safe_load((label_project / "project.yaml").read_text())
+    config["keys"] = {"next": "j", "classes": ["a", "s"]}
+    (label_project / "project.yaml").write_text(yaml.safe_dump(config))
+    widget = open_project(make_napari_viewer(show=True), label_project)
+    first = widget.session.current.candidate_id
+    _press(widget, Qt.Key.Key_N)  # no longer bound: nothing happens
+    assert widget.session.current.candidate_id == first
+    _press(widget, Qt.Key.Key_J)
+    second = widget.session.current.candidate_id
+    assert second != first
+    _press(widget, Qt.Key.Key_S)  # the second class
+    assert _current_labels(label_project) == {second: "barrel"}
+    assert widget.next_button.text() == "next (j) ▶"
+    assert widget.label_buttons["ring"].text() == "a  ring"
+    widget.close()

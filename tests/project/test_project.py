@@ -189,6 +189,25 @@ def test_config_rejects_bad_values() -> None:
     assert json.loads(ProjectConfig.model_validate(base).model_dump_json())["box"] == 32
 
 
+def test_viewer_keys_are_configurable_and_leave_napari_navigation_alone() -> None:
+    base = {"name": "p", "classes": [{"id": 0, "name": "ring"}, {"id": 1, "name": "barrel"}]}
+    keys = ProjectConfig.model_validate(
+        {**base, "keys": {"next": "j", "previous": "k", "classes": ["a", "s"]}}
+    ).keys
+    assert ("j", "next") in keys.bindings() and ("s", "class:1") in keys.bindings()
+    assert keys.help_text(["ring", "barrel"]) == (
+        "keys: a ring · s barrel · u unsure · x not a particle · j next · k previous · "
+        "Ctrl+Z undo · Left/Right: slices (napari)"
+    )
+    for bad, says in (({"next": "Right"}, "napari's navigation"),
+                      ({"next": "u"}, "bound to both"),
+                      ({"classes": ["1", "1"]}, "bound to both"),
+                      ({"undo": ""}, "napari key name"),
+                      ({"skip": "s"}, "skip")):  # fmt: skip
+        with pytest.raises(ValueError, match=says):
+            ProjectConfig.model_validate({**base, "keys": bad})
+
+
 def test_concurrent_config_changes_are_not_lost(project: Project, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     names = [f"T{i}" for i in range(4)]
