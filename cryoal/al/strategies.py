@@ -130,6 +130,15 @@ class StrategyConfig(BaseModel):
         le=1.0,
         description="at most ceil(class_cap * k) picks per predicted class (relaxed if needed)",
     )
+    explore: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="share of each batch (at least one pick when > 0) chosen by TypiClust in "
+        "feature space (the encoder's with embedding: encoder) among the clusters that hold "
+        "no labelled or already picked sample, so regions the model never predicts, such as "
+        "a rare class it has no label of, still get labels; the rest by the strategy",
+    )
 
     # -- the embedding of feature-space steps -------------------------------------------
     embedding: Literal["teacher", "encoder"] = Field(
@@ -170,6 +179,11 @@ class StrategyConfig(BaseModel):
         if isinstance(self.subset_size, int) and self.subset_size <= 0:
             raise ValueError(f"subset_size {self.subset_size} must be a positive count")
         spec = self.spec
+        if self.explore and (spec.native or not self.needs.model):
+            raise ValueError(
+                f"explore is for strategies ranked by a score; {self.name} chooses its batch "
+                "itself (use typiclust or coreset on their own)"
+            )
         if self.class_cap is not None and not spec.class_cap:
             raise ValueError(f"class_cap is not available with {self.name} ({spec.no_cap_reason})")
         return self
@@ -282,6 +296,8 @@ class StrategyConfig(BaseModel):
                 parts.append(f"div-{self.diversity_method}-{self.diversity_space}")
         if self.class_cap is not None:
             parts.append(f"cap{self.class_cap:g}")
+        if self.explore:
+            parts.append(f"explore{self.explore:g}")
         if self.cold_start_cycles or self.cold_start_margin is not None:
             parts.append(f"cold-{self.cold_start_method}")
         if self.round0 == "typical":

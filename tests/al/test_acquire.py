@@ -173,3 +173,39 @@ def test_errors_name_the_fix(noise_store, teacher, student):
         _run(noise_store, teacher, student, "nope")
     with pytest.raises(ValueError, match="subset_size"):
         StrategyConfig(name="kt", subset_size=1.5)
+
+
+def test_explore_labels_a_region_the_model_never_asks_about() -> None:
+    import torch
+
+    from cryoal.al.acquire.scoring import ScoreTable
+    from cryoal.al.acquire.selection import exploration_picks, select_scored
+
+    rng = np.random.default_rng(0)
+    # two labelled classes near each other (A, B) and a rare third one (C) far away that
+    # the teacher calls A with confidence: margin sampling never asks about C
+    centres = {"A": (0.0, 0.0), "B": (1.0, 0.0), "C": (10.0, 10.0)}
+    groups = ["A"] * 40 + ["B"] * 40 + ["C"] * 10
+    feats = np.array([centres[g] for g in groups]) + rng.normal(0, 0.1, (len(groups), 2))
+    scores = np.array([0.9 if g != "C" else 0.01 for g in groups]) + rng.uniform(0, 0.05, 90)
+    labelled = np.array([0, 1, 40, 41])  # store rows 0..89 = the points above
+    pool = np.setdiff1d(np.arange(90), labelled)
+    table = ScoreTable(
+        ids=np.array([f"c{r:03d}" for r in pool]), rows=pool,
+        predicted=np.array([0 if groups[r] != "B" else 1 for r in pool]), scores=scores[pool],
+    )  # fmt: skip
+
+    def picks(**options) -> list[str]:
+        cfg = StrategyConfig(name="margin", **options)
+        got = select_scored(cfg, table, k=8, seed=0, teacher=torch.nn.Identity(), student=None,
+                            store=None, labeled_indices=labelled, embed=lambda r: feats[r])  # fmt: skip
+        return [groups[r] for r in got.indices]
+
+    assert "C" not in picks()
+    explored = picks(explore=0.25)
+    # 2 of the 8 by TypiClust among uncovered clusters: C is one of them
+    assert len(explored) == 8 and exploration_picks(0.25, 8) == 2 and "C" in explored[6:]
+    assert explored[:6] == picks()[:6]  # the rest is the strategy's own ranking
+    assert StrategyConfig(name="margin", explore=0.25).display_name == "margin+explore0.25"
+    with pytest.raises(ValueError, match="explore is for strategies ranked by a score"):
+        StrategyConfig(name="typiclust", explore=0.2)

@@ -272,7 +272,6 @@ def test_a_train_job_shows_pretraining_then_training_in_its_bar(qtbot, label_pro
 
 def test_keys_come_from_project_yaml(make_napari_viewer, qtbot, label_project: Path) -> None:
     import yaml
-
     from cryoal_napari._widget import open_project
 
     config = yaml.safe_load((label_project / "project.yaml").read_text())

@@ -98,7 +98,9 @@ def select_scored(
         )
         return points_of(lab)
 
-    cap = None if cfg.class_cap is None else max(1, math.ceil(cfg.class_cap * k))
+    n_explore = exploration_picks(cfg.explore, k)
+    k_main = k - n_explore
+    cap = None if cfg.class_cap is None else max(1, math.ceil(cfg.class_cap * k_main))
     select = cfg.spec.select
     if select is not None:
         inputs = SelectInputs(
@@ -112,8 +114,26 @@ def select_scored(
         assert scored is not None and scored.shape == (cand.size,)
         scores_all = scored
         pos = _select_by_score(
-            cfg, cand_ids, scores_all, k, sel_seed, predicted, cap, lambda: points_of(out), centres
-        )
+            cfg, cand_ids, scores_all, k_main, sel_seed, predicted, cap, lambda: points_of(out),
+            centres,
+        )  # fmt: skip
+        pick_scores = scores_all[pos]
+    if n_explore:
+
+        def features_of(rows: np.ndarray) -> np.ndarray:
+            if embed is not None:
+                return embed(rows)
+            lab = _stream(cfg, teacher, student, store, rows, batch_size=batch_size, device=dev,
+                          want_features=True, want_student=False, on_batch=None, score=False)  # fmt: skip
+            f = _Outputs.cat(lab.features)
+            if f is None:
+                raise ValueError("explore needs a classifier with forward_features")
+            return f
+
+        pos = _explore(
+            cfg, pos, n_explore, cand, cand_ids, labeled, subseed(seed, 3), features_of,
+            None if embed is not None else table.features,
+        )  # fmt: skip
         pick_scores = scores_all[pos]
     t2 = time.perf_counter()
     return Acquisition(
@@ -132,6 +152,40 @@ def select_scored(
             else _probs_for_space(table.teacher_logits.astype(np.float64)).astype(np.float32)
         ),
     )
+
+
+def exploration_picks(explore: float, k: int) -> int:
+    """Picks of a batch of ``k`` chosen by exploration: ``round(explore * k)``, at least 1
+    when ``explore > 0`` and at most ``k - 1`` (0 for ``k = 1``)."""
+    if explore <= 0 or k < 2:
+        return 0
+    return min(k - 1, max(1, round(explore * k)))
+
+
+def _explore(
+    cfg: StrategyConfig,
+    pos: np.ndarray,
+    n: int,
+    cand: np.ndarray,
+    cand_ids: np.ndarray,
+    labeled: np.ndarray,
+    seed: int,
+    features_of: Callable[[np.ndarray], np.ndarray],
+    cand_features: np.ndarray | None,
+) -> np.ndarray:
+    """``pos`` plus ``n`` positions chosen by TypiClust among the candidates not in ``pos``,
+    with the labelled set and ``pos`` as the covered samples (feature space)."""
+    rest = np.setdiff1d(np.arange(cand.size), pos)
+    feats = cand_features if cand_features is not None else features_of(cand)
+    covered = [feats[pos]]
+    if labeled.size:
+        covered.insert(0, features_of(labeled))
+    extra, _ = sel.typiclust(
+        feats[rest], n, cand_ids[rest], labeled=np.concatenate(covered),
+        metric=cfg.coreset_metric, seed=seed, n_neighbors=cfg.typicality_neighbors,
+        max_clusters=cfg.typicality_max_clusters,
+    )  # fmt: skip
+    return np.concatenate([pos, rest[extra]])
 
 
 def _select_by_score(
