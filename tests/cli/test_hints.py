@@ -58,6 +58,14 @@ def _options(command: Any) -> set[str]:
     return {o for p in command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("-")}
 
 
+def _takes_value(command: Any, option: str) -> bool:
+    """Whether ``option`` of ``command`` is followed by a value (not a flag)."""
+    for p in command.params:
+        if option in (*p.opts, *p.secondary_opts):
+            return not (getattr(p, "is_flag", False) or getattr(p, "count", False))
+    return False
+
+
 def _is_group(command: Any) -> bool:
     return hasattr(command, "list_commands")
 
@@ -76,12 +84,17 @@ def hint_problems(hint: str, root: Any) -> list[str]:
         return []
     problems: list[str] = []
     commands, path = [root], "cryoal"
+    skip_value = False
     for token in tokens:
+        if skip_value:  # the value of the option before (``--events json``)
+            skip_value = False
+            continue
         if token.startswith("-"):
             name = token.split("=")[0]
             for command in commands:
                 if name not in _options(command) | {"--help"}:
                     problems.append(f"'{path}' has no option {name}")
+            skip_value = "=" not in token and any(_takes_value(c, name) for c in commands)
         elif all(_is_group(c) for c in commands) and WORD.fullmatch(token):
             found = []
             for word in token.split("|"):
