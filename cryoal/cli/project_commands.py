@@ -412,6 +412,10 @@ def status_cmd(directory: Path = _DIR) -> None:
                            str(row.suggested), str(row.answered), str(row.labels))  # fmt: skip
         console.print(rounds)
     console.print(f"snapshots: {', '.join(map(str, st.snapshots)) or 'none'}")
+    for r in st.interrupted:
+        console.print(
+            f"round {r}: training interrupted (a killed job); 'cryoal train {directory}' resumes it"
+        )
     model = st.latest_model
     if model is None:
         console.print("model: none trained yet ('cryoal train DIR')")

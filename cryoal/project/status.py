@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from cryoal.project.layout import MODEL_RUN_DIR, round_dir
 from cryoal.project.project import Project
 from cryoal.project.rounds import ModelInfo, trained_rounds
 from cryoal.project.snapshot import snapshot_rounds
@@ -26,6 +27,9 @@ class ProjectStatus:
         Per suggestion round: round, strategy, model_version, suggested, answered, labels.
     snapshots
         Rounds that have a snapshot.
+    interrupted
+        Snapshot rounds whose training started (a model folder) but never finished (no
+        ``round.json``): a killed job; ``cryoal train DIR`` resumes it.
     models
         Model records of trained rounds, oldest first.
     """
@@ -39,6 +43,7 @@ class ProjectStatus:
     rounds: pd.DataFrame
     snapshots: list[int]
     models: list[ModelInfo]
+    interrupted: list[int]
 
     @property
     def latest_model(self) -> ModelInfo | None:
@@ -53,6 +58,9 @@ def project_status(project: Project) -> ProjectStatus:
         candidates = store.candidates()
         labelled = store.current_labels()
         rounds = store.round_progress()
+    snapshots = snapshot_rounds(project.root)
+    models = trained_rounds(project.root)
+    trained = {m.round for m in models}
     per_tomo = []
     for t in project.config.tomograms:
         n = int((candidates["tomo_id"] == t.id).sum())
@@ -68,6 +76,10 @@ def project_status(project: Project) -> ProjectStatus:
             per_tomo, columns=["tomo_id", "candidates", "labelled", "unlabelled"]
         ),
         rounds=rounds,
-        snapshots=snapshot_rounds(project.root),
-        models=trained_rounds(project.root),
-    )
+        snapshots=snapshots,
+        models=models,
+        interrupted=[
+            r for r in snapshots
+            if r not in trained and (round_dir(project.root, r) / MODEL_RUN_DIR).is_dir()
+        ],
+    )  # fmt: skip

@@ -82,6 +82,12 @@ def test_the_labelling_commands_work_together(
     assert run(["status", str(project)]) == 0
     status = capsys.readouterr().out
     assert "ribosome" in status and "not-a-particle" in status and "snapshots: 1" in status
+    assert "interrupted" not in status
+    # a training killed after it started (model folder, no round.json) is named as such
+    (project / "rounds" / "001" / "model").mkdir()
+    assert run(["status", str(project)]) == 0
+    status = capsys.readouterr().out
+    assert f"round 1: training interrupted (a killed job); 'cryoal train {project}'" in status
 
     star = tmp_path / "out.star"
     assert run(["labels", "export", str(project), "--format", "star", "--out", str(star)]) == 0
