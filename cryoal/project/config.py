@@ -16,7 +16,8 @@ Example::
     tomograms:
     - {id: TS_01, path: /data/TS_01.mrc, voxel_size_A: 10.0, shape_zyx: [200, 512, 512]}
     defaults: {strategy: margin+div+cap, k: 50, round0_strategy: auto, seed: 0, ...}
-    keys: {next: n, previous: p, undo: Control-Z, unsure: u, not_a_particle: x, classes: ['1', ...]}
+    keys: {next: n, previous: p, undo: Control-Z, confirm: Enter, unsure: u, not_a_particle: x,
+           classes: ['1', ...]}
 """
 
 from __future__ import annotations
@@ -182,15 +183,18 @@ class KeyMap(BaseModel):
     next: str = "n"
     previous: str = "p"
     undo: str = "Control-Z"
+    #: label with the class the round's model predicted (recorded as ``confirmed``)
+    confirm: str = "Enter"
     unsure: str = "u"
     not_a_particle: str = "x"
     classes: list[str] = Field(default_factory=lambda: [str(k) for k in range(1, 10)])
 
     def bindings(self) -> list[tuple[str, str]]:
-        """``(key, action)`` pairs; actions: ``next``, ``previous``, ``undo``, ``unsure``,
-        ``not-a-particle`` and ``class:<k>`` (0-based class index)."""
+        """``(key, action)`` pairs; actions: ``next``, ``previous``, ``undo``, ``confirm``,
+        ``unsure``, ``not-a-particle`` and ``class:<k>`` (0-based class index)."""
         named = [("next", self.next), ("previous", self.previous), ("undo", self.undo),
-                 ("unsure", self.unsure), ("not-a-particle", self.not_a_particle)]  # fmt: skip
+                 ("confirm", self.confirm), ("unsure", self.unsure),
+                 ("not-a-particle", self.not_a_particle)]  # fmt: skip
         return [(key, action) for action, key in named] + [
             (key, f"class:{k}") for k, key in enumerate(self.classes)
         ]
@@ -225,6 +229,7 @@ class KeyMap(BaseModel):
             f"{self.label_of(f'class:{k}')} {name}"
             for k, name in enumerate(class_names[: len(self.classes)])
         ]
+        parts.append(f"{self.label_of('confirm')} confirm the prediction")
         parts += [f"{self.label_of(a)} {a.replace('-', ' ')}"
                   for a in ("unsure", "not-a-particle", "next", "previous", "undo")]  # fmt: skip
         return "keys: " + " · ".join(parts) + " · Left/Right: slices (napari)"

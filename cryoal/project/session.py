@@ -7,6 +7,7 @@ without a display::
     session = LabellingSession("myproj", annotator="alice")
     session.current.candidate_id        # 'TS_01:000123', best-ranked unlabelled one
     session.label("ribosome")           # committed when it returns; cursor moves on
+    session.confirm()                   # the model's predicted class, recorded as confirmed
     session.undo()                      # a new history row restores the previous state
     session.counts().labelled, session.counts().total
 
@@ -16,6 +17,9 @@ committed transaction (``LabelStore.add_label``) with the round and the model ve
 that round as provenance. Writes by anyone else (``cryoal labels``, a second viewer, a
 ``cryoal suggest`` that writes a new round) are read on ``refresh()``; the session never
 rewrites their rows: undo refuses when someone else labelled the candidate after us.
+Undo reaches the annotator's decisions of the current round across restarts: the stack is
+rebuilt from the store's history (each undo row names the decision it undid), exactly as
+the session that made them left it.
 
 Coordinates handed to the viewer (``points``) are zyx in Ångström from the tomogram's
 first voxel: voxel index × voxel size, exactly napari's world coordinates of an image layer
@@ -35,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from cryoal.project.config import SPECIAL_LABELS
-from cryoal.project.labels import KIND_CLASS, Label
+from cryoal.project.labels import KIND_CLASS, KIND_CLEARED, Label
 from cryoal.project.layout import SUGGESTIONS_NAME, round_dir
 from cryoal.project.project import Project
 
@@ -107,6 +111,17 @@ class _Decision:
     candidate_id: str
     label_id: int
     previous: Label | None
+
+
+def _repoint(stack: list[_Decision], undone: _Decision, restored_id: int) -> None:
+    """After ``undone`` was undone by the row ``restored_id``: the candidate's earlier
+    decision in ``stack`` that the restored row repeats stays undoable, now as that row."""
+    for i in range(len(stack) - 1, -1, -1):
+        earlier = stack[i]
+        if earlier.candidate_id == undone.candidate_id:
+            if undone.previous is not None and earlier.label_id == undone.previous.label_id:
+                stack[i] = _Decision(earlier.candidate_id, restored_id, earlier.previous)
+            break
 
 
 @dataclass(frozen=True)
@@ -256,8 +271,8 @@ class LabellingSession:
             self.cursor = self._position[current_id]
         else:
             self.cursor = self._first_unlabelled(0)
-        if changed:
-            self._undo.clear()  # decisions of an older round are not undone from a new queue
+        if changed:  # decisions of an older round are not undone from a new queue
+            self._undo = self._undo_stack() if new_round is not None else []
         return changed
 
     def changed_outside(self) -> bool:
@@ -353,7 +368,7 @@ class LabellingSession:
         return min(start, n - 1)
 
     # -- decisions -------------------------------------------------------------------
-    def label(self, value: str | int) -> Label:
+    def label(self, value: str | int, *, source: str = "decision") -> Label:
         """Label the current candidate, commit it, and move to the next unlabelled one.
 
         Parameters
@@ -361,6 +376,8 @@ class LabellingSession:
         value
             A class name, ``unsure`` or ``not-a-particle``; an int ``k`` means the k-th
             class in ``project.yaml`` order (0-based).
+        source
+            ``decision`` (the annotator chose it) or ``confirmed`` (:meth:`confirm`).
 
         Returns
         -------
@@ -381,12 +398,67 @@ class LabellingSession:
             self.annotator,
             round=self.round,
             model_version=self.model_version,
+            source=source,
         )
         self._undo.append(_Decision(current.candidate_id, stored.label_id, previous))
         self._set_label(current.candidate_id, name)
         assert self.cursor is not None
         self.cursor = self._first_unlabelled((self.cursor + 1) % len(self.queue))
         return stored
+
+    def set_annotator(self, name: str) -> None:
+        """Label as ``name`` from now on; undo then reaches ``name``'s decisions."""
+        self.annotator = name
+        self._undo = self._undo_stack() if self.round is not None else []
+
+    def confirm(self) -> Label:
+        """Label the current candidate with the class the round's model predicted for it,
+        recorded as ``confirmed`` (so analyses can tell confirmations from independent
+        labels); committed, then the cursor moves on as after :meth:`label`.
+
+        Raises
+        ------
+        ValueError
+            No prediction for the candidate (round 0 has no model), or an empty queue.
+        """
+        current = self._require_current()
+        if current.predicted_class is None:
+            raise ValueError(
+                f"{current.candidate_id}: no prediction to confirm (this round's queue was "
+                "not ranked by a model); choose its class"
+            )
+        return self.label(current.predicted_class, source="confirmed")
+
+    def _undo_stack(self) -> list[_Decision]:
+        """This annotator's undoable decisions of the current round, rebuilt from the
+        store's history as :meth:`label` and :meth:`undo` keep them in a session."""
+        history = self.store.label_history()
+        stack: list[_Decision] = []
+        last: dict[str, Label | None] = {}
+        for row in history.itertuples(index=False):
+            cid = str(row.candidate_id)
+            label = Label(
+                int(row.label_id), cid, str(row.kind),
+                None if pd.isna(row.class_id) else int(row.class_id),
+                None if pd.isna(row.class_name) else str(row.class_name), str(row.annotator),
+                None if pd.isna(row.round) else int(row.round),
+                None if pd.isna(row.model_version) else str(row.model_version),
+                str(row.created_at), str(row.source),
+                None if pd.isna(row.undoes) else int(row.undoes),
+            )  # fmt: skip
+            if (
+                label.source in ("decision", "confirmed")
+                and label.annotator == self.annotator
+                and label.round == self.round
+            ):
+                stack.append(_Decision(cid, label.label_id, last.get(cid)))
+            elif label.source == "undo" and label.undoes is not None:
+                undone = [i for i, d in enumerate(stack) if d.label_id == label.undoes]
+                if undone:
+                    decision = stack.pop(undone[-1])
+                    _repoint(stack, decision, label.label_id)
+            last[cid] = None if label.kind == KIND_CLEARED else label
+        return stack
 
     def undo(self) -> Candidate:
         """Undo this session's last decision with a new history row restoring the
@@ -400,7 +472,7 @@ class LabellingSession:
             decision (their label is kept).
         """
         if not self._undo:
-            raise ValueError("nothing to undo in this session")
+            raise ValueError(f"nothing of yours ({self.annotator}) to undo in round {self.round}")
         decision = self._undo[-1]
         now = self.store.current_label(decision.candidate_id)
         if now is None or now.label_id != decision.label_id:
@@ -414,7 +486,9 @@ class LabellingSession:
             )
         prev = decision.previous
         if prev is None:
-            row = self.store.clear_label(decision.candidate_id, self.annotator)
+            row = self.store.clear_label(
+                decision.candidate_id, self.annotator, source="undo", undoes=decision.label_id
+            )
             restored: str | None = None
         else:
             restored = self._name_of(prev)
@@ -425,15 +499,11 @@ class LabellingSession:
                 prev.annotator,
                 round=prev.round,
                 model_version=prev.model_version,
+                source="undo",
+                undoes=decision.label_id,
             )
         self._undo.pop()
-        # an earlier decision of this session that the restored row repeats stays undoable
-        for i in range(len(self._undo) - 1, -1, -1):
-            earlier = self._undo[i]
-            if earlier.candidate_id == decision.candidate_id:
-                if prev is not None and earlier.label_id == prev.label_id:
-                    self._undo[i] = _Decision(earlier.candidate_id, row.label_id, earlier.previous)
-                break
+        _repoint(self._undo, decision, row.label_id)
         self._set_label(decision.candidate_id, restored)
         if decision.candidate_id in self._position:
             return self.jump(decision.candidate_id)

@@ -150,6 +150,13 @@ class LabellingWidget(QWidget):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             row.addWidget(b)
         layout.addLayout(row)
+        self.confirm_button = QPushButton("✓ confirm prediction (Enter)")
+        self.confirm_button.setToolTip(
+            "label with the class the round's model predicted; recorded as a confirmation"
+        )
+        self.confirm_button.clicked.connect(self.confirm)
+        self.confirm_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        layout.addWidget(self.confirm_button)
         self.keys_label = QLabel(KeyMap().help_text([]))
         self.keys_label.setWordWrap(True)
         self.keys_label.setToolTip("keys: 'keys:' in project.yaml")
@@ -192,7 +199,8 @@ class LabellingWidget(QWidget):
         self._set_enabled(False)
 
     def _set_enabled(self, enabled: bool) -> None:
-        for w in (self.prev_button, self.next_button, self.undo_button, self.table, self.jump_edit,
+        for w in (self.prev_button, self.next_button, self.undo_button, self.confirm_button,
+                  self.table, self.jump_edit,
                   self.train_button, self.suggest_button, *self.label_buttons.values()):  # fmt: skip
             w.setEnabled(enabled)
 
@@ -214,6 +222,7 @@ class LabellingWidget(QWidget):
         self.prev_button.setText(f"◀ previous ({keys.label_of('previous')})")
         self.next_button.setText(f"next ({keys.label_of('next')}) ▶")
         self.undo_button.setText(f"undo ({keys.label_of('undo')})")
+        self.confirm_button.setText(f"✓ confirm prediction ({keys.label_of('confirm')})")
         self.keys_label.setText(keys.help_text(names))
         for i, (text, value) in enumerate(entries):
             button = QPushButton(text)
@@ -237,6 +246,7 @@ class LabellingWidget(QWidget):
         """Key -> action from the key map; napari's navigation keys are never taken."""
         named: dict[str, Callable[[], None]] = {
             "next": self.next, "previous": self.previous, "undo": self.undo,
+            "confirm": self.confirm,
             "unsure": lambda: self.label("unsure"),
             "not-a-particle": lambda: self.label("not-a-particle"),
         }  # fmt: skip
@@ -312,7 +322,7 @@ class LabellingWidget(QWidget):
 
     def _annotator_changed(self) -> None:
         if self.session is not None:
-            self.session.annotator = self.annotator_edit.text().strip() or default_annotator()
+            self.session.set_annotator(self.annotator_edit.text().strip() or default_annotator())
 
     # -- actions ---------------------------------------------------------------------
     def label(self, value: str) -> None:
@@ -322,6 +332,19 @@ class LabellingWidget(QWidget):
         done = self.session.current.candidate_id
         try:
             self.session.label(value)
+        except (ValueError, OSError) as exc:
+            _show_error(str(exc))
+            return
+        self._refresh_candidate(done)
+        self._redraw()
+
+    def confirm(self) -> None:
+        """Label the current candidate with the model's predicted class (as confirmed)."""
+        if self.session is None or self.session.current is None:
+            return
+        done = self.session.current.candidate_id
+        try:
+            self.session.confirm()
         except (ValueError, OSError) as exc:
             _show_error(str(exc))
             return

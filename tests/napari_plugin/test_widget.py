@@ -83,7 +83,7 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
     _press(widget, Qt.Key.Key_P)
     _press(widget, Qt.Key.Key_P)
     assert widget.session.current.candidate_id == IDS[2]
-    assert widget.keys_label.text().startswith("keys: 1 ring · 2 barrel · u unsure")
+    assert widget.keys_label.text().startswith("keys: 1 ring · 2 barrel · Enter confirm")
     qtbot.keyClicks(widget.jump_edit, IDS[0])  # typed into the field, not labelling
     qtbot.keyClick(widget.jump_edit, Qt.Key.Key_Return)
     assert widget.session.current.candidate_id == IDS[0]
@@ -288,4 +288,28 @@ def test_keys_come_from_project_yaml(make_napari_viewer, qtbot, label_project: P
     assert _current_labels(label_project) == {second: "barrel"}
     assert widget.next_button.text() == "next (j) ▶"
     assert widget.label_buttons["ring"].text() == "a  ring"
+    widget.close()
+
+
+def test_the_confirm_key_records_the_models_prediction(
+    make_napari_viewer, qtbot, label_project: Path
+) -> None:
+    import pandas as pd
+    from cryoal_napari._widget import open_project
+
+    with LabelStore(label_project / "labels.sqlite") as cli:
+        cli.write_suggestions(1, [IDS[5], IDS[4]], [0.9, 0.8], "kt", model_version="r001-x")
+    (label_project / "rounds" / "001").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"rank": [0, 1], "candidate_id": [IDS[5], IDS[4]],
+                  "predicted_class": ["barrel", "ring"]}).to_csv(
+        label_project / "rounds" / "001" / "suggestions.csv", index=False)  # fmt: skip
+    widget = open_project(make_napari_viewer(show=True), label_project)
+    assert widget.confirm_button.text() == "✓ confirm prediction (Enter)"
+    _press(widget, Qt.Key.Key_Return)
+    with LabelStore(label_project / "labels.sqlite") as store:
+        row = store.current_label(IDS[5])
+    assert (row.class_name, row.source) == ("barrel", "confirmed")
+    assert widget.session.current.candidate_id == IDS[4]
+    qtbot.mouseClick(widget.confirm_button, Qt.MouseButton.LeftButton)
+    assert _current_labels(label_project)[IDS[4]] == "ring"
     widget.close()

@@ -50,6 +50,30 @@ def test_store_is_wal_and_versioned(store: LabelStore) -> None:
     conn.close()
 
 
+def test_a_version_1_store_is_upgraded_on_open_and_keeps_every_label(store: LabelStore) -> None:
+    store.add_label("TS_01:000001", "ribosome", "alice")
+    store.add_label("TS_01:000002", "unsure", "bob")
+    before = store.current_labels()
+    store.close()
+    # the store as cryoal wrote it before labels had a provenance (schema version 1)
+    conn = sqlite3.connect(store.path)
+    conn.execute("ALTER TABLE labels DROP COLUMN undoes")
+    conn.execute("ALTER TABLE labels DROP COLUMN source")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with LabelStore(store.path) as upgraded:
+        pd.testing.assert_frame_equal(upgraded.current_labels(), before)
+        assert upgraded.label_history()["source"].tolist() == ["decision", "decision"]
+        row = upgraded.add_label("TS_01:000003", "proteasome", "carol", source="confirmed")
+        assert row.source == "confirmed"
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == labels_module.SCHEMA_VERSION
+    conn.close()
+    with LabelStore(store.path) as again, pytest.raises(ValueError, match="label source 'guess'"):
+        again.add_label("TS_01:000004", "ribosome", "dave", source="guess")
+
+
 def test_newest_label_wins_and_history_is_kept(store: LabelStore) -> None:
     store.add_label("TS_01:000001", "ribosome", "alice")
     store.add_label("TS_01:000001", "unsure", "bob")

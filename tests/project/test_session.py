@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cryoal.project.jobfiles import ProjectFiles
@@ -76,8 +77,56 @@ def test_undo_adds_a_history_row_restoring_the_previous_state(label_project: Pat
     assert session.current.label is None and session.counts().labelled == 0
     history = session.store.label_history(IDS[0])
     assert history["kind"].tolist() == ["class", "class", "class", "cleared"]  # nothing deleted
-    with pytest.raises(ValueError, match="nothing to undo"):
+    assert history["source"].tolist() == ["decision", "decision", "undo", "undo"]
+    with pytest.raises(ValueError, match=r"nothing of yours \(alice\) to undo in round 0"):
         session.undo()
+    session.close()
+
+
+def test_undo_reaches_your_decisions_after_a_restart(label_project: Path) -> None:
+    first = LabellingSession(label_project, annotator="alice")
+    first.label("ring")  # IDS[0]: unlabelled -> ring
+    first.jump(IDS[0])
+    first.label("barrel")  # IDS[0]: ring -> barrel
+    first.label("unsure")  # IDS[1]
+    first.undo()  # IDS[1] back to unlabelled
+    first.close()  # the viewer is closed (or killed: every row above is committed)
+    with LabelStore(label_project / "labels.sqlite") as cli:
+        cli.add_label(IDS[2], "ring", "bob")  # someone else's label is not alice's to undo
+
+    again = LabellingSession(label_project, annotator="alice")
+    assert again.can_undo
+    assert again.undo().candidate_id == IDS[0]  # barrel -> ring, as before the restart
+    assert again.store.current_label(IDS[0]).class_name == "ring"
+    again.undo()  # ring -> unlabelled
+    assert again.store.current_label(IDS[0]) is None
+    assert not again.can_undo
+    assert again.store.current_label(IDS[2]).annotator == "bob"
+    again.set_annotator("bob")  # bob's own decision (on round 0's queue) is his to undo
+    assert again.undo().candidate_id == IDS[2]
+    assert again.store.current_label(IDS[2]) is None and not again.can_undo
+    again.close()
+
+
+def test_confirm_records_the_models_prediction_as_confirmed(label_project: Path) -> None:
+    with LabelStore(label_project / "labels.sqlite") as cli:
+        cli.write_suggestions(1, [IDS[5], IDS[4]], [0.9, 0.8], "kt", model_version="r001-x")
+    (label_project / "rounds" / "001").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"rank": [0, 1], "candidate_id": [IDS[5], IDS[4]],
+                  "predicted_class": ["barrel", "ring"]}).to_csv(
+        label_project / "rounds" / "001" / "suggestions.csv", index=False)  # fmt: skip
+    session = LabellingSession(label_project, annotator="alice")
+    assert session.current.candidate_id == IDS[5]
+    stored = session.confirm()
+    assert (stored.class_name, stored.source, stored.model_version) == (
+        "barrel",
+        "confirmed",
+        "r001-x",
+    )
+    assert session.store.label_history(IDS[5])["source"].tolist() == ["confirmed"]
+    assert session.current.candidate_id == IDS[4]
+    session.label("barrel")  # an independent decision against the prediction ("ring")
+    assert session.store.current_label(IDS[4]).source == "decision"
     session.close()
 
 

@@ -41,6 +41,7 @@ from cryoal.project.labels.schema import (
     KINDS,
     LABEL_COLUMNS,
     SCHEMA_VERSION,
+    SOURCES,
     Label,
     utc_now,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "KIND_CLEARED",
     "LABEL_COLUMNS",
     "SCHEMA_VERSION",
+    "SOURCES",
     "DamagedStoreError",
     "Label",
     "LabelStore",

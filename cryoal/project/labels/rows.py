@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cryoal.project.labels.schema import KIND_CLASS, KINDS, LABEL_COLUMNS, utc_now
+from cryoal.project.labels.schema import KIND_CLASS, KINDS, LABEL_COLUMNS, SOURCES, utc_now
 
 #: The insert of one candidate row (the values of :func:`_candidate_rows`).
 INSERT_CANDIDATE = (
@@ -112,7 +112,11 @@ def _insert_label_row(
     annotator: str,
     round: int | None,
     model_version: str | None,
+    source: str = "decision",
+    undoes: int | None = None,
 ) -> tuple[int, int | None, str | None, str]:
+    if source not in SOURCES:
+        raise ValueError(f"label source {source!r}: choose one of {', '.join(SOURCES)}")
     if (
         conn.execute("SELECT 1 FROM candidates WHERE candidate_id = ?", (candidate_id,)).fetchone()
         is None
@@ -133,8 +137,8 @@ def _insert_label_row(
     now = utc_now()
     cur = conn.execute(
         "INSERT INTO labels (candidate_id, kind, class_id, annotator, round, model_version, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (candidate_id, kind, class_id, annotator, round, model_version, now),
+        "created_at, source, undoes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (candidate_id, kind, class_id, annotator, round, model_version, now, source, undoes),
     )
     row_id = cur.lastrowid
     if row_id is None:  # sqlite3 sets it after every successful INSERT

@@ -7,8 +7,10 @@ Tables (schema version in ``PRAGMA user_version``):
                  score (detector), prior_class (class given by imported picks), created_at
 ``labels``       label_id (insertion order), candidate_id, kind (``class`` / ``unsure`` /
                  ``not-a-particle`` / ``cleared``), class_id, annotator, round,
-                 model_version, created_at. History is kept: the newest label (largest
-                 label_id) of a candidate wins; ``cleared`` withdraws a label.
+                 model_version, created_at, source (how the row came to be:
+                 :data:`SOURCES`), undoes (for ``undo`` rows: the label_id of the decision
+                 undone). History is kept: the newest label (largest label_id) of a
+                 candidate wins; ``cleared`` withdraws a label.
 ``rounds``       round, strategy, model_version, k, seed, created_at
 ``suggestions``  round, rank, candidate_id, score, strategy
 view ``current_labels``: the winning label of each labelled candidate.
@@ -24,7 +26,24 @@ from dataclasses import dataclass
 from cryoal.project.config import SPECIAL_LABELS
 
 #: Schema version written to ``PRAGMA user_version``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Statements that bring a store of version ``v`` to ``v + 1`` (run in one transaction when
+#: a store is opened): version 2 adds the labels' provenance (``source``, ``undoes``); the
+#: rows written before it read as ``decision``.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE labels ADD COLUMN source TEXT NOT NULL DEFAULT 'decision'",
+        "ALTER TABLE labels ADD COLUMN undoes INTEGER",
+    ),
+}
+
+#: How a label row came to be (``labels.source``): ``decision`` (a person chose it: a key,
+#: a button, ``cryoal labels add``), ``confirmed`` (a person accepted the model's predicted
+#: class with the viewer's confirm key), ``import`` (a CSV or picks import), ``undo`` (it
+#: restores the state before an undone decision), ``restore`` (a store rebuilt from a
+#: snapshot).
+SOURCES = ("decision", "confirmed", "import", "undo", "restore")
 
 #: Label kinds stored in ``labels.kind``.
 KIND_CLASS = "class"
@@ -55,6 +74,8 @@ CREATE TABLE labels (
     round         INTEGER,
     model_version TEXT,
     created_at    TEXT NOT NULL,
+    source        TEXT NOT NULL DEFAULT 'decision',
+    undoes        INTEGER,
     CHECK ((kind = 'class') = (class_id IS NOT NULL))
 );
 CREATE INDEX labels_by_candidate ON labels (candidate_id, label_id);
@@ -115,3 +136,5 @@ class Label:
     round: int | None
     model_version: str | None
     created_at: str
+    source: str = "decision"
+    undoes: int | None = None

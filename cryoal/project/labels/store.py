@@ -53,6 +53,7 @@ from cryoal.project.labels.schema import (
     KIND_CLASS,
     KIND_CLEARED,
     LABEL_COLUMNS,
+    MIGRATIONS,
     SCHEMA_VERSION,
     Label,
     utc_now,
@@ -211,6 +212,8 @@ class LabelStore:
                 f"{self.path}: not a cryoal label store (no schema); create a project with "
                 "'cryoal project init'"
             )
+        if version in MIGRATIONS:
+            version = self._migrate(version)
         if version > SCHEMA_VERSION:
             raise ValueError(
                 f"{self.path}: label store schema version {version} was written by a newer "
@@ -224,6 +227,27 @@ class LabelStore:
         mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
         if str(mode).lower() != "wal":
             self._conn.execute("PRAGMA journal_mode=WAL")
+
+    def _migrate(self, version: int) -> int:
+        """Bring an older store to ``SCHEMA_VERSION``, one version per transaction (all of a
+        step or none of it); a concurrent opener that migrated first is left alone. The
+        version reached."""
+        while version in MIGRATIONS:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                now = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+                if now == version:
+                    for statement in MIGRATIONS[version]:
+                        self._conn.execute(statement)
+                    self._conn.execute(f"PRAGMA user_version = {version + 1}")
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+            log.info("%s: label store upgraded to schema version %d", self.path, version)
+        return version
 
     def _read_class_names(self) -> list[str]:
         rows = self._conn.execute("SELECT class_id, name FROM classes ORDER BY class_id").fetchall()
@@ -409,6 +433,8 @@ class LabelStore:
         *,
         round: int | None = None,
         model_version: str | None = None,
+        source: str = "decision",
+        undoes: int | None = None,
     ) -> Label:
         """Record one label in its own committed transaction; returns once it is durable.
 
@@ -424,6 +450,9 @@ class LabelStore:
             Provenance. When ``round`` is None it is the newest round whose suggestion
             queue holds the candidate (None if never suggested); when ``model_version`` is
             None it is the model that proposed that round.
+        source, undoes
+            How the row came to be (``SOURCES``: ``decision``, ``confirmed``, ``import``,
+            ``undo``, ``restore``) and, for an ``undo`` row, the label id it undoes.
 
         Raises
         ------
@@ -431,11 +460,22 @@ class LabelStore:
             Unknown candidate or class, or an empty annotator.
         """
         kind, class_id = self.resolve_label(label)
-        return self._insert_label(candidate_id, kind, class_id, annotator, round, model_version)
+        return self._insert_label(
+            candidate_id, kind, class_id, annotator, round, model_version, source, undoes
+        )
 
-    def clear_label(self, candidate_id: str, annotator: str) -> Label:
+    def clear_label(
+        self,
+        candidate_id: str,
+        annotator: str,
+        *,
+        source: str = "decision",
+        undoes: int | None = None,
+    ) -> Label:
         """Withdraw the candidate's label (it becomes unlabelled again; history is kept)."""
-        return self._insert_label(candidate_id, KIND_CLEARED, None, annotator, None, None)
+        return self._insert_label(
+            candidate_id, KIND_CLEARED, None, annotator, None, None, source, undoes
+        )
 
     def _insert_label(
         self,
@@ -445,14 +485,20 @@ class LabelStore:
         annotator: str,
         round: int | None,
         model_version: str | None,
+        source: str = "decision",
+        undoes: int | None = None,
     ) -> Label:
         annotator = _check_annotator(annotator)
         with self._write() as conn:
             row = _insert_label_row(
-                conn, self.path, candidate_id, kind, class_id, annotator, round, model_version
-            )
+                conn, self.path, candidate_id, kind, class_id, annotator, round, model_version,
+                source, undoes,
+            )  # fmt: skip
         name = self._class_names[class_id] if class_id is not None else None
-        return Label(row[0], candidate_id, kind, class_id, name, annotator, row[1], row[2], row[3])
+        return Label(
+            row[0], candidate_id, kind, class_id, name, annotator, row[1], row[2], row[3],
+            source, undoes,
+        )  # fmt: skip
 
     def add_labels(
         self,
@@ -461,11 +507,13 @@ class LabelStore:
         annotator: str | Sequence[str],
         *,
         round: int | None = None,
+        source: str = "import",
     ) -> int:
         """Record many labels in ONE transaction (all or none), e.g. a CSV import.
 
         Every id and label is validated before anything is written. ``annotator`` is one
-        name for all, or one per label. Provenance as in ``add_label``.
+        name for all, or one per label. Provenance as in ``add_label`` (``source``
+        ``import`` unless told).
 
         Returns
         -------
@@ -484,7 +532,9 @@ class LabelStore:
             if unknown:
                 raise ValueError(_unknown_candidate_message(self.path, unknown))
             for cid, (kind, class_id), who in zip(candidate_ids, resolved, annotators, strict=True):
-                _insert_label_row(conn, self.path, str(cid), kind, class_id, who, round, None)
+                _insert_label_row(
+                    conn, self.path, str(cid), kind, class_id, who, round, None, source
+                )
         return len(candidate_ids)
 
     def restore_labels(self, table: pd.DataFrame, source: str) -> int:
@@ -508,7 +558,7 @@ class LabelStore:
                 raise ValueError(f"{source}: {_unknown_candidate_message(self.path, unknown)}")
             conn.executemany(
                 "INSERT INTO labels (label_id, candidate_id, kind, class_id, annotator, round, "
-                "model_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "model_version, created_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'restore')",
                 rows,
             )
         return len(rows)
@@ -531,7 +581,7 @@ class LabelStore:
         """Every label ever stored (oldest first), including withdrawn and overridden ones."""
         sql = (
             "SELECT l.label_id, l.candidate_id, l.kind, l.class_id, k.name, l.annotator, "
-            "l.round, l.model_version, l.created_at FROM labels AS l "
+            "l.round, l.model_version, l.created_at, l.source, l.undoes FROM labels AS l "
             "LEFT JOIN classes AS k ON k.class_id = l.class_id"
         )
         params: tuple = ()
@@ -541,15 +591,19 @@ class LabelStore:
         with self._lock, translate_sqlite_errors(self.path):
             rows = self._conn.execute(sql + " ORDER BY l.label_id", params).fetchall()
         cols = ["label_id", "candidate_id", "kind", "class_id", "class_name", "annotator",
-                "round", "model_version", "created_at"]  # fmt: skip
-        return pd.DataFrame(rows, columns=cols).astype({"class_id": "Int64", "round": "Int64"})
+                "round", "model_version", "created_at", "source", "undoes"]  # fmt: skip
+        return pd.DataFrame(rows, columns=cols).astype(
+            {"class_id": "Int64", "round": "Int64", "undoes": "Int64"}
+        )
 
     def current_label(self, candidate_id: str) -> Label | None:
         """The candidate's winning label, or None when unlabelled."""
         with self._lock, translate_sqlite_errors(self.path):
             row = self._conn.execute(
-                "SELECT label_id, candidate_id, kind, class_id, class_name, annotator, round, "
-                "model_version, created_at FROM current_labels WHERE candidate_id = ?",
+                "SELECT c.label_id, c.candidate_id, c.kind, c.class_id, c.class_name, "
+                "c.annotator, c.round, c.model_version, c.created_at, l.source, l.undoes "
+                "FROM current_labels AS c JOIN labels AS l ON l.label_id = c.label_id "
+                "WHERE c.candidate_id = ?",
                 (candidate_id,),
             ).fetchone()
         return None if row is None else Label(*row)
