@@ -179,6 +179,8 @@ class LabellingSession:
         self.queue = pd.DataFrame(columns=list(QUEUE_COLUMNS))
         self.cursor: int | None = None
         self._undo: list[_Decision] = []
+        #: the current round's score table, read once per refresh (round, table)
+        self._scores_cache: tuple[int, pd.DataFrame | None] | None = None
         self._tomo_cache: tuple[str, object] | None = None
         self.refresh()
         self.changed_outside()  # remember the store's version from here on
@@ -258,6 +260,7 @@ class LabellingSession:
         )
         changed = new_round != self.round
         self.round = new_round
+        self._scores_cache = None  # a new queue may come with a new score table
         self.model_version = None
         if new_round is not None:
             row = rounds.loc[rounds["round"] == new_round, "model_version"]
@@ -300,6 +303,35 @@ class LabellingSession:
             value = lookup.get(cid)
             out.append(None if value is None or pd.isna(value) else str(value))
         return out
+
+    def probabilities(self, candidate_id: str) -> dict[str, float] | None:
+        """The round's model's class probabilities for a queued candidate, highest first,
+        from the round's score table (``rounds/NNN/scores.csv``); None when the round was
+        not scored by a model (round 0) or the table is missing."""
+        table = self._scores()
+        if table is None or candidate_id not in table.index:
+            return None
+        row = table.loc[candidate_id]
+        probs = {
+            c.removeprefix("p_"): float(row[c])
+            for c in table.columns
+            if c.startswith("p_") and not pd.isna(row[c])
+        }
+        return dict(sorted(probs.items(), key=lambda kv: -kv[1])) or None
+
+    def _scores(self) -> pd.DataFrame | None:
+        """The current round's score table indexed by candidate id (read once per round)."""
+        if self.round is None:
+            return None
+        cached = self._scores_cache
+        if cached is not None and cached[0] == self.round:
+            return cached[1]
+        from cryoal.al.score_table import SCORES_CSV, read_scores
+
+        path = round_dir(self.project.root, self.round) / SCORES_CSV
+        table = read_scores(path).set_index("candidate_id") if path.is_file() else None
+        self._scores_cache = (self.round, table)
+        return table
 
     # -- the cursor ------------------------------------------------------------------
     @property

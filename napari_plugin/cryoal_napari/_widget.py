@@ -576,9 +576,15 @@ class LabellingWidget(QWidget):
             self.viewer.dims.set_point(0, float(world[0]))
             self.viewer.scene.camera.center = tuple(float(v) for v in world)
         score = "-" if np.isnan(current.score) else f"{current.score:.3g}"
+        probs = self.session.probabilities(current.candidate_id)
+        model = (
+            "  model: " + " · ".join(f"{name} {p:.2f}" for name, p in list(probs.items())[:3])
+            if probs
+            else f"  predicted {current.predicted_class or '-'}"
+        )
         self.current_label.setText(
-            f"<b>{current.candidate_id}</b>  rank {current.rank}  score {score}  "
-            f"predicted {current.predicted_class or '-'}  label <b>{current.label or '-'}</b>"
+            f"<b>{current.candidate_id}</b>  rank {current.rank}  score {score}{model}  "
+            f"label <b>{current.label or '-'}</b>"
         )
         self._show_crop(current)
         self._select_row(self.session.cursor)

@@ -303,8 +303,13 @@ def test_the_confirm_key_records_the_models_prediction(
     pd.DataFrame({"rank": [0, 1], "candidate_id": [IDS[5], IDS[4]],
                   "predicted_class": ["barrel", "ring"]}).to_csv(
         label_project / "rounds" / "001" / "suggestions.csv", index=False)  # fmt: skip
+    pd.DataFrame({"candidate_id": [IDS[4], IDS[5]], "score": [0.8, 0.9], "pick": [1, 0],
+                  "predicted_class": ["ring", "barrel"], "p_ring": [0.7, 0.25],
+                  "p_barrel": [0.3, 0.75]}).to_csv(
+        label_project / "rounds" / "001" / "scores.csv", index=False)  # fmt: skip
     widget = open_project(make_napari_viewer(show=True), label_project)
     assert widget.confirm_button.text() == "✓ confirm prediction (Enter)"
+    assert "model: barrel 0.75 · ring 0.25" in widget.current_label.text()
     _press(widget, Qt.Key.Key_Return)
     with LabelStore(label_project / "labels.sqlite") as store:
         row = store.current_label(IDS[5])

@@ -115,8 +115,15 @@ def test_confirm_records_the_models_prediction_as_confirmed(label_project: Path)
     pd.DataFrame({"rank": [0, 1], "candidate_id": [IDS[5], IDS[4]],
                   "predicted_class": ["barrel", "ring"]}).to_csv(
         label_project / "rounds" / "001" / "suggestions.csv", index=False)  # fmt: skip
+    pd.DataFrame({"candidate_id": [IDS[4], IDS[5]], "score": [0.8, 0.9], "pick": [1, 0],
+                  "predicted_class": ["ring", "barrel"], "p_ring": [0.7, 0.25],
+                  "p_barrel": [0.3, 0.75]}).to_csv(
+        label_project / "rounds" / "001" / "scores.csv", index=False)  # fmt: skip
     session = LabellingSession(label_project, annotator="alice")
     assert session.current.candidate_id == IDS[5]
+    # the model's probabilities on screen, highest first
+    assert session.probabilities(IDS[5]) == {"barrel": 0.75, "ring": 0.25}
+    assert session.probabilities(IDS[0]) is None  # not in this round's table
     stored = session.confirm()
     assert (stored.class_name, stored.source, stored.model_version) == (
         "barrel",
