@@ -240,7 +240,9 @@ def _train_project(
         if res.info.encoder is not None:
             typer.echo(f"the teacher started from the pretrained encoder {res.info.encoder}")
         _summary(res.fit_result)
-        typer.echo(f"model version {res.model_version}")
+        from cryoal.project.rounds import model_summary
+
+        typer.echo(model_summary(data, res.info))
 
 
 def predict_cmd(

@@ -101,6 +101,30 @@ def trained_rounds(project_root: str | os.PathLike) -> list[ModelInfo]:
     return [i for i in infos if i is not None]
 
 
+def model_summary(project_root: str | os.PathLike, info: ModelInfo) -> str:
+    """One line on a trained round's model: version, labels, validation accuracy and the
+    accuracy per class (from its ``model/metrics.json``), for people (the viewer after
+    Train)."""
+    head = (
+        f"model version {info.model_version} (round {info.round}, {info.n_train} train / "
+        f"{info.n_val} val labels)"
+    )
+    acc = info.metrics.get("val_teacher_accuracy")
+    if acc is None:
+        return f"{head}: no validation labels"
+    per_class: dict[str, float] = {}
+    path = info.run_path(project_root) / "metrics.json"
+    try:
+        final = json.loads(path.read_text(encoding="utf-8")).get("final") or {}
+        per_class = ((final.get("val") or {}).get("teacher") or {}).get("per_class_accuracy") or {}
+    except (OSError, ValueError):
+        pass  # the line still gives the overall figure
+    classes = ", ".join(
+        f"{name} {value:.2f}" for name, value in per_class.items() if value == value
+    )  # NaN: a class without validation labels
+    return f"{head}: validation accuracy {acc:.3f}" + (f" ({classes})" if classes else "")
+
+
 def newest_model(project_root: str | os.PathLike) -> ModelInfo | None:
     """The newest trained round's record, or None before the first training."""
     infos = trained_rounds(project_root)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -730,6 +731,13 @@ class LabellingWidget(QWidget):
         self.cancel_button.setEnabled(False)
         self.train_button.setEnabled(True)
         self.suggest_button.setEnabled(True)
+        if outcome.ok and outcome.kind == "train" and self.session is not None:
+            from cryoal.project.rounds import model_summary, newest_model
+
+            info = newest_model(self.session.project.root)
+            if info is not None:  # what the new model can do, not only that it finished
+                outcome = replace(outcome, message=f"{outcome.message}: "
+                                  f"{model_summary(self.session.project.root, info)}")  # fmt: skip
         self.job_label.setText(outcome.message)
         if outcome.ok or outcome.cancelled:
             _show_info(outcome.message)

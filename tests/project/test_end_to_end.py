@@ -53,9 +53,14 @@ def test_loop_on_a_simulated_tomogram(tmp_path: Path, capsys: pytest.CaptureFixt
     capsys.readouterr()
     assert run(["train", str(proj), "--preset", "tiny", "--student-preset", "tiny",
                 "--epochs", "3", "--batch-size", "8", "--val-fraction", "0.25", "--quiet"]) == 0  # fmt: skip
-    assert "model version r001-" in capsys.readouterr().out
+    out = capsys.readouterr().out
     info = read_model_info(proj, 1)
     assert info is not None and info.model_version.startswith("r001-") and info.n_train == 12
+    # what the new model can do: its validation accuracy overall and per class
+    line = next(x for x in out.splitlines() if x.startswith("model version r001-"))
+    acc = info.metrics["val_teacher_accuracy"]
+    assert f"(round 1, 12 train / 4 val labels): validation accuracy {acc:.3f} (" in line
+    assert all(f"{name} " in line.split("(", 2)[2] for name in names.split(","))
 
     capsys.readouterr()
     assert run(["suggest", str(proj), "--strategy", "kt", "--k", "8"]) == 0
