@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # System libraries the napari GUI and its tests need on Linux: Xvfb (a virtual display for
-# headless machines such as CI), Qt5's xcb platform plugin libraries and software OpenGL.
+# headless machines such as CI), Qt6's xcb platform plugin libraries and software OpenGL.
 # Installs the missing ones with apt-get when running as root; otherwise prints the command.
 # After the Python packages are in .venv, `bash scripts/setup_gui.sh --check` lists any
 # library Qt's xcb plugin still cannot find (ldd).
@@ -9,14 +9,14 @@ cd "$(dirname "$0")/.."
 
 packages=(
     xvfb xauth libgl1 libegl1 libgl1-mesa-dri libfontconfig1 libdbus-1-3 libglib2.0-0
-    libx11-xcb1 libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-image0 libxcb-randr0
+    libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-image0 libxcb-randr0
     libxcb-render-util0 libxcb-shape0 libxcb-sync1 libxcb-xfixes0 libxcb-xkb1 libxkbcommon-x11-0
 )
 
 if [ "${1:-}" = "--check" ]; then
-    plugin=$(ls .venv/lib/python3*/site-packages/PyQt5/Qt5/plugins/platforms/libqxcb.so 2>/dev/null | head -1 || true)
+    plugin=$(ls .venv/lib/python3*/site-packages/PyQt6/Qt6/plugins/platforms/libqxcb.so 2>/dev/null | head -1 || true)
     if [ -z "$plugin" ]; then
-        exit 0  # no PyQt5 in .venv: nothing to check
+        exit 0  # no PyQt6 in .venv: nothing to check
     fi
     missing=$(ldd "$plugin" | awk '/not found/ {print $1}' | tr '\n' ' ')
     if [ -n "$missing" ]; then
