@@ -577,6 +577,7 @@ class LabellingWidget(QWidget):
             self.viewer.dims.set_point(0, float(world[0]))
             self.viewer.scene.camera.center = tuple(float(v) for v in world)
         score = "-" if np.isnan(current.score) else f"{current.score:.3g}"
+        self.confirm_button.setEnabled(current.predicted_class is not None)
         probs = self.session.probabilities(current.candidate_id)
         model = (
             "  model: " + " · ".join(f"{name} {p:.2f}" for name, p in list(probs.items())[:3])
