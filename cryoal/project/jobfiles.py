@@ -19,14 +19,16 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryoal.project.layout import CACHE_DIR, LABELS_NAME, LOCK_NAME, ROUNDS_DIR
+from cryoal.project.layout import CACHE_DIR, LABELS_NAME, LOCK_NAME, LOGS_DIR, ROUNDS_DIR
 
 log = logging.getLogger(__name__)
 
-#: Files a job never rolls back: the live label store (and SQLite's side files), the lock.
+#: Files a job never rolls back: the live label store (and SQLite's side files), the lock,
+#: and the jobs' logs (kept, cancelled or not, to read what a job did).
 KEEP = frozenset(
-    {LABELS_NAME, f"{LABELS_NAME}-wal", f"{LABELS_NAME}-shm", f"{LABELS_NAME}-journal", LOCK_NAME}
-)
+    {LABELS_NAME, f"{LABELS_NAME}-wal", f"{LABELS_NAME}-shm", f"{LABELS_NAME}-journal", LOCK_NAME,
+     LOGS_DIR}
+)  # fmt: skip
 #: The folders train and suggest jobs write into; a cancel rolls back only these.
 JOB_FOLDERS = (ROUNDS_DIR, CACHE_DIR)
 
@@ -40,11 +42,14 @@ class ProjectFiles:
 
     @classmethod
     def capture(cls, root: str | os.PathLike) -> ProjectFiles:
-        """List every file and folder under ``root`` (the label store's files excepted)."""
+        """List every file and folder under ``root`` (the label store's files and the job
+        logs excepted)."""
         root = Path(root)
         found: set[str] = set()
         for directory, dirs, files in os.walk(root):
             rel = Path(directory).relative_to(root)
+            if rel == Path("."):
+                dirs[:] = [d for d in dirs if d != LOGS_DIR]
             for name in [*dirs, *files]:
                 path = (rel / name).as_posix()
                 if path not in KEEP:

@@ -7,6 +7,7 @@
       labels.sqlite         the label store (LABELS_NAME); stays on a local disk
       .project.lock         held while a process changes the project (LOCK_NAME)
       candidates.csv        candidate ids and positions (CANDIDATES_NAME)
+      logs/                 the output of train / suggest jobs the viewer started (LOGS_DIR)
       cache/                extracted candidate subtomograms (CACHE_DIR)
         encoders/<key>/     encoders pretrained on the candidates (ENCODERS_DIR), named by
                             the pool's content hash and the settings
@@ -39,6 +40,7 @@ LABELS_NAME = "labels.sqlite"
 LOCK_NAME = ".project.lock"
 CANDIDATES_NAME = "candidates.csv"
 CACHE_DIR = "cache"
+LOGS_DIR = "logs"
 ENCODERS_DIR = "encoders"
 CURRENT_ENCODER_NAME = "current.json"
 ROUNDS_DIR = "rounds"

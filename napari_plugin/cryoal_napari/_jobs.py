@@ -4,7 +4,10 @@ A job is the CLI command itself run as a subprocess (``sys.executable -m cryoal 
 json ...``) through a ``QProcess``: the viewer's event loop never waits for it, its
 progress comes as JSON-lines events (:mod:`cryoal.cli.progress`) read as they come, only
 those events and the command's one-line error reach the widget (no log lines of other
-libraries), and Cancel stops it. What a cancelled job had written is removed
+libraries), and Cancel stops it. The job runs in a session of its own and writes its
+output to ``PROJECT/logs/<kind>-<UTC time>.log`` (read from there by the widget), so a
+viewer that is closed by the window manager, a Ctrl-C in its terminal, or ``kill -9``
+leaves the job running to its end instead of killing it half-way. What a cancelled job had written is removed
 (``cryoal.project.jobfiles``), so the project is as it was before the job; a job that had
 already made its final write (``round.json``, or the new queue's commit) is complete and
 is kept.
@@ -12,6 +15,7 @@ is kept.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import re
 import sys
@@ -23,7 +27,7 @@ from qtpy.QtCore import QObject, QProcess, QTimer, Signal
 from cryoal.cli.progress import format_eta
 from cryoal.project.jobfiles import ProjectFiles
 from cryoal.project.labels import LabelStore
-from cryoal.project.layout import LABELS_NAME
+from cryoal.project.layout import LABELS_NAME, LOGS_DIR
 
 _ERROR_RE = re.compile(r"^cryoal: (?:internal )?error: (.*)$")
 #: What the widget says a job is doing, by the ``stage`` of its events.
@@ -31,6 +35,15 @@ STAGES = {"pretrain": "pretraining the encoder", "train": "training"}
 
 #: Seconds a cancelled job gets to exit after SIGTERM before it is killed.
 TERMINATE_GRACE_MS = 3000
+#: Milliseconds between reads of a running job's log.
+LOG_POLL_MS = 100
+#: Python that starts a new session (its own process group, no controlling terminal), then
+#: becomes the command after it: the job survives its viewer.
+_OWN_SESSION = (
+    "import os, sys\n"
+    "getattr(os, 'setsid', lambda: None)()\n"
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
 
 
 @dataclass(frozen=True)
@@ -75,10 +88,15 @@ class ProjectJob(QObject):
         self.stage = ""
         self._cancelled = False
         self._buffer = b""
+        #: the job's output file (``PROJECT/logs/``), set by :meth:`start`
+        self.log_path: Path | None = None
+        self._log_offset = 0
         self.process = QProcess(self)
         self.process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
-        self.process.readyReadStandardOutput.connect(self._read)
         self.process.finished.connect(self._on_finished)
+        self._poll = QTimer(self)
+        self._poll.setInterval(LOG_POLL_MS)
+        self._poll.timeout.connect(self._read)
 
     @property
     def arguments(self) -> list[str]:
@@ -87,11 +105,18 @@ class ProjectJob(QObject):
         return ["-m", "cryoal", "--events", "json", self.kind, str(self.root)]
 
     def start(self) -> None:
-        """Record the project's files, then start the subprocess."""
+        """Record the project's files, then start the subprocess in a session of its own,
+        its output going to a new log under ``PROJECT/logs/``."""
         self._before = ProjectFiles.capture(self.root)
         self._rounds_before = self._rounds()
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        self.log_path = self.root / LOGS_DIR / f"{self.kind}-{stamp}.log"
+        self.log_path.parent.mkdir(exist_ok=True)
+        self.log_path.touch()
+        self.process.setStandardOutputFile(str(self.log_path))
         self.progress.emit(0, self.total_epochs)
-        self.process.start(sys.executable, self.arguments)
+        self.process.start(sys.executable, ["-c", _OWN_SESSION, *self.arguments])
+        self._poll.start()
 
     def is_running(self) -> bool:
         return self.process.state() != QProcess.ProcessState.NotRunning
@@ -125,7 +150,17 @@ class ProjectJob(QObject):
 
     # -- output ----------------------------------------------------------------------
     def _read(self) -> None:
-        self._buffer += bytes(self.process.readAllStandardOutput())
+        """Handle the complete lines the job added to its log since the last read."""
+        if self.log_path is None:
+            return
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(self._log_offset)
+                chunk = fh.read()
+        except OSError:
+            return
+        self._log_offset += len(chunk)
+        self._buffer += chunk
         *lines, self._buffer = self._buffer.split(b"\n")
         for raw in lines:
             self._handle(raw.decode("utf-8", errors="replace").rstrip("\r"))
@@ -165,6 +200,8 @@ class ProjectJob(QObject):
         self.progress.emit(min(done, total) if total else 0, total)
 
     def _on_finished(self, code: int, status: QProcess.ExitStatus) -> None:
+        self._poll.stop()
+        self._read()
         if self._buffer:
             self._handle(self._buffer.decode("utf-8", errors="replace"))
             self._buffer = b""
