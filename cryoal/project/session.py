@@ -34,6 +34,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -125,6 +126,40 @@ def _repoint(stack: list[_Decision], undone: _Decision, restored_id: int) -> Non
 
 
 @dataclass(frozen=True)
+class QueueView:
+    """What the labelling queue shows and in which order.
+
+    Attributes
+    ----------
+    status
+        ``all``, ``unlabelled``, ``labelled``, ``unsure`` or ``not-a-particle``.
+    predicted
+        Only candidates the round's model predicted as this class (None: any).
+    tomo_id
+        Only this tomogram's candidates (None: every tomogram).
+    sort
+        ``rank`` (the strategy's order), ``score`` (highest first), ``predicted`` (by the
+        predicted class, then rank) or ``confidence`` (the model's largest class
+        probability, least confident first; rank without a model).
+    """
+
+    status: str = "all"
+    predicted: str | None = None
+    tomo_id: str | None = None
+    sort: str = "rank"
+
+    STATUSES: ClassVar[tuple[str, ...]] = ("all", "unlabelled", "labelled", "unsure",
+                                           "not-a-particle")  # fmt: skip
+    SORTS: ClassVar[tuple[str, ...]] = ("rank", "score", "predicted", "confidence")
+
+    def __post_init__(self) -> None:
+        if self.status not in self.STATUSES:
+            raise ValueError(f"view status {self.status!r}: choose one of {self.STATUSES}")
+        if self.sort not in self.SORTS:
+            raise ValueError(f"view sort {self.sort!r}: choose one of {self.SORTS}")
+
+
+@dataclass(frozen=True)
 class CandidatePoints:
     """Candidates of one tomogram as napari points.
 
@@ -176,7 +211,11 @@ class LabellingSession:
         self.annotator = annotator or default_annotator()
         self.round: int | None = None
         self.model_version: str | None = None
-        self.queue = pd.DataFrame(columns=list(QUEUE_COLUMNS))
+        #: the round's whole queue; ``queue`` is the part shown, in the order shown
+        self.round_queue = pd.DataFrame(columns=list(QUEUE_COLUMNS))
+        self.queue = self.round_queue
+        #: what ``queue`` shows of ``round_queue`` (:meth:`set_view`)
+        self.view = QueueView()
         self.cursor: int | None = None
         self._undo: list[_Decision] = []
         #: the current round's score table, read once per refresh (round, table)
@@ -266,7 +305,9 @@ class LabellingSession:
             row = rounds.loc[rounds["round"] == new_round, "model_version"]
             value = row.iloc[0] if len(row) else None
             self.model_version = None if value is None or pd.isna(value) else str(value)
-        self.queue = table
+        self.round_queue = table
+        self.queue = self._viewed(table)
+        table = self.queue
         self._position = {cid: i for i, cid in enumerate(table["candidate_id"])}
         if table.empty:
             self.cursor = None
@@ -277,6 +318,51 @@ class LabellingSession:
         if changed:  # decisions of an older round are not undone from a new queue
             self._undo = self._undo_stack() if new_round is not None else []
         return changed
+
+    def set_view(self, view: QueueView) -> None:
+        """Show part of the round's queue, in another order (:class:`QueueView`). The
+        cursor stays on its candidate when the view still holds it, else goes to the
+        view's first unlabelled one; n / p and labelling then move within the view."""
+        current_id = self.current.candidate_id if self.current is not None else None
+        self.view = view
+        self.queue = self._viewed(self.round_queue)
+        self._position = {cid: i for i, cid in enumerate(self.queue["candidate_id"])}
+        if self.queue.empty:
+            self.cursor = None
+        elif current_id in self._position:
+            self.cursor = self._position[current_id]
+        else:
+            self.cursor = self._first_unlabelled(0)
+
+    def _viewed(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``table`` the view shows, in its order (index 0..n-1)."""
+        v = self.view
+        keep = np.ones(len(table), bool)
+        label = table["label"]
+        if v.status == "unlabelled":
+            keep &= label.isna().to_numpy()
+        elif v.status == "labelled":
+            keep &= label.notna().to_numpy()
+        elif v.status in ("unsure", "not-a-particle"):
+            keep &= (label == v.status).to_numpy()
+        if v.predicted is not None:
+            keep &= (table["predicted_class"] == v.predicted).to_numpy()
+        if v.tomo_id is not None:
+            keep &= (table["tomo_id"] == v.tomo_id).to_numpy()
+        shown = table[keep]
+        if v.sort == "score":
+            shown = shown.sort_values(["score", "rank"], ascending=[False, True])
+        elif v.sort == "predicted":
+            shown = shown.sort_values(["predicted_class", "rank"], na_position="last")
+        elif v.sort == "confidence":
+            confidence = shown["candidate_id"].map(self._confidence)
+            shown = shown.assign(_c=confidence).sort_values(["_c", "rank"]).drop(columns="_c")
+        return shown.reset_index(drop=True)
+
+    def _confidence(self, candidate_id: str) -> float:
+        """The model's largest class probability for a candidate (NaN without one)."""
+        probs = self.probabilities(candidate_id)
+        return max(probs.values()) if probs else float("nan")
 
     def changed_outside(self) -> bool:
         """Whether another connection committed to the store since this one last looked
@@ -546,10 +632,11 @@ class LabellingSession:
         return bool(self._undo)
 
     def counts(self) -> QueueCounts:
-        """Labelled / total of the current round's queue, and labels per class."""
-        labels = self.queue["label"]
+        """Labelled / total of the current round's whole queue (whatever the view shows),
+        and labels per class."""
+        labels = self.round_queue["label"]
         per = {name: int((labels == name).sum()) for name in self.label_choices}
-        return QueueCounts(self.round, int(labels.notna().sum()), len(self.queue), per)
+        return QueueCounts(self.round, int(labels.notna().sum()), len(self.round_queue), per)
 
     def _require_current(self) -> Candidate:
         current = self.current
@@ -578,6 +665,9 @@ class LabellingSession:
         i = self._position.get(candidate_id)
         if i is not None:
             self.queue.at[i, "label"] = name
+        rows = self.round_queue.index[self.round_queue["candidate_id"] == candidate_id]
+        if len(rows):
+            self.round_queue.at[rows[0], "label"] = name
 
     # -- what the viewer shows -------------------------------------------------------
     @property
@@ -612,7 +702,7 @@ class LabellingSession:
             how to point the project at its new place).
         """
         ids = [t for t in [self.tomo_id] if t is not None]
-        ids += [t for t in dict.fromkeys(self.queue["tomo_id"].astype(str)) if t not in ids]
+        ids += [t for t in dict.fromkeys(self.round_queue["tomo_id"].astype(str)) if t not in ids]
         return {t: self.project.tomogram_path(t) for t in ids}
 
     def points(self, tomo_id: str | None = None) -> CandidatePoints:
@@ -626,7 +716,7 @@ class LabellingSession:
         labels = labels[labels["tomo_id"] == tomo_id].set_index("candidate_id")
         names = labels["class_name"].where(labels["kind"] == KIND_CLASS, labels["kind"])
         ids = cands["candidate_id"].astype(str)
-        queued = self.queue.set_index("candidate_id")
+        queued = self.round_queue.set_index("candidate_id")
         rank = ids.map(queued["rank"]).fillna(-1).astype(int)
         score = ids.map(queued["score"]).astype(float)
         predicted = ids.map(queued["predicted_class"]).where(lambda s: s.notna(), "")

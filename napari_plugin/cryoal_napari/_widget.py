@@ -26,6 +26,7 @@ from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtGui import QColor, QImage, QPixmap
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
@@ -41,7 +42,7 @@ from qtpy.QtWidgets import (
 )
 
 from cryoal.project.config import KeyMap
-from cryoal.project.session import Candidate, LabellingSession, default_annotator
+from cryoal.project.session import Candidate, LabellingSession, QueueView, default_annotator
 from cryoal_napari import _viewer
 
 if TYPE_CHECKING:
@@ -167,6 +168,22 @@ class LabellingWidget(QWidget):
         self.jump_edit.returnPressed.connect(self._jump_to_typed_id)
         layout.addWidget(self.jump_edit)
 
+        # the queue's view: which candidates (status or predicted class), which tomogram,
+        # in which order; n / p and labelling move within it
+        row = QHBoxLayout()
+        self.show_combo = QComboBox()
+        self.tomo_combo = QComboBox()
+        self.sort_combo = QComboBox()
+        self.sort_combo.addItems([f"sort: {s}" for s in QueueView.SORTS])
+        for combo, tip in ((self.show_combo, "which candidates of the round the queue shows"),
+                           (self.tomo_combo, "only one tomogram's candidates"),
+                           (self.sort_combo, "the queue's order (confidence: the model's "
+                                             "least sure first)")):  # fmt: skip
+            combo.setToolTip(tip)
+            combo.activated.connect(self._view_changed)
+            row.addWidget(combo, 1)
+        layout.addLayout(row)
+
         self.table = QTableWidget(0, len(QUEUE_HEADERS))
         self.table.setHorizontalHeaderLabels(list(QUEUE_HEADERS))
         self.table.verticalHeader().setVisible(False)
@@ -201,7 +218,7 @@ class LabellingWidget(QWidget):
 
     def _set_enabled(self, enabled: bool) -> None:
         for w in (self.prev_button, self.next_button, self.undo_button, self.confirm_button,
-                  self.table, self.jump_edit,
+                  self.table, self.jump_edit, self.show_combo, self.tomo_combo, self.sort_combo,
                   self.train_button, self.suggest_button, *self.label_buttons.values()):  # fmt: skip
             w.setEnabled(enabled)
 
@@ -313,6 +330,7 @@ class LabellingWidget(QWidget):
             f"<b>{session.project.config.name}</b>  ({session.project.root})"
         )
         self._make_label_buttons()
+        self._fill_view_choices()
         zoom, b = _crop_zoom(session.box), session.box
         self.crop_view.setFixedSize((3 * b + 4) * zoom, b * zoom)
         self._set_enabled(True)
@@ -390,6 +408,43 @@ class LabellingWidget(QWidget):
             self.session.jump(str(self.session.queue["candidate_id"].iloc[row]))
             self._redraw()
             self._focus_canvas()
+
+    def _fill_view_choices(self) -> None:
+        """The view's choices for the open project: statuses and predicted classes,
+        tomograms, sort orders."""
+        assert self.session is not None
+        self.show_combo.clear()
+        self.show_combo.addItems(
+            [f"show: {s}" for s in QueueView.STATUSES]
+            + [f"predicted: {name}" for name in self.session.class_names]
+        )
+        self.tomo_combo.clear()
+        self.tomo_combo.addItems(
+            ["all tomograms", *(t.id for t in self.session.project.config.tomograms)]
+        )
+        self.sort_combo.setCurrentIndex(0)
+
+    def _view_changed(self, _index: int = 0) -> None:
+        """Apply the view chosen in the three lists, then give the keys back."""
+        if self.session is None:
+            return
+        shown = self.show_combo.currentText()
+        status, predicted = "all", None
+        if shown.startswith("predicted: "):
+            predicted = shown.removeprefix("predicted: ")
+        else:
+            status = shown.removeprefix("show: ")
+        tomo = self.tomo_combo.currentText()
+        self.session.set_view(
+            QueueView(
+                status=status,
+                predicted=predicted,
+                tomo_id=None if self.tomo_combo.currentIndex() == 0 else tomo,
+                sort=self.sort_combo.currentText().removeprefix("sort: "),
+            )
+        )
+        self._redraw(all_points=True)
+        self._focus_canvas()
 
     def _focus_canvas(self) -> None:
         """Give the keyboard back to the canvas, where the labelling keys work."""
@@ -562,7 +617,10 @@ class LabellingWidget(QWidget):
         if current is None:
             if self.box_layer is not None:
                 self.box_layer.shown = np.zeros(len(self.box_layer.data), dtype=bool)
-            self.current_label.setText("the queue is empty")
+            empty = self.session.round_queue.empty
+            self.current_label.setText(
+                "the queue is empty" if empty else "nothing in this view of the queue"
+            )
             self.crop_view.clear()
             return
         vs = self.session.voxel_size_A

@@ -319,3 +319,29 @@ def test_the_confirm_key_records_the_models_prediction(
     qtbot.mouseClick(widget.confirm_button, Qt.MouseButton.LeftButton)
     assert _current_labels(label_project)[IDS[4]] == "ring"
     widget.close()
+
+
+def test_the_queue_view_filters_and_sorts_and_keys_move_within_it(widget, qtbot) -> None:
+    for name in ("ring", "barrel"):  # IDS[0], IDS[1]
+        qtbot.mouseClick(widget.label_buttons[name], Qt.MouseButton.LeftButton)
+
+    def choose(combo, text: str) -> None:
+        combo.setCurrentIndex(combo.findText(text))
+        combo.activated.emit(combo.currentIndex())
+
+    choose(widget.show_combo, "show: unlabelled")
+    assert widget.table.rowCount() == 4
+    assert widget.table.item(0, 1).text() == IDS[2]
+    assert widget.session.current.candidate_id == IDS[2]
+    _press(widget, Qt.Key.Key_N)  # the keys still work (focus back on the canvas)
+    assert widget.session.current.candidate_id == IDS[3]
+    assert widget.counter_label.text() == "2 / 6 labelled this round"  # the whole round
+    choose(widget.show_combo, "show: labelled")
+    assert [widget.table.item(i, 1).text() for i in range(2)] == IDS[:2]
+    choose(widget.tomo_combo, "TS_01")
+    assert widget.table.rowCount() == 2
+    choose(widget.show_combo, "show: not-a-particle")
+    assert widget.table.rowCount() == 0
+    assert widget.current_label.text() == "nothing in this view of the queue"
+    choose(widget.show_combo, "show: all")
+    assert widget.table.rowCount() == 6

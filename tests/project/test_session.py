@@ -262,3 +262,51 @@ def test_queue_over_two_tomograms_follows_the_cursor(label_project: Path) -> Non
     only.close()
     with pytest.raises(ValueError, match="unknown tomogram 'TS_03'"):
         LabellingSession(label_project, tomo_id="TS_03")
+
+
+def test_a_view_filters_and_sorts_the_queue_and_n_p_move_within_it(label_project: Path) -> None:
+    from cryoal.project.session import QueueView
+
+    session = LabellingSession(label_project, annotator="alice")
+    session.label("ring")  # IDS[0]
+    session.label("unsure")  # IDS[1]
+    session.set_view(QueueView(status="unlabelled"))
+    assert session.queue["candidate_id"].tolist() == IDS[2:]
+    assert session.current.candidate_id == IDS[2]
+    session.previous()  # stays within the view
+    assert session.current.candidate_id == IDS[2]
+    session.label("barrel")  # moves on to the view's next unlabelled one
+    assert session.current.candidate_id == IDS[3]
+    assert session.counts().labelled == 3 and session.counts().total == 6  # the whole round
+    session.set_view(QueueView(status="unsure"))
+    assert session.queue["candidate_id"].tolist() == [IDS[1]]
+    session.set_view(QueueView(sort="score"))  # round 0 has no scores: the rank order
+    assert session.queue["candidate_id"].tolist() == IDS
+    session.set_view(QueueView(tomo_id="elsewhere"))
+    assert session.queue.empty and session.current is None
+    session.set_view(QueueView())
+    assert session.current.candidate_id == IDS[3]  # back on the first unlabelled one
+    with pytest.raises(ValueError, match="view sort 'size'"):
+        QueueView(sort="size")
+    session.close()
+
+
+def test_confidence_and_predicted_views_read_the_models_figures(label_project: Path) -> None:
+    from cryoal.project.session import QueueView
+
+    with LabelStore(label_project / "labels.sqlite") as cli:
+        cli.write_suggestions(1, IDS[:3], [0.9, 0.8, 0.7], "kt", model_version="r001-x")
+    folder = label_project / "rounds" / "001"
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"rank": [0, 1, 2], "candidate_id": IDS[:3],
+                  "predicted_class": ["ring", "barrel", "ring"]}).to_csv(
+        folder / "suggestions.csv", index=False)  # fmt: skip
+    pd.DataFrame({"candidate_id": IDS[:3], "score": [0.9, 0.8, 0.7], "pick": [0, 1, 2],
+                  "predicted_class": ["ring", "barrel", "ring"], "p_ring": [0.9, 0.4, 0.55],
+                  "p_barrel": [0.1, 0.6, 0.45]}).to_csv(folder / "scores.csv", index=False)  # fmt: skip
+    session = LabellingSession(label_project, annotator="alice")
+    session.set_view(QueueView(sort="confidence"))  # least confident first: 0.55, 0.6, 0.9
+    assert session.queue["candidate_id"].tolist() == [IDS[2], IDS[1], IDS[0]]
+    session.set_view(QueueView(predicted="ring"))
+    assert session.queue["candidate_id"].tolist() == [IDS[0], IDS[2]]
+    session.close()
