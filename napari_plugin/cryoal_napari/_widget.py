@@ -44,6 +44,14 @@ from qtpy.QtWidgets import (
 from cryoal.project.config import KeyMap
 from cryoal.project.session import Candidate, LabellingSession, QueueView, default_annotator
 from cryoal_napari import _viewer
+from cryoal_napari._presentation import (
+    CROP_GAP,
+    candidate_line,
+    crop_pixels,
+    crop_zoom,
+    cube_edges,
+    train_epochs,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -52,8 +60,6 @@ log = logging.getLogger(__name__)
 
 #: Milliseconds between checks for writes by other programs (CLI, a second viewer).
 POLL_MS = 2000
-#: Width (pixels) of the crop view's three slices side by side.
-CROP_WIDTH = 360
 QUEUE_HEADERS = ("rank", "id", "score", "predicted", "label")
 
 
@@ -331,8 +337,8 @@ class LabellingWidget(QWidget):
         )
         self._make_label_buttons()
         self._fill_view_choices()
-        zoom, b = _crop_zoom(session.box), session.box
-        self.crop_view.setFixedSize((3 * b + 4) * zoom, b * zoom)
+        zoom, b = crop_zoom(session.box), session.box
+        self.crop_view.setFixedSize((3 * b + 2 * CROP_GAP) * zoom, b * zoom)
         self._set_enabled(True)
         self._shown_tomo = None
         self._redraw(all_points=True, centre=True)
@@ -579,7 +585,7 @@ class LabellingWidget(QWidget):
             lo, hi = np.zeros(3), np.full(3, np.inf)
         centre = (lo + hi) / 2 if zyx is None else np.asarray(zyx, dtype=float)
         half = self.session.box / 2
-        return _cube_edges(np.maximum(centre - half, lo), np.minimum(centre + half, hi))
+        return cube_edges(np.maximum(centre - half, lo), np.minimum(centre + half, hi))
 
     def _on_ndisplay(self) -> None:
         """2D: the box as a square on the candidate's slice; 3D: as a wireframe cube."""
@@ -634,46 +640,20 @@ class LabellingWidget(QWidget):
         if centre:
             self.viewer.dims.set_point(0, float(world[0]))
             self.viewer.scene.camera.center = tuple(float(v) for v in world)
-        score = "-" if np.isnan(current.score) else f"{current.score:.3g}"
         self.confirm_button.setEnabled(current.predicted_class is not None)
         probs = self.session.probabilities(current.candidate_id)
-        model = (
-            "  model: " + " · ".join(f"{name} {p:.2f}" for name, p in list(probs.items())[:3])
-            if probs
-            else f"  predicted {current.predicted_class or '-'}"
-        )
-        self.current_label.setText(
-            f"<b>{current.candidate_id}</b>  rank {current.rank}  score {score}{model}  "
-            f"label <b>{current.label or '-'}</b>"
-        )
+        self.current_label.setText(candidate_line(current, probs))
         self._show_crop(current)
         self._select_row(self.session.cursor)
 
     def _show_crop(self, current: Candidate) -> None:
         assert self.session is not None
-        slices = self.session.orthoslices(current)
-        lo, hi = self._contrast(slices)
-        gap = 2
-        b = self.session.box
-        canvas = np.full((b, 3 * b + 2 * gap), 255, dtype=np.uint8)
-        for i, name in enumerate(("xy", "xz", "yz")):
-            plane = np.nan_to_num(slices[name], nan=lo)
-            scaled = np.clip((plane - lo) / (hi - lo), 0.0, 1.0) * 255.0
-            canvas[:, i * (b + gap) : i * (b + gap) + b] = scaled.astype(np.uint8)
-        zoom = _crop_zoom(b)
-        canvas = np.ascontiguousarray(np.kron(canvas, np.ones((zoom, zoom), np.uint8)))
+        canvas = crop_pixels(self.session.orthoslices(current), self.session.box)
         image = QImage(
             canvas.data, canvas.shape[1], canvas.shape[0], canvas.strides[0],
             QImage.Format.Format_Grayscale8,
         ).copy()  # fmt: skip
         self.crop_view.setPixmap(QPixmap.fromImage(image))
-
-    @staticmethod
-    def _contrast(slices: dict[str, np.ndarray]) -> tuple[float, float]:
-        """1st-99.5th percentile of the three slices: the particle's own contrast."""
-        values = np.concatenate([s[np.isfinite(s)].ravel() for s in slices.values()])
-        lo, hi = np.percentile(values, [1.0, 99.5]) if values.size else (0.0, 1.0)
-        return float(lo), float(hi) if hi > lo else float(lo) + 1.0
 
     def _fill_table(self) -> None:
         assert self.session is not None
@@ -745,7 +725,7 @@ class LabellingWidget(QWidget):
             return
         total = 0
         if kind == "train":
-            total = self._train_epochs()
+            total = train_epochs(self.session.project.config.defaults.train)
         self.job = ProjectJob(kind, self.session.project.root, total_epochs=total)
         self.job.progress.connect(self._job_progress)
         self.job.line.connect(lambda text: self.job_label.setText(text[-160:]))
@@ -756,19 +736,6 @@ class LabellingWidget(QWidget):
         self.progress.setVisible(True)
         self.job_label.setText(f"{kind} running…")
         self.job.start()
-
-    def _train_epochs(self) -> int:
-        """Epochs ``cryoal train PROJECT`` will run (from ``defaults.train``), for the bar."""
-        from cryoal.train.config import TrainConfig
-
-        assert self.session is not None
-        try:
-            cfg = TrainConfig.from_dict(
-                self.session.project.config.defaults.train, source="project.yaml defaults.train"
-            )
-        except ValueError:
-            return 0
-        return int(cfg.epochs)
 
     def cancel_job(self) -> None:
         """Ask the running job to stop; returns at once (the job's ``finished`` signal
@@ -815,23 +782,6 @@ class LabellingWidget(QWidget):
         if self.session is not None:
             self.session.close()
         super().closeEvent(event)
-
-
-def _cube_edges(lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
-    """The 12 edges of the box with corners ``lo`` and ``hi`` (zyx): ``(2, 3)`` each."""
-    pick = np.array([[z, y, x] for z in (0, 1) for y in (0, 1) for x in (0, 1)], bool)
-    corners = np.where(pick, np.asarray(hi, float), np.asarray(lo, float))
-    return [
-        np.stack([corners[i], corners[j]])
-        for i in range(8)
-        for j in range(i + 1, 8)
-        if np.count_nonzero(pick[i] != pick[j]) == 1
-    ]
-
-
-def _crop_zoom(box: int) -> int:
-    """Screen pixels per voxel so that three slices of ``box`` voxels fit ``CROP_WIDTH``."""
-    return max(1, CROP_WIDTH // (3 * box + 4))
 
 
 def _ignore_arg(action: Callable[[], None]) -> Callable[[object], None]:
