@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtCore import Qt, QTimer, Signal
@@ -97,6 +97,8 @@ class LabellingWidget(QWidget):
         self.box_layer = None
         self.cube_layer = None
         self._point_index: dict[str, int] = {}
+        #: layers whose status-bar hint shows cryoal's keys (restored on unbinding)
+        self._helped: list[Any] = []
         self._shown_tomo: str | None = None
         self.job = None
         self._build()
@@ -302,11 +304,29 @@ class LabellingWidget(QWidget):
             self.viewer.bind_key(key, None, overwrite=True)
             for layer in self.viewer.layers:
                 layer.bind_key(key, None, overwrite=True)
+        for layer in self._helped:  # napari's hints come back with its keys
+            layer.events.mode.disconnect(self._restore_help)
+            layer.help = ""
+        self._helped = []
         self._actions = {}
 
     def _bind_layer(self, layer) -> None:  # noqa: ANN001 - a napari layer
         for key, action in self._actions.items():
             layer.bind_key(key, _ignore_arg(action), overwrite=True)
+        # the status bar names cryoal's keys, not napari's mode keys the widget has taken
+        layer.help = self._key_help()
+        if layer not in self._helped:
+            layer.events.mode.connect(self._restore_help)
+            self._helped.append(layer)
+
+    def _key_help(self) -> str:
+        names = self.session.class_names if self.session is not None else []
+        return self._keymap().help_text(names)
+
+    def _restore_help(self, event) -> None:  # noqa: ANN001 - a napari event
+        """After napari rewrote a layer's hint for its new mode (it connected first)."""
+        if self._actions:
+            event.source.help = self._key_help()
 
     def _label_number(self, k: int) -> None:
         if self.session is not None and k < len(self.session.class_names):

@@ -85,6 +85,11 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
     assert widget.session.current.candidate_id == IDS[2]
     assert widget.keys_label.text().startswith("keys: 1 ring · 2 barrel · Enter confirm")
     assert not widget.confirm_button.isEnabled()  # round 0: no model, nothing to confirm
+    # napari's status bar names cryoal's keys, also after a layer's mode changed
+    assert viewer.help == widget.keys_label.text()
+    widget.points_layer.mode = "add"
+    assert widget.points_layer.help == widget.keys_label.text()
+    widget.points_layer.mode = "pan_zoom"
     qtbot.keyClicks(widget.jump_edit, IDS[0])  # typed into the field, not labelling
     qtbot.keyClick(widget.jump_edit, Qt.Key.Key_Return)
     assert widget.session.current.candidate_id == IDS[0]
