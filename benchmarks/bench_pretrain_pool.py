@@ -91,8 +91,9 @@ def main(argv: list[str]) -> str:
     gib = 1024**3
     lines = [
         f"Phantom pools (10 classes, 32³ at 10 Å, SNR 0.1), the `teacher` encoder, NT-Xent, "
-        f"batch 64 (two views each), {epochs} measured epochs per size (the first included), "
-        f"{threads} torch threads, `cryoal pretrain` in its own process.",
+        f"batch 64 (two views each), {epochs} epochs per size (seconds per epoch: the mean "
+        f"over {'the epochs after the first, which warms up' if epochs > 1 else 'the one epoch'}"
+        f"), {threads} torch threads, `cryoal pretrain` in its own process.",
         "",
         "| pool | s per epoch | samples/s | projected 30 epochs | peak RSS | store on disk |",
         "|---|---|---|---|---|---|",
