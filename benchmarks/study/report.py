@@ -46,8 +46,9 @@ training seeds), budgets 50, 100, 200 … 600 labels of a 2,000-sample pool, tes
 `cpu` preset's teacher and training (500 steps); one encoder per pool (30 epochs of NT-Xent,
 2 threads), shared by its pretrained arms. Three claims per pool, each with 95 % Student-t
 intervals over seeds: A1 vs R0 (the product), R1 vs R0 (the training), A1 vs R1 (the
-acquisition). Configs: `benchmarks/study/<pool>.yaml`; finished run states:
-`benchmarks/results/study/<pool>/`. The first pool's encoder was pretrained before keep.py
+acquisition). The configs also hold `kt` with the new training and A1 with `explore: 0.2`;
+their rows appear once they have run. Configs: `benchmarks/study/<pool>.yaml`; finished run
+states: `benchmarks/results/study/<pool>/`. The first pool's encoder was pretrained before keep.py
 kept pretraining records; that sitting's log: 30 epochs on 2,000 samples, NT-Xent loss
 4.930 → 1.611, 933.7 s (15.6 min) wall on 2 threads while tests shared the machine.
 """
