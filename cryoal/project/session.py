@@ -216,6 +216,8 @@ class LabellingSession:
         self.queue = self.round_queue
         #: what ``queue`` shows of ``round_queue`` (:meth:`set_view`)
         self.view = QueueView()
+        #: an earlier round shown instead of the newest (:meth:`review`), or None
+        self.reviewing: int | None = None
         self.cursor: int | None = None
         self._undo: list[_Decision] = []
         #: the current round's score table, read once per refresh (round, table)
@@ -262,7 +264,8 @@ class LabellingSession:
 
     # -- reading the store -----------------------------------------------------------
     def refresh(self) -> bool:
-        """Re-read the newest round's queue and every current label from the store.
+        """Re-read the newest round's queue (or the one :meth:`review` chose) and every
+        current label from the store.
 
         Picks up labels written by anyone else and a new round written by ``cryoal
         suggest``. The cursor stays on its candidate when that is still queued; on a new
@@ -276,9 +279,12 @@ class LabellingSession:
         store = self.store
         current_id = self.current.candidate_id if self.current is not None else None
         with store.consistent_read():
-            queue = store.queue(include_labelled=True)
+            queue = store.queue(round=self.reviewing, include_labelled=True)
             rounds = store.rounds()
-        new_round = None if queue.empty else int(rounds["round"].max())
+        if queue.empty:
+            new_round = None
+        else:
+            new_round = int(rounds["round"].max()) if self.reviewing is None else self.reviewing
         if self.only_tomo_id is not None:
             queue = queue[queue["tomo_id"] == self.only_tomo_id]
         queue = queue.reset_index(drop=True)
@@ -318,6 +324,25 @@ class LabellingSession:
         if changed:  # decisions of an older round are not undone from a new queue
             self._undo = self._undo_stack() if new_round is not None else []
         return changed
+
+    def rounds(self) -> list[int]:
+        """The rounds that have a queue, oldest first."""
+        return [int(r) for r in self.store.rounds()["round"]]
+
+    def review(self, round: int | None) -> None:
+        """Show an earlier round's queue (None: the newest again). Labels given meanwhile
+        record that round as their provenance, as when its queue was new.
+
+        Raises
+        ------
+        ValueError
+            No such round (the message lists those there are).
+        """
+        if round is not None and round not in self.rounds():
+            raise ValueError(f"round {round} has no queue; rounds: {self.rounds() or 'none'}")
+        newest = max(self.rounds(), default=None)
+        self.reviewing = None if round == newest else round
+        self.refresh()
 
     def set_view(self, view: QueueView) -> None:
         """Show part of the round's queue, in another order (:class:`QueueView`). The

@@ -179,6 +179,10 @@ class LabellingWidget(QWidget):
         # the queue's view: which candidates (status or predicted class), which tomogram,
         # in which order; n / p and labelling move within it
         row = QHBoxLayout()
+        self.round_combo = QComboBox()
+        self.round_combo.setToolTip("the newest round's queue, or an earlier one to review")
+        self.round_combo.activated.connect(self._round_chosen)
+        row.addWidget(self.round_combo, 1)
         self.show_combo = QComboBox()
         self.tomo_combo = QComboBox()
         self.sort_combo = QComboBox()
@@ -226,8 +230,9 @@ class LabellingWidget(QWidget):
 
     def _set_enabled(self, enabled: bool) -> None:
         for w in (self.prev_button, self.next_button, self.undo_button, self.confirm_button,
-                  self.table, self.jump_edit, self.show_combo, self.tomo_combo, self.sort_combo,
-                  self.train_button, self.suggest_button, *self.label_buttons.values()):  # fmt: skip
+                  self.table, self.jump_edit, self.round_combo, self.show_combo, self.tomo_combo,
+                  self.sort_combo, self.train_button, self.suggest_button,
+                  *self.label_buttons.values()):  # fmt: skip
             w.setEnabled(enabled)
 
     def _make_label_buttons(self) -> None:
@@ -357,6 +362,7 @@ class LabellingWidget(QWidget):
         )
         self._make_label_buttons()
         self._fill_view_choices()
+        self._fill_round_choices()
         zoom, b = crop_zoom(session.box), session.box
         self.crop_view.setFixedSize((3 * b + 2 * CROP_GAP) * zoom, b * zoom)
         self._set_enabled(True)
@@ -449,6 +455,29 @@ class LabellingWidget(QWidget):
             ["all tomograms", *(t.id for t in self.session.project.config.tomograms)]
         )
         self.sort_combo.setCurrentIndex(0)
+
+    def _fill_round_choices(self) -> None:
+        """``newest round`` and every round with a queue, newest first."""
+        assert self.session is not None
+        self.round_combo.clear()
+        self.round_combo.addItems(
+            ["newest round", *(f"round {r}" for r in reversed(self.session.rounds()))]
+        )
+        if self.session.reviewing is not None:
+            self.round_combo.setCurrentText(f"round {self.session.reviewing}")
+
+    def _round_chosen(self, index: int) -> None:
+        """Review the round chosen (or go back to the newest), then give the keys back."""
+        if self.session is None:
+            return
+        text = self.round_combo.currentText()
+        try:
+            self.session.review(None if index == 0 else int(text.removeprefix("round ")))
+        except ValueError as exc:
+            _show_error(str(exc))
+            return
+        self._redraw(all_points=True)
+        self._focus_canvas()
 
     def _view_changed(self, _index: int = 0) -> None:
         """Apply the view chosen in the three lists, then give the keys back."""
@@ -791,6 +820,7 @@ class LabellingWidget(QWidget):
             _show_error(outcome.message)
         if self.session is not None:
             self.session.refresh()
+            self._fill_round_choices()  # a Suggest job adds a round
             self._redraw(all_points=True)
         self.job_finished.emit(outcome)
 

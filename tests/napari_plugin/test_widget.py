@@ -350,3 +350,12 @@ def test_the_queue_view_filters_and_sorts_and_keys_move_within_it(widget, qtbot)
     assert widget.current_label.text() == "nothing in this view of the queue"
     choose(widget.show_combo, "show: all")
     assert widget.table.rowCount() == 6
+    # an earlier round can be reviewed from the round list
+    with LabelStore(widget.session.project.root / "labels.sqlite") as cli:
+        cli.write_suggestions(1, [IDS[5], IDS[4]], [0.9, 0.8], "kt", model_version="r001-x")
+    widget.session.refresh()
+    widget._fill_round_choices()
+    choose(widget.round_combo, "newest round")
+    assert widget.table.rowCount() == 2 and widget.session.round == 1
+    choose(widget.round_combo, "round 0")
+    assert widget.table.rowCount() == 6 and widget.session.round == 0

@@ -310,3 +310,25 @@ def test_confidence_and_predicted_views_read_the_models_figures(label_project: P
     session.set_view(QueueView(predicted="ring"))
     assert session.queue["candidate_id"].tolist() == [IDS[0], IDS[2]]
     session.close()
+
+
+def test_an_earlier_round_can_be_reviewed_and_relabelled_with_its_provenance(
+    label_project: Path,
+) -> None:
+    session = LabellingSession(label_project, annotator="alice")
+    session.label("ring")  # IDS[0], round 0
+    with LabelStore(label_project / "labels.sqlite") as cli:
+        cli.write_suggestions(1, [IDS[5], IDS[4]], [0.9, 0.8], "kt", model_version="r001-x")
+    session.refresh()
+    assert session.round == 1 and session.rounds() == [0, 1]
+    session.review(0)
+    assert session.round == 0 and session.reviewing == 0 and len(session.queue) == 6
+    session.jump(IDS[0])
+    assert session.label("barrel").round == 0  # the round whose queue asked for it
+    session.refresh()  # an outside change does not leave the reviewed round
+    assert session.round == 0
+    session.review(None)
+    assert session.round == 1 and session.reviewing is None
+    with pytest.raises(ValueError, match=r"round 5 has no queue; rounds: \[0, 1\]"):
+        session.review(5)
+    session.close()
