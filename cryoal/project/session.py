@@ -663,6 +663,19 @@ class LabellingSession:
         per = {name: int((labels == name).sum()) for name in self.label_choices}
         return QueueCounts(self.round, int(labels.notna().sum()), len(self.round_queue), per)
 
+    def label_counts(self, tomo_id: str | None = None) -> tuple[dict[str, int], dict[str, int]]:
+        """Current labels per class (and ``unsure``, ``not-a-particle``), every round
+        included: over the whole project, and over ``tomo_id``'s candidates (empty
+        without one); one read of the store."""
+        table = self.store.current_labels(include_special=True)
+        names = table["class_name"].where(table["kind"] == KIND_CLASS, table["kind"])
+
+        def count(mask: pd.Series) -> dict[str, int]:
+            return {name: int(((names == name) & mask).sum()) for name in self.label_choices}
+
+        everywhere = count(pd.Series(True, index=table.index))
+        return everywhere, count(table["tomo_id"] == tomo_id) if tomo_id is not None else {}
+
     def _require_current(self) -> Candidate:
         current = self.current
         if current is None:

@@ -135,6 +135,10 @@ class LabellingWidget(QWidget):
         font.setBold(True)
         self.counter_label.setFont(font)
         layout.addWidget(self.counter_label)
+        self.totals_label = QLabel("")
+        self.totals_label.setWordWrap(True)
+        self.totals_label.setToolTip("current labels per class, every round included")
+        layout.addWidget(self.totals_label)
         self.current_label = QLabel("")
         self.current_label.setWordWrap(True)
         layout.addWidget(self.current_label)
@@ -754,6 +758,12 @@ class LabellingWidget(QWidget):
             )
         else:
             self.counter_label.setText(f"{c.labelled} / {c.total} labelled this round")
+        tomo = self.session.tomo_id
+        everywhere, here = self.session.label_counts(tomo)
+        self.totals_label.setText(
+            "project: " + _counts_text(everywhere)
+            + (f"  —  {tomo}: " + _counts_text(here) if tomo else "")
+        )  # fmt: skip
         per = ", ".join(f"{k} {v}" for k, v in c.per_label.items() if v)
         self.counter_label.setToolTip(
             f"round {c.round}"
@@ -832,6 +842,10 @@ class LabellingWidget(QWidget):
         if self.session is not None:
             self.session.close()
         super().closeEvent(event)
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return " · ".join(f"{name} {n}" for name, n in counts.items() if n) or "no labels"
 
 
 def _ignore_arg(action: Callable[[], None]) -> Callable[[object], None]:

@@ -341,6 +341,7 @@ def test_the_queue_view_filters_and_sorts_and_keys_move_within_it(widget, qtbot)
     _press(widget, Qt.Key.Key_N)  # the keys still work (focus back on the canvas)
     assert widget.session.current.candidate_id == IDS[3]
     assert widget.counter_label.text() == "2 / 6 labelled this round"  # the whole round
+    assert widget.totals_label.text() == "project: ring 1 · barrel 1  —  TS_01: ring 1 · barrel 1"
     choose(widget.show_combo, "show: labelled")
     assert [widget.table.item(i, 1).text() for i in range(2)] == IDS[:2]
     choose(widget.tomo_combo, "TS_01")

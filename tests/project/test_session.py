@@ -325,6 +325,9 @@ def test_an_earlier_round_can_be_reviewed_and_relabelled_with_its_provenance(
     assert session.round == 0 and session.reviewing == 0 and len(session.queue) == 6
     session.jump(IDS[0])
     assert session.label("barrel").round == 0  # the round whose queue asked for it
+    everywhere, here = session.label_counts("TS_01")
+    assert everywhere["barrel"] == here["barrel"] == 1 and everywhere["ring"] == 0
+    assert session.label_counts()[1] == {}
     session.refresh()  # an outside change does not leave the reviewed round
     assert session.round == 0
     session.review(None)
