@@ -315,6 +315,13 @@ _HASHED_WHEN_SET: dict[str, Any] = {
     "average_decay": 0.99,
     "encoder": None,
     "encoder_lr_scale": 1.0,
+    "semi_supervised": "none",
+    "pseudo_threshold": 0.95,
+    "pseudo_adaptive": False,
+    "pseudo_weight": 1.0,
+    "strong_shift": 2,
+    "strong_noise": 0.5,
+    "strong_cutout": 0.5,
 }
 
 

@@ -173,6 +173,15 @@ def test_steps_set_the_training_length_whatever_the_labeled_set_size(class_store
     # runs without the option hash as before, so their checkpoints keep resuming
     assert TrainConfig().training_hash() == TrainConfig(steps=None).training_hash()
     assert TrainConfig().training_hash() != TrainConfig(steps=10).training_hash()
+    # so do the semi-supervised options (added later) while they keep their defaults: the
+    # hashes cryoal wrote into checkpoints before they existed (commit eb43f2e)
+    assert TrainConfig().training_hash() == (
+        "ae495cb02ed1887c1ab9084adcdce53cbff3cc4db54b7c5aeea50be3b5fbc27c"
+    )
+    assert TrainConfig(steps=500, average="ema").training_hash() == (
+        "31c315b6d87bab211fc897f0c289db1f8bb3b2705c6b3a74dd0cd00104893b3c"
+    )
+    assert TrainConfig(semi_supervised="fixmatch").training_hash() != TrainConfig().training_hash()
 
 
 def test_ema_weights_are_saved_and_a_preempted_run_resumes_to_the_same_average(
