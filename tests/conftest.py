@@ -82,6 +82,38 @@ def build_label_project(tmp_path: Path, queue: bool = True) -> Path:
 
 
 @pytest.fixture(scope="session")
+def write_model_round():  # noqa: ANN201 - the writer below
+    """``write_model_round_files`` itself: a round-1 queue ranked by a (stand-in) model."""
+    return write_model_round_files
+
+
+def write_model_round_files(root: Path, ids: list[str], probs: dict[str, list[float]]) -> None:
+    """Round 1 of the project at ``root`` as a model-ranked suggestion writes it: the queue
+    of ``ids`` (scores 0.9, 0.8, ... in that order, model ``r001-x``) in the label store,
+    ``rounds/001/suggestions.csv`` with each id's predicted class and
+    ``rounds/001/scores.csv`` with the class probabilities ``probs`` (class -> one value
+    per id); the predicted class is the most probable one."""
+    import numpy as np
+    import pandas as pd
+
+    from cryoal.project.labels import LabelStore
+
+    scores = [round(0.9 - 0.1 * i, 1) for i in range(len(ids))]
+    with LabelStore(root / "labels.sqlite") as cli:
+        cli.write_suggestions(1, ids, scores, "kt", model_version="r001-x")
+    names = list(probs)
+    table = np.array([probs[n] for n in names])
+    predicted = [names[i] for i in table.argmax(axis=0)]
+    folder = root / "rounds" / "001"
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"rank": range(len(ids)), "candidate_id": ids,
+                  "predicted_class": predicted}).to_csv(folder / "suggestions.csv", index=False)  # fmt: skip
+    pd.DataFrame({"candidate_id": ids, "score": scores, "pick": range(len(ids)),
+                  "predicted_class": predicted, **{f"p_{n}": probs[n] for n in names}}).to_csv(
+        folder / "scores.csv", index=False)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
 def make_round0_labelled_project():  # noqa: ANN201 - the builder below
     """``build_round0_labelled_project`` itself (module fixtures build their own copy)."""
     return build_round0_labelled_project

@@ -59,7 +59,8 @@ def _finite(value: Any) -> float | None:
 
 
 def emit_event(event: str, **fields: Any) -> None:
-    """Write one JSON-lines event (a no-op unless :func:`use_json_events` is on)."""
+    """Write one JSON-lines event (a no-op unless :func:`use_json_events` is on); floats
+    that are not finite become ``null``."""
     if _EVENTS is None:
         return
     clean = {k: (_finite(v) if isinstance(v, float) else v) for k, v in fields.items()}
@@ -162,8 +163,8 @@ class TrainProgress:
                 emit_event(
                     "epoch", stage=self.label.strip() or "train", epoch=event.epoch,
                     epochs=event.epochs, step=event.step, total_steps=event.total_steps,
-                    loss=_finite(event.loss), accuracy=_finite(getattr(event, "accuracy", None)),
-                    samples_per_s=_finite(event.samples_per_s), eta_s=_finite(event.eta_s),
+                    loss=event.loss, accuracy=getattr(event, "accuracy", None),
+                    samples_per_s=event.samples_per_s, eta_s=event.eta_s,
                 )  # fmt: skip
             return
         if event.kind == "step" and self.use_bar:
@@ -247,7 +248,7 @@ class CountProgress:
                     None if self.total is None else max(0, self.total - self.done) / max(rate, 1e-9)
                 )
                 emit_event("count", stage=self.description, done=self.done, total=self.total,
-                           eta_s=_finite(left))  # fmt: skip
+                           eta_s=left)  # fmt: skip
             return
         if self.use_bar:
             self._bar.update(self.description, self.done, self.total)  # type: ignore[arg-type]

@@ -532,6 +532,7 @@ class LabellingWidget(QWidget):
         if all_points:
             self._fill_points()
             self._fill_table()
+            self._update_totals()
         current = session.current
         self._show_current(current, centre)
         self._update_counter()
@@ -656,6 +657,18 @@ class LabellingWidget(QWidget):
         row = self.session.position(candidate_id) if self.session is not None else None
         if row is not None:
             self._fill_table_row(row)
+        self._update_totals()
+
+    def _update_totals(self) -> None:
+        """Labels per class over the project and the tomogram shown (one read of the
+        store: done when labels or the tomogram change, not on every key)."""
+        assert self.session is not None
+        tomo = self.session.tomo_id
+        everywhere, here = self.session.label_counts(tomo)
+        self.totals_label.setText(
+            "project: " + _counts_text(everywhere)
+            + (f"  —  {tomo}: " + _counts_text(here) if tomo else "")
+        )  # fmt: skip
 
     def _recolour(self, candidate_id: str) -> None:
         if self.session is None or self.points_layer is None:
@@ -758,12 +771,6 @@ class LabellingWidget(QWidget):
             )
         else:
             self.counter_label.setText(f"{c.labelled} / {c.total} labelled this round")
-        tomo = self.session.tomo_id
-        everywhere, here = self.session.label_counts(tomo)
-        self.totals_label.setText(
-            "project: " + _counts_text(everywhere)
-            + (f"  —  {tomo}: " + _counts_text(here) if tomo else "")
-        )  # fmt: skip
         per = ", ".join(f"{k} {v}" for k, v in c.per_label.items() if v)
         self.counter_label.setToolTip(
             f"round {c.round}"

@@ -298,21 +298,11 @@ def test_keys_come_from_project_yaml(make_napari_viewer, qtbot, label_project: P
 
 
 def test_the_confirm_key_records_the_models_prediction(
-    make_napari_viewer, qtbot, label_project: Path
+    make_napari_viewer, qtbot, label_project: Path, write_model_round
 ) -> None:
-    import pandas as pd
     from cryoal_napari._widget import open_project
 
-    with LabelStore(label_project / "labels.sqlite") as cli:
-        cli.write_suggestions(1, [IDS[5], IDS[4]], [0.9, 0.8], "kt", model_version="r001-x")
-    (label_project / "rounds" / "001").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"rank": [0, 1], "candidate_id": [IDS[5], IDS[4]],
-                  "predicted_class": ["barrel", "ring"]}).to_csv(
-        label_project / "rounds" / "001" / "suggestions.csv", index=False)  # fmt: skip
-    pd.DataFrame({"candidate_id": [IDS[4], IDS[5]], "score": [0.8, 0.9], "pick": [1, 0],
-                  "predicted_class": ["ring", "barrel"], "p_ring": [0.7, 0.25],
-                  "p_barrel": [0.3, 0.75]}).to_csv(
-        label_project / "rounds" / "001" / "scores.csv", index=False)  # fmt: skip
+    write_model_round(label_project, [IDS[5], IDS[4]], {"ring": [0.25, 0.7], "barrel": [0.75, 0.3]})
     widget = open_project(make_napari_viewer(show=True), label_project)
     assert widget.confirm_button.text() == "✓ confirm prediction (Enter)"
     assert "model: barrel 0.75 · ring 0.25" in widget.current_label.text()

@@ -108,17 +108,11 @@ def test_undo_reaches_your_decisions_after_a_restart(label_project: Path) -> Non
     again.close()
 
 
-def test_confirm_records_the_models_prediction_as_confirmed(label_project: Path) -> None:
-    with LabelStore(label_project / "labels.sqlite") as cli:
-        cli.write_suggestions(1, [IDS[5], IDS[4]], [0.9, 0.8], "kt", model_version="r001-x")
-    (label_project / "rounds" / "001").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"rank": [0, 1], "candidate_id": [IDS[5], IDS[4]],
-                  "predicted_class": ["barrel", "ring"]}).to_csv(
-        label_project / "rounds" / "001" / "suggestions.csv", index=False)  # fmt: skip
-    pd.DataFrame({"candidate_id": [IDS[4], IDS[5]], "score": [0.8, 0.9], "pick": [1, 0],
-                  "predicted_class": ["ring", "barrel"], "p_ring": [0.7, 0.25],
-                  "p_barrel": [0.3, 0.75]}).to_csv(
-        label_project / "rounds" / "001" / "scores.csv", index=False)  # fmt: skip
+def test_confirm_records_the_models_prediction_as_confirmed(
+    label_project: Path,
+    write_model_round,  # noqa: ANN001
+) -> None:
+    write_model_round(label_project, [IDS[5], IDS[4]], {"ring": [0.25, 0.7], "barrel": [0.75, 0.3]})
     session = LabellingSession(label_project, annotator="alice")
     assert session.current.candidate_id == IDS[5]
     # the model's probabilities on screen, highest first
@@ -236,7 +230,6 @@ def test_kill_9_loses_no_label_whose_call_returned(label_project: Path) -> None:
 
 
 def test_queue_over_two_tomograms_follows_the_cursor(label_project: Path) -> None:
-    import pandas as pd
 
     from cryoal.io.mrc import write_mrc
     from cryoal.project.project import Project
@@ -291,19 +284,15 @@ def test_a_view_filters_and_sorts_the_queue_and_n_p_move_within_it(label_project
     session.close()
 
 
-def test_confidence_and_predicted_views_read_the_models_figures(label_project: Path) -> None:
+def test_confidence_and_predicted_views_read_the_models_figures(
+    label_project: Path,
+    write_model_round,  # noqa: ANN001
+) -> None:
     from cryoal.project.session import QueueView
 
-    with LabelStore(label_project / "labels.sqlite") as cli:
-        cli.write_suggestions(1, IDS[:3], [0.9, 0.8, 0.7], "kt", model_version="r001-x")
-    folder = label_project / "rounds" / "001"
-    folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"rank": [0, 1, 2], "candidate_id": IDS[:3],
-                  "predicted_class": ["ring", "barrel", "ring"]}).to_csv(
-        folder / "suggestions.csv", index=False)  # fmt: skip
-    pd.DataFrame({"candidate_id": IDS[:3], "score": [0.9, 0.8, 0.7], "pick": [0, 1, 2],
-                  "predicted_class": ["ring", "barrel", "ring"], "p_ring": [0.9, 0.4, 0.55],
-                  "p_barrel": [0.1, 0.6, 0.45]}).to_csv(folder / "scores.csv", index=False)  # fmt: skip
+    write_model_round(
+        label_project, IDS[:3], {"ring": [0.9, 0.4, 0.55], "barrel": [0.1, 0.6, 0.45]}
+    )
     session = LabellingSession(label_project, annotator="alice")
     session.set_view(QueueView(sort="confidence"))  # least confident first: 0.55, 0.6, 0.9
     assert session.queue["candidate_id"].tolist() == [IDS[2], IDS[1], IDS[0]]

@@ -129,6 +129,11 @@ class _Trainer:
                 f"{self.dist.world_size} processes"
             )
         self.fmt = torch.channels_last_3d if config.channels_last else torch.contiguous_format
+        self.semi = config.semi_supervised == "fixmatch"
+        #: fixmatch: per unlabeled sample, the class of its latest prediction at or above
+        #: pseudo_threshold (-1: none), and the samples' positions sorted by store row
+        self.pseudo_state = np.full(unlabeled.size, -1, np.int64)
+        self._unl_order = np.argsort(unlabeled, kind="stable")
         self._check_classes()
         self._build_networks(init)
         self._build_data()
@@ -275,11 +280,6 @@ class _Trainer:
     def _unlabeled_dataset(self, preload: bool) -> SubtomogramDataset | None:
         """Unlabeled samples for the student, when its configuration reads them."""
         c, store, unlabeled = self.config, self.store, self.unlabeled
-        self.semi = c.semi_supervised == "fixmatch"
-        #: fixmatch: per unlabeled sample, the class of its latest prediction at or above
-        #: pseudo_threshold (-1: none), and the sample's position by store row
-        self.pseudo_state = np.full(unlabeled.size, -1, np.int64)
-        self._unl_order = np.argsort(unlabeled, kind="stable")
         if self.semi and unlabeled.size == 0:
             raise ValueError(
                 "semi_supervised fixmatch needs unlabeled samples (unlabeled_indices); none "
