@@ -187,14 +187,19 @@ class KeyMap(BaseModel):
     confirm: str = "Enter"
     unsure: str = "u"
     not_a_particle: str = "x"
+    #: the candidate layer on (a click adds a particle; in napari's select mode a drag
+    #: re-centres and Delete deletes) and off again
+    edit_candidates: str = "e"
     classes: list[str] = Field(default_factory=lambda: [str(k) for k in range(1, 10)])
 
     def bindings(self) -> list[tuple[str, str]]:
         """``(key, action)`` pairs; actions: ``next``, ``previous``, ``undo``, ``confirm``,
-        ``unsure``, ``not-a-particle`` and ``class:<k>`` (0-based class index)."""
+        ``unsure``, ``not-a-particle``, ``edit-candidates`` and ``class:<k>`` (0-based class
+        index)."""
         named = [("next", self.next), ("previous", self.previous), ("undo", self.undo),
                  ("confirm", self.confirm), ("unsure", self.unsure),
-                 ("not-a-particle", self.not_a_particle)]  # fmt: skip
+                 ("not-a-particle", self.not_a_particle),
+                 ("edit-candidates", self.edit_candidates)]  # fmt: skip
         return [(key, action) for action, key in named] + [
             (key, f"class:{k}") for k, key in enumerate(self.classes)
         ]
@@ -232,6 +237,10 @@ class KeyMap(BaseModel):
         parts.append(f"{self.label_of('confirm')} confirm the prediction")
         parts += [f"{self.label_of(a)} {a.replace('-', ' ')}"
                   for a in ("unsure", "not-a-particle", "next", "previous", "undo")]  # fmt: skip
+        parts.append(
+            f"{self.label_of('edit-candidates')} edit candidates (click adds; in select mode "
+            "a drag re-centres, Delete deletes)"
+        )
         return "keys: " + " · ".join(parts) + " · Left/Right: slices (napari)"
 
 

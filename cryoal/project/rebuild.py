@@ -15,7 +15,9 @@ from what the project keeps on disk:
   ``suggestions.json``).
 
 Labels made after the newest snapshot are in no file and cannot come back; with no snapshot
-at all, the store holds candidates and queues only. The store is built under a temporary
+at all, the store holds candidates and queues only. The history of candidate edits
+(``candidate_edits``) is in no file either: a rebuilt store starts it afresh, and a
+candidate of the snapshot deleted after it is live again (delete it once more). The store is built under a temporary
 name and renamed to ``labels.sqlite`` when complete, so an interrupted rebuild leaves no
 store behind.
 """

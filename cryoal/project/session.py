@@ -32,6 +32,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -706,6 +707,49 @@ class LabellingSession:
         rows = self.round_queue.index[self.round_queue["candidate_id"] == candidate_id]
         if len(rows):
             self.round_queue.at[rows[0], "label"] = name
+
+    # -- fixing candidates -----------------------------------------------------------
+    def add_candidate(self, zyx: Sequence[float], tomo_id: str | None = None) -> str:
+        """Add a particle the detector missed at ``zyx`` (voxels) of ``tomo_id`` (default
+        the tomogram shown), recorded with this session's annotator. It joins the newest
+        round's queue (last rank) unless an earlier round is under review, and the cursor
+        moves to it, so the next key labels it. Returns its id.
+
+        Raises
+        ------
+        ValueError
+            Outside the tomogram, or on top of an existing candidate (the message names it).
+        """
+        from cryoal.project.corrections import add_candidate
+
+        tomo_id = tomo_id or self.tomo_id
+        if tomo_id is None:
+            raise ValueError(f"{self.project.root}: the project has no tomograms to add to")
+        queue_round = self.round if self.reviewing is None else None
+        cid = add_candidate(self.project, tomo_id, zyx, self.annotator, queue_round=queue_round)
+        self.refresh()
+        if cid not in self._position:  # the view hides it (a filter): show the whole queue
+            self.set_view(QueueView(sort=self.view.sort))
+        if cid in self._position:
+            self.jump(cid)
+        return cid
+
+    def move_candidate(self, candidate_id: str, zyx: Sequence[float]) -> None:
+        """Re-centre a candidate on ``zyx`` (voxels); its label stays with it."""
+        from cryoal.project.corrections import move_candidate
+
+        move_candidate(self.project, candidate_id, zyx, self.annotator)
+        self.refresh()
+
+    def delete_candidates(self, candidate_ids: Sequence[str]) -> int:
+        """Delete candidates (duplicates, wrong picks); they leave the queue and the
+        labels, and stay in the history (``cryoal project restore-candidates``). The
+        number deleted."""
+        from cryoal.project.corrections import delete_candidates
+
+        n = delete_candidates(self.project, list(candidate_ids), self.annotator)
+        self.refresh()
+        return n
 
     # -- what the viewer shows -------------------------------------------------------
     @property

@@ -1,5 +1,6 @@
 """What the labelling widget shows, computed without Qt: the crop view's pixels, the
-current candidate's line, the 3D box's edges and the epochs a Train job will run.
+current candidate's line, the 3D box's edges, the 3D view's projection and contrast, and
+the epochs a Train job will run.
 
 The widget (:mod:`cryoal_napari._widget`) only puts these on screen; everything here is
 tested without a display.
@@ -30,6 +31,32 @@ def contrast(slices: Mapping[str, np.ndarray]) -> tuple[float, float]:
     values = np.concatenate([s[np.isfinite(s)].ravel() for s in slices.values()])
     lo, hi = np.percentile(values, [1.0, 99.5]) if values.size else (0.0, 1.0)
     return float(lo), float(hi) if hi > lo else float(lo) + 1.0
+
+
+def projection_display(volume: np.ndarray, polarity: str) -> tuple[str, tuple[float, float]]:
+    """How to show a tomogram in 3D: napari's ``rendering`` and contrast limits.
+
+    A maximum-intensity projection drawn with the 2D slice's contrast saturates (the
+    maximum along a ray of noise lies far above a slice's percentiles), so the limits are
+    the 1st-99.5th percentiles of the projection itself, along z as the 3D view first
+    looks. Dense particles are bright (``mip``) or dark (``minip``, e.g. raw cryo-ET).
+
+    Parameters
+    ----------
+    volume
+        ``(z, y, x)`` voxels as the 3D view draws them (napari's coarsest level of a
+        multiscale tomogram).
+    polarity
+        ``"bright"`` or ``"dark"`` particles.
+    """
+    data = np.asarray(volume, dtype=np.float32)
+    bright = polarity == "bright"
+    projection = np.nanmax(data, axis=0) if bright else np.nanmin(data, axis=0)
+    values = projection[np.isfinite(projection)]
+    if values.size == 0:
+        return ("mip" if bright else "minip"), (0.0, 1.0)
+    lo, hi = (float(v) for v in np.percentile(values, [1.0, 99.5]))
+    return ("mip" if bright else "minip"), (lo, hi if hi > lo else lo + 1.0)
 
 
 def crop_pixels(slices: Mapping[str, np.ndarray], box: int) -> np.ndarray:

@@ -4,13 +4,16 @@ Every button and key is one call into ``LabellingSession``; this module only dra
 it manages in the viewer:
 
 ``<tomogram>``  the tomogram, opened with cryoal's reader (``viewer.open(..., plugin="cryoal")``)
-``candidates``  every candidate of the tomogram, a ring coloured by its current label
+``candidates``  every candidate of the tomogram, a ring coloured by its current label;
+                editable (``e``): napari's add and select tools add, re-centre and delete
+                candidates (:mod:`cryoal_napari._candidate_edits`)
 ``current box`` the current candidate's subtomogram box in 2D (a square of ``box`` voxels)
 ``current box 3D`` the same box in 3D (a wireframe cube)
 
 Keys (on the viewer and on every layer, so they work whichever layer is selected):
 ``1``-``9`` the classes in ``project.yaml`` order, ``u`` unsure, ``x`` not a particle,
-``n`` / Right next, ``p`` / Left previous, ``Control-Z`` undo.
+``Enter`` confirm the prediction, ``n`` next, ``p`` previous, ``Control-Z`` undo, ``e`` edit
+candidates; configurable (``keys:`` in ``project.yaml``). Left / Right stay napari's.
 """
 
 from __future__ import annotations
@@ -42,14 +45,22 @@ from qtpy.QtWidgets import (
 )
 
 from cryoal.project.config import KeyMap
-from cryoal.project.session import Candidate, LabellingSession, QueueView, default_annotator
+from cryoal.project.session import (
+    Candidate,
+    CandidatePoints,
+    LabellingSession,
+    QueueView,
+    default_annotator,
+)
 from cryoal_napari import _viewer
+from cryoal_napari._candidate_edits import CandidateEditor
 from cryoal_napari._presentation import (
     CROP_GAP,
     candidate_line,
     crop_pixels,
     crop_zoom,
     cube_edges,
+    projection_display,
     train_epochs,
 )
 
@@ -100,7 +111,14 @@ class LabellingWidget(QWidget):
         #: layers whose status-bar hint shows cryoal's keys (restored on unbinding)
         self._helped: list[Any] = []
         self._shown_tomo: str | None = None
+        #: the tomogram's 2D contrast while 3D shows a projection, and that projection's
+        #: (tomogram, (rendering, limits))
+        self._limits_2d: tuple[float, ...] | None = None
+        self._projection: tuple[str, tuple[str, tuple[float, float]]] | None = None
         self.job = None
+        self.editor = CandidateEditor(
+            lambda: self.session, lambda: self._redraw(all_points=True), _show_error
+        )
         self._build()
         self._bind_keys()
         self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
@@ -169,8 +187,18 @@ class LabellingWidget(QWidget):
             "label with the class the round's model predicted; recorded as a confirmation"
         )
         self.confirm_button.clicked.connect(self.confirm)
-        self.confirm_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        layout.addWidget(self.confirm_button)
+        self.edit_button = QPushButton("edit candidates (e)")
+        self.edit_button.setCheckable(True)
+        self.edit_button.setToolTip(
+            "add a missed particle with a click; in select mode drag to re-centre, Delete to "
+            "delete (kept in the history); press again to go back to labelling"
+        )
+        self.edit_button.clicked.connect(self.toggle_candidate_editing)
+        row = QHBoxLayout()
+        for b in (self.confirm_button, self.edit_button):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            row.addWidget(b)
+        layout.addLayout(row)
         self.keys_label = QLabel(KeyMap().help_text([]))
         self.keys_label.setWordWrap(True)
         self.keys_label.setToolTip("keys: 'keys:' in project.yaml")
@@ -234,7 +262,7 @@ class LabellingWidget(QWidget):
 
     def _set_enabled(self, enabled: bool) -> None:
         for w in (self.prev_button, self.next_button, self.undo_button, self.confirm_button,
-                  self.table, self.jump_edit, self.round_combo, self.show_combo, self.tomo_combo,
+                  self.edit_button, self.table, self.jump_edit, self.round_combo, self.show_combo, self.tomo_combo,
                   self.sort_combo, self.train_button, self.suggest_button,
                   *self.label_buttons.values()):  # fmt: skip
             w.setEnabled(enabled)
@@ -282,6 +310,7 @@ class LabellingWidget(QWidget):
         named: dict[str, Callable[[], None]] = {
             "next": self.next, "previous": self.previous, "undo": self.undo,
             "confirm": self.confirm,
+            "edit-candidates": self.toggle_candidate_editing,
             "unsure": lambda: self.label("unsure"),
             "not-a-particle": lambda: self.label("not-a-particle"),
         }  # fmt: skip
@@ -427,6 +456,23 @@ class LabellingWidget(QWidget):
         self._refresh_candidate(candidate.candidate_id)
         self._redraw()
 
+    def toggle_candidate_editing(self) -> None:
+        """Candidate layer selected in napari's add mode, or back to labelling (the
+        tomogram selected, the candidate layer in pan/zoom)."""
+        layer = self.points_layer
+        if self.session is None or layer is None or layer not in self.viewer.layers:
+            self.edit_button.setChecked(False)
+            return
+        if self.editor.editing:
+            layer.mode = "pan_zoom"
+            if self.image_layer is not None:
+                self.viewer.layers.selection.active = self.image_layer
+        else:
+            self.viewer.layers.selection.active = layer
+            layer.mode = "add"
+        self.edit_button.setChecked(self.editor.editing)
+        self._focus_canvas()
+
     def _jump_to_typed_id(self) -> None:
         if self.session is None:
             return
@@ -547,6 +593,9 @@ class LabellingWidget(QWidget):
         self.image_layer.name = tomo_id
         self._shown_tomo = tomo_id
         self.viewer.layers.move(self.viewer.layers.index(self.image_layer), 0)
+        self._limits_2d = None  # the new layer comes with its own 2D contrast
+        if self.viewer.dims.ndisplay == 3:
+            self._show_projection(True)
 
     def _world_translate(self) -> np.ndarray:
         """The tomogram layer's translation (Å): candidates move with the image."""
@@ -559,15 +608,29 @@ class LabellingWidget(QWidget):
         points = self.session.points()
         vs = self.session.voxel_size_A
         voxels = points.positions_A / vs  # data in voxels, shown at the image's scale
-        size = self.session.box * 0.5  # voxels
         translate = self._world_translate()
         self._point_index = {c: i for i, c in enumerate(points.features["candidate_id"])}
-        colours = list(points.colours) if len(points.colours) else "yellow"
         # layers in the image's world: voxel data at its scale (Å) and translation, with
         # z/y/x axes, so the z slider steps one slice and reads Å like the image's;
         # radius_A (world units) lets the viewer hook draw rings on nearby slices too
         _viewer.install(self.viewer)
         axes = {"units": ("angstrom",) * 3, "axis_labels": ("z", "y", "x"), "scale": (vs,) * 3}
+        self.editor.filling = True  # the widget's own change, not a person's edit
+        try:
+            self._set_points(points, voxels, translate, axes)
+        finally:
+            self.editor.filling = False
+        self.editor.attach(self.points_layer)
+        self._set_boxes(voxels, translate, axes)
+
+    def _set_points(
+        self, points: CandidatePoints, voxels: np.ndarray, translate: np.ndarray, axes: dict
+    ) -> None:
+        """The ``candidates`` layer: one ring per candidate, coloured by its label."""
+        assert self.session is not None
+        vs = self.session.voxel_size_A
+        size = self.session.box * 0.5  # voxels
+        colours = list(points.colours) if len(points.colours) else "yellow"
         if self.points_layer is None or self.points_layer not in self.viewer.layers:
             self.points_layer = self.viewer.add_points(
                 voxels,
@@ -589,6 +652,11 @@ class LabellingWidget(QWidget):
             self.points_layer.size = size
             if len(points.positions_A):
                 self.points_layer.border_color = colours
+
+    def _set_boxes(self, voxels: np.ndarray, translate: np.ndarray, axes: dict) -> None:
+        """The current candidate's box: a square per candidate (one shown) in 2D, a
+        wireframe cube in 3D."""
+        assert self.session is not None
         # one hidden box per candidate, the current one shown: moving between candidates
         # then changes only the ``shown`` mask, not the layer's data and extent (fast)
         hidden = np.zeros(len(voxels), dtype=bool)
@@ -624,9 +692,10 @@ class LabellingWidget(QWidget):
                 visible=self.viewer.dims.ndisplay == 3,
             )
         self.cube_layer.translate = translate
-        # keep the tomogram selected: the keys are bound on every layer anyway, and the
-        # image layer's controls (contrast) are what a labeller adjusts
-        if self.image_layer is not None:
+        # keep the tomogram selected (unless candidates are being edited): the keys are
+        # bound on every layer anyway, and the image layer's controls (contrast) are what a
+        # labeller adjusts
+        if self.image_layer is not None and not self.editor.editing:
             self.viewer.layers.selection.active = self.image_layer
 
     def _cube_around(self, zyx: np.ndarray | None) -> list[np.ndarray]:
@@ -642,14 +711,44 @@ class LabellingWidget(QWidget):
         return cube_edges(np.maximum(centre - half, lo), np.minimum(centre + half, hi))
 
     def _on_ndisplay(self) -> None:
-        """2D: the box as a square on the candidate's slice; 3D: as a wireframe cube."""
+        """2D: the box as a square on the candidate's slice; 3D: as a wireframe cube, and
+        the tomogram as a projection with its own contrast."""
         three_d = self.viewer.dims.ndisplay == 3
+        self._show_projection(three_d)
         if self.cube_layer is not None and self.cube_layer in self.viewer.layers:
             self.cube_layer.visible = three_d
         if self.box_layer is not None and self.box_layer in self.viewer.layers:
             self.box_layer.visible = not three_d
         if self.session is not None and self.session.current is not None:
             self._show_current(self.session.current, centre=True)
+
+    def _show_projection(self, three_d: bool) -> None:
+        """3D: the tomogram as a maximum (bright particles) or minimum (dark) intensity
+        projection, with limits from that projection (``projection_display``, computed
+        once per tomogram from the level napari draws in 3D); 2D: the slice contrast back."""
+        layer = self.image_layer
+        if self.session is None or layer is None or type(layer).__name__ != "Image":
+            return
+        if not three_d:
+            if self._limits_2d is not None:
+                layer.contrast_limits = self._limits_2d
+                self._limits_2d = None
+            return
+        if self._limits_2d is None:
+            self._limits_2d = tuple(layer.contrast_limits)
+        tomo = self._shown_tomo
+        if self._projection is None or self._projection[0] != tomo:
+            config = self.session.project.config
+            polarity = config.tomogram(tomo).polarity or config.defaults.polarity
+            volume = layer.data[-1] if layer.multiscale else layer.data
+            self._projection = (tomo, projection_display(volume, polarity))
+        rendering, limits = self._projection[1]
+        layer.rendering = rendering
+        layer.contrast_limits_range = (
+            min(limits[0], layer.contrast_limits_range[0]),
+            max(limits[1], layer.contrast_limits_range[1]),
+        )
+        layer.contrast_limits = limits
 
     def _refresh_candidate(self, candidate_id: str) -> None:
         """Redraw one candidate's point colour and table row after its label changed."""
@@ -844,6 +943,7 @@ class LabellingWidget(QWidget):
     def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt API
         self._timer.stop()
         self._unbind_keys()
+        self.editor.detach()
         if self.job is not None and self.job.is_running():
             self.job.cancel_and_wait()  # the window is going: undo the job's files now
         if self.session is not None:

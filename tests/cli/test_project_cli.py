@@ -344,3 +344,52 @@ def test_a_snapshot_with_special_labels_restores_into_a_new_project(
         ids[1]: "unsure",
         ids[2]: "not-a-particle",
     }
+
+
+def test_candidates_are_fixed_by_hand_and_a_tomogram_removed(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = str(project)
+    assert (
+        run(["project", "add-candidate", p, "TS_01", "--xyz", "40,8,24", "--annotator", "ann"]) == 0
+    )
+    assert "added candidate TS_01:000003" in capsys.readouterr().out
+    # Å as well; on top of an existing one it is refused and nothing is written
+    says = _error(capsys, ["project", "add-candidate", p, "TS_01", "--xyz", "400,80,240",
+                           "--coords-unit", "angstrom"])  # fmt: skip
+    assert "already at 0.0 voxels" in says and "TS_01:000003" in says
+    says = _error(capsys, ["project", "add-candidate", p, "TS_01", "--xyz", "40,8"])
+    assert "--xyz '40,8': give three numbers x,y,z" in says
+    says = _error(capsys, ["project", "add-candidate", p, "TS_01", "--xyz", "40,80,24"])
+    assert "lies outside tomogram 'TS_01' (shape (32, 48, 48))" in says
+    assert run(["project", "move-candidate", p, "TS_01:000003", "--xyz", "41,9,24"]) == 0
+    table = pd.read_csv(project / "candidates.csv").set_index("candidate_id")
+    assert table.loc["TS_01:000003", ["x", "y", "z"]].tolist() == [41.0, 9.0, 24.0]
+
+    assert run(["labels", "add", p, "TS_01:000000", "ribosome"]) == 0
+    assert run(["project", "delete-candidates", p, "TS_01:000000", "TS_01:000001"]) == 0
+    assert "deleted 2 candidate(s)" in capsys.readouterr().out
+    assert set(pd.read_csv(project / "candidates.csv")["candidate_id"]) == {
+        "TS_01:000002", "TS_01:000003"
+    }  # fmt: skip
+    says = _error(capsys, ["labels", "add", p, "TS_01:000001", "ribosome"])
+    assert "was deleted" in says and f"restore-candidates {project} TS_01:000001" in says
+    assert run(["project", "restore-candidates", p, "TS_01:000000"]) == 0
+
+    # a tomogram with labelled candidates is removed only when told
+    says = _error(capsys, ["project", "remove-tomogram", p, "TS_01"])
+    assert "has 1 labelled candidates" in says and "--force" in says
+    assert "TS_01" in (project / "project.yaml").read_text()
+    assert run(["project", "remove-tomogram", p, "TS_01", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "removed tomogram TS_01: 3 candidates deleted; 1 labels left out of training" in out
+    with LabelStore(project / "labels.sqlite") as store:
+        assert store.n_candidates() == 0 and store.current_labels().empty
+        assert len(store.label_history()) == 1  # the label stays in the history
+    says = _error(capsys, ["project", "restore-candidates", p, "TS_01:000000"])
+    assert "its tomogram 'TS_01' was removed" in says
+    # added again under its id, its candidates can come back with their labels
+    assert run(["project", "add-tomogram", p, str(tmp_path / "TS_01.mrc")]) == 0
+    assert run(["project", "restore-candidates", p, "TS_01:000000"]) == 0
+    with LabelStore(project / "labels.sqlite") as store:
+        assert store.current_label("TS_01:000000").class_name == "ribosome"

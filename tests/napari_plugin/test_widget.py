@@ -111,6 +111,7 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
     assert widget.table.item(0, 4).text() == "barrel"
     assert widget.crop_view.pixmap() is not None and not widget.crop_view.pixmap().isNull()
 
+    slice_limits = tuple(widget.image_layer.contrast_limits)
     viewer.dims.ndisplay = 3  # the keys work in 3D as well; the box becomes a cube
     assert widget.cube_layer.visible and not widget.box_layer.visible
     image = np.asarray(widget.image_layer.extent.world)
@@ -123,10 +124,19 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
         assert np.all(lo >= image[0] - 1e-6) and np.all(hi <= image[1] + 1e-6)
 
     around(expected)
+    # the tomogram as a projection (dark particles by default: minimum intensity) at the
+    # projection's own contrast, and the slice contrast back in 2D
+    projection = widget.image_layer.data.min(axis=0)
+    assert widget.image_layer.rendering == "minip"
+    np.testing.assert_allclose(
+        widget.image_layer.contrast_limits, np.percentile(projection, [1.0, 99.5]), rtol=1e-5
+    )
     _press(widget, Qt.Key.Key_2)  # barrel for IDS[2], which was unsure
     assert _current_labels(label_project)[IDS[2]] == "barrel"
     around(widget.session.current.zyx * 10.0 + np.asarray(widget.image_layer.translate))
     assert viewer.dims.range[0].start == pytest.approx(image[0][0])
+    viewer.dims.ndisplay = 2
+    assert tuple(widget.image_layer.contrast_limits) == slice_limits
 
     # a label written by another program shows up without touching the widget
     with LabelStore(label_project / "labels.sqlite") as cli:
@@ -350,3 +360,105 @@ def test_the_queue_view_filters_and_sorts_and_keys_move_within_it(widget, qtbot)
     assert widget.table.rowCount() == 2 and widget.session.round == 1
     choose(widget.round_combo, "round 0")
     assert widget.table.rowCount() == 6 and widget.session.round == 0
+
+
+def _canvas_pixel(widget, world_yx: np.ndarray):
+    """The canvas pixel (a QPoint) showing world position ``world_yx`` (Å) in 2D."""
+    from qtpy.QtCore import QPoint
+
+    camera = widget.viewer.scene.camera
+    native = widget.viewer.window._qt_viewer.canvas.native
+    centre = np.array([native.width(), native.height()]) / 2.0  # the camera's centre
+    offset = (np.asarray(world_yx)[::-1] - np.asarray(camera.center[-2:])[::-1]) * camera.zoom
+    x, y = centre + offset
+    return QPoint(int(round(x)), int(round(y)))
+
+
+def test_candidates_are_added_and_deleted_with_the_mouse_and_keys(
+    widget, qtbot, label_project: Path
+) -> None:
+    from qtpy.QtTest import QTest
+
+    native = widget.viewer.window._qt_viewer.canvas.native
+    layer = widget.points_layer
+    translate = np.asarray(widget.image_layer.translate)[-3:]
+    _press(widget, Qt.Key.Key_E)  # the candidate layer, in napari's add mode
+    assert widget.viewer.layers.selection.active is layer and layer.mode == "add"
+    assert widget.edit_button.isChecked()
+    # a missed particle: a click at (y, x) = (60, 30) voxels on the current slice
+    z = widget.session.current.z
+    target = np.array([60.0, 30.0])
+    QTest.mouseClick(
+        native, Qt.MouseButton.LeftButton, pos=_canvas_pixel(widget, target * 10 + translate[1:])
+    )
+    qtbot.waitUntil(lambda: widget.session.current.candidate_id == "TS_01:000006", timeout=3000)
+    with LabelStore(label_project / "labels.sqlite") as store:
+        added = store.candidates().set_index("candidate_id").loc["TS_01:000006"]
+        edits = store.candidate_edits()
+    np.testing.assert_allclose(added[["z", "y", "x"]].to_numpy(float), [z, *target], atol=1.0)
+    assert added["source"] == "manual:alice"
+    assert edits[["candidate_id", "action", "annotator"]].values.tolist() == [
+        ["TS_01:000006", "added", "alice"]
+    ]
+    _press(widget, Qt.Key.Key_2)  # the added particle is queued and current: label it
+    assert _current_labels(label_project)["TS_01:000006"] == "barrel"
+    # a click on top of an existing candidate adds nothing (the message names it)
+    before = len(layer.data)
+    first = np.array([20.0, 20.0])  # TS_01:000000 at z 16
+    widget.viewer.dims.set_point(0, 16 * 10 + translate[0])
+    QTest.mouseClick(
+        native, Qt.MouseButton.LeftButton, pos=_canvas_pixel(widget, first * 10 + translate[1:])
+    )
+    qtbot.wait(100)
+    assert len(layer.data) == before
+
+    # select mode (napari's s): click a candidate, Delete deletes it, kept in the history
+    QTest.keyClick(native, Qt.Key.Key_S)
+    assert layer.mode == "select"
+    QTest.mouseClick(
+        native, Qt.MouseButton.LeftButton, pos=_canvas_pixel(widget, first * 10 + translate[1:])
+    )
+    assert len(layer.selected_data) == 1
+    QTest.keyClick(native, Qt.Key.Key_Delete)
+    qtbot.waitUntil(lambda: "TS_01:000000" not in widget._point_index, timeout=3000)
+    with LabelStore(label_project / "labels.sqlite") as store:
+        assert store.deleted_ids() == ["TS_01:000000"]
+        assert store.candidate_edits()["action"].tolist() == ["added", "deleted"]
+    assert "TS_01:000000" not in set(widget.session.queue["candidate_id"])
+
+    _press(widget, Qt.Key.Key_E)  # back to labelling
+    assert layer.mode == "pan_zoom" and not widget.edit_button.isChecked()
+    assert widget.viewer.layers.selection.active is widget.image_layer
+
+
+def test_a_dragged_candidate_is_recentred_once_on_release(
+    widget, qtbot, label_project: Path
+) -> None:
+    """napari's select-mode drag moves the point on every mouse move; the store gets one
+    edit, with the position at release."""
+    from types import SimpleNamespace
+
+    layer = widget.points_layer
+    widget.toggle_candidate_editing()
+    layer.mode = "select"
+    i = widget._point_index["TS_01:000002"]
+    layer.selected_data = {i}
+    events = iter(["mouse_move", "mouse_move", "mouse_release"])
+    event = SimpleNamespace(type="mouse_press")
+    drag = widget.editor._on_drag(layer, event)
+    next(drag)  # the press
+    for step, kind in enumerate(events):
+        layer._move({i}, layer.data[i] + np.array([0.0, 1.0 + step, 0.0]))
+        event.type = kind
+        next(drag, None)
+    qtbot.waitUntil(
+        lambda: len(LabelStore(label_project / "labels.sqlite").candidate_edits()) == 1,
+        timeout=3000,
+    )
+    with LabelStore(label_project / "labels.sqlite") as store:
+        edits = store.candidate_edits()
+        moved = store.candidates().set_index("candidate_id").loc["TS_01:000002"]
+    assert edits["action"].tolist() == ["moved"]
+    assert (edits["from_z"][0], edits["from_y"][0], edits["from_x"][0]) == (12.0, 50.0, 45.0)
+    np.testing.assert_allclose(moved[["z", "y", "x"]].to_numpy(float), layer.data[i], atol=1e-6)
+    assert moved["y"] > 50.0

@@ -50,18 +50,30 @@ def test_store_is_wal_and_versioned(store: LabelStore) -> None:
     conn.close()
 
 
+def _downgrade(path: Path, version: int) -> None:
+    """Make a store look as an older cryoal wrote it: version 2 had no candidate edits
+    (its current labels joined every candidate), version 1 no label provenance either."""
+    from cryoal.project.labels import schema
+
+    conn = sqlite3.connect(path)
+    for statement in ("DROP VIEW current_labels", "DROP VIEW live_candidates",
+                      "DROP TABLE candidate_edits", "ALTER TABLE candidates DROP COLUMN deleted",
+                      schema._CURRENT_LABELS.replace("live_candidates", "candidates")):  # fmt: skip
+        conn.execute(statement)
+    if version == 1:
+        conn.execute("ALTER TABLE labels DROP COLUMN undoes")
+        conn.execute("ALTER TABLE labels DROP COLUMN source")
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.commit()
+    conn.close()
+
+
 def test_a_version_1_store_is_upgraded_on_open_and_keeps_every_label(store: LabelStore) -> None:
     store.add_label("TS_01:000001", "ribosome", "alice")
     store.add_label("TS_01:000002", "unsure", "bob")
     before = store.current_labels()
     store.close()
-    # the store as cryoal wrote it before labels had a provenance (schema version 1)
-    conn = sqlite3.connect(store.path)
-    conn.execute("ALTER TABLE labels DROP COLUMN undoes")
-    conn.execute("ALTER TABLE labels DROP COLUMN source")
-    conn.execute("PRAGMA user_version = 1")
-    conn.commit()
-    conn.close()
+    _downgrade(store.path, 1)  # as cryoal wrote it before labels had a provenance
     with LabelStore(store.path) as upgraded:
         pd.testing.assert_frame_equal(upgraded.current_labels(), before)
         assert upgraded.label_history()["source"].tolist() == ["decision", "decision"]
@@ -313,3 +325,66 @@ def test_filesystem_type_uses_the_system_mount_table(tmp_path) -> None:
                key=lambda m: len(Path(m).parts))  # fmt: skip
     assert fs == parts[best]
     assert is_network_filesystem("smbfs") and is_network_filesystem("afpfs")  # macOS names
+
+
+def test_a_version_2_store_gains_candidate_edits_on_open(store: LabelStore) -> None:
+    store.add_label("TS_01:000001", "ribosome", "alice")
+    before = store.current_labels()
+    store.close()
+    _downgrade(store.path, 2)
+    with LabelStore(store.path) as upgraded:
+        pd.testing.assert_frame_equal(upgraded.current_labels(), before)
+        assert upgraded.delete_candidates(["TS_01:000001"], "bob") == 1
+        assert upgraded.current_labels().empty
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == labels_module.SCHEMA_VERSION
+    conn.close()
+
+
+def test_deleted_candidates_leave_pool_queue_and_labels_and_come_back(store: LabelStore) -> None:
+    store.write_suggestions(0, ["TS_01:000001", "TS_01:000002", "TS_01:000003"], None, "random")
+    store.add_label("TS_01:000001", "ribosome", "alice")
+    assert store.delete_candidates(["TS_01:000001", "TS_01:000002"], "bob") == 2
+    assert store.delete_candidates(["TS_01:000001"], "bob") == 0  # already deleted
+    assert "TS_01:000001" not in set(store.candidates()["candidate_id"])
+    assert store.n_candidates() == 18 and store.counts()["candidates"] == 18
+    assert store.current_labels().empty and "TS_01:000002" not in store.unlabelled_ids()
+    assert store.queue()["candidate_id"].tolist() == ["TS_01:000003"]
+    with pytest.raises(ValueError, match="was deleted.*restore-candidates"):
+        store.add_label("TS_01:000002", "ribosome", "alice")
+    with pytest.raises(ValueError, match="unknown candidate 'TS_01:999999'"):
+        store.delete_candidates(["TS_01:000003", "TS_01:999999"], "bob")  # all or none
+    assert store.has_candidate("TS_01:000003")
+    assert store.restore_candidates(["TS_01:000001"], "carol") == 1
+    assert store.current_label("TS_01:000001").class_name == "ribosome"  # its label is back
+    edits = store.candidate_edits()
+    assert edits[["candidate_id", "action", "annotator"]].values.tolist() == [
+        ["TS_01:000001", "deleted", "bob"], ["TS_01:000002", "deleted", "bob"],
+        ["TS_01:000001", "restored", "carol"],
+    ]  # fmt: skip
+    assert store.deleted_ids() == ["TS_01:000002"]
+
+
+def test_candidates_added_by_hand_get_new_ids_and_moves_keep_where_they_were(
+    store: LabelStore,
+) -> None:
+    store.write_suggestions(0, ["TS_01:000001"], [0.5], "random")
+    store.delete_candidates(["TS_01:000019"], "bob")  # the newest id is never given again
+    cid = store.add_candidate_by_hand("TS_01", (5.0, 6.0, 7.0), "alice", round=0)
+    assert cid == "TS_01:000020"
+    assert store.queue()[["candidate_id", "strategy"]].values.tolist() == [
+        ["TS_01:000001", "random"], [cid, "added"]
+    ]  # fmt: skip
+    row = store.candidates().set_index("candidate_id").loc[cid]
+    assert row["source"] == "manual:alice" and (row["z"], row["y"], row["x"]) == (5.0, 6.0, 7.0)
+    with pytest.raises(ValueError, match="already at 1.0 voxels.*TS_01:000020"):
+        store.add_candidate_by_hand("TS_01", (5.0, 6.0, 8.0), "bob", min_distance_px=3.0)
+    store.add_label(cid, "proteasome", "alice")
+    store.move_candidate(cid, (5.0, 9.0, 7.0), "bob")
+    assert store.current_label(cid).class_name == "proteasome"  # the label moves with it
+    moved = store.candidate_edits().iloc[-1]
+    assert (moved["action"], moved["annotator"]) == ("moved", "bob")
+    assert (moved["from_y"], moved["y"]) == (6.0, 9.0)
+    assert store.current_labels().set_index("candidate_id").loc[cid, "y"] == 9.0
+    with pytest.raises(ValueError, match="three finite numbers"):
+        store.move_candidate(cid, (1.0, float("nan"), 2.0), "bob")

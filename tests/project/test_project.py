@@ -197,7 +197,8 @@ def test_viewer_keys_are_configurable_and_leave_napari_navigation_alone() -> Non
     assert ("j", "next") in keys.bindings() and ("s", "class:1") in keys.bindings()
     assert keys.help_text(["ring", "barrel"]) == (
         "keys: a ring · s barrel · Enter confirm the prediction · u unsure · x not a particle "
-        "· j next · k previous · Ctrl+Z undo · Left/Right: slices (napari)"
+        "· j next · k previous · Ctrl+Z undo · e edit candidates (click adds; in select mode "
+        "a drag re-centres, Delete deletes) · Left/Right: slices (napari)"
     )
     for bad, says in (({"next": "Right"}, "napari's navigation"),
                       ({"next": "u"}, "bound to both"),

@@ -80,7 +80,7 @@ def _unknown_candidates(conn: sqlite3.Connection, ids: Iterable[str]) -> list[st
     unknown = []
     for cid in ids:
         if (
-            conn.execute("SELECT 1 FROM candidates WHERE candidate_id = ?", (cid,)).fetchone()
+            conn.execute("SELECT 1 FROM live_candidates WHERE candidate_id = ?", (cid,)).fetchone()
             is None
         ):
             unknown.append(cid)
@@ -103,6 +103,14 @@ def _unknown_candidate_message(path: Path, unknown: Sequence[str]) -> str:
     )
 
 
+def deleted_candidate_message(path: Path, candidate_id: str) -> str:
+    """One line: the candidate was deleted, and how to bring it back."""
+    return (
+        f"candidate {candidate_id!r} was deleted from {path}; restore it first with 'cryoal "
+        f"project restore-candidates {path.parent} {candidate_id}'"
+    )
+
+
 def _insert_label_row(
     conn: sqlite3.Connection,
     path: Path,
@@ -117,11 +125,13 @@ def _insert_label_row(
 ) -> tuple[int, int | None, str | None, str]:
     if source not in SOURCES:
         raise ValueError(f"label source {source!r}: choose one of {', '.join(SOURCES)}")
-    if (
-        conn.execute("SELECT 1 FROM candidates WHERE candidate_id = ?", (candidate_id,)).fetchone()
-        is None
-    ):
+    row = conn.execute(
+        "SELECT deleted FROM candidates WHERE candidate_id = ?", (candidate_id,)
+    ).fetchone()
+    if row is None:
         raise ValueError(_unknown_candidate_message(path, [candidate_id]))
+    if row[0]:
+        raise ValueError(deleted_candidate_message(path, candidate_id))
     if round is None:
         row = conn.execute(
             "SELECT s.round, r.model_version FROM suggestions AS s JOIN rounds AS r "

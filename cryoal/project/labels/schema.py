@@ -3,8 +3,14 @@
 Tables (schema version in ``PRAGMA user_version``):
 
 ``classes``      class_id, name (copied from ``project.yaml`` at creation, checked on open)
-``candidates``   candidate_id (``TS_01:000123``), tomo_id, z, y, x (voxels), source,
-                 score (detector), prior_class (class given by imported picks), created_at
+``candidates``   candidate_id (``TS_01:000123``), tomo_id, z, y, x (voxels, where the
+                 candidate is now), source, score (detector), prior_class (class given by
+                 imported picks), created_at, deleted (1 once deleted; the row stays)
+``candidate_edits``  edit_id (insertion order), candidate_id, action (:data:`EDIT_ACTIONS`:
+                 ``added`` by hand, ``moved``, ``deleted``, ``restored``), z, y, x (the
+                 position after the edit), from_z, from_y, from_x (before a move),
+                 annotator, created_at. Every change to a candidate after its import is a
+                 row here; nothing is deleted.
 ``labels``       label_id (insertion order), candidate_id, kind (``class`` / ``unsure`` /
                  ``not-a-particle`` / ``cleared``), class_id, annotator, round,
                  model_version, created_at, source (how the row came to be:
@@ -13,7 +19,8 @@ Tables (schema version in ``PRAGMA user_version``):
                  candidate wins; ``cleared`` withdraws a label.
 ``rounds``       round, strategy, model_version, k, seed, created_at
 ``suggestions``  round, rank, candidate_id, score, strategy
-view ``current_labels``: the winning label of each labelled candidate.
+view ``live_candidates``: the candidates not deleted (what pools, queues and labels use).
+view ``current_labels``: the winning label of each labelled live candidate.
 
 Timestamps (``created_at``) are UTC ISO 8601 text from :func:`utc_now`.
 """
@@ -25,16 +32,58 @@ from dataclasses import dataclass
 
 from cryoal.project.config import SPECIAL_LABELS
 
+#: Label kinds stored in ``labels.kind``.
+KIND_CLASS = "class"
+KIND_CLEARED = "cleared"
+KINDS = (KIND_CLASS, *SPECIAL_LABELS, KIND_CLEARED)
+
 #: Schema version written to ``PRAGMA user_version``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+#: What a ``candidate_edits`` row records.
+EDIT_ACTIONS = ("added", "moved", "deleted", "restored")
+
+_CANDIDATE_EDITS = f"""
+CREATE TABLE candidate_edits (
+    edit_id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    candidate_id TEXT NOT NULL REFERENCES candidates (candidate_id),
+    action       TEXT NOT NULL CHECK (action IN ({", ".join(repr(a) for a in EDIT_ACTIONS)})),
+    z REAL NOT NULL, y REAL NOT NULL, x REAL NOT NULL,
+    from_z REAL, from_y REAL, from_x REAL,
+    annotator    TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    CHECK ((action = 'moved') = (from_z IS NOT NULL))
+);
+CREATE INDEX candidate_edits_by_candidate ON candidate_edits (candidate_id, edit_id);
+CREATE VIEW live_candidates AS SELECT * FROM candidates WHERE deleted = 0;
+"""
+
+_CURRENT_LABELS = f"""
+CREATE VIEW current_labels AS
+    SELECT l.label_id, l.candidate_id, c.tomo_id, c.z, c.y, c.x, l.kind, l.class_id,
+           k.name AS class_name, l.annotator, l.round, l.model_version, l.created_at
+    FROM labels AS l
+    JOIN (SELECT candidate_id, MAX(label_id) AS label_id FROM labels GROUP BY candidate_id)
+         AS newest ON newest.label_id = l.label_id
+    JOIN live_candidates AS c ON c.candidate_id = l.candidate_id
+    LEFT JOIN classes AS k ON k.class_id = l.class_id
+    WHERE l.kind != '{KIND_CLEARED}';
+"""
 
 #: Statements that bring a store of version ``v`` to ``v + 1`` (run in one transaction when
 #: a store is opened): version 2 adds the labels' provenance (``source``, ``undoes``); the
-#: rows written before it read as ``decision``.
+#: rows written before it read as ``decision``. Version 3 adds candidate edits (added by
+#: hand, moved, deleted, restored) and leaves deleted candidates out of the current labels.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         "ALTER TABLE labels ADD COLUMN source TEXT NOT NULL DEFAULT 'decision'",
         "ALTER TABLE labels ADD COLUMN undoes INTEGER",
+    ),
+    2: (
+        "ALTER TABLE candidates ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0",
+        *(st.strip() for st in _CANDIDATE_EDITS.split(";") if st.strip()),
+        "DROP VIEW current_labels",
+        _CURRENT_LABELS.strip().rstrip(";"),
     ),
 }
 
@@ -45,10 +94,6 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 #: snapshot).
 SOURCES = ("decision", "confirmed", "import", "undo", "restore")
 
-#: Label kinds stored in ``labels.kind``.
-KIND_CLASS = "class"
-KIND_CLEARED = "cleared"
-KINDS = (KIND_CLASS, *SPECIAL_LABELS, KIND_CLEARED)
 
 _SCHEMA = f"""
 CREATE TABLE classes (
@@ -62,7 +107,8 @@ CREATE TABLE candidates (
     source       TEXT NOT NULL,
     score        REAL,
     prior_class  TEXT,
-    created_at   TEXT NOT NULL
+    created_at   TEXT NOT NULL,
+    deleted      INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1))
 );
 CREATE INDEX candidates_by_tomo ON candidates (tomo_id);
 CREATE TABLE labels (
@@ -97,16 +143,11 @@ CREATE TABLE suggestions (
     UNIQUE (round, candidate_id)
 );
 CREATE INDEX suggestions_by_candidate ON suggestions (candidate_id, round);
-CREATE VIEW current_labels AS
-    SELECT l.label_id, l.candidate_id, c.tomo_id, c.z, c.y, c.x, l.kind, l.class_id,
-           k.name AS class_name, l.annotator, l.round, l.model_version, l.created_at
-    FROM labels AS l
-    JOIN (SELECT candidate_id, MAX(label_id) AS label_id FROM labels GROUP BY candidate_id)
-         AS newest ON newest.label_id = l.label_id
-    JOIN candidates AS c ON c.candidate_id = l.candidate_id
-    LEFT JOIN classes AS k ON k.class_id = l.class_id
-    WHERE l.kind != '{KIND_CLEARED}';
-"""
+{_CANDIDATE_EDITS}{_CURRENT_LABELS}"""
+
+#: Columns of ``LabelStore.candidate_edits()``.
+EDIT_COLUMNS = ("edit_id", "candidate_id", "tomo_id", "action", "z", "y", "x", "from_z",
+                "from_y", "from_x", "annotator", "created_at")  # fmt: skip
 
 #: Columns of ``LabelStore.candidates()``.
 CANDIDATE_COLUMNS = ("candidate_id", "tomo_id", "z", "y", "x", "source", "score", "prior_class")

@@ -30,6 +30,7 @@ from cryoal.project.labels.connection import (
     _split_sql,
     warn_if_network_filesystem,
 )
+from cryoal.project.labels.edits import CandidateEdits
 from cryoal.project.labels.errors import (
     DamagedStoreError,
     damaged_store_message,
@@ -62,7 +63,7 @@ from cryoal.project.labels.schema import (
 log = logging.getLogger(__name__)
 
 
-class LabelStore:
+class LabelStore(CandidateEdits):
     """The project's live label store (SQLite, WAL), the API the napari widget calls.
 
     Open an existing store with ``LabelStore(path)``; create one with
@@ -382,19 +383,24 @@ class LabelStore:
         keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
     ) -> pd.DataFrame:
         """The rows of ``group`` (one tomogram) that ``keep`` keeps, with their new ids."""
+        # numbered after every id ever given (deleted ones too: ids are never reused);
+        # duplicates are looked for among the live candidates only
         existing = conn.execute(
-            "SELECT candidate_id, z, y, x FROM candidates WHERE tomo_id = ?", (str(tomo_id),)
+            "SELECT candidate_id, z, y, x, deleted FROM candidates WHERE tomo_id = ?",
+            (str(tomo_id),),
         ).fetchall()
         if keep is not None:
-            known = np.array([r[1:] for r in existing], dtype=np.float64).reshape(-1, 3)
+            live = [r[1:4] for r in existing if not r[4]]
+            known = np.array(live, dtype=np.float64).reshape(-1, 3)
             group = group[keep(group[["z", "y", "x"]].to_numpy(dtype=np.float64), known)]
         first = _next_candidate_number(str(tomo_id), (r[0] for r in existing))
         ids = [f"{tomo_id}:{first + i:06d}" for i in range(len(group))]
         return group.assign(candidate_id=ids)
 
     def candidates(self, tomo_id: str | None = None) -> pd.DataFrame:
-        """All candidates (or those of one tomogram), sorted by id; columns ``CANDIDATE_COLUMNS``."""
-        sql = f"SELECT {', '.join(CANDIDATE_COLUMNS)} FROM candidates"
+        """The live candidates (or those of one tomogram; deleted ones left out), sorted by
+        id; columns ``CANDIDATE_COLUMNS``."""
+        sql = f"SELECT {', '.join(CANDIDATE_COLUMNS)} FROM live_candidates"
         params: tuple = ()
         if tomo_id is not None:
             sql += " WHERE tomo_id = ?"
@@ -406,21 +412,21 @@ class LabelStore:
                           "x": float, "score": float})  # fmt: skip
 
     def n_candidates(self, tomo_id: str | None = None) -> int:
-        """Number of candidates (of one tomogram)."""
+        """Number of live candidates (of one tomogram)."""
         with self._lock, translate_sqlite_errors(self.path):
             if tomo_id is None:
-                return int(self._conn.execute("SELECT COUNT(*) FROM candidates").fetchone()[0])
+                return int(self._conn.execute("SELECT COUNT(*) FROM live_candidates").fetchone()[0])
             return int(
                 self._conn.execute(
-                    "SELECT COUNT(*) FROM candidates WHERE tomo_id = ?", (tomo_id,)
+                    "SELECT COUNT(*) FROM live_candidates WHERE tomo_id = ?", (tomo_id,)
                 ).fetchone()[0]
             )
 
     def has_candidate(self, candidate_id: str) -> bool:
-        """Whether ``candidate_id`` exists."""
+        """Whether ``candidate_id`` is a live candidate (exists and is not deleted)."""
         with self._lock, translate_sqlite_errors(self.path):
             row = self._conn.execute(
-                "SELECT 1 FROM candidates WHERE candidate_id = ?", (candidate_id,)
+                "SELECT 1 FROM live_candidates WHERE candidate_id = ?", (candidate_id,)
             ).fetchone()
         return row is not None
 
@@ -612,14 +618,14 @@ class LabelStore:
         """Ids of candidates with no current label (sorted)."""
         with self._lock, translate_sqlite_errors(self.path):
             rows = self._conn.execute(
-                "SELECT candidate_id FROM candidates WHERE candidate_id NOT IN "
+                "SELECT candidate_id FROM live_candidates WHERE candidate_id NOT IN "
                 "(SELECT candidate_id FROM current_labels) ORDER BY candidate_id"
             ).fetchall()
         return [r[0] for r in rows]
 
     def counts(self) -> dict[str, int]:
         """Current label counts: one entry per class, ``unsure``, ``not-a-particle``,
-        ``unlabelled`` and ``candidates`` (total)."""
+        ``unlabelled`` and ``candidates`` (live candidates)."""
         with self._read() as conn:
             by_class = dict(
                 conn.execute(
@@ -630,7 +636,7 @@ class LabelStore:
             by_kind = dict(
                 conn.execute("SELECT kind, COUNT(*) FROM current_labels GROUP BY kind").fetchall()
             )
-            total = int(conn.execute("SELECT COUNT(*) FROM candidates").fetchone()[0])
+            total = int(conn.execute("SELECT COUNT(*) FROM live_candidates").fetchone()[0])
         out = {name: int(by_class.get(i, 0)) for i, name in enumerate(self._class_names)}
         for special in SPECIAL_LABELS:
             out[special] = int(by_kind.get(special, 0))
@@ -736,7 +742,7 @@ class LabelStore:
             sql = (
                 "SELECT s.rank, s.candidate_id, s.score, s.strategy, c.tomo_id, c.z, c.y, c.x, "
                 "cl.kind, cl.class_name FROM suggestions AS s "
-                "JOIN candidates AS c ON c.candidate_id = s.candidate_id "
+                "JOIN live_candidates AS c ON c.candidate_id = s.candidate_id "
                 "LEFT JOIN current_labels AS cl ON cl.candidate_id = s.candidate_id "
                 "WHERE s.round = ?"
             )
