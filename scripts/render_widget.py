@@ -8,7 +8,9 @@ Builds a project in a temporary folder exactly as a lab would (a simulated 64×1
 tomogram at 10 Å with 40 particles of 2 classes, its picks as candidates, a random round 0
 labelled from the simulation's truth, tiny teacher + student trained for 5 epochs, a ``kt``
 round 1), then opens it with ``cryoal_napari._widget.open_project``, labels three
-candidates through the widget and saves the whole window in 2D (``label_2d.png``) and 3D
+candidates through the widget, narrows the queue to the unlabelled ones sorted by the
+model's confidence and saves the whole window in 2D (``label_2d.png``; the model's class
+probabilities, the queue's filters and the label counts on screen) and 3D
 (``label_3d.png``).
 """
 
@@ -71,7 +73,12 @@ def render(root: Path, out: Path) -> list[Path]:
     names = widget.session.class_names
     for value in (names[0], names[1], "unsure"):  # three decisions through the widget
         widget.label(value)
-    widget.session.jump(widget.session.queue["candidate_id"].iloc[3])
+    # the queue narrowed to what is left, the model's least sure first
+    for combo, text in ((widget.show_combo, "show: unlabelled"),
+                        (widget.sort_combo, "sort: confidence")):  # fmt: skip
+        combo.setCurrentIndex(combo.findText(text))
+        combo.activated.emit(combo.currentIndex())
+    widget.session.jump(widget.session.queue["candidate_id"].iloc[1])
     widget._redraw()
     viewer.scene.camera.zoom = 1.0  # screen pixels per Å
     _close_notifications(viewer)

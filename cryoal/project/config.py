@@ -243,6 +243,15 @@ class KeyMap(BaseModel):
         )
         return "keys: " + " · ".join(parts) + " · Left/Right: slices (napari)"
 
+    def status_text(self, class_names: list[str]) -> str:
+        """The keys in a short line for napari's status bar (the widget lists them in
+        full): class keys with their names, the other keys alone."""
+        classes = [f"{self.label_of(f'class:{k}')} {name}"
+                   for k, name in enumerate(class_names[: len(self.classes)])]  # fmt: skip
+        rest = [self.label_of(a) for a in ("confirm", "unsure", "not-a-particle", "next",
+                                          "previous", "undo", "edit-candidates")]  # fmt: skip
+        return "cryoal keys: " + " · ".join([*classes, *rest]) + " (listed in the widget)"
+
 
 class ProjectConfig(BaseModel):
     """Validated content of ``project.yaml``."""

@@ -87,17 +87,17 @@ def crop_pixels(slices: Mapping[str, np.ndarray], box: int) -> np.ndarray:
 
 
 def candidate_line(current: Candidate, probabilities: Mapping[str, float] | None) -> str:
-    """The current candidate in one line (rich text): id, rank, score, the model's three
-    most probable classes (or its predicted class) and the label."""
+    """The current candidate in two lines (rich text): id, rank, score and label; then the
+    model's three most probable classes (or its predicted class)."""
     score = "-" if np.isnan(current.score) else f"{current.score:.3g}"
     model = (
-        "  model: " + " · ".join(f"{name} {p:.2f}" for name, p in list(probabilities.items())[:3])
+        "model: " + " · ".join(f"{name} {p:.2f}" for name, p in list(probabilities.items())[:3])
         if probabilities
-        else f"  predicted {current.predicted_class or '-'}"
+        else f"predicted {current.predicted_class or '-'}"
     )
     return (
-        f"<b>{current.candidate_id}</b>  rank {current.rank}  score {score}{model}  "
-        f"label <b>{current.label or '-'}</b>"
+        f"<b>{current.candidate_id}</b>  rank {current.rank}  score {score}  "
+        f"label <b>{current.label or '-'}</b><br>{model}"
     )
 
 

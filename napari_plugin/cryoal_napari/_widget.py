@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -219,14 +220,19 @@ class LabellingWidget(QWidget):
         self.tomo_combo = QComboBox()
         self.sort_combo = QComboBox()
         self.sort_combo.addItems([f"sort: {s}" for s in QueueView.SORTS])
-        for combo, tip in ((self.show_combo, "which candidates of the round the queue shows"),
-                           (self.tomo_combo, "only one tomogram's candidates"),
-                           (self.sort_combo, "the queue's order (confidence: the model's "
-                                             "least sure first)")):  # fmt: skip
+        # two per row, so that their choices can be read
+        second = QHBoxLayout()
+        for combo, tip, where in (
+            (self.show_combo, "which candidates of the round the queue shows", row),
+            (self.tomo_combo, "only one tomogram's candidates", second),
+            (self.sort_combo, "the queue's order (confidence: the model's least sure first)",
+             second),
+        ):  # fmt: skip
             combo.setToolTip(tip)
             combo.activated.connect(self._view_changed)
-            row.addWidget(combo, 1)
+            where.addWidget(combo, 1)
         layout.addLayout(row)
+        layout.addLayout(second)
 
         self.table = QTableWidget(0, len(QUEUE_HEADERS))
         self.table.setHorizontalHeaderLabels(list(QUEUE_HEADERS))
@@ -258,6 +264,13 @@ class LabellingWidget(QWidget):
         self.job_label = QLabel("")
         self.job_label.setWordWrap(True)
         layout.addWidget(self.job_label)
+        # wrapped text keeps its lines: the queue table gives up height first
+        for label in (self.project_label, self.totals_label, self.current_label,
+                      self.keys_label, self.job_label):  # fmt: skip
+            label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        two_lines = 2 * self.fontMetrics().lineSpacing() + 4
+        self.totals_label.setMinimumHeight(two_lines)  # project, then the tomogram shown
+        self.current_label.setMinimumHeight(two_lines)  # the candidate, then the model
         self._set_enabled(False)
 
     def _set_enabled(self, enabled: bool) -> None:
@@ -358,8 +371,9 @@ class LabellingWidget(QWidget):
             self._helped.append(layer)
 
     def _key_help(self) -> str:
+        """napari's status-bar hint: the keys in short (the full list is in the widget)."""
         names = self.session.class_names if self.session is not None else []
-        return self._keymap().help_text(names)
+        return self._keymap().status_text(names)
 
     def _restore_help(self, event) -> None:  # noqa: ANN001 - a napari event
         """After napari rewrote a layer's hint for its new mode (it connected first)."""
@@ -766,7 +780,7 @@ class LabellingWidget(QWidget):
         everywhere, here = self.session.label_counts(tomo)
         self.totals_label.setText(
             "project: " + _counts_text(everywhere)
-            + (f"  —  {tomo}: " + _counts_text(here) if tomo else "")
+            + (f"\n{tomo}: " + _counts_text(here) if tomo else "")
         )  # fmt: skip
 
     def _recolour(self, candidate_id: str) -> None:
@@ -803,7 +817,8 @@ class LabellingWidget(QWidget):
         if self.cube_layer is not None and self.viewer.dims.ndisplay == 3:
             self.cube_layer.data = self._cube_around(current.zyx)
         if centre:
-            self.viewer.dims.set_point(0, float(world[0]))
+            if self.viewer.dims.ndisplay == 2:  # in 3D every z is drawn: no re-slicing
+                self.viewer.dims.set_point(0, float(world[0]))
             self.viewer.scene.camera.center = tuple(float(v) for v in world)
         self.confirm_button.setEnabled(current.predicted_class is not None)
         probs = self.session.probabilities(current.candidate_id)

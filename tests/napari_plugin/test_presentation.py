@@ -39,8 +39,8 @@ def test_crop_shows_three_slices_at_a_shared_contrast_with_white_gaps() -> None:
 def test_the_candidate_line_shows_the_models_three_likeliest_classes() -> None:
     probs = {"ring": 0.6, "barrel": 0.3, "cap": 0.07, "rod": 0.03}
     line = candidate_line(_candidate(), probs)
-    assert line == ("<b>TS_01:000007</b>  rank 3  score 0.25  model: ring 0.60 · barrel 0.30 "
-                    "· cap 0.07  label <b>-</b>")  # fmt: skip
+    assert line == ("<b>TS_01:000007</b>  rank 3  score 0.25  label <b>-</b><br>"
+                    "model: ring 0.60 · barrel 0.30 · cap 0.07")  # fmt: skip
     assert "predicted ring" in candidate_line(_candidate(score=float("nan")), None)
     assert "score -" in candidate_line(_candidate(score=float("nan")), None)
 
