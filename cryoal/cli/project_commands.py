@@ -269,11 +269,11 @@ def labels_import_cmd(
 @labels_app.command("export")
 def labels_export_cmd(
     directory: Path = _DIR,
-    fmt: Literal["csv", "star", "copick"] = typer.Option(
-        "csv", "--format", help="csv, star (RELION) or copick."
+    fmt: Literal["csv", "star", "copick", "masks"] = typer.Option(
+        "csv", "--format", help="csv, star (RELION), copick, or masks (segmentation, MRC)."
     ),
     out: Path = typer.Option(
-        ..., "--out", help="Output file (copick: a folder).", show_default=False
+        ..., "--out", help="Output file (copick, masks: a folder).", show_default=False
     ),
     star_version: int = typer.Option(
         4, "--star-version", min=4, max=5, help="RELION STAR version: 4 (pixels) or 5 (centred Å)."
@@ -292,11 +292,15 @@ def labels_export_cmd(
     session: str = typer.Option("0", "--session-id", help="copick session id."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files."),
 ) -> None:
-    """Export the current labels with coordinates."""
-    from cryoal.project.labelio import export_labels
+    """Export the current labels with coordinates, or the segmentation masks as MRC."""
+    from cryoal.project.labelio import export_labels, export_masks
     from cryoal.project.project import Project
 
     with Project.open(directory) as project:
+        if fmt == "masks":
+            res = export_masks(project, out, overwrite=overwrite)
+            _console().print(f"exported {res.n_labels} masks to {out} (index: masks.csv)")
+            return
         res = export_labels(
             project, fmt, out, include_special=include_special, star_version=star_version,  # type: ignore[arg-type]
             tilt_series_pixel_size_A=out_pixel_size, user_id=user, session_id=session,

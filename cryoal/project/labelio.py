@@ -22,6 +22,7 @@ import pandas as pd
 from cryoal.io.atomic import atomic_write_text, check_can_write
 from cryoal.io.coords import CSV_COLUMNS, check_copick_name, write_star, zyx_voxels_to_xyz_A
 from cryoal.io.copick_project import OverlayPicks, copick_config_text, write_overlay_picks
+from cryoal.io.mrc import write_mrc
 from cryoal.project.candidates import tomogram_geometries
 from cryoal.project.config import SPECIAL_LABELS
 from cryoal.project.project import Project
@@ -280,3 +281,51 @@ def copick_config_json(project: Project, overlay: Path) -> str:
         objects=objects,
         overlay=overlay,
     )
+
+
+def export_masks(
+    project: Project, out: str | os.PathLike, *, overwrite: bool = False
+) -> ExportResult:
+    """Export every current segmentation mask as an MRC label volume.
+
+    ``out`` is a folder: one ``<candidate id, ':' as '_'>.mrc`` per masked candidate
+    (uint8 ``(z, y, x)`` of the candidate's box: 0 background, class + 1, 255 not
+    annotated; the project's voxel size; the header origin at the box's corner in Å), and
+    ``masks.csv`` listing them (candidate, file, tomogram, box corner in voxels, how the
+    mask came to be, annotator, round, model version, time, edit cost), written last.
+
+    Raises
+    ------
+    ValueError
+        No masks yet, or a file exists and not ``overwrite`` (checked before any write).
+    """
+    masks = project.labels.current_masks()
+    if not masks:
+        raise ValueError(
+            f"{project.root}: no masks to export yet; commit masks first (the Python API "
+            "'project.labels.add_mask')"
+        )
+    out = Path(out)
+    vs = project.voxel_size_A
+    positions = project.labels.candidates().set_index("candidate_id")
+    targets = [out / (m.candidate_id.replace(":", "_") + ".mrc") for m in masks]
+    if out.is_dir():  # a new folder holds nothing to overwrite
+        for path in [*targets, out / "masks.csv"]:
+            check_can_write(path, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for m, path in zip(masks, targets, strict=True):
+        centre = positions.loc[m.candidate_id, ["z", "y", "x"]].to_numpy(dtype=np.float64)
+        corner = np.floor(centre + 0.5).astype(int) - np.asarray(m.mask.shape) // 2
+        write_mrc(path, m.mask, vs, origin_zyx_A=tuple(corner * vs), overwrite=overwrite)
+        rows.append({
+            "candidate_id": m.candidate_id, "file": path.name,
+            "tomo_id": positions.loc[m.candidate_id, "tomo_id"],
+            "corner_z": corner[0], "corner_y": corner[1], "corner_x": corner[2],
+            "source": m.source, "annotator": m.annotator, "round": m.round,
+            "model_version": m.model_version, "labelled_at": m.created_at,
+            "voxels_changed": m.voxels_changed, "slices_touched": m.slices_touched,
+            "seconds": m.seconds,
+        })  # fmt: skip
+    atomic_write_text(out / "masks.csv", pd.DataFrame(rows).to_csv(index=False), overwrite=True)
+    return ExportResult([*targets, out / "masks.csv"], len(masks))

@@ -52,11 +52,13 @@ def test_store_is_wal_and_versioned(store: LabelStore) -> None:
 
 def _downgrade(path: Path, version: int) -> None:
     """Make a store look as an older cryoal wrote it: version 2 had no candidate edits
-    (its current labels joined every candidate), version 1 no label provenance either."""
+    (its current labels joined every candidate) and no masks, version 1 no label
+    provenance either."""
     from cryoal.project.labels import schema
 
     conn = sqlite3.connect(path)
-    for statement in ("DROP VIEW current_labels", "DROP VIEW live_candidates",
+    for statement in ("DROP TABLE masks", "DROP TABLE mask_drafts",
+                      "DROP VIEW current_labels", "DROP VIEW live_candidates",
                       "DROP TABLE candidate_edits", "ALTER TABLE candidates DROP COLUMN deleted",
                       schema._CURRENT_LABELS.replace("live_candidates", "candidates")):  # fmt: skip
         conn.execute(statement)
@@ -336,6 +338,10 @@ def test_a_version_2_store_gains_candidate_edits_on_open(store: LabelStore) -> N
         pd.testing.assert_frame_equal(upgraded.current_labels(), before)
         assert upgraded.delete_candidates(["TS_01:000001"], "bob") == 1
         assert upgraded.current_labels().empty
+        # masks can be stored, and label ids go on from where they were
+        new_id = upgraded.add_mask("TS_01:000002", np.zeros((4, 4, 4), np.uint8), "carol")
+        assert new_id > int(before["label_id"].max())
+        assert upgraded.current_mask("TS_01:000002").annotator == "carol"
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == labels_module.SCHEMA_VERSION
     conn.close()

@@ -15,6 +15,10 @@ The package's modules, one job each:
   kinds, column names, the :class:`Label` row and :func:`utc_now` timestamps;
 * :mod:`cryoal.project.labels.connection`: opening the SQLite file (``synchronous=FULL``,
   foreign keys, busy timeout) and the network-filesystem warning;
+* :mod:`cryoal.project.labels.edits`: candidates added, moved, deleted and restored by
+  hand, each with a ``candidate_edits`` row;
+* :mod:`cryoal.project.labels.masks`: segmentation masks committed with their label row,
+  and the drafts autosaved while one is edited;
 * :mod:`cryoal.project.labels.rows`: checks and the label insert run inside the store's
   write transactions, and the current-labels table;
 * :mod:`cryoal.project.labels.errors`: a damaged file or a full disk turned into
@@ -34,12 +38,16 @@ from cryoal.project.labels.errors import (
     damaged_store_message,
     translate_sqlite_errors,
 )
+from cryoal.project.labels.masks import StoredMask, check_mask
 from cryoal.project.labels.schema import (
     CANDIDATE_COLUMNS,
     KIND_CLASS,
     KIND_CLEARED,
+    KIND_MASK,
     KINDS,
     LABEL_COLUMNS,
+    MASK_IGNORE,
+    MASK_SOURCES,
     SCHEMA_VERSION,
     SOURCES,
     Label,
@@ -53,12 +61,17 @@ __all__ = [
     "KINDS",
     "KIND_CLASS",
     "KIND_CLEARED",
+    "KIND_MASK",
     "LABEL_COLUMNS",
+    "MASK_IGNORE",
+    "MASK_SOURCES",
     "SCHEMA_VERSION",
     "SOURCES",
     "DamagedStoreError",
     "Label",
     "LabelStore",
+    "StoredMask",
+    "check_mask",
     "damaged_store_message",
     "translate_sqlite_errors",
     "utc_now",

@@ -19,6 +19,11 @@ Tables (schema version in ``PRAGMA user_version``):
                  candidate wins; ``cleared`` withdraws a label.
 ``rounds``       round, strategy, model_version, k, seed, created_at
 ``suggestions``  round, rank, candidate_id, score, strategy
+``masks``        label_id (a ``mask`` label), nz, ny, nx, data (zlib-compressed uint8:
+                 0 background, class k + 1, 255 not annotated), sha256 (uncompressed),
+                 source (:data:`MASK_SOURCES`), voxels_changed, slices_touched, seconds
+``mask_drafts``  candidate_id, annotator, nz, ny, nx, data, sha256, updated_at: the mask
+                 being edited, autosaved, until it is committed
 view ``live_candidates``: the candidates not deleted (what pools, queues and labels use).
 view ``current_labels``: the winning label of each labelled live candidate.
 
@@ -32,10 +37,17 @@ from dataclasses import dataclass
 
 from cryoal.project.config import SPECIAL_LABELS
 
-#: Label kinds stored in ``labels.kind``.
+#: Label kinds stored in ``labels.kind``; a ``mask`` row has its voxel mask in ``masks``.
 KIND_CLASS = "class"
 KIND_CLEARED = "cleared"
-KINDS = (KIND_CLASS, *SPECIAL_LABELS, KIND_CLEARED)
+KIND_MASK = "mask"
+KINDS = (KIND_CLASS, *SPECIAL_LABELS, KIND_CLEARED, KIND_MASK)
+
+#: How a stored mask came to be (``masks.source``): ``painted`` from scratch, ``corrected``
+#: from the model's proposal, ``accepted`` as the model proposed it.
+MASK_SOURCES = ("painted", "corrected", "accepted")
+#: Mask value of voxels not annotated (excluded from every loss).
+MASK_IGNORE = 255
 
 #: Schema version written to ``PRAGMA user_version``.
 SCHEMA_VERSION = 3
@@ -58,6 +70,51 @@ CREATE INDEX candidate_edits_by_candidate ON candidate_edits (candidate_id, edit
 CREATE VIEW live_candidates AS SELECT * FROM candidates WHERE deleted = 0;
 """
 
+#: The labels table (``{name}``: ``labels``, or the new table a migration copies into).
+_LABELS = (
+    """CREATE TABLE {name} (
+    label_id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    candidate_id  TEXT NOT NULL REFERENCES candidates (candidate_id),
+    kind          TEXT NOT NULL CHECK (kind IN ("""
+    + ", ".join(repr(k) for k in KINDS)
+    + """)),
+    class_id      INTEGER REFERENCES classes (class_id),
+    annotator     TEXT NOT NULL,
+    round         INTEGER,
+    model_version TEXT,
+    created_at    TEXT NOT NULL,
+    source        TEXT NOT NULL DEFAULT 'decision',
+    undoes        INTEGER,
+    CHECK ((kind = 'class') = (class_id IS NOT NULL))
+);
+"""
+)
+
+#: Voxel masks of ``mask`` labels (zlib-compressed uint8 ``(z, y, x)``, C order, with the
+#: sha256 of the uncompressed bytes), and the one draft per candidate and annotator that
+#: the viewer autosaves while a mask is edited.
+_MASKS = f"""
+CREATE TABLE masks (
+    label_id       INTEGER PRIMARY KEY REFERENCES labels (label_id),
+    nz INTEGER NOT NULL, ny INTEGER NOT NULL, nx INTEGER NOT NULL,
+    data           BLOB NOT NULL,
+    sha256         TEXT NOT NULL,
+    source         TEXT NOT NULL CHECK (source IN ({", ".join(repr(k) for k in MASK_SOURCES)})),
+    voxels_changed INTEGER,
+    slices_touched INTEGER,
+    seconds        REAL
+);
+CREATE TABLE mask_drafts (
+    candidate_id TEXT NOT NULL REFERENCES candidates (candidate_id),
+    annotator    TEXT NOT NULL,
+    nz INTEGER NOT NULL, ny INTEGER NOT NULL, nx INTEGER NOT NULL,
+    data         BLOB NOT NULL,
+    sha256       TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    PRIMARY KEY (candidate_id, annotator)
+);
+"""
+
 _CURRENT_LABELS = f"""
 CREATE VIEW current_labels AS
     SELECT l.label_id, l.candidate_id, c.tomo_id, c.z, c.y, c.x, l.kind, l.class_id,
@@ -73,7 +130,9 @@ CREATE VIEW current_labels AS
 #: Statements that bring a store of version ``v`` to ``v + 1`` (run in one transaction when
 #: a store is opened): version 2 adds the labels' provenance (``source``, ``undoes``); the
 #: rows written before it read as ``decision``. Version 3 adds candidate edits (added by
-#: hand, moved, deleted, restored) and leaves deleted candidates out of the current labels.
+#: hand, moved, deleted, restored), leaves deleted candidates out of the current labels,
+#: and adds segmentation masks (the labels table is copied into one that allows the kind
+#: ``mask``: SQLite cannot change a CHECK in place).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         "ALTER TABLE labels ADD COLUMN source TEXT NOT NULL DEFAULT 'decision'",
@@ -83,6 +142,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE candidates ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0",
         *(st.strip() for st in _CANDIDATE_EDITS.split(";") if st.strip()),
         "DROP VIEW current_labels",
+        _LABELS.format(name="labels_v3").strip().rstrip(";"),
+        "INSERT INTO labels_v3 SELECT label_id, candidate_id, kind, class_id, annotator, round, "
+        "model_version, created_at, source, undoes FROM labels",
+        "DROP TABLE labels",
+        "ALTER TABLE labels_v3 RENAME TO labels",
+        "CREATE INDEX labels_by_candidate ON labels (candidate_id, label_id)",
+        *(st.strip() for st in _MASKS.split(";") if st.strip()),
         _CURRENT_LABELS.strip().rstrip(";"),
     ),
 }
@@ -111,20 +177,7 @@ CREATE TABLE candidates (
     deleted      INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1))
 );
 CREATE INDEX candidates_by_tomo ON candidates (tomo_id);
-CREATE TABLE labels (
-    label_id      INTEGER PRIMARY KEY AUTOINCREMENT,
-    candidate_id  TEXT NOT NULL REFERENCES candidates (candidate_id),
-    kind          TEXT NOT NULL CHECK (kind IN ({", ".join(repr(k) for k in KINDS)})),
-    class_id      INTEGER REFERENCES classes (class_id),
-    annotator     TEXT NOT NULL,
-    round         INTEGER,
-    model_version TEXT,
-    created_at    TEXT NOT NULL,
-    source        TEXT NOT NULL DEFAULT 'decision',
-    undoes        INTEGER,
-    CHECK ((kind = 'class') = (class_id IS NOT NULL))
-);
-CREATE INDEX labels_by_candidate ON labels (candidate_id, label_id);
+{_LABELS.format(name="labels")}CREATE INDEX labels_by_candidate ON labels (candidate_id, label_id);
 CREATE TABLE rounds (
     round         INTEGER PRIMARY KEY CHECK (round >= 0),
     strategy      TEXT NOT NULL,
@@ -143,7 +196,7 @@ CREATE TABLE suggestions (
     UNIQUE (round, candidate_id)
 );
 CREATE INDEX suggestions_by_candidate ON suggestions (candidate_id, round);
-{_CANDIDATE_EDITS}{_CURRENT_LABELS}"""
+{_CANDIDATE_EDITS}{_MASKS}{_CURRENT_LABELS}"""
 
 #: Columns of ``LabelStore.candidate_edits()``.
 EDIT_COLUMNS = ("edit_id", "candidate_id", "tomo_id", "action", "z", "y", "x", "from_z",

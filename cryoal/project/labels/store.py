@@ -36,6 +36,7 @@ from cryoal.project.labels.errors import (
     damaged_store_message,
     translate_sqlite_errors,
 )
+from cryoal.project.labels.masks import MaskLabels
 from cryoal.project.labels.rows import (
     INSERT_CANDIDATE,
     _candidate_rows,
@@ -63,7 +64,7 @@ from cryoal.project.labels.schema import (
 log = logging.getLogger(__name__)
 
 
-class LabelStore(CandidateEdits):
+class LabelStore(CandidateEdits, MaskLabels):
     """The project's live label store (SQLite, WAL), the API the napari widget calls.
 
     Open an existing store with ``LabelStore(path)``; create one with
