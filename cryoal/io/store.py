@@ -7,7 +7,8 @@ Layout (``format_version`` 1)::
     /labels         (N,) int64, class index into ``class_names``; -1 = unlabeled
     /centres_zyx    (N, 3) float64, centre in voxels of the source tomogram (NaN if none)
     /tomo_ids       (N,) UTF-8 strings, source tomogram id ("" if none)
-    /masks          (N, b, b, b) uint8, optional, segmentation targets (0 = background)
+    /masks          (N, b, b, b) uint8, optional, segmentation targets (0 = background,
+                    class k + 1, 255 = not annotated: ``MASK_IGNORE``, left out of every loss)
     /meta/<name>    (N, ...) optional per-sample metadata (e.g. simulation ground truth)
     attrs: voxel_size_A (float), box (int), class_names (JSON list), format_version (int),
            plus any extra scalar attributes the writer was given.
@@ -40,6 +41,8 @@ from cryoal.io.atomic import (
 from cryoal.io.interrupts import check_interrupted
 
 FORMAT_VERSION = 1
+#: Mask value of voxels not annotated: no loss, metric or score uses them.
+MASK_IGNORE = 255
 _REQUIRED = ("subtomograms", "ids", "labels", "centres_zyx", "tomo_ids")
 _STR = h5py.string_dtype(encoding="utf-8")
 

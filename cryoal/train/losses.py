@@ -1,7 +1,8 @@
 """Task and transfer losses of joint teacher–student training (methods.md §1).
 
 Shapes: classification logits ``(B, C)``, segmentation logits ``(B, C, D, H, W)``, targets
-``(B,)`` class indices or ``(B, 1, D, H, W)`` voxel labels.
+``(B,)`` class indices or ``(B, 1, D, H, W)`` voxel labels, where ``MASK_IGNORE`` (255)
+marks voxels not annotated: they carry no loss and no gradient.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceCELoss
+from monai.losses import MaskedDiceLoss
+
+from cryoal.io.store import MASK_IGNORE
 
 Direction = Literal["teacher_student", "student_teacher"]
 
@@ -87,15 +90,31 @@ def transfer_loss(
     task: str = "classify",
     tau: float = 1.0,
     direction: Direction = "teacher_student",
+    voxel_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Batch mean of :func:`transfer_distance` (scalar)."""
-    return transfer_distance(
-        teacher_logits, student_logits, task=task, tau=tau, direction=direction
-    ).mean()
+    """Batch mean of :func:`transfer_distance` (scalar).
+
+    ``voxel_mask`` (segmentation): ``(B, *spatial)`` bool, the voxels that count; each
+    sample's distance is the mean over its counted voxels (0 when it has none).
+    """
+    if task != "segment" or voxel_mask is None:
+        return transfer_distance(
+            teacher_logits, student_logits, task=task, tau=tau, direction=direction
+        ).mean()
+    per_voxel = transfer_distance(
+        teacher_logits, student_logits, task=task, tau=tau, direction=direction, per_voxel=True
+    )
+    weight = voxel_mask.to(per_voxel.dtype).flatten(1)
+    per_sample = (per_voxel.flatten(1) * weight).sum(1) / weight.sum(1).clamp_min(1.0)
+    return per_sample.mean()
 
 
 class TaskLoss(torch.nn.Module):
     """Supervised loss of the teacher: CE (classification) or Dice + CE (segmentation).
+
+    Segmentation targets may mark voxels ``MASK_IGNORE`` (not annotated): the Dice term
+    (MONAI ``MaskedDiceLoss``, softmax first) and the CE term (``ignore_index``) leave them
+    out, so they carry no gradient. Without such voxels the loss is MONAI's ``DiceCELoss``.
 
     Parameters
     ----------
@@ -106,7 +125,7 @@ class TaskLoss(torch.nn.Module):
     label_smoothing
         Cross-entropy label smoothing.
     dice_weight, ce_weight
-        Segmentation: weights of the Dice and CE terms (MONAI ``DiceCELoss``).
+        Segmentation: weights of the Dice and CE terms.
     """
 
     def __init__(
@@ -121,25 +140,30 @@ class TaskLoss(torch.nn.Module):
         super().__init__()
         self.task = task
         self.label_smoothing = float(label_smoothing)
+        self.dice_weight = float(dice_weight)
+        self.ce_weight = float(ce_weight)
         if class_weights is not None:
             self.register_buffer("class_weights", class_weights.float())
         else:
             self.class_weights = None
         if task == "segment":
-            self.dice_ce = DiceCELoss(
-                to_onehot_y=True,
-                softmax=True,
-                lambda_dice=dice_weight,
-                lambda_ce=ce_weight,
-                weight=self.class_weights,
-                label_smoothing=label_smoothing,
-            )
+            self.dice = MaskedDiceLoss(to_onehot_y=True, softmax=True, weight=self.class_weights)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
         if self.task == "segment":
-            return self.dice_ce(logits.float(), target)
+            counted = target != MASK_IGNORE  # (B, 1, *spatial)
+            if not bool(counted.any()):
+                return logits.sum() * 0.0  # nothing annotated: no loss, a zero gradient
+            labels = torch.where(counted, target, torch.zeros_like(target))
+            dice = self.dice(logits, labels, mask=counted.to(logits.dtype))
+            ce = F.cross_entropy(
+                logits, target[:, 0].long(), weight=self.class_weights,
+                ignore_index=MASK_IGNORE, label_smoothing=self.label_smoothing,
+            )  # fmt: skip
+            return self.dice_weight * dice + self.ce_weight * ce
         return F.cross_entropy(
-            logits.float(),
+            logits,
             target,
             weight=self.class_weights,
             label_smoothing=self.label_smoothing,

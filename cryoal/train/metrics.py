@@ -18,7 +18,7 @@ class ConfusionCounter:
     """Running ``(C, C)`` confusion matrix (rows: truth, columns: prediction).
 
     ``update`` takes class indices of any shape (samples or voxels); entries whose truth is
-    negative (unlabeled / ignored) are skipped.
+    negative (unlabeled) or not a class (a mask's 255, not annotated) are skipped.
     """
 
     def __init__(self, num_classes: int) -> None:
@@ -28,9 +28,9 @@ class ConfusionCounter:
     def update(self, truth: torch.Tensor | np.ndarray, pred: torch.Tensor | np.ndarray) -> None:
         t = torch.as_tensor(truth).reshape(-1).long().cpu()
         p = torch.as_tensor(pred).reshape(-1).long().cpu()
-        keep = t >= 0
-        t, p = t[keep], p[keep]
         c = self.num_classes
+        keep = (t >= 0) & (t < c)
+        t, p = t[keep], p[keep]
         self.matrix += (
             torch.bincount(t * c + p, minlength=c * c).reshape(c, c).numpy().astype(np.int64)
         )

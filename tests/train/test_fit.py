@@ -137,6 +137,28 @@ def test_segmentation_trains_teacher_and_student(seg_store: Path) -> None:
     assert out.shape == (1, 3, 16, 16, 16)
 
 
+def test_segmentation_trains_on_partly_annotated_masks(seg_store: Path, tmp_path: Path) -> None:
+    """Masks whose voxels are partly 255 (not annotated), one crop entirely: training runs,
+    and those voxels are left out of the losses and the validation Dice."""
+    import shutil
+
+    import h5py
+
+    path = shutil.copyfile(seg_store, tmp_path / "partial.h5")
+    with h5py.File(path, "r+") as f:
+        masks = f["masks"][...]
+        masks[:, :, :, :8] = 255  # half of every crop not annotated
+        masks[0] = 255  # one crop marked unsure
+        f["masks"][...] = masks
+    store = SubtomogramStore(path)
+    train, val = _split(store)
+    cfg = TrainConfig(**{**TINY, "batch_size": 8}, task="segment", epochs=2)
+    result = fit(cfg, store, train, val_indices=val)
+    last = result.history[-1]
+    assert np.isfinite(last["train"]["task_loss"]) and np.isfinite(last["train"]["transfer_loss"])
+    assert 0.0 <= last["val"]["teacher"]["dice"]["background"] <= 1.0
+
+
 def test_balanced_sampling_and_weighted_loss_run(tmp_path: Path, make_store) -> None:
     store = SubtomogramStore(make_store(tmp_path / "imb.h5", per_class=16))
     rows = np.concatenate([np.arange(16), np.arange(16, 20)])  # 16 spheres, 4 dumbbells

@@ -117,3 +117,47 @@ def test_agreement_counts_same_argmax() -> None:
     a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
     b = torch.tensor([[2.0, 0.0], [1.0, 0.0], [0.5, 0.0]])
     assert agreement(a, b) == (2, 3)
+
+
+def test_voxels_not_annotated_carry_no_loss_and_no_gradient() -> None:
+    from monai.losses import DiceCELoss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 6, 6, 6)
+    target = torch.randint(0, 3, (2, 1, 6, 6, 6))
+    loss = TaskLoss("segment")
+    # nothing ignored: MONAI's Dice + CE exactly
+    assert float(loss(logits, target)) == pytest.approx(
+        float(DiceCELoss(to_onehot_y=True, softmax=True)(logits, target)), rel=1e-5
+    )
+    ignored = target.clone()
+    ignored[0, 0, :3] = 255
+    ignored[1] = 255  # a crop marked unsure: all ignored
+    x = logits.clone().requires_grad_(True)
+    loss(x, ignored).backward()
+    assert torch.all(x.grad[0, :, :3] == 0) and torch.all(x.grad[1] == 0)
+    assert x.grad[0, :, 3:].abs().sum() > 0
+    # what the annotated voxels say does not depend on the ignored ones' logits
+    changed = logits.clone()
+    changed[0, :, :3] = torch.randn(3, 3, 6, 6) * 10
+    assert float(loss(changed, ignored)) == pytest.approx(float(loss(logits, ignored)), rel=1e-6)
+    everything = torch.full_like(target, 255)
+    y = logits.clone().requires_grad_(True)
+    out = loss(y, everything)
+    out.backward()
+    assert float(out) == 0.0 and torch.all(y.grad == 0)
+    # the student's transfer counts only annotated voxels of labelled crops
+    teacher, student = torch.randn(2, 3, 6, 6, 6), torch.randn(2, 3, 6, 6, 6)
+    counted = ignored[:, 0] != 255
+    s = student.clone().requires_grad_(True)
+    transfer_loss(teacher, s, task="segment", voxel_mask=counted).backward()
+    assert torch.all(s.grad[0, :, :3] == 0) and torch.all(s.grad[1] == 0)
+    per_voxel = transfer_distance(teacher, student, task="segment", per_voxel=True)
+    expected = per_voxel[0][counted[0]].mean() / 2  # sample 1 counts nothing: 0
+    assert float(transfer_loss(teacher, student, task="segment", voxel_mask=counted)) == (
+        pytest.approx(float(expected), rel=1e-5)
+    )
+    # metrics skip them too
+    counter = ConfusionCounter(3)
+    counter.update(ignored, logits.argmax(1, keepdim=True))
+    assert counter.matrix.sum() == 6 * 6 * 3

@@ -32,6 +32,7 @@ is raised on NFS, SMB, Lustre, GPFS, BeeGFS, FUSE mounts, see ``fscheck``).
 
 from __future__ import annotations
 
+from cryoal.io.store import MASK_IGNORE
 from cryoal.project.labels.connection import DEFAULT_BUSY_TIMEOUT_S, warn_if_network_filesystem
 from cryoal.project.labels.errors import (
     DamagedStoreError,
@@ -46,7 +47,6 @@ from cryoal.project.labels.schema import (
     KIND_MASK,
     KINDS,
     LABEL_COLUMNS,
-    MASK_IGNORE,
     MASK_SOURCES,
     SCHEMA_VERSION,
     SOURCES,

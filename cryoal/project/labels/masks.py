@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cryoal.io.store import MASK_IGNORE
 from cryoal.project.labels.errors import DamagedStoreError, translate_sqlite_errors
 from cryoal.project.labels.rows import _check_annotator, _insert_label_row
-from cryoal.project.labels.schema import KIND_MASK, MASK_IGNORE, MASK_SOURCES, utc_now
+from cryoal.project.labels.schema import KIND_MASK, MASK_SOURCES, utc_now
 
 #: zlib level: masks are mostly runs of one value, level 6 packs a 64³ mask in ~1 ms.
 _ZLIB_LEVEL = 6

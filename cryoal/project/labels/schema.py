@@ -46,8 +46,6 @@ KINDS = (KIND_CLASS, *SPECIAL_LABELS, KIND_CLEARED, KIND_MASK)
 #: How a stored mask came to be (``masks.source``): ``painted`` from scratch, ``corrected``
 #: from the model's proposal, ``accepted`` as the model proposed it.
 MASK_SOURCES = ("painted", "corrected", "accepted")
-#: Mask value of voxels not annotated (excluded from every loss).
-MASK_IGNORE = 255
 
 #: Schema version written to ``PRAGMA user_version``.
 SCHEMA_VERSION = 3

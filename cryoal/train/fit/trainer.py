@@ -40,7 +40,7 @@ from cryoal.data.datasets import (
     epoch_batches,
 )
 from cryoal.data.transforms import wedge_safe_augmentation
-from cryoal.io.store import SubtomogramStore
+from cryoal.io.store import MASK_IGNORE, SubtomogramStore
 from cryoal.models import build_model, check_box, count_parameters
 from cryoal.models.factory import to_sync_batchnorm
 from cryoal.pretrain.encoder import ENCODER_PREFIX, load_encoder, load_encoder_into
@@ -507,6 +507,18 @@ class _Trainer:
     def _to(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
 
+    def _counted_voxels(self, y: torch.Tensor, n_x: int) -> torch.Tensor | None:
+        """Segmentation: ``(n_x, *spatial)`` bool, the voxels the student's transfer loss
+        counts: a labelled sample's annotated voxels (not ``MASK_IGNORE``), every voxel of
+        the unlabelled ones after them; None when every voxel counts."""
+        if self.task != "segment":
+            return None
+        counted = y[:, 0] != MASK_IGNORE
+        if bool(counted.all()):
+            return None
+        extra = counted.new_ones((n_x - counted.shape[0], *counted.shape[1:]))
+        return torch.cat([counted, extra])
+
     def step(self, batch: dict[str, torch.Tensor], ubatch: dict[str, torch.Tensor] | None) -> None:
         c = self.config
         x_l = self._to(batch["image"])
@@ -537,8 +549,9 @@ class _Trainer:
             with amp:
                 s_all = self.s_fwd(x).float()
             loss_tr = transfer_loss(
-                t_all.detach(), s_all, task=self.task, tau=c.tau, direction=c.kl_direction
-            )
+                t_all.detach(), s_all, task=self.task, tau=c.tau, direction=c.kl_direction,
+                voxel_mask=self._counted_voxels(y, n_x),
+            )  # fmt: skip
             if not c.detach_teacher and c.transfer_weight > 0:
                 loss_teacher = loss_teacher + c.transfer_weight * transfer_loss(
                     t_all, s_all.detach(), task=self.task, tau=c.tau, direction=c.kl_direction
