@@ -58,11 +58,16 @@ def init_cmd(
         help="Voxel size (Å) of the project's tomograms [default: the first tomogram's].",
     ),
     box: int = typer.Option(32, "--box", min=1, help="Subtomogram edge length, voxels."),
+    task: Literal["classify", "segment"] = typer.Option(
+        "classify", "--task", help="classify (a class per candidate) or segment (voxel masks)."
+    ),
 ) -> None:
     """Create a project: project.yaml and an empty label store."""
     from cryoal.project.project import Project, parse_class_list
 
-    project = Project.init(directory, parse_class_list(classes), voxel_size_A=voxel_size, box=box)
+    project = Project.init(
+        directory, parse_class_list(classes), voxel_size_A=voxel_size, box=box, task=task
+    )
     names = ", ".join(f"{c.id}={c.name}" for c in project.config.classes)
     _console().print(f"created project {directory} (classes {names}; box {box} voxels)")
     project.close()

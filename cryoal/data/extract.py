@@ -374,6 +374,7 @@ def extract_to_store(
     normalise: bool = True,
     class_names: Sequence[str] = (),
     labels: Sequence[int] | np.ndarray | None = None,
+    masks: np.ndarray | None = None,
     overwrite: bool = False,
     voxel_size_A: float | None = None,
     check_finite: bool = False,
@@ -404,6 +405,9 @@ def extract_to_store(
     class_names, labels
         Store classes and per-row labels (-1 = unlabeled). Without ``labels``, labels come
         from a ``class_name`` column (classes default to its sorted distinct names).
+    masks
+        ``(n, box, box, box)`` uint8 segmentation targets, one per row of ``coords``
+        (stored as ``/masks``); None: a store without masks.
     voxel_size_A
         Override of the tomograms' header voxel size (required when a header holds 0).
     check_finite
@@ -472,11 +476,17 @@ def extract_to_store(
         "tomograms": json.dumps({t: str(paths[t]) for t in present}),
     }
     written = 0
+    if masks is not None and np.shape(masks) != (len(coords), box, box, box):
+        raise ValueError(
+            f"{out_h5}: masks must be (n, box, box, box) = ({len(coords)}, {box}, {box}, {box}) "
+            f"for the coordinate table; got {np.shape(masks)}"
+        )
     with StoreWriter(
         out_h5,
         box,
         vs,
         names,
+        with_masks=masks is not None,
         dtype=dtype,
         extra_attrs=extra,
         compression_level=compression_level,
@@ -508,6 +518,7 @@ def extract_to_store(
                         labels=lab[sel],
                         centres_zyx=centres[sel],
                         tomo_ids=tomo_ids[sel].tolist(),
+                        masks=None if masks is None else masks[sel],
                     )
                     written += len(sel)
                     if progress is not None:

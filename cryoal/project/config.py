@@ -265,6 +265,9 @@ class ProjectConfig(BaseModel):
     voxel_size_A: float | None = Field(default=None, gt=0)
     #: Subtomogram edge length (voxels) for training and scoring.
     box: int = Field(default=32, ge=4)
+    #: What the project's labels teach: ``classify`` (a class per candidate) or ``segment``
+    #: (a voxel mask of each candidate's box, ``LabelStore.add_mask``).
+    task: Literal["classify", "segment"] = "classify"
     classes: list[ClassSpec]
     tomograms: list[TomogramSpec] = Field(default_factory=list)
     defaults: Defaults = Field(default_factory=Defaults)

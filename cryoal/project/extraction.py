@@ -25,6 +25,8 @@ from cryoal.project.project import Project
 
 log = logging.getLogger(__name__)
 
+#: The first class of a segmentation store (mask value 0).
+SEGMENT_BACKGROUND = "background"
 #: Extraction options shared by training and scoring stores.
 EDGE: Final = "pad"
 NORMALISE = True
@@ -36,11 +38,16 @@ def extract_project_store(
     out_h5: str | os.PathLike,
     *,
     labels: np.ndarray | None = None,
+    masks: np.ndarray | None = None,
     overwrite: bool = False,
     progress: CountCallback | None = None,
 ) -> Path:
     """Extract ``coords`` (candidate_id, tomo_id, z, y, x) into a store with the project's
-    box, classes and extraction recipe; ``labels`` are class ids (-1 = unlabelled)."""
+    box, classes and extraction recipe; ``labels`` are class ids (-1 = unlabelled).
+
+    With ``masks`` (``(n, box, box, box)`` uint8: 0 background, class k + 1, 255 not
+    annotated) the store is a segmentation store: its classes are ``background`` and the
+    project's, so that mask value v is class v, and ``labels`` index those."""
     tomo_ids = sorted(set(coords["tomo_id"].astype(str)))
     paths = {t: project.tomogram_path(t) for t in tomo_ids}
     if labels is None:
@@ -52,8 +59,13 @@ def extract_project_store(
         project.config.box,
         edge=EDGE,
         normalise=NORMALISE,
-        class_names=project.config.class_names,
+        class_names=(
+            project.config.class_names
+            if masks is None
+            else [SEGMENT_BACKGROUND, *project.config.class_names]
+        ),
         labels=labels,
+        masks=masks,
         overwrite=overwrite,
         voxel_size_A=project.voxel_size_A,
         progress=progress,

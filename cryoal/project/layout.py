@@ -14,6 +14,8 @@
         encoders/current.json  which of them training starts from (CURRENT_ENCODER_NAME)
       rounds/NNN/           one folder per round (ROUNDS_DIR, round_dir)
         snapshot.csv(.sha256)  the frozen labels the round trained on (SNAPSHOT_NAME, HASH_NAME)
+        masks.npz(.sha256)  the masks of its mask labels, frozen with it (MASKS_NAME,
+                            MASKS_HASH_NAME; only when it has mask labels)
         train.h5            the round's training subtomograms (TRAIN_STORE_NAME)
         model/              the trained networks (MODEL_RUN_DIR)
         round.json          the round's record (MODEL_INFO_NAME)
@@ -46,6 +48,8 @@ CURRENT_ENCODER_NAME = "current.json"
 ROUNDS_DIR = "rounds"
 SNAPSHOT_NAME = "snapshot.csv"
 HASH_NAME = SNAPSHOT_NAME + ".sha256"
+MASKS_NAME = "masks.npz"
+MASKS_HASH_NAME = MASKS_NAME + ".sha256"
 TRAIN_STORE_NAME = "train.h5"
 MODEL_RUN_DIR = "model"
 MODEL_INFO_NAME = "round.json"

@@ -86,6 +86,7 @@ class Project:
         voxel_size_A: float | None = None,
         box: int = 32,
         name: str | None = None,
+        task: str = "classify",
     ) -> Project:
         """Create a project folder with ``project.yaml`` and an empty ``labels.sqlite``.
 
@@ -99,6 +100,8 @@ class Project:
             Voxel size every tomogram must have; None: taken from the first tomogram.
         box
             Subtomogram edge length in voxels.
+        task
+            ``classify`` or ``segment`` (labels are masks of the candidates' boxes).
 
         Raises
         ------
@@ -122,6 +125,7 @@ class Project:
             name=name or root.resolve().name,
             voxel_size_A=voxel_size_A,
             box=box,
+            task=task,
             classes=default_classes(list(class_names)),
         )
         root.mkdir(parents=True, exist_ok=True)

@@ -103,26 +103,35 @@ def trained_rounds(project_root: str | os.PathLike) -> list[ModelInfo]:
 
 def model_summary(project_root: str | os.PathLike, info: ModelInfo) -> str:
     """One line on a trained round's model: version, labels, validation accuracy and the
-    accuracy per class (from its ``model/metrics.json``), for people (the viewer after
-    Train)."""
+    accuracy per class (segmentation: mean Dice and Dice per class; from its
+    ``model/metrics.json``), for people (the viewer after Train)."""
     head = (
         f"model version {info.model_version} (round {info.round}, {info.n_train} train / "
         f"{info.n_val} val labels)"
     )
+    dice = info.metrics.get("val_teacher_mean_dice")
     acc = info.metrics.get("val_teacher_accuracy")
-    if acc is None:
+    if acc is None and dice is None:
         return f"{head}: no validation labels"
     per_class: dict[str, float] = {}
     path = info.run_path(project_root) / "metrics.json"
     try:
         final = json.loads(path.read_text(encoding="utf-8")).get("final") or {}
-        per_class = ((final.get("val") or {}).get("teacher") or {}).get("per_class_accuracy") or {}
+        teacher = (final.get("val") or {}).get("teacher") or {}
+        if dice is not None:  # segmentation: Dice per foreground class
+            per_class = {k: v for k, v in (teacher.get("dice") or {}).items()
+                         if k != "background" and v is not None}  # fmt: skip
+        else:
+            per_class = teacher.get("per_class_accuracy") or {}
     except (OSError, ValueError):
         pass  # the line still gives the overall figure
     classes = ", ".join(
         f"{name} {value:.2f}" for name, value in per_class.items() if value == value
     )  # NaN: a class without validation labels
-    return f"{head}: validation accuracy {acc:.3f}" + (f" ({classes})" if classes else "")
+    what = (
+        f"validation mean Dice {dice:.3f}" if dice is not None else f"validation accuracy {acc:.3f}"
+    )
+    return f"{head}: {what}" + (f" ({classes})" if classes else "")
 
 
 def newest_model(project_root: str | os.PathLike) -> ModelInfo | None:

@@ -6,7 +6,8 @@ labels as they were at one moment, with its SHA-256 in ``snapshot.csv.sha256`` b
 rename, then made read-only) and never rewritten; every read verifies the hash, so a job
 on a cluster filesystem either trains on exactly the labels that were snapshotted or stops
 with a clear error. The candidate table of the same moment is frozen beside it
-(``candidates.csv``, :mod:`cryoal.project.pool`) for the scoring jobs of the round.
+(``candidates.csv``, :mod:`cryoal.project.pool`) for the scoring jobs of the round, and so
+are the masks of its segmentation labels (``masks.npz``, hashed the same way).
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cryoal.io.atomic import atomic_write_bytes
 from cryoal.project.labels import LABEL_COLUMNS, LabelStore
 from cryoal.project.layout import (
     HASH_NAME,
+    MASKS_HASH_NAME,
+    MASKS_NAME,
     SNAPSHOT_NAME,
     round_dir,
     round_numbers,
@@ -72,7 +76,8 @@ def write_snapshot(store: LabelStore, project_root: str | os.PathLike) -> Snapsh
 
     The round is one more than the newest snapshot and the newest suggestion round (and at
     least 1: round 0 is the model-free first queue). All labels are listed, ``unsure`` and
-    ``not-a-particle`` included (training uses only ``kind == "class"`` rows).
+    ``not-a-particle`` included (training uses only ``kind == "class"`` rows, or ``mask``
+    rows for segmentation, whose masks are frozen beside it in ``masks.npz``).
 
     Returns
     -------
@@ -81,9 +86,10 @@ def write_snapshot(store: LabelStore, project_root: str | os.PathLike) -> Snapsh
     """
     from cryoal.project.pool import write_pool
 
-    table = store.current_labels(include_special=True)
-    # after the labels: every labelled candidate is in it (candidates are never removed)
-    candidates = store.candidates()
+    with store.consistent_read():  # the labels, their masks and the candidates of one moment
+        table = store.current_labels(include_special=True)
+        masks = store.current_masks() if (table["kind"] == "mask").any() else []
+        candidates = store.candidates()
     latest = store.latest_round()
     taken = snapshot_rounds(project_root)
     number = max(1, (taken[-1] + 1) if taken else 1, (latest + 1) if latest is not None else 1)
@@ -98,6 +104,8 @@ def write_snapshot(store: LabelStore, project_root: str | os.PathLike) -> Snapsh
                 break  # e.g. made by 'suggest' for round 0, or left empty by a crash
             number += 1
     write_pool(candidates, directory)  # before the snapshot: a snapshot always has one
+    if masks:  # likewise its masks
+        _write_masks(directory, masks)
     data = _table_bytes(table)
     digest = hashlib.sha256(data).hexdigest()
     csv_path = directory / SNAPSHOT_NAME
@@ -109,6 +117,48 @@ def write_snapshot(store: LabelStore, project_root: str | os.PathLike) -> Snapsh
         os.chmod(p, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
     log.info("snapshot of %d labels written to %s (sha256 %s)", len(table), csv_path, digest)
     return Snapshot(round=number, directory=directory, sha256=digest, n_labels=len(table))
+
+
+def _write_masks(directory: Path, masks: list) -> None:
+    """``masks.npz`` (one uint8 array per candidate id) and its sha256, read-only."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{m.candidate_id: m.mask for m in masks})
+    data = buf.getvalue()
+    atomic_write_bytes(directory / MASKS_NAME, data, overwrite=False)
+    digest = hashlib.sha256(data).hexdigest()
+    atomic_write_bytes(
+        directory / MASKS_HASH_NAME, f"{digest}  {MASKS_NAME}\n".encode(), overwrite=False
+    )
+    for p in (directory / MASKS_NAME, directory / MASKS_HASH_NAME):
+        os.chmod(p, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+
+
+def read_snapshot_masks(directory: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The masks frozen with a snapshot (``candidate id -> (z, y, x) uint8``), after
+    verifying their sha256; empty when the snapshot has no mask labels.
+
+    Raises
+    ------
+    ValueError
+        The snapshot lists mask labels but its ``masks.npz`` is missing, or the file changed.
+    """
+    directory = Path(directory)
+    path, hash_path = directory / MASKS_NAME, directory / MASKS_HASH_NAME
+    if not path.is_file():
+        if (read_snapshot(directory)["kind"] == "mask").any():
+            raise ValueError(
+                f"{path}: missing, but the snapshot lists mask labels; take a new snapshot "
+                "with 'cryoal project snapshot DIR'"
+            )
+        return {}
+    recorded = hash_path.read_text(encoding="utf-8").split() if hash_path.is_file() else []
+    if not recorded or recorded[0].lower() != sha256_file(path):
+        raise ValueError(
+            f"{path}: content changed after it was written, or its {MASKS_HASH_NAME} is "
+            "missing; snapshots are immutable, take a new one with 'cryoal project snapshot DIR'"
+        )
+    with np.load(path) as npz:
+        return {name: npz[name] for name in npz.files}
 
 
 def live_sha256(store: LabelStore) -> str:

@@ -169,6 +169,12 @@ def suggest(
         (round_dir(project.root, round_) / SCORES_TABLE_NAME).unlink(missing_ok=True)
     else:
         assert model is not None
+        if project.config.task == "segment":
+            raise ValueError(
+                f"{project.root}: a segment project's model cannot rank candidates yet "
+                "(KT-MSE over the crop is not built); draw the next queue without the model: "
+                f"'cryoal suggest {project.root} --strategy random'"
+            )
         ctx = _ModelContext(project, model, strategy, ids, sorted(labelled), k, seed, device,
                             batch_size, progress, candidates)  # fmt: skip
         picked, scores, predicted = ctx.select(on_batch, from_shards)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from cryoal.io.store import SubtomogramStore
+from cryoal.io.store import MASK_IGNORE, SubtomogramStore
 from cryoal.progress import CountCallback
 from cryoal.project.labels import utc_now
 from cryoal.project.layout import MODEL_RUN_DIR, TRAIN_STORE_NAME
@@ -183,7 +183,8 @@ def project_train_config(
 ) -> TrainConfig:
     """The ``TrainConfig`` of the project's rounds: the ``config`` YAML file (default the
     project's ``defaults.train``), its ``seed`` defaulting to the project's
-    ``defaults.seed``, with ``overrides`` applied."""
+    ``defaults.seed`` and its ``task`` the project's (a different one given is refused),
+    with ``overrides`` applied."""
     from cryoal.train.config import TrainConfig
 
     if config is not None:
@@ -192,9 +193,19 @@ def project_train_config(
         cfg = TrainConfig.from_dict(
             project.config.defaults.train, source="project.yaml defaults.train"
         )
+    task = project.config.task
+    explicit_task = "task" in cfg.model_fields_set or "task" in (overrides or {})
     if "seed" not in cfg.model_fields_set:
         cfg = cfg.updated(seed=project.config.defaults.seed)
-    return cfg.updated(**(overrides or {}))
+    cfg = cfg.updated(**(overrides or {}))
+    if not explicit_task:
+        return cfg.updated(task=task)
+    if cfg.task != task:
+        raise ValueError(
+            f"{project.config_path}: the project's task is {task}, the training config's "
+            f"{cfg.task}; remove 'task' from the training config (it follows the project)"
+        )
+    return cfg
 
 
 def _with_project_encoder(
@@ -258,12 +269,6 @@ def _train_project(
     from cryoal.project.extraction import extract_project_store
     from cryoal.train import distributed as D
 
-    # before any snapshot: a refused configuration leaves the project as it was
-    if cfg.task != "classify":
-        raise ValueError(
-            f"project training classifies candidates; task {cfg.task!r} is not available here "
-            "(train segmenters with 'cryoal train STORE.h5 --task segment')"
-        )
     if ctx.is_main:
         snap = choose_snapshot(project, round, new_snapshot)
         chosen = snap.round
@@ -281,16 +286,24 @@ def _train_project(
             "on newer labels"
         )
     table = read_snapshot(directory)
-    rows = _class_rows(project, table, directory)
-    labels = rows["class_id"].to_numpy(dtype=np.int64)
+    masks = None
+    if cfg.task == "segment":
+        rows, labels, masks = _mask_rows(project, table, directory)
+    else:
+        rows = _class_rows(project, table, directory)
+        labels = rows["class_id"].to_numpy(dtype=np.int64)
     # semi-supervised training and a student of labelled+unlabelled batches also read the
     # round's unlabelled candidates (frozen with the snapshot); they are extracted into the
-    # round's store with the label -1 and never written anywhere as labels
+    # round's store with the label -1 (for segmentation a mask with no voxel annotated)
+    # and never written anywhere as labels
     pool = _unlabelled_pool(directory, table) if _reads_pool(cfg) else rows.iloc[:0]
     if len(pool):
         log.info("semi-supervised: %d unlabelled candidates of the round", len(pool))
     extracted = pd.concat([rows, pool], ignore_index=True)
     store_labels = np.concatenate([labels, np.full(len(pool), -1, np.int64)])
+    if masks is not None:
+        box = project.config.box
+        masks = np.concatenate([masks, np.full((len(pool), box, box, box), MASK_IGNORE, np.uint8)])
 
     store_path = directory / TRAIN_STORE_NAME
     reuse = store_path.exists() and not overwrite and _store_matches(store_path, extracted)
@@ -298,7 +311,7 @@ def _train_project(
         log.info("reusing %s", store_path)
     elif ctx.is_main:
         extract_project_store(
-            project, extracted, store_path, labels=store_labels, overwrite=True,
+            project, extracted, store_path, labels=store_labels, masks=masks, overwrite=True,
             progress=progress,
         )  # fmt: skip
     run_dir = directory / MODEL_RUN_DIR
@@ -339,7 +352,7 @@ def _train_project(
         model_version=model_version(snap),
         snapshot_sha256=snap.sha256,
         preset=cfg.teacher_preset,
-        class_names=project.config.class_names,
+        class_names=store.class_names,
         n_train=int(fitted.train_rows.size),
         n_val=int(fitted.val_rows.size),
         created_at=utc_now(),
@@ -379,6 +392,40 @@ def _unlabelled_pool(directory: Path, snapshot: pd.DataFrame) -> pd.DataFrame:
             "semi_supervised / student_data labeled+unlabeled; set them to none / labeled"
         )
     return pool.sort_values("candidate_id").reset_index(drop=True)
+
+
+def _mask_rows(
+    project: Project, table: pd.DataFrame, directory: Path
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The snapshot's mask-labelled rows, their labels (the most annotated foreground
+    class of each mask as an index into ``background`` + the project's classes, 0 when
+    only background; for the stratified validation split) and their ``(n, box, box, box)``
+    masks, checked against the project's box."""
+    from cryoal.project.snapshot import read_snapshot_masks
+
+    rows = table[table["kind"] == "mask"].sort_values("candidate_id").reset_index(drop=True)
+    if len(rows) < 2:
+        raise ValueError(
+            f"{directory}: the snapshot holds {len(rows)} masks; commit masks of a few "
+            "candidates, then 'cryoal project snapshot DIR' and train again"
+        )
+    frozen = read_snapshot_masks(directory)
+    box = project.config.box
+    masks = np.empty((len(rows), box, box, box), np.uint8)
+    labels = np.zeros(len(rows), np.int64)
+    n_values = len(project.config.class_names) + 1
+    for i, cid in enumerate(rows["candidate_id"]):
+        mask = frozen.get(cid)
+        if mask is None or mask.shape != (box, box, box):
+            got = "none" if mask is None else str(mask.shape)
+            raise ValueError(
+                f"{directory}: the mask of {cid} is {got}, the project's box is {box}^3; "
+                "commit a mask of the box's shape and take a new snapshot"
+            )
+        masks[i] = mask
+        counts = np.bincount(mask[mask < n_values].ravel(), minlength=n_values)
+        labels[i] = int(np.argmax(counts[1:]) + 1) if counts[1:].any() else 0
+    return rows, labels, masks
 
 
 def _class_rows(project: Project, table: pd.DataFrame, directory: Path) -> pd.DataFrame:

@@ -94,7 +94,7 @@ def test_one_spelling_per_option() -> None:
         (["suggest", "--help"], "Seed [default: project defaults]"),
         (["extract", "--help"], "[default: 256; x>=1]"),
         (["extract", "--help"], "<pad|skip|error>"),
-        (["labels", "export", "--help"], "<csv|star|copick>"),
+        (["labels", "export", "--help"], "<csv|star|copick|masks>"),
         (["train", "--help"], "Training epochs. [default: 15]"),
         (["simulate", "subtomograms", "--help"], "<fourier|backprojection>"),
     ],
