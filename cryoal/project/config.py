@@ -41,6 +41,8 @@ CONFIG_FORMAT_VERSION = 1
 #: Label values that are not classes. ``unsure``: the expert could not decide;
 #: ``not-a-particle``: the candidate is junk (ice, carbon, noise, a false detection).
 SPECIAL_LABELS = ("unsure", "not-a-particle")
+#: The class a segmentation model predicts for mask value 0.
+SEGMENT_BACKGROUND = "background"
 
 #: matplotlib's tab10 colours: distinct, colour-blind tolerable, what napari users know.
 DEFAULT_COLOURS = (
@@ -273,6 +275,14 @@ class ProjectConfig(BaseModel):
     defaults: Defaults = Field(default_factory=Defaults)
     #: The labelling viewer's keys.
     keys: KeyMap = Field(default_factory=KeyMap)
+
+    @property
+    def model_classes(self) -> list[str]:
+        """The classes the project's models predict: its classes, and for a segment
+        project ``background`` first (mask value 0; value k + 1 is class k)."""
+        return (
+            [SEGMENT_BACKGROUND, *self.class_names] if self.task == "segment" else self.class_names
+        )
 
     @field_validator("format_version")
     @classmethod

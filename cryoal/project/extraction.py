@@ -25,8 +25,6 @@ from cryoal.project.project import Project
 
 log = logging.getLogger(__name__)
 
-#: The first class of a segmentation store (mask value 0).
-SEGMENT_BACKGROUND = "background"
 #: Extraction options shared by training and scoring stores.
 EDGE: Final = "pad"
 NORMALISE = True
@@ -46,8 +44,8 @@ def extract_project_store(
     box, classes and extraction recipe; ``labels`` are class ids (-1 = unlabelled).
 
     With ``masks`` (``(n, box, box, box)`` uint8: 0 background, class k + 1, 255 not
-    annotated) the store is a segmentation store: its classes are ``background`` and the
-    project's, so that mask value v is class v, and ``labels`` index those."""
+    annotated) the store is a segmentation store (its models predict ``background`` and
+    the project's classes)."""
     tomo_ids = sorted(set(coords["tomo_id"].astype(str)))
     paths = {t: project.tomogram_path(t) for t in tomo_ids}
     if labels is None:
@@ -59,11 +57,7 @@ def extract_project_store(
         project.config.box,
         edge=EDGE,
         normalise=NORMALISE,
-        class_names=(
-            project.config.class_names
-            if masks is None
-            else [SEGMENT_BACKGROUND, *project.config.class_names]
-        ),
+        class_names=project.config.class_names,
         labels=labels,
         masks=masks,
         overwrite=overwrite,

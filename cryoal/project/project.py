@@ -33,6 +33,9 @@ from cryoal.project.layout import CANDIDATES_NAME, CONFIG_NAME, LABELS_NAME, LOC
 
 log = logging.getLogger(__name__)
 
+#: A segment project's ranking (``defaults.strategy`` at ``init``): KT-MSE, the voxel-mean
+#: teacher-student distance of the knowledge-transfer method.
+SEGMENT_STRATEGY = "kt"
 #: Relative tolerance when comparing voxel sizes.
 VOXEL_SIZE_RTOL = 1e-3
 
@@ -101,7 +104,8 @@ class Project:
         box
             Subtomogram edge length in voxels.
         task
-            ``classify`` or ``segment`` (labels are masks of the candidates' boxes).
+            ``classify`` or ``segment`` (labels are masks of the candidates' boxes; its
+            ``defaults.strategy`` is then ``kt``, KT-MSE).
 
         Raises
         ------
@@ -128,6 +132,8 @@ class Project:
             task=task,
             classes=default_classes(list(class_names)),
         )
+        if task == "segment":  # margin and the class cap have no meaning for voxel masks
+            config.defaults.strategy = SEGMENT_STRATEGY
         root.mkdir(parents=True, exist_ok=True)
         LabelStore.create(root / LABELS_NAME, config.class_names).close()
         # project.yaml last: its presence means the project is complete.

@@ -531,10 +531,17 @@ class LabellingSession:
         Raises
         ------
         ValueError
-            Empty queue, unknown label or empty annotator name.
+            Empty queue, unknown label, empty annotator name, or a class for a segment
+            project (its labels are masks).
         """
         current = self._require_current()
         name = self._label_name(value)
+        if self.project.config.task == "segment" and name not in SPECIAL_LABELS:
+            raise ValueError(
+                f"{self.project.root} is a segment project: its labels are masks of the "
+                "candidate's box (LabelStore.add_mask; the viewer does not edit masks yet); "
+                "the keys mark a crop unsure or not a particle"
+            )
         previous = self.store.current_label(current.candidate_id)
         stored = self.store.add_label(
             current.candidate_id,

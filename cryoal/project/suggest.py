@@ -169,12 +169,6 @@ def suggest(
         (round_dir(project.root, round_) / SCORES_TABLE_NAME).unlink(missing_ok=True)
     else:
         assert model is not None
-        if project.config.task == "segment":
-            raise ValueError(
-                f"{project.root}: a segment project's model cannot rank candidates yet "
-                "(KT-MSE over the crop is not built); draw the next queue without the model: "
-                f"'cryoal suggest {project.root} --strategy random'"
-            )
         ctx = _ModelContext(project, model, strategy, ids, sorted(labelled), k, seed, device,
                             batch_size, progress, candidates)  # fmt: skip
         picked, scores, predicted = ctx.select(on_batch, from_shards)
@@ -335,10 +329,11 @@ class _ModelContext:
         from cryoal.train.checkpoint import load_run
 
         self.run = load_run(model.run_path(project.root), device=device)
-        if list(self.run.info.get("class_names", model.class_names)) != project.config.class_names:
+        expected = project.config.model_classes
+        if list(self.run.info.get("class_names", model.class_names)) != expected:
             raise ValueError(
                 f"{model.run_path(project.root)}: the model's classes differ from the "
-                f"project's {project.config.class_names}; retrain with 'cryoal train DIR'"
+                f"project's {expected}; retrain with 'cryoal train DIR'"
             )
         self.project, self.model, self.k, self.seed = project, model, k, seed
         self.result: Any = None  # the last selection (an Acquisition)
@@ -416,7 +411,7 @@ class _ModelContext:
         self.result = result
         position = {cid: i for i, cid in enumerate(self.pool_ids)}
         picked = np.array([position[str(c)] for c in result.ids], dtype=np.int64)
-        names = self.project.config.class_names
+        names = self.project.config.model_classes
         predicted = [names[int(p)] if 0 <= int(p) < len(names) else "" for p in result.predicted]
         return picked, np.asarray(result.scores, dtype=np.float64), predicted
 
@@ -425,7 +420,7 @@ class _ModelContext:
         from cryoal.al.score_table import write_scores
 
         path = round_dir(self.project.root, round_) / SCORES_TABLE_NAME
-        return write_scores(path, self.result, self.project.config.class_names)
+        return write_scores(path, self.result, self.project.config.model_classes)
 
     def _check_shard_request(self, folder: Path, table: Any, meta: dict[str, Any]) -> None:
         from cryoal.al.shards import read_shard

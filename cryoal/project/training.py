@@ -352,7 +352,7 @@ def _train_project(
         model_version=model_version(snap),
         snapshot_sha256=snap.sha256,
         preset=cfg.teacher_preset,
-        class_names=store.class_names,
+        class_names=project.config.model_classes,
         n_train=int(fitted.train_rows.size),
         n_val=int(fitted.val_rows.size),
         created_at=utc_now(),
@@ -397,10 +397,9 @@ def _unlabelled_pool(directory: Path, snapshot: pd.DataFrame) -> pd.DataFrame:
 def _mask_rows(
     project: Project, table: pd.DataFrame, directory: Path
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """The snapshot's mask-labelled rows, their labels (the most annotated foreground
-    class of each mask as an index into ``background`` + the project's classes, 0 when
-    only background; for the stratified validation split) and their ``(n, box, box, box)``
-    masks, checked against the project's box."""
+    """The snapshot's mask-labelled rows, their labels (each mask's most annotated
+    foreground class, 0 when it has none; for the stratified validation split) and their
+    ``(n, box, box, box)`` masks, checked against the project's box."""
     from cryoal.project.snapshot import read_snapshot_masks
 
     rows = table[table["kind"] == "mask"].sort_values("candidate_id").reset_index(drop=True)
@@ -424,7 +423,7 @@ def _mask_rows(
             )
         masks[i] = mask
         counts = np.bincount(mask[mask < n_values].ravel(), minlength=n_values)
-        labels[i] = int(np.argmax(counts[1:]) + 1) if counts[1:].any() else 0
+        labels[i] = int(np.argmax(counts[1:])) if counts[1:].any() else 0
     return rows, labels, masks
 
 

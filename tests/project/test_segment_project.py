@@ -74,11 +74,15 @@ def test_a_segment_project_trains_on_its_masks(segment_project: Path, capsys) ->
     store = SubtomogramStore(segment_project / "rounds" / "001" / "train.h5")
     row = store.index_of(["TS_01:000001"])
     np.testing.assert_array_equal(store.masks(row)[0], frozen["TS_01:000001"])
-    assert set(np.unique(store.labels)) == {1, 2}  # each crop's main foreground class
-    # the model cannot rank a segment project's candidates yet; a random queue can be drawn
-    assert run(["suggest", root]) == 2
-    assert "cannot rank candidates yet" in capsys.readouterr().err
-    assert run(["suggest", root, "--strategy", "random", "--k", "2"]) == 0
+    assert set(np.unique(store.labels)) == {0, 1}  # each crop's main foreground class
+    # the model ranks the unmasked candidates by KT-MSE (a segment project's default)
+    assert run(["suggest", root, "--k", "2"]) == 0
+    with LabelStore(segment_project / "labels.sqlite") as labels:
+        queue = labels.queue(1)
+    assert sorted(queue["candidate_id"]) == ["TS_01:000006", "TS_01:000007"]
+    assert set(queue["strategy"]) == {"kt"} and queue["score"].notna().all()
+    scores = pd.read_csv(segment_project / "rounds" / "001" / "scores.csv")
+    assert {"p_background", "p_small", "p_large"} <= set(scores.columns)
 
 
 def test_the_project_task_decides_the_training_task(segment_project: Path, capsys) -> None:
@@ -91,3 +95,14 @@ def test_the_project_task_decides_the_training_task(segment_project: Path, capsy
     with LabelStore(segment_project / "labels.sqlite") as store:  # nothing was snapshotted
         assert store.latest_round() is None
     assert not (segment_project / "rounds").exists()
+
+
+def test_a_segment_projects_session_takes_no_class_labels(segment_project: Path) -> None:
+    from cryoal.project.session import LabellingSession
+
+    with LabelStore(segment_project / "labels.sqlite") as labels:
+        labels.write_suggestions(0, ["TS_01:000006", "TS_01:000007"], None, "random")
+    session = LabellingSession(segment_project, annotator="alice")
+    with pytest.raises(ValueError, match="is a segment project: its labels are masks"):
+        session.label("small")
+    assert session.label("unsure").kind == "unsure"  # a crop can still be marked unsure
