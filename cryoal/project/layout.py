@@ -28,6 +28,8 @@
         suggestions.csv     the queue the round proposed (SUGGESTIONS_NAME)
         scores.csv          every scored candidate: score, pick, class probabilities
                             (SCORES_TABLE_NAME)
+        proposals.npz       segment projects: the teacher's mask and the KT-MSE map of
+                            each queued candidate (cryoal.project.proposals)
 
 Modules that read or write these files take the names from here.
 """

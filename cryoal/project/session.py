@@ -715,6 +715,25 @@ class LabellingSession:
         if len(rows):
             self.round_queue.at[rows[0], "label"] = name
 
+    # -- masks (segment projects) ----------------------------------------------------
+    def mask_crop(self):  # noqa: ANN201 - cryoal.project.masking.MaskCrop
+        """The current crop's mask to edit (draft, else the model's proposal, else
+        background) with the proposal and its KT-MSE map (:mod:`cryoal.project.masking`)."""
+        from cryoal.project.masking import open_crop
+
+        return open_crop(self)
+
+    def commit_mask(self, mask: np.ndarray, *, seconds: float | None = None) -> int:
+        """Commit the current crop's mask (accepted / corrected / painted, with its edit
+        cost), durable when it returns; the cursor moves to the next unlabelled crop."""
+        from cryoal.project.masking import commit_mask
+
+        return commit_mask(self, mask, seconds=seconds)
+
+    def save_draft(self, mask: np.ndarray) -> None:
+        """Autosave the current crop's mask in progress (comes back after a crash)."""
+        self.store.save_draft(self._require_current().candidate_id, mask, self.annotator)
+
     # -- fixing candidates -----------------------------------------------------------
     def add_candidate(self, zyx: Sequence[float], tomo_id: str | None = None) -> str:
         """Add a particle the detector missed at ``zyx`` (voxels) of ``tomo_id`` (default

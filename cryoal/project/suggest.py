@@ -174,6 +174,14 @@ def suggest(
         picked, scores, predicted = ctx.select(on_batch, from_shards)
         version = model.model_version
         ctx.write_scores(round_)
+        if project.config.task == "segment":  # the model's masks, to correct in the viewer
+            from cryoal.project.proposals import write_proposals
+
+            queued = ids[picked].tolist()
+            write_proposals(
+                round_dir(project.root, round_), queued, ctx.store.index_of(queued), ctx.store,
+                ctx.run, device=device,
+            )  # fmt: skip
     chosen = ids[picked]
     name = strategy_name(strategy) if isinstance(strategy, str) else round_name(strategy, ctx.cold)
     if from_shards:

@@ -84,6 +84,38 @@ def test_a_segment_project_trains_on_its_masks(segment_project: Path, capsys) ->
     scores = pd.read_csv(segment_project / "rounds" / "001" / "scores.csv")
     assert {"p_background", "p_small", "p_large"} <= set(scores.columns)
 
+    # the crops open with the model's masks; accepting one, correcting another (a killed
+    # viewer's draft comes back), each recorded with how it came to be and its cost
+    from cryoal.project.session import LabellingSession
+
+    session = LabellingSession(segment_project, annotator="alice")
+    first = session.current.candidate_id
+    crop = session.mask_crop()
+    assert crop.proposal is not None and crop.proposal.shape == (16, 16, 16)
+    assert crop.uncertainty is not None and (crop.uncertainty >= 0).all()
+    np.testing.assert_array_equal(crop.start, crop.proposal)
+    session.commit_mask(crop.start, seconds=1.5)
+    second = session.current.candidate_id
+    assert second != first
+    edited = session.mask_crop().start.copy()
+    edited[8, 6:10, 6:10] = np.where(edited[8, 6:10, 6:10] == 2, 1, 2)  # 16 voxels repainted
+    session.save_draft(edited)
+    session.close()
+    again = LabellingSession(segment_project, annotator="alice")  # the viewer was killed
+    assert again.current.candidate_id == second
+    crop = again.mask_crop()
+    assert crop.from_draft
+    np.testing.assert_array_equal(crop.start, edited)
+    again.commit_mask(crop.start, seconds=12.0)
+    with LabelStore(segment_project / "labels.sqlite") as labels:
+        accepted, corrected = labels.current_mask(first), labels.current_mask(second)
+        assert labels.draft(second, "alice") is None
+    assert (accepted.source, accepted.voxels_changed, accepted.seconds) == ("accepted", 0, 1.5)
+    assert (corrected.source, corrected.voxels_changed, corrected.slices_touched) == (
+        "corrected", 16, 1,
+    )  # fmt: skip
+    assert corrected.model_version == info["model_version"]
+
 
 def test_the_project_task_decides_the_training_task(segment_project: Path, capsys) -> None:
     argv = ["train", str(segment_project), "--preset", "tiny", "--epochs", "1", "--task",
