@@ -216,3 +216,54 @@ def class_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def seg_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """64 samples with masks (0 background, 1 sphere, 2 dumbbell), 16^3."""
     return _make_store(tmp_path_factory.mktemp("stores") / "seg.h5", per_class=32, masks=True)
+
+
+#: Centres (z, y, x voxels) of the balls of ``build_segment_project``: small, large, ...
+SEGMENT_CENTRES = [[12, 16, 16], [12, 16, 48], [12, 48, 16], [12, 48, 48], [20, 32, 32],
+                   [20, 16, 32]]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def make_segment_project():  # noqa: ANN201 - the builder below
+    """``build_segment_project`` itself."""
+    return build_segment_project
+
+
+def build_segment_project(tmp_path: Path, masked: bool = True) -> Path:
+    """A segment project in ``tmp_path/proj``: a 32×64×64 tomogram at 10 Å with bright
+    balls of radius 3 ("small") and 5 ("large") alternating at ``SEGMENT_CENTRES``, box 16,
+    candidates on them (``TS_01:000000``..``000005``) and on two empty places
+    (``000006``, ``000007``); with ``masked`` each ball's candidate has a committed mask by
+    ``alice`` (the ball, its first two x-columns not annotated)."""
+    import numpy as np
+    import pandas as pd
+
+    from cryoal.io.mrc import write_mrc
+    from cryoal.project.project import Project
+
+    centres = np.array(SEGMENT_CENTRES)
+    rng = np.random.default_rng(0)
+    volume = rng.normal(0.0, 0.3, size=(32, 64, 64)).astype(np.float32)
+    zz, yy, xx = np.mgrid[:32, :64, :64]
+    for k, (z, y, x) in enumerate(centres):
+        r = 3.0 if k % 2 == 0 else 5.0
+        volume += 2.0 * (((zz - z) ** 2 + (yy - y) ** 2 + (xx - x) ** 2) <= r**2)
+    write_mrc(tmp_path / "TS_01.mrc", volume, voxel_size_A=10.0)
+    project = Project.init(tmp_path / "proj", ["small", "large"], box=16, task="segment")
+    project.add_tomogram(tmp_path / "TS_01.mrc", "TS_01")
+    every = np.concatenate([centres, [[24, 48, 32], [8, 32, 48]]])
+    project.labels.add_candidates(
+        pd.DataFrame({"candidate_id": [f"TS_01:{i:06d}" for i in range(len(every))],
+                      "tomo_id": "TS_01", "z": every[:, 0] * 1.0, "y": every[:, 1] * 1.0,
+                      "x": every[:, 2] * 1.0}), source="test",
+    )  # fmt: skip
+    if masked:
+        box = 16
+        zz, yy, xx = np.mgrid[:box, :box, :box] - box // 2
+        for k in range(len(centres)):
+            r, value = (3.0, 1) if k % 2 == 0 else (5.0, 2)
+            mask = np.where(zz**2 + yy**2 + xx**2 <= r**2, value, 0).astype(np.uint8)
+            mask[:, :, :2] = 255
+            project.labels.add_mask(f"TS_01:{k:06d}", mask, "alice")
+    project.close()
+    return tmp_path / "proj"

@@ -48,7 +48,7 @@ from cryoal.project.project import Project
 log = logging.getLogger(__name__)
 
 #: Display colours of the labels that are not classes, and of unlabelled candidates.
-SPECIAL_COLOURS = {"unsure": "#ffffff", "not-a-particle": "#5a5a5a"}
+SPECIAL_COLOURS = {"unsure": "#ffffff", "not-a-particle": "#5a5a5a", "mask": "#2ca02c"}
 UNLABELLED_COLOUR = "#ffff00"
 
 #: Columns of ``LabellingSession.queue``.
@@ -244,7 +244,8 @@ class LabellingSession:
 
     def colour(self, label: str | None) -> str:
         """Hex colour of a label: the class colour from ``project.yaml``, or fixed colours
-        for ``unsure`` (white), ``not-a-particle`` (grey) and unlabelled (yellow)."""
+        for ``unsure`` (white), ``not-a-particle`` (grey), a committed ``mask`` (green) and
+        unlabelled (yellow)."""
         if _no_label(label):
             return UNLABELLED_COLOUR
         if label in SPECIAL_COLOURS:

@@ -55,6 +55,7 @@ from cryoal.project.session import (
 )
 from cryoal_napari import _viewer
 from cryoal_napari._candidate_edits import CandidateEditor
+from cryoal_napari._mask_layer import MaskEditor
 from cryoal_napari._presentation import (
     CROP_GAP,
     candidate_line,
@@ -120,6 +121,8 @@ class LabellingWidget(QWidget):
         self.editor = CandidateEditor(
             lambda: self.session, lambda: self._redraw(all_points=True), _show_error
         )
+        #: segment projects: the current crop's mask layer
+        self.masks = MaskEditor(self.viewer, _show_error)
         self._build()
         self._bind_keys()
         self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
@@ -298,8 +301,17 @@ class LabellingWidget(QWidget):
         self.prev_button.setText(f"◀ previous ({keys.label_of('previous')})")
         self.next_button.setText(f"next ({keys.label_of('next')}) ▶")
         self.undo_button.setText(f"undo ({keys.label_of('undo')})")
-        self.confirm_button.setText(f"✓ confirm prediction ({keys.label_of('confirm')})")
-        self.keys_label.setText(keys.help_text(names))
+        confirm = keys.label_of("confirm")
+        if self._segment:  # the confirm key commits the crop's mask
+            self.confirm_button.setText(f"✓ commit mask ({confirm})")
+            self.keys_label.setText(
+                keys.help_text(names).replace(f"{confirm} confirm the prediction",
+                                              f"{confirm} commit the mask")
+                + " · " + SEGMENT_HELP
+            )  # fmt: skip
+        else:
+            self.confirm_button.setText(f"✓ confirm prediction ({confirm})")
+            self.keys_label.setText(keys.help_text(names))
         for i, (text, value) in enumerate(entries):
             button = QPushButton(text)
             colour = QColor(self.session.colour(value))
@@ -327,13 +339,41 @@ class LabellingWidget(QWidget):
             "unsure": lambda: self.label("unsure"),
             "not-a-particle": lambda: self.label("not-a-particle"),
         }  # fmt: skip
+        segment = self._segment
+        if segment:  # Enter commits the crop's mask; class keys choose the paint class
+            named["confirm"] = self.commit_mask
         actions: dict[str, Callable[[], None]] = {}
         for key, action in self._keymap().bindings():
-            if action.startswith("class:"):
+            if action.startswith("class:") and segment:
+                actions[key] = lambda k=int(action.split(":")[1]): self.masks.choose_label(k + 1)
+            elif action.startswith("class:"):
                 actions[key] = lambda k=int(action.split(":")[1]): self._label_number(k)
             else:
                 actions[key] = named[action]
+        if segment:
+            actions.update({key: action for key, action in segment_keys(self).items()
+                            if key not in actions})  # fmt: skip
         return actions
+
+    @property
+    def _segment(self) -> bool:
+        """The open project labels masks (``task: segment``)."""
+        return self.session is not None and self.session.project.config.task == "segment"
+
+    def commit_mask(self, accept: bool = False) -> None:
+        """Commit the current crop's mask (``accept``: the model's, unchanged) and show the
+        next crop."""
+        if self.session is None or self.session.current is None:
+            return
+        done = self.session.current.candidate_id
+        try:
+            committed = self.masks.commit(accept=accept)
+        except (ValueError, OSError) as exc:
+            _show_error(str(exc))
+            return
+        if committed:
+            self._refresh_candidate(done)
+            self._redraw()
 
     def _bind_keys(self) -> None:
         """Bind on the viewer and on each layer: a selected layer's own keys (napari's
@@ -437,8 +477,12 @@ class LabellingWidget(QWidget):
         self._redraw()
 
     def confirm(self) -> None:
-        """Label the current candidate with the model's predicted class (as confirmed)."""
+        """Label the current candidate with the model's predicted class (as confirmed); in
+        a segment project, commit the crop's mask."""
         if self.session is None or self.session.current is None:
+            return
+        if self._segment:
+            self.commit_mask()
             return
         done = self.session.current.candidate_id
         try:
@@ -820,10 +864,12 @@ class LabellingWidget(QWidget):
             if self.viewer.dims.ndisplay == 2:  # in 3D every z is drawn: no re-slicing
                 self.viewer.dims.set_point(0, float(world[0]))
             self.viewer.scene.camera.center = tuple(float(v) for v in world)
-        self.confirm_button.setEnabled(current.predicted_class is not None)
+        self.confirm_button.setEnabled(current.predicted_class is not None or self._segment)
         probs = self.session.probabilities(current.candidate_id)
         self.current_label.setText(candidate_line(current, probs))
         self._show_crop(current)
+        if self._segment:
+            self.masks.show(self.session, self._world_translate())
         self._select_row(self.session.cursor)
 
     def _show_crop(self, current: Candidate) -> None:
@@ -959,11 +1005,27 @@ class LabellingWidget(QWidget):
         self._timer.stop()
         self._unbind_keys()
         self.editor.detach()
+        self.masks.flush()  # a stroke not yet autosaved
         if self.job is not None and self.job.is_running():
             self.job.cancel_and_wait()  # the window is going: undo the job's files now
         if self.session is not None:
             self.session.close()
         super().closeEvent(event)
+
+
+#: A segment project's extra keys (napari's Labels keys they replace on purpose: none).
+SEGMENT_HELP = "0 paint background · a accept the model's mask · r reset to it · d 2D/3D brush"
+
+
+def segment_keys(widget: LabellingWidget) -> dict[str, Callable[[], None]]:
+    """Keys of a segment project besides the key map: ``0`` background, ``a`` accept,
+    ``r`` reset, ``d`` the brush's dimensions."""
+    return {
+        "0": lambda: widget.masks.choose_label(0),
+        "a": lambda: widget.commit_mask(accept=True),
+        "r": widget.masks.reset,
+        "d": widget.masks.toggle_brush,
+    }
 
 
 def _counts_text(counts: dict[str, int]) -> str:

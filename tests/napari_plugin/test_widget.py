@@ -465,3 +465,49 @@ def test_a_dragged_candidate_is_recentred_once_on_release(
     assert (edits["from_z"][0], edits["from_y"][0], edits["from_x"][0]) == (12.0, 50.0, 45.0)
     np.testing.assert_allclose(moved[["z", "y", "x"]].to_numpy(float), layer.data[i], atol=1e-6)
     assert moved["y"] > 50.0
+
+
+def test_a_segment_crop_is_painted_autosaved_and_committed_with_real_keys(
+    make_napari_viewer, qtbot, tmp_path: Path, make_segment_project
+) -> None:
+    from cryoal_napari._widget import open_project
+    from qtpy.QtTest import QTest
+
+    root = make_segment_project(tmp_path, masked=False)
+    with LabelStore(root / "labels.sqlite") as store:
+        store.write_suggestions(0, ["TS_01:000000", "TS_01:000001"], None, "random")
+    widget = open_project(make_napari_viewer(show=True), root)
+    widget.annotator_edit.setText("alice")
+    widget.annotator_edit.editingFinished.emit()
+    layer = widget.masks.layer
+    assert layer is not None and layer.data.shape == (16, 16, 16)
+    assert not layer.data.any()  # no model yet: the crop starts as background
+    np.testing.assert_allclose(layer.scale, widget.image_layer.scale)
+    assert "Enter commit the mask" in widget.keys_label.text()
+    _press(widget, Qt.Key.Key_2)  # paint with the second class ("large", value 2)
+    assert layer.selected_label == 2 and layer.mode == "paint"
+    # a real click on the candidate's centre paints a dab of the brush on its slice
+    native = widget.viewer.window._qt_viewer.canvas.native
+    centre = np.array([16.0, 16.0]) * 10 + np.asarray(widget.image_layer.translate)[-2:]
+    QTest.mouseClick(native, Qt.MouseButton.LeftButton, pos=_canvas_pixel(widget, centre))
+    painted = int((layer.data == 2).sum())
+    assert painted > 0
+
+    # the stroke is autosaved as a draft within a moment
+    def drafted() -> bool:
+        with LabelStore(root / "labels.sqlite") as store:
+            return store.draft("TS_01:000000", "alice") is not None
+
+    qtbot.waitUntil(drafted, timeout=3000)
+    _press(widget, Qt.Key.Key_Return)  # commit: durable before the next crop shows
+    assert widget.session.current.candidate_id == "TS_01:000001"
+    with LabelStore(root / "labels.sqlite") as store:
+        stored = store.current_mask("TS_01:000000")
+        assert store.draft("TS_01:000000", "alice") is None
+    assert stored.source == "painted" and stored.voxels_changed == painted
+    assert int((stored.mask == 2).sum()) == painted and stored.slices_touched == 1
+    assert not layer.data.any()  # the next crop opened
+    _press(widget, Qt.Key.Key_U)  # the next crop unsure
+    with LabelStore(root / "labels.sqlite") as store:
+        assert store.current_label("TS_01:000001").kind == "unsure"
+    widget.close()

@@ -11,48 +11,12 @@ import pandas as pd
 import pytest
 
 from cryoal.cli.main import run
-from cryoal.io.mrc import write_mrc
 from cryoal.project.labels import LabelStore
-from cryoal.project.project import Project
-
-CENTRES = np.array([[12, 16, 16], [12, 16, 48], [12, 48, 16], [12, 48, 48], [20, 32, 32],
-                    [20, 16, 32]])  # fmt: skip
-
-
-def _ball_mask(box: int, radius: float, value: int) -> np.ndarray:
-    zz, yy, xx = np.mgrid[:box, :box, :box] - box // 2
-    mask = np.where(zz**2 + yy**2 + xx**2 <= radius**2, value, 0).astype(np.uint8)
-    mask[:, :, :2] = 255  # an edge strip left unannotated
-    return mask
 
 
 @pytest.fixture
-def segment_project(tmp_path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    volume = rng.normal(0.0, 0.3, size=(32, 64, 64)).astype(np.float32)
-    zz, yy, xx = np.mgrid[:32, :64, :64]
-    for k, (z, y, x) in enumerate(CENTRES):
-        r = 3.0 if k % 2 == 0 else 5.0  # two kinds of particles: small and large balls
-        volume += 2.0 * (((zz - z) ** 2 + (yy - y) ** 2 + (xx - x) ** 2) <= r**2)
-    write_mrc(tmp_path / "TS_01.mrc", volume, voxel_size_A=10.0)
-    root = tmp_path / "proj"
-    assert run(["project", "init", str(root), "--classes", "small,large", "--box", "16",
-                "--task", "segment"]) == 0  # fmt: skip
-    with Project.open(root) as project:
-        project.add_tomogram(tmp_path / "TS_01.mrc", "TS_01")
-        ids = [f"TS_01:{i:06d}" for i in range(len(CENTRES))]
-        every = np.concatenate([CENTRES, [[24, 48, 32], [8, 32, 48]]])  # two never masked
-        project.labels.add_candidates(
-            pd.DataFrame({"candidate_id": [f"TS_01:{i:06d}" for i in range(len(every))],
-                          "tomo_id": "TS_01", "z": every[:, 0] * 1.0, "y": every[:, 1] * 1.0,
-                          "x": every[:, 2] * 1.0}), source="test",
-        )  # fmt: skip
-        for k, cid in enumerate(ids):
-            small = k % 2 == 0
-            project.labels.add_mask(
-                cid, _ball_mask(16, 3.0 if small else 5.0, 1 if small else 2), "alice"
-            )
-    return root
+def segment_project(tmp_path: Path, make_segment_project) -> Path:
+    return make_segment_project(tmp_path)
 
 
 def test_a_segment_project_trains_on_its_masks(segment_project: Path, capsys) -> None:
@@ -70,7 +34,7 @@ def test_a_segment_project_trains_on_its_masks(segment_project: Path, capsys) ->
     from cryoal.project.snapshot import read_snapshot_masks
 
     frozen = read_snapshot_masks(segment_project / "rounds" / "001")
-    assert sorted(frozen) == [f"TS_01:{i:06d}" for i in range(len(CENTRES))]
+    assert sorted(frozen) == [f"TS_01:{i:06d}" for i in range(6)]
     store = SubtomogramStore(segment_project / "rounds" / "001" / "train.h5")
     row = store.index_of(["TS_01:000001"])
     np.testing.assert_array_equal(store.masks(row)[0], frozen["TS_01:000001"])
@@ -138,3 +102,14 @@ def test_a_segment_projects_session_takes_no_class_labels(segment_project: Path)
     with pytest.raises(ValueError, match="is a segment project: its labels are masks"):
         session.label("small")
     assert session.label("unsure").kind == "unsure"  # a crop can still be marked unsure
+
+
+def test_project_init_declares_the_task(tmp_path: Path) -> None:
+    import yaml
+
+    assert run(["project", "init", str(tmp_path / "seg"), "--classes", "membrane,ribosome",
+                "--task", "segment"]) == 0  # fmt: skip
+    config = yaml.safe_load((tmp_path / "seg" / "project.yaml").read_text())
+    assert config["task"] == "segment" and config["defaults"]["strategy"] == "kt"
+    assert run(["project", "init", str(tmp_path / "cls"), "--classes", "a,b"]) == 0
+    assert yaml.safe_load((tmp_path / "cls" / "project.yaml").read_text())["task"] == "classify"
