@@ -11,7 +11,9 @@ round 1), then opens it with ``cryoal_napari._widget.open_project``, labels thre
 candidates through the widget, narrows the queue to the unlabelled ones sorted by the
 model's confidence and saves the whole window in 2D (``label_2d.png``; the model's class
 probabilities, the queue's filters and the label counts on screen) and 3D
-(``label_3d.png``).
+(``label_3d.png``); then a segment project (masks of round 0 cut from the simulation's
+label volume, a tiny segmenter, a KT-MSE round 1) with its first crop's proposed mask open
+for correction (``label_mask.png``).
 """
 
 from __future__ import annotations
@@ -56,6 +58,71 @@ def build_project(tmp: Path) -> Path:
     suggest(project, strategy="kt", k=12)
     project.close()
     return root
+
+
+def build_segment_project(tmp: Path) -> Path:
+    """A simulated segment project: the same kind of tomogram, masks of a random round 0
+    cut from the simulation's label volume, a tiny segmenter trained on them (60 epochs) and a KT-MSE
+    round 1 with the model's proposals; returns its folder."""
+    import mrcfile
+
+    from cryoal.project.candidates import import_picks
+    from cryoal.project.project import Project
+    from cryoal.project.suggest import suggest
+    from cryoal.project.training import train_project
+    from cryoal.sim.tomograms import simulate_tomogram
+
+    sim = simulate_tomogram(
+        tmp / "simseg", shape_zyx=(64, 160, 160), n_particles=40, n_classes=2, snr=0.5, seed=4
+    )
+    names = sorted(set(pd.read_csv(sim.ground_truth)["class_name"]))
+    root = tmp / "myseg"
+    box = 24
+    project = Project.init(root, names, box=box, task="segment")
+    project.add_tomogram(sim.tomogram, "sim_tomo")
+    import_picks(project, sim.star)
+    first = suggest(project, strategy="random", k=16, seed=1)
+    with mrcfile.open(sim.labels, permissive=True) as mrc:
+        labels = np.asarray(mrc.data)
+    pad = np.pad(labels, box, constant_values=0)
+    for row in project.labels.queue(first.round).itertuples():
+        z, y, x = (int(round(v)) + box - box // 2 for v in (row.z, row.y, row.x))
+        project.labels.add_mask(row.candidate_id, pad[z : z + box, y : y + box, x : x + box],
+                                "expert")  # fmt: skip
+    overrides = {"teacher_preset": "tiny", "student_preset": "tiny", "epochs": 60,
+                 "batch_size": 4}  # fmt: skip
+    train_project(project, overrides=overrides)
+    suggest(project, k=12)
+    project.close()
+    return root
+
+
+def render_segment(root: Path, out: Path) -> Path:
+    """The mask of a crop being corrected (``label_mask.png``)."""
+    import napari
+    from cryoal_napari._widget import open_project
+    from napari.settings import get_settings
+    from PIL import Image
+
+    get_settings().application.gui_notification_level = "none"
+    viewer = napari.Viewer(show=True, title="cryoal label myseg")
+    viewer.window._qt_window.resize(1500, 950)
+    widget = open_project(viewer, root)
+    current = widget.session.current
+    widget.masks.choose_label(1)
+    viewer.scene.camera.zoom = 3.0  # the crop fills the view
+    viewer.scene.camera.center = tuple(
+        float(v)
+        for v in current.zyx * widget.session.voxel_size_A
+        + np.asarray(widget.image_layer.translate)
+    )
+    _close_notifications(viewer)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "label_mask.png"
+    Image.fromarray(np.asarray(viewer.screenshot(canvas_only=False, flash=False))).save(path)
+    widget.close()
+    viewer.close()
+    return path
 
 
 def render(root: Path, out: Path) -> list[Path]:
@@ -115,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         root = build_project(Path(tmp))
         for path in render(root, args.out):
             print(f"wrote {path}")
+        print(f"wrote {render_segment(build_segment_project(Path(tmp)), args.out)}")
 
 
 if __name__ == "__main__":

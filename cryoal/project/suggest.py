@@ -421,6 +421,11 @@ class _ModelContext:
         picked = np.array([position[str(c)] for c in result.ids], dtype=np.int64)
         names = self.project.config.model_classes
         predicted = [names[int(p)] if 0 <= int(p) < len(names) else "" for p in result.predicted]
+        if self.project.config.task == "segment" and result.scored_probs is not None:
+            # a crop's class is its most probable foreground class (background fills most
+            # of every box, so it would win the mean over voxels)
+            probs = dict(zip(result.scored_ids.astype(str), result.scored_probs, strict=True))
+            predicted = [names[1 + int(np.argmax(probs[str(c)][1:]))] for c in result.ids]
         return picked, np.asarray(result.scores, dtype=np.float64), predicted
 
     def write_scores(self, round_: int) -> Path:

@@ -47,6 +47,8 @@ def test_a_segment_project_trains_on_its_masks(segment_project: Path, capsys) ->
     assert set(queue["strategy"]) == {"kt"} and queue["score"].notna().all()
     scores = pd.read_csv(segment_project / "rounds" / "001" / "scores.csv")
     assert {"p_background", "p_small", "p_large"} <= set(scores.columns)
+    queued = pd.read_csv(segment_project / "rounds" / "001" / "suggestions.csv")
+    assert set(queued["predicted_class"]) <= {"small", "large"}  # a foreground class per crop
 
     # the crops open with the model's masks; accepting one, correcting another (a killed
     # viewer's draft comes back), each recorded with how it came to be and its cost
