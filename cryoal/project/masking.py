@@ -72,14 +72,22 @@ def edit_cost(mask: np.ndarray, proposal: np.ndarray | None) -> tuple[int, int]:
     return int(changed.sum()), int(changed.any(axis=(1, 2)).sum())
 
 
-def commit_mask(session, mask: np.ndarray, *, seconds: float | None = None) -> int:  # noqa: ANN001
+def commit_mask(
+    session,  # noqa: ANN001 - LabellingSession
+    mask: np.ndarray,
+    *,
+    seconds: float | None = None,
+    crop: MaskCrop | None = None,
+) -> int:
     """Commit ``mask`` for the current candidate and move on; its label id.
 
     The source is ``accepted`` (equal to the model's proposal), ``corrected`` (changed
-    from it) or ``painted`` (no proposal); the cost is :func:`edit_cost`.
+    from it) or ``painted`` (no proposal); the cost is :func:`edit_cost`. ``crop``: the
+    current candidate's :class:`MaskCrop` when the caller has it (else it is read).
     """
     current = session._require_current()
-    crop = open_crop(session)
+    if crop is None or crop.candidate_id != current.candidate_id:
+        crop = open_crop(session)
     mask = np.asarray(mask, dtype=np.uint8)
     if crop.proposal is None:
         source = "painted"

@@ -724,12 +724,18 @@ class LabellingSession:
 
         return open_crop(self)
 
-    def commit_mask(self, mask: np.ndarray, *, seconds: float | None = None) -> int:
+    def commit_mask(
+        self,
+        mask: np.ndarray,
+        *,
+        seconds: float | None = None,
+        crop=None,  # noqa: ANN001 - the MaskCrop the caller opened, if any
+    ) -> int:
         """Commit the current crop's mask (accepted / corrected / painted, with its edit
         cost), durable when it returns; the cursor moves to the next unlabelled crop."""
         from cryoal.project.masking import commit_mask
 
-        return commit_mask(self, mask, seconds=seconds)
+        return commit_mask(self, mask, seconds=seconds, crop=crop)
 
     def save_draft(self, mask: np.ndarray) -> None:
         """Autosave the current crop's mask in progress (comes back after a crash)."""

@@ -50,6 +50,8 @@ class MaskEditor:
         self._draft_timer.setInterval(DRAFT_DELAY_MS)
         self._draft_timer.timeout.connect(self.save_draft)
         self.session: Any = None
+        self._uncertainty_for: str | None = None
+        self._uncertainty_place: dict = {}
 
     # -- showing a crop ------------------------------------------------------------------
     def show(self, session: Any, translate: np.ndarray) -> None:
@@ -84,9 +86,10 @@ class MaskEditor:
             )
             self.layer.brush_size = max(1, round(particle_radius_px(session.project)))
             self.layer.events.paint.connect(lambda _e: self._draft_timer.start())
-        else:
+        else:  # only what changed: each of napari's setters refreshes the layer
+            if tuple(self.layer.translate) != place["translate"]:
+                self.layer.translate = place["translate"]
             self.layer.data = self.crop.start.copy()
-            self.layer.scale, self.layer.translate = place["scale"], place["translate"]
             self.layer.visible = True
         self.layer.mode = "paint"
         if self.layer.selected_label == 0:
@@ -95,17 +98,35 @@ class MaskEditor:
         self._shown_at = time.perf_counter()
 
     def _show_uncertainty(self, place: dict) -> None:
-        values = self.crop.uncertainty
-        data = values if values is not None else np.zeros_like(self.crop.start, np.float32)
+        """The crop's KT-MSE map in the ``mask uncertainty`` layer; while that layer is
+        hidden it is updated only when shown (``_on_visible``), so a key costs nothing."""
+        self._uncertainty_place = place
         if self.uncertainty_layer is None or self.uncertainty_layer not in self.viewer.layers:
             self.uncertainty_layer = self.viewer.add_image(
-                data, name="mask uncertainty", colormap="inferno", blending="additive",
-                visible=False, **place,
+                self._uncertainty_data(), name="mask uncertainty", colormap="inferno",
+                blending="additive", visible=False, **place,
             )  # fmt: skip
-        else:
-            self.uncertainty_layer.data = data
-            self.uncertainty_layer.scale = place["scale"]  # units and axes stay
-            self.uncertainty_layer.translate = place["translate"]
+            self.uncertainty_layer.events.visible.connect(self._on_visible)
+            self._uncertainty_for = self.crop.candidate_id
+        elif self.uncertainty_layer.visible:
+            self._update_uncertainty()
+
+    def _uncertainty_data(self) -> np.ndarray:
+        values = self.crop.uncertainty
+        return values if values is not None else np.zeros(self.crop.start.shape, np.float32)
+
+    def _update_uncertainty(self) -> None:
+        if self.crop is None or self._uncertainty_for == self.crop.candidate_id:
+            return
+        layer, place = self.uncertainty_layer, self._uncertainty_place
+        if tuple(layer.translate) != place["translate"]:
+            layer.translate = place["translate"]
+        layer.data = self._uncertainty_data()
+        self._uncertainty_for = self.crop.candidate_id
+
+    def _on_visible(self, _event: Any = None) -> None:
+        if self.uncertainty_layer is not None and self.uncertainty_layer.visible:
+            self._update_uncertainty()
 
     # -- keys ----------------------------------------------------------------------------
     def choose_label(self, value: int) -> None:
@@ -139,7 +160,7 @@ class MaskEditor:
             return False
         self._draft_timer.stop()
         mask = self.crop.proposal if accept else np.asarray(self.layer.data, dtype=np.uint8)
-        self.session.commit_mask(mask, seconds=time.perf_counter() - self._shown_at)
+        self.session.commit_mask(mask, seconds=time.perf_counter() - self._shown_at, crop=self.crop)
         return True
 
     # -- drafts --------------------------------------------------------------------------
