@@ -9,6 +9,8 @@ it manages in the viewer:
                 candidates (:mod:`cryoal_napari._candidate_edits`)
 ``current box`` the current candidate's subtomogram box in 2D (a square of ``box`` voxels)
 ``current box 3D`` the same box in 3D (a wireframe cube)
+``mask``, ``mask uncertainty``  segment projects: the current crop's editable mask and the
+                model's KT-MSE map (:mod:`cryoal_napari._mask_layer`, which lists its keys)
 
 Keys (on the viewer and on every layer, so they work whichever layer is selected):
 ``1``-``9`` the classes in ``project.yaml`` order, ``u`` unsure, ``x`` not a particle,
