@@ -10,8 +10,11 @@ Shapes (the baal convention):
 * classification probabilities ``(N, C)``;
 * ``T`` stochastic (MC-dropout) passes ``(N, C, T)``;
 * segmentation ``(N, C, *spatial)`` (e.g. ``(N, C, D, H, W)``); voxel scores are reduced
-  to one score per subtomogram by :func:`reduce_spatial` (``mean`` by default, ``max``, or
-  ``top_quantile`` = the mean of the voxels at or above the ``quantile`` of that sample).
+  to one score per subtomogram by :func:`reduce_spatial` (``mean`` by default, ``max``,
+  ``top_quantile`` = the mean of the voxels at or above the ``quantile`` of that sample, or
+  ``foreground`` = the mean of score × the model's foreground probability ``1 - p_0``, so
+  that a crop's score comes from where its particle or membrane is, not from the
+  background filling most of the box).
 
 All functions compute in float64 and return float64.
 """
@@ -22,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-Reduction = Literal["mean", "max", "top_quantile"]
+Reduction = Literal["mean", "max", "top_quantile", "foreground"]
 KLDirection = Literal["teacher_student", "student_teacher"]
 
 #: Probabilities are clipped to this floor before taking logarithms.
@@ -70,7 +73,10 @@ def log_softmax(logits: np.ndarray, axis: int = 1, tau: float = 1.0) -> np.ndarr
 
 
 def reduce_spatial(
-    voxel_scores: np.ndarray, reduction: Reduction = "mean", quantile: float = 0.9
+    voxel_scores: np.ndarray,
+    reduction: Reduction = "mean",
+    quantile: float = 0.9,
+    probs: np.ndarray | None = None,
 ) -> np.ndarray:
     """Reduce per-voxel scores ``(N, *spatial)`` to ``(N,)``; ``(N,)`` passes through.
 
@@ -79,15 +85,25 @@ def reduce_spatial(
     voxel_scores
         ``(N,)`` or ``(N, *spatial)``.
     reduction
-        ``"mean"`` (default), ``"max"``, or ``"top_quantile"``: mean of the voxels whose
-        score is at or above the sample's ``quantile``-quantile (e.g. the top 10 %).
+        ``"mean"`` (default), ``"max"``, ``"top_quantile"``: mean of the voxels whose
+        score is at or above the sample's ``quantile``-quantile (e.g. the top 10 %), or
+        ``"foreground"``: the mean of each voxel's score times its foreground
+        probability ``1 - probs[:, 0]`` (class 0 = background), so a crop of background
+        alone scores near 0.
     quantile
         In ``[0, 1)``, used by ``top_quantile``.
+    probs
+        ``(N, C, *spatial)`` class probabilities, for ``foreground``.
     """
     s = np.asarray(voxel_scores, dtype=np.float64)
     if s.ndim == 1:
         return s
     flat = s.reshape(s.shape[0], -1)
+    if reduction == "foreground":
+        if probs is None:
+            raise ValueError("the foreground reduction needs the model's class probabilities")
+        weight = (1.0 - np.asarray(probs, dtype=np.float64)[:, 0]).reshape(flat.shape)
+        return (flat * weight).mean(axis=1)
     if reduction == "mean":
         return flat.mean(axis=1)
     if reduction == "max":
@@ -103,7 +119,8 @@ def reduce_spatial(
         top = np.partition(flat, v - keep, axis=1)[:, v - keep :]
         return top.mean(axis=1)
     raise ValueError(
-        f"unknown spatial reduction {reduction!r}; use 'mean', 'max' or 'top_quantile'"
+        f"unknown spatial reduction {reduction!r}; use 'mean', 'max', 'top_quantile' or "
+        "'foreground'"
     )
 
 
@@ -120,7 +137,7 @@ def entropy(probs: np.ndarray, reduction: Reduction = "mean", quantile: float = 
         ``(N, C)`` or ``(N, C, *spatial)`` probabilities.
     """
     p = _as_float(probs, "probs", 2)
-    return reduce_spatial(_entropy_along(p, 1), reduction, quantile)
+    return reduce_spatial(_entropy_along(p, 1), reduction, quantile, p)
 
 
 def margin(probs: np.ndarray, reduction: Reduction = "mean", quantile: float = 0.9) -> np.ndarray:
@@ -129,7 +146,7 @@ def margin(probs: np.ndarray, reduction: Reduction = "mean", quantile: float = 0
     if p.shape[1] < 2:
         raise ValueError(f"margin needs at least 2 classes; got probabilities of shape {p.shape}")
     top2 = -np.partition(-p, 1, axis=1)[:, :2]
-    return reduce_spatial(1.0 - (top2[:, 0] - top2[:, 1]), reduction, quantile)
+    return reduce_spatial(1.0 - (top2[:, 0] - top2[:, 1]), reduction, quantile, p)
 
 
 def least_confidence(
@@ -137,7 +154,7 @@ def least_confidence(
 ) -> np.ndarray:
     """``1 - max_c p_c``."""
     p = _as_float(probs, "probs", 2)
-    return reduce_spatial(1.0 - p.max(axis=1), reduction, quantile)
+    return reduce_spatial(1.0 - p.max(axis=1), reduction, quantile, p)
 
 
 def bald(mc_probs: np.ndarray, reduction: Reduction = "mean", quantile: float = 0.9) -> np.ndarray:
@@ -155,7 +172,7 @@ def bald(mc_probs: np.ndarray, reduction: Reduction = "mean", quantile: float = 
         raise ValueError(f"BALD needs at least 2 stochastic passes; got T={p.shape[2]}")
     mean_p = p.mean(axis=2)
     mi = _entropy_along(mean_p, 1) - _entropy_along(p, 1).mean(axis=1)
-    return reduce_spatial(np.maximum(mi, 0.0), reduction, quantile)
+    return reduce_spatial(np.maximum(mi, 0.0), reduction, quantile, mean_p)
 
 
 def kt(
@@ -205,7 +222,8 @@ def kt(
         direction=direction,
         per_voxel=True,
     ).numpy()
-    return reduce_spatial(d, reduction, quantile)
+    fg = softmax(t, axis=1, tau=tau) if reduction == "foreground" and t.ndim > 2 else None
+    return reduce_spatial(d, reduction, quantile, fg)
 
 
 def random_scores(n: int, seed: int) -> np.ndarray:

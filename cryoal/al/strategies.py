@@ -97,8 +97,10 @@ class StrategyConfig(BaseModel):
     mc_passes: int = Field(10, ge=2, description="bald: MC-dropout passes T")
 
     # -- segmentation ----------------------------------------------------------------------
-    seg_reduction: Literal["mean", "max", "top_quantile"] = Field(
-        "mean", description="segmentation: voxel scores -> one score per subtomogram"
+    seg_reduction: Literal["mean", "max", "top_quantile", "foreground"] = Field(
+        "mean",
+        description="segmentation: voxel scores -> one score per subtomogram (foreground: "
+        "the mean of score x the teacher's foreground probability)",
     )
     seg_quantile: float = Field(0.9, ge=0.0, lt=1.0, description="top_quantile reduction: q")
 

@@ -84,6 +84,25 @@ def test_spatial_reductions_known_values():
         H.reduce_spatial(v, "median")
 
 
+def test_the_foreground_reduction_scores_where_the_particle_is():
+    v = np.arange(4, dtype=float).reshape(1, 4)  # voxel scores 0, 1, 2, 3
+    probs = np.array([[[1.0, 1.0, 0.5, 0.0], [0.0, 0.0, 0.5, 1.0]]])  # p_background first
+    # foreground probabilities 1 - p_0 = 0, 0, 0.5, 1: (2 * 0.5 + 3 * 1) / 4 voxels
+    assert H.reduce_spatial(v, "foreground", probs=probs)[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="class probabilities"):
+        H.reduce_spatial(v, "foreground")
+    # a crop that disagrees only on its particle outranks one that disagrees a little over
+    # all its background, though the voxel mean says the opposite
+    t = np.zeros((2, 2, 10))
+    t[:, 0] = 5.0  # background everywhere ...
+    t[0, :, 0] = [-5.0, 5.0]  # ... but crop 0 has a one-voxel particle
+    s = t.copy()
+    s[0, :, 0] = [5.0, -5.0]  # the student misses crop 0's particle
+    s[1, 0] = 0.5  # and is less sure of crop 1's background, everywhere
+    mean, fg = H.kt(t, s), H.kt(t, s, reduction="foreground")
+    assert mean[0] < mean[1] and fg[0] > 100 * fg[1]
+
+
 def test_segmentation_entropy_reduces_voxels():
     p = np.full((2, 2, 3, 3, 3), 0.5)
     p[1, 0], p[1, 1] = 1.0, 0.0  # sample 1 certain everywhere
