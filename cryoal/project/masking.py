@@ -18,8 +18,6 @@ import numpy as np
 
 from cryoal.io.store import MASK_IGNORE
 from cryoal.project.labels import KIND_MASK
-from cryoal.project.layout import round_dir
-from cryoal.project.proposals import Proposals
 
 
 @dataclass(frozen=True)
@@ -34,24 +32,12 @@ class MaskCrop:
     from_draft: bool
 
 
-def _proposals(session) -> Proposals | None:  # noqa: ANN001 - LabellingSession
-    """The current round's proposals (read once per round)."""
-    cached = getattr(session, "_proposals_cache", None)
-    if cached is None or cached[0] != session.round:
-        folder = (
-            round_dir(session.project.root, session.round) if session.round is not None else None
-        )
-        cached = (session.round, Proposals(folder) if folder is not None else None)
-        session._proposals_cache = cached
-    return cached[1]
-
-
 def open_crop(session) -> MaskCrop:  # noqa: ANN001 - LabellingSession
     """The current candidate's masks (``ValueError`` on an empty queue)."""
     current = session._require_current()
     cid = current.candidate_id
     box = session.box
-    proposals = _proposals(session)
+    proposals = session.proposals()
     proposal = proposals.mask(cid) if proposals is not None else None
     uncertainty = proposals.uncertainty(cid) if proposals is not None else None
     draft = session.store.draft(cid, session.annotator)

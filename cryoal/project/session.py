@@ -223,6 +223,8 @@ class LabellingSession:
         self._undo: list[_Decision] = []
         #: the current round's score table, read once per refresh (round, table)
         self._scores_cache: tuple[int, pd.DataFrame | None] | None = None
+        #: the current round's proposals (segment projects), read once per refresh
+        self._proposals_cache = None
         self._tomo_cache: tuple[str, object] | None = None
         self.refresh()
         self.changed_outside()  # remember the store's version from here on
@@ -308,6 +310,7 @@ class LabellingSession:
         changed = new_round != self.round
         self.round = new_round
         self._scores_cache = None  # a new queue may come with a new score table
+        self._proposals_cache = None  # ... and new proposals (segment projects)
         self.model_version = None
         if new_round is not None:
             row = rounds.loc[rounds["round"] == new_round, "model_version"]
@@ -445,6 +448,19 @@ class LabellingSession:
         table = read_scores(path).set_index("candidate_id") if path.is_file() else None
         self._scores_cache = (self.round, table)
         return table
+
+    def proposals(self):  # noqa: ANN201 - cryoal.project.proposals.Proposals | None
+        """The current round's model masks (``rounds/NNN/proposals.npz``; segment
+        projects), read once per round; None before round 0."""
+        if self.round is None:
+            return None
+        from cryoal.project.proposals import Proposals
+
+        cached = self._proposals_cache
+        if cached is None or cached[0] != self.round:
+            cached = (self.round, Proposals(round_dir(self.project.root, self.round)))
+            self._proposals_cache = cached
+        return cached[1]
 
     # -- the cursor ------------------------------------------------------------------
     @property
