@@ -7,13 +7,16 @@ option defaults are read from the simulator, which imports torch and scipy.
 from __future__ import annotations
 
 import inspect
+import json
 import time
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 import typer
 
 from cryoal.sim.imaging import ImagingParams
+from cryoal.sim.membranes import MembraneParams
 from cryoal.sim.subtomograms import SubtomogramParams, merge_shards, simulate_subtomograms
 from cryoal.sim.tomograms import simulate_tomogram
 
@@ -23,6 +26,7 @@ Dtype = Literal["float32", "float16"]
 
 _IMG = ImagingParams()
 _SUB = SubtomogramParams()
+_MEM = MembraneParams()
 
 
 def _default(func: Any, name: str) -> Any:
@@ -215,10 +219,40 @@ def tomogram(
     tomo_id: str = typer.Option(
         _default(simulate_tomogram, "tomo_id"), "--tomo-id", help="Tomogram id in the pick files."
     ),
+    vesicles: int = typer.Option(
+        0,
+        "--vesicles",
+        min=0,
+        help="Spherical membrane vesicles to add (with --sheets: membranes).",
+    ),
+    sheets: int = typer.Option(
+        0, "--sheets", min=0, help="Curved membrane sheets crossing the tomogram."
+    ),
+    vesicle_radius: tuple[float, float] = typer.Option(
+        _MEM.vesicle_radius_A, "--vesicle-radius", help="MIN MAX vesicle radius, Å."
+    ),
+    bound_fraction: float = typer.Option(
+        _MEM.bound_fraction,
+        "--bound-fraction",
+        min=0.0,
+        max=1.0,
+        help="Share of particles placed against a membrane (with membranes).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> None:
-    """Simulate a tomogram with non-overlapping particles, ground-truth picks and a label volume."""
+    """Simulate a tomogram with non-overlapping particles, ground-truth picks and a label volume
+    (optionally with membranes: vesicles and curved sheets of lipid bilayer)."""
     t0 = time.perf_counter()
+    membranes = (
+        MembraneParams(
+            vesicles=vesicles,
+            sheets=sheets,
+            vesicle_radius_A=vesicle_radius,
+            bound_fraction=bound_fraction,
+        )
+        if vesicles + sheets
+        else None
+    )
     res = simulate_tomogram(
         out_dir,
         shape_zyx=shape,
@@ -237,6 +271,7 @@ def tomogram(
         tilt_step_deg=tilt_step,
         snr_box=snr_box,
         tomo_id=tomo_id,
+        membranes=membranes,
         overwrite=overwrite,
     )
     counts = res.picks["class_name"].value_counts().sort_index()
@@ -244,6 +279,13 @@ def tomogram(
         f"wrote {res.tomogram} ({' x '.join(map(str, shape))} voxels, {len(res.picks)} particles: "
         f"{', '.join(f'{k} {v}' for k, v in counts.items())}) in {time.perf_counter() - t0:.1f} s"
     )
+    if membranes is not None:
+        n_bound = int((pd.read_csv(res.ground_truth)["membrane"] >= 0).sum())
+        label = len(json.loads(res.settings.read_text())["label_names"])
+        typer.echo(
+            f"membranes: {vesicles} vesicles, {sheets} sheets, {n_bound} particles against one; "
+            f"label {label} in {res.labels.name}"
+        )
     typer.echo(f"labels: {res.labels}; picks: {res.star}, {res.csv}; truth: {res.ground_truth}")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 #: Stream numbers; never renumber (that would change every dataset ever simulated).
-STREAMS = {"params": 0, "noise": 1, "crowding": 2, "placement": 3}
+STREAMS = {"params": 0, "noise": 1, "crowding": 2, "placement": 3, "membranes": 4}
 
 
 def check_seed(seed: int) -> int:

@@ -7,11 +7,15 @@ Outputs in ``out_dir``:
   most reconstructions; ``cryoal project detect`` picks the polarity up);
 * ``labels.mrc``: the label volume, 0 = background, ``class index + 1`` on each particle's
   support (the same convention as simulated subtomogram masks; ``class_names[v - 1]``);
+  with membranes, ``len(class_names) + 1`` on each bilayer (``label_names`` in
+  ``simulation.json`` names every value);
 * ``particles.star`` (RELION 4, ``rlnClassNumber`` = class index + 1) and ``particles.csv``
   (Å, corner origin) via :mod:`cryoal.io.coords`: the ground-truth picks;
 * ``ground_truth.csv``: per particle the exact centre (zyx voxels), class and rotation
-  (scipy quaternion ``x, y, z, w`` acting on xyz, see :mod:`cryoal.sim.transforms`);
-* ``simulation.json``: the settings, class names, the defocus drawn and the polarity.
+  (scipy quaternion ``x, y, z, w`` acting on xyz, see :mod:`cryoal.sim.transforms`); with
+  membranes, the index of the membrane it sits against (``membrane``, -1 when free);
+* ``simulation.json``: the settings, class names, the defocus drawn and the polarity; with
+  membranes, their settings and geometry (voxels).
 
 The files are written into a temporary folder beside ``out_dir`` and moved into place
 together (:func:`cryoal.io.atomic.atomic_dir`), so an interrupted run never leaves a
@@ -19,7 +23,9 @@ tomogram without its labels and picks.
 
 Particles are placed one after another at uniformly random positions, rejecting any that
 would come closer to an earlier one than the sum of their support radii plus
-``min_gap_voxels``, so supports never overlap. The whole volume is then imaged with one
+``min_gap_voxels``, so supports never overlap. With membranes (:mod:`cryoal.sim.membranes`:
+vesicles and curved sheets of lipid bilayer) the membranes are drawn first; a share of the
+particles is placed against one and every particle keeps clear of the bilayers. The whole volume is then imaged with one
 defocus (CTF) and the missing wedge (Fourier mask or tilt series + back-projection), and
 noise is added so that the mean over particles of the signal variance in a box of
 ``snr_box`` voxels around each particle, divided by the noise variance, is the SNR: a
@@ -45,6 +51,7 @@ from cryoal.io.coords import write_csv, write_star
 from cryoal.io.mrc import polarity_label, write_mrc
 from cryoal.io.names import check_tomo_id
 from cryoal.sim.imaging import Imager, ImagingParams, float_pair
+from cryoal.sim.membranes import MEMBRANE_NAME, MembraneParams, MembraneSet
 from cryoal.sim.noise import check_snr
 from cryoal.sim.streams import check_seed, sample_rng
 from cryoal.sim.subtomograms import MASK_CONVENTION, SIM_VERSION
@@ -100,7 +107,9 @@ def place_particles(
     *,
     min_gap_voxels: float = 1.0,
     max_tries: int = 2000,
-) -> np.ndarray:
+    membranes: MembraneSet | None = None,
+    bound: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Random non-overlapping centres for particles of the given support radii.
 
     Parameters
@@ -117,11 +126,17 @@ def place_particles(
         Extra distance between supports.
     max_tries
         Random positions tried per particle before giving up.
+    membranes
+        Membranes every particle keeps clear of (:meth:`MembraneSet.clear_of`).
+    bound
+        ``(n,)`` bool: the particles placed against a membrane
+        (:meth:`MembraneSet.propose_bound`); needs ``membranes``.
 
     Returns
     -------
-    np.ndarray
-        ``(n, 3)`` zyx centres (voxels), each at least ``radius + 1`` from the volume edge.
+    centres, on_membrane
+        ``(n, 3)`` zyx centres (voxels), each at least ``radius + 1`` from the volume edge,
+        and ``(n,)`` int64 the membrane each particle is bound to (-1: free).
 
     Raises
     ------
@@ -130,7 +145,10 @@ def place_particles(
     """
     shape = np.asarray(shape_zyx, dtype=np.float64)
     n = len(classes)
+    if bound is not None and bound.any() and membranes is None:
+        raise ValueError("membrane-bound particles need membranes")
     centres = np.empty((n, 3))
+    on_membrane = np.full(n, -1, dtype=np.int64)
     r_all = radii[classes]
     for i in range(n):
         r = r_all[i]
@@ -141,19 +159,30 @@ def place_particles(
                 f"a particle of radius {r:.1f} voxels does not fit a tomogram of shape {tuple(shape_zyx)}; "
                 "use a larger --shape"
             )
+        on_it = bound is not None and bool(bound[i])
         for _ in range(max_tries):
-            c = rng.uniform(lo, hi)
-            if i == 0 or np.all(
-                np.linalg.norm(centres[:i] - c, axis=1) >= r_all[:i] + r + min_gap_voxels
-            ):
+            k = -1
+            if on_it:
+                assert membranes is not None
+                c, k = membranes.propose_bound(rng, float(r))
+                if np.any(c < lo) or np.any(c > hi):
+                    continue
+            else:
+                c = rng.uniform(lo, hi)
+            if (
+                i == 0
+                or np.all(np.linalg.norm(centres[:i] - c, axis=1) >= r_all[:i] + r + min_gap_voxels)
+            ) and (membranes is None or membranes.clear_of(c, float(r), skip=k)):
                 centres[i] = c
+                on_membrane[i] = k
                 break
         else:
+            where = " against a membrane" if on_it else ""
             raise ValueError(
-                f"placed {i} of {n} particles without overlap in a tomogram of shape {tuple(shape_zyx)}; "
-                "use a larger --shape or fewer --particles"
+                f"placed {i} of {n} particles{where} without overlap in a tomogram of shape "
+                f"{tuple(shape_zyx)}; use a larger --shape, fewer --particles or fewer membranes"
             )
-    return centres
+    return centres, on_membrane
 
 
 def _render_into(
@@ -226,6 +255,7 @@ def simulate_tomogram(
     min_gap_voxels: float = 1.0,
     normalise: bool = True,
     tomo_id: str = "sim_tomo",
+    membranes: MembraneParams | None = None,
     overwrite: bool = False,
 ) -> SimulatedTomogram:
     """Simulate one tomogram with ground-truth picks and labels (see the module docstring).
@@ -248,6 +278,10 @@ def simulate_tomogram(
         before anything is simulated.
     normalise
         Scale the tomogram to zero mean and unit standard deviation.
+    membranes
+        Vesicles and curved sheets of lipid bilayer to add, with membrane-bound particles
+        (:mod:`cryoal.sim.membranes`); their label is ``len(class_names) + 1``. None: no
+        membranes (the output is then exactly as without this option).
 
     Other parameters are the imaging settings of :class:`cryoal.sim.imaging.ImagingParams`.
     """
@@ -277,6 +311,8 @@ def simulate_tomogram(
         path=path,
     )
     imaging.check()
+    if membranes is not None:
+        membranes.check()
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(
             f"{out_dir}: exists and is not a folder; choose another output folder"
@@ -292,8 +328,30 @@ def simulate_tomogram(
     classes = np.arange(n, dtype=np.int64) % len(bank)
     rng = sample_rng(seed, 0, "placement")
     quats = np.stack([random_quaternion(rng) for _ in range(n)])
-    centres = place_particles(shape, bank.radii, classes, rng, min_gap_voxels=min_gap_voxels)
+    membrane_set, bound = None, None
+    if membranes is not None:
+        mrng = sample_rng(seed, 0, "membranes")
+        membrane_set = MembraneSet(membranes, shape, voxel_size_A, mrng, gap_voxels=min_gap_voxels)
+        bound = np.zeros(n, dtype=bool)
+        bound[mrng.permutation(n)[: int(round(membranes.bound_fraction * n))]] = True
+    centres, on_membrane = place_particles(
+        shape,
+        bank.radii,
+        classes,
+        rng,
+        min_gap_voxels=min_gap_voxels,
+        membranes=membrane_set,
+        bound=bound,
+    )
     density, labels = _render_into(bank, classes, quats, centres, shape)
+    if membrane_set is not None:
+        protein = float(np.mean([t.density[t.density > t.support_level].mean() for t in tmpl]))
+        m_density, m_mask = membrane_set.render(protein)
+        density += m_density
+        if len(bank) + 1 > np.iinfo(labels.dtype).max:
+            labels = labels.astype(np.int16)
+        labels[m_mask & (labels == 0)] = len(bank) + 1
+        del m_density, m_mask
     lo, hi = imaging.defocus_range_um
     defocus = float(sample_rng(seed, 0, "params").uniform(lo, hi))
 
@@ -332,6 +390,8 @@ def simulate_tomogram(
     truth = picks.drop(columns=["tomo_id"]).assign(
         class_index=classes, qx=quats[:, 0], qy=quats[:, 1], qz=quats[:, 2], qw=quats[:, 3]
     )
+    if membrane_set is not None:
+        truth["membrane"] = on_membrane
     settings = {
         "sim_version": SIM_VERSION,
         "seed": seed,
@@ -353,6 +413,9 @@ def simulate_tomogram(
         "tomo_id": tomo_id,
         "polarity": POLARITY,
     }
+    if membrane_set is not None:
+        settings["label_names"] = [*names, MEMBRANE_NAME]
+        settings["membranes"] = membrane_set.describe()
     with atomic_dir(out_dir, overwrite=overwrite, last="simulation.json") as tmp_dir:
         _write_outputs(tmp_dir, volume, labels, picks, truth, settings, names, voxel_size_A)
     log.info("wrote tomogram %s with %d particles to %s", shape, n, out_dir)
