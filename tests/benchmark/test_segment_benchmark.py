@@ -196,7 +196,7 @@ def test_the_simulator_gets_membranes_only_when_the_config_sets_them(tmp_path, m
             self.vesicles = vesicles
 
     module = types.ModuleType("cryoal.sim.membranes")
-    module.MembraneParams = MembraneParams  # type: ignore[attr-defined]
+    module.MembraneParams = MembraneParams
     monkeypatch.setitem(sys.modules, "cryoal.sim.membranes", module)
     monkeypatch.setattr(tomograms, "simulate_tomogram", _fake_simulator(calls, True))
     simulate_one(with_membranes.data, tmp_path / "t", 0)
