@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 STATE_FORMAT = 1
 STATE_FILE = "state.json"
+#: Test metrics a segmentation cycle records (foreground Dice and IoU from the summed
+#: voxel confusion counts of the test crops: per class, their mean and worst class).
+SEGMENT_METRICS = ("dice", "iou", "mean_dice", "worst_dice", "mean_iou", "worst_iou")
 Phase = Literal["label", "train", "select", "done"]
 
 
@@ -369,22 +372,44 @@ class ALEngine:
         truth = [self.state["labels"][i][0] for i in pending["ids"]]
         counts = np.bincount(truth, minlength=len(self.class_names)) if truth else np.zeros(0)
         pred = np.asarray(pending["predicted"], np.int64)
+        classify = self.config.train.task == "classify"  # a segmenter predicts no crop class
         batch_acc = (
-            float((pred == np.asarray(truth)).mean()) if truth and (pred >= 0).all() else None
+            float((pred == np.asarray(truth)).mean())
+            if classify and truth and (pred >= 0).all()
+            else None
         )
-        self.state["batches"].append(
-            {
-                "round": int(pending["round"]),
-                "strategy": pending["strategy"],
-                "n": len(truth),
-                "class_counts": {n: int(c) for n, c in zip(self.class_names, counts, strict=True)},
-                "teacher_accuracy": batch_acc,
-            }
-        )
+        batch: dict[str, Any] = {
+            "round": int(pending["round"]),
+            "strategy": pending["strategy"],
+            "n": len(truth),
+            "class_counts": {n: int(c) for n, c in zip(self.class_names, counts, strict=True)},
+            "teacher_accuracy": batch_acc,
+        }
+        if self._edit_costs:
+            batch["cost"] = self._batch_cost(pending)
+        self.state["batches"].append(batch)
         self.state["pending"] = None
         self.state["phase"] = "train"
         self._save()
         return "train"
+
+    @property
+    def _edit_costs(self) -> bool:
+        """Segmentation with true masks in the store: the simulated annotator's edit costs
+        are recorded (:mod:`cryoal.al.edit_cost`)."""
+        return self.config.train.task == "segment" and self.store.has_masks
+
+    def _batch_cost(self, pending: dict[str, Any]) -> dict[str, int]:
+        """Edit cost of a labelled batch in voxels: ``scratch`` (the true masks' foreground)
+        and ``correct`` (voxels where the proposing teacher's mask differs from the truth,
+        recorded at selection; round 0 has no proposing model, so its ``correct`` cost is
+        its ``scratch`` cost)."""
+        from cryoal.al.edit_cost import scratch_cost
+
+        rows = np.array([self._row_of[i] for i in pending["ids"]], np.int64)
+        scratch = int(scratch_cost(self.store.masks(rows)).sum()) if rows.size else 0
+        changes = pending.get("proposal_changes")
+        return {"scratch": scratch, "correct": scratch if changes is None else int(sum(changes))}
 
     def _cycle_dir(self, cycle: int) -> Path:
         return self.out_dir / "cycles" / f"cycle_{cycle:02d}"
@@ -427,7 +452,7 @@ class ALEngine:
                 self.store,
                 self.test_indices,
                 task=cfg.task,
-                class_names=self.class_names,
+                class_names=run.info["class_names"],  # segmentation: background first
                 batch_size=self.config.batch_size,
                 device=self.config.device,
             )
@@ -442,6 +467,17 @@ class ALEngine:
             "score_s": None,
             "run_dir": str(run_dir.relative_to(self.out_dir)),
         }
+        if cfg.task == "segment":  # Dice and IoU on the test crops, cost of the labels so far
+            record.update({k: test.get(k) for k in SEGMENT_METRICS})
+            for per_class in ("dice", "iou"):  # foreground classes only
+                record[per_class] = {
+                    k: v for k, v in (record[per_class] or {}).items() if k != "background"
+                }
+            if all("cost" in b for b in self.state["batches"]):
+                record["cost"] = {
+                    mode: int(sum(b["cost"][mode] for b in self.state["batches"]))
+                    for mode in ("scratch", "correct")
+                }
         pseudo = fitted.result.history[-1].get("pseudo_labels") if fitted.result.history else None
         if pseudo is not None:  # semi-supervised training: the pool's pseudo-labels at the end
             record["pseudo_labels"] = pseudo
@@ -481,7 +517,7 @@ class ALEngine:
             on_batch=self.on_batch,
         )
         self.state["history"][-1]["score_s"] = round(time.perf_counter() - t0, 3)
-        write_scores(self._cycle_dir(cycle) / SCORES_CSV, acq, self.class_names)
+        write_scores(self._cycle_dir(cycle) / SCORES_CSV, acq, run.info["class_names"])
         self.state["pending"] = {
             "round": cycle + 1,
             "strategy": name,
@@ -489,6 +525,17 @@ class ALEngine:
             "predicted": [int(p) for p in acq.predicted],
             "scores": [float(s) for s in acq.scores],
         }
+        if self._edit_costs:  # what correcting this teacher's masks will cost the annotator
+            from cryoal.al.edit_cost import proposal_changes
+
+            changes = proposal_changes(
+                run.teacher,
+                self.store,
+                [self._row_of[str(i)] for i in acq.ids],
+                batch_size=self.config.batch_size,
+                device=self.config.device,
+            )
+            self.state["pending"]["proposal_changes"] = [int(c) for c in changes]
         self.state["cycle"] = cycle + 1
         self.state["phase"] = "label"
         self._save()

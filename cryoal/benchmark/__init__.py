@@ -17,10 +17,13 @@ strategy and seed with a :class:`~cryoal.al.oracle.SimulatedOracle`, and writes
     accuracy and macro-F1 against labels and the class make-up of each strategy's picks.
 
 Every run keeps its own resumable state under ``OUT/runs/<strategy>/seed_<s>/``, so the
-same command restarted after a crash continues where it stopped. Modules: ``config``
-(settings and presets), ``data`` (dataset, split, initial set), ``run`` (the runs),
-``calibrate`` (training-noise calibration), ``workers`` (``--jobs``), ``stats``, ``report``,
-``plots``, ``layout``.
+same command restarted after a crash continues where it stopped. With ``train.task:
+segment`` the data are crops with masks around the particles of simulated tomograms, split
+by tomogram (``tomograms``), and ``curves.csv`` / ``summary.md`` / ``curves.png`` report
+Dice and IoU against crops labelled and edit cost (``seg_report``). Modules: ``config``
+(settings and presets), ``data`` (dataset, split, initial set), ``tomograms``, ``run`` (the
+runs), ``calibrate`` (training-noise calibration), ``workers`` (``--jobs``), ``stats``,
+``report``, ``seg_report``, ``plots``, ``layout``.
 """
 
 from __future__ import annotations

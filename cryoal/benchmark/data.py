@@ -19,8 +19,10 @@ def prepare_data(
 ) -> tuple[Path, np.ndarray, np.ndarray]:
     """Simulate (once) or open the dataset; return its path, pool rows and test rows.
 
-    The split is stratified by class and fixed by ``data.seed``: every strategy and seed
-    sees the same pool and the same test set.
+    The split is stratified by class and fixed by ``data.seed``, or, for crops of simulated
+    tomograms (``data.tomograms``), by tomogram (:func:`cryoal.benchmark.tomograms.tomogram_split`,
+    recorded in ``data/split.json``): every strategy and seed sees the same pool and the
+    same test set.
     """
     d = cfg.data
     if d.store is not None:
@@ -36,6 +38,17 @@ def prepare_data(
                 raise ValueError(
                     f"{path}: was simulated with different data settings; use a new --out folder"
                 )
+        elif d.tomograms is not None:
+            from cryoal.benchmark.tomograms import simulate_crops
+
+            if cfg.preset == "cpu-seg" and d.templates is None:
+                raise ValueError(
+                    "the cpu-seg preset simulates from template maps: pass --templates DIR (a "
+                    f"folder of density maps, e.g. the 10 SHREC maps at 10 Å) or set ${TEMPLATES_ENV}"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            simulate_crops(d, path, progress=progress)
+            atomic_write_text(spec_path, json.dumps(spec, indent=1))
         else:
             from cryoal.sim.subtomograms import simulate_subtomograms
 
@@ -64,6 +77,13 @@ def prepare_data(
         raise ValueError(
             f"{path}: {int((labels < 0).sum())} samples have no label; the benchmark needs ground truth"
         )
+    if d.tomograms is not None:
+        from cryoal.benchmark.tomograms import SPLIT_FILE, tomogram_split
+
+        pool, test = tomogram_split(store, d.tomograms.test, path.parent / SPLIT_FILE)
+        return path, pool, test
+    if cfg.task == "segment" and not store.has_masks:
+        raise ValueError(f"{path}: train.task segment needs a store with /masks")
     pool, test = split_pool_test(
         store.ids.astype(str), labels, d.test_size, d.pool_size, d.seed, d.pool_imbalance
     )

@@ -81,3 +81,45 @@ def plot_selections(selections: pd.DataFrame, png: Path) -> Path:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return png
+
+
+def plot_segment_curves(curves: pd.DataFrame, png: Path, title: str = "") -> Path:
+    """Segmentation: mean and worst-class test Dice (rows) against crops labelled and the
+    cumulative edit cost painting from scratch and correcting (columns). Lines are the mean
+    over seeds per cycle (the costs' mean on the x axis), bands ±1 std of Dice."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = {
+        "n_labeled": "crops labelled",
+        "cost_scratch": "edit cost, painting (k voxels)",
+        "cost_correct": "edit cost, correcting (k voxels)",
+    }
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), constrained_layout=True)
+    order = list(dict.fromkeys(curves["strategy"]))
+    for row, metric in enumerate(("mean_dice", "worst_dice")):
+        for col, (x, xlabel) in enumerate(xs.items()):
+            ax = axes[row, col]
+            scale = 1.0 if x == "n_labeled" else 1e-3
+            for lab in order:
+                g = curves[curves["strategy"] == lab].groupby("cycle")
+                px = g[x].mean().to_numpy(float) * scale
+                m, s = g[metric].mean(), g[metric].std().fillna(0.0)
+                style = {"color": "black", "ls": "--"} if lab == "random" else {}
+                (line,) = ax.plot(px, m.values, marker="o", ms=3, label=lab, **style)
+                ax.fill_between(
+                    px, m.values - s.values, m.values + s.values, alpha=0.15,
+                    color=line.get_color(),
+                )  # fmt: skip
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("test " + metric.replace("_", " ").replace("worst", "worst-class"))
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    with atomic_path(png, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return png

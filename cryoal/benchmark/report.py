@@ -13,7 +13,7 @@ import pandas as pd
 from cryoal.benchmark.config import BenchmarkConfig
 from cryoal.benchmark.layout import BenchmarkResult, run_dir
 from cryoal.benchmark.plots import plot_curves, plot_selections
-from cryoal.benchmark.stats import area_under_curve, labels_to_reach, t_interval
+from cryoal.benchmark.stats import Interval, area_under_curve, labels_to_reach, t_interval
 from cryoal.io.atomic import atomic_path, atomic_write_text
 
 
@@ -22,6 +22,9 @@ def collect(cfg: BenchmarkConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFrame
     rows: list[dict[str, Any]] = []
     sel_rows: list[dict[str, Any]] = []
     long_tailed = cfg.data.pool_imbalance != 1.0
+    segment = cfg.task == "segment"
+    if segment:
+        from cryoal.benchmark.seg_report import CURVE_COLUMNS, segment_columns
     for label in cfg.labels():
         for seed in cfg.seeds:
             state_path = run_dir(out, label, seed) / "state.json"
@@ -29,6 +32,13 @@ def collect(cfg: BenchmarkConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFrame
                 continue
             state = json.loads(state_path.read_text())
             for h in state["history"]:
+                if segment:
+                    rows.append({
+                        "strategy": label, "seed": seed, "cycle": h["cycle"],
+                        "n_labeled": h["n_labeled"], **segment_columns(h),
+                        "train_s": h["train_s"], "score_s": h["score_s"],
+                    })  # fmt: skip
+                    continue
                 rows.append({
                     "strategy": label, "seed": seed, "cycle": h["cycle"],
                     "n_labeled": h["n_labeled"], "accuracy": h["accuracy"],
@@ -43,6 +53,8 @@ def collect(cfg: BenchmarkConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFrame
                 })  # fmt: skip
     columns = ["strategy", "seed", "cycle", "n_labeled", "accuracy", "macro_f1", "train_s",
                "score_s", *(HALF_COLUMNS if long_tailed else ())]  # fmt: skip
+    if segment:
+        columns = list(CURVE_COLUMNS)
     if any(PSEUDO_COLUMNS[0] in r for r in rows):
         columns += PSEUDO_COLUMNS
     curves = pd.DataFrame(rows, columns=columns)
@@ -125,8 +137,17 @@ def write_reports(cfg: BenchmarkConfig, out: Path) -> BenchmarkResult:
     for df, path in ((curves, res.curves_csv), (selections, res.selections_csv)):
         with atomic_path(path, overwrite=True) as tmp:
             df.to_csv(tmp, index=False)
-    atomic_write_text(res.summary_md, summarise(cfg, curves, selections))
-    if not curves.empty:
+    if cfg.task == "segment":
+        from cryoal.benchmark.plots import plot_segment_curves
+        from cryoal.benchmark.seg_report import summarise_segment
+
+        atomic_write_text(res.summary_md, summarise_segment(cfg, out, curves, selections))
+        if not curves.empty:
+            title = f"cryoal segmentation benchmark ({cfg.preset}, SNR {cfg.data.snr:g})"
+            plot_segment_curves(curves, res.curves_png, title=title)
+    else:
+        atomic_write_text(res.summary_md, summarise(cfg, curves, selections))
+    if not curves.empty and cfg.task != "segment":
         tail = "" if cfg.data.pool_imbalance == 1.0 else f", pool {cfg.data.pool_imbalance:g}:1"
         title = f"cryoal benchmark ({cfg.preset}, SNR {cfg.data.snr:g}{tail})"
         plot_curves(curves, res.curves_png, title=title)
@@ -135,7 +156,7 @@ def write_reports(cfg: BenchmarkConfig, out: Path) -> BenchmarkResult:
     return res
 
 
-def _fmt(mean: float, std: float) -> str:
+def mean_std(mean: float, std: float) -> str:
     """``mean ± std``; just the mean when there is no spread to show (one seed)."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"
@@ -174,7 +195,7 @@ def summarise(cfg: BenchmarkConfig, curves: pd.DataFrame, selections: pd.DataFra
     lines += ["|---|" + "---|" * len(ns)]
     for lab in labels:
         cells = [
-            _fmt(mean.get((lab, n), float("nan")), std.get((lab, n), float("nan"))) for n in ns
+            mean_std(mean.get((lab, n), float("nan")), std.get((lab, n), float("nan"))) for n in ns
         ]
         lines.append(f"| {lab} | " + " | ".join(cells) + " |")
     lines.append("")
@@ -224,8 +245,8 @@ def summarise(cfg: BenchmarkConfig, curves: pd.DataFrame, selections: pd.DataFra
         score_s = sub["score_s"].dropna().mean() if sub["score_s"].notna().any() else 0.0
         wall = (sub["train_s"].sum() + sub["score_s"].fillna(0).sum()) / max(len(runs), 1) / 60
         lines.append(
-            f"| {lab} | {_fmt(fin.mean(), _sd(fin))} | {_fmt(f1.mean(), _sd(f1))} "
-            f"| {_fmt(alc.mean(), _sd(alc))} | {reach_txt} | {sub['train_s'].mean():.1f} "
+            f"| {lab} | {mean_std(fin.mean(), sample_std(fin))} | {mean_std(f1.mean(), sample_std(f1))} "
+            f"| {mean_std(alc.mean(), sample_std(alc))} | {reach_txt} | {sub['train_s'].mean():.1f} "
             f"| {score_s:.1f} | {wall:.1f} |"
         )
     lines.append("")
@@ -273,19 +294,24 @@ def _halves_table(
         ]
         diff = t_interval(paired) if paired else "–"
         lines.append(
-            f"| {lab} | {_fmt(freq.mean(), _sd(freq))} | {_fmt(rare.mean(), _sd(rare))} | {diff} |"
+            f"| {lab} | {mean_std(freq.mean(), sample_std(freq))} | {mean_std(rare.mean(), sample_std(rare))} | {diff} |"
         )
     return [*lines, ""]
 
 
-def _sd(values: np.ndarray) -> float:
+def sample_std(values: np.ndarray) -> float:
+    """Sample standard deviation (ddof 1) of ``values`` (S,); NaN for one value."""
     return float(values.std(ddof=1)) if values.size > 1 else float("nan")
 
 
 def paired_differences(
-    label: str, ref: str, complete: dict[tuple[str, int], pd.DataFrame]
+    label: str,
+    ref: str,
+    complete: dict[tuple[str, int], pd.DataFrame],
+    metric: str = "accuracy",
 ) -> tuple[dict[int, list[float]], list[float]]:
-    """Per-seed accuracy differences ``label - ref``: by labeled-set size, and in ALC."""
+    """Per-seed differences ``label - ref`` of ``metric`` (a curves column): by
+    labeled-set size, and in ALC (against labels)."""
     seeds_ref = {s: v for (lab, s), v in complete.items() if lab == ref}
     per_n: dict[int, list[float]] = {}
     alc: list[float] = []
@@ -293,13 +319,13 @@ def paired_differences(
         if lb != label or seed not in seeds_ref:
             continue
         r = seeds_ref[seed]
-        rn = r.set_index("n_labeled")["accuracy"]
-        for n, a in zip(v["n_labeled"], v["accuracy"], strict=True):
+        rn = r.set_index("n_labeled")[metric]
+        for n, a in zip(v["n_labeled"], v[metric], strict=True):
             if n in rn.index:
                 per_n.setdefault(int(n), []).append(float(a - rn[n]))
         alc.append(
-            area_under_curve(v["n_labeled"], v["accuracy"])
-            - area_under_curve(r["n_labeled"], r["accuracy"])
+            area_under_curve(v["n_labeled"], v[metric])
+            - area_under_curve(r["n_labeled"], r[metric])
         )
     return per_n, alc
 
@@ -309,11 +335,15 @@ def labels_ratios(
     ref: str,
     complete: dict[tuple[str, int], pd.DataFrame],
     target: float,
-    n_final: int,
+    n_final: float | None,
+    *,
+    metric: str = "accuracy",
+    x: str = "n_labeled",
 ) -> tuple[list[float], int]:
-    """Per seed: labels ``label`` needs to reach ``target`` divided by the labels ``ref``
-    needs with the same seed (``n_final`` when ``ref`` never reaches it); seeds where
-    ``label`` never reaches it are left out. Returns the ratios and the number of seeds."""
+    """Per seed: the ``x`` (labels, or an edit cost) ``label`` needs for ``metric`` to reach
+    ``target`` divided by what ``ref`` needs with the same seed (``n_final`` when ``ref``
+    never reaches it; None: ``ref``'s last ``x``); seeds where ``label`` never reaches it
+    are left out. Returns the ratios and the number of seeds."""
     seeds_ref = {s: v for (lab, s), v in complete.items() if lab == ref}
     ratios: list[float] = []
     pairs = 0
@@ -321,12 +351,25 @@ def labels_ratios(
         if lb != label or seed not in seeds_ref:
             continue
         pairs += 1
-        mine = labels_to_reach(v["n_labeled"], v["accuracy"], target)
+        mine = labels_to_reach(v[x], v[metric], target)
         r = seeds_ref[seed]
-        theirs = labels_to_reach(r["n_labeled"], r["accuracy"], target) or float(n_final)
+        fallback = float(r[x].iloc[-1]) if n_final is None else float(n_final)
+        theirs = labels_to_reach(r[x], r[metric], target) or fallback
         if mine is not None:
             ratios.append(mine / theirs)
     return ratios, pairs
+
+
+def ratio_text(ratios: list[float], pairs: int) -> str:
+    """A :func:`labels_ratios` result for a table: mean [95 % interval], and how many
+    seeds reach the target when not all do."""
+    if not ratios:
+        return "not reached"
+    ci = t_interval(ratios)
+    text = f"{ci.mean:.2f}" if ci.n < 2 else f"{ci.mean:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
+    if len(ratios) < pairs:
+        text += f" ({len(ratios)}/{pairs} seeds reach it)"
+    return text
 
 
 def _versus(
@@ -368,23 +411,9 @@ def _versus(
         below = [n for n in sorted(per_n) if np.mean(per_n[n]) < 0]
         ratio_txt = "n/a"
         if target is not None and n_final:
-            ratios, pairs = labels_ratios(lab, ref, complete, target, n_final)
-            if ratios:
-                ci = t_interval(ratios)
-                ratio_txt = (
-                    f"{ci.mean:.2f}" if ci.n < 2 else f"{ci.mean:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
-                )
-                if len(ratios) < pairs:
-                    ratio_txt += f" ({len(ratios)}/{pairs} seeds reach it)"
-            else:
-                ratio_txt = "not reached"
+            ratio_txt = ratio_text(*labels_ratios(lab, ref, complete, target, n_final))
         half = half_budget_differences(lab, ref, complete, n_final)
-        if d_alc.above_zero:
-            verdict = f"beats {ref}"
-        elif d_alc.below_zero:
-            verdict = f"worse than {ref}"
-        else:
-            verdict = "not resolved"
+        verdict = verdict_of(d_alc, ref)
         lines.append(
             f"| {lab} | {d_alc.n} | {d_alc} | {d_fin} | {ratio_txt} "
             f"| {t_interval(half) if half else 'n/a'} "
@@ -395,6 +424,15 @@ def _versus(
             + "; ".join(f"{n}: {t_interval(per_n[n])}" for n in sorted(per_n))
         )
     return [*lines, "", *details, ""]
+
+
+def verdict_of(d_alc: Interval, ref: str) -> str:
+    """``beats ref`` / ``worse than ref`` when the paired ALC interval excludes zero."""
+    if d_alc.above_zero:
+        return f"beats {ref}"
+    if d_alc.below_zero:
+        return f"worse than {ref}"
+    return "not resolved"
 
 
 def half_budget_differences(

@@ -10,7 +10,7 @@ import typer
 
 #: cryoal.benchmark.PRESETS, spelled out so that the CLI starts without torch
 #: (tests/cli/test_options.py checks that they agree).
-Preset = Literal["smoke", "cpu", "paper"]
+Preset = Literal["smoke", "cpu", "paper", "smoke-seg", "cpu-seg"]
 
 
 def _csv(value: str, cast: type = str) -> list[Any]:

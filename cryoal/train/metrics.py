@@ -78,8 +78,10 @@ def segmentation_metrics(matrix: np.ndarray, class_names: Sequence[str]) -> dict
     """Voxel accuracy, Dice and IoU per class from a voxel confusion matrix.
 
     ``class_names`` includes the background (class 0). Dice = 2TP / (2TP + FP + FN), IoU =
-    TP / (TP + FP + FN), pooled over all evaluated voxels; ``None`` for a class absent from
-    truth and prediction. ``mean_dice`` / ``mean_iou`` average the foreground classes.
+    TP / (TP + FP + FN) from the summed confusion counts: pooled over all evaluated voxels
+    of all samples (not a mean of per-sample scores); ``None`` for a class absent from
+    truth and prediction. ``mean_dice`` / ``mean_iou`` average the foreground classes,
+    ``worst_dice`` / ``worst_iou`` are their minimum (classes with ``None`` left out).
     """
     m = np.asarray(matrix, dtype=np.int64)
     tp = np.diag(m).astype(np.float64)
@@ -97,6 +99,8 @@ def segmentation_metrics(matrix: np.ndarray, class_names: Sequence[str]) -> dict
         "iou": dict(zip(class_names, iou, strict=True)),
         "mean_dice": float(np.mean(fg_dice)) if fg_dice else None,
         "mean_iou": float(np.mean(fg_iou)) if fg_iou else None,
+        "worst_dice": float(np.min(fg_dice)) if fg_dice else None,
+        "worst_iou": float(np.min(fg_iou)) if fg_iou else None,
     }
 
 
