@@ -226,6 +226,34 @@ def kt(
     return reduce_spatial(d, reduction, quantile, fg)
 
 
+def foreground(probs: np.ndarray) -> np.ndarray:
+    """Each crop's predicted foreground fraction: the mean over voxels of ``1 - p_0``.
+
+    Parameters
+    ----------
+    probs
+        ``(N, C, *spatial)`` class probabilities of a segmentation model whose class 0 is
+        the background.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N,)`` in ``[0, 1]``.
+
+    Raises
+    ------
+    ValueError
+        ``(N, C)`` probabilities: a classifier has no background class.
+    """
+    p = _as_float(probs, "probs", 2)
+    if p.ndim < 3:
+        raise ValueError(
+            "the foreground score needs a segmentation model (voxel probabilities with "
+            f"class 0 = background); got probabilities of shape {p.shape}"
+        )
+    return (1.0 - p[:, 0]).reshape(p.shape[0], -1).mean(axis=1)
+
+
 def random_scores(n: int, seed: int) -> np.ndarray:
     """``n`` i.i.d. uniform scores from ``numpy.random.default_rng(seed)``."""
     if n < 0:

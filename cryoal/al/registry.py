@@ -378,6 +378,12 @@ register(Strategy("entropy", "−Σ p log p", score=_probs_score(H.entropy)))
 register(Strategy("margin", "1 − (p₁ − p₂)", score=_probs_score(H.margin)))
 register(Strategy("least-confidence", "1 − max p", score=_probs_score(H.least_confidence)))
 register(Strategy(
+    "foreground-fraction",
+    "mean predicted foreground probability of the crop, 1 − p_background (segmentation); "
+    "the weight of random_foreground",
+    score=lambda cfg, a: H.foreground(H.softmax(a.teacher, axis=1)),
+))  # fmt: skip
+register(Strategy(
     "random", "uniform", needs=Needs(model=False), select=_random, cold_start="random",
 ))  # fmt: skip
 
@@ -394,6 +400,14 @@ RECIPES: dict[str, dict[str, Any]] = {
         "weighting": "power",
         "beta": 1.0,
         "class_cap": 0.2,
+    },
+    # random sampling weighted by the predicted foreground (segmentation; nnActive's
+    # strongest baseline): p(pick) ∝ foreground fraction, without replacement
+    "random_foreground": {
+        "name": "foreground-fraction",
+        "selection": "stochastic",
+        "weighting": "power",
+        "beta": 1.0,
     },
     "typiclust-cold+margin+div+cap": {
         "name": "margin",

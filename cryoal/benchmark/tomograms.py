@@ -13,8 +13,6 @@ in ``split.json``.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from cryoal.benchmark.config import DataConfig
 from cryoal.io.atomic import atomic_write_text
 from cryoal.io.store import MASK_IGNORE, SubtomogramStore
 from cryoal.progress import CountCallback
+from cryoal.sim.membranes import MembraneParams
 
 #: The split's record beside the store.
 SPLIT_FILE = "split.json"
@@ -42,45 +41,30 @@ def tomogram_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence(int(seed), spawn_key=(int(index),)).generate_state(1)[0])
 
 
-def membrane_params(settings: dict[str, Any]) -> Any:
-    """``MembraneParams(**settings)`` of :mod:`cryoal.sim.membranes`.
+def membrane_params(settings: dict[str, Any]) -> MembraneParams:
+    """``MembraneParams(**settings)`` (:mod:`cryoal.sim.membranes`), checked.
 
     Raises
     ------
     ValueError
-        This cryoal's simulator has no membranes, or ``settings`` has a field that
-        ``MembraneParams`` does not take.
+        A field ``MembraneParams`` does not take, or a value out of range.
     """
-    from cryoal.sim.tomograms import simulate_tomogram
-
-    missing = (
-        "data.tomograms.membranes is set, but this cryoal's tomogram simulator has no "
-        "membranes (cryoal.sim.membranes); remove data.tomograms.membranes or update cryoal"
-    )
-    if "membranes" not in inspect.signature(simulate_tomogram).parameters:
-        raise ValueError(missing)
-    try:  # an older cryoal has no membranes: say so rather than fail on the keyword
-        membranes = importlib.import_module("cryoal.sim.membranes")
-    except ModuleNotFoundError:
-        raise ValueError(missing) from None
     try:
-        return membranes.MembraneParams(**settings)
-    except TypeError as exc:
+        params = MembraneParams(**settings)
+        params.check()
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"data.tomograms.membranes {settings!r}: {exc}") from None
+    return params
 
 
 def simulate_one(d: DataConfig, folder: Path, index: int) -> Path:
     """Simulate tomogram ``index`` of ``d.tomograms`` into ``folder`` (replacing what is
-    there); ``membranes`` go to the simulator only when the configuration sets them.
-    Returns ``folder``."""
+    there), with membranes when the configuration sets them. Returns ``folder``."""
     from cryoal.sim.tomograms import simulate_tomogram
 
     t = d.tomograms
     if t is None:
         raise ValueError("data.tomograms is not set; nothing to simulate")
-    extra: dict[str, Any] = {}
-    if t.membranes is not None:
-        extra["membranes"] = membrane_params(t.membranes)
     simulate_tomogram(
         folder,
         shape_zyx=t.shape_zyx,
@@ -93,8 +77,8 @@ def simulate_one(d: DataConfig, folder: Path, index: int) -> Path:
         tilt_range=d.tilt_range,
         min_gap_voxels=t.min_gap_voxels,
         tomo_id=tomo_id(index),
+        membranes=None if t.membranes is None else membrane_params(t.membranes),
         overwrite=True,
-        **extra,
     )
     return folder
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from cryoal.al import heuristics as H
+from cryoal.al.strategies import recipe_or_name
 
 
 def test_entropy_known_values_and_ranking():
@@ -109,6 +110,40 @@ def test_segmentation_entropy_reduces_voxels():
     p[1, 0, 0, 0, 0], p[1, 1, 0, 0, 0] = 0.5, 0.5  # except one voxel
     np.testing.assert_allclose(H.entropy(p), [np.log(2), np.log(2) / 27])
     np.testing.assert_allclose(H.entropy(p, reduction="max"), [np.log(2), np.log(2)])
+
+
+def test_foreground_is_the_mean_predicted_foreground_and_needs_a_segmenter():
+    p = np.zeros((3, 2, 2, 2, 2))
+    p[:, 0] = 1.0  # all background
+    p[1, 0, 0], p[1, 1, 0] = 0.25, 0.75  # crop 1: half its voxels (z = 0) 75 % foreground
+    p[2, 0], p[2, 1] = 0.0, 1.0  # crop 2: all foreground
+    np.testing.assert_allclose(H.foreground(p), [0.0, 0.375, 1.0])
+    with pytest.raises(ValueError, match="segmentation model"):
+        H.foreground(np.array([[0.5, 0.5]]))
+
+
+def test_random_foreground_draws_in_proportion_to_the_foreground():
+    from cryoal.al.acquire.selection import _select_by_score
+    from cryoal.al.strategies import StrategyConfig
+
+    cfg = StrategyConfig.model_validate(recipe_or_name("random_foreground"))
+    assert (cfg.name, cfg.selection, cfg.weighting, cfg.beta) == (
+        "foreground-fraction", "stochastic", "power", 1.0,
+    )  # fmt: skip
+    n = 400
+    ids = np.array([f"c{i:04d}" for i in range(n)])
+    fg = np.where(np.arange(n) < 100, 0.3, 0.1)  # 100 crops 3x as much foreground as 300
+    fg[-50:] = 0.0  # and 50 with none
+    counts = np.zeros(n)
+    for seed in range(200):
+        pos = _select_by_score(
+            cfg, ids, fg, 20, seed, np.zeros(n, np.int64), None, lambda: None, lambda: None
+        )
+        counts[pos] += 1
+    assert counts[-50:].sum() == 0  # no foreground, never drawn while others are left
+    # p ∝ foreground: a 0.3 crop is drawn about 3x as often as a 0.1 crop (k << n)
+    ratio = counts[:100].mean() / counts[100:350].mean()
+    assert 2.4 < ratio < 3.6
 
 
 def test_nan_input_is_rejected():

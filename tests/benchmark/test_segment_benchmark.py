@@ -4,10 +4,7 @@ tomogram split and the simulator call."""
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -165,48 +162,28 @@ def test_tomogram_split_holds_whole_tomograms_out_and_records_them(tmp_path):
         tomogram_split(store, 3)
 
 
-def _fake_simulator(calls: list[dict[str, Any]], with_membranes: bool) -> Any:
-    def without(out_dir: Any, **kwargs: Any) -> None:
-        calls.append(kwargs)
+def test_membranes_reach_the_simulator_only_when_the_config_sets_them(tmp_path) -> None:
+    import json
 
-    def with_(out_dir: Any, *, membranes: Any = None, **kwargs: Any) -> None:
-        calls.append({**kwargs, "membranes": membranes})
+    import mrcfile
 
-    return with_ if with_membranes else without
-
-
-def test_the_simulator_gets_membranes_only_when_the_config_sets_them(tmp_path, monkeypatch):
-    import cryoal.sim.tomograms as tomograms
-
-    calls: list[dict[str, Any]] = []
     cfg = load_benchmark_config("smoke-seg")
-    monkeypatch.setattr(tomograms, "simulate_tomogram", _fake_simulator(calls, False))
-    simulate_one(cfg.data, tmp_path / "t", 1)
-    assert "membranes" not in calls[0] and calls[0]["tomo_id"] == "tomo_01"
-    assert calls[0]["n_particles"] == 12 and calls[0]["snr"] == 1.0
-
+    simulate_one(cfg.data, tmp_path / "plain", 1)
+    assert "membranes" not in json.loads((tmp_path / "plain" / "simulation.json").read_text())
+    membranes = {"vesicles": 1, "sheets": 1, "vesicle_radius_A": [120.0, 150.0]}
     with_membranes = load_benchmark_config(
-        "smoke-seg", overrides={"data": {"tomograms": {"count": 3, "membranes": {"vesicles": 1}}}}
+        "smoke-seg", overrides={"data": {"tomograms": {"particles": 6, "membranes": membranes}}}
     )
-    with pytest.raises(ValueError, match="data.tomograms.membranes is set, but"):
-        simulate_one(with_membranes.data, tmp_path / "t", 0)
-
-    class MembraneParams:
-        def __init__(self, vesicles: int = 2) -> None:
-            self.vesicles = vesicles
-
-    module = types.ModuleType("cryoal.sim.membranes")
-    module.MembraneParams = MembraneParams
-    monkeypatch.setitem(sys.modules, "cryoal.sim.membranes", module)
-    monkeypatch.setattr(tomograms, "simulate_tomogram", _fake_simulator(calls, True))
-    simulate_one(with_membranes.data, tmp_path / "t", 0)
-    assert isinstance(calls[-1]["membranes"], MembraneParams)
-    assert calls[-1]["membranes"].vesicles == 1
-    bad = load_benchmark_config(
-        "smoke-seg", overrides={"data": {"tomograms": {"count": 3, "membranes": {"nope": 1}}}}
-    )
-    with pytest.raises(ValueError, match="data.tomograms.membranes"):
-        simulate_one(bad.data, tmp_path / "t", 0)
+    simulate_one(with_membranes.data, tmp_path / "mem", 1)
+    settings = json.loads((tmp_path / "mem" / "simulation.json").read_text())
+    assert settings["label_names"][-1] == "membrane"
+    assert mrcfile.read(tmp_path / "mem" / "labels.mrc").max() == len(settings["label_names"])
+    for bad in ({"nope": 1}, {"vesicles": -1}):
+        cfg = load_benchmark_config(
+            "smoke-seg", overrides={"data": {"tomograms": {"membranes": bad}}}
+        )
+        with pytest.raises(ValueError, match="data.tomograms.membranes"):
+            simulate_one(cfg.data, tmp_path / "bad", 0)
 
 
 @pytest.mark.parametrize(
@@ -225,10 +202,6 @@ def test_segment_config_errors_name_the_field(overrides, message) -> None:
 
 @pytest.mark.parametrize("name", ["seg_snr01", "seg_snr005"])
 def test_study_configs_load_over_the_cpu_seg_preset(name) -> None:
-    from cryoal.al.strategies import STRATEGIES
-
-    if "random_foreground" not in STRATEGIES:
-        pytest.skip("the random_foreground strategy is not registered in this cryoal")
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "study" / f"{name}.yaml"
     cfg = load_benchmark_config("cpu-seg", path)
     assert cfg.task == "segment" and len(cfg.seeds) == 5

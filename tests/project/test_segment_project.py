@@ -83,6 +83,28 @@ def test_a_segment_project_trains_on_its_masks(segment_project: Path, capsys) ->
     assert corrected.model_version == info["model_version"]
 
 
+def test_a_segment_project_suggests_with_the_segmentation_baselines(
+    segment_project: Path, capsys
+) -> None:
+    root = str(segment_project)
+    argv = ["train", root, "--preset", "tiny", "--student-preset", "tiny", "--epochs", "1",
+            "--batch-size", "4", "--val-fraction", "0.34"]  # fmt: skip
+    assert run(argv) == 0
+    for strategy in ("random_foreground", "entropy-gradnorm", "foreground-fraction"):
+        code = run(["suggest", root, "--k", "2", "--strategy", strategy, "--replace"])
+        assert code == 0, capsys.readouterr().err
+        with LabelStore(segment_project / "labels.sqlite") as labels:
+            queue = labels.queue(1)
+        assert sorted(queue["candidate_id"]) == ["TS_01:000006", "TS_01:000007"]
+        assert queue["score"].notna().all(), strategy
+        scores = pd.read_csv(segment_project / "rounds" / "001" / "scores.csv")
+        if strategy != "entropy-gradnorm":  # the score is the predicted foreground fraction
+            fg = 1.0 - scores.set_index("candidate_id")["p_background"]
+            np.testing.assert_allclose(
+                queue.set_index("candidate_id")["score"], fg[queue["candidate_id"]], atol=1e-4
+            )
+
+
 def test_the_project_task_decides_the_training_task(segment_project: Path, capsys) -> None:
     argv = ["train", str(segment_project), "--preset", "tiny", "--epochs", "1", "--task",
             "classify"]  # fmt: skip
