@@ -430,20 +430,64 @@ def polarity_label(polarity: str) -> str:
     return f"cryoal polarity={polarity} (particles {'brighter' if polarity == 'bright' else 'darker'} than background)"
 
 
-def read_polarity(path: str | os.PathLike) -> Literal["dark", "bright"] | None:
-    """``"dark"``/``"bright"`` when the MRC header carries cryoal's polarity label, else None."""
+def _header_labels(path: str | os.PathLike) -> list[str]:
+    """The text labels of an MRC header (empty when the file cannot be read)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with mrcfile.open(str(path), mode="r", permissive=True, header_only=True) as m:
                 n = int(m.header.nlabl)
-                texts = [
-                    bytes(m.header.label[i]).decode("ascii", "replace") for i in range(min(n, 10))
+                return [
+                    bytes(m.header.label[i]).decode("ascii", "replace").rstrip("\x00 ")
+                    for i in range(min(n, 10))
                 ]
     except (OSError, ValueError):
-        return None
-    for text in texts:
+        return []
+
+
+def read_polarity(path: str | os.PathLike) -> Literal["dark", "bright"] | None:
+    """``"dark"``/``"bright"`` when the MRC header carries cryoal's polarity label, else None."""
+    for text in _header_labels(path):
         found = _POLARITY_RE.search(text)
         if found:
             return "bright" if found.group(1) == "bright" else "dark"
     return None
+
+
+#: Header labels naming a label map's values: ``cryoal classes=background,ribosome`` and,
+#: when the names need more than one label, ``cryoal classes+=...`` continuations.
+_CLASSES_FIRST, _CLASSES_MORE = "cryoal classes=", "cryoal classes+="
+
+
+def class_labels(names: Sequence[str], room: int = 9) -> list[str]:
+    """Header labels naming the values of a label map: value ``k`` is ``names[k]`` (``names[0]``
+    the background), comma-separated over at most ``room`` labels of 80 characters.
+
+    Returns an empty list when the names do not fit (the map is then unnamed) or hold a
+    comma or a non-ASCII character.
+    """
+    if any("," in n or not n.isascii() or not n for n in names):
+        return []
+    out: list[str] = []
+    current = _CLASSES_FIRST
+    for name in names:
+        sep = "" if current in (_CLASSES_FIRST, _CLASSES_MORE) else ","
+        if len(current) + len(sep) + len(name) > 80:
+            out.append(current)
+            current, sep = _CLASSES_MORE, ""
+            if len(current) + len(name) > 80:
+                return []
+        current += sep + name
+    out.append(current)
+    return out if len(out) <= room else []
+
+
+def read_class_names(path: str | os.PathLike) -> list[str]:
+    """The value names written by :func:`class_labels` (``[0]`` = background), or ``[]``."""
+    names = ""
+    for text in _header_labels(path):
+        if text.startswith(_CLASSES_FIRST):
+            names = text[len(_CLASSES_FIRST) :]
+        elif text.startswith(_CLASSES_MORE) and names:
+            names += "," + text[len(_CLASSES_MORE) :]
+    return names.split(",") if names else []

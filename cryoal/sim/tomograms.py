@@ -48,7 +48,7 @@ import pandas as pd
 
 from cryoal.io.atomic import atomic_dir, atomic_write_text, check_can_write
 from cryoal.io.coords import write_csv, write_star
-from cryoal.io.mrc import polarity_label, write_mrc
+from cryoal.io.mrc import class_labels, polarity_label, write_mrc
 from cryoal.io.names import check_tomo_id
 from cryoal.sim.imaging import Imager, ImagingParams, float_pair
 from cryoal.sim.membranes import MEMBRANE_NAME, MembraneParams, MembraneSet
@@ -452,7 +452,13 @@ def _write_outputs(
         overwrite=overwrite,
         labels=[polarity_label(POLARITY)],
     )
-    write_mrc(files["labels.mrc"], labels, voxel_size_A, overwrite=overwrite)
+    write_mrc(
+        files["labels.mrc"],
+        labels,
+        voxel_size_A,
+        overwrite=overwrite,
+        labels=class_labels(["background", *settings.get("label_names", names)]),
+    )
     write_star(
         picks,
         files["particles.star"],

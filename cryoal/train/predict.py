@@ -321,6 +321,7 @@ def segment_tomogram(
     amp: bool | str = "off",
     overwrite: bool = False,
     progress: CountCallback | None = None,
+    class_names: Sequence[str] = (),
 ) -> Path:
     """Label every voxel of an MRC tomogram and write the label map as MRC.
 
@@ -356,6 +357,10 @@ def segment_tomogram(
     progress
         Called with the z-planes of each finished slab (they add up to the tomogram's depth);
         every slab is also logged.
+    class_names
+        The model's classes (``[0]`` = background), written to the header
+        (:func:`cryoal.io.mrc.class_labels`) so a viewer names and colours the values
+        wherever the file goes.
 
     Returns
     -------
@@ -365,7 +370,7 @@ def segment_tomogram(
     from monai.inferers import SlidingWindowInferer
 
     from cryoal.io.atomic import check_can_write
-    from cryoal.io.mrc import open_tomogram, write_mrc
+    from cryoal.io.mrc import class_labels, open_tomogram, write_mrc
 
     check_can_write(out_path, overwrite)
     n_classes = int(getattr(model, "num_classes", 2))
@@ -411,4 +416,11 @@ def segment_tomogram(
                 if progress is not None:
                     progress(z1 - z0)
         origin = tomo.origin_zyx_A
-    return write_mrc(out_path, labels, vs, origin_zyx_A=origin, overwrite=overwrite)
+    return write_mrc(
+        out_path,
+        labels,
+        vs,
+        origin_zyx_A=origin,
+        overwrite=overwrite,
+        labels=class_labels(class_names),
+    )

@@ -310,6 +310,7 @@ def predict_path(
             amp=amp,
             overwrite=overwrite,
             progress=on_batch,
+            class_names=run.info["class_names"],
         )
     return predict_store(
         run,

@@ -96,17 +96,22 @@ def looks_like_labels(data: np.ndarray, sample: np.ndarray) -> bool:
 def label_classes(path: str | os.PathLike) -> tuple[list[str], dict[str, str]]:
     """Class names and colours for a label volume (value ``k`` = class ``k - 1``).
 
-    From ``simulation.json`` beside the file (``cryoal simulate tomogram``), else from the
-    ``project.yaml`` of a project the file lies in (``cryoal predict`` label maps); colours
-    from that project, else tab10 in class order. Empty when neither is found.
+    From the file's header (``cryoal predict`` and ``cryoal simulate tomogram`` name the
+    values there: :func:`cryoal.io.mrc.read_class_names`), else ``simulation.json`` beside
+    the file (its ``label_names``, membranes included, or ``class_names``), else the
+    ``project.yaml`` of a project the file lies in; colours from that project, else tab10 in
+    class order. Empty when none is found.
     """
+    from cryoal.io.mrc import read_class_names
+
     path = Path(path)
-    names: list[str] = []
+    names: list[str] = read_class_names(path)[1:]
     colours: dict[str, str] = {}
     settings = path.parent / "simulation.json"
-    if settings.is_file():
+    if not names and settings.is_file():
         try:
-            names = [str(n) for n in json.loads(settings.read_text()).get("class_names", [])]
+            found = json.loads(settings.read_text())
+            names = [str(n) for n in found.get("label_names", found.get("class_names", []))]
         except (OSError, ValueError, AttributeError):
             names = []
     root = find_project_root(path)

@@ -212,3 +212,18 @@ def test_a_compressed_tomogram_is_refused_with_the_command(tmp_path: Path, compr
     assert "truncated" not in msg
     data, vs = read_volume(packed)  # small maps: read into memory
     assert data.shape == (4, 5, 6) and vs == 10.0
+
+
+def test_label_map_names_its_values_in_the_header(tmp_path) -> None:
+    from cryoal.io.mrc import class_labels, read_class_names
+
+    names = ["background", *(f"complex_{k:02d}" for k in range(20)), "membrane"]
+    labels = class_labels(names)
+    assert 1 < len(labels) <= 9 and all(len(t) <= 80 for t in labels)
+    write_mrc(tmp_path / "l.mrc", np.zeros((2, 4, 4), np.uint8), 10.0, labels=labels)
+    assert read_class_names(tmp_path / "l.mrc") == names
+    write_mrc(tmp_path / "plain.mrc", np.zeros((2, 4, 4), np.uint8), 10.0)
+    assert read_class_names(tmp_path / "plain.mrc") == []
+    # names that cannot be written unambiguously, or too many, leave the map unnamed
+    assert class_labels(["background", "a,b"]) == []
+    assert class_labels([f"c{k:03d}" for k in range(200)]) == []

@@ -181,6 +181,12 @@ def test_imported_picks_sit_on_their_particles(sim, tmp_path: Path) -> None:
     names = json.loads((sim.out_dir / "simulation.json").read_text())["class_names"]
     assert lkw["features"]["class_name"] == ["background", *names]
     assert lkw["colormap"][1] == "#1f77b4" and lkw["colormap"][2] == "#ff7f0e"
+    # the simulator names the values in the header too: a copy on its own is still named
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "labels.mrc").write_bytes((sim.out_dir / "labels.mrc").read_bytes())
+    [(_, akw, _)] = read(alone / "labels.mrc")
+    assert akw["features"]["class_name"] == ["background", *names]
     truth = pd.read_csv(sim.ground_truth)
 
     for picks_file in (sim.star, sim.csv):

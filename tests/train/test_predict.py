@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cryoal.cli.main import run
-from cryoal.io.mrc import open_tomogram, write_mrc
+from cryoal.io.mrc import open_tomogram, read_class_names, write_mrc
 from cryoal.io.store import SubtomogramStore
 from cryoal.models import build_model
 from cryoal.train.config import TrainConfig
@@ -139,6 +139,8 @@ def test_segment_a_tomogram_into_a_label_map(seg_store: Path, tmp_path: Path) ->
         pred = np.asarray(lab.data)
     with mrcfile.open(labels) as m:
         assert m.data.dtype.kind == "i"
+    # the map names its values, so a viewer colours it by class wherever it is copied
+    assert read_class_names(labels) == json.loads((out / "model.json").read_text())["class_names"]
     fg_true, fg_pred = truth > 0, pred > 0
     dice = 2 * (fg_true & fg_pred).sum() / (fg_true.sum() + fg_pred.sum())
     assert dice > 0.6
