@@ -275,7 +275,9 @@ def labels_import_cmd(
 def labels_export_cmd(
     directory: Path = _DIR,
     fmt: Literal["csv", "star", "copick", "masks"] = typer.Option(
-        "csv", "--format", help="csv, star (RELION), copick, or masks (segmentation, MRC)."
+        "csv",
+        "--format",
+        help="csv, star (RELION), copick (picks; a segment project: its masks as copick segmentations), or masks (segmentation, MRC).",
     ),
     out: Path = typer.Option(
         ..., "--out", help="Output file (copick, masks: a folder).", show_default=False

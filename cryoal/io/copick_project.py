@@ -376,3 +376,78 @@ def _move_into(staged: Path, stage: Path, overlay: Path) -> Path:
     os.replace(staged, final)
     fsync_directory(final.parent)
     return final
+
+
+@dataclass(frozen=True)
+class OverlaySegmentation:
+    """A multilabel segmentation to write: one run, ``(z, y, x)`` uint8 labels (0 background,
+    a pickable object's label elsewhere) at ``voxel_spacing`` Å."""
+
+    run: str
+    labels: np.ndarray
+    voxel_spacing: float
+
+
+def write_overlay_segmentations(
+    overlay: str | os.PathLike,
+    config_text: str,
+    sets: Sequence[OverlaySegmentation],
+    *,
+    name: str,
+    user_id: str,
+    session_id: str,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Write multilabel segmentations into a copick overlay folder with copick's own
+    ``run.new_segmentation(spacing, name, session, is_multilabel=True, user)`` and
+    ``from_numpy`` (OME-Zarr), staged in a temporary overlay and each ``.zarr`` folder renamed
+    into place whole, so no segmentation is ever seen half-written.
+
+    Existing segmentations of the same name, user and session are refused before anything
+    is written unless ``overwrite`` (then each is replaced only once its new copy is complete).
+    """
+    overlay = Path(overlay)
+    if overlay.exists() and not overlay.is_dir():
+        raise NotADirectoryError(
+            f"{overlay}: exists and is not a folder; a copick export needs a folder (--out DIR)"
+        )
+    copick = import_copick(f"{overlay}: writing copick segmentations")
+    overlay.mkdir(parents=True, exist_ok=True)
+    stage = make_temp_dir(overlay / "ExperimentRuns")
+    try:
+        config = {**json.loads(config_text), "overlay_root": "local://" + str(stage.resolve())}
+        config.pop("static_root", None)
+        fs = copick.impl.filesystem
+        root = fs.CopickRootFSSpec(fs.CopickConfigFSSpec(**config))
+        staged = []
+        for seg in sets:
+            run = root.get_run(seg.run) or root.new_run(seg.run)
+            made = run.new_segmentation(
+                seg.voxel_spacing, name, session_id, True, user_id=user_id, exist_ok=True
+            )
+            final = overlay / Path(made.path).relative_to(Path(root.root_overlay))
+            _refuse_existing(final, overwrite)
+            made.from_numpy(np.asarray(seg.labels, dtype=np.uint8))
+            staged.append((Path(made.path), final))
+        return [_move_dir_into(s, Path(root.root_overlay), overlay) for s, _ in staged]
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _move_dir_into(staged: Path, stage: Path, overlay: Path) -> Path:
+    """Rename a staged ``.zarr`` folder (and its run's ``.meta`` where the overlay lacks one)
+    into place; an existing folder is set aside first and removed once the new one is in."""
+    final = overlay / staged.relative_to(stage)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    run_meta = staged.parent.parent / ".meta"
+    if run_meta.is_file() and not (final.parent.parent / ".meta").exists():
+        os.replace(run_meta, final.parent.parent / ".meta")
+    old = None
+    if final.exists():
+        old = make_temp_dir(final)
+        os.replace(final, old / final.name)
+    os.replace(staged, final)
+    fsync_directory(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final

@@ -21,8 +21,15 @@ import pandas as pd
 
 from cryoal.io.atomic import atomic_write_text, check_can_write
 from cryoal.io.coords import CSV_COLUMNS, check_copick_name, write_star, zyx_voxels_to_xyz_A
-from cryoal.io.copick_project import OverlayPicks, copick_config_text, write_overlay_picks
+from cryoal.io.copick_project import (
+    OverlayPicks,
+    OverlaySegmentation,
+    copick_config_text,
+    write_overlay_picks,
+    write_overlay_segmentations,
+)
 from cryoal.io.mrc import write_mrc
+from cryoal.io.store import MASK_IGNORE
 from cryoal.project.candidates import tomogram_geometries
 from cryoal.project.config import SPECIAL_LABELS
 from cryoal.project.project import Project
@@ -142,7 +149,8 @@ def export_labels(
         tomogram and class, written by copick (``run.new_picks(class, session, user)``,
         ``store()``) at ``ExperimentRuns/<tomo>/Picks/<user>_<session>_<class>.json``,
         and a ``copick_config.json`` naming the project's classes (colour, radius) as
-        pickable objects, so copick and napari-copick can open the folder.
+        pickable objects, so copick and napari-copick can open the folder. For a segment
+        project, its masks as copick segmentations (:func:`export_masks` ``to="copick"``).
     tilt_series_pixel_size_A
         STAR only: the unbinned tilt-series pixel size (Å), written as RELION's
         ``rlnTomoTiltSeriesPixelSize`` (tomogram binning = voxel size / it); version 4
@@ -168,6 +176,10 @@ def export_labels(
     if include_special and fmt != "csv":
         raise ValueError(
             f"--include-special works with --format csv only ({fmt} files hold classes only)"
+        )
+    if fmt == "copick" and project.config.task == "segment":  # its labels are masks
+        return export_masks(
+            project, out, to="copick", user_id=user_id, session_id=session_id, overwrite=overwrite
         )
     table = project.labels.current_labels(include_special=include_special)
     if table.empty:
@@ -283,16 +295,51 @@ def copick_config_json(project: Project, overlay: Path) -> str:
     )
 
 
-def export_masks(
-    project: Project, out: str | os.PathLike, *, overwrite: bool = False
-) -> ExportResult:
-    """Export every current segmentation mask as an MRC label volume.
+def mask_corner(centre_zyx: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``(3,)`` int voxel corner of a candidate's box: its rounded centre minus half the box
+    (the extraction's convention)."""
+    return np.floor(np.asarray(centre_zyx, dtype=np.float64) + 0.5).astype(int) - (
+        np.asarray(shape) // 2
+    )
 
-    ``out`` is a folder: one ``<candidate id, ':' as '_'>.mrc`` per masked candidate
-    (uint8 ``(z, y, x)`` of the candidate's box: 0 background, class + 1, 255 not
+
+def paste_mask(volume: np.ndarray, mask: np.ndarray, corner: np.ndarray) -> None:
+    """Write a box's annotated foreground (values 1..254) into ``volume`` at ``corner``
+    (voxels, zyx), clipped at the volume's edge; background and 255 leave it as it is."""
+    lo = np.maximum(corner, 0)
+    hi = np.minimum(corner + np.asarray(mask.shape), volume.shape)
+    if np.any(hi <= lo):
+        return
+    src = mask[tuple(slice(a - c, b - c) for a, b, c in zip(lo, hi, corner, strict=True))]
+    dst = volume[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+    keep = (src > 0) & (src != MASK_IGNORE)
+    dst[keep] = src[keep]
+
+
+def export_masks(
+    project: Project,
+    out: str | os.PathLike,
+    *,
+    to: Literal["mrc", "copick"] = "mrc",
+    user_id: str = "cryoal",
+    session_id: str = "0",
+    overwrite: bool = False,
+) -> ExportResult:
+    """Export every current segmentation mask.
+
+    ``to="mrc"``: ``out`` is a folder of one ``<candidate id, ':' as '_'>.mrc`` per masked
+    candidate (uint8 ``(z, y, x)`` of the candidate's box: 0 background, class + 1, 255 not
     annotated; the project's voxel size; the header origin at the box's corner in Å), and
     ``masks.csv`` listing them (candidate, file, tomogram, box corner in voxels, how the
     mask came to be, annotator, round, model version, time, edit cost), written last.
+
+    ``to="copick"``: ``out`` is a copick overlay folder; per tomogram one multilabel
+    segmentation of the tomogram's shape (``masks``, written by copick's
+    ``new_segmentation`` + ``from_numpy`` as OME-Zarr at ``ExperimentRuns/<tomo>/
+    Segmentations/``) holding every mask's annotated foreground pasted at its box (value =
+    class id + 1 = the pickable object's label; not-annotated and background voxels 0;
+    where boxes overlap, the later-labelled mask wins), and ``copick_config.json`` naming
+    the classes. Memory: one uint8 volume of the largest tomogram.
 
     Raises
     ------
@@ -302,12 +349,14 @@ def export_masks(
     masks = project.labels.current_masks()
     if not masks:
         raise ValueError(
-            f"{project.root}: no masks to export yet; commit masks first (the Python API "
-            "'project.labels.add_mask')"
+            f"{project.root}: no masks to export yet; commit masks first (the viewer, or the "
+            "Python API 'project.labels.add_mask')"
         )
     out = Path(out)
-    vs = project.voxel_size_A
     positions = project.labels.candidates().set_index("candidate_id")
+    if to == "copick":
+        return _export_copick_masks(project, masks, positions, out, user_id, session_id, overwrite)
+    vs = project.voxel_size_A
     targets = [out / (m.candidate_id.replace(":", "_") + ".mrc") for m in masks]
     if out.is_dir():  # a new folder holds nothing to overwrite
         for path in [*targets, out / "masks.csv"]:
@@ -316,7 +365,7 @@ def export_masks(
     rows = []
     for m, path in zip(masks, targets, strict=True):
         centre = positions.loc[m.candidate_id, ["z", "y", "x"]].to_numpy(dtype=np.float64)
-        corner = np.floor(centre + 0.5).astype(int) - np.asarray(m.mask.shape) // 2
+        corner = mask_corner(centre, m.mask.shape)
         write_mrc(path, m.mask, vs, origin_zyx_A=tuple(corner * vs), overwrite=overwrite)
         rows.append({
             "candidate_id": m.candidate_id, "file": path.name,
@@ -329,3 +378,47 @@ def export_masks(
         })  # fmt: skip
     atomic_write_text(out / "masks.csv", pd.DataFrame(rows).to_csv(index=False), overwrite=True)
     return ExportResult([*targets, out / "masks.csv"], len(masks))
+
+
+#: Name of the multilabel copick segmentation a segment project's masks are exported as.
+COPICK_MASKS_NAME = "masks"
+
+
+def _export_copick_masks(
+    project: Project,
+    masks: list,
+    positions: pd.DataFrame,
+    out: Path,
+    user_id: str,
+    session_id: str,
+    overwrite: bool,
+) -> ExportResult:
+    """Each tomogram's masks pasted into one multilabel copick segmentation (see
+    :func:`export_masks`)."""
+    check_copick_name(user_id, "copick user id (--user-id)")
+    check_copick_name(session_id, "copick session id (--session-id)")
+    for name in project.config.class_names:
+        check_copick_name(name, "class name (a copick object name)")
+    geometries = tomogram_geometries(project)
+    by_tomo: dict[str, list] = {}
+    for m in sorted(masks, key=lambda m: m.created_at):
+        by_tomo.setdefault(str(positions.loc[m.candidate_id, "tomo_id"]), []).append(m)
+    config_path = out / COPICK_CONFIG
+    config_text = copick_config_json(project, out)
+    same_config = config_path.is_file() and config_path.read_text() == config_text
+    if not same_config and config_path.exists():
+        check_can_write(config_path, overwrite)  # raises with the fix
+    paths = []
+    for tomo, tomo_masks in sorted(by_tomo.items()):  # one tomogram's volume at a time
+        g = geometries[tomo]
+        volume = np.zeros(tuple(g.shape_zyx), dtype=np.uint8)
+        for m in tomo_masks:
+            centre = positions.loc[m.candidate_id, ["z", "y", "x"]].to_numpy(dtype=np.float64)
+            paste_mask(volume, m.mask, mask_corner(centre, m.mask.shape))
+        paths += write_overlay_segmentations(
+            out, config_text, [OverlaySegmentation(tomo, volume, g.voxel_size_A)],
+            name=COPICK_MASKS_NAME, user_id=user_id, session_id=session_id, overwrite=overwrite,
+        )  # fmt: skip
+    if not same_config:
+        atomic_write_text(config_path, config_text, overwrite=overwrite)
+    return ExportResult([*paths, config_path], len(masks))

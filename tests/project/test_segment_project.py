@@ -137,3 +137,38 @@ def test_project_init_declares_the_task(tmp_path: Path) -> None:
     assert config["task"] == "segment" and config["defaults"]["strategy"] == "kt"
     assert run(["project", "init", str(tmp_path / "cls"), "--classes", "a,b"]) == 0
     assert yaml.safe_load((tmp_path / "cls" / "project.yaml").read_text())["task"] == "classify"
+
+
+def test_masks_export_as_a_copick_segmentation_that_copick_reads(
+    segment_project: Path, capsys
+) -> None:
+    copick = pytest.importorskip("copick")
+    with LabelStore(segment_project / "labels.sqlite") as labels:
+        centres = labels.candidates().set_index("candidate_id")[["z", "y", "x"]]
+    balls = centres.loc[[f"TS_01:{k:06d}" for k in range(6)]].to_numpy(dtype=int)
+
+    out = segment_project.parent / "overlay"
+    argv = ["labels", "export", str(segment_project), "--format", "copick", "--out", str(out)]
+    assert run(argv) == 0, capsys.readouterr().err
+    root = copick.from_file(str(out / "copick_config.json"))
+    [seg] = root.get_run("TS_01").get_segmentations(
+        name="masks", user_id="cryoal", session_id="0", is_multilabel=True
+    )
+    volume = seg.numpy()
+    assert volume.shape == (32, 64, 64) and float(seg.voxel_size) == 10.0
+    # each ball where it was painted, with its class id + 1 (= the pickable object's label);
+    # the two x-columns left not annotated stay 0, and nothing else is painted
+    zz, yy, xx = np.mgrid[:32, :64, :64]
+    expected = np.zeros((32, 64, 64), np.uint8)
+    for k, (z, y, x) in enumerate(balls):
+        r, value = (3.0, 1) if k % 2 == 0 else (5.0, 2)
+        ball = (zz - z) ** 2 + (yy - y) ** 2 + (xx - x) ** 2 <= r**2
+        expected[ball & (xx >= x - 6)] = value
+    np.testing.assert_array_equal(volume, expected)
+    labels = {o.name: o.label for o in root.pickable_objects}
+    assert labels == {"small": 1, "large": 2}
+    # an existing segmentation is refused (nothing touched) unless --overwrite
+    assert run(argv) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert run([*argv, "--overwrite"]) == 0
+    assert not list(out.glob("ExperimentRuns/*partial*"))
