@@ -17,12 +17,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -328,22 +329,30 @@ def write_overlay_picks(
     unless ``overwrite``.
     """
     overlay = Path(overlay)
+    for picks in sets:
+        _refuse_existing(overlay_picks_path(overlay, picks, user_id, session_id), overwrite)
+    with _staged_overlay(overlay, config_text, "picks") as (copick, root):
+        staged = [_store_picks(copick, root, p, user_id, session_id) for p in sets]
+        return [_move_into(Path(f), Path(root.root_overlay), overlay) for f in staged]
+
+
+@contextlib.contextmanager
+def _staged_overlay(overlay: Path, config_text: str, what: str) -> Iterator[tuple[Any, Any]]:
+    """copick and a copick root whose overlay is a temporary folder beside
+    ``overlay/ExperimentRuns`` (removed on exit): files are written there by copick and
+    renamed into ``overlay`` by the caller."""
     if overlay.exists() and not overlay.is_dir():
         raise NotADirectoryError(
             f"{overlay}: exists and is not a folder; a copick export needs a folder (--out DIR)"
         )
-    copick = import_copick(f"{overlay}: writing copick picks")
-    for picks in sets:
-        _refuse_existing(overlay_picks_path(overlay, picks, user_id, session_id), overwrite)
+    copick = import_copick(f"{overlay}: writing copick {what}")
     overlay.mkdir(parents=True, exist_ok=True)
     stage = make_temp_dir(overlay / "ExperimentRuns")
     try:
         config = {**json.loads(config_text), "overlay_root": "local://" + str(stage.resolve())}
         config.pop("static_root", None)
         fs = copick.impl.filesystem
-        root = fs.CopickRootFSSpec(fs.CopickConfigFSSpec(**config))
-        staged = [_store_picks(copick, root, p, user_id, session_id) for p in sets]
-        return [_move_into(Path(f), Path(root.root_overlay), overlay) for f in staged]
+        yield copick, fs.CopickRootFSSpec(fs.CopickConfigFSSpec(**config))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
@@ -407,18 +416,7 @@ def write_overlay_segmentations(
     is written unless ``overwrite`` (then each is replaced only once its new copy is complete).
     """
     overlay = Path(overlay)
-    if overlay.exists() and not overlay.is_dir():
-        raise NotADirectoryError(
-            f"{overlay}: exists and is not a folder; a copick export needs a folder (--out DIR)"
-        )
-    copick = import_copick(f"{overlay}: writing copick segmentations")
-    overlay.mkdir(parents=True, exist_ok=True)
-    stage = make_temp_dir(overlay / "ExperimentRuns")
-    try:
-        config = {**json.loads(config_text), "overlay_root": "local://" + str(stage.resolve())}
-        config.pop("static_root", None)
-        fs = copick.impl.filesystem
-        root = fs.CopickRootFSSpec(fs.CopickConfigFSSpec(**config))
+    with _staged_overlay(overlay, config_text, "segmentations") as (_, root):
         staged = []
         for seg in sets:
             run = root.get_run(seg.run) or root.new_run(seg.run)
@@ -430,8 +428,6 @@ def write_overlay_segmentations(
             made.from_numpy(np.asarray(seg.labels, dtype=np.uint8))
             staged.append((Path(made.path), final))
         return [_move_dir_into(s, Path(root.root_overlay), overlay) for s, _ in staged]
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _move_dir_into(staged: Path, stage: Path, overlay: Path) -> Path:
