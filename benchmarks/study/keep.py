@@ -4,8 +4,10 @@ spanning several sittings resumes where it stopped.
 A benchmark folder (``cryoal benchmark --out OUT``) holds each (strategy, seed) run as
 ``runs/<strategy>/seed_<s>/state.json`` beside model weights that a finished run no longer
 needs: its reports are rebuilt from the states alone. ``save`` copies the states of the
-finished runs, the reports and the pool's pretraining record (``pretraining.json``) into
-``benchmarks/results/study/<name>/``; ``restore`` copies
+finished runs and the pool's pretraining record (``pretraining.json``) into
+``benchmarks/results/study/<name>/`` and rebuilds its reports from every kept state under the
+kept ``benchmark.yaml`` (so a sitting may run a filtered configuration: a subset of arms or
+seeds); ``restore`` copies
 the states back into an output folder, where ``cryoal benchmark`` with the same
 configuration and ``--out`` skips them and trains only what is left.
 
@@ -35,7 +37,9 @@ def _finished(state: Path) -> bool:
 
 
 def save(out: Path, name: str) -> list[Path]:
-    """Copy ``out``'s finished run states and reports to ``KEPT/name``; the copied paths."""
+    """Copy ``out``'s finished run states to ``KEPT/name`` with the reports: rebuilt from all
+    kept states under the kept ``benchmark.yaml`` when there is one, else copied from ``out``;
+    the paths written."""
     dest = KEPT / name
     copied = []
     for state in sorted(out.glob("runs/*/seed_*/state.json")):
@@ -51,6 +55,15 @@ def save(out: Path, name: str) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(record, dest / "pretraining.json")
         copied.append(dest / "pretraining.json")
+    kept_config = dest / "benchmark.yaml"
+    if kept_config.is_file():
+        # the study's full configuration is kept: rebuild its reports from every kept state
+        # (a sitting may run a subset of the arms or seeds with a filtered configuration)
+        from cryoal.benchmark.config import load_benchmark_config
+        from cryoal.benchmark.report import write_reports
+
+        write_reports(load_benchmark_config(None, kept_config), dest)
+        return copied + [dest / r for r in REPORTS if r != "benchmark.yaml"]
     for report in REPORTS:
         if (out / report).is_file():
             dest.mkdir(parents=True, exist_ok=True)
