@@ -9,7 +9,9 @@ from what the project keeps on disk:
   in it (candidates added after the snapshot);
 * labels: the newest snapshot (``rounds/NNN/snapshot.csv``, hash checked), each label with
   its id, kind, class, annotator, round, model version and time, so the rebuilt store's
-  labels are exactly the snapshot's;
+  labels are exactly the snapshot's; a segmentation label with its mask from the
+  snapshot's ``masks.npz`` (hash checked; source ``restored``: how it was painted and what
+  it cost are in no file);
 * suggestion queues: every round's ``rounds/NNN/suggestions.csv`` whose candidates are all
   known, with the model version of that round's ``round.json`` (or of the merged queue's
   ``suggestions.json``).
@@ -31,6 +33,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cryoal.io.atomic import atomic_path
@@ -48,7 +51,7 @@ from cryoal.project.layout import (
 )
 from cryoal.project.pool import read_pool
 from cryoal.project.rounds import read_model_info
-from cryoal.project.snapshot import read_snapshot, snapshot_rounds
+from cryoal.project.snapshot import read_snapshot, read_snapshot_masks, snapshot_rounds
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +97,12 @@ def rebuild_label_store(root: str | os.PathLike) -> RebuildResult:
     snapshot_round = _newest_snapshot_round(root)
     candidates = _candidates(root, snapshot_round)
     labels = None if snapshot_round is None else read_snapshot(round_dir(root, snapshot_round))
+    masks = None if snapshot_round is None else read_snapshot_masks(round_dir(root, snapshot_round))
     with atomic_path(final, overwrite=False) as tmp:
         try:
             store = LabelStore.create(tmp, config.class_names)
             try:
-                result = _fill(store, root, candidates, labels, snapshot_round)
+                result = _fill(store, root, candidates, labels, masks, snapshot_round)
             finally:
                 store.close()
         finally:
@@ -139,6 +143,7 @@ def _fill(
     root: Path,
     candidates: pd.DataFrame,
     labels: pd.DataFrame | None,
+    masks: dict[str, np.ndarray] | None,
     snapshot_round: int | None,
 ) -> RebuildResult:
     sources = candidates["source"].where(candidates["source"].notna(), "rebuild")
@@ -153,7 +158,7 @@ def _fill(
         elif (round_dir(root, round_) / SUGGESTIONS_NAME).is_file():
             result.skipped_queues.append(round_)
     if labels is not None:
-        result.n_labels = store.restore_labels(labels, source=str(snapshot))
+        result.n_labels = store.restore_labels(labels, source=str(snapshot), masks=masks)
     return result
 
 

@@ -173,3 +173,37 @@ def test_masks_export_as_mrc_label_volumes(tmp_path: Path, capsys: pytest.Captur
     assert index[["corner_z", "corner_y", "corner_x"]].values.tolist() == [[12, 16, 22]]
     # a second export refuses to overwrite unless told
     assert run(["labels", "export", root, "--format", "masks", "--out", str(tmp_path / "m")]) == 2
+
+
+def test_a_version_3_store_keeps_its_masks_and_can_hold_restored_ones(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.add_mask("TS_01:000001", _mask(1), "alice", source="accepted")
+    store.close()
+    conn = sqlite3.connect(store.path)  # as cryoal wrote it before masks could be restored
+    old_check = "CHECK (source IN ('painted', 'corrected', 'accepted'))"
+    conn.executescript(
+        "CREATE TABLE masks_v3 (label_id INTEGER PRIMARY KEY REFERENCES labels (label_id), "
+        "nz INTEGER NOT NULL, ny INTEGER NOT NULL, nx INTEGER NOT NULL, data BLOB NOT NULL, "
+        f"sha256 TEXT NOT NULL, source TEXT NOT NULL {old_check}, voxels_changed INTEGER, "
+        "slices_touched INTEGER, seconds REAL); INSERT INTO masks_v3 SELECT * FROM masks; "
+        "DROP TABLE masks; ALTER TABLE masks_v3 RENAME TO masks; PRAGMA user_version = 3;"
+    )
+    conn.close()
+    with LabelStore(store.path) as upgraded:
+        kept = upgraded.current_mask("TS_01:000001")
+        np.testing.assert_array_equal(kept.mask, _mask(1))
+        assert kept.source == "accepted"
+        table = pd.DataFrame([{
+            "label_id": 99, "candidate_id": "TS_01:000002", "kind": "mask", "class_id": None,
+            "class_name": None, "annotator": "bob", "round": 1, "model_version": "m1",
+            "created_at": "2026-12-06T00:00:00+00:00",
+        }])  # fmt: skip
+        upgraded.restore_labels(table, "snapshot.csv", masks={"TS_01:000002": _mask(2)})
+        restored = upgraded.current_mask("TS_01:000002")
+        np.testing.assert_array_equal(restored.mask, _mask(2))
+        assert (restored.source, restored.voxels_changed) == ("restored", None)
+        # a person's commit cannot claim to be restored; a mask row needs its mask
+        with pytest.raises(ValueError, match="mask source 'restored'"):
+            upgraded.add_mask("TS_01:000003", _mask(3), "carol", source="restored")
+        with pytest.raises(ValueError, match="has no mask beside it"):
+            upgraded.restore_labels(table.assign(label_id=100), "snapshot.csv", masks={})

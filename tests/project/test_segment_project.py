@@ -172,3 +172,22 @@ def test_masks_export_as_a_copick_segmentation_that_copick_reads(
     assert "--overwrite" in capsys.readouterr().err
     assert run([*argv, "--overwrite"]) == 0
     assert not list(out.glob("ExperimentRuns/*partial*"))
+
+
+def test_a_rebuilt_store_gets_the_snapshots_masks_back(segment_project: Path) -> None:
+    root = str(segment_project)
+    assert run(["project", "snapshot", root]) == 0
+    with LabelStore(segment_project / "labels.sqlite") as labels:
+        before = {m.candidate_id: m.mask for m in labels.current_masks()}
+    assert len(before) == 6
+    for suffix in ("", "-wal", "-shm"):
+        path = segment_project / f"labels.sqlite{suffix}"
+        if path.exists():
+            path.unlink()
+    assert run(["project", "rebuild-labels", root]) == 0
+    with LabelStore(segment_project / "labels.sqlite") as labels:
+        after = labels.current_masks()
+    assert {m.candidate_id for m in after} == set(before)
+    for m in after:
+        np.testing.assert_array_equal(m.mask, before[m.candidate_id])
+        assert m.source == "restored" and m.annotator == "alice"

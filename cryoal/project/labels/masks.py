@@ -29,6 +29,9 @@ from cryoal.project.labels.errors import DamagedStoreError, translate_sqlite_err
 from cryoal.project.labels.rows import _check_annotator, _insert_label_row
 from cryoal.project.labels.schema import KIND_MASK, MASK_SOURCES, utc_now
 
+#: The sources of a mask a person commits (``restored`` is a rebuilt store's own).
+EDIT_SOURCES = tuple(s for s in MASK_SOURCES if s != "restored")
+
 #: zlib level: masks are mostly runs of one value, level 6 packs a 64³ mask in ~1 ms.
 _ZLIB_LEVEL = 6
 
@@ -67,7 +70,8 @@ def check_mask(mask: np.ndarray, n_classes: int) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.uint8)
 
 
-def _pack(mask: np.ndarray) -> tuple[bytes, str]:
+def pack_mask(mask: np.ndarray) -> tuple[bytes, str]:
+    """The zlib-compressed bytes of a checked mask and the sha256 of its raw bytes."""
     raw = mask.tobytes()
     return zlib.compress(raw, _ZLIB_LEVEL), hashlib.sha256(raw).hexdigest()
 
@@ -139,10 +143,10 @@ class MaskLabels:
             annotator.
         """
         who = _check_annotator(annotator)
-        if source not in MASK_SOURCES:
-            raise ValueError(f"mask source {source!r}: choose one of {', '.join(MASK_SOURCES)}")
+        if source not in EDIT_SOURCES:
+            raise ValueError(f"mask source {source!r}: choose one of {', '.join(EDIT_SOURCES)}")
         arr = check_mask(mask, len(self._class_names))
-        data, sha = _pack(arr)
+        data, sha = pack_mask(arr)
         with self._write() as conn:
             label_id, *_ = _insert_label_row(
                 conn, self.path, candidate_id, KIND_MASK, None, who, round, model_version
@@ -196,7 +200,7 @@ class MaskLabels:
         the candidate); committed when it returns."""
         who = _check_annotator(annotator)
         arr = check_mask(mask, len(self._class_names))
-        data, sha = _pack(arr)
+        data, sha = pack_mask(arr)
         with self._write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO mask_drafts (candidate_id, annotator, nz, ny, nx, data, "

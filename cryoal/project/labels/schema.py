@@ -44,11 +44,12 @@ KIND_MASK = "mask"
 KINDS = (KIND_CLASS, *SPECIAL_LABELS, KIND_CLEARED, KIND_MASK)
 
 #: How a stored mask came to be (``masks.source``): ``painted`` from scratch, ``corrected``
-#: from the model's proposal, ``accepted`` as the model proposed it.
-MASK_SOURCES = ("painted", "corrected", "accepted")
+#: from the model's proposal, ``accepted`` as the model proposed it, ``restored`` from a
+#: snapshot's ``masks.npz`` into a rebuilt store (its edit cost is not known).
+MASK_SOURCES = ("painted", "corrected", "accepted", "restored")
 
 #: Schema version written to ``PRAGMA user_version``.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: What a ``candidate_edits`` row records.
 EDIT_ACTIONS = ("added", "moved", "deleted", "restored")
@@ -91,18 +92,25 @@ _LABELS = (
 #: Voxel masks of ``mask`` labels (zlib-compressed uint8 ``(z, y, x)``, C order, with the
 #: sha256 of the uncompressed bytes), and the one draft per candidate and annotator that
 #: the viewer autosaves while a mask is edited.
-_MASKS = f"""
-CREATE TABLE masks (
+_MASK_TABLE = (
+    """
+CREATE TABLE {name} (
     label_id       INTEGER PRIMARY KEY REFERENCES labels (label_id),
     nz INTEGER NOT NULL, ny INTEGER NOT NULL, nx INTEGER NOT NULL,
     data           BLOB NOT NULL,
     sha256         TEXT NOT NULL,
-    source         TEXT NOT NULL CHECK (source IN ({", ".join(repr(k) for k in MASK_SOURCES)})),
+    source         TEXT NOT NULL CHECK (source IN ("""
+    + ", ".join(repr(k) for k in MASK_SOURCES)
+    + """)),
     voxels_changed INTEGER,
     slices_touched INTEGER,
     seconds        REAL
 );
-CREATE TABLE mask_drafts (
+"""
+)
+_MASKS = (
+    _MASK_TABLE.format(name="masks")
+    + """CREATE TABLE mask_drafts (
     candidate_id TEXT NOT NULL REFERENCES candidates (candidate_id),
     annotator    TEXT NOT NULL,
     nz INTEGER NOT NULL, ny INTEGER NOT NULL, nx INTEGER NOT NULL,
@@ -112,6 +120,7 @@ CREATE TABLE mask_drafts (
     PRIMARY KEY (candidate_id, annotator)
 );
 """
+)
 
 _CURRENT_LABELS = f"""
 CREATE VIEW current_labels AS
@@ -130,7 +139,8 @@ CREATE VIEW current_labels AS
 #: rows written before it read as ``decision``. Version 3 adds candidate edits (added by
 #: hand, moved, deleted, restored), leaves deleted candidates out of the current labels,
 #: and adds segmentation masks (the labels table is copied into one that allows the kind
-#: ``mask``: SQLite cannot change a CHECK in place).
+#: ``mask``: SQLite cannot change a CHECK in place). Version 4 lets a mask be ``restored``
+#: (the masks table copied likewise).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         "ALTER TABLE labels ADD COLUMN source TEXT NOT NULL DEFAULT 'decision'",
@@ -148,6 +158,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX labels_by_candidate ON labels (candidate_id, label_id)",
         *(st.strip() for st in _MASKS.split(";") if st.strip()),
         _CURRENT_LABELS.strip().rstrip(";"),
+    ),
+    3: (
+        _MASK_TABLE.format(name="masks_v4").strip().rstrip(";"),
+        "INSERT INTO masks_v4 SELECT label_id, nz, ny, nx, data, sha256, source, "
+        "voxels_changed, slices_touched, seconds FROM masks",
+        "DROP TABLE masks",
+        "ALTER TABLE masks_v4 RENAME TO masks",
     ),
 }
 

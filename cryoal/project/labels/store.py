@@ -16,7 +16,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ from cryoal.project.labels.errors import (
     damaged_store_message,
     translate_sqlite_errors,
 )
-from cryoal.project.labels.masks import MaskLabels
+from cryoal.project.labels.masks import MaskLabels, check_mask, pack_mask
 from cryoal.project.labels.rows import (
     INSERT_CANDIDATE,
     _candidate_rows,
@@ -54,6 +54,7 @@ from cryoal.project.labels.schema import (
     CANDIDATE_COLUMNS,
     KIND_CLASS,
     KIND_CLEARED,
+    KIND_MASK,
     LABEL_COLUMNS,
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -544,21 +545,39 @@ class LabelStore(CandidateEdits, MaskLabels):
                 )
         return len(candidate_ids)
 
-    def restore_labels(self, table: pd.DataFrame, source: str) -> int:
+    def restore_labels(
+        self,
+        table: pd.DataFrame,
+        source: str,
+        masks: Mapping[str, np.ndarray] | None = None,
+    ) -> int:
         """Insert labels exactly as ``table`` recorded them, in ONE transaction (all or none).
 
         ``table`` has the columns of :meth:`current_labels` (a ``rounds/NNN/snapshot.csv``);
         every row keeps its label id, kind, class, annotator, round, model version and
-        time, so afterwards the store's current labels are the table's. ``source`` names
-        the table in messages. Meant for a store being rebuilt (the ids must be free).
+        time, so afterwards the store's current labels are the table's. A ``mask`` row gets
+        its mask from ``masks`` (candidate id -> ``(z, y, x)`` uint8, a snapshot's
+        ``masks.npz``) with the source ``restored`` (its edit cost is not known). ``source``
+        names the table in messages. Meant for a store being rebuilt (the ids must be free).
 
         Raises
         ------
         ValueError
-            A kind or class that is not this store's (the message names ``source``), or an
-            unknown candidate.
+            A kind or class that is not this store's (the message names ``source``), an
+            unknown candidate, or a mask row whose mask ``masks`` lacks or is invalid.
         """
         rows = [_restored_label_row(r, self._class_names, source) for r in table.itertuples()]
+        packed = []
+        for label_id, candidate_id, kind, *_ in rows:
+            if kind != KIND_MASK:
+                continue
+            if masks is None or candidate_id not in masks:
+                raise ValueError(
+                    f"{source}: the mask label of {candidate_id} has no mask beside it; "
+                    "restore the snapshot's masks.npz (or take a new snapshot)"
+                )
+            arr = check_mask(masks[candidate_id], len(self._class_names))
+            packed.append((label_id, *arr.shape, *pack_mask(arr)))
         with self._write() as conn:
             unknown = _unknown_candidates(conn, [r[1] for r in rows])
             if unknown:
@@ -567,6 +586,11 @@ class LabelStore(CandidateEdits, MaskLabels):
                 "INSERT INTO labels (label_id, candidate_id, kind, class_id, annotator, round, "
                 "model_version, created_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'restore')",
                 rows,
+            )
+            conn.executemany(
+                "INSERT INTO masks (label_id, nz, ny, nx, data, sha256, source) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'restored')",
+                packed,
             )
         return len(rows)
 
