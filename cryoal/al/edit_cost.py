@@ -86,8 +86,8 @@ def proposal_changes(
     from cryoal.train.predict import stream_outputs
 
     idx = np.asarray(rows, np.int64).reshape(-1)
+    position = {int(r): k for k, r in enumerate(idx)}
     out = np.zeros(idx.size, np.int64)
-    done = 0
     for batch in stream_outputs(
         {"teacher": teacher},
         store,
@@ -96,7 +96,6 @@ def proposal_changes(
         device=device,
     ):
         pred = batch.logits["teacher"].argmax(dim=1).cpu().numpy()
-        n = len(batch.indices)
-        out[done : done + n] = correction_cost(pred, store.masks(batch.indices))
-        done += n
+        cost = correction_cost(pred, store.masks(batch.indices))
+        out[[position[int(r)] for r in batch.indices]] = cost  # whatever order batches come in
     return out

@@ -247,7 +247,10 @@ def _train_project(
 
 def predict_cmd(
     run: Path = typer.Argument(
-        ..., help="Run folder written by 'cryoal train'.", show_default=False
+        ...,
+        help="Run folder written by 'cryoal train', a project round (rounds/NNN) or a project "
+        "(its newest trained round).",
+        show_default=False,
     ),
     input: Path = typer.Argument(
         ..., help="Subtomogram store (.h5) or tomogram (.mrc).", show_default=False
@@ -278,10 +281,12 @@ def predict_cmd(
     quiet: bool = typer.Option(False, "--no-progress", "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Predict a store (probabilities, features, KT distance) or segment a tomogram."""
+    from cryoal.project.rounds import model_run_folder
     from cryoal.train.perf import tune_cpu_allocator
     from cryoal.train.predict_to_files import predict_path
 
     tune_cpu_allocator()
+    run = model_run_folder(run)
 
     given: dict[str, Any] = {  # options the user gave (None: predict_path's default)
         "batch_size": batch_size, "device": device, "mc_passes": mc_passes,

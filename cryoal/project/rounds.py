@@ -24,6 +24,7 @@ from typing import Any
 from cryoal.io.atomic import atomic_write_text
 from cryoal.io.jsonfile import read_json
 from cryoal.project.layout import (
+    CONFIG_NAME,
     MODEL_INFO_NAME,
     MODEL_RUN_DIR,
     SNAPSHOT_NAME,
@@ -72,6 +73,37 @@ def read_model_info(project_root: str | os.PathLike, round: int) -> ModelInfo | 
         return ModelInfo(**data)
     except TypeError:  # not a mapping, or fields missing / unknown
         raise ValueError(f"{path}: damaged (not a round record); {fix}") from None
+
+
+def model_run_folder(path: str | os.PathLike) -> Path:
+    """The training run folder that ``path`` names: a run folder itself (``model.json``), a
+    project round (``rounds/NNN``: its model), or a project (its newest trained round), so
+    ``cryoal predict`` takes any of them.
+
+    Raises
+    ------
+    ValueError
+        A project or round without a finished model (the message says how to train one).
+    """
+    path = Path(path)
+    if (path / "model.json").is_file() or not path.is_dir():
+        return path
+    if (path / MODEL_INFO_NAME).is_file() or (path / SNAPSHOT_NAME).is_file():
+        root, round_ = path.parent.parent, int(path.name)
+        info = read_model_info(root, round_)
+        if info is None:
+            raise ValueError(
+                f"{path}: round {round_} has no trained model yet; train it with "
+                f"'cryoal train {root}'"
+            )
+        return info.run_path(root)
+    if (path / CONFIG_NAME).is_file():
+        for round_ in reversed(round_numbers(path)):
+            info = read_model_info(path, round_)
+            if info is not None:
+                return info.run_path(path)
+        raise ValueError(f"{path}: no round has a trained model yet; run 'cryoal train {path}'")
+    return path
 
 
 def _retrain_hint(project_root: Path, round: int) -> str:

@@ -90,6 +90,17 @@ def test_a_segment_project_suggests_with_the_segmentation_baselines(
     argv = ["train", root, "--preset", "tiny", "--student-preset", "tiny", "--epochs", "1",
             "--batch-size", "4", "--val-fraction", "0.34"]  # fmt: skip
     assert run(argv) == 0
+    # the round's model segments a whole tomogram into a label map named by class
+    from cryoal.io.mrc import open_tomogram, read_class_names
+
+    out = segment_project.parent / "TS_01_labels.mrc"
+    tomo = segment_project.parent / "TS_01.mrc"
+    for model in (segment_project / "rounds" / "001", segment_project):  # a round, the newest
+        argv = ["predict", str(model), str(tomo), "--out", str(out), "-q", "--overwrite"]
+        assert run(argv) == 0, capsys.readouterr().err
+        with open_tomogram(out) as labels, open_tomogram(tomo) as source:
+            assert labels.shape == source.shape
+        assert read_class_names(out) == ["background", "small", "large"]
     for strategy in ("random_foreground", "entropy-gradnorm", "foreground-fraction"):
         code = run(["suggest", root, "--k", "2", "--strategy", strategy, "--replace"])
         assert code == 0, capsys.readouterr().err
@@ -191,3 +202,14 @@ def test_a_rebuilt_store_gets_the_snapshots_masks_back(segment_project: Path) ->
     for m in after:
         np.testing.assert_array_equal(m.mask, before[m.candidate_id])
         assert m.source == "restored" and m.annotator == "alice"
+
+
+def test_predict_names_the_missing_model_of_an_untrained_project(
+    segment_project: Path, capsys
+) -> None:
+    tomo = segment_project.parent / "TS_01.mrc"
+    argv = ["predict", str(segment_project), str(tomo), "--out", str(tomo.with_name("l.mrc"))]
+    assert run(argv) == 2
+    err = capsys.readouterr().err
+    assert "no round has a trained model yet" in err and f"cryoal train {segment_project}" in err
+    assert not tomo.with_name("l.mrc").exists()
