@@ -270,14 +270,16 @@ def preset_config(name: str) -> dict[str, Any]:
       24^3 crops; 4 -> 12 crops over 3 cycles; tiny U-Nets, 8 optimizer steps of batch 4;
       random and kt, 2 seeds.
     * ``cpu-seg`` — the segmentation label-efficiency protocol on 2 CPU cores: 10 tomograms
-      of 48×128×128 voxels at 10 Å (8 pool, 2 test) with 40 particles each of the 10
-      template maps (crowded: about 45 fit), SNR 0.1, ±60° wedge, 32^3 crops (320 pool, 80
-      test); labelled-set sizes 10, 20, 40, 60, 80, 100 crops; a ``student``-sized U-Net
-      teacher and a ``tiny`` student, 120 optimizer steps of batch 8 at every budget; the
-      arms of :data:`SEG_STRATEGIES`, 5 paired seeds. Not calibrated yet: measured with 2
-      cores shared with another job, a cycle trains in about 60 s (75 s for kt) and the test
-      mean Dice at 10 and 20 crops is only 0.03–0.06, so check what the full pool reaches
-      (and raise ``train.steps`` or lower ``n_classes``) before running the study.
+      of 64×128×128 voxels at 10 Å (8 pool, 2 test) with 22 particles each of the first 4
+      template maps, a vesicle and a curved membrane sheet (30 % of the particles against a
+      membrane; 5 foreground classes with the membrane), SNR 0.1, ±60° wedge, 32^3 crops
+      around the particles (176 pool, 44 test); labelled-set sizes 10, 20, 40, 60, 80, 100
+      crops; a ``student``-sized U-Net teacher and a ``tiny`` student, 300 optimizer steps
+      of batch 8 at lr 0.003 at every budget; the arms of :data:`SEG_STRATEGIES`, 5 paired
+      seeds. Not calibrated yet: random with these settings (one seed, 2 cores shared with
+      a study, 280–313 s per cycle) scored test mean Dice 0.345 / 0.308 / 0.312 at 20 / 80 /
+      176 crops (membrane 0.71–0.74, the particle classes 0.00–0.40): flat, so more steps
+      or a larger teacher are needed before the study can separate strategies.
     * ``paper`` — methods.md §5 (GPU): 50 classes (phantoms unless ``--templates``) at SNR
       0.05, 24,000 pool + 1,000 test, 3D ResNet-18 with SGD 0.1, 100 epochs, step at 80 %,
       batch 128, a random 12,000 of the pool scored, every strategy, 3 seeds.
@@ -344,14 +346,17 @@ def preset_config(name: str) -> dict[str, Any]:
     if name == "cpu-seg":
         return {
             "preset": "cpu-seg",
-            "data": {"templates": _default_templates(), "box": 32, "snr": 0.1, "seed": 0,
-                     "tomograms": {"count": 10, "test": 2, "shape_zyx": [48, 128, 128],
-                                   "particles": 40}},
+            "data": {"templates": _default_templates(), "n_classes": 4, "box": 32, "snr": 0.1,
+                     "seed": 0,
+                     "tomograms": {"count": 10, "test": 2, "shape_zyx": [64, 128, 128],
+                                   "particles": 22,
+                                   "membranes": {"vesicles": 1, "sheets": 1,
+                                                 "vesicle_radius_A": [150.0, 300.0]}}},
             "strategies": SEG_STRATEGIES,
             "seeds": [0, 1, 2, 3, 4],
             "budgets": [10, 20, 40, 60, 80, 100],
             "train": {"task": "segment", "teacher_preset": "student", "student_preset": "tiny",
-                      "steps": 120, "batch_size": 8, "average": "ema"},
+                      "steps": 300, "batch_size": 8, "lr": 0.003, "average": "ema"},
             "batch_size": 32,
         }  # fmt: skip
     raise ValueError(f"unknown benchmark preset {name!r}; choose one of {', '.join(PRESETS)}")

@@ -75,6 +75,10 @@ GENERATORS: dict[tuple[str, str], Generator] = {
             "--particles": _INT,
             "--snr-box": _INT,
             "--tomo-id": Option("tomo_id"),
+            "--vesicles": _INT,
+            "--sheets": _INT,
+            "--vesicle-radius": Option("float", 2),
+            "--bound-fraction": _FLOAT,
         },
     ),
     ("simulate", "subtomograms"): Generator(
