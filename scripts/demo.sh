@@ -38,7 +38,7 @@ step "3. subtomograms cut around the picks (memory-mapped) into an HDF5 store"
 cryoal extract sim/tomogram.mrc sim/particles.star particles.h5 --box 24 --classes ring,barrel --tomo-id sim_tomo
 cryoal info particles.h5
 
-step "4. a labelling project: candidates, round 0, expert labels, teacher + student, round 1 ranked by the teacher (margin+div+cap)"
+step "4. a labelling project: candidates, round 0, expert labels, teacher + student, round 1 ranked by the teacher (defaults.strategy auto: margin+div-emb+cap+explore)"
 cryoal project init myproj --classes ring,barrel --box 24
 cryoal project add-tomogram myproj sim/tomogram.mrc --tomo-id sim_tomo
 cryoal project import-picks myproj sim/particles.star
@@ -48,7 +48,7 @@ cryoal labels import myproj round0.csv --annotator demo-expert
 # a quarter of the labels (16) held out: the teacher's validation accuracy is printed
 cryoal train myproj --preset tiny --student-preset tiny --epochs 30 --lr 0.01 --batch-size 8 \
     --val-fraction 0.25
-cryoal suggest myproj --strategy margin+div+cap --k 16
+cryoal suggest myproj --k 16
 python "$repo/scripts/demo_expert.py" myproj/rounds/001/suggestions.csv sim/ground_truth.csv round1.csv
 cryoal labels import myproj round1.csv --annotator demo-expert
 cryoal status myproj

@@ -394,6 +394,17 @@ register(Strategy(
 #: configs). The recipe's name becomes its display label.
 RECIPES: dict[str, dict[str, Any]] = {
     "margin+div+cap": {"name": "margin", "selection": "diverse", "class_cap": 0.2},
+    # the label-efficiency study's A1 with exploration: the diversity stage in the pretrained
+    # encoder's embedding (the teacher's features without one), a fifth of each batch by
+    # TypiClust among the clusters without a label (projects' default)
+    "margin+div-emb+cap+explore": {
+        "name": "margin",
+        "selection": "diverse",
+        "diversity_space": "features",
+        "embedding": "auto",
+        "class_cap": 0.2,
+        "explore": 0.2,
+    },
     "margin+stoch+cap": {
         "name": "margin",
         "selection": "stochastic",

@@ -166,16 +166,19 @@ def round_embedding(
     round0: bool = False,
 ) -> Any:
     """The ``rows -> (n, F)`` features that selection under ``strategy`` reads: None for
-    ``embedding: teacher`` (the trained teacher's own), else the frozen encoder the
-    training starts from (``encoder``, its folder). ``round0``: the embedding of round 0
-    instead (None unless ``round0: typical``).
+    ``embedding: teacher`` (the trained teacher's own) and for ``auto`` without an encoder,
+    else the frozen encoder the training starts from (``encoder``, its folder).
+    ``round0``: the embedding of round 0 instead (None unless ``round0: typical``).
 
     Raises
     ------
     ValueError
         The embedding is needed and there is no encoder.
     """
-    if (strategy.round0 != "typical") if round0 else (strategy.embedding != "encoder"):
+    if round0:
+        if strategy.round0 != "typical":
+            return None
+    elif strategy.embedding == "teacher" or (strategy.embedding == "auto" and encoder is None):
         return None
     if encoder is None:
         raise ValueError(

@@ -143,12 +143,13 @@ class StrategyConfig(BaseModel):
     )
 
     # -- the embedding of feature-space steps -------------------------------------------
-    embedding: Literal["teacher", "encoder"] = Field(
+    embedding: Literal["teacher", "encoder", "auto"] = Field(
         "teacher",
         description="features read by feature-space steps (diversity_space features, "
         "coreset, typiclust, the typicality cold start, round0 typical): the trained "
-        "teacher's penultimate features, or the frozen self-supervised encoder the teacher "
-        "started from (needs a training with an encoder; the same space in every round)",
+        "teacher's penultimate features, the frozen self-supervised encoder the teacher "
+        "started from (needs a training with an encoder; the same space in every round), or "
+        "auto: the encoder when the training started from one, else the teacher's",
     )
     round0: Literal["random", "typical"] = Field(
         "random",

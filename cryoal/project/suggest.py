@@ -2,8 +2,9 @@
 
 Round 0 (no trained model yet) is ``random`` or ``stratified`` over the unlabelled
 candidates. Once a round ``r`` has a trained model (``cryoal train DIR``), suggestions of
-round ``r`` are ranked by that model with ``defaults.strategy`` (``margin+div+cap`` unless
-the project says otherwise), drawn at random, or ranked with any ``cryoal.al`` strategy or
+round ``r`` are ranked by that model with ``defaults.strategy`` (``auto``: the recipe the
+label-efficiency study measured for that model, unless the project says otherwise), drawn
+at random, or ranked with any ``cryoal.al`` strategy or
 recipe through ``cryoal.al.acquire``, the call the AL engine and the napari plugin use as
 well.
 The queue is written to the label store (the source of truth) and, as a readable copy, to
@@ -71,6 +72,21 @@ def parse_strategy(value: str | StrategyConfig) -> RoundStrategy:
     if isinstance(value, StrategyConfig) or value in MODEL_FREE:
         return value
     return StrategyConfig.parse(value)
+
+
+#: ``defaults.strategy`` value that picks the measured recipe for the round's model.
+AUTO_STRATEGY = "auto"
+#: The recipe for a model fine-tuned from the project's pretrained encoder, and for one
+#: trained from scratch (the label-efficiency study's choices; see ``Defaults.strategy``).
+PRETRAINED_DEFAULT, SCRATCH_DEFAULT = "margin+div-emb+cap+explore", "margin+div+cap"
+
+
+def measured_default(model: ModelInfo | None) -> str:
+    """``defaults.strategy: auto`` resolved for the round's ``model``: the pretrained recipe
+    when it was trained from an encoder, else the one measured for training from scratch."""
+    if model is not None and model.encoder:
+        return PRETRAINED_DEFAULT
+    return SCRATCH_DEFAULT
 
 
 def strategy_name(strategy: RoundStrategy) -> str:
@@ -278,6 +294,8 @@ def _request(
     model = newest_model(project.root)
     if strategy is None:
         strategy = cfg.strategy if model is not None else _round0_strategy(project)
+    if strategy == AUTO_STRATEGY:
+        strategy = measured_default(model)
     strategy = parse_strategy(strategy)
     k = k if k is not None else cfg.k
     seed = seed if seed is not None else cfg.seed

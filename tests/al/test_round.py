@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,29 @@ def test_one_suggest_parses_its_strategy_once(
     assert run(["suggest", str(trained_project), "--strategy", recipe, "--k", "5", "--seed",
                 "2", "--replace"]) == 0  # fmt: skip
     assert calls == [recipe]
+
+
+def test_the_auto_default_ranks_with_the_recipe_measured_for_the_model(
+    trained_project: Path, noise_store
+) -> None:
+    from cryoal.al.round import round_embedding
+    from cryoal.project.rounds import newest_model
+    from cryoal.project.suggest import PRETRAINED_DEFAULT, SCRATCH_DEFAULT, measured_default
+
+    model = newest_model(trained_project)
+    assert model is not None and model.encoder  # a project pretrains on its candidates
+    assert measured_default(model) == PRETRAINED_DEFAULT
+    assert measured_default(replace(model, encoder=None)) == SCRATCH_DEFAULT
+    assert run(["suggest", str(trained_project), "--k", "4", "--replace"]) == 0  # defaults: auto
+    with Project.open(trained_project) as project:
+        queue = project.labels.queue(model.round)
+    assert set(queue["strategy"]) == {PRETRAINED_DEFAULT} and len(queue) == 4
+    # the pretrained recipe reads the encoder's embedding when there is one, else the teacher's
+    pretrained = StrategyConfig.parse(PRETRAINED_DEFAULT)
+    assert pretrained.embedding == "auto" and pretrained.explore == 0.2
+    assert round_embedding(pretrained, None, noise_store) is None
+    with pytest.raises(ValueError, match="no encoder"):
+        round_embedding(pretrained.model_copy(update={"embedding": "encoder"}), None, noise_store)
 
 
 def test_round_seeds_and_round_zero_are_shared_and_deterministic() -> None:
