@@ -233,13 +233,15 @@ CPU_STRATEGIES: list[str | dict[str, Any]] = [
 
 
 #: The ``cpu-seg`` preset's arms: random, foreground-aware random (crops drawn in
-#: proportion to the teacher's predicted foreground), KT-MSE reduced by the voxel mean and
-#: by the foreground-weighted mean, and entropy (methods.md §9).
+#: proportion to the teacher's predicted foreground), KT-MSE reduced by the voxel mean, by
+#: the foreground-weighted mean and by the mean of the top 10 % of voxels, entropy and
+#: entropy-gradnorm (methods.md §9).
 SEG_STRATEGIES: list[str | dict[str, Any]] = [
     "random", "random_foreground",
     {"name": "kt", "seg_reduction": "mean", "label": "kt-mean"},
     {"name": "kt", "seg_reduction": "foreground", "label": "kt-foreground"},
-    "entropy",
+    {"name": "kt", "seg_reduction": "top_quantile", "seg_quantile": 0.9, "label": "kt-top10"},
+    "entropy", "entropy-gradnorm",
 ]  # fmt: skip
 
 
