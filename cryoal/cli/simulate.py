@@ -223,10 +223,10 @@ def tomogram(
         0,
         "--vesicles",
         min=0,
-        help="Spherical membrane vesicles to add (with --sheets: membranes).",
+        help="Spherical lipid vesicles to add (0: none).",
     ),
     sheets: int = typer.Option(
-        0, "--sheets", min=0, help="Curved membrane sheets crossing the tomogram."
+        0, "--sheets", min=0, help="Curved lipid membrane sheets crossing the tomogram (0: none)."
     ),
     vesicle_radius: tuple[float, float] = typer.Option(
         _MEM.vesicle_radius_A, "--vesicle-radius", help="MIN MAX vesicle radius, Å."
