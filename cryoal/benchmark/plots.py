@@ -22,20 +22,28 @@ def plot_curves(curves: pd.DataFrame, png: Path, title: str = "") -> Path:
     for metric, ax in zip(("accuracy", "macro_f1"), axes, strict=True):
         for lab in order:
             sub = curves[curves["strategy"] == lab].groupby("n_labeled")[metric]
-            m, s = sub.mean(), sub.std().fillna(0.0)
-            style = {"color": "black", "ls": "--"} if lab == "random" else {}
-            (line,) = ax.plot(m.index, m.values, marker="o", ms=3, label=lab, **style)
-            ax.fill_between(
-                m.index,
-                m.values - s.values,
-                m.values + s.values,
-                alpha=0.15,
-                color=line.get_color(),
-            )
+            m = sub.mean()
+            _band(ax, m.index, m, sub.std().fillna(0.0), lab)
         ax.set_xlabel("labeled subtomograms")
         ax.set_ylabel("test " + metric.replace("_", "-"))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+    return _save(fig, png, title)
+
+
+def _band(ax, x, mean: pd.Series, std: pd.Series, label: str) -> None:  # noqa: ANN001
+    """One strategy's mean line and ±1 std band over ``x`` (random dashed black)."""
+    style = {"color": "black", "ls": "--"} if label == "random" else {}
+    (line,) = ax.plot(x, mean.values, marker="o", ms=3, label=label, **style)
+    ax.fill_between(
+        x, mean.values - std.values, mean.values + std.values, alpha=0.15, color=line.get_color()
+    )
+
+
+def _save(fig, png: Path, title: str = "") -> Path:  # noqa: ANN001
+    """Title ``fig``, write it to ``png`` atomically (120 dpi) and close it."""
+    import matplotlib.pyplot as plt
+
     if title:
         fig.suptitle(title)
     with atomic_path(png, overwrite=True) as tmp:
@@ -77,10 +85,7 @@ def plot_selections(selections: pd.DataFrame, png: Path) -> Path:
             )
     fig.colorbar(im, ax=ax, label="share")
     ax.set_title("true classes of the acquired labels (all cycles and seeds)")
-    with atomic_path(png, overwrite=True) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return png
+    return _save(fig, png)
 
 
 def plot_segment_curves(curves: pd.DataFrame, png: Path, title: str = "") -> Path:
@@ -106,20 +111,9 @@ def plot_segment_curves(curves: pd.DataFrame, png: Path, title: str = "") -> Pat
             for lab in order:
                 g = curves[curves["strategy"] == lab].groupby("cycle")
                 px = g[x].mean().to_numpy(float) * scale
-                m, s = g[metric].mean(), g[metric].std().fillna(0.0)
-                style = {"color": "black", "ls": "--"} if lab == "random" else {}
-                (line,) = ax.plot(px, m.values, marker="o", ms=3, label=lab, **style)
-                ax.fill_between(
-                    px, m.values - s.values, m.values + s.values, alpha=0.15,
-                    color=line.get_color(),
-                )  # fmt: skip
+                _band(ax, px, g[metric].mean(), g[metric].std().fillna(0.0), lab)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("test " + metric.replace("_", " ").replace("worst", "worst-class"))
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    with atomic_path(png, overwrite=True) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return png
+    return _save(fig, png, title)
