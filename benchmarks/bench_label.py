@@ -8,8 +8,8 @@ real napari window:
 
 * **key → next candidate shown**: a real key press (``n``) on the canvas, handled by the
   widget (``LabellingSession.next``, the box and camera moved, the z slice changed, crop
-  view, table row), then the canvas repainted synchronously (``repaint`` + ``glFinish``),
-  so the time includes reading the new 1024×1024 plane from the memory map and drawing it.
+  view, table row), until the canvas has drawn the new frame (the event loop's own paint,
+  else a ``repaint``, then ``glFinish``), so the time includes reading the new 1024×1024 plane from the memory map and drawing it.
   Candidates are at random depths, so nearly every step changes the slice.
 * **key → labelled and next shown** (key ``1``): the same plus the label's commit.
 * **label committed**: ``LabellingSession.label`` alone (SQLite transaction with
@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _frames import frame_waiter, p50_p95_max
 from synthetic import write_noise_tomogram
 
 HERE = Path(__file__).resolve().parent
@@ -77,11 +78,6 @@ def build_project(tmp: Path, shape: tuple[int, int, int], n: int, seed: int) -> 
     return tmp / "proj"
 
 
-def _stats(ms: list[float]) -> tuple[float, float, float]:
-    a = np.asarray(ms)
-    return float(np.median(a)), float(np.percentile(a, 95)), float(a.max())
-
-
 def fsync_floor(folder: Path, n: int) -> list[float]:
     """Milliseconds per bare one-row SQLite commit with synchronous=FULL (WAL)."""
     conn = sqlite3.connect(folder / "floor.sqlite", isolation_level=None)
@@ -112,14 +108,9 @@ def measure(root: Path, n: int) -> dict[str, list[float]]:
     widget = open_project(viewer, root)
     QApplication.processEvents()
     open_s = time.perf_counter() - t0
-    canvas = viewer.window._qt_viewer.canvas
-    native = canvas.native
+    native = viewer.window._qt_viewer.canvas.native
     native.setFocus()
-
-    def shown() -> None:
-        QApplication.processEvents()
-        native.repaint()  # paintGL now, not at the next event-loop turn
-        canvas._scene_canvas.context.finish()  # glFinish: the frame is drawn
+    shown = frame_waiter(viewer)
 
     for _ in range(3):  # warm-up: first textures, shaders
         QTest.keyClick(native, Qt.Key.Key_N)
@@ -227,16 +218,16 @@ def main(argv: list[str]) -> str:
         ("repaint", "baseline: repaint, nothing changed", None),
         ("commit", "`LabellingSession.label` (committed on return)", 20.0),
     ):
-        p50, p95, worst = _stats(times[key])
+        p50, p95, worst = p50_p95_max(times[key])
         verdict = "-" if target is None else ("yes" if p95 < target else "**no**")
         rows.append(f"| {what} | {p50:.1f} | {p95:.1f} | {worst:.1f} | "
                     f"{'-' if target is None else f'< {target:.0f}'} | {verdict} |")  # fmt: skip
-    f50, f95, fmax = _stats(floor)
+    f50, f95, fmax = p50_p95_max(floor)
     rows.append(f"| baseline: bare SQLite commit, synchronous=FULL | {f50:.1f} | {f95:.1f} | "
                 f"{fmax:.1f} | - | - |")  # fmt: skip
-    n50 = _stats(times["next"])[0]
-    r50 = _stats(times["repaint"])[0]
-    c50 = _stats(times["commit"])[0]
+    n50 = p50_p95_max(times["next"])[0]
+    r50 = p50_p95_max(times["repaint"])[0]
+    c50 = p50_p95_max(times["commit"])[0]
     return "\n".join(
         [
             f"Tomogram {shape[0]}×{shape[1]}×{shape[2]} float32 ({size_mb:.0f} MB, memory-mapped "
@@ -249,8 +240,8 @@ def main(argv: list[str]) -> str:
             *rows,
             "",
             f"Ratios (p50): key → next shown = {n50 / r50:.1f} × a bare repaint; in 3D "
-            f"{_stats(times['next_3d'])[0] / _stats(times['repaint_3d'])[0]:.1f} × a bare 3D "
-            f"repaint; while Train runs {_stats(times['train_next'])[0] / r50:.1f} × a bare "
+            f"{p50_p95_max(times['next_3d'])[0] / p50_p95_max(times['repaint_3d'])[0]:.1f} × a bare 3D "
+            f"repaint; while Train runs {p50_p95_max(times['train_next'])[0] / r50:.1f} × a bare "
             "(2D) repaint; "
             f"label committed = {c50 / max(f50, 1e-9):.2f} × a bare fsync'd SQLite commit. "
             f"Opening the project (tomogram layer, points, widget): {times['open_s'][0]:.2f} s. "

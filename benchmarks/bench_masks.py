@@ -13,8 +13,8 @@ What is measured, in one run:
 * **store growth**: bytes of ``labels.sqlite`` (+ WAL) per 1,000 such masks.
 * **Enter → next crop shown with its mask**: a real Enter on the canvas of a segment
   project in napari (commit, the next crop's proposal into the ``mask`` layer, the box,
-  camera and slice moved), then the canvas repainted synchronously (``repaint`` +
-  ``glFinish``); against a bare repaint in the same run.
+  camera and slice moved) until the canvas has drawn the new frame (the event loop's own
+  paint, else a ``repaint``, then ``glFinish``); against a bare repaint in the same run.
 
 Targets (issue 21): Enter → next crop p95 < 150 ms on 2 cores for a 64³ crop; commit of a
 64³ mask p95 < 30 ms; store growth reported.
@@ -32,6 +32,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from _frames import frame_waiter, p50_p95_max
 
 HERE = Path(__file__).resolve().parent
 
@@ -44,11 +45,6 @@ def _opts(argv: list[str]) -> dict[str, str]:
             raise SystemExit(f"bench_masks: unknown option --{key}; known: {sorted(opts)}")
         opts[key] = value
     return opts
-
-
-def _stats(ms: list[float]) -> tuple[float, float, float]:
-    a = np.asarray(ms)
-    return float(np.median(a)), float(np.percentile(a, 95)), float(a.max())
 
 
 def proposal(box: int, rng: np.random.Generator) -> np.ndarray:
@@ -155,13 +151,8 @@ def measure_viewer(root: Path, n: int) -> dict[str, list[float]]:
     viewer.window._qt_window.resize(1400, 900)
     widget = open_project(viewer, root)
     QApplication.processEvents()
-    canvas = viewer.window._qt_viewer.canvas
-    native = canvas.native
-
-    def shown() -> None:
-        QApplication.processEvents()
-        native.repaint()
-        canvas._scene_canvas.context.finish()
+    native = viewer.window._qt_viewer.canvas.native
+    shown = frame_waiter(viewer)
 
     times: dict[str, list[float]] = {"enter": [], "enter_handled": [], "repaint": []}
     for _ in range(2):  # warm-up
@@ -208,13 +199,13 @@ def main(argv: list[str]) -> str:
         (store_times, "compress", "… its zlib compression alone", None),
         (store_times, "floor", "baseline: bare SQLite commit, synchronous=FULL", None),
     ):
-        p50, p95, worst = _stats(times[key])
+        p50, p95, worst = p50_p95_max(times[key])
         verdict = "-" if target is None else ("yes" if p95 < target else "**no**")
         rows.append(f"| {what} | {p50:.1f} | {p95:.1f} | {worst:.1f} | "
                     f"{'-' if target is None else f'< {target:.0f}'} | {verdict} |")  # fmt: skip
     growth = store_times["growth_per_1000"][0] / 2**20
-    e50, r50 = _stats(viewer_times["enter"])[0], _stats(viewer_times["repaint"])[0]
-    c50, f50 = _stats(store_times["commit"])[0], _stats(store_times["floor"])[0]
+    e50, r50 = p50_p95_max(viewer_times["enter"])[0], p50_p95_max(viewer_times["repaint"])[0]
+    c50, f50 = p50_p95_max(store_times["commit"])[0], p50_p95_max(store_times["floor"])[0]
     return "\n".join(
         [
             f"Segment project, box {box}³ voxels; {n} Enter presses through the widget in a "

@@ -692,14 +692,10 @@ class LabellingSession:
         """Current labels per class (and ``unsure``, ``not-a-particle``), every round
         included: over the whole project, and over ``tomo_id``'s candidates (empty
         without one); one read of the store."""
-        table = self.store.current_labels(include_special=True)
-        names = table["class_name"].where(table["kind"] == KIND_CLASS, table["kind"])
-
-        def count(mask: pd.Series) -> dict[str, int]:
-            return {name: int(((names == name) & mask).sum()) for name in self.label_choices}
-
-        everywhere = count(pd.Series(True, index=table.index))
-        return everywhere, count(table["tomo_id"] == tomo_id) if tomo_id is not None else {}
+        rows = {name: (n, here) for name, n, here in self.store.count_labels(tomo_id)}
+        everywhere = {name: rows.get(name, (0, 0))[0] for name in self.label_choices}
+        here = {name: rows.get(name, (0, 0))[1] for name in self.label_choices}
+        return everywhere, here if tomo_id is not None else {}
 
     def _require_current(self) -> Candidate:
         current = self.current

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,17 @@ def points_layer(
         "metadata": {"cryoal": {**metadata, "radius_A": float(size_A) / 2}},
     }
     return zyx_A / unit, kwargs, "points"
+
+
+@contextlib.contextmanager
+def refreshes_held(*layers: Any) -> Iterator[None]:
+    """Hold back the layers' own refreshes while a block changes several of their
+    properties (each of napari's setters refreshes the layer on its own); the caller
+    refreshes them once after. napari's ``Layer._block_refresh`` (napari 0.5 to 0.9); a
+    layer without it refreshes as usual."""
+    with contextlib.ExitStack() as stack:
+        for layer in layers:
+            hold = getattr(layer, "_block_refresh", None)
+            if hold is not None:
+                stack.enter_context(hold())
+        yield

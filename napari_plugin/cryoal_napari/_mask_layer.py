@@ -28,6 +28,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 
 from cryoal.io.store import MASK_IGNORE
+from cryoal_napari._layers import refreshes_held
 
 #: Milliseconds after the last stroke before the draft is saved.
 DRAFT_DELAY_MS = 400
@@ -54,9 +55,10 @@ class MaskEditor:
         self._uncertainty_place: dict = {}
 
     # -- showing a crop ------------------------------------------------------------------
-    def show(self, session: Any, translate: np.ndarray) -> None:
+    def show(self, session: Any, translate: np.ndarray, refresh: bool = True) -> None:
         """Open the session's current crop in the ``mask`` layer (``translate``: the
-        tomogram layer's, Å)."""
+        tomogram layer's, Å); ``refresh=False``: the caller refreshes the layer (it moves
+        the viewer's slice next, which re-slices every layer anyway)."""
         self.flush()
         self.session = session
         current = session.current
@@ -86,12 +88,17 @@ class MaskEditor:
             )
             self.layer.brush_size = max(1, round(particle_radius_px(session.project)))
             self.layer.events.paint.connect(lambda _e: self._draft_timer.start())
-        else:  # only what changed: each of napari's setters refreshes the layer
-            if tuple(self.layer.translate) != place["translate"]:
-                self.layer.translate = place["translate"]
-            self.layer.data = self.crop.start.copy()
-            self.layer.visible = True
-        self.layer.mode = "paint"
+        else:  # moved, refilled and shown with one refresh (each setter would refresh)
+            with refreshes_held(self.layer):
+                if tuple(self.layer.translate) != place["translate"]:
+                    self.layer.translate = place["translate"]
+                self.layer.data = self.crop.start.copy()
+                if not self.layer.visible:  # even an unchanged visible redraws the scene
+                    self.layer.visible = True
+            if refresh:
+                self.layer.refresh()
+        if self.layer.mode != "paint":
+            self.layer.mode = "paint"
         if self.layer.selected_label == 0:
             self.layer.selected_label = 1
         self._show_uncertainty({**place, **axes})

@@ -21,7 +21,7 @@ candidates; configurable (``keys:`` in ``project.yaml``). Left / Right stay napa
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +57,7 @@ from cryoal.project.session import (
 )
 from cryoal_napari import _viewer
 from cryoal_napari._candidate_edits import CandidateEditor
+from cryoal_napari._layers import refreshes_held
 from cryoal_napari._mask_layer import MaskEditor
 from cryoal_napari._presentation import (
     CROP_GAP,
@@ -374,8 +375,7 @@ class LabellingWidget(QWidget):
             _show_error(str(exc))
             return
         if committed:
-            self._refresh_candidate(done)
-            self._redraw()
+            self._show_relabelled(done)
 
     def _bind_keys(self) -> None:
         """Bind on the viewer and on each layer: a selected layer's own keys (napari's
@@ -475,8 +475,7 @@ class LabellingWidget(QWidget):
         except (ValueError, OSError) as exc:
             _show_error(str(exc))
             return
-        self._refresh_candidate(done)
-        self._redraw()
+        self._show_relabelled(done)
 
     def confirm(self) -> None:
         """Label the current candidate with the model's predicted class (as confirmed); in
@@ -492,8 +491,7 @@ class LabellingWidget(QWidget):
         except (ValueError, OSError) as exc:
             _show_error(str(exc))
             return
-        self._refresh_candidate(done)
-        self._redraw()
+        self._show_relabelled(done)
 
     def next(self) -> None:
         if self.session is not None and self.session.current is not None:
@@ -513,8 +511,7 @@ class LabellingWidget(QWidget):
         except ValueError as exc:
             _show_error(str(exc))
             return
-        self._refresh_candidate(candidate.candidate_id)
-        self._redraw()
+        self._show_relabelled(candidate.candidate_id)
 
     def toggle_candidate_editing(self) -> None:
         """Candidate layer selected in napari's add mode, or back to labelling (the
@@ -627,8 +624,18 @@ class LabellingWidget(QWidget):
             _show_error(str(exc))
 
     # -- drawing ---------------------------------------------------------------------
-    def _redraw(self, all_points: bool = False, centre: bool = True) -> None:
-        """Show the cursor's candidate: layers, camera, crop view, table, counter."""
+    def _show_relabelled(self, candidate_id: str) -> None:
+        """Show a candidate's new label (point colour, table row, totals), then the cursor's
+        candidate; the points layer is refreshed once, by the move to the next one."""
+        with refreshes_held(self.points_layer):
+            self._refresh_candidate(candidate_id)
+        self._redraw(held=[self.points_layer])
+
+    def _redraw(
+        self, all_points: bool = False, centre: bool = True, held: Sequence[Any] = ()
+    ) -> None:
+        """Show the cursor's candidate: layers, camera, crop view, table, counter (``held``:
+        layers changed with their refreshes held, refreshed here)."""
         session = self.session
         if session is None:
             return
@@ -640,7 +647,7 @@ class LabellingWidget(QWidget):
             self._fill_table()
             self._update_totals()
         current = session.current
-        self._show_current(current, centre)
+        self._show_current(current, centre, held)
         self._update_counter()
 
     def _show_tomogram(self, tomo_id: str) -> None:
@@ -843,9 +850,14 @@ class LabellingWidget(QWidget):
         # in place: the layer's feature table is this DataFrame (no re-validation per label)
         self.points_layer.features.loc[i, "label"] = value or ""
 
-    def _show_current(self, current: Candidate | None, centre: bool) -> None:
+    def _show_current(
+        self, current: Candidate | None, centre: bool, held: Sequence[Any] = ()
+    ) -> None:
         assert self.session is not None
         if current is None:
+            for layer in held:
+                if layer is not None:
+                    layer.refresh()
             if self.box_layer is not None:
                 self.box_layer.shown = np.zeros(len(self.box_layer.data), dtype=bool)
             empty = self.session.round_queue.empty
@@ -858,20 +870,29 @@ class LabellingWidget(QWidget):
         position = current.zyx * vs
         shown = np.zeros(len(self.box_layer.data), dtype=bool)
         shown[self._point_index[current.candidate_id]] = True
-        self.box_layer.shown = shown
+        # the box and the crop's mask change first, their refreshes held: moving the slice
+        # below re-slices every layer, and a layer refreshed before it would be drawn twice
+        changed = [*held, self.box_layer, self.masks.layer]
+        changed = [layer for layer in changed if layer is not None]
+        point = self.viewer.dims.point
+        with refreshes_held(*changed):
+            self.box_layer.shown = shown
+            if self._segment:
+                self.masks.show(self.session, self._world_translate(), refresh=False)
         world = position + self._world_translate()
         if self.cube_layer is not None and self.viewer.dims.ndisplay == 3:
             self.cube_layer.data = self._cube_around(current.zyx)
         if centre:
             if self.viewer.dims.ndisplay == 2:  # in 3D every z is drawn: no re-slicing
-                self.viewer.dims.set_point(0, float(world[0]))
+                self.viewer.dims.set_point(0, _on_step(self.viewer.dims.range[0], world[0]))
             self.viewer.scene.camera.center = tuple(float(v) for v in world)
+        if self.viewer.dims.point == point:  # the slice did not move: refresh them here
+            for layer in changed:
+                layer.refresh()
         self.confirm_button.setEnabled(current.predicted_class is not None or self._segment)
         probs = self.session.probabilities(current.candidate_id)
         self.current_label.setText(candidate_line(current, probs))
         self._show_crop(current)
-        if self._segment:
-            self.masks.show(self.session, self._world_translate())
         self._select_row(self.session.cursor)
 
     def _show_crop(self, current: Candidate) -> None:
@@ -1032,6 +1053,15 @@ def segment_keys(widget: LabellingWidget) -> dict[str, Callable[[], None]]:
 
 def _counts_text(counts: dict[str, int]) -> str:
     return " · ".join(f"{name} {n}" for name, n in counts.items() if n) or "no labels"
+
+
+def _on_step(axis_range: Any, value: float) -> float:
+    """``value`` (world units) on the nearest step of a napari dims axis ``(start, stop,
+    step)``: the slider snaps the point there anyway, and a second move would slice every
+    layer again."""
+    start, stop, step = (float(v) for v in axis_range)
+    snapped = start + round((float(value) - start) / step) * step if step > 0 else float(value)
+    return min(max(snapped, start), stop)
 
 
 def _ignore_arg(action: Callable[[], None]) -> Callable[[object], None]:

@@ -511,3 +511,60 @@ def test_a_segment_crop_is_painted_autosaved_and_committed_with_real_keys(
     with LabelStore(root / "labels.sqlite") as store:
         assert store.current_label("TS_01:000001").kind == "unsure"
     widget.close()
+
+
+def test_after_enter_the_frame_shows_the_next_crops_mask_and_its_uncertainty_overlay(
+    make_napari_viewer, tmp_path: Path, make_segment_project
+) -> None:
+    """What the expert sees after Enter: the next crop drawn with the model's mask over it
+    (whether the slice moves or not), and, ticked, its KT-MSE map."""
+    import io
+
+    from cryoal_napari._widget import open_project
+
+    from cryoal.project.proposals import PROPOSALS_NAME
+
+    root = make_segment_project(tmp_path, masked=False)
+    queue = ["TS_01:000004", "TS_01:000000", "TS_01:000001"]  # z 20, then z 12 twice
+    with LabelStore(root / "labels.sqlite") as store:
+        store.write_suggestions(1, queue, [0.9, 0.8, 0.7], "kt", model_version="test")
+    cube = np.zeros((16, 16, 16), np.uint8)
+    cube[4:12, 4:12, 4:12] = 2  # the model's "large" in the middle of the box
+    hot = np.zeros((16, 16, 16), np.float16)
+    hot[4:12, 4:12, 8:12] = 1.0  # it doubts the right half of the cube
+    arrays = {f"mask/{cid}": cube for cid in queue[1:]} | {f"mask/{queue[0]}": 0 * cube}
+    arrays |= {f"uncertainty/{cid}": hot for cid in queue}
+    (root / "rounds" / "001").mkdir(parents=True)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    (root / "rounds" / "001" / PROPOSALS_NAME).write_bytes(buf.getvalue())
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1400, 900)  # a canvas wider than the box
+    widget = open_project(viewer, root)
+    widget.annotator_edit.setText("alice")
+    widget.annotator_edit.editingFinished.emit()
+    viewer.scene.camera.zoom = 1.0  # screen pixels per Å: the 160 Å box is 160 pixels wide
+
+    def shot() -> np.ndarray:
+        return viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
+
+    for expected in queue[1:]:
+        _press(widget, Qt.Key.Key_Return)  # commit this crop: the next one opens
+        assert widget.session.current.candidate_id == expected
+        assert viewer.dims.point[0] == 12 * 10.0 + float(widget.image_layer.translate[0])
+        masked = shot()
+        widget.masks.layer.visible = False
+        bare = shot()
+        widget.masks.layer.visible = True
+        h, w = bare.shape[:2]
+        change = np.abs(masked - bare).sum(axis=2)
+        # the 80 Å cube is painted at the centre of the view, nothing outside the box
+        assert change[h // 2 - 35 : h // 2 + 35, w // 2 - 35 : w // 2 + 35].mean() > 30
+        assert change[: h // 2 - 100].mean() < 1 and change[:, : w // 2 - 100].mean() < 1
+    # the uncertainty overlay, ticked, lights the doubted half (x > centre) only
+    widget.masks.uncertainty_layer.visible = True
+    glow = np.abs(shot() - masked).sum(axis=2)
+    right = glow[h // 2 - 35 : h // 2 + 35, w // 2 + 5 : w // 2 + 35].mean()
+    left = glow[h // 2 - 35 : h // 2 + 35, w // 2 - 35 : w // 2 - 5].mean()
+    assert right > 30 and left < 10, (right, left)  # inferno's zero adds a trace of blue
+    widget.close()

@@ -116,6 +116,22 @@ def test_counts_and_special_labels(store: LabelStore) -> None:
     assert "TS_01:000003" not in store.unlabelled_ids()
 
 
+def test_label_counts_per_tomogram_follow_the_newest_label(store: LabelStore) -> None:
+    store.add_candidates(_candidates(3, tomo="TS_02"), source="test")
+    store.add_label("TS_01:000000", "ribosome", "a")
+    store.add_label("TS_01:000001", "ribosome", "a")
+    store.add_label("TS_01:000001", "membrane", "b")  # relabelled: counts once, as membrane
+    store.add_label("TS_01:000002", "unsure", "a")
+    store.add_label("TS_01:000003", "proteasome", "a")
+    store.clear_label("TS_01:000003", "a")  # cleared: not counted
+    store.add_label("TS_02:000000", "ribosome", "a")
+    store.add_label("TS_02:000001", "not-a-particle", "a")
+    rows = {name: (n, here) for name, n, here in store.count_labels("TS_02")}
+    assert rows == {"ribosome": (2, 1), "membrane": (1, 0), "unsure": (1, 0),
+                    "not-a-particle": (1, 1)}  # fmt: skip
+    assert {name: here for name, _, here in store.count_labels(None)} == dict.fromkeys(rows, 0)
+
+
 def test_provenance_comes_from_the_suggestion_round(store: LabelStore) -> None:
     store.write_suggestions(0, ["TS_01:000005", "TS_01:000006"], None, "random", seed=1)
     store.write_suggestions(
