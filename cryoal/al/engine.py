@@ -113,6 +113,20 @@ class EngineConfig(Schedule):
     seed: int = Field(0, description="seed of the initial set, training and selection")
     batch_size: int = Field(64, ge=1, description="samples per forward pass when scoring")
     device: str = Field("cpu", description="cpu, cuda or auto")
+    evaluate: Literal["teacher", "student"] = Field(
+        "teacher",
+        description="the network whose test metrics each cycle records: the teacher, or the "
+        "trained student (where the student is the model a lab keeps, as in ActiveKD)",
+    )
+
+    @model_validator(mode="after")
+    def _student_to_evaluate(self) -> EngineConfig:
+        if self.evaluate == "student" and self.train.student != "trained":
+            raise ValueError(
+                f"evaluate: student needs a trained student; train.student is "
+                f"{self.train.student!r}: set it to trained or evaluate the teacher"
+            )
+        return self
 
 
 def check_budgets(budgets: Sequence[int]) -> None:
@@ -446,8 +460,11 @@ class ALEngine:
         shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
         test: dict[str, Any] = {"accuracy": None, "macro_f1": None, "per_class_accuracy": {}}
         if self.test_indices.size:
+            model = run.student if self.config.evaluate == "student" else run.teacher
+            if model is None:
+                raise ValueError(f"{run_dir}: the run saved no student to evaluate")
             metrics = evaluate(
-                run.teacher,
+                model,
                 None,
                 self.store,
                 self.test_indices,

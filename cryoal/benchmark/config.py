@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -128,6 +128,11 @@ class BenchmarkStrategy(StrategyConfig):
         description="the teacher of every cycle starts from the encoder pretrained on the pool "
         "(self-supervised, once per pool; settings in the benchmark's pretrain key)",
     )
+    evaluate: Literal["teacher", "student"] = Field(
+        "teacher",
+        description="whose test accuracy the runs record: the teacher's, or the trained "
+        "student's (an ActiveKD arm, where the student is the model kept)",
+    )
 
 
 class BenchmarkConfig(Schedule):
@@ -178,6 +183,11 @@ class BenchmarkConfig(Schedule):
                 raise ValueError(
                     f"strategy {s.display_name!r} sets train.task; every arm has the "
                     "benchmark's task: set train.task once, outside the strategies"
+                )
+            if s.train.get("encoder_frozen") and not s.pretrained:
+                raise ValueError(
+                    f"strategy {s.display_name!r} sets train.encoder_frozen without an encoder; "
+                    "add pretrained: true (the encoder pretrained on the pool)"
                 )
         if self.task == "segment" and self.data.store is None and self.data.tomograms is None:
             raise ValueError(

@@ -181,7 +181,8 @@ def summarise(cfg: BenchmarkConfig, curves: pd.DataFrame, selections: pd.DataFra
         f"{'warm start' if cfg.warm_start else 'retrained from scratch'}{_pretrained_note(cfg)}. Teacher "
         f"`{t.teacher_preset}`, student `{t.student_preset}` (when a strategy needs one), "
         f"{length}, batch {t.batch_size}, class balance `{t.class_balance}`, weights "
-        f"{'EMA-averaged' if t.average == 'ema' else 'of the last step'}. Seeds {cfg.seeds}.",
+        f"{'EMA-averaged' if t.average == 'ema' else 'of the last step'}. Seeds {cfg.seeds}."
+        f"{_evaluated_note(cfg)}",
         "",
     ]
     if curves.empty:
@@ -464,6 +465,13 @@ def _pretrained_note(cfg: BenchmarkConfig) -> str:
     if not pretrained:
         return ""
     return f" (from the encoder pretrained on the pool for {', '.join(pretrained)})"
+
+
+def _evaluated_note(cfg: BenchmarkConfig) -> str:
+    students = [s.display_name for s in cfg.strategies if s.evaluate == "student"]
+    if not students:
+        return ""
+    return f" Accuracy is the trained student's for {', '.join(students)}, else the teacher's."
 
 
 def _imbalance_note(imbalance: float) -> str:

@@ -43,12 +43,13 @@ def engine_config(
 ) -> EngineConfig:
     """The :class:`EngineConfig` of one (strategy, seed) run (``encoder``: the pool's
     pretrained encoder folder, used by ``pretrained`` strategies)."""
-    train = cfg.train.updated(**strategy.train) if strategy.train else cfg.train
-    if strategy.pretrained:
-        if encoder is None:
-            raise ValueError(f"strategy {strategy.display_name!r} is pretrained: pass the encoder")
-        train = train.updated(encoder=encoder)
-    plain = StrategyConfig.model_validate(strategy.model_dump(exclude={"train", "pretrained"}))
+    if strategy.pretrained and encoder is None:
+        raise ValueError(f"strategy {strategy.display_name!r} is pretrained: pass the encoder")
+    overrides = {**strategy.train, **({"encoder": encoder} if strategy.pretrained else {})}
+    train = cfg.train.updated(**overrides) if overrides else cfg.train
+    plain = StrategyConfig.model_validate(
+        strategy.model_dump(exclude={"train", "pretrained", "evaluate"})
+    )
     return EngineConfig(
         strategy=plain,
         train=train,
@@ -61,6 +62,7 @@ def engine_config(
         seed=seed,
         batch_size=cfg.batch_size,
         device=cfg.device,
+        evaluate=strategy.evaluate,
     )
 
 

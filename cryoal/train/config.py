@@ -78,6 +78,12 @@ class TrainConfig(BaseModel):
         le=1.0,
         description="learning rate of the pretrained encoder's layers, as a fraction of lr",
     )
+    encoder_frozen: bool = Field(
+        False,
+        description="keep the pretrained encoder's weights and normalisation statistics as "
+        "pretrained: only the teacher's head learns (a linear probe of the encoder's "
+        "embedding, refit each round); needs encoder",
+    )
 
     # -- knowledge transfer (methods.md §1) --------------------------------------------
     student: Literal["trained", "ema", "none"] = Field(
@@ -246,6 +252,11 @@ class TrainConfig(BaseModel):
                 f"semi_supervised {self.semi_supervised} trains classifiers; train "
                 f"task {self.task} with semi_supervised: none"
             )
+        if self.encoder_frozen and self.encoder is None:
+            raise ValueError(
+                "encoder_frozen: true freezes a pretrained encoder; set encoder (a folder "
+                "written by cryoal pretrain) or encoder_frozen: false"
+            )
         if any(not 0.0 < m < 1.0 for m in self.step_milestones):
             raise ValueError(
                 f"step_milestones {self.step_milestones} must be fractions of training in (0, 1)"
@@ -315,6 +326,7 @@ _HASHED_WHEN_SET: dict[str, Any] = {
     "average_decay": 0.99,
     "encoder": None,
     "encoder_lr_scale": 1.0,
+    "encoder_frozen": False,
     "semi_supervised": "none",
     "pseudo_threshold": 0.95,
     "pseudo_adaptive": False,

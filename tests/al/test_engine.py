@@ -196,3 +196,36 @@ def test_warm_started_cycles_train_warm_start_steps(noise_store, tmp_path):
         steps.append(metrics["epochs"][-1]["step"])
     # cycle 0 from scratch for >= 12 steps; the warm-started ones for >= 3 (whole epochs)
     assert steps[0] >= 12 and all(3 <= s < 12 for s in steps[1:]), steps
+
+
+def test_an_arm_that_keeps_the_student_records_the_students_test_accuracy(class_store, tmp_path):
+    from cryoal.train.checkpoint import load_run
+    from cryoal.train.evaluate import evaluate
+
+    store = SubtomogramStore(class_store)
+    test = np.arange(80, 96)
+    # a teacher that learns the two classes; a student held at its initialisation (lr ~0)
+    train = TrainConfig(
+        teacher_preset="tiny",
+        student_preset="tiny",
+        steps=30,
+        batch_size=8,
+        lr=1e-2,
+        student_lr=1e-9,
+        student_data="labeled+unlabeled",
+        tau=2.0,
+    )
+    cfg = _config(n_cycles=1, initial=24, evaluate="student", train=train)
+    state = ALEngine(store, SimulatedOracle(store), cfg, tmp_path / "run", pool_indices=np.arange(80),
+                     test_indices=test).run()  # fmt: skip
+    run = load_run(tmp_path / "run" / state["history"][0]["run_dir"])
+
+    def accuracy(model) -> float:  # noqa: ANN001
+        got = evaluate(model, None, store, test, task="classify",
+                       class_names=run.info["class_names"])  # fmt: skip
+        return got["teacher"]["accuracy"]
+
+    assert accuracy(run.teacher) - accuracy(run.student) > 0.1
+    assert state["history"][0]["accuracy"] == pytest.approx(accuracy(run.student))
+    with pytest.raises(ValueError, match="evaluate: student needs a trained student"):
+        _config(evaluate="student", train=train.updated(student="none"))

@@ -168,3 +168,31 @@ def test_training_starts_from_the_encoder_and_refuses_another_preset(
     with pytest.raises(ValueError, match="pretrained for preset 'tiny'"):
         fit(TrainConfig(**{**base, "teacher_preset": "student"}, encoder=str(enc.path)),
             class_store, np.arange(16))  # fmt: skip
+
+
+def test_a_frozen_encoder_keeps_its_weights_and_statistics_while_the_head_learns(
+    class_store: Path, tmp_path: Path
+) -> None:
+    from cryoal.train.config import TrainConfig
+    from cryoal.train.fit import fit
+
+    enc = pretrain(PretrainConfig(**TINY), class_store, None, tmp_path / "enc")
+    cfg = TrainConfig(
+        teacher_preset="tiny", student_preset="tiny", steps=6, batch_size=8, lr=1e-2,
+        encoder=str(enc.path), encoder_frozen=True, student_data="labeled+unlabeled", tau=2.0,
+    )  # fmt: skip
+    result = fit(cfg, class_store, np.arange(16), unlabeled_indices=np.arange(16, 48))
+    state = result.teacher.state_dict()
+    # every encoder tensor, the normalisation's running statistics included, as pretrained
+    for key, value in enc.state.items():
+        assert torch.equal(state[key].cpu(), value), key
+    assert any("running_mean" in key for key in enc.state)
+    # the head is what learnt (against its initialisation: one step at lr ~0); without the
+    # freeze the encoder moves
+    start = fit(cfg.updated(steps=1, lr=1e-9), class_store, np.arange(16)).teacher.state_dict()
+    assert float((state["head.weight"] - start["head.weight"]).abs().max()) > 1e-3
+    moved = fit(cfg.updated(encoder_frozen=False), class_store, np.arange(16),
+                unlabeled_indices=np.arange(16, 48)).teacher.state_dict()  # fmt: skip
+    assert any(not torch.equal(moved[k].cpu(), v) for k, v in enc.state.items())
+    with pytest.raises(ValueError, match="encoder_frozen: true freezes a pretrained encoder"):
+        TrainConfig(encoder_frozen=True)

@@ -214,6 +214,8 @@ class _Trainer:
             # teacher-student distance measures what the labels taught, not two inits
             if self.student is not None and c.student_preset == encoder.preset:
                 load_encoder_into(self.student, encoder, "student")
+        if c.encoder_frozen:  # a linear probe: the encoder's weights never train
+            _encoder_of(self.teacher).requires_grad_(False)
         if c.student == "ema":
             self.student = build_model(
                 self.task, c.teacher_preset, self.num_classes, norm=c.norm, dropout=c.dropout,
@@ -221,7 +223,8 @@ class _Trainer:
             )  # fmt: skip
             self.student.load_state_dict(self.teacher.state_dict())
             self.student.requires_grad_(False)
-        to_device(self.teacher, self.device, self.fmt).train()
+        to_device(self.teacher, self.device, self.fmt)
+        self._teacher_train_mode()
         if self.student is not None:
             to_device(self.student, self.device, self.fmt)
             self.student.train(c.student == "trained")
@@ -361,10 +364,19 @@ class _Trainer:
             self.opt_s = _optimizer(c, self.student.parameters(), c.student_lr or c.lr)
             self.sched_s = torch.optim.lr_scheduler.LambdaLR(self.opt_s, factor)
 
+    def _teacher_train_mode(self) -> None:
+        """The teacher in training mode; a frozen encoder stays in evaluation mode, so its
+        normalisation layers keep the pretrained statistics."""
+        self.teacher.train()
+        if self.config.encoder_frozen:
+            _encoder_of(self.teacher).eval()
+
     def _teacher_param_groups(self) -> list[dict[str, Any]]:
         """The teacher's parameters; with a pretrained encoder, its layers in a group of
-        their own at ``encoder_lr_scale * lr``."""
+        their own at ``encoder_lr_scale * lr`` (none when it is frozen)."""
         c = self.config
+        if c.encoder_frozen:
+            return [{"params": [p for p in self.teacher.parameters() if p.requires_grad]}]
         if c.encoder is None or c.encoder_lr_scale == 1.0:
             return [{"params": list(self.teacher.parameters())}]
         enc = [p for n, p in self.teacher.named_parameters() if n.startswith(ENCODER_PREFIX)]
@@ -729,7 +741,7 @@ class _Trainer:
                 device=self.device,
                 amp=c.amp,
             )
-            self.teacher.train()
+            self._teacher_train_mode()
             if self.student is not None:
                 self.student.train(c.student == "trained")
         record["elapsed_s"] = self.elapsed
@@ -769,3 +781,8 @@ class _Trainer:
             "n_val": int(self.val.size),
             "n_unlabeled": int(self.unlabeled.size),
         }
+
+
+def _encoder_of(model: nn.Module) -> nn.Module:
+    """The layers a pretrained encoder fills (``ENCODER_PREFIX``: the network's backbone)."""
+    return model.get_submodule(ENCODER_PREFIX.rstrip("."))
