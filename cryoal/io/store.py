@@ -318,6 +318,53 @@ class StoreWriter:
         self._seen.update(ids)
         self._n = stop
 
+    def copy_rows(self, source: str | os.PathLike, rows: Sequence[int] | np.ndarray) -> None:
+        """Append rows of another store (``source``, without per-sample metadata) unchanged:
+        ids, labels, centres and tomogram ids, and each subtomogram's (and mask's) chunk
+        copied still compressed when both stores chunk, type and compress alike (a copy,
+        not a decode and re-compression), else decoded and written again.
+
+        Raises
+        ------
+        ValueError
+            Another box, masks in only one of the stores, metadata in ``source``, ids
+            already written, or labels outside this store's classes.
+        """
+        f = self._require_open()
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        b, n = self.box, int(rows.size)
+        with h5py.File(source, "r") as src:
+            if src["subtomograms"].shape[1:] != (b, b, b):
+                raise ValueError(f"{source}: box {src['subtomograms'].shape[1]} is not {b}")
+            if ("masks" in src) != self.with_masks:
+                raise ValueError(f"{source}: masks in one of the two stores only")
+            if len(src.get("meta", {})):
+                raise ValueError(f"{source}: copy_rows copies stores without /meta")
+            ids = [str(i) for i in src["ids"].asstr()[...][rows]]
+            dup = [i for i in ids if i in self._seen]
+            if dup or len(set(ids)) != n:
+                raise ValueError(f"{self.path}: duplicate sample ids (e.g. {dup[:3] or ids[:3]})")
+            lab = src["labels"][...][rows]
+            if ((lab < -1) | (lab >= len(self.class_names))).any():
+                raise ValueError(f"{source}: labels outside the classes {self.class_names}")
+            start, stop = self._n, self._n + n
+            try:
+                for name in ("subtomograms", "masks") if self.with_masks else ("subtomograms",):
+                    _copy_samples(src[name], self._ds[name], rows, start)
+                _grow_and_write(self._ds["ids"], start, stop, np.array(ids, dtype=object))
+                _grow_and_write(self._ds["labels"], start, stop, lab)
+                _grow_and_write(self._ds["centres_zyx"], start, stop, src["centres_zyx"][...][rows])
+                tomos = src["tomo_ids"].asstr()[...][rows].astype(object)
+                _grow_and_write(self._ds["tomo_ids"], start, stop, tomos)
+                f.flush()
+            except BaseException as exc:
+                self.abort()
+                if isinstance(exc, Exception) and is_disk_full(exc):
+                    raise disk_full_error(self.path, exc) from exc
+                raise
+        self._seen.update(ids)
+        self._n = stop
+
     def close(self) -> Path:
         """Finish the file and move it to its final name."""
         f = self._require_open()
@@ -389,6 +436,25 @@ def _discard_pending_writes(f: h5py.File) -> None:
             os.dup2(null, fd)
         finally:
             os.close(null)
+
+
+def _copy_samples(src: h5py.Dataset, dst: h5py.Dataset, rows: np.ndarray, start: int) -> None:
+    """``src[rows]`` into ``dst[start:]``: chunk by chunk without decoding when both hold
+    one sample per chunk with the same type and filters."""
+    dst.resize(start + rows.size, axis=0)
+    same = (
+        src.chunks == dst.chunks == (1, *dst.shape[1:])
+        and src.dtype == dst.dtype
+        and (src.compression, src.compression_opts, src.shuffle)
+        == (dst.compression, dst.compression_opts, dst.shuffle)
+    )
+    if same:
+        for k, row in enumerate(rows):
+            filter_mask, chunk = src.id.read_direct_chunk((int(row), 0, 0, 0))
+            dst.id.write_direct_chunk((start + k, 0, 0, 0), chunk, filter_mask)
+        return
+    for k, row in enumerate(rows):
+        dst[start + k] = src[int(row)].astype(dst.dtype, copy=False)
 
 
 def _grow_and_write(ds: h5py.Dataset, start: int, stop: int, values: np.ndarray) -> None:

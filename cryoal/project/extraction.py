@@ -9,8 +9,10 @@ from; both go through :func:`extract_project_store`, which calls
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Final
 
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from cryoal.data.extract import extract_to_store
-from cryoal.io.store import SubtomogramStore
+from cryoal.io.store import StoreWriter, SubtomogramStore
 from cryoal.progress import CountCallback
 from cryoal.project.layout import CACHE_DIR
 from cryoal.project.project import Project
@@ -66,15 +68,25 @@ def extract_project_store(
     )
 
 
-def _pool_key(project: Project, table: pd.DataFrame) -> str:
+def _recipe_key(project: Project) -> str:
+    """What every cached subtomogram depends on besides its candidate: box, edge policy,
+    normalisation and the tomogram files (path, size, modification time)."""
     digest = hashlib.sha256()
     digest.update(f"box={project.config.box};edge={EDGE};norm={NORMALISE}\n".encode())
     for t in project.config.tomograms:
         path = project.tomogram_path(t.id)
         stat = path.stat()
         digest.update(f"{t.id}={path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    digest.update(table[["candidate_id", "tomo_id", "z", "y", "x"]].to_csv(index=False).encode())
     return digest.hexdigest()[:16]
+
+
+def _table_key(table: pd.DataFrame) -> str:
+    rows = table[list(CANDIDATE_COLUMNS)].to_csv(index=False).encode()
+    return hashlib.sha256(rows).hexdigest()[:16]
+
+
+#: The columns that place a candidate's box.
+CANDIDATE_COLUMNS: Final = ("candidate_id", "tomo_id", "z", "y", "x")
 
 
 def candidate_store(
@@ -82,10 +94,13 @@ def candidate_store(
 ) -> SubtomogramStore:
     """A store with every candidate's subtomogram, cached under ``cache/``.
 
-    The cache file is named by a hash of the candidate table, the box and the tomogram
-    files, so it is rebuilt exactly when one of them changes (older caches are removed).
-    ``table`` is the candidate table to use (a round's frozen ``candidates.csv``, so that
-    cluster jobs never open the label store); default: the label store's.
+    The cache file is named by the extraction recipe (box, edge, normalisation, tomogram
+    files) and the candidate table, so it is rebuilt exactly when one of them changes (older
+    caches are removed). When only candidates changed (added, moved or deleted by hand),
+    the new cache copies the unchanged candidates' subtomograms from the previous one and
+    extracts only the others. ``table`` is the candidate table to use (a round's frozen
+    ``candidates.csv``, so that cluster jobs never open the label store); default: the
+    label store's.
     """
     if table is None:
         table = project.labels.candidates()
@@ -96,11 +111,53 @@ def candidate_store(
         )
     cache = project.root / CACHE_DIR
     cache.mkdir(exist_ok=True)
-    path = cache / f"candidates-{_pool_key(project, table)}.h5"
+    recipe = _recipe_key(project)
+    path = cache / f"candidates-{recipe}-{_table_key(table)}.h5"
     if not path.exists():
-        log.info("extracting %d candidates into %s", len(table), path)
-        extract_project_store(project, table, path, progress=progress)
+        previous = sorted(cache.glob(f"candidates-{recipe}-*.h5"), key=lambda p: p.stat().st_mtime)
+        if previous:
+            _update_cache(project, table, previous[-1], path, progress)
+        else:
+            log.info("extracting %d candidates into %s", len(table), path)
+            extract_project_store(project, table, path, progress=progress)
         for old in cache.glob("candidates-*.h5"):
             if old != path:
                 old.unlink()
     return SubtomogramStore(path)
+
+
+def _update_cache(
+    project: Project,
+    table: pd.DataFrame,
+    previous: Path,
+    path: Path,
+    progress: CountCallback | None,
+) -> None:
+    """Write the cache of ``table`` at ``path`` from ``previous`` (same recipe): its rows of
+    candidates whose id, tomogram and centre are unchanged, copied; the rest extracted."""
+    old = SubtomogramStore(previous)
+    old_rows = pd.Series(np.arange(len(old.ids)), index=np.asarray(old.ids).astype(str))
+    where = old_rows.reindex(table["candidate_id"].astype(str)).to_numpy()
+    kept = ~np.isnan(where)
+    rows = where[kept].astype(np.int64)
+    same = np.asarray(old.tomo_ids).astype(str)[rows] == table["tomo_id"].astype(str)[kept]
+    same &= (old.centres_zyx[rows] == table[["z", "y", "x"]].to_numpy(np.float64)[kept]).all(1)
+    kept[np.flatnonzero(kept)[~same]] = False
+    rows = rows[same]
+    old.close()
+    fresh = table[~kept]
+    log.info("updating %s: %d candidates kept, %d extracted", path, rows.size, len(fresh))
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        extracted = Path(tmp) / "fresh.h5"
+        if len(fresh):
+            extract_project_store(project, fresh, extracted, progress=progress)
+        tomo_ids = sorted(set(table["tomo_id"].astype(str)))
+        extra: dict[str, str | bool] = {"source": "cryoal extract", "edge": EDGE, "normalised": NORMALISE,
+                 "tomograms": json.dumps({t: str(project.tomogram_path(t)) for t in tomo_ids})}  # fmt: skip
+        with StoreWriter(path, old.box, old.voxel_size_A, project.config.class_names,
+                         dtype=str(old.dtype), extra_attrs=extra) as writer:  # fmt: skip
+            writer.copy_rows(previous, rows)
+            if progress is not None:
+                progress(int(rows.size))
+            if len(fresh):
+                writer.copy_rows(extracted, np.arange(len(fresh)))

@@ -186,3 +186,26 @@ def test_store_pickles_and_feeds_dataloader_workers(written: tuple[Path, list[di
     for i, (x, y) in seen.items():
         np.testing.assert_array_equal(x, expected[i])
         assert y == labels[i]
+
+
+@pytest.mark.parametrize("level", [1, 0])  # the chunks copied as they are; decoded and rewritten
+def test_copy_rows_appends_samples_of_another_store_unchanged(tmp_path: Path, level: int) -> None:
+    rng = np.random.default_rng(0)
+    sub = rng.normal(size=(5, 4, 4, 4)).astype(np.float32)
+    masks = rng.integers(0, 3, size=(5, 4, 4, 4)).astype(np.uint8)
+    with StoreWriter(tmp_path / "a.h5", 4, 10.0, ["x", "y"], with_masks=True,
+                     compression_level=level) as w:  # fmt: skip
+        w.append(sub, [f"s{i}" for i in range(5)], labels=[0, 1, -1, 1, 0],
+                 centres_zyx=rng.uniform(size=(5, 3)), tomo_ids=["T1"] * 3 + ["T2"] * 2,
+                 masks=masks)  # fmt: skip
+    with StoreWriter(tmp_path / "b.h5", 4, 10.0, ["x", "y"], with_masks=True) as w:
+        w.copy_rows(tmp_path / "a.h5", [3, 0])
+        w.append(sub[:1] * 2, ["new"], masks=masks[:1])
+        with pytest.raises(ValueError, match="duplicate sample ids"):
+            w.copy_rows(tmp_path / "a.h5", [0])
+    src, out = SubtomogramStore(tmp_path / "a.h5"), SubtomogramStore(tmp_path / "b.h5")
+    assert list(out.ids) == ["s3", "s0", "new"] and list(out.labels) == [1, 0, -1]
+    np.testing.assert_array_equal(out.subtomograms([0, 1]), sub[[3, 0]])
+    np.testing.assert_array_equal(out.masks([0, 1]), masks[[3, 0]])
+    np.testing.assert_array_equal(out.centres_zyx[:2], src.centres_zyx[[3, 0]])
+    assert list(out.tomo_ids[:2]) == ["T2", "T1"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cryoal.io.store import SubtomogramStore
 from cryoal.project.project import Project
 
 
@@ -75,3 +76,42 @@ def test_concurrent_imports_all_succeed_with_distinct_gap_free_ids(
     # candidates.csv, rewritten by each import, ends with every candidate
     view = pd.read_csv(root / "candidates.csv")
     assert view["candidate_id"].tolist() == table["candidate_id"].tolist()
+
+
+def test_after_candidate_edits_the_cache_extracts_only_the_changed_candidates(
+    tmp_path: Path, make_segment_project, monkeypatch
+) -> None:
+    import numpy as np
+
+    from cryoal.project import extraction
+    from cryoal.project.extraction import candidate_store, extract_project_store
+
+    project = Project.open(make_segment_project(tmp_path, masked=False))
+    extracted: list[list[str]] = []
+    real = extraction.extract_project_store
+
+    def counting(project, coords, out_h5, **kw):  # noqa: ANN001, ANN202
+        extracted.append(coords["candidate_id"].tolist())
+        return real(project, coords, out_h5, **kw)
+
+    monkeypatch.setattr(extraction, "extract_project_store", counting)
+    first = candidate_store(project)
+    assert len(extracted[0]) == 8 and len(first.ids) == 8
+    project.labels.move_candidate("TS_01:000001", (13.0, 17.0, 47.0), "alice")
+    added = project.labels.add_candidate_by_hand("TS_01", (10.0, 30.0, 30.0), "alice")
+    project.labels.delete_candidates(["TS_01:000002"], "alice")
+    second = candidate_store(project)
+    # only the moved and the added candidate were cut from the tomogram again
+    assert sorted(extracted[1]) == sorted(["TS_01:000001", added])
+    table = project.labels.candidates()
+    assert sorted(second.ids) == sorted(table["candidate_id"])
+    # every subtomogram, centre and tomogram id as a fresh extraction of the new table gives
+    fresh = SubtomogramStore(extract_project_store(project, table, tmp_path / "fresh.h5"))
+    for cid in table["candidate_id"]:
+        i, j = second.index_of([cid])[0], fresh.index_of([cid])[0]
+        np.testing.assert_array_equal(second.subtomograms([i])[0], fresh.subtomograms([j])[0])
+        np.testing.assert_array_equal(second.centres_zyx[i], fresh.centres_zyx[j])
+        assert second.tomo_ids[i] == fresh.tomo_ids[j] and second.labels[i] == -1
+    assert len(list((project.root / "cache").glob("candidates-*.h5"))) == 1
+    assert candidate_store(project).path == second.path and len(extracted) == 2  # cached
+    project.close()
