@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import h5py
@@ -117,6 +117,17 @@ class StoreWriter:
         else:
             self.abort()
 
+    @contextlib.contextmanager
+    def _aborting(self) -> Iterator[None]:
+        """Discard the file when the block fails (a full disk reported as such)."""
+        try:
+            yield
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, Exception) and is_disk_full(exc):
+                raise disk_full_error(self.path, exc) from exc
+            raise
+
     def open(self) -> None:
         if self.box <= 0:
             raise ValueError(f"{self.path}: box {self.box} must be a positive number of voxels")
@@ -130,13 +141,8 @@ class StoreWriter:
             raise ValueError(f"{self.path}: class names {self.class_names} contain duplicates")
         final = check_can_write(self.path, self.overwrite)
         self._tmp = make_temp_file(final)
-        try:
+        with self._aborting():
             self._create()
-        except BaseException as exc:
-            self.abort()
-            if isinstance(exc, Exception) and is_disk_full(exc):
-                raise disk_full_error(self.path, exc) from exc
-            raise
 
     def _create(self) -> None:
         assert self._tmp is not None
@@ -260,13 +266,8 @@ class StoreWriter:
                 f"{self.path}: masks given but the writer was created with_masks=False"
             )
 
-        try:
+        with self._aborting():
             self._write(f, sub, ids, lab, cen, tomos, masks, meta, n)
-        except BaseException as exc:
-            self.abort()
-            if isinstance(exc, Exception) and is_disk_full(exc):
-                raise disk_full_error(self.path, exc) from exc
-            raise
 
     def _write(
         self,
@@ -348,7 +349,7 @@ class StoreWriter:
             if ((lab < -1) | (lab >= len(self.class_names))).any():
                 raise ValueError(f"{source}: labels outside the classes {self.class_names}")
             start, stop = self._n, self._n + n
-            try:
+            with self._aborting():
                 for name in ("subtomograms", "masks") if self.with_masks else ("subtomograms",):
                     _copy_samples(src[name], self._ds[name], rows, start)
                 _grow_and_write(self._ds["ids"], start, stop, np.array(ids, dtype=object))
@@ -357,11 +358,6 @@ class StoreWriter:
                 tomos = src["tomo_ids"].asstr()[...][rows].astype(object)
                 _grow_and_write(self._ds["tomo_ids"], start, stop, tomos)
                 f.flush()
-            except BaseException as exc:
-                self.abort()
-                if isinstance(exc, Exception) and is_disk_full(exc):
-                    raise disk_full_error(self.path, exc) from exc
-                raise
         self._seen.update(ids)
         self._n = stop
 
@@ -369,18 +365,13 @@ class StoreWriter:
         """Finish the file and move it to its final name."""
         f = self._require_open()
         assert self._tmp is not None
-        try:
+        with self._aborting():
             f.flush()
             self._ds = {}
             f.close()
             self._file = None
             with open(self._tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
-        except BaseException as exc:
-            self.abort()
-            if isinstance(exc, Exception) and is_disk_full(exc):
-                raise disk_full_error(self.path, exc) from exc
-            raise
         if self.path.exists() and not self.overwrite:
             self.abort()
             raise FileExistsError(f"{self.path}: appeared while writing; not overwritten")
