@@ -364,6 +364,19 @@ def _check_table(coords: pd.DataFrame) -> None:
         )
 
 
+def extraction_attrs(
+    paths: Mapping[str, str | os.PathLike], edge: str, normalise: bool
+) -> dict[str, str | bool]:
+    """File attributes of a store cut from tomograms: the program, the edge policy, the
+    normalisation and the tomograms' paths by id."""
+    return {
+        "source": "cryoal extract",
+        "edge": edge,
+        "normalised": bool(normalise),
+        "tomograms": json.dumps({t: str(p) for t, p in paths.items()}),
+    }
+
+
 def extract_to_store(
     tomogram_path: str | os.PathLike | Mapping[str, str | os.PathLike],
     coords: pd.DataFrame,
@@ -469,12 +482,7 @@ def extract_to_store(
         per_tomo[tid] = rows
     assert vs is not None
 
-    extra = {
-        "source": "cryoal extract",
-        "edge": edge,
-        "normalised": bool(normalise),
-        "tomograms": json.dumps({t: str(paths[t]) for t in present}),
-    }
+    extra = extraction_attrs({t: paths[t] for t in present}, edge, normalise)
     written = 0
     if masks is not None and np.shape(masks) != (len(coords), box, box, box):
         raise ValueError(

@@ -9,7 +9,6 @@ from; both go through :func:`extract_project_store`, which calls
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -19,7 +18,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from cryoal.data.extract import extract_to_store
+from cryoal.data.extract import extract_to_store, extraction_attrs
 from cryoal.io.store import StoreWriter, SubtomogramStore
 from cryoal.progress import CountCallback
 from cryoal.project.layout import CACHE_DIR
@@ -81,12 +80,9 @@ def _recipe_key(project: Project) -> str:
 
 
 def _table_key(table: pd.DataFrame) -> str:
-    rows = table[list(CANDIDATE_COLUMNS)].to_csv(index=False).encode()
+    """What places the candidates' boxes: their ids, tomograms and centres."""
+    rows = table[["candidate_id", "tomo_id", "z", "y", "x"]].to_csv(index=False).encode()
     return hashlib.sha256(rows).hexdigest()[:16]
-
-
-#: The columns that place a candidate's box.
-CANDIDATE_COLUMNS: Final = ("candidate_id", "tomo_id", "z", "y", "x")
 
 
 def candidate_store(
@@ -140,7 +136,8 @@ def _update_cache(
     where = old_rows.reindex(table["candidate_id"].astype(str)).to_numpy()
     kept = ~np.isnan(where)
     rows = where[kept].astype(np.int64)
-    same = np.asarray(old.tomo_ids).astype(str)[rows] == table["tomo_id"].astype(str)[kept]
+    tomos = table["tomo_id"].astype(str).to_numpy()[kept]
+    same = np.asarray(old.tomo_ids).astype(str)[rows] == tomos
     same &= (old.centres_zyx[rows] == table[["z", "y", "x"]].to_numpy(np.float64)[kept]).all(1)
     kept[np.flatnonzero(kept)[~same]] = False
     rows = rows[same]
@@ -152,8 +149,7 @@ def _update_cache(
         if len(fresh):
             extract_project_store(project, fresh, extracted, progress=progress)
         tomo_ids = sorted(set(table["tomo_id"].astype(str)))
-        extra: dict[str, str | bool] = {"source": "cryoal extract", "edge": EDGE, "normalised": NORMALISE,
-                 "tomograms": json.dumps({t: str(project.tomogram_path(t)) for t in tomo_ids})}  # fmt: skip
+        extra = extraction_attrs({t: project.tomogram_path(t) for t in tomo_ids}, EDGE, NORMALISE)
         with StoreWriter(path, old.box, old.voxel_size_A, project.config.class_names,
                          dtype=str(old.dtype), extra_attrs=extra) as writer:  # fmt: skip
             writer.copy_rows(previous, rows)
