@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -626,10 +627,13 @@ class LabellingWidget(QWidget):
     # -- drawing ---------------------------------------------------------------------
     def _show_relabelled(self, candidate_id: str) -> None:
         """Show a candidate's new label (point colour, table row, totals), then the cursor's
-        candidate; the points layer is refreshed once, by the move to the next one."""
-        with refreshes_held(self.points_layer):
+        candidate; the points layer is redrawn once, by the move to the next one (its
+        colour event, which redraws every point at once, is held back too)."""
+        layer = self.points_layer
+        quiet = layer.events.border_color.blocker() if layer is not None else nullcontext()
+        with refreshes_held(layer), quiet:
             self._refresh_candidate(candidate_id)
-        self._redraw(held=[self.points_layer])
+        self._redraw(held=[layer])
 
     def _redraw(
         self, all_points: bool = False, centre: bool = True, held: Sequence[Any] = ()

@@ -568,3 +568,30 @@ def test_after_enter_the_frame_shows_the_next_crops_mask_and_its_uncertainty_ove
     left = glow[h // 2 - 35 : h // 2 + 35, w // 2 - 35 : w // 2 - 5].mean()
     assert right > 30 and left < 10, (right, left)  # inferno's zero adds a trace of blue
     widget.close()
+
+
+def test_a_label_key_recolours_the_candidate_in_the_next_frame(widget) -> None:
+    """The next candidate is on the same slice: its frame shows the labelled one's ring in
+    the class colour."""
+    from qtpy.QtGui import QColor
+
+    viewer = widget.viewer
+    viewer.window._qt_window.resize(1400, 900)
+    viewer.scene.camera.zoom = 0.8  # screen pixels per Å: the two candidates 400 px apart
+    ring = np.array(QColor(widget.session.colour("ring")).getRgb()[:3], dtype=float)
+    world = np.array([20.0, 20.0]) * 10 + np.asarray(widget.image_layer.translate)[-2:]
+
+    def ring_pixels() -> int:
+        shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
+        point = _canvas_pixel(widget, world)
+        x, y = point.x(), point.y()
+        near = shot[max(y - 60, 0) : y + 60, max(x - 60, 0) : x + 60]
+        return int((np.abs(near - ring).max(axis=2) < 40).sum())
+
+    assert widget.session.current.candidate_id == IDS[0]
+    assert ring_pixels() == 0  # unlabelled: grey
+    _press(widget, Qt.Key.Key_1)  # "ring"; the next candidate, IDS[1], is on the same slice
+    assert widget.session.current.candidate_id == IDS[1] and viewer.dims.point[0] == 160 + float(
+        widget.image_layer.translate[0]
+    )
+    assert ring_pixels() > 20
