@@ -75,7 +75,8 @@ class MaskEditor:
         colours = {0: "transparent", MASK_IGNORE: IGNORE_COLOUR, None: "transparent"}
         for k, name in enumerate(session.class_names):
             colours[k + 1] = session.colour(name)
-        if self.layer is None or self.layer not in self.viewer.layers:
+        created = self.layer is None or self.layer not in self.viewer.layers
+        if created:
             from cryoal.project.corrections import particle_radius_px
 
             self.layer = self.viewer.add_labels(
@@ -102,6 +103,8 @@ class MaskEditor:
         if self.layer.selected_label == 0:
             self.layer.selected_label = 1
         self._show_uncertainty({**place, **axes})
+        if created:  # the mouse paints at once (napari gives it to the newest layer)
+            self.viewer.layers.selection.active = self.layer
         self._shown_at = time.perf_counter()
 
     def _show_uncertainty(self, place: dict) -> None:

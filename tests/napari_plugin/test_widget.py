@@ -482,6 +482,8 @@ def test_a_segment_crop_is_painted_autosaved_and_committed_with_real_keys(
     layer = widget.masks.layer
     assert layer is not None and layer.data.shape == (16, 16, 16)
     assert not layer.data.any()  # no model yet: the crop starts as background
+    # the mask is the selected layer, in paint mode: the mouse paints without a key first
+    assert widget.viewer.layers.selection.active is layer and layer.mode == "paint"
     np.testing.assert_allclose(layer.scale, widget.image_layer.scale)
     assert "Enter commit the mask" in widget.keys_label.text()
     _press(widget, Qt.Key.Key_2)  # paint with the second class ("large", value 2)
