@@ -109,7 +109,12 @@ class DataConfig(BaseModel):
             return self
         if self.store is not None:
             raise ValueError("data.store and data.tomograms are both set; keep one of them")
-        unused = [k for k in _SUBTOMOGRAM_ONLY if k in self.model_fields_set]
+        # set to another value than the default (a resolved benchmark.yaml lists every key)
+        unused = [
+            k
+            for k in _SUBTOMOGRAM_ONLY
+            if k in self.model_fields_set and getattr(self, k) != type(self).model_fields[k].default
+        ]
         if unused:
             raise ValueError(
                 f"data.{unused[0]} does not apply to data.tomograms (the pool and the test set "

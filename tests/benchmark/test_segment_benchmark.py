@@ -208,3 +208,14 @@ def test_study_configs_load_over_the_cpu_seg_preset(name) -> None:
     assert {"random", "random_foreground", "kt-mean", "kt-foreground", "entropy"} <= set(
         cfg.labels()
     )
+
+
+def test_the_resolved_benchmark_yaml_of_a_segment_benchmark_loads_back(tmp_path: Path) -> None:
+    """``OUT/benchmark.yaml`` lists every key, the subtomogram-only ones at their defaults;
+    reports are rebuilt from it (benchmarks/study/keep.py)."""
+    import yaml
+
+    cfg = load_benchmark_config("cpu-seg")
+    path = tmp_path / "benchmark.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    assert load_benchmark_config(None, path) == cfg
