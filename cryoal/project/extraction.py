@@ -110,16 +110,29 @@ def candidate_store(
     recipe = _recipe_key(project)
     path = cache / f"candidates-{recipe}-{_table_key(table)}.h5"
     if not path.exists():
-        previous = sorted(cache.glob(f"candidates-{recipe}-*.h5"), key=lambda p: p.stat().st_mtime)
-        if previous:
-            _update_cache(project, table, previous[-1], path, progress)
-        else:
-            log.info("extracting %d candidates into %s", len(table), path)
-            extract_project_store(project, table, path, progress=progress)
+        previous = sorted(cache.glob(f"candidates-{recipe}-*.h5"), key=_mtime_or_zero)
+        try:
+            if previous and previous[-1].is_file():
+                _update_cache(project, table, previous[-1], path, progress)
+            else:
+                log.info("extracting %d candidates into %s", len(table), path)
+                extract_project_store(project, table, path, progress=progress)
+        except FileExistsError:
+            if not path.is_file():
+                raise
+            # another cryoal process (a Suggest job beside a Train) wrote the same cache
+            log.info("%s: written meanwhile by another process; using it", path)
         for old in cache.glob("candidates-*.h5"):
             if old != path:
-                old.unlink()
+                old.unlink(missing_ok=True)  # another process may have removed it already
     return SubtomogramStore(path)
+
+
+def _mtime_or_zero(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # removed by another process since the listing
+        return 0.0
 
 
 def _update_cache(

@@ -115,3 +115,23 @@ def test_after_candidate_edits_the_cache_extracts_only_the_changed_candidates(
     assert len(list((project.root / "cache").glob("candidates-*.h5"))) == 1
     assert candidate_store(project).path == second.path and len(extracted) == 2  # cached
     project.close()
+
+
+def test_a_cache_written_meanwhile_by_another_process_is_used(
+    tmp_path: Path, make_segment_project, monkeypatch
+) -> None:
+    from cryoal.project import extraction
+    from cryoal.project.extraction import candidate_store
+
+    project = Project.open(make_segment_project(tmp_path, masked=False))
+    real = extraction.extract_project_store
+
+    def another_process_first(project, coords, out_h5, **kw):  # noqa: ANN001, ANN202
+        real(project, coords, out_h5, **kw)  # the other process finishes first ...
+        return real(project, coords, out_h5, **kw)  # ... so this one finds the file there
+
+    monkeypatch.setattr(extraction, "extract_project_store", another_process_first)
+    store = candidate_store(project)
+    assert len(store.ids) == 8
+    assert list((project.root / "cache").glob("candidates-*.h5")) == [store.path]
+    project.close()
