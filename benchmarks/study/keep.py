@@ -4,12 +4,14 @@ spanning several sittings resumes where it stopped.
 A benchmark folder (``cryoal benchmark --out OUT``) holds each (strategy, seed) run as
 ``runs/<strategy>/seed_<s>/state.json`` beside model weights that a finished run no longer
 needs: its reports are rebuilt from the states alone. ``save`` copies the states of the
-finished runs and the pool's pretraining record (``pretraining.json``) into
-``benchmarks/results/study/<name>/`` and rebuilds its reports from every kept state under the
-kept ``benchmark.yaml`` (so a sitting may run a filtered configuration: a subset of arms or
-seeds); ``restore`` copies
-the states back into an output folder, where ``cryoal benchmark`` with the same
-configuration and ``--out`` skips them and trains only what is left.
+finished runs, the pool's pretraining record (``pretraining.json``) and the finished
+encoder itself (``encoders/<key>/encoder.json`` and ``encoder.safetensors``, about 1 MB)
+into ``benchmarks/results/study/<name>/`` and rebuilds its reports from every kept state
+under the kept ``benchmark.yaml`` (so a sitting may run a filtered configuration: a subset
+of arms or seeds); ``restore`` copies the states and the encoder back into an output
+folder, where ``cryoal benchmark`` with the same configuration and ``--out`` skips the
+finished runs, reuses the encoder (the same weights for every sitting's pretrained runs,
+and no second pretraining) and trains only what is left.
 
 Usage (repository root)::
 
@@ -25,6 +27,9 @@ import sys
 from pathlib import Path
 
 KEPT = Path(__file__).resolve().parents[1] / "results" / "study"
+#: A finished encoder's files, in the order they are copied (``encoder.json`` last: its
+#: presence is what marks the encoder finished).
+ENCODER_FILES = ("encoder.safetensors", "encoder.json")
 REPORTS = ("benchmark.yaml", "summary.md", "curves.csv", "selections.csv", "curves.png",
            "selections.png")  # fmt: skip
 
@@ -48,13 +53,18 @@ def save(out: Path, name: str) -> list[Path]:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(state, target)
             copied.append(target)
-    # the pool's pretraining record (objective, epochs, loss, wall time), kept as
-    # pretraining.json and never restored: the weights stay behind, so the next sitting
-    # pretrains again only if a pretrained run is left
+    # the pool's pretraining record (objective, epochs, loss, wall time) as
+    # pretraining.json for the reports, and the encoder itself, so that later sittings'
+    # pretrained runs use the same weights
     for record in sorted(out.glob("encoders/*/encoder.json")):
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(record, dest / "pretraining.json")
         copied.append(dest / "pretraining.json")
+        kept = dest / record.parent.relative_to(out)
+        kept.mkdir(parents=True, exist_ok=True)
+        for name in ENCODER_FILES:  # the weights first: encoder.json marks it finished
+            shutil.copyfile(record.parent / name, kept / name)
+            copied.append(kept / name)
     kept_config = dest / "benchmark.yaml"
     if kept_config.is_file():
         # the study's full configuration is kept: rebuild its reports from every kept state
@@ -81,6 +91,13 @@ def restore(name: str, out: Path) -> list[Path]:
             f"{', '.join(p.name for p in KEPT.iterdir()) if KEPT.is_dir() else 'none'}"
         )
     restored = []
+    for record in sorted(src.glob("encoders/*/encoder.json")):
+        target = out / record.parent.relative_to(src)
+        if not (target / "encoder.json").exists():
+            target.mkdir(parents=True, exist_ok=True)
+            for name in ENCODER_FILES:
+                shutil.copyfile(record.parent / name, target / name)
+                restored.append(target / name)
     for state in sorted(src.glob("runs/*/seed_*/state.json")):
         target = out / state.relative_to(src)
         if not target.exists():

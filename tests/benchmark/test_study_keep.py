@@ -1,0 +1,50 @@
+"""benchmarks/study/keep.py: a study's finished runs and its pool encoder carried between
+sittings."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+KEEP = Path(__file__).resolve().parents[2] / "benchmarks" / "study" / "keep.py"
+
+
+def _keep_module():  # noqa: ANN202 - the script as a module
+    spec = importlib.util.spec_from_file_location("study_keep", KEEP)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_saved_runs_and_encoder_come_back_in_the_next_sittings_folder(tmp_path, monkeypatch):
+    keep = _keep_module()
+    monkeypatch.setattr(keep, "KEPT", tmp_path / "kept")
+    out = tmp_path / "sitting1"
+    for seed, phase in ((0, "done"), (1, "train")):
+        state = out / "runs" / "random" / f"seed_{seed}" / "state.json"
+        state.parent.mkdir(parents=True)
+        state.write_text(json.dumps({"phase": phase}))
+    encoder = out / "encoders" / "abc123"
+    encoder.mkdir(parents=True)
+    (encoder / "encoder.safetensors").write_bytes(b"\x00weights\x01")
+    (encoder / "encoder.json").write_text(json.dumps({"objective": "ntxent", "sha256": "x"}))
+    (encoder / "checkpoints").mkdir()  # a finished encoder's checkpoints are not kept
+
+    keep.save(out, "pool")
+    kept = tmp_path / "kept" / "pool"
+    assert (kept / "runs" / "random" / "seed_0" / "state.json").is_file()
+    assert not (kept / "runs" / "random" / "seed_1").exists()  # unfinished: trained again
+    assert json.loads((kept / "pretraining.json").read_text())["objective"] == "ntxent"
+    assert not (kept / "encoders" / "abc123" / "checkpoints").exists()
+
+    again = tmp_path / "sitting2"
+    keep.restore("pool", again)
+    assert (again / "runs" / "random" / "seed_0" / "state.json").is_file()
+    for name in ("encoder.safetensors", "encoder.json"):
+        assert (again / "encoders" / "abc123" / name).read_bytes() == (encoder / name).read_bytes()
+    # a restore never overwrites what the folder already holds
+    (again / "encoders" / "abc123" / "encoder.safetensors").write_bytes(b"newer")
+    keep.restore("pool", again)
+    assert (again / "encoders" / "abc123" / "encoder.safetensors").read_bytes() == b"newer"
