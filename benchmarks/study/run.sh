@@ -8,8 +8,9 @@
 #   bash benchmarks/study/run.sh [OUT_ROOT] [POOL ...]     # OUT_ROOT default /work/study
 #
 # Runs two (strategy, seed) runs at once, one torch thread each; pretraining (once per
-# pool) uses both cores. Log: OUT_ROOT/<pool>.log. Finished runs are kept every 5 minutes;
-# commit benchmarks/results/study/ to carry them to the next sitting.
+# pool) uses both cores. Log: OUT_ROOT/<pool>.log. Finished runs (and the pool's encoder)
+# are kept every 5 minutes; commit benchmarks/results/study/ to carry them to the next
+# sitting.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out_root=${1:-/work/study}
