@@ -145,15 +145,14 @@ def _update_cache(
     """Write the cache of ``table`` at ``path`` from ``previous`` (same recipe): its rows of
     candidates whose id, tomogram and centre are unchanged, copied; the rest extracted."""
     old = SubtomogramStore(previous)
-    old_rows = pd.Series(np.arange(len(old.ids)), index=np.asarray(old.ids).astype(str))
-    where = old_rows.reindex(table["candidate_id"].astype(str)).to_numpy()
-    kept = ~np.isnan(where)
-    rows = where[kept].astype(np.int64)
-    tomos = table["tomo_id"].astype(str).to_numpy()[kept]
-    same = np.asarray(old.tomo_ids).astype(str)[rows] == tomos
-    same &= (old.centres_zyx[rows] == table[["z", "y", "x"]].to_numpy(np.float64)[kept]).all(1)
-    kept[np.flatnonzero(kept)[~same]] = False
-    rows = rows[same]
+    by_id = pd.Series(np.arange(len(old.ids)), index=np.asarray(old.ids).astype(str))
+    where = by_id.reindex(table["candidate_id"].astype(str)).to_numpy()  # NaN: a new id
+    known = ~np.isnan(where)
+    row = np.where(known, where, 0).astype(np.int64)
+    tomos = table["tomo_id"].astype(str).to_numpy()
+    kept = known & (np.asarray(old.tomo_ids).astype(str)[row] == tomos)
+    kept &= (old.centres_zyx[row] == table[["z", "y", "x"]].to_numpy(np.float64)).all(axis=1)
+    rows = row[kept]
     old.close()
     fresh = table[~kept]
     log.info("updating %s: %d candidates kept, %d extracted", path, rows.size, len(fresh))
