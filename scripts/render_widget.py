@@ -114,7 +114,7 @@ def render_segment(root: Path, out: Path) -> Path:
     viewer.scene.camera.center = tuple(
         float(v)
         for v in current.zyx * widget.session.voxel_size_A
-        + np.asarray(widget.image_layer.translate)
+        + np.asarray(widget.scene.image_layer.translate)
     )
     _close_notifications(viewer)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,16 +1,8 @@
 """The labelling dock widget: a thin Qt shell over ``cryoal.project.session``.
 
-Every button and key is one call into ``LabellingSession``; this module only draws. Layers
-it manages in the viewer:
-
-``<tomogram>``  the tomogram, opened with cryoal's reader (``viewer.open(..., plugin="cryoal")``)
-``candidates``  every candidate of the tomogram, a ring coloured by its current label;
-                editable (``e``): napari's add and select tools add, re-centre and delete
-                candidates (:mod:`cryoal_napari._candidate_edits`)
-``current box`` the current candidate's subtomogram box in 2D (a square of ``box`` voxels)
-``current box 3D`` the same box in 3D (a wireframe cube)
-``mask``, ``mask uncertainty``  segment projects: the current crop's editable mask and the
-                model's KT-MSE map (:mod:`cryoal_napari._mask_layer`, which lists its keys)
+Every button and key is one call into ``LabellingSession``; this module draws the Qt
+controls, and :class:`cryoal_napari._scene.ProjectScene` the viewer's layers (the tomogram,
+its candidates, the current box and a segment project's mask).
 
 Keys (on the viewer and on every layer, so they work whichever layer is selected):
 ``1``-``9`` the classes in ``project.yaml`` order, ``u`` unsure, ``x`` not a particle,
@@ -51,13 +43,12 @@ from qtpy.QtWidgets import (
 from cryoal.project.config import KeyMap
 from cryoal.project.session import (
     Candidate,
-    CandidatePoints,
     LabellingSession,
     QueueView,
     default_annotator,
 )
-from cryoal_napari import _viewer
 from cryoal_napari._candidate_edits import CandidateEditor
+from cryoal_napari._keys import ViewerKeys
 from cryoal_napari._layers import refreshes_held
 from cryoal_napari._mask_layer import MaskEditor
 from cryoal_napari._presentation import (
@@ -65,10 +56,9 @@ from cryoal_napari._presentation import (
     candidate_line,
     crop_pixels,
     crop_zoom,
-    cube_edges,
-    projection_display,
     train_epochs,
 )
+from cryoal_napari._scene import ProjectScene
 
 if TYPE_CHECKING:
     import napari
@@ -109,27 +99,17 @@ class LabellingWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.session: LabellingSession | None = None
-        self.image_layer = None
-        self.points_layer = None
-        self.box_layer = None
-        self.cube_layer = None
-        self._point_index: dict[str, int] = {}
-        #: layers whose status-bar hint shows cryoal's keys (restored on unbinding)
-        self._helped: list[Any] = []
-        self._shown_tomo: str | None = None
-        #: the tomogram's 2D contrast while 3D shows a projection, and that projection's
-        #: (tomogram, (rendering, limits))
-        self._limits_2d: tuple[float, ...] | None = None
-        self._projection: tuple[str, tuple[str, tuple[float, float]]] | None = None
         self.job = None
         self.editor = CandidateEditor(
             lambda: self.session, lambda: self._redraw(all_points=True), _show_error
         )
         #: segment projects: the current crop's mask layer
         self.masks = MaskEditor(self.viewer, _show_error)
+        #: the viewer's layers of the open project
+        self.scene = ProjectScene(self.viewer, self.editor, self.masks)
+        self.keys = ViewerKeys(self.viewer)
         self._build()
-        self._bind_keys()
-        self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
+        self.keys.bind(self._key_actions(), self._key_help)
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self._poll)
@@ -378,50 +358,10 @@ class LabellingWidget(QWidget):
         if committed:
             self._show_relabelled(done)
 
-    def _bind_keys(self) -> None:
-        """Bind on the viewer and on each layer: a selected layer's own keys (napari's
-        ``1``-``6`` mode keys) would otherwise take precedence over the viewer's."""
-        self._actions = self._key_actions()
-        for key, action in self._actions.items():
-            self.viewer.bind_key(key, _ignore_arg(action), overwrite=True)
-        for layer in self.viewer.layers:
-            self._bind_layer(layer)
-        self._on_inserted = lambda e: self._bind_layer(e.value)
-        self.viewer.layers.events.inserted.connect(self._on_inserted)
-
-    def _unbind_keys(self) -> None:
-        """Give the keys back to napari (a closed widget must not receive them)."""
-        if not self._actions:
-            return
-        self.viewer.layers.events.inserted.disconnect(self._on_inserted)
-        for key in self._actions:
-            self.viewer.bind_key(key, None, overwrite=True)
-            for layer in self.viewer.layers:
-                layer.bind_key(key, None, overwrite=True)
-        for layer in self._helped:  # napari's hints come back with its keys
-            layer.events.mode.disconnect(self._restore_help)
-            layer.help = ""
-        self._helped = []
-        self._actions = {}
-
-    def _bind_layer(self, layer) -> None:  # noqa: ANN001 - a napari layer
-        for key, action in self._actions.items():
-            layer.bind_key(key, _ignore_arg(action), overwrite=True)
-        # the status bar names cryoal's keys, not napari's mode keys the widget has taken
-        layer.help = self._key_help()
-        if layer not in self._helped:
-            layer.events.mode.connect(self._restore_help)
-            self._helped.append(layer)
-
     def _key_help(self) -> str:
         """napari's status-bar hint: the keys in short (the full list is in the widget)."""
         names = self.session.class_names if self.session is not None else []
         return self._keymap().status_text(names)
-
-    def _restore_help(self, event) -> None:  # noqa: ANN001 - a napari event
-        """After napari rewrote a layer's hint for its new mode (it connected first)."""
-        if self._actions:
-            event.source.help = self._key_help()
 
     def _label_number(self, k: int) -> None:
         if self.session is not None and k < len(self.session.class_names):
@@ -445,8 +385,8 @@ class LabellingWidget(QWidget):
         if self.session is not None:
             self.session.close()
         self.session = session
-        self._unbind_keys()
-        self._bind_keys()  # the project's key map
+        self.scene.open(session)
+        self.keys.bind(self._key_actions(), self._key_help)  # the project's key map
         self.project_label.setText(
             f"<b>{session.project.config.name}</b>  ({session.project.root})"
         )
@@ -456,7 +396,6 @@ class LabellingWidget(QWidget):
         zoom, b = crop_zoom(session.box), session.box
         self.crop_view.setFixedSize((3 * b + 2 * CROP_GAP) * zoom, b * zoom)
         self._set_enabled(True)
-        self._shown_tomo = None
         self._redraw(all_points=True, centre=True)
         if session.current is None:
             _show_info(f"{path}: no suggestion queue yet; press 'Suggest next round'")
@@ -517,14 +456,13 @@ class LabellingWidget(QWidget):
     def toggle_candidate_editing(self) -> None:
         """Candidate layer selected in napari's add mode, or back to labelling (the
         tomogram selected, the candidate layer in pan/zoom)."""
-        layer = self.points_layer
+        layer = self.scene.points_layer
         if self.session is None or layer is None or layer not in self.viewer.layers:
             self.edit_button.setChecked(False)
             return
         if self.editor.editing:
             layer.mode = "pan_zoom"
-            if self.image_layer is not None:
-                self.viewer.layers.selection.active = self.image_layer
+            self.scene.select_image()
         else:
             self.viewer.layers.selection.active = layer
             layer.mode = "add"
@@ -629,7 +567,7 @@ class LabellingWidget(QWidget):
         """Show a candidate's new label (point colour, table row, totals), then the cursor's
         candidate; the points layer is redrawn once, by the move to the next one (its
         colour event, which redraws every point at once, is held back too)."""
-        layer = self.points_layer
+        layer = self.scene.points_layer
         quiet = layer.events.border_color.blocker() if layer is not None else nullcontext()
         with refreshes_held(layer), quiet:
             self._refresh_candidate(candidate_id)
@@ -643,187 +581,20 @@ class LabellingWidget(QWidget):
         session = self.session
         if session is None:
             return
-        if session.tomo_id is not None and session.tomo_id != self._shown_tomo:
-            self._show_tomogram(session.tomo_id)
+        if self.scene.needs_tomogram():
+            self.scene.show_tomogram()
             all_points = True
         if all_points:
-            self._fill_points()
+            self.scene.fill_points()
             self._fill_table()
             self._update_totals()
         current = session.current
         self._show_current(current, centre, held)
         self._update_counter()
 
-    def _show_tomogram(self, tomo_id: str) -> None:
-        assert self.session is not None
-        if self.image_layer is not None and self.image_layer in self.viewer.layers:
-            self.viewer.layers.remove(self.image_layer)
-        layers = self.viewer.open(str(self.session.tomogram_path(tomo_id)), plugin="cryoal")
-        images = [layer for layer in layers if type(layer).__name__ == "Image"]
-        self.image_layer = images[0] if images else layers[0]
-        self.image_layer.name = tomo_id
-        self._shown_tomo = tomo_id
-        self.viewer.layers.move(self.viewer.layers.index(self.image_layer), 0)
-        self._limits_2d = None  # the new layer comes with its own 2D contrast
-        if self.viewer.dims.ndisplay == 3:
-            self._show_projection(True)
-
-    def _world_translate(self) -> np.ndarray:
-        """The tomogram layer's translation (Å): candidates move with the image."""
-        if self.image_layer is None:
-            return np.zeros(3)
-        return np.asarray(self.image_layer.translate, dtype=float)[-3:]
-
-    def _fill_points(self) -> None:
-        assert self.session is not None
-        points = self.session.points()
-        vs = self.session.voxel_size_A
-        voxels = points.positions_A / vs  # data in voxels, shown at the image's scale
-        translate = self._world_translate()
-        self._point_index = {c: i for i, c in enumerate(points.features["candidate_id"])}
-        # layers in the image's world: voxel data at its scale (Å) and translation, with
-        # z/y/x axes, so the z slider steps one slice and reads Å like the image's;
-        # radius_A (world units) lets the viewer hook draw rings on nearby slices too
-        _viewer.install(self.viewer)
-        axes = {"units": ("angstrom",) * 3, "axis_labels": ("z", "y", "x"), "scale": (vs,) * 3}
-        self.editor.filling = True  # the widget's own change, not a person's edit
-        try:
-            self._set_points(points, voxels, translate, axes)
-        finally:
-            self.editor.filling = False
-        self.editor.attach(self.points_layer)
-        self._set_boxes(voxels, translate, axes)
-
-    def _set_points(
-        self, points: CandidatePoints, voxels: np.ndarray, translate: np.ndarray, axes: dict
-    ) -> None:
-        """The ``candidates`` layer: one ring per candidate, coloured by its label."""
-        assert self.session is not None
-        vs = self.session.voxel_size_A
-        size = self.session.box * 0.5  # voxels
-        colours = list(points.colours) if len(points.colours) else "yellow"
-        if self.points_layer is None or self.points_layer not in self.viewer.layers:
-            self.points_layer = self.viewer.add_points(
-                voxels,
-                features=points.features,
-                metadata={"cryoal": {"radius_A": float(size * vs) / 2}},
-                **axes,
-                name="candidates",
-                size=size,
-                face_color="transparent",
-                border_color=colours,
-                border_width=0.1,
-                translate=translate,
-                opacity=0.9,
-            )
-        else:
-            self.points_layer.data = voxels
-            self.points_layer.features = points.features
-            self.points_layer.translate = translate
-            self.points_layer.size = size
-            if len(points.positions_A):
-                self.points_layer.border_color = colours
-
-    def _set_boxes(self, voxels: np.ndarray, translate: np.ndarray, axes: dict) -> None:
-        """The current candidate's box: a square per candidate (one shown) in 2D, a
-        wireframe cube in 3D."""
-        assert self.session is not None
-        # one hidden box per candidate, the current one shown: moving between candidates
-        # then changes only the ``shown`` mask, not the layer's data and extent (fast)
-        hidden = np.zeros(len(voxels), dtype=bool)
-        if self.box_layer is None or self.box_layer not in self.viewer.layers:
-            self.box_layer = self.viewer.add_points(
-                voxels,
-                shown=hidden,
-                **axes,
-                name="current box",
-                symbol="square",
-                size=self.session.box,
-                face_color="transparent",
-                border_color="#00ffff",
-                border_width=0.04,
-                translate=translate,
-            )
-        else:
-            self.box_layer.data = voxels
-            self.box_layer.shown = hidden
-        self.box_layer.translate = translate
-        if self.cube_layer is None or self.cube_layer not in self.viewer.layers:
-            # 3D: a wireframe cube (12 edges, voxels) around the current candidate, clipped
-            # to the tomogram so that it never widens the sliders' range
-            first = self.session.current
-            self.cube_layer = self.viewer.add_shapes(
-                self._cube_around(first.zyx if first is not None else None),
-                shape_type="line",
-                edge_color="#00ffff",
-                edge_width=1.0,
-                **axes,
-                translate=translate,
-                name="current box 3D",
-                visible=self.viewer.dims.ndisplay == 3,
-            )
-        self.cube_layer.translate = translate
-        # keep the tomogram selected (unless candidates are being edited): the keys are
-        # bound on every layer anyway, and the image layer's controls (contrast) are what a
-        # labeller adjusts
-        if self.image_layer is not None and not self.editor.editing:
-            self.viewer.layers.selection.active = self.image_layer
-
-    def _cube_around(self, zyx: np.ndarray | None) -> list[np.ndarray]:
-        """Edges (voxels) of the candidate's box at ``zyx`` (voxels; None: the tomogram's
-        centre), clipped to the tomogram's voxels."""
-        assert self.session is not None
-        if self.image_layer is not None:
-            lo, hi = np.asarray(self.image_layer.extent.data, dtype=float)[:, -3:]
-        else:
-            lo, hi = np.zeros(3), np.full(3, np.inf)
-        centre = (lo + hi) / 2 if zyx is None else np.asarray(zyx, dtype=float)
-        half = self.session.box / 2
-        return cube_edges(np.maximum(centre - half, lo), np.minimum(centre + half, hi))
-
-    def _on_ndisplay(self) -> None:
-        """2D: the box as a square on the candidate's slice; 3D: as a wireframe cube, and
-        the tomogram as a projection with its own contrast."""
-        three_d = self.viewer.dims.ndisplay == 3
-        self._show_projection(three_d)
-        if self.cube_layer is not None and self.cube_layer in self.viewer.layers:
-            self.cube_layer.visible = three_d
-        if self.box_layer is not None and self.box_layer in self.viewer.layers:
-            self.box_layer.visible = not three_d
-        if self.session is not None and self.session.current is not None:
-            self._show_current(self.session.current, centre=True)
-
-    def _show_projection(self, three_d: bool) -> None:
-        """3D: the tomogram as a maximum (bright particles) or minimum (dark) intensity
-        projection, with limits from that projection (``projection_display``, computed
-        once per tomogram from the level napari draws in 3D); 2D: the slice contrast back."""
-        layer = self.image_layer
-        if self.session is None or layer is None or type(layer).__name__ != "Image":
-            return
-        if not three_d:
-            if self._limits_2d is not None:
-                layer.contrast_limits = self._limits_2d
-                self._limits_2d = None
-            return
-        if self._limits_2d is None:
-            self._limits_2d = tuple(layer.contrast_limits)
-        tomo = self._shown_tomo
-        if self._projection is None or self._projection[0] != tomo:
-            config = self.session.project.config
-            polarity = config.tomogram(tomo).polarity or config.defaults.polarity
-            volume = layer.data[-1] if layer.multiscale else layer.data
-            self._projection = (tomo, projection_display(volume, polarity))
-        rendering, limits = self._projection[1]
-        layer.rendering = rendering
-        layer.contrast_limits_range = (
-            min(limits[0], layer.contrast_limits_range[0]),
-            max(limits[1], layer.contrast_limits_range[1]),
-        )
-        layer.contrast_limits = limits
-
     def _refresh_candidate(self, candidate_id: str) -> None:
         """Redraw one candidate's point colour and table row after its label changed."""
-        self._recolour(candidate_id)
+        self.scene.recolour(candidate_id)
         row = self.session.position(candidate_id) if self.session is not None else None
         if row is not None:
             self._fill_table_row(row)
@@ -840,59 +611,20 @@ class LabellingWidget(QWidget):
             + (f"\n{tomo}: " + _counts_text(here) if tomo else "")
         )  # fmt: skip
 
-    def _recolour(self, candidate_id: str) -> None:
-        if self.session is None or self.points_layer is None:
-            return
-        i = self._point_index.get(candidate_id)
-        if i is None:
-            return
-        pos = self.session.position(candidate_id)
-        value = None if pos is None else self.session.entry(pos).label
-        colours = np.array(self.points_layer.border_color)
-        colours[i] = QColor(self.session.colour(value)).getRgbF()
-        self.points_layer.border_color = colours
-        # in place: the layer's feature table is this DataFrame (no re-validation per label)
-        self.points_layer.features.loc[i, "label"] = value or ""
-
     def _show_current(
         self, current: Candidate | None, centre: bool, held: Sequence[Any] = ()
     ) -> None:
+        """The cursor's candidate in the viewer (``ProjectScene.show_candidate``) and in the
+        widget: its line, crop view and table row."""
         assert self.session is not None
+        self.scene.show_candidate(current, centre, held)
         if current is None:
-            for layer in held:
-                if layer is not None:
-                    layer.refresh()
-            if self.box_layer is not None:
-                self.box_layer.shown = np.zeros(len(self.box_layer.data), dtype=bool)
             empty = self.session.round_queue.empty
             self.current_label.setText(
                 "the queue is empty" if empty else "nothing in this view of the queue"
             )
             self.crop_view.clear()
             return
-        vs = self.session.voxel_size_A
-        position = current.zyx * vs
-        shown = np.zeros(len(self.box_layer.data), dtype=bool)
-        shown[self._point_index[current.candidate_id]] = True
-        # the box and the crop's mask change first, their refreshes held: moving the slice
-        # below re-slices every layer, and a layer refreshed before it would be drawn twice
-        changed = [*held, self.box_layer, self.masks.layer]
-        changed = [layer for layer in changed if layer is not None]
-        point = self.viewer.dims.point
-        with refreshes_held(*changed):
-            self.box_layer.shown = shown
-            if self._segment:
-                self.masks.show(self.session, self._world_translate(), refresh=False)
-        world = position + self._world_translate()
-        if self.cube_layer is not None and self.viewer.dims.ndisplay == 3:
-            self.cube_layer.data = self._cube_around(current.zyx)
-        if centre:
-            if self.viewer.dims.ndisplay == 2:  # in 3D every z is drawn: no re-slicing
-                self.viewer.dims.set_point(0, _on_step(self.viewer.dims.range[0], world[0]))
-            self.viewer.scene.camera.center = tuple(float(v) for v in world)
-        if self.viewer.dims.point == point:  # the slice did not move: refresh them here
-            for layer in changed:
-                layer.refresh()
         self.confirm_button.setEnabled(current.predicted_class is not None or self._segment)
         probs = self.session.probabilities(current.candidate_id)
         self.current_label.setText(candidate_line(current, probs))
@@ -1030,7 +762,7 @@ class LabellingWidget(QWidget):
 
     def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt API
         self._timer.stop()
-        self._unbind_keys()
+        self.keys.unbind()
         self.editor.detach()
         self.masks.flush()  # a stroke not yet autosaved
         if self.job is not None and self.job.is_running():
@@ -1057,24 +789,6 @@ def segment_keys(widget: LabellingWidget) -> dict[str, Callable[[], None]]:
 
 def _counts_text(counts: dict[str, int]) -> str:
     return " · ".join(f"{name} {n}" for name, n in counts.items() if n) or "no labels"
-
-
-def _on_step(axis_range: Any, value: float) -> float:
-    """``value`` (world units) on the nearest step of a napari dims axis ``(start, stop,
-    step)``: the slider snaps the point there anyway, and a second move would slice every
-    layer again."""
-    start, stop, step = (float(v) for v in axis_range)
-    snapped = start + round((float(value) - start) / step) * step if step > 0 else float(value)
-    return min(max(snapped, start), stop)
-
-
-def _ignore_arg(action: Callable[[], None]) -> Callable[[object], None]:
-    """napari calls key callbacks with the viewer or layer; the widget needs neither."""
-
-    def callback(_owner: object) -> None:
-        action()
-
-    return callback
 
 
 def open_project(

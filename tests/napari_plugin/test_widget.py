@@ -56,7 +56,7 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
 
     qtbot.mouseClick(widget.label_buttons["barrel"], Qt.MouseButton.LeftButton)
     # whichever layer is selected, the keys label: napari's own layer keys use 1-6 too
-    viewer.layers.selection.active = widget.points_layer
+    viewer.layers.selection.active = widget.scene.points_layer
     _press(widget, Qt.Key.Key_1)  # the first class in project.yaml: ring
     _press(widget, Qt.Key.Key_U)
     _press(widget, Qt.Key.Key_N)  # skip IDS[3]
@@ -90,9 +90,9 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
         "cryoal keys: 1 ring · 2 barrel · Enter · u · x · n · p · Ctrl+Z · e (listed in the widget)"
     )
     assert viewer.help == short
-    widget.points_layer.mode = "add"
-    assert widget.points_layer.help == short
-    widget.points_layer.mode = "pan_zoom"
+    widget.scene.points_layer.mode = "add"
+    assert widget.scene.points_layer.help == short
+    widget.scene.points_layer.mode = "pan_zoom"
     qtbot.keyClicks(widget.jump_edit, IDS[0])  # typed into the field, not labelling
     qtbot.keyClick(widget.jump_edit, Qt.Key.Key_Return)
     assert widget.session.current.candidate_id == IDS[0]
@@ -101,12 +101,12 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
     assert widget.session.current.candidate_id == IDS[2]
 
     # the camera, slice and box follow the candidate (zyx voxels × 10 Å)
-    expected = np.array([12.0, 50.0, 45.0]) * 10.0 + np.asarray(widget.image_layer.translate)
-    [box] = widget.box_layer.data[widget.box_layer.shown]  # only the current box is shown
-    np.testing.assert_allclose(widget.box_layer.data_to_world(box), expected)
+    expected = np.array([12.0, 50.0, 45.0]) * 10.0 + np.asarray(widget.scene.image_layer.translate)
+    [box] = widget.scene.box_layer.data[widget.scene.box_layer.shown]  # only the current box is shown
+    np.testing.assert_allclose(widget.scene.box_layer.data_to_world(box), expected)
     # every layer lives in the image's world (voxels at its scale), so z steps one slice
-    for layer in (widget.points_layer, widget.box_layer, widget.cube_layer):
-        np.testing.assert_allclose(layer.scale, widget.image_layer.scale)
+    for layer in (widget.scene.points_layer, widget.scene.box_layer, widget.scene.cube_layer):
+        np.testing.assert_allclose(layer.scale, widget.scene.image_layer.scale)
     assert viewer.dims.range[0].step == pytest.approx(10.0)
     assert viewer.dims.point[0] == pytest.approx(expected[0], abs=10.0)
     np.testing.assert_allclose(viewer.scene.camera.center[-2:], expected[1:])
@@ -114,32 +114,32 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
     assert widget.table.item(0, 4).text() == "barrel"
     assert widget.crop_view.pixmap() is not None and not widget.crop_view.pixmap().isNull()
 
-    slice_limits = tuple(widget.image_layer.contrast_limits)
+    slice_limits = tuple(widget.scene.image_layer.contrast_limits)
     viewer.dims.ndisplay = 3  # the keys work in 3D as well; the box becomes a cube
-    assert widget.cube_layer.visible and not widget.box_layer.visible
-    image = np.asarray(widget.image_layer.extent.world)
+    assert widget.scene.cube_layer.visible and not widget.scene.box_layer.visible
+    image = np.asarray(widget.scene.image_layer.extent.world)
 
     def around(world_zyx: np.ndarray) -> None:
         """The cube encloses the candidate and stays inside the tomogram (the sliders'
         range is the tomogram's)."""
-        lo, hi = np.asarray(widget.cube_layer.extent.world)
+        lo, hi = np.asarray(widget.scene.cube_layer.extent.world)
         assert np.all(lo <= world_zyx) and np.all(world_zyx <= hi)
         assert np.all(lo >= image[0] - 1e-6) and np.all(hi <= image[1] + 1e-6)
 
     around(expected)
     # the tomogram as a projection (dark particles by default: minimum intensity) at the
     # projection's own contrast, and the slice contrast back in 2D
-    projection = widget.image_layer.data.min(axis=0)
-    assert widget.image_layer.rendering == "minip"
+    projection = widget.scene.image_layer.data.min(axis=0)
+    assert widget.scene.image_layer.rendering == "minip"
     np.testing.assert_allclose(
-        widget.image_layer.contrast_limits, np.percentile(projection, [1.0, 99.5]), rtol=1e-5
+        widget.scene.image_layer.contrast_limits, np.percentile(projection, [1.0, 99.5]), rtol=1e-5
     )
     _press(widget, Qt.Key.Key_2)  # barrel for IDS[2], which was unsure
     assert _current_labels(label_project)[IDS[2]] == "barrel"
-    around(widget.session.current.zyx * 10.0 + np.asarray(widget.image_layer.translate))
+    around(widget.session.current.zyx * 10.0 + np.asarray(widget.scene.image_layer.translate))
     assert viewer.dims.range[0].start == pytest.approx(image[0][0])
     viewer.dims.ndisplay = 2
-    assert tuple(widget.image_layer.contrast_limits) == slice_limits
+    assert tuple(widget.scene.image_layer.contrast_limits) == slice_limits
 
     # a label written by another program shows up without touching the widget
     with LabelStore(label_project / "labels.sqlite") as cli:
@@ -383,8 +383,8 @@ def test_candidates_are_added_and_deleted_with_the_mouse_and_keys(
     from qtpy.QtTest import QTest
 
     native = widget.viewer.window._qt_viewer.canvas.native
-    layer = widget.points_layer
-    translate = np.asarray(widget.image_layer.translate)[-3:]
+    layer = widget.scene.points_layer
+    translate = np.asarray(widget.scene.image_layer.translate)[-3:]
     _press(widget, Qt.Key.Key_E)  # the candidate layer, in napari's add mode
     assert widget.viewer.layers.selection.active is layer and layer.mode == "add"
     assert widget.edit_button.isChecked()
@@ -423,7 +423,7 @@ def test_candidates_are_added_and_deleted_with_the_mouse_and_keys(
     )
     assert len(layer.selected_data) == 1
     QTest.keyClick(native, Qt.Key.Key_Delete)
-    qtbot.waitUntil(lambda: "TS_01:000000" not in widget._point_index, timeout=3000)
+    qtbot.waitUntil(lambda: "TS_01:000000" not in widget.scene.point_index, timeout=3000)
     with LabelStore(label_project / "labels.sqlite") as store:
         assert store.deleted_ids() == ["TS_01:000000"]
         assert store.candidate_edits()["action"].tolist() == ["added", "deleted"]
@@ -431,7 +431,7 @@ def test_candidates_are_added_and_deleted_with_the_mouse_and_keys(
 
     _press(widget, Qt.Key.Key_E)  # back to labelling
     assert layer.mode == "pan_zoom" and not widget.edit_button.isChecked()
-    assert widget.viewer.layers.selection.active is widget.image_layer
+    assert widget.viewer.layers.selection.active is widget.scene.image_layer
 
 
 def test_a_dragged_candidate_is_recentred_once_on_release(
@@ -441,10 +441,10 @@ def test_a_dragged_candidate_is_recentred_once_on_release(
     edit, with the position at release."""
     from types import SimpleNamespace
 
-    layer = widget.points_layer
+    layer = widget.scene.points_layer
     widget.toggle_candidate_editing()
     layer.mode = "select"
-    i = widget._point_index["TS_01:000002"]
+    i = widget.scene.point_index["TS_01:000002"]
     layer.selected_data = {i}
     events = iter(["mouse_move", "mouse_move", "mouse_release"])
     event = SimpleNamespace(type="mouse_press")
@@ -484,13 +484,13 @@ def test_a_segment_crop_is_painted_autosaved_and_committed_with_real_keys(
     assert not layer.data.any()  # no model yet: the crop starts as background
     # the mask is the selected layer, in paint mode: the mouse paints without a key first
     assert widget.viewer.layers.selection.active is layer and layer.mode == "paint"
-    np.testing.assert_allclose(layer.scale, widget.image_layer.scale)
+    np.testing.assert_allclose(layer.scale, widget.scene.image_layer.scale)
     assert "Enter commit the mask" in widget.keys_label.text()
     _press(widget, Qt.Key.Key_2)  # paint with the second class ("large", value 2)
     assert layer.selected_label == 2 and layer.mode == "paint"
     # a real click on the candidate's centre paints a dab of the brush on its slice
     native = widget.viewer.window._qt_viewer.canvas.native
-    centre = np.array([16.0, 16.0]) * 10 + np.asarray(widget.image_layer.translate)[-2:]
+    centre = np.array([16.0, 16.0]) * 10 + np.asarray(widget.scene.image_layer.translate)[-2:]
     QTest.mouseClick(native, Qt.MouseButton.LeftButton, pos=_canvas_pixel(widget, centre))
     painted = int((layer.data == 2).sum())
     assert painted > 0
@@ -553,7 +553,7 @@ def test_after_enter_the_frame_shows_the_next_crops_mask_and_its_uncertainty_ove
     for expected in queue[1:]:
         _press(widget, Qt.Key.Key_Return)  # commit this crop: the next one opens
         assert widget.session.current.candidate_id == expected
-        assert viewer.dims.point[0] == 12 * 10.0 + float(widget.image_layer.translate[0])
+        assert viewer.dims.point[0] == 12 * 10.0 + float(widget.scene.image_layer.translate[0])
         masked = shot()
         widget.masks.layer.visible = False
         bare = shot()
@@ -581,7 +581,7 @@ def test_a_label_key_recolours_the_candidate_in_the_next_frame(widget) -> None:
     viewer.window._qt_window.resize(1400, 900)
     viewer.scene.camera.zoom = 0.8  # screen pixels per Å: the two candidates 400 px apart
     ring = np.array(QColor(widget.session.colour("ring")).getRgb()[:3], dtype=float)
-    world = np.array([20.0, 20.0]) * 10 + np.asarray(widget.image_layer.translate)[-2:]
+    world = np.array([20.0, 20.0]) * 10 + np.asarray(widget.scene.image_layer.translate)[-2:]
 
     def ring_pixels() -> int:
         shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
@@ -594,6 +594,6 @@ def test_a_label_key_recolours_the_candidate_in_the_next_frame(widget) -> None:
     assert ring_pixels() == 0  # unlabelled: grey
     _press(widget, Qt.Key.Key_1)  # "ring"; the next candidate, IDS[1], is on the same slice
     assert widget.session.current.candidate_id == IDS[1] and viewer.dims.point[0] == 160 + float(
-        widget.image_layer.translate[0]
+        widget.scene.image_layer.translate[0]
     )
     assert ring_pixels() > 20
