@@ -7,8 +7,9 @@ On the ``cpu`` preset's data (10 SHREC templates, 32^3 at 10 Å, ±60° wedge, C
 0. ``throughput`` — a pretraining step against a supervised step of the same teacher,
    interleaved in one process (samples/s, best of 3).
 1. ``pretrain`` — the teacher's encoder pretrained on the pool (never the test set) with
-   each objective (``ntxent``, ``vicreg``); wall time and samples/s, as a ratio to the
-   supervised training step measured in the same run.
+   each objective (``ntxent``, ``vicreg``; ``ntxent+pairs``: with its two views made from
+   each sample's two half reconstructions, which ``--halves=1`` simulates); wall time and
+   samples/s, as a ratio to the supervised training step measured in the same run.
 2. ``probe`` — the frozen embedding: kNN (k = 10, capped at the labels) and linear-probe
    test accuracy with ``--draws`` class-stratified random label draws per budget; and what
    the embedding groups by: leave-one-out 10-NN agreement over the pool for the class, the
@@ -19,7 +20,7 @@ On the ``cpu`` preset's data (10 SHREC templates, 32^3 at 10 Å, ±60° wedge, C
    weights (R0, today's training) and from each pretrained encoder; paired differences
    to R0 with 95 % t-intervals over the draws.
 
-Usage: ``python benchmarks/run.py pretrain [--out=DIR] [--snr=0.1] [--imbalance=1]
+Usage: ``python benchmarks/run.py pretrain [--out=DIR] [--snr=0.1] [--imbalance=1] [--halves=0]
 [--objectives=ntxent,vicreg] [--epochs=60] [--budgets=50,100,300,600] [--draws=5]
 [--finetune-draws=5] [--stages=throughput,pretrain,probe,finetune] [--encoder-lr-scale=1.0]
 [--threads=2]``
@@ -93,7 +94,12 @@ def _pretrain_stage(ctx: dict[str, Any], ledger: _Ledger) -> None:
         key = f"pretrain:{obj}"
         if ledger.get(key):
             continue
-        cfg = PretrainConfig(objective=obj, epochs=ctx["epochs"], seed=0)
+        objective, _, pairs = obj.partition("+")
+        if pairs and (pairs != "pairs" or not ctx["store"].has_halves):
+            raise SystemExit(f"bench_pretrain: {obj!r} needs the half pairs of --halves=1")
+        cfg = PretrainConfig(
+            objective=objective, epochs=ctx["epochs"], seed=0, noise_pairs=bool(pairs)
+        )
         t0 = time.perf_counter()
         enc = pretrain_cached(cfg, ctx["store"], ctx["pool"], ctx["out"] / "encoders")
         hist = enc.info["history"]
@@ -145,7 +151,7 @@ def _throughput_stage(ctx: dict[str, Any], ledger: _Ledger) -> None:
         key = f"throughput:{obj}"
         if ledger.get(key):
             continue
-        pre_rate, sup_rate = _throughput(obj, ctx["store"].box, ctx["train"])
+        pre_rate, sup_rate = _throughput(obj.partition("+")[0], ctx["store"].box, ctx["train"])
         ledger.add(key, stage="throughput", objective=obj, pretrain_samples_per_s=pre_rate,
                    supervised_samples_per_s=sup_rate)  # fmt: skip
 
@@ -229,7 +235,8 @@ def _report(ctx: dict[str, Any], ledger: _Ledger) -> str:
     lines = [
         f"Data: {ctx['data_line']}. Pretraining: {ctx['epochs']} epochs, batch 64 (two views "
         "each), AdamW 2e-3 cosine; views = wedge-safe flips, ±2 voxel shifts, added noise "
-        "up to 0.5 × the sample's std.",
+        "up to 0.5 × the sample's std (+pairs: made from the sample's two half "
+        "reconstructions, one each, instead of the sample twice).",
         "",
     ]
     pre = ledger.where(stage="pretrain")
@@ -400,6 +407,8 @@ def main(argv: list[str]) -> str:
     data: dict[str, Any] = {"snr": snr}
     if imb != 1:
         data.update(pool_imbalance=imb, per_class=800)
+    if o.get("halves", "0") == "1":
+        data["halves"] = True
     cfg = load_benchmark_config("cpu", overrides={"data": data})
     out = Path(o.get("out", WORK / f"snr{snr:g}_imb{imb:g}"))
     out.mkdir(parents=True, exist_ok=True)

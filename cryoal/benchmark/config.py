@@ -68,7 +68,7 @@ class TomogramsConfig(BaseModel):
 
 #: DataConfig keys of a subtomogram simulation or store that a tomogram simulation does
 #: not read (its pool and test set are the crops of whole tomograms).
-_SUBTOMOGRAM_ONLY = ("per_class", "test_size", "pool_size", "pool_imbalance")
+_SUBTOMOGRAM_ONLY = ("per_class", "test_size", "pool_size", "pool_imbalance", "halves")
 
 
 class DataConfig(BaseModel):
@@ -96,6 +96,12 @@ class DataConfig(BaseModel):
         description="ratio of the pool's most to least frequent class, shares falling "
         "exponentially with the class index (long-tailed, like real tomograms); 1 = balanced. "
         "The test set keeps the store's proportions (balanced for a simulation)",
+    )
+    halves: bool = Field(
+        False,
+        description="also simulate two half reconstructions per sample (two noise draws "
+        "whose mean is the sample, like odd/even half tomograms); pretraining then makes its "
+        "two views from them. The samples themselves are the same as without",
     )
     tomograms: TomogramsConfig | None = Field(
         None,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from cryoal.benchmark.config import TEMPLATES_ENV, BenchmarkConfig
+from cryoal.benchmark.config import TEMPLATES_ENV, BenchmarkConfig, DataConfig
 from cryoal.io.atomic import atomic_write_text
 from cryoal.io.store import SubtomogramStore
 from cryoal.progress import CountCallback
@@ -34,7 +35,7 @@ def prepare_data(
         spec = d.model_dump(mode="json")
         spec_path = out_dir / "data" / "dataset.json"
         if path.exists():
-            if spec_path.exists() and json.loads(spec_path.read_text()) != spec:
+            if spec_path.exists() and not _same_spec(json.loads(spec_path.read_text()), spec):
                 raise ValueError(
                     f"{path}: was simulated with different data settings; use a new --out folder"
                 )
@@ -68,6 +69,7 @@ def prepare_data(
                 snr=d.snr,
                 tilt_range=d.tilt_range,
                 seed=d.seed,
+                halves=d.halves,
                 progress=progress,
             )
             atomic_write_text(spec_path, json.dumps(spec, indent=1))
@@ -230,3 +232,13 @@ def stratified_initial(
     shuffled = order[np.random.default_rng(subseed(seed, 0)).permutation(order.size)]
     rows = stratified_take(shuffled, store.labels, n)
     return sorted(ids[rows].tolist())
+
+
+def _same_spec(recorded: dict[str, Any], spec: dict[str, Any]) -> bool:
+    """The recorded data settings are ``spec``'s; a key added to the settings since the
+    data were made counts as the same when ``spec`` holds its default."""
+    defaults = DataConfig().model_dump(mode="json")
+    return all(
+        recorded[k] == v if k in recorded else v == defaults.get(k, object())
+        for k, v in spec.items()
+    ) and set(recorded) <= set(spec)

@@ -237,6 +237,13 @@ def extract(
         max=9,
         help="gzip level of the store (0 = fastest; noisy data compresses little).",
     ),
+    odd: Path | None = typer.Option(
+        None,
+        "--odd",
+        help="The tomogram's odd half tomogram (with --even): each box is cut from both halves "
+        "too and stored as the sample's half pair, the views 'cryoal pretrain' pairs.",
+    ),
+    even: Path | None = typer.Option(None, "--even", help="The even half tomogram."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -248,6 +255,8 @@ def extract(
     from cryoal.io.mrc import open_tomogram
     from cryoal.io.store import SubtomogramStore
 
+    if (odd is None) != (even is None):
+        raise typer.BadParameter("give both --odd and --even (the two half tomograms), or neither")
     check_can_write(out, overwrite)
     with open_tomogram(tomogram, voxel_size_A=voxel_size) as t:
         geometry = TomogramGeometry(t.shape, t.voxel_size_A)
@@ -280,6 +289,7 @@ def extract(
             batch_size=batch_size,
             compression_level=compression_level,
             progress=bar,
+            halves=None if odd is None or even is None else {tid: (odd, even)},
         )
     with SubtomogramStore(out) as s:
         n, vs, names = len(s), s.voxel_size_A, s.class_names

@@ -85,16 +85,50 @@ def add_tomogram_cmd(
         "--voxel-size",
         help="Override the header voxel size (Å) when it is wrong or 0 [default: the header's].",
     ),
+    odd: Path = typer.Option(
+        None,
+        "--odd",
+        help="Its odd half tomogram (with --even; same shape): pretraining makes the two "
+        "views of a candidate from the two halves.",
+        show_default=False,
+    ),
+    even: Path = typer.Option(None, "--even", help="Its even half tomogram.", show_default=False),
 ) -> None:
     """Add a tomogram; its voxel size must match the project's."""
     from cryoal.project.project import Project
 
+    if (odd is None) != (even is None):
+        raise typer.BadParameter("give both --odd and --even (the two half tomograms), or neither")
+    pair = None if odd is None else (odd, even)
     with Project.open(directory) as project:
-        spec = project.add_tomogram(tomogram, tomo_id, voxel_size_A=voxel_size)
+        spec = project.add_tomogram(tomogram, tomo_id, voxel_size_A=voxel_size, halves=pair)
     shape = " x ".join(str(s) for s in spec.shape_zyx)
     _console().print(
         f"added tomogram {spec.id}: {shape} voxels (z, y, x) at {spec.voxel_size_A:g} Å"
+        + (" with its odd/even halves" if spec.halves else "")
     )
+
+
+@project_app.command("add-halves")
+def add_halves_cmd(
+    directory: Path = _DIR,
+    tomo_id: str = typer.Argument(..., help="Tomogram id, e.g. TS_01.", show_default=False),
+    odd: Path = typer.Argument(..., help="Odd half tomogram (.mrc/.rec).", show_default=False),
+    even: Path = typer.Argument(..., help="Even half tomogram.", show_default=False),
+    voxel_size: float = typer.Option(
+        None,
+        "--voxel-size",
+        help="Override the halves' header voxel size (Å) when it is wrong or 0.",
+    ),
+) -> None:
+    """Record a tomogram's odd/even half tomograms: pretraining then makes the two views of
+    each candidate from them (the same particle under independent noise)."""
+    from cryoal.project.project import Project
+
+    with Project.open(directory, check_labels=False) as project:
+        spec = project.add_halves(tomo_id, odd, even, voxel_size_A=voxel_size)
+    assert spec.halves is not None
+    _console().print(f"tomogram {spec.id}: halves {spec.halves[0]}, {spec.halves[1]}")
 
 
 @project_app.command("relocate-tomogram")

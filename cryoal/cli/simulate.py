@@ -74,6 +74,12 @@ def subtomograms(
     masks: bool = typer.Option(
         False, "--masks", help="Store segmentation masks (0 background, class index + 1)."
     ),
+    halves: bool = typer.Option(
+        False,
+        "--halves",
+        help="Also store two half reconstructions per sample (two noise draws whose mean is "
+        "the sample, like odd/even half tomograms): the noise pairs 'cryoal pretrain' uses.",
+    ),
     path: ImagingPath = typer.Option(_IMG.path, "--path", help="Imaging path."),
     defocus_range: tuple[float, float] = typer.Option(
         _IMG.defocus_range_um, "--defocus-range", help="MIN MAX defocus, µm underfocus."
@@ -144,6 +150,7 @@ def subtomograms(
             crowding=crowding,
             normalise=not no_normalise,
             masks=masks,
+            halves=halves,
             start_index=start_index,
             shard=shard,
             workers=workers,

@@ -15,6 +15,7 @@ memory near ``box`` planes however large the tomogram is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cryoal.io.atomic import check_can_write
-from cryoal.io.mrc import open_tomogram
+from cryoal.io.mrc import Tomogram, open_tomogram
 from cryoal.io.store import StoreWriter
 from cryoal.io.volume import PlaneWindow, estimate_mean
 from cryoal.progress import CountCallback
@@ -395,6 +396,7 @@ def extract_to_store(
     batch_size: int = DEFAULT_BATCH_SIZE,
     compression_level: int = DEFAULT_COMPRESSION_LEVEL,
     progress: CountCallback | None = None,
+    halves: Mapping[str, tuple[str | os.PathLike, str | os.PathLike]] | None = None,
 ) -> Path:
     """Extract subtomograms for a coordinate table into an HDF5 subtomogram store.
 
@@ -430,6 +432,10 @@ def extract_to_store(
         Store dtype (float32/float16), subtomograms per batch, gzip level.
     progress
         Called with the number of coordinate rows done (boxes skipped at the edge count).
+    halves
+        ``tomo_id -> (odd, even)`` half tomograms of every tomogram in ``coords`` (same
+        shape): each box is cut from both too, padded and normalised alike, and stored as
+        the sample's half pair (``/halves``). None: a store without half pairs.
 
     Returns
     -------
@@ -481,6 +487,9 @@ def extract_to_store(
                 _validate(t.data, centres[rows], box, edge, str(t.path), ids[rows].tolist())
         per_tomo[tid] = rows
     assert vs is not None
+    missing = [t for t in present if halves is not None and t not in halves]
+    if missing:
+        raise ValueError(f"{out_h5}: no half tomograms given for tomo_id(s) {missing}")
 
     extra = extraction_attrs({t: paths[t] for t in present}, edge, normalise)
     written = 0
@@ -495,6 +504,7 @@ def extract_to_store(
         vs,
         names,
         with_masks=masks is not None,
+        with_halves=halves is not None,
         dtype=dtype,
         extra_attrs=extra,
         compression_level=compression_level,
@@ -503,7 +513,9 @@ def extract_to_store(
         for tid in present:
             rows = per_tomo[tid]
             written_before = written
-            with open_tomogram(paths[tid], voxel_size_A=voxel_size_A) as t:
+            with contextlib.ExitStack() as opened:
+                t = opened.enter_context(open_tomogram(paths[tid], voxel_size_A=voxel_size_A))
+                pair = None if halves is None else _open_pair(opened, halves[tid], t)
                 pad_value = estimate_mean(t.data, t.path) if edge == "pad" else None
                 for batch in iter_subtomograms(
                     t.data,
@@ -527,7 +539,9 @@ def extract_to_store(
                         centres_zyx=centres[sel],
                         tomo_ids=tomo_ids[sel].tolist(),
                         masks=None if masks is None else masks[sel],
-                    )
+                        halves=None if pair is None else _cut_pair(pair, centres[sel], box,
+                                                                   normalise, ids[sel]),
+                    )  # fmt: skip
                     written += len(sel)
                     if progress is not None:
                         progress(len(sel))
@@ -541,6 +555,48 @@ def extract_to_store(
             )
     log.info("wrote %d subtomograms to %s", written, out_h5)
     return out_h5
+
+
+def _open_pair(
+    stack: contextlib.ExitStack,
+    files: tuple[str | os.PathLike, str | os.PathLike],
+    tomogram: Tomogram,
+) -> list[tuple[Tomogram, float]]:
+    """The two half tomograms of ``tomogram``, open until ``stack`` closes, each with its
+    padding value. Raises ``ValueError`` for a half of another shape."""
+    halves = [stack.enter_context(open_tomogram(f, voxel_size_A=tomogram.voxel_size_A))
+              for f in files]  # fmt: skip
+    for h in halves:
+        if tuple(h.shape) != tuple(tomogram.shape):
+            raise ValueError(
+                f"{h.path}: shape {tuple(h.shape)} differs from the tomogram's "
+                f"{tuple(tomogram.shape)} ({tomogram.path}); give its own odd/even halves"
+            )
+    return [(h, estimate_mean(h.data, h.path)) for h in halves]
+
+
+def _cut_pair(
+    pair: Sequence[tuple[Tomogram, float]],
+    centres_zyx: np.ndarray,
+    box: int,
+    normalise: bool,
+    ids: np.ndarray,
+) -> np.ndarray:
+    """``(n, 2, box, box, box)``: the boxes at ``centres_zyx`` cut from the two half
+    tomograms (each given with its padding value), checked and normalised like the
+    tomogram's own."""
+    out = np.empty((len(centres_zyx), 2, box, box, box), dtype=np.float32)
+    for k, (half, pad_value) in enumerate(pair):
+        for batch in iter_subtomograms(
+            half.data, centres_zyx, box, edge="pad", pad_value=pad_value,
+            batch_size=len(centres_zyx), source=half.path, names=ids.tolist(),
+        ):  # fmt: skip
+            boxes = batch.subtomograms
+            _check_finite_batch(boxes, ids[batch.rows], half.path, centres_zyx[batch.rows])
+            if normalise:
+                normalise_subtomograms(boxes)
+            out[batch.rows, k] = boxes
+    return out
 
 
 def _check_finite_batch(

@@ -89,6 +89,7 @@ GENERATORS: dict[tuple[str, str], Generator] = {
             "--box": _INT,
             "--preview": _PATH,
             "--masks": _FLAG,
+            "--halves": _FLAG,
             "--max-shift": _FLOAT,
             "--crowding": _INT,
             "--no-normalise": _FLAG,

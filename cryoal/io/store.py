@@ -9,6 +9,11 @@ Layout (``format_version`` 1)::
     /tomo_ids       (N,) UTF-8 strings, source tomogram id ("" if none)
     /masks          (N, b, b, b) uint8, optional, segmentation targets (0 = background,
                     class k + 1, 255 = not annotated: ``MASK_IGNORE``, left out of every loss)
+    /halves         (N, 2, b, b, b) like /subtomograms, optional: the same box in two
+                    reconstructions from disjoint halves of the data (odd/even frames or
+                    tilts; in simulation two noise draws whose mean is the sample), each
+                    normalised like the subtomogram; self-supervised pretraining makes its
+                    two views from them (independent noise, the same particle)
     /meta/<name>    (N, ...) optional per-sample metadata (e.g. simulation ground truth)
     attrs: voxel_size_A (float), box (int), class_names (JSON list), format_version (int),
            plus any extra scalar attributes the writer was given.
@@ -72,6 +77,8 @@ class StoreWriter:
     with_masks
         Store ``/masks`` (N, b, b, b) uint8 segmentation targets; then every ``append``
         must pass ``masks``.
+    with_halves
+        Store ``/halves`` (N, 2, b, b, b): every ``append`` must pass ``halves``.
     extra_attrs
         Extra scalar (str/int/float/bool) file attributes, e.g. simulation parameters.
     compression_level
@@ -87,6 +94,7 @@ class StoreWriter:
         *,
         dtype: str = "float32",
         with_masks: bool = False,
+        with_halves: bool = False,
         extra_attrs: Mapping[str, str | int | float | bool] | None = None,
         compression_level: int = 1,
         overwrite: bool = False,
@@ -97,6 +105,7 @@ class StoreWriter:
         self.class_names = [str(c) for c in class_names]
         self.dtype = np.dtype(dtype)
         self.with_masks = with_masks
+        self.with_halves = with_halves
         self.extra_attrs = dict(extra_attrs or {})
         self.compression_level = int(compression_level)
         self.overwrite = overwrite
@@ -173,6 +182,15 @@ class StoreWriter:
                 chunks=(1, b, b, b),
                 **comp,
             )
+        if self.with_halves:
+            ds["halves"] = f.create_dataset(
+                "halves",
+                (0, 2, b, b, b),
+                self.dtype,
+                maxshape=(None, 2, b, b, b),
+                chunks=(1, 2, b, b, b),
+                **comp,
+            )
         ds["ids"] = f.create_dataset("ids", (0,), _STR, maxshape=(None,), chunks=(4096,))
         ds["labels"] = f.create_dataset("labels", (0,), np.int64, maxshape=(None,), chunks=(4096,))
         ds["centres_zyx"] = f.create_dataset(
@@ -197,6 +215,7 @@ class StoreWriter:
         tomo_ids: Sequence[str] | None = None,
         masks: np.ndarray | None = None,
         meta: Mapping[str, np.ndarray] | None = None,
+        halves: np.ndarray | None = None,
     ) -> None:
         """Append a batch of ``n`` samples.
 
@@ -216,6 +235,8 @@ class StoreWriter:
             ``(n, b, b, b)`` uint8, required when the writer has ``with_masks``.
         meta
             Per-sample metadata arrays ``(n, ...)``; every batch must give the same names.
+        halves
+            ``(n, 2, b, b, b)``, required when the writer has ``with_halves``.
         """
         check_interrupted()
         f = self._require_open()
@@ -255,6 +276,15 @@ class StoreWriter:
         tomos = [""] * n if tomo_ids is None else [str(t) for t in tomo_ids]
         if len(tomos) != n:
             raise ValueError(f"{self.path}: {len(tomos)} tomo_ids for {n} subtomograms")
+        self._check_volumes(sub, masks, halves)
+        with self._aborting():
+            self._write(f, sub, ids, lab, cen, tomos, masks, meta, halves, n)
+
+    def _check_volumes(
+        self, sub: np.ndarray, masks: np.ndarray | None, halves: np.ndarray | None
+    ) -> None:
+        """Masks and half pairs are given exactly when the writer stores them, in shape."""
+        n, b = sub.shape[0], self.box
         if self.with_masks:
             if masks is None:
                 raise ValueError(f"{self.path}: this store has masks; pass masks=(n, b, b, b)")
@@ -265,9 +295,17 @@ class StoreWriter:
             raise ValueError(
                 f"{self.path}: masks given but the writer was created with_masks=False"
             )
-
-        with self._aborting():
-            self._write(f, sub, ids, lab, cen, tomos, masks, meta, n)
+        if self.with_halves != (halves is not None):
+            raise ValueError(
+                f"{self.path}: the writer was created with_halves={self.with_halves}; pass "
+                "halves=(n, 2, b, b, b) exactly then"
+            )
+        if halves is not None:
+            h = np.asarray(halves)
+            if h.shape != (n, 2, b, b, b):
+                raise ValueError(f"{self.path}: halves must be {(n, 2, b, b, b)}; got {h.shape}")
+            if not np.isfinite(h).all():
+                raise ValueError(f"{self.path}: halves contain NaN/Inf; clean the input first")
 
     def _write(
         self,
@@ -279,6 +317,7 @@ class StoreWriter:
         tomos: list[str],
         masks: np.ndarray | None,
         meta: Mapping[str, np.ndarray] | None,
+        halves: np.ndarray | None,
         n: int,
     ) -> None:
         start, stop = self._n, self._n + n
@@ -293,6 +332,10 @@ class StoreWriter:
         if self.with_masks:
             _grow_and_write(
                 self._ds["masks"], start, stop, np.asarray(masks).astype(np.uint8, copy=False)
+            )
+        if self.with_halves:
+            _grow_and_write(
+                self._ds["halves"], start, stop, np.asarray(halves).astype(self.dtype, copy=False)
             )
         meta = dict(meta or {})
         group = f.require_group("meta")
@@ -321,14 +364,14 @@ class StoreWriter:
 
     def copy_rows(self, source: str | os.PathLike, rows: Sequence[int] | np.ndarray) -> None:
         """Append rows of another store (``source``, without per-sample metadata) unchanged:
-        ids, labels, centres and tomogram ids, and each subtomogram's (and mask's) chunk
+        ids, labels, centres and tomogram ids, and each subtomogram's (mask's, half pair's) chunk
         copied still compressed when both stores chunk, type and compress alike (a copy,
         not a decode and re-compression), else decoded and written again.
 
         Raises
         ------
         ValueError
-            Another box, masks in only one of the stores, metadata in ``source``, ids
+            Another box, masks or half pairs in only one of the stores, metadata in ``source``, ids
             already written, or labels outside this store's classes.
         """
         f = self._require_open()
@@ -339,6 +382,8 @@ class StoreWriter:
                 raise ValueError(f"{source}: box {src['subtomograms'].shape[1]} is not {b}")
             if ("masks" in src) != self.with_masks:
                 raise ValueError(f"{source}: masks in one of the two stores only")
+            if ("halves" in src) != self.with_halves:
+                raise ValueError(f"{source}: half pairs (/halves) in one of the two stores only")
             if len(src.get("meta", {})):
                 raise ValueError(f"{source}: copy_rows copies stores without /meta")
             ids = [str(i) for i in src["ids"].asstr()[...][rows]]
@@ -350,8 +395,9 @@ class StoreWriter:
                 raise ValueError(f"{source}: labels outside the classes {self.class_names}")
             start, stop = self._n, self._n + n
             with self._aborting():
-                for name in ("subtomograms", "masks") if self.with_masks else ("subtomograms",):
-                    _copy_samples(src[name], self._ds[name], rows, start)
+                for name in self._ds:
+                    if name in ("subtomograms", "masks", "halves"):
+                        _copy_samples(src[name], self._ds[name], rows, start)
                 _grow_and_write(self._ds["ids"], start, stop, np.array(ids, dtype=object))
                 _grow_and_write(self._ds["labels"], start, stop, lab)
                 _grow_and_write(self._ds["centres_zyx"], start, stop, src["centres_zyx"][...][rows])
@@ -433,6 +479,7 @@ def _copy_samples(src: h5py.Dataset, dst: h5py.Dataset, rows: np.ndarray, start:
     """``src[rows]`` into ``dst[start:]``: chunk by chunk without decoding when both hold
     one sample per chunk with the same type and filters."""
     dst.resize(start + rows.size, axis=0)
+    zeros = (0,) * (dst.ndim - 1)
     same = (
         src.chunks == dst.chunks == (1, *dst.shape[1:])
         and src.dtype == dst.dtype
@@ -441,8 +488,8 @@ def _copy_samples(src: h5py.Dataset, dst: h5py.Dataset, rows: np.ndarray, start:
     )
     if same:
         for k, row in enumerate(rows):
-            filter_mask, chunk = src.id.read_direct_chunk((int(row), 0, 0, 0))
-            dst.id.write_direct_chunk((start + k, 0, 0, 0), chunk, filter_mask)
+            filter_mask, chunk = src.id.read_direct_chunk((int(row), *zeros))
+            dst.id.write_direct_chunk((start + k, *zeros), chunk, filter_mask)
         return
     for k, row in enumerate(rows):
         dst[start + k] = src[int(row)].astype(dst.dtype, copy=False)
@@ -562,6 +609,7 @@ class SubtomogramStore:
             self.close()
             raise
         self.has_masks = "masks" in f
+        self.has_halves = "halves" in f
         self.extra_attrs = {
             k: (v.item() if hasattr(v, "item") else v)
             for k, v in f.attrs.items()
@@ -623,6 +671,11 @@ class SubtomogramStore:
         if "masks" in f and f["masks"].shape != sub.shape:
             raise ValueError(
                 f"{p}: dataset masks has shape {f['masks'].shape}, subtomograms {sub.shape}"
+            )
+        if "halves" in f and f["halves"].shape != (n, 2, *sub.shape[1:]):
+            raise ValueError(
+                f"{p}: dataset halves has shape {f['halves'].shape}, expected "
+                f"{(n, 2, *sub.shape[1:])} (two half reconstructions per subtomogram)"
             )
 
     def check_finite(self, indices: np.ndarray | None = None, chunk: int = 256) -> None:
@@ -723,6 +776,15 @@ class SubtomogramStore:
         if not self.has_masks:
             raise ValueError(f"{self.path}: store has no /masks; simulate or extract with masks")
         return self._read("masks", indices)
+
+    def halves(self, indices: np.ndarray | Sequence[int] | slice) -> np.ndarray:
+        """``(n, 2, b, b, b)`` float32: each sample's two half reconstructions."""
+        if not self.has_halves:
+            raise ValueError(
+                f"{self.path}: store has no /halves; extract from a project whose tomograms "
+                "have odd/even halves, or simulate with --halves"
+            )
+        return self._read("halves", indices).astype(np.float32, copy=False)
 
     def index_of(self, ids: Sequence[str]) -> np.ndarray:
         """Row indices of the given ids. Raises ``KeyError`` naming an unknown id."""

@@ -12,6 +12,10 @@ from cryoal.train.config import one_line_errors
 
 #: Fields that do not change the weights a run produces; they may differ on resume.
 RUNTIME_FIELDS: frozenset[str] = frozenset({"device", "preload_max_gb", "keep_checkpoints"})
+#: Fields whose effect depends on the pool and is hashed with it (the pool's hash covers
+#: its half pairs exactly when they are used), so a pool without half pairs keeps the
+#: encoder it had before the field existed.
+POOL_FIELDS: frozenset[str] = frozenset({"noise_pairs"})
 
 
 class PretrainConfig(BaseModel):
@@ -46,6 +50,11 @@ class PretrainConfig(BaseModel):
         0.5, ge=0.0, description="views: extra Gaussian noise, up to this x the sample's std"
     )
     flip: bool = Field(True, description="views: wedge-safe flips and 180° rotations about y")
+    noise_pairs: bool = Field(
+        True,
+        description="views: when the store holds half pairs (odd/even half tomograms, or two "
+        "simulated noise draws), the two views of a sample come from its two halves",
+    )
     seed: int = Field(0, description="seed of initialisation, order and views")
     device: str = Field("cpu", description="cpu, cuda, cuda:N or auto")
     amp: Literal["auto", "bf16", "off"] = Field(
@@ -71,6 +80,8 @@ class PretrainConfig(BaseModel):
         return type(self).from_dict(data, source="options")
 
     def training_hash(self) -> str:
-        """SHA-256 of the fields that change the weights (all but :data:`RUNTIME_FIELDS`)."""
-        data = {k: v for k, v in self.model_dump(mode="json").items() if k not in RUNTIME_FIELDS}
+        """SHA-256 of the fields that change the weights on any pool (all but
+        :data:`RUNTIME_FIELDS` and :data:`POOL_FIELDS`)."""
+        skip = RUNTIME_FIELDS | POOL_FIELDS
+        data = {k: v for k, v in self.model_dump(mode="json").items() if k not in skip}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

@@ -180,8 +180,11 @@ def load_encoder_into(model: nn.Module, encoder: Encoder, what: str = "teacher")
     model.load_state_dict(own)
 
 
-def pool_hash(store: SubtomogramStore, rows: np.ndarray, chunk: int = 256) -> str:
-    """SHA-256 of the pool's content: its ids and subtomogram bytes, in row order.
+def pool_hash(
+    store: SubtomogramStore, rows: np.ndarray, chunk: int = 256, *, halves: bool = False
+) -> str:
+    """SHA-256 of the pool's content: its ids and subtomogram bytes, in row order, and with
+    ``halves`` its half pairs' bytes too (the data pretraining reads).
 
     ``rows`` are sorted first, so the hash names a set of samples. Reads the rows once,
     ``chunk`` at a time (bounded memory).
@@ -189,9 +192,13 @@ def pool_hash(store: SubtomogramStore, rows: np.ndarray, chunk: int = 256) -> st
     rows = np.unique(np.asarray(rows, dtype=np.int64))
     h = hashlib.sha256()
     h.update(f"box={store.box};n={rows.size};".encode())
+    if halves:
+        h.update(b"halves;")
     ids = store.ids
     for lo in range(0, rows.size, chunk):
         part = rows[lo : lo + chunk]
         h.update("\n".join(str(i) for i in ids[part]).encode())
         h.update(np.ascontiguousarray(store.subtomograms(part), dtype=np.float32).tobytes())
+        if halves:
+            h.update(np.ascontiguousarray(store.halves(part), dtype=np.float32).tobytes())
     return h.hexdigest()

@@ -35,7 +35,7 @@ from cryoal.pretrain.encoder import (
     save_encoder,
 )
 from cryoal.pretrain.objectives import Objective, projection_head
-from cryoal.pretrain.views import make_view
+from cryoal.pretrain.views import make_view, view_sources
 from cryoal.train.checkpoint import (
     join_optimizer_state,
     load_latest_checkpoint,
@@ -74,24 +74,39 @@ class PretrainEvent:
 PretrainCallback = Callable[[PretrainEvent], None]
 
 
-class _Pool:
-    """The pool's subtomograms: held in memory when they fit, else read per batch."""
+def uses_halves(config: PretrainConfig, store: SubtomogramStore) -> bool:
+    """Pretraining on ``store`` makes its views from half pairs (``noise_pairs`` and a store
+    that holds them)."""
+    return config.noise_pairs and store.has_halves
 
-    def __init__(self, store: SubtomogramStore, rows: np.ndarray, max_gb: float) -> None:
+
+class _Pool:
+    """The pool's subtomograms, ``(n, c, b, b, b)`` with ``c`` = 1, or 2 for half pairs: held
+    in memory when they fit, else read per batch."""
+
+    def __init__(
+        self, store: SubtomogramStore, rows: np.ndarray, max_gb: float, halves: bool
+    ) -> None:
         self.store = store
         self.rows = rows
-        nbytes = rows.size * store.box**3 * 4
+        self.halves = halves
+        channels = 2 if halves else 1
+        nbytes = rows.size * channels * store.box**3 * 4
         self.data: torch.Tensor | None = None
         if nbytes <= max_gb * 2**30:
-            self.data = torch.empty((rows.size, 1, store.box, store.box, store.box))
+            self.data = torch.empty((rows.size, channels, store.box, store.box, store.box))
             for lo in range(0, rows.size, 512):
-                part = rows[lo : lo + 512]
-                self.data[lo : lo + part.size, 0] = torch.from_numpy(store.subtomograms(part))
+                self.data[lo : lo + min(512, rows.size - lo)] = self._read(rows[lo : lo + 512])
+
+    def _read(self, rows: np.ndarray) -> torch.Tensor:
+        if self.halves:
+            return torch.from_numpy(self.store.halves(rows))
+        return torch.from_numpy(self.store.subtomograms(rows)).unsqueeze(1)
 
     def batch(self, positions: np.ndarray) -> torch.Tensor:
         if self.data is not None:
             return self.data[torch.from_numpy(positions)]
-        return torch.from_numpy(self.store.subtomograms(self.rows[positions])).unsqueeze(1)
+        return self._read(self.rows[positions])
 
 
 class _Run:
@@ -133,11 +148,13 @@ class _Run:
         return {"encoder": self.encoder, "head": self.head}
 
     def step(self, x: torch.Tensor) -> float:
+        """One optimiser step on ``x`` ``(B, 1, b, b, b)`` (both views from each sample) or
+        ``(B, 2, b, b, b)`` half pairs (one view from each half, in a random order)."""
         c = self.config
         gen = torch.Generator().manual_seed(derive_seed(c.seed, f"views{self.global_step}"))
         v1, v2 = (
-            make_view(x, gen, flip=c.flip, max_shift=c.max_shift, noise_std=c.noise_std)
-            for _ in range(2)
+            make_view(v, gen, flip=c.flip, max_shift=c.max_shift, noise_std=c.noise_std)
+            for v in view_sources(x, gen)
         )
         views = torch.cat([v1, v2]).to(self.device, non_blocking=True)
         with autocast_context(self.device, c.amp):
@@ -252,7 +269,8 @@ def pretrain(
         store = SubtomogramStore(store)
     arr = _check_rows(store, np.arange(len(store)) if rows is None else rows)
     out = Path(out_dir)
-    digest = pool_digest if pool_digest is not None else pool_hash(store, arr)
+    halves = uses_halves(config, store)
+    digest = pool_digest if pool_digest is not None else pool_hash(store, arr, halves=halves)
     if is_encoder(out):
         enc = load_encoder(out)
         if (
@@ -268,7 +286,7 @@ def pretrain(
     device = resolve_device(config.device)
     run = _Run(config, arr.size, device)
     run.restore(out, digest)
-    pool = _Pool(store, arr, config.preload_max_gb)
+    pool = _Pool(store, arr, config.preload_max_gb, halves)
     _train(run, pool, out, digest, callback)
     info = {
         "preset": config.preset,
@@ -279,6 +297,7 @@ def pretrain(
         "store": str(store.path),
         "pool_hash": digest,
         "n_samples": int(arr.size),
+        "noise_pairs": halves,
         "config": config.model_dump(mode="json"),
         "config_hash": config.training_hash(),
         "history": run.history,
@@ -364,10 +383,9 @@ def pretrain_cached(
     if not isinstance(store, SubtomogramStore):
         store = SubtomogramStore(store)
     arr = _check_rows(store, np.arange(len(store)) if rows is None else rows)
-    folder = cached_folder(config, store, arr, cache_dir)
-    return pretrain(
-        config, store, arr, folder, callback=callback, pool_digest=pool_hash(store, arr)
-    )
+    digest = pool_hash(store, arr, halves=uses_halves(config, store))
+    folder = Path(cache_dir) / cache_key(digest, config)
+    return pretrain(config, store, arr, folder, callback=callback, pool_digest=digest)
 
 
 def cached_folder(
@@ -379,15 +397,18 @@ def cached_folder(
     """The folder :func:`pretrain_cached` uses for this pool and configuration (whether or
     not it has been made)."""
     arr = _check_rows(store, np.arange(len(store)) if rows is None else rows)
-    return Path(cache_dir) / cache_key(pool_hash(store, arr), config)
+    digest = pool_hash(store, arr, halves=uses_halves(config, store))
+    return Path(cache_dir) / cache_key(digest, config)
 
 
 def describe(encoder: Encoder) -> str:
     """One line about an encoder for logs and the CLI."""
     i = encoder.info
     hist = i.get("history") or [{}]
+    pairs = " (views from their half pairs)" if i.get("noise_pairs") else ""
+    loss = hist[-1].get("loss", float("nan"))
     return (
         f"{encoder.path}: {i['objective']} encoder of preset {i['preset']} pretrained on "
-        f"{i['n_samples']} samples for {len(hist)} epochs (final loss {hist[-1].get('loss', float('nan')):.3f}, "
+        f"{i['n_samples']} samples{pairs} for {len(hist)} epochs (final loss {loss:.3f}, "
         f"{i.get('elapsed_s', 0):.0f} s)"
     )

@@ -12,6 +12,10 @@ cutout: a cube of ``cutout`` times the box edge, at a random position, set to ze
 normalised background), the strong view of semi-supervised training
 (:mod:`cryoal.train.semi`).
 
+With half pairs (odd/even half tomograms, or two simulated noise draws;
+:func:`view_sources`) the two views start from the sample's two halves instead of the
+sample itself, so they differ in their noise too: the particle is all they share.
+
 Randomness comes from a ``torch.Generator`` the caller seeds per step, so a view is a pure
 function of (sample, seed) and a resumed run replays the same views.
 """
@@ -86,3 +90,28 @@ def make_view(
             z, y, xx = (int(st[i]) for st in starts)
             out[i, :, z : z + sizes[0], y : y + sizes[1], xx : xx + sizes[2]] = 0.0
     return out
+
+
+def view_sources(x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the two views of each sample start from.
+
+    Parameters
+    ----------
+    x
+        ``(B, 1, D, H, W)`` samples, or ``(B, 2, D, H, W)`` half pairs.
+    generator
+        CPU generator (used only for half pairs: which half goes first, per sample).
+
+    Returns
+    -------
+    tuple[torch.Tensor, torch.Tensor]
+        Two ``(B, 1, D, H, W)`` tensors: the samples twice, or one half of each pair and
+        the other, in a random order per sample.
+    """
+    if x.shape[1] == 1:
+        return x, x
+    if x.shape[1] != 2:
+        raise ValueError(f"samples of shape {tuple(x.shape)}: expected 1 channel or 2 halves")
+    swap = (torch.rand(x.shape[0], generator=generator) < 0.5).view(-1, 1, 1, 1, 1)
+    swap = swap.to(x.device)
+    return torch.where(swap, x[:, 1:], x[:, :1]), torch.where(swap, x[:, :1], x[:, 1:])

@@ -128,6 +128,10 @@ class TomogramSpec(BaseModel):
     #: Particle contrast when known (cryoal's simulated tomograms record ``bright``);
     #: ``project detect`` uses it before ``defaults.polarity``.
     polarity: Literal["dark", "bright"] | None = None
+    #: The odd and even half tomograms (reconstructions from disjoint halves of the frames
+    #: or tilts, same shape and voxel size), stored like ``path``; pretraining makes its two
+    #: views of a candidate from them (``cryoal project add-halves``).
+    halves: tuple[str, str] | None = None
 
     @field_validator("id")
     @classmethod
@@ -404,8 +408,9 @@ def save_config(config: ProjectConfig, path: str | os.PathLike, overwrite: bool 
     """Write ``config`` to ``path`` atomically (temp file, fsync, rename)."""
     data = config.model_dump(mode="json")
     for tomo in data.get("tomograms", []):
-        if tomo.get("polarity") is None:
-            tomo.pop("polarity", None)  # unknown: leave the entry as before
+        for optional in ("polarity", "halves"):
+            if tomo.get(optional) is None:
+                tomo.pop(optional, None)  # unknown / none: leave the entry as before
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
     atomic_write_text(path, text, overwrite=overwrite)
     return Path(path)

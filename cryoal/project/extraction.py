@@ -40,15 +40,18 @@ def extract_project_store(
     masks: np.ndarray | None = None,
     overwrite: bool = False,
     progress: CountCallback | None = None,
+    with_halves: bool = False,
 ) -> Path:
     """Extract ``coords`` (candidate_id, tomo_id, z, y, x) into a store with the project's
     box, classes and extraction recipe; ``labels`` are class ids (-1 = unlabelled).
 
     With ``masks`` (``(n, box, box, box)`` uint8: 0 background, class k + 1, 255 not
     annotated) the store is a segmentation store (its models predict ``background`` and
-    the project's classes)."""
+    the project's classes). With ``with_halves`` and odd/even halves recorded for every
+    tomogram of ``coords``, the store also holds each candidate's half pair."""
     tomo_ids = sorted(set(coords["tomo_id"].astype(str)))
     paths = {t: project.tomogram_path(t) for t in tomo_ids}
+    halves = project_halves(project, tomo_ids) if with_halves else None
     if labels is None:
         labels = np.full(len(coords), -1, dtype=np.int64)
     return extract_to_store(
@@ -64,18 +67,38 @@ def extract_project_store(
         overwrite=overwrite,
         voxel_size_A=project.voxel_size_A,
         progress=progress,
+        halves=halves,
     )
+
+
+def project_halves(project: Project, tomo_ids: list[str]) -> dict[str, tuple[Path, Path]] | None:
+    """``tomo_id -> (odd, even)`` when every one of ``tomo_ids`` has halves, else None (a
+    store holds half pairs for all its candidates or for none)."""
+    found = {t: project.halves_paths(t) for t in tomo_ids}
+    pairs = {t: p for t, p in found.items() if p is not None}
+    if len(pairs) < len(found):
+        if pairs:
+            log.info(
+                "half tomograms recorded for %d of %d tomograms; the candidate store holds no "
+                "half pairs (add the others with 'cryoal project add-halves')",
+                len(pairs), len(found),
+            )  # fmt: skip
+        return None
+    return pairs
 
 
 def _recipe_key(project: Project) -> str:
     """What every cached subtomogram depends on besides its candidate: box, edge policy,
-    normalisation and the tomogram files (path, size, modification time)."""
+    normalisation and the tomogram files (path, size, modification time), their halves'
+    files included where recorded."""
     digest = hashlib.sha256()
     digest.update(f"box={project.config.box};edge={EDGE};norm={NORMALISE}\n".encode())
     for t in project.config.tomograms:
-        path = project.tomogram_path(t.id)
-        stat = path.stat()
-        digest.update(f"{t.id}={path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+        files = [project.tomogram_path(t.id), *(project.halves_paths(t.id) or ())]
+        for k, path in enumerate(files):
+            stat = path.stat()
+            name = t.id if k == 0 else f"{t.id}/half{k}"
+            digest.update(f"{name}={path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -94,7 +117,10 @@ def candidate_store(
     files) and the candidate table, so it is rebuilt exactly when one of them changes (older
     caches are removed). When only candidates changed (added, moved or deleted by hand),
     the new cache copies the unchanged candidates' subtomograms from the previous one and
-    extracts only the others. ``table`` is the candidate table to use (a round's frozen
+    extracts only the others. When every tomogram of the table has odd/even halves
+    (``cryoal project add-halves``), the cache holds each candidate's half pair too (three
+    boxes per candidate on disk), which pretraining makes its views from. ``table`` is the
+    candidate table to use (a round's frozen
     ``candidates.csv``, so that cluster jobs never open the label store); default: the
     label store's.
     """
@@ -116,7 +142,7 @@ def candidate_store(
                 _update_cache(project, table, previous[-1], path, progress)
             else:
                 log.info("extracting %d candidates into %s", len(table), path)
-                extract_project_store(project, table, path, progress=progress)
+                extract_project_store(project, table, path, progress=progress, with_halves=True)
         except FileExistsError:
             if not path.is_file():
                 raise
@@ -159,11 +185,14 @@ def _update_cache(
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         extracted = Path(tmp) / "fresh.h5"
         if len(fresh):
-            extract_project_store(project, fresh, extracted, progress=progress)
+            extract_project_store(
+                project, fresh, extracted, progress=progress, with_halves=old.has_halves
+            )
         tomo_ids = sorted(set(table["tomo_id"].astype(str)))
         extra = extraction_attrs({t: project.tomogram_path(t) for t in tomo_ids}, EDGE, NORMALISE)
         with StoreWriter(path, old.box, old.voxel_size_A, project.config.class_names,
-                         dtype=str(old.dtype), extra_attrs=extra) as writer:  # fmt: skip
+                         dtype=str(old.dtype), with_halves=old.has_halves,
+                         extra_attrs=extra) as writer:  # fmt: skip
             writer.copy_rows(previous, rows)
             if progress is not None:
                 progress(int(rows.size))

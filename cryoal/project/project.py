@@ -225,6 +225,7 @@ class Project:
         tomo_id: str | None = None,
         *,
         voxel_size_A: float | None = None,
+        halves: tuple[str | os.PathLike, str | os.PathLike] | None = None,
     ) -> TomogramSpec:
         """Register a tomogram (MRC) with the project.
 
@@ -238,6 +239,9 @@ class Project:
             read.
         voxel_size_A
             Override a missing or wrong header voxel size (Å).
+        halves
+            Its odd and even half tomograms (see :meth:`add_halves`), checked before
+            anything is recorded.
 
         Raises
         ------
@@ -258,6 +262,10 @@ class Project:
             check_finite_voxels(tomo.data, path)  # bounded memory: slab by slab
         polarity = read_polarity(path)
         resolved = path.resolve()
+        stored_halves = None
+        if halves is not None:  # checked before the lock: a scan of two more files
+            probe = TomogramSpec(id=tomo_id, path=str(resolved), voxel_size_A=vs, shape_zyx=shape)
+            stored_halves = self._checked_halves(probe, *halves, voxel_size_A)
         with self.editing() as config:
             for t in config.tomograms:
                 if t.id == tomo_id:
@@ -286,9 +294,89 @@ class Project:
                 shape_zyx=shape,
                 polarity=polarity,
             )
+            spec.halves = stored_halves
             config.tomograms.append(spec)
         log.info("added tomogram %s (%s, %s voxels at %.4g Å)", tomo_id, path, shape, vs)
         return spec
+
+    def add_halves(
+        self,
+        tomo_id: str,
+        odd: str | os.PathLike,
+        even: str | os.PathLike,
+        *,
+        voxel_size_A: float | None = None,
+    ) -> TomogramSpec:
+        """Record the odd and even half tomograms of tomogram ``tomo_id`` (replacing any
+        recorded before). The candidate cache then holds each candidate's two halves, and
+        pretraining makes its two views of a candidate from them: the same particle under
+        independent noise.
+
+        Raises
+        ------
+        ValueError
+            Unknown id, a half that is the tomogram itself or the other half, a shape or
+            voxel size other than the tomogram's, or NaN/Inf voxels.
+        """
+        spec = self.config.tomogram(tomo_id)
+        stored = self._checked_halves(spec, odd, even, voxel_size_A)
+        with self.editing() as config:
+            config.tomogram(tomo_id).halves = stored
+        log.info("tomogram %s: halves %s, %s", tomo_id, *stored)
+        return self.config.tomogram(tomo_id)
+
+    def _checked_halves(
+        self,
+        spec: TomogramSpec,
+        odd: str | os.PathLike,
+        even: str | os.PathLike,
+        voxel_size_A: float | None,
+    ) -> tuple[str, str]:
+        """The halves' paths as ``project.yaml`` stores them, once both are checked against
+        the tomogram ``spec`` (see :meth:`add_halves`)."""
+        main = self.resolve_path(spec.path)
+        files = [Path(odd), Path(even)]
+        resolved = [f.resolve() for f in files]
+        if resolved[0] == resolved[1] or main in resolved:
+            raise ValueError(
+                f"{files[0]}, {files[1]}: the odd and even halves of tomogram {spec.id!r} must "
+                f"be two files other than the tomogram ({main})"
+            )
+        for f in files:
+            with open_tomogram(f, voxel_size_A=voxel_size_A) as half:
+                if tuple(half.shape) != tuple(spec.shape_zyx) or not np.isclose(
+                    half.voxel_size_A, spec.voxel_size_A, rtol=VOXEL_SIZE_RTOL
+                ):
+                    raise ValueError(
+                        f"{f}: {half.shape} voxels at {half.voxel_size_A:.4g} Å, but tomogram "
+                        f"{spec.id!r} has {tuple(spec.shape_zyx)} at {spec.voxel_size_A:.4g} Å; "
+                        "give the half tomograms reconstructed like it (or --voxel-size "
+                        "when only the header is wrong)"
+                    )
+                check_finite_voxels(half.data, f)
+        return self._stored_path(resolved[0]), self._stored_path(resolved[1])
+
+    def halves_paths(self, tomo_id: str) -> tuple[Path, Path] | None:
+        """Absolute paths of tomogram ``tomo_id``'s odd and even halves, None when the
+        project records none.
+
+        Raises
+        ------
+        FileNotFoundError
+            A recorded half is no longer there (one line with the path and the fix).
+        """
+        halves = self.config.tomogram(tomo_id).halves
+        if halves is None:
+            return None
+        paths = (self.resolve_path(halves[0]), self.resolve_path(halves[1]))
+        for p in paths:
+            if not p.exists():
+                raise FileNotFoundError(
+                    f"half tomogram of {tomo_id!r} of project {self.root}: {p} does not exist; "
+                    f"record where the halves are now with 'cryoal project add-halves "
+                    f"{self.root} {tomo_id} ODD EVEN'"
+                )
+        return paths
 
     def _stored_path(self, resolved: Path) -> str:
         root = self.root.resolve()

@@ -1,8 +1,9 @@
 """Independent random streams per (seed, sample index, purpose).
 
 Every simulated sample is a pure function of ``(seed, index)``: its parameters (class
-orientation, shift, defocus), its neighbours (crowding) and its noise each come from their
-own ``numpy.random.Generator``, seeded with ``SeedSequence(seed, spawn_key=(index, stream))``.
+orientation, shift, defocus), its neighbours (crowding), its noise and its half pair's
+second noise draw each come from their own ``numpy.random.Generator``, seeded with
+``SeedSequence(seed, spawn_key=(index, stream))``.
 Changing the SNR, or switching crowding on, therefore changes nothing but the noise (or the
 neighbours), and any subset of indices can be generated anywhere (shards, workers) with
 identical results.
@@ -13,7 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 #: Stream numbers; never renumber (that would change every dataset ever simulated).
-STREAMS = {"params": 0, "noise": 1, "crowding": 2, "placement": 3, "membranes": 4}
+STREAMS = {
+    "params": 0,
+    "noise": 1,
+    "crowding": 2,
+    "placement": 3,
+    "membranes": 4,
+    "noise-half": 5,
+}
 
 
 def check_seed(seed: int) -> int:

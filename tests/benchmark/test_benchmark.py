@@ -370,3 +370,35 @@ def test_summary_reports_the_pseudo_labels_of_semi_supervised_arms(tmp_path: Pat
     # mean over the two seeds: coverage 0.25 then 0.45, accuracy 0.9, worst class 0.05
     assert "| s1 | 0.25 / 0.90 / 0.05 | 0.45 / 0.90 / 0.05 |" in table
     assert "| random |" not in table.split("##")[0]
+
+
+def test_a_pool_simulated_with_halves_pretrains_from_them_and_older_folders_still_resume(
+    tmp_path,
+):
+    import json
+
+    from cryoal.benchmark.data import prepare_data
+    from cryoal.io.store import SubtomogramStore
+
+    plain = load_benchmark_config("smoke", None)
+    plain.data.per_class, plain.data.test_size = 12, 12
+    out = tmp_path / "plain"
+    path, pool, _ = prepare_data(plain, out)
+    assert not SubtomogramStore(path).has_halves
+    # a folder made before data.halves existed records no such key: still the same data
+    spec = json.loads((out / "data" / "dataset.json").read_text())
+    del spec["halves"]
+    (out / "data" / "dataset.json").write_text(json.dumps(spec))
+    assert prepare_data(plain, out)[0] == path
+    paired = plain.model_copy(deep=True)
+    paired.data.halves = True
+    with pytest.raises(ValueError, match="different data settings"):
+        prepare_data(paired, out)
+    path2, pool2, _ = prepare_data(paired, tmp_path / "paired")
+    with SubtomogramStore(path) as a, SubtomogramStore(path2) as b:
+        assert b.has_halves  # the samples themselves are those of the plain pool
+        np.testing.assert_array_equal(a.subtomograms(pool), b.subtomograms(pool2))
+    with pytest.raises(ValueError, match="data.halves does not apply to data.tomograms"):
+        BenchmarkConfig.model_validate(
+            {"preset": "smoke", "data": {"halves": True, "tomograms": {}}}
+        )

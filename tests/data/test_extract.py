@@ -258,3 +258,34 @@ def test_real_map_is_found_at_its_centre(tmp_path: Path, shared_structures: Path
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to warn about on a clean run
         extract_to_store(tmp_path / "t.mrc", table, tmp_path / "s.h5", b, overwrite=True)
+
+
+def test_cli_extract_cuts_each_box_from_the_odd_and_even_halves_too(
+    tmp_path: Path, ramp: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cryoal.cli.main import run
+
+    write_mrc(tmp_path / "T.mrc", ramp, 12.0)
+    write_mrc(tmp_path / "odd.mrc", ramp + 1.0, 12.0)
+    write_mrc(tmp_path / "even.mrc", -ramp, 12.0)
+    write_mrc(tmp_path / "small.mrc", ramp[:20], 12.0)
+    rng = np.random.default_rng(2)
+    centres = np.stack([rng.uniform(4, s - 4, 12) for s in SHAPE], 1)
+    _table(centres).to_csv(tmp_path / "picks.csv", index=False)
+    args = ["extract", str(tmp_path / "T.mrc"), str(tmp_path / "picks.csv"), "--box", "8",
+            "--coords-unit", "pixel", "--no-normalise", "--no-progress"]  # fmt: skip
+    assert run([*args, str(tmp_path / "s.h5"), "--odd", str(tmp_path / "odd.mrc")]) == 2
+    assert "give both --odd and --even" in capsys.readouterr().err
+    bad = [*args, str(tmp_path / "bad.h5"), "--odd", str(tmp_path / "small.mrc"),
+           "--even", str(tmp_path / "even.mrc")]  # fmt: skip
+    assert run(bad) == 2
+    assert "small.mrc: shape (20, 40, 50) differs" in capsys.readouterr().err
+    assert not (tmp_path / "bad.h5").exists()
+    halves = ["--odd", str(tmp_path / "odd.mrc"), "--even", str(tmp_path / "even.mrc")]
+    assert run([*args, str(tmp_path / "s.h5"), *halves]) == 0
+    with SubtomogramStore(tmp_path / "s.h5") as s:
+        rows = s.index_of([f"T:{i:06d}" for i in range(12)])
+        boxes, _ = extract_subtomograms(ramp, centres, 8)
+        np.testing.assert_array_equal(s.subtomograms(rows), boxes)
+        np.testing.assert_array_equal(s.halves(rows)[:, 0], boxes + 1.0)
+        np.testing.assert_array_equal(s.halves(rows)[:, 1], -boxes)

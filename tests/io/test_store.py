@@ -209,3 +209,35 @@ def test_copy_rows_appends_samples_of_another_store_unchanged(tmp_path: Path, le
     np.testing.assert_array_equal(out.masks([0, 1]), masks[[3, 0]])
     np.testing.assert_array_equal(out.centres_zyx[:2], src.centres_zyx[[3, 0]])
     assert list(out.tomo_ids[:2]) == ["T2", "T1"]
+
+
+@pytest.mark.parametrize("level", [1, 0])
+def test_half_pairs_are_stored_checked_and_copied_with_their_samples(
+    tmp_path: Path, level: int
+) -> None:
+    rng = np.random.default_rng(1)
+    sub = rng.normal(size=(4, 4, 4, 4)).astype(np.float32)
+    halves = rng.normal(size=(4, 2, 4, 4, 4)).astype(np.float32)
+    ids = [f"s{i}" for i in range(4)]
+    with StoreWriter(tmp_path / "a.h5", 4, 10.0, with_halves=True, compression_level=level) as w:
+        with pytest.raises(ValueError, match="with_halves=True"):
+            w.append(sub, ids)
+        with pytest.raises(ValueError, match=r"halves must be \(4, 2, 4, 4, 4\)"):
+            w.append(sub, ids, halves=halves[:, :1])
+        w.append(sub, ids, halves=halves)
+    with SubtomogramStore(tmp_path / "a.h5") as s:
+        assert s.has_halves
+        np.testing.assert_array_equal(s.halves([2, 0]), halves[[2, 0]])
+    with StoreWriter(tmp_path / "b.h5", 4, 10.0, with_halves=True) as w:
+        w.copy_rows(tmp_path / "a.h5", [3, 1])
+    with SubtomogramStore(tmp_path / "b.h5") as s:
+        np.testing.assert_array_equal(s.halves(slice(None)), halves[[3, 1]])
+        np.testing.assert_array_equal(s.subtomograms(slice(None)), sub[[3, 1]])
+    with StoreWriter(tmp_path / "c.h5", 4, 10.0) as w:  # without halves: refused, one line
+        with pytest.raises(ValueError, match="half pairs"):
+            w.copy_rows(tmp_path / "a.h5", [0])
+        w.append(sub, ids)
+    with SubtomogramStore(tmp_path / "c.h5") as s:
+        assert not s.has_halves
+        with pytest.raises(ValueError, match="no /halves"):
+            s.halves([0])

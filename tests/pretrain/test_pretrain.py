@@ -19,7 +19,8 @@ from cryoal.pretrain import (
     pretrain_cached,
 )
 from cryoal.pretrain.objectives import vicreg_loss
-from cryoal.pretrain.views import make_view
+from cryoal.pretrain.run import describe
+from cryoal.pretrain.views import make_view, view_sources
 
 TINY = {"preset": "tiny", "epochs": 2, "batch_size": 16, "warmup_steps": 2}
 
@@ -196,3 +197,45 @@ def test_a_frozen_encoder_keeps_its_weights_and_statistics_while_the_head_learns
     assert any(not torch.equal(moved[k].cpu(), v) for k, v in enc.state.items())
     with pytest.raises(ValueError, match="encoder_frozen: true freezes a pretrained encoder"):
         TrainConfig(encoder_frozen=True)
+
+
+def test_views_of_half_pairs_take_one_half_each_in_either_order() -> None:
+    pairs = torch.zeros((64, 2, 4, 4, 4))
+    pairs[:, 1] = 1.0  # half 0 all zeros, half 1 all ones
+    first, second = view_sources(pairs, torch.Generator().manual_seed(0))
+    a, b = first.flatten(1)[:, 0], second.flatten(1)[:, 0]
+    assert torch.equal(a + b, torch.ones(64))  # never the same half twice
+    assert 10 < int(a.sum()) < 54  # both orders occur
+    single = torch.randn(3, 1, 4, 4, 4)
+    assert all(v is single for v in view_sources(single, torch.Generator()))
+
+
+def test_pretraining_on_half_pairs_has_its_own_cache_entry_and_resumes_exactly(
+    tmp_path: Path,
+) -> None:
+    """A pool with half pairs pretrains from them (a new encoder); with noise_pairs off it
+    is the pool it was, so the encoder made before half pairs existed is found again."""
+    from cryoal.sim.subtomograms import simulate_subtomograms
+
+    common = {"n_classes": 2, "per_class": 16, "box": 24, "snr": 0.5, "seed": 3}
+    paired = simulate_subtomograms(tmp_path / "paired.h5", halves=True, **common)
+    plain = simulate_subtomograms(tmp_path / "plain.h5", **common)
+    cfg = PretrainConfig(**{**TINY, "epochs": 2})
+    with_pairs = pretrain_cached(cfg, paired, None, tmp_path / "cache")
+    assert with_pairs.info["noise_pairs"] is True
+    assert "views from their half pairs" in describe(with_pairs)
+    before = pretrain_cached(cfg, plain, None, tmp_path / "cache")
+    off = pretrain_cached(cfg.updated(noise_pairs=False), paired, None, tmp_path / "cache")
+    assert off.path == before.path != with_pairs.path
+    assert before.info["noise_pairs"] is False
+    # stopped after its first epoch: resumes to the weights of the uninterrupted run
+
+    def stop_after_first_epoch(event) -> None:  # noqa: ANN001
+        if event.kind == "epoch" and event.epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(cfg, paired, None, tmp_path / "cut", callback=stop_after_first_epoch)
+    resumed = pretrain(cfg, paired, None, tmp_path / "cut")
+    for key, value in with_pairs.state.items():
+        assert torch.equal(value, resumed.state[key]), key

@@ -138,3 +138,75 @@ def test_a_typical_round_zero_picks_in_the_pretrained_embedding(
     expected = ids[initial_round("typical", ids, 5, 2, features=feats)]
     project.close()
     assert sorted(picked) == sorted(expected.tolist()) and len(np.unique(picked)) == 5
+
+
+def test_odd_even_halves_go_into_the_candidate_cache_and_pretraining_pairs_them(
+    tmp_path: Path, make_round0_labelled_project, capsys: pytest.CaptureFixture[str]  # noqa: ANN001
+) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from cryoal.data.extract import extract_subtomograms
+    from cryoal.io.mrc import read_volume, write_mrc
+    from cryoal.io.store import SubtomogramStore
+    from cryoal.project.extraction import candidate_store
+    from cryoal.project.project import Project
+
+    proj = make_round0_labelled_project(tmp_path, seed=6)
+    cfg = yaml.safe_load((proj / "project.yaml").read_text())
+    cfg["defaults"]["pretrain"] = {"preset": "tiny", "epochs": 1, "batch_size": 16}
+    (proj / "project.yaml").write_text(yaml.safe_dump(cfg))
+    tomo_path = proj / cfg["tomograms"][0]["path"]
+    volume, vs = read_volume(tomo_path)
+    rng = np.random.default_rng(0)
+    split = rng.normal(scale=volume.std(), size=volume.shape).astype(np.float32)
+    odd = write_mrc(tmp_path / "odd.mrc", volume + split, vs)
+    even = write_mrc(tmp_path / "even.mrc", volume - split, vs)
+    small = write_mrc(tmp_path / "small.mrc", volume[:32], vs)
+
+    # a half of another shape, or the tomogram itself: one line, nothing recorded
+    assert run(["project", "add-halves", str(proj), "sim_tomo", str(small), str(even)]) == 2
+    err = capsys.readouterr().err
+    assert "small.mrc" in err and "reconstructed like it" in err and len(err.splitlines()) == 1
+    assert run(["project", "add-halves", str(proj), "sim_tomo", str(tomo_path), str(even)]) == 2
+    assert "two files other than the tomogram" in capsys.readouterr().err
+    assert "halves" not in yaml.safe_load((proj / "project.yaml").read_text())["tomograms"][0]
+
+    with Project.open(proj) as project:
+        plain = candidate_store(project)
+        assert not plain.has_halves
+        plain_subtomograms = plain.subtomograms(slice(None))
+    assert run(["project", "add-halves", str(proj), "sim_tomo", str(odd), str(even)]) == 0
+    with Project.open(proj) as project:
+        store = candidate_store(project)  # the recipe changed: extracted again, with halves
+        assert store.path != plain.path and store.has_halves
+        # the samples are the tomogram's as before; each half is its box of that half,
+        # normalised like the sample
+        np.testing.assert_allclose(store.subtomograms(slice(None)), plain_subtomograms, atol=1e-5)
+        pairs = store.halves(slice(None))
+        assert pairs.shape == (30, 2, 16, 16, 16)
+        for k, half in enumerate((volume + split, volume - split)):
+            boxes, _ = extract_subtomograms(half, store.centres_zyx, 16, normalise=True)
+            np.testing.assert_allclose(pairs[:, k], boxes, atol=1e-4)
+        # a candidate added by hand: the others' half pairs are copied, its own are cut
+        added = pd.DataFrame({"candidate_id": ["sim_tomo:manual"], "tomo_id": ["sim_tomo"],
+                              "z": [32.0], "y": [64.0], "x": [64.0]})  # fmt: skip
+        project.labels.add_candidates(added, source="manual")
+        updated = candidate_store(project)
+        assert len(updated) == 31 and updated.has_halves
+        rows = updated.index_of(store.ids)
+        np.testing.assert_array_equal(updated.halves(rows), pairs)
+    assert run(["pretrain", str(proj), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "views from their half pairs" in out
+    with SubtomogramStore(next((proj / CACHE_DIR).glob("candidates-*.h5"))) as cached:
+        assert cached.has_halves
+    # a tomogram added with its halves at once; one half alone is refused
+    second = write_mrc(tmp_path / "second.mrc", volume * 0.5, vs)
+    add = ["project", "add-tomogram", str(proj), str(second), "--tomo-id", "second"]
+    assert run([*add, "--odd", str(odd)]) == 2
+    assert "give both --odd and --even" in capsys.readouterr().err
+    assert run([*add, "--odd", str(odd), "--even", str(even)]) == 0
+    assert "with its odd/even halves" in capsys.readouterr().out
+    entry = yaml.safe_load((proj / "project.yaml").read_text())["tomograms"][1]
+    assert entry["halves"] == [str(odd.resolve()), str(even.resolve())]

@@ -179,3 +179,36 @@ def test_cli_simulates_with_preview_and_reports_errors_in_one_line(tmp_path: Pat
     )
     assert run(["simulate", "subtomograms", str(tmp_path / "y.h5"), "--path", "radon"]) == 2
     assert "'fourier', 'backprojection'" in capsys.readouterr().err  # refused by the parser
+
+
+def test_half_pairs_average_to_the_sample_with_independent_noise_at_half_the_snr(
+    tmp_path: Path,
+) -> None:
+    """What pretraining's noise pairs rely on: the same particle, independent noise."""
+    raw = Simulator(phantom_templates(3), SubtomogramParams(box=24, snr=0.1, normalise=False), 3)
+    batch = raw.generate(np.arange(6), halves=True, stages=True)
+    plain = raw.generate(np.arange(6))
+    np.testing.assert_array_equal(batch.data, plain.data)  # the samples do not change
+    assert batch.halves is not None and batch.halves.shape == (6, 2, 24, 24, 24)
+    np.testing.assert_allclose(batch.halves.mean(axis=1), batch.data, atol=1e-5)
+    noise = batch.halves - batch.signal[:, None]
+    for n in noise:
+        assert abs(np.corrcoef(n[0].ravel(), n[1].ravel())[0, 1]) < 1e-3
+    snr_half = batch.signal.var(axis=(1, 2, 3)) / noise[:, 0].var(axis=(1, 2, 3))
+    np.testing.assert_allclose(snr_half, 0.05, rtol=0.05)
+    # in a store: normalised each on its own, shards merge them like the samples
+    whole = simulate_subtomograms(tmp_path / "w.h5", seed=1, halves=True, **SMALL)
+    shards = [
+        simulate_subtomograms(tmp_path / f"s{k}.h5", seed=1, halves=True, shard=f"{k}/2", **SMALL)
+        for k in (0, 1)
+    ]
+    merged = merge_shards(tmp_path / "m.h5", shards)
+    with SubtomogramStore(whole) as a, SubtomogramStore(merged) as b:
+        assert a.has_halves and b.has_halves
+        h = a.halves(slice(None))
+        np.testing.assert_allclose(h.mean(axis=(2, 3, 4)), 0, atol=1e-5)
+        np.testing.assert_allclose(h.std(axis=(2, 3, 4)), 1, atol=1e-4)
+        np.testing.assert_array_equal(h, b.halves(slice(None)))
+    plain_shard = simulate_subtomograms(tmp_path / "p.h5", seed=1, shard="1/2", **SMALL)
+    with pytest.raises(ValueError, match="different settings"):
+        merge_shards(tmp_path / "bad.h5", [shards[0], plain_shard])

@@ -26,7 +26,7 @@ _WORKER: dict[str, object] = {}
 
 
 def _worker_init(
-    templates: list[Template], params: SubtomogramParams, seed: int, masks: bool
+    templates: list[Template], params: SubtomogramParams, seed: int, outputs: dict[str, bool]
 ) -> None:
     import torch
 
@@ -36,7 +36,7 @@ def _worker_init(
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(1)
     _WORKER["sim"] = Simulator(templates, params, seed)
-    _WORKER["masks"] = masks
+    _WORKER["outputs"] = outputs
 
 
 _DEFERRED_SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -80,7 +80,9 @@ def _result(future: cf.Future[SimBatch]) -> SimBatch:
 def _worker_generate(indices: np.ndarray) -> SimBatch:
     sim = _WORKER["sim"]
     assert isinstance(sim, Simulator)
-    return sim.generate(indices, masks=bool(_WORKER["masks"]))
+    outputs = _WORKER["outputs"]
+    assert isinstance(outputs, dict)
+    return sim.generate(indices, **outputs)
 
 
 def _batches(lo: int, hi: int, batch_size: int) -> list[np.ndarray]:
@@ -96,23 +98,26 @@ def iter_batches(
     *,
     batch_size: int = 64,
     masks: bool = False,
+    halves: bool = False,
     workers: int = 1,
 ) -> Generator[SimBatch, None, None]:
-    """Generate samples ``lo..hi-1`` in order, in batches, with ``workers`` processes.
+    """Generate samples ``lo..hi-1`` in order, in batches, with ``workers`` processes
+    (``masks``, ``halves``: as :meth:`Simulator.generate`).
 
     Memory stays bounded: at most ``2 * workers`` batches are in flight.
     """
     chunks = _batches(lo, hi, batch_size)
+    outputs = {"masks": masks, "halves": halves}
     if workers <= 1:
         for chunk in chunks:
-            yield simulator.generate(chunk, masks=masks)
+            yield simulator.generate(chunk, **outputs)
         return
     ctx = multiprocessing.get_context("spawn")
     pool = cf.ProcessPoolExecutor(
         max_workers=workers,
         mp_context=ctx,
         initializer=_worker_init,
-        initargs=(simulator.bank.templates, simulator.params, simulator.seed, masks),
+        initargs=(simulator.bank.templates, simulator.params, simulator.seed, outputs),
     )
     finished = False
     try:

@@ -78,10 +78,11 @@ def merge_shards(
                 or s.box != ref.box
                 or s.class_names != ref.class_names
                 or s.has_masks != ref.has_masks
+                or s.has_halves != ref.has_halves
             ):
                 diff = sorted(k for k in set(same) | set(other) if same.get(k) != other.get(k))
                 raise ValueError(
-                    f"{s.path}: simulated with different settings than {ref.path} ({diff or 'box/classes/masks'}); "
+                    f"{s.path}: simulated with different settings than {ref.path} ({diff or 'box/classes/masks/halves'}); "
                     "merge only shards of one run"
                 )
         for a, b in zip(stores, stores[1:], strict=False):
@@ -105,6 +106,7 @@ def merge_shards(
             ref.class_names,
             dtype=str(ref.dtype),
             with_masks=ref.has_masks,
+            with_halves=ref.has_halves,
             extra_attrs=attrs,
             overwrite=overwrite,
         ) as writer:
@@ -118,6 +120,7 @@ def merge_shards(
                         labels=s.labels[sl],
                         masks=s.masks(sl) if s.has_masks else None,
                         meta={k: v[sl] for k, v in meta_all.items()},
+                        halves=s.halves(sl) if s.has_halves else None,
                     )
     finally:
         for s in stores:

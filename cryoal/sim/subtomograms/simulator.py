@@ -6,13 +6,22 @@ Sample ``i`` of a dataset with seed ``s`` is a pure function of ``(s, i)``:
 * from the ``params`` stream: a uniform random rotation, a sub-voxel shift (uniform in
   ``[-max_shift, max_shift]`` voxels per axis) and a defocus (uniform in the range);
 * from the ``crowding`` stream: the neighbours (class, rotation, direction), if any;
-* from the ``noise`` stream: the noise.
+* from the ``noise`` stream: the noise;
+* from the ``noise-half`` stream (``halves=True``): the second noise draw that splits the
+  sample into two half reconstructions.
 
 The particle's centre of mass sits at voxel ``box // 2`` plus the shift (the same centre
 convention as :func:`cryoal.data.extract.extract_subtomograms`). The noise-free signal is
 made by :class:`cryoal.sim.imaging.Imager` (CTF, missing wedge), the noise is scaled so
 that ``var(signal) / var(noise)`` over the box equals the SNR, and each sample is then
 normalised to zero mean and unit standard deviation (like extracted subtomograms).
+
+Half pairs (``halves=True``) imitate the odd/even half tomograms of real data: with ``n`` the
+sample's noise and ``m`` a second draw made exactly like it (same process and scale), the
+halves are ``signal + n + m`` and ``signal + n - m``. Their mean is the sample, their noises
+are uncorrelated (``var n == var m`` per sample) and each has twice the sample's noise
+variance (half the SNR), as a reconstruction from half the dose has; each half is then
+normalised on its own.
 
 Segmentation masks (``masks=True``) hold 0 for background and ``class index + 1`` for the
 voxels of each particle's support after rotation (neighbours included, with their own
@@ -114,6 +123,8 @@ class SimBatch:
         ``(n, b, b, b)`` rotated densities before imaging (only with ``stages=True``).
     signal
         ``(n, b, b, b)`` noise-free imaged signal, scaled like ``data`` (``stages=True``).
+    halves
+        ``(n, 2, b, b, b)`` float32 half reconstructions (``halves=True``), or None.
     """
 
     indices: np.ndarray
@@ -124,6 +135,7 @@ class SimBatch:
     meta: dict[str, np.ndarray]
     particles: np.ndarray | None = None
     signal: np.ndarray | None = None
+    halves: np.ndarray | None = None
 
 
 def sample_ids(seed: int, indices: Sequence[int] | np.ndarray) -> list[str]:
@@ -207,7 +219,12 @@ class Simulator:
         return np.array(owner), np.array(cls), np.array(quat), np.array(cen)
 
     def generate(
-        self, indices: Sequence[int] | np.ndarray, *, masks: bool = False, stages: bool = False
+        self,
+        indices: Sequence[int] | np.ndarray,
+        *,
+        masks: bool = False,
+        stages: bool = False,
+        halves: bool = False,
     ) -> SimBatch:
         """Simulate the samples ``indices``; each one independent of the others in the call.
 
@@ -219,6 +236,8 @@ class Simulator:
             Also return segmentation masks.
         stages
             Also return the densities before imaging and the noise-free signal.
+        halves
+            Also return each sample's two half reconstructions (see the module docstring).
         """
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and idx.min() < 0:
@@ -242,16 +261,12 @@ class Simulator:
                 for o, k, sup in zip(owner, ncls, nsup, strict=True):
                     mask[o][(mask[o] == 0) & sup] = k + 1
         signal = self.imager.signal(dens, draw["defocus"])
-        if p.snr is not None and not math.isinf(p.snr):
-            raw = np.empty((n, *self.imager.noise_shape()), dtype=np.float32)
-            for j, i in enumerate(idx):
-                raw[j] = sample_rng(self.seed, int(i), "noise").standard_normal(
-                    raw.shape[1:], dtype=np.float32
-                )
-            noise = scale_noise_to_snr(signal, self.imager.noise(raw), p.snr)
-            data = signal + noise
-        else:
-            data = signal.copy()
+        noisy = p.snr is not None and not math.isinf(p.snr)
+        data = signal + self._noise(signal, idx, "noise") if noisy else signal.copy()
+        pairs = None
+        if halves:
+            split = self._noise(signal, idx, "noise-half") if noisy else np.zeros_like(data)
+            pairs = np.stack([data + split, data - split], axis=1)
         if p.normalise:
             mean = data.mean(axis=(1, 2, 3), dtype=np.float64, keepdims=True)
             std = data.std(axis=(1, 2, 3), dtype=np.float64, keepdims=True)
@@ -260,6 +275,12 @@ class Simulator:
             data = (data - mean) * inv
             if stages:
                 signal = (signal - mean) * inv
+            if pairs is not None:
+                h_mean = pairs.mean(axis=(2, 3, 4), dtype=np.float64, keepdims=True)
+                h_std = pairs.std(axis=(2, 3, 4), dtype=np.float64, keepdims=True)
+                pairs = (pairs - h_mean.astype(np.float32)) / np.where(
+                    h_std > 0, h_std, 1.0
+                ).astype(np.float32)
         snr_value = np.inf if p.snr is None else float(p.snr)
         meta = {
             "sample_index": idx.copy(),
@@ -279,4 +300,14 @@ class Simulator:
             meta=meta,
             particles=dens if stages else None,
             signal=signal if stages else None,
+            halves=None if pairs is None else pairs.astype(np.float32, copy=False),
         )
+
+    def _noise(self, signal: np.ndarray, idx: np.ndarray, stream: str) -> np.ndarray:
+        """``(n, b, b, b)`` noise of ``stream`` for samples ``idx``, scaled to the SNR."""
+        raw = np.empty((idx.size, *self.imager.noise_shape()), dtype=np.float32)
+        for j, i in enumerate(idx):
+            raw[j] = sample_rng(self.seed, int(i), stream).standard_normal(
+                raw.shape[1:], dtype=np.float32
+            )
+        return scale_noise_to_snr(signal, self.imager.noise(raw), self.params.snr)

@@ -60,6 +60,7 @@ def simulate_subtomograms(
     crowding: int = 0,
     normalise: bool = True,
     masks: bool = False,
+    halves: bool = False,
     start_index: int = 0,
     shard: str | tuple[int, int] | None = None,
     workers: int = 1,
@@ -87,6 +88,10 @@ def simulate_subtomograms(
         Number of classes (phantoms: default 10; folder: the first N files).
     per_class
         Samples per class.
+    halves
+        Also store each sample's two half reconstructions (``/halves``, see
+        :class:`~cryoal.sim.subtomograms.simulator.Simulator`), the noise pairs of
+        self-supervised pretraining.
     start_index
         First sample index (a test set from the same seed: a disjoint index range).
     shard
@@ -182,6 +187,8 @@ def simulate_subtomograms(
     }
     if masks:
         attrs["sim_mask_convention"] = MASK_CONVENTION
+    if halves:
+        attrs["sim_halves"] = "signal + noise +/- a second noise draw of the same scale"
     with StoreWriter(
         out_h5,
         params.box,
@@ -189,19 +196,26 @@ def simulate_subtomograms(
         sim.class_names,
         dtype=dtype,
         with_masks=masks,
+        with_halves=halves,
         extra_attrs=attrs,
         compression_level=compression_level,
         overwrite=overwrite,
     ) as writer:
         batches = iter_batches(
-            sim, lo, hi, batch_size=int(batch_size), masks=masks, workers=int(workers)
-        )
+            sim, lo, hi, batch_size=int(batch_size), masks=masks, halves=halves,
+            workers=int(workers),
+        )  # fmt: skip
         # closing(): on Ctrl-C or an error the worker pool stops now, not at garbage
         # collection (which may come after the interpreter waits for the workers).
         with contextlib.closing(batches):
             for batch in batches:
                 writer.append(
-                    batch.data, batch.ids, labels=batch.labels, masks=batch.masks, meta=batch.meta
+                    batch.data,
+                    batch.ids,
+                    labels=batch.labels,
+                    masks=batch.masks,
+                    meta=batch.meta,
+                    halves=batch.halves,
                 )
                 if progress is not None:
                     progress(len(batch.ids))
