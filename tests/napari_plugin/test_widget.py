@@ -102,7 +102,9 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
 
     # the camera, slice and box follow the candidate (zyx voxels × 10 Å)
     expected = np.array([12.0, 50.0, 45.0]) * 10.0 + np.asarray(widget.scene.image_layer.translate)
-    [box] = widget.scene.box_layer.data[widget.scene.box_layer.shown]  # only the current box is shown
+    [box] = widget.scene.box_layer.data[
+        widget.scene.box_layer.shown
+    ]  # only the current box is shown
     np.testing.assert_allclose(widget.scene.box_layer.data_to_world(box), expected)
     # every layer lives in the image's world (voxels at its scale), so z steps one slice
     for layer in (widget.scene.points_layer, widget.scene.box_layer, widget.scene.cube_layer):

@@ -141,7 +141,9 @@ def test_a_typical_round_zero_picks_in_the_pretrained_embedding(
 
 
 def test_odd_even_halves_go_into_the_candidate_cache_and_pretraining_pairs_them(
-    tmp_path: Path, make_round0_labelled_project, capsys: pytest.CaptureFixture[str]  # noqa: ANN001
+    tmp_path: Path,
+    make_round0_labelled_project,
+    capsys: pytest.CaptureFixture[str],  # noqa: ANN001
 ) -> None:
     import numpy as np
     import pandas as pd
