@@ -67,6 +67,11 @@ class ProjectScene:
         self._projection: tuple[str, tuple[str, tuple[float, float]]] | None = None
         self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
 
+    def close(self) -> None:
+        """Stop following the viewer's 2D/3D switch (the widget is closing)."""
+        self.viewer.dims.events.ndisplay.disconnect(self._on_ndisplay)
+        self.session = None
+
     def open(self, session: LabellingSession) -> None:
         """Follow ``session`` (a newly opened project); its tomogram opens on the next
         :meth:`show_tomogram`."""

@@ -763,6 +763,7 @@ class LabellingWidget(QWidget):
     def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt API
         self._timer.stop()
         self.keys.unbind()
+        self.scene.close()
         self.editor.detach()
         self.masks.flush()  # a stroke not yet autosaved
         if self.job is not None and self.job.is_running():

@@ -153,6 +153,10 @@ def test_buttons_and_keys_label_navigate_and_undo(widget, qtbot, label_project: 
     before = _current_labels(label_project)
     _press(widget, Qt.Key.Key_1)
     assert _current_labels(label_project) == before
+    # and no longer follows the viewer: a 3D switch after closing reads no closed project
+    widget.viewer.dims.ndisplay = 3
+    widget.viewer.dims.ndisplay = 2
+    assert widget.scene.session is None
 
 
 def test_screenshot_shows_tomogram_and_highlighted_candidate(widget) -> None:
