@@ -316,21 +316,23 @@ def _objectives_table(ctx: dict[str, Any], ledger: _Ledger, t_interval: Any) -> 
     out = [f"### {objs[0]} minus the other objectives, paired by label draw (95 % CI)", "",
            "| objective, read-out | " + " | ".join(str(n) for n in ctx["budgets"]) + " |",
            "|---|" + "---|" * len(ctx["budgets"])]  # fmt: skip
+    def by_draw(objective: str, read_out: str, n: int) -> dict[int, float]:
+        if read_out == "accuracy":  # fine-tuned
+            rows = ledger.where(stage="finetune", arm=f"ft-{objective}", n=n)
+        else:
+            rows = ledger.where(stage="probe", objective=objective, n=n)
+        return {r["draw"]: r[read_out] for r in rows}
+
+    names = {"knn": "kNN", "linear": "linear probe", "accuracy": "fine-tuned"}
     for other in objs[1:]:
-        for probe in ("knn", "linear"):
+        for read_out, name in names.items():
             cells = []
             for n in ctx["budgets"]:
-                a = {
-                    r["draw"]: r[probe] for r in ledger.where(stage="probe", objective=objs[0], n=n)
-                }
-                b = {r["draw"]: r[probe] for r in ledger.where(stage="probe", objective=other, n=n)}
+                a, b = by_draw(objs[0], read_out, n), by_draw(other, read_out, n)
                 diffs = [a[d] - b[d] for d in sorted(set(a) & set(b))]
                 cells.append(str(t_interval(diffs)) if diffs else "–")
-            out.append(
-                f"| − {other}, {'kNN' if probe == 'knn' else 'linear probe'} | "
-                + " | ".join(cells)
-                + " |"
-            )
+            if read_out != "accuracy" or any(c != "–" for c in cells):
+                out.append(f"| − {other}, {name} | " + " | ".join(cells) + " |")
     return [*out, ""]
 
 

@@ -41,14 +41,26 @@ def _finished(state: Path) -> bool:
         return False
 
 
+def _kept_arms(config: Path) -> set[str] | None:
+    """The run folder names of the strategies in a kept ``benchmark.yaml``; None without one."""
+    if not config.is_file():
+        return None
+    from cryoal.benchmark.config import load_benchmark_config
+    from cryoal.benchmark.layout import slug
+
+    return {slug(label) for label in load_benchmark_config(None, config).labels()}
+
+
 def save(out: Path, name: str) -> list[Path]:
     """Copy ``out``'s finished run states to ``KEPT/name`` with the reports: rebuilt from all
     kept states under the kept ``benchmark.yaml`` when there is one, else copied from ``out``;
-    the paths written."""
+    the paths written. With a kept ``benchmark.yaml`` only its arms' states are copied, so
+    runs of another study restored into ``out`` to be reused (its R0 and R1) stay out."""
     dest = KEPT / name
+    arms = _kept_arms(dest / "benchmark.yaml")
     copied = []
     for state in sorted(out.glob("runs/*/seed_*/state.json")):
-        if _finished(state):
+        if _finished(state) and (arms is None or state.parent.parent.name in arms):
             target = dest / state.relative_to(out)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(state, target)

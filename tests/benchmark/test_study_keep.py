@@ -48,3 +48,30 @@ def test_saved_runs_and_encoder_come_back_in_the_next_sittings_folder(tmp_path, 
     (again / "encoders" / "abc123" / "encoder.safetensors").write_bytes(b"newer")
     keep.restore("pool", again)
     assert (again / "encoders" / "abc123" / "encoder.safetensors").read_bytes() == b"newer"
+
+
+def test_a_kept_study_keeps_only_its_own_arms(tmp_path, monkeypatch):
+    """Runs of another study restored into the output folder for reuse are not copied into
+    this study's kept folder (they are kept where they came from)."""
+    import cryoal.benchmark.report
+
+    keep = _keep_module()
+    monkeypatch.setattr(keep, "KEPT", tmp_path / "kept")
+    rebuilt = []
+    monkeypatch.setattr(cryoal.benchmark.report, "write_reports", lambda cfg, d: rebuilt.append(d))
+    kept = tmp_path / "kept" / "semi"
+    kept.mkdir(parents=True)
+    (kept / "benchmark.yaml").write_text(
+        "strategies:\n  - {name: random}\n"
+        "  - {name: random, pretrained: true, train: {semi_supervised: fixmatch}, "
+        "label: random-pretrained+semi}\n"
+    )
+    out = tmp_path / "sitting"
+    for arm in ("random", "random-pretrained_semi", "margin_div"):
+        state = out / "runs" / arm / "seed_0" / "state.json"
+        state.parent.mkdir(parents=True)
+        state.write_text(json.dumps({"phase": "done"}))
+
+    keep.save(out, "semi")
+    assert sorted(p.name for p in (kept / "runs").iterdir()) == ["random", "random-pretrained_semi"]
+    assert rebuilt == [kept]
