@@ -316,6 +316,7 @@ def _objectives_table(ctx: dict[str, Any], ledger: _Ledger, t_interval: Any) -> 
     out = [f"### {objs[0]} minus the other objectives, paired by label draw (95 % CI)", "",
            "| objective, read-out | " + " | ".join(str(n) for n in ctx["budgets"]) + " |",
            "|---|" + "---|" * len(ctx["budgets"])]  # fmt: skip
+
     def by_draw(objective: str, read_out: str, n: int) -> dict[int, float]:
         if read_out == "accuracy":  # fine-tuned
             rows = ledger.where(stage="finetune", arm=f"ft-{objective}", n=n)
