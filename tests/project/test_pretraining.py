@@ -13,13 +13,22 @@ from cryoal.cli.main import run
 from cryoal.project.layout import CACHE_DIR, CURRENT_ENCODER_NAME, ENCODERS_DIR
 
 
+def _with_defaults(proj: Path, **defaults: dict) -> dict:
+    """Set ``project.yaml``'s ``defaults`` sections (``train``, ``pretrain``); the config."""
+    cfg = yaml.safe_load((proj / "project.yaml").read_text())
+    cfg["defaults"].update(defaults)
+    (proj / "project.yaml").write_text(yaml.safe_dump(cfg))
+    return cfg
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, make_round0_labelled_project) -> Path:  # noqa: ANN001
     proj = make_round0_labelled_project(tmp_path_factory.mktemp("pre"), seed=4)
-    cfg = yaml.safe_load((proj / "project.yaml").read_text())
-    cfg["defaults"]["train"] = {"teacher_preset": "tiny", "student_preset": "tiny", "epochs": 2}
-    cfg["defaults"]["pretrain"] = {"epochs": 2, "batch_size": 16}
-    (proj / "project.yaml").write_text(yaml.safe_dump(cfg))
+    _with_defaults(
+        proj,
+        train={"teacher_preset": "tiny", "student_preset": "tiny", "epochs": 2},
+        pretrain={"epochs": 2, "batch_size": 16},
+    )
     return proj
 
 
@@ -102,10 +111,7 @@ def test_a_typical_round_zero_picks_in_the_pretrained_embedding(
     from cryoal.project.project import Project
 
     proj = make_round0_labelled_project(tmp_path, seed=5)
-    cfg = yaml.safe_load((proj / "project.yaml").read_text())
-    cfg["defaults"]["train"] = {"teacher_preset": "tiny"}
-    cfg["defaults"]["pretrain"] = {"epochs": 1, "batch_size": 16}
-    (proj / "project.yaml").write_text(yaml.safe_dump(cfg))
+    _with_defaults(proj, train={"teacher_preset": "tiny"}, pretrain={"epochs": 1, "batch_size": 16})
     queue = proj / "rounds/000/suggestions.csv"
     before = queue.read_bytes()
     capsys.readouterr()
@@ -155,9 +161,7 @@ def test_odd_even_halves_go_into_the_candidate_cache_and_pretraining_pairs_them(
     from cryoal.project.project import Project
 
     proj = make_round0_labelled_project(tmp_path, seed=6)
-    cfg = yaml.safe_load((proj / "project.yaml").read_text())
-    cfg["defaults"]["pretrain"] = {"preset": "tiny", "epochs": 1, "batch_size": 16}
-    (proj / "project.yaml").write_text(yaml.safe_dump(cfg))
+    cfg = _with_defaults(proj, pretrain={"preset": "tiny", "epochs": 1, "batch_size": 16})
     tomo_path = proj / cfg["tomograms"][0]["path"]
     volume, vs = read_volume(tomo_path)
     rng = np.random.default_rng(0)
