@@ -4,8 +4,8 @@ spanning several sittings resumes where it stopped.
 A benchmark folder (``cryoal benchmark --out OUT``) holds each (strategy, seed) run as
 ``runs/<strategy>/seed_<s>/state.json`` beside model weights that a finished run no longer
 needs: its reports are rebuilt from the states alone. ``save`` copies the states of the
-finished runs (once a study is kept, of its own arms only), the pool's pretraining record (``pretraining.json``) and the finished
-encoder itself (``encoders/<key>/encoder.json`` and ``encoder.safetensors``, about 1 MB)
+finished runs (once a study is kept, of its own arms only), the pool's pretraining record
+(``pretraining.json``) and the finished encoder itself (``encoders/<key>/encoder.json`` and ``encoder.safetensors``, about 1 MB)
 into ``benchmarks/results/study/<name>/`` and rebuilds its reports from every kept state
 under the kept ``benchmark.yaml`` (so a sitting may run a filtered configuration: a subset
 of arms or seeds); ``restore`` copies the states and the encoder back into an output
