@@ -5,8 +5,8 @@ A benchmark folder (``cryoal benchmark --out OUT``) holds each (strategy, seed) 
 ``runs/<strategy>/seed_<s>/state.json`` beside model weights that a finished run no longer
 needs: its reports are rebuilt from the states alone. ``save`` copies the states of the
 finished runs (once a study is kept, of its own arms only), the pool's pretraining record
-(``pretraining.json``) and the finished encoder itself (``encoders/<key>/encoder.json`` and ``encoder.safetensors``, about 1 MB)
-into ``benchmarks/results/study/<name>/`` and rebuilds its reports from every kept state
+(``pretraining.json``) and the finished encoder itself (``encoders/<key>/encoder.json``
+and ``encoder.safetensors``, about 1 MB) into ``benchmarks/results/study/<name>/`` and rebuilds its reports from every kept state
 under the kept ``benchmark.yaml`` (so a sitting may run a filtered configuration: a subset
 of arms or seeds); ``restore`` copies the states and the encoder back into an output
 folder, where ``cryoal benchmark`` with the same configuration and ``--out`` skips the
@@ -41,23 +41,18 @@ def _finished(state: Path) -> bool:
         return False
 
 
-def _kept_arms(config: Path) -> set[str] | None:
-    """The run folder names of the strategies in a kept ``benchmark.yaml``; None without one."""
-    if not config.is_file():
-        return None
-    from cryoal.benchmark.config import load_benchmark_config
-    from cryoal.benchmark.layout import slug
-
-    return {slug(label) for label in load_benchmark_config(None, config).labels()}
-
-
 def save(out: Path, name: str) -> list[Path]:
     """Copy ``out``'s finished run states to ``KEPT/name`` with the reports: rebuilt from all
     kept states under the kept ``benchmark.yaml`` when there is one, else copied from ``out``;
     the paths written. With a kept ``benchmark.yaml`` only its arms' states are copied, so
     runs of another study restored into ``out`` to be reused (its R0 and R1) stay out."""
+    from cryoal.benchmark.config import load_benchmark_config
+    from cryoal.benchmark.layout import slug
+
     dest = KEPT / name
-    arms = _kept_arms(dest / "benchmark.yaml")
+    kept_config = dest / "benchmark.yaml"
+    config = load_benchmark_config(None, kept_config) if kept_config.is_file() else None
+    arms = None if config is None else {slug(label) for label in config.labels()}
     copied = []
     for state in sorted(out.glob("runs/*/seed_*/state.json")):
         if _finished(state) and (arms is None or state.parent.parent.name in arms):
@@ -77,14 +72,12 @@ def save(out: Path, name: str) -> list[Path]:
         for name in ENCODER_FILES:  # the weights first: encoder.json marks it finished
             shutil.copyfile(record.parent / name, kept / name)
             copied.append(kept / name)
-    kept_config = dest / "benchmark.yaml"
-    if kept_config.is_file():
+    if config is not None:
         # the study's full configuration is kept: rebuild its reports from every kept state
         # (a sitting may run a subset of the arms or seeds with a filtered configuration)
-        from cryoal.benchmark.config import load_benchmark_config
         from cryoal.benchmark.report import write_reports
 
-        write_reports(load_benchmark_config(None, kept_config), dest)
+        write_reports(config, dest)
         return copied + [dest / r for r in REPORTS if r != "benchmark.yaml"]
     for report in REPORTS:
         if (out / report).is_file():
