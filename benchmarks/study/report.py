@@ -26,6 +26,8 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent))
 import run as bench_run  # noqa: E402  (benchmarks/run.py: the results writer)
 
+from cryoal.benchmark.layout import run_dir  # noqa: E402
+
 KEPT = HERE.parent / "results" / "study"
 IMAGES = ROOT / "docs" / "images"
 POOLS = {
@@ -33,6 +35,13 @@ POOLS = {
     "snr01_lt10": "SNR 0.1, 10:1 long-tailed pool",
     "snr005_balanced": "SNR 0.05, balanced pool",
     "snr005_lt10": "SNR 0.05, 10:1 long-tailed pool",
+}
+# the study config each kept pool was run from (benchmarks/study/<name>.yaml)
+CONFIGS = {
+    "snr01_balanced_v2": "snr01_balanced",
+    "snr01_lt10": "snr01_lt10",
+    "snr005_balanced": "snr005_balanced",
+    "snr005_lt10": "snr005_lt10",
 }
 COMMAND = "bash benchmarks/study/run.sh /work/study POOL  (then benchmarks/study/report.py)"
 
@@ -62,11 +71,20 @@ def _demote(summary: str) -> str:
     return "\n".join("##" + ln if ln.startswith("#") else ln for ln in lines).strip()
 
 
-def _progress(folder: Path) -> str:
-    cfg = yaml.safe_load((folder / "benchmark.yaml").read_text())
-    expected = len(cfg["strategies"]) * len(cfg["seeds"])
-    done = len(list(folder.glob("runs/*/seed_*/state.json")))
-    return f"{done} of {expected} runs finished"
+def _progress(pool: str, folder: Path) -> str:
+    """Finished runs against the study's config for the pool (``CONFIGS``), naming each arm
+    that has fewer than all its seeds (the kept ``benchmark.yaml`` holds only the arms of
+    the last pass, so it cannot say what is still to run)."""
+    cfg = yaml.safe_load((HERE / f"{CONFIGS[pool]}.yaml").read_text())
+    seeds = yaml.safe_load((folder / "benchmark.yaml").read_text())["seeds"]
+    labels = [s["label"] for s in cfg["strategies"]]
+    done = {
+        label: sum((run_dir(folder, label, seed) / "state.json").is_file() for seed in seeds)
+        for label in labels
+    }
+    short = [f"{label} {n}/{len(seeds)}" for label, n in done.items() if n < len(seeds)]
+    line = f"{sum(done.values())} of {len(labels) * len(seeds)} runs finished"
+    return line + (f" (still to run: {', '.join(short)})" if short else "")
 
 
 def _pretraining(folder: Path) -> str:
@@ -97,7 +115,7 @@ def build() -> str:
         parts += [
             f"### {title}",
             "",
-            f"{_progress(folder)}; {_pretraining(folder)}. Curves: `docs/images/{image.name}`.",
+            f"{_progress(pool, folder)}; {_pretraining(folder)}. Curves: `docs/images/{image.name}`.",
             "",
             _demote((folder / "summary.md").read_text()),
             "",
