@@ -4,7 +4,8 @@ spanning several sittings resumes where it stopped.
 A benchmark folder (``cryoal benchmark --out OUT``) holds each (strategy, seed) run as
 ``runs/<strategy>/seed_<s>/state.json`` beside model weights that a finished run no longer
 needs: its reports are rebuilt from the states alone. ``save`` copies the states of the
-finished runs (once a study is kept, of its own arms only), the pool's pretraining record
+finished runs (once a study is kept, of its own arms only: those of the kept
+``benchmark.yaml`` and those a later stage's configuration adds), the pool's pretraining record
 (``pretraining.json``) and the finished encoder itself (``encoders/<key>/encoder.json``
 and ``encoder.safetensors``, about 1 MB) into ``benchmarks/results/study/<name>/`` and rebuilds its reports from every kept state
 under the kept ``benchmark.yaml`` (so a sitting may run a filtered configuration: a subset
@@ -25,6 +26,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 KEPT = Path(__file__).resolve().parents[1] / "results" / "study"
 #: A finished encoder's files, in the order they are copied (``encoder.json`` last: its
@@ -45,13 +47,19 @@ def save(out: Path, name: str) -> list[Path]:
     """Copy ``out``'s finished run states to ``KEPT/name`` with the reports: rebuilt from all
     kept states under the kept ``benchmark.yaml`` when there is one, else copied from ``out``;
     the paths written. With a kept ``benchmark.yaml`` only its arms' states are copied, so
-    runs of another study restored into ``out`` to be reused (its R0 and R1) stay out."""
+    runs of another study restored into ``out`` to be reused (its R0 and R1) stay out; the
+    arms that ``out``'s own ``benchmark.yaml`` adds (a later stage) join the kept one."""
     from cryoal.benchmark.config import load_benchmark_config
     from cryoal.benchmark.layout import slug
 
     dest = KEPT / name
     kept_config = dest / "benchmark.yaml"
     config = load_benchmark_config(None, kept_config) if kept_config.is_file() else None
+    if config is not None and (out / "benchmark.yaml").is_file():
+        merged = _with_new_arms(config, load_benchmark_config(None, out / "benchmark.yaml"))
+        if merged is not config:
+            _write_config(merged, kept_config)
+            config = merged
     arms = None if config is None else {slug(label) for label in config.labels()}
     copied = []
     for state in sorted(out.glob("runs/*/seed_*/state.json")):
@@ -85,6 +93,31 @@ def save(out: Path, name: str) -> list[Path]:
             shutil.copyfile(out / report, dest / report)
             copied.append(dest / report)
     return copied
+
+
+def _with_new_arms(kept: Any, sitting: Any) -> Any:
+    """The kept study configuration with the arms (and comparisons) that this sitting's
+    configuration adds: a later stage of the study runs arms the first stages had not, and
+    their finished runs are kept like the others'."""
+    labels = set(kept.labels())
+    added = [s for s, label in zip(sitting.strategies, sitting.labels(), strict=True)
+             if label not in labels]  # fmt: skip
+    comparisons = list(kept.comparisons or [])
+    comparisons += [c for c in sitting.comparisons or [] if c not in comparisons]
+    if not added and comparisons == list(kept.comparisons or []):
+        return kept
+    return kept.model_copy(
+        update={"strategies": [*kept.strategies, *added], "comparisons": comparisons}
+    )
+
+
+def _write_config(config: Any, path: Path) -> None:
+    import yaml
+
+    from cryoal.io.atomic import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
+                      overwrite=True)  # fmt: skip
 
 
 def restore(name: str, out: Path) -> list[Path]:

@@ -75,3 +75,36 @@ def test_a_kept_study_keeps_only_its_own_arms(tmp_path, monkeypatch):
     keep.save(out, "semi")
     assert sorted(p.name for p in (kept / "runs").iterdir()) == ["random", "random-pretrained_semi"]
     assert rebuilt == [kept]
+
+
+def test_a_later_stage_adds_its_arms_to_the_kept_study(tmp_path, monkeypatch):
+    """A sitting whose configuration runs an arm the kept study had not yet run (the study's
+    next stage) keeps that arm's finished runs, and the kept configuration names it."""
+    import cryoal.benchmark.report
+    from cryoal.benchmark.config import load_benchmark_config
+
+    keep = _keep_module()
+    monkeypatch.setattr(keep, "KEPT", tmp_path / "kept")
+    monkeypatch.setattr(cryoal.benchmark.report, "write_reports", lambda cfg, d: None)
+    kept = tmp_path / "kept" / "pool"
+    kept.mkdir(parents=True)
+    (kept / "benchmark.yaml").write_text("strategies:\n  - {name: random}\n")
+    out = tmp_path / "stage2"
+    out.mkdir()
+    (out / "benchmark.yaml").write_text(
+        "strategies:\n  - {name: random}\n  - {name: margin, label: margin}\n"
+        "comparisons:\n  - [margin, random]\n"
+    )
+    for arm in ("random", "margin", "restored-from-elsewhere"):
+        state = out / "runs" / arm / "seed_0" / "state.json"
+        state.parent.mkdir(parents=True)
+        state.write_text(json.dumps({"phase": "done"}))
+
+    keep.save(out, "pool")
+    assert sorted(p.name for p in (kept / "runs").iterdir()) == ["margin", "random"]
+    config = load_benchmark_config(None, kept / "benchmark.yaml")
+    assert config.labels() == ["random", "margin"]
+    assert [tuple(c) for c in config.comparisons] == [("margin", "random")]
+    before = (kept / "benchmark.yaml").read_text()
+    keep.save(out, "pool")  # nothing new: the kept configuration stays as it is
+    assert (kept / "benchmark.yaml").read_text() == before
