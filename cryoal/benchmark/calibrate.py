@@ -256,7 +256,7 @@ def calibrate(
                 record(future.result())
     everything = pd.DataFrame(rows, columns=COLUMNS)
     atomic_write_text(out / "calibration.md", calibration_table(cfg, everything), overwrite=True)
-    plot_calibration(everything, out / "calibration.png")
+    plot_calibration(everything, out / "calibration.png", start=_start(cfg))
     return everything[
         everything["budget"].isin(b_all)
         & everything["steps"].isin([int(s) for s in steps])
@@ -265,11 +265,17 @@ def calibrate(
     ]
 
 
-def schedule_name(steps: int, warm_steps: int) -> str:
-    """How a row was trained, for tables and legends."""
+def _start(cfg: BenchmarkConfig) -> str:
+    """Where the first training of a row starts: random weights, or the pretrained encoder
+    that ``train.encoder`` names."""
+    return "scratch" if cfg.train.encoder is None else "the pretrained encoder"
+
+
+def schedule_name(steps: int, warm_steps: int, start: str = "scratch") -> str:
+    """How a row was trained, for tables and legends (``start``: see :func:`_start`)."""
     if not warm_steps:
-        return f"{steps} steps from scratch"
-    return f"warm chain: {steps} steps, then {warm_steps} per budget"
+        return f"{steps} steps from {start}"
+    return f"warm chain: {steps} steps from {start}, then {warm_steps} per budget"
 
 
 def calibration_table(cfg: BenchmarkConfig, frame: pd.DataFrame) -> str:
@@ -281,7 +287,8 @@ def calibration_table(cfg: BenchmarkConfig, frame: pd.DataFrame) -> str:
         f"Data: {d.box}^3 at SNR {d.snr:g}, test {d.test_size}. Teacher `{t.teacher_preset}`, "
         f"batch {t.batch_size}, lr {t.lr:g} ({t.schedule}), class balance `{t.class_balance}`, "
         f"weights {'EMA-averaged' if t.average == 'ema' else 'of the last step'}. Only the "
-        "training seed changes: from scratch, one class-stratified labeled set per budget; in "
+        f"training seed changes: from {_start(cfg)}, one class-stratified labeled set per "
+        "budget; in "
         "a warm chain, nested sets (the stratified smallest plus random pool samples), each "
         "budget warm-started from the previous one's model.",
         "",
@@ -293,14 +300,15 @@ def calibration_table(cfg: BenchmarkConfig, frame: pd.DataFrame) -> str:
         acc = g["accuracy"].to_numpy(float)
         sd = acc.std(ddof=1) if acc.size > 1 else float("nan")
         lines.append(
-            f"| {b} | {schedule_name(int(s), int(w))} | {acc.size} | {acc.mean():.3f} | "
+            f"| {b} | {schedule_name(int(s), int(w), _start(cfg))} | {acc.size} | "
+            f"{acc.mean():.3f} | "
             f"{sd:.3f} | {acc.min():.3f}–{acc.max():.3f} | {g['train_loss'].mean():.3f} | "
             f"{g['train_s'].mean():.0f} |"
         )
     return "\n".join([*lines, ""]) + "\n"
 
 
-def plot_calibration(frame: pd.DataFrame, png: Path) -> Path:
+def plot_calibration(frame: pd.DataFrame, png: Path, start: str = "scratch") -> Path:
     """Test accuracy against labels, one line per schedule (mean ± std over seeds)."""
     import matplotlib
 
@@ -311,7 +319,7 @@ def plot_calibration(frame: pd.DataFrame, png: Path) -> Path:
     for (w, s), g in frame.groupby(["warm_steps", "steps"]):
         stats = g.groupby("budget")["accuracy"].agg(["mean", "std"]).fillna(0.0)
         ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o", capsize=3,
-                    label=schedule_name(int(s), int(w)))  # fmt: skip
+                    label=schedule_name(int(s), int(w), start))  # fmt: skip
     ax.set_xlabel("labels")
     ax.set_ylabel("test accuracy (mean ± std over training seeds)")
     ax.grid(alpha=0.3)

@@ -203,6 +203,24 @@ def test_calibration_trains_one_labeled_set_with_several_seeds(tmp_path, capsys)
     capsys.readouterr()
 
 
+def test_a_calibration_from_a_pretrained_encoder_says_so():
+    """With ``train.encoder`` set, every row fine-tunes from that encoder, and the table
+    names it so instead of calling the trainings "from scratch"."""
+    from cryoal.benchmark.calibrate import calibration_table
+    from cryoal.benchmark.config import load_benchmark_config
+
+    frame = pd.DataFrame(
+        {"budget": [8, 8], "steps": [4, 4], "warm_steps": [0, 0], "train_seed": [0, 1],
+         "accuracy": [0.5, 0.6], "macro_f1": [0.4, 0.5], "train_loss": [1.0, 1.1],
+         "train_s": [1.0, 1.0]}
+    )  # fmt: skip
+    scratch = load_benchmark_config("smoke")
+    tuned = load_benchmark_config("smoke", overrides={"train": {"encoder": "/enc"}})
+    assert "| 8 | 4 steps from scratch | 2 |" in calibration_table(scratch, frame)
+    table = calibration_table(tuned, frame)
+    assert "| 8 | 4 steps from the pretrained encoder | 2 |" in table and "scratch" not in table
+
+
 def test_warm_calibration_trains_one_chain_per_seed_through_nested_sets(tmp_path, capsys):
     from cryoal.benchmark.calibrate import nested_sets
     from cryoal.benchmark.config import load_benchmark_config
@@ -219,7 +237,10 @@ def test_warm_calibration_trains_one_chain_per_seed_through_nested_sets(tmp_path
     rows = pd.read_csv(out / "calibration.csv")
     assert len(rows) == 6 and set(rows["warm_steps"]) == {2} and set(rows["steps"]) == {4}
     assert sorted(rows["budget"].unique()) == [8, 16, 24]
-    assert "warm chain: 4 steps, then 2 per budget" in (out / "calibration.md").read_text()
+    assert (
+        "warm chain: 4 steps from scratch, then 2 per budget"
+        in (out / "calibration.md").read_text()
+    )
     # the sets grow by nesting from the benchmark's stratified initial set
     cfg = load_benchmark_config("smoke", small, {})
     path, pool, _ = prepare_data(cfg, out)
