@@ -80,11 +80,14 @@ def commit_mask(
     else:
         source = "accepted" if np.array_equal(mask, crop.proposal) else "corrected"
     changed, slices = edit_cost(mask, crop.proposal)
+    before = session.store.current_label(current.candidate_id)
     label_id = session.store.add_mask(
         current.candidate_id, mask, session.annotator, source=source, round=session.round,
         model_version=session.model_version, voxels_changed=changed, slices_touched=slices,
         seconds=seconds,
     )  # fmt: skip
-    session._set_label(current.candidate_id, KIND_MASK)
+    session._set_label(
+        current.candidate_id, KIND_MASK, None if before is None else session._name_of(before)
+    )
     session.cursor = session._first_unlabelled((session.cursor + 1) % len(session.queue))
     return label_id

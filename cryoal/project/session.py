@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from cryoal.project.config import SPECIAL_LABELS
+from cryoal.project.label_totals import LabelTotals
 from cryoal.project.labels import KIND_CLASS, KIND_CLEARED, Label
 from cryoal.project.layout import SUGGESTIONS_NAME, round_dir
 from cryoal.project.project import Project
@@ -226,6 +227,8 @@ class LabellingSession:
         #: the current round's proposals (segment projects), read once per refresh
         self._proposals_cache = None
         self._tomo_cache: tuple[str, object] | None = None
+        #: labels per class, counted once, then moved by this session's own writes
+        self._totals = LabelTotals(lambda: self.store.count_labels())
         self.refresh()
         self.changed_outside()  # remember the store's version from here on
 
@@ -308,6 +311,7 @@ class LabellingSession:
             columns=list(QUEUE_COLUMNS),
         )
         changed = new_round != self.round
+        self._totals.invalidate()  # labels written elsewhere, candidates edited
         self.round = new_round
         self._scores_cache = None  # a new queue may come with a new score table
         self._proposals_cache = None  # ... and new proposals (segment projects)
@@ -556,8 +560,8 @@ class LabellingSession:
         if self.project.config.task == "segment" and name not in SPECIAL_LABELS:
             raise ValueError(
                 f"{self.project.root} is a segment project: its labels are masks of the "
-                "candidate's box (LabelStore.add_mask; the viewer does not edit masks yet); "
-                "the keys mark a crop unsure or not a particle"
+                "candidate's box: commit the crop's mask (commit_mask; Enter in the viewer), "
+                "or label it unsure or not-a-particle"
             )
         previous = self.store.current_label(current.candidate_id)
         stored = self.store.add_label(
@@ -569,7 +573,9 @@ class LabellingSession:
             source=source,
         )
         self._undo.append(_Decision(current.candidate_id, stored.label_id, previous))
-        self._set_label(current.candidate_id, name)
+        self._set_label(
+            current.candidate_id, name, None if previous is None else self._name_of(previous)
+        )
         assert self.cursor is not None
         self.cursor = self._first_unlabelled((self.cursor + 1) % len(self.queue))
         return stored
@@ -672,7 +678,7 @@ class LabellingSession:
             )
         self._undo.pop()
         _repoint(self._undo, decision, row.label_id)
-        self._set_label(decision.candidate_id, restored)
+        self._set_label(decision.candidate_id, restored, self._name_of(now))
         if decision.candidate_id in self._position:
             return self.jump(decision.candidate_id)
         return self._require_current()
@@ -691,11 +697,9 @@ class LabellingSession:
     def label_counts(self, tomo_id: str | None = None) -> tuple[dict[str, int], dict[str, int]]:
         """Current labels per class (and ``unsure``, ``not-a-particle``), every round
         included: over the whole project, and over ``tomo_id``'s candidates (empty
-        without one); one read of the store."""
-        rows = {name: (n, here) for name, n, here in self.store.count_labels(tomo_id)}
-        everywhere = {name: rows.get(name, (0, 0))[0] for name in self.label_choices}
-        here = {name: rows.get(name, (0, 0))[1] for name in self.label_choices}
-        return everywhere, here if tomo_id is not None else {}
+        without one). Counted from the store once (again after :meth:`refresh`), then
+        moved by this session's own labels, undos and masks (:mod:`cryoal.project.label_totals`)."""
+        return self._totals.counts(self.label_choices, tomo_id)
 
     def _require_current(self) -> Candidate:
         current = self.current
@@ -720,13 +724,17 @@ class LabellingSession:
     def _name_of(label: Label) -> str:
         return str(label.class_name) if label.kind == KIND_CLASS else label.kind
 
-    def _set_label(self, candidate_id: str, name: str | None) -> None:
+    def _set_label(self, candidate_id: str, name: str | None, was: str | None) -> None:
+        """Show this session's write of ``candidate_id``'s label (``name``; None:
+        unlabelled) in the queue and the label totals; ``was``: its label before."""
         i = self._position.get(candidate_id)
         if i is not None:
             self.queue.at[i, "label"] = name
         rows = self.round_queue.index[self.round_queue["candidate_id"] == candidate_id]
         if len(rows):
             self.round_queue.at[rows[0], "label"] = name
+        tomo = str(self.round_queue.at[rows[0], "tomo_id"]) if len(rows) else None
+        self._totals.move(tomo, was, name)
 
     # -- masks (segment projects) ----------------------------------------------------
     def mask_crop(self):  # noqa: ANN201 - cryoal.project.masking.MaskCrop

@@ -301,6 +301,41 @@ def test_confidence_and_predicted_views_read_the_models_figures(
     session.close()
 
 
+def test_label_totals_follow_every_key_without_recounting_the_store(
+    label_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The viewer's totals after each key come from the session's own writes (a recount
+    reads every current label: too slow per key in a large project) and always equal a
+    fresh count; an outside write makes the session count again."""
+    session = LabellingSession(label_project, annotator="alice")
+    reads = []
+    count = session.store.count_labels
+    monkeypatch.setattr(session.store, "count_labels", lambda: reads.append(1) or count())
+
+    def fresh() -> tuple[dict[str, int], dict[str, int]]:
+        return LabellingSession(label_project, annotator="bob").label_counts("TS_01")
+
+    assert session.label_counts("TS_01") == fresh()
+    session.label("ring")  # IDS[0]
+    session.label("unsure")  # IDS[1]
+    session.jump(IDS[0])
+    session.label("barrel")  # IDS[0]: ring -> barrel
+    session.undo()  # back to ring
+    session.jump(IDS[2])
+    session.label("not-a-particle")
+    everywhere, here = session.label_counts("TS_01")
+    assert (everywhere, here) == fresh()
+    assert everywhere["ring"] == here["ring"] == 1 and everywhere["barrel"] == 0
+    assert len(reads) == 1  # counted once, at the first read
+    with LabelStore(label_project / "labels.sqlite") as other:  # another program labels
+        other.add_label(IDS[5], "barrel", "carol")
+    assert session.changed_outside()
+    session.refresh()
+    assert session.label_counts("TS_01") == fresh() and len(reads) == 2
+    assert session.label_counts("TS_01")[0]["barrel"] == 1
+    session.close()
+
+
 def test_an_earlier_round_can_be_reviewed_and_relabelled_with_its_provenance(
     label_project: Path,
 ) -> None:

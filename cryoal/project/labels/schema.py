@@ -49,7 +49,7 @@ KINDS = (KIND_CLASS, *SPECIAL_LABELS, KIND_CLEARED, KIND_MASK)
 MASK_SOURCES = ("painted", "corrected", "accepted", "restored")
 
 #: Schema version written to ``PRAGMA user_version``.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: What a ``candidate_edits`` row records.
 EDIT_ACTIONS = ("added", "moved", "deleted", "restored")
@@ -122,16 +122,18 @@ _MASKS = (
 """
 )
 
+#: A candidate's newest label found through ``labels_by_candidate`` (a correlated MAX), so
+#: that asking for one candidate reads its rows only, not a GROUP BY over the whole history.
 _CURRENT_LABELS = f"""
 CREATE VIEW current_labels AS
     SELECT l.label_id, l.candidate_id, c.tomo_id, c.z, c.y, c.x, l.kind, l.class_id,
            k.name AS class_name, l.annotator, l.round, l.model_version, l.created_at
     FROM labels AS l
-    JOIN (SELECT candidate_id, MAX(label_id) AS label_id FROM labels GROUP BY candidate_id)
-         AS newest ON newest.label_id = l.label_id
     JOIN live_candidates AS c ON c.candidate_id = l.candidate_id
     LEFT JOIN classes AS k ON k.class_id = l.class_id
-    WHERE l.kind != '{KIND_CLEARED}';
+    WHERE l.label_id = (SELECT MAX(m.label_id) FROM labels AS m
+                        WHERE m.candidate_id = l.candidate_id)
+      AND l.kind != '{KIND_CLEARED}';
 """
 
 #: Statements that bring a store of version ``v`` to ``v + 1`` (run in one transaction when
@@ -140,7 +142,9 @@ CREATE VIEW current_labels AS
 #: hand, moved, deleted, restored), leaves deleted candidates out of the current labels,
 #: and adds segmentation masks (the labels table is copied into one that allows the kind
 #: ``mask``: SQLite cannot change a CHECK in place). Version 4 lets a mask be ``restored``
-#: (the masks table copied likewise).
+#: (the masks table copied likewise). Version 5 redefines the ``current_labels`` view (the
+#: same rows) so that one candidate's label is an index lookup: with the old view it cost a
+#: scan of the whole history (34 ms at 20,000 labels), on every label key.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         "ALTER TABLE labels ADD COLUMN source TEXT NOT NULL DEFAULT 'decision'",
@@ -166,6 +170,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP TABLE masks",
         "ALTER TABLE masks_v4 RENAME TO masks",
     ),
+    4: ("DROP VIEW current_labels", _CURRENT_LABELS.strip().rstrip(";")),
 }
 
 #: How a label row came to be (``labels.source``): ``decision`` (a person chose it: a key,

@@ -608,17 +608,16 @@ class LabelStore(CandidateEdits, MaskLabels):
             rows = self._conn.execute(sql + " ORDER BY candidate_id").fetchall()
         return _label_frame(rows)
 
-    def count_labels(self, tomo_id: str | None = None) -> list[tuple[str, int, int]]:
-        """Current labels counted per name (a class's name, ``unsure``, ``not-a-particle``):
-        ``(name, count over the project, count over tomo_id's candidates)`` rows, in one
-        aggregate query (the viewer's totals after each key)."""
+    def count_labels(self) -> list[tuple[str, str, int]]:
+        """Current labels counted per name (a class's name, ``unsure``, ``not-a-particle``,
+        ``mask``) and tomogram: ``(name, tomo_id, count)`` rows, in one aggregate query."""
         sql = (
             f"SELECT CASE WHEN kind = '{KIND_CLASS}' THEN class_name ELSE kind END AS name, "
-            "COUNT(*), TOTAL(tomo_id = ?) FROM current_labels GROUP BY name"
+            "tomo_id, COUNT(*) FROM current_labels GROUP BY name, tomo_id"
         )
         with self._lock, translate_sqlite_errors(self.path):
-            rows = self._conn.execute(sql, (tomo_id,)).fetchall()
-        return [(name, int(n), int(here)) for name, n, here in rows]
+            rows = self._conn.execute(sql).fetchall()
+        return [(str(name), str(tomo), int(n)) for name, tomo, n in rows]
 
     def label_history(self, candidate_id: str | None = None) -> pd.DataFrame:
         """Every label ever stored (oldest first), including withdrawn and overridden ones."""
