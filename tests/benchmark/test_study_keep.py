@@ -18,6 +18,14 @@ def _keep_module():  # noqa: ANN202 - the script as a module
     return module
 
 
+def _finished_runs(out: Path, arms: tuple[str, ...]) -> None:
+    """A finished seed-0 run state of each arm in the benchmark folder ``out``."""
+    for arm in arms:
+        state = out / "runs" / arm / "seed_0" / "state.json"
+        state.parent.mkdir(parents=True)
+        state.write_text(json.dumps({"phase": "done"}))
+
+
 def test_saved_runs_and_encoder_come_back_in_the_next_sittings_folder(tmp_path, monkeypatch):
     keep = _keep_module()
     monkeypatch.setattr(keep, "KEPT", tmp_path / "kept")
@@ -67,10 +75,7 @@ def test_a_kept_study_keeps_only_its_own_arms(tmp_path, monkeypatch):
         "label: random-pretrained+semi}\n"
     )
     out = tmp_path / "sitting"
-    for arm in ("random", "random-pretrained_semi", "margin_div"):
-        state = out / "runs" / arm / "seed_0" / "state.json"
-        state.parent.mkdir(parents=True)
-        state.write_text(json.dumps({"phase": "done"}))
+    _finished_runs(out, ("random", "random-pretrained_semi", "margin_div"))
 
     keep.save(out, "semi")
     assert sorted(p.name for p in (kept / "runs").iterdir()) == ["random", "random-pretrained_semi"]
@@ -95,10 +100,7 @@ def test_a_later_stage_adds_its_arms_to_the_kept_study(tmp_path, monkeypatch):
         "strategies:\n  - {name: random}\n  - {name: margin, label: margin}\n"
         "comparisons:\n  - [margin, random]\n"
     )
-    for arm in ("random", "margin", "restored-from-elsewhere"):
-        state = out / "runs" / arm / "seed_0" / "state.json"
-        state.parent.mkdir(parents=True)
-        state.write_text(json.dumps({"phase": "done"}))
+    _finished_runs(out, ("random", "margin", "restored-from-elsewhere"))
 
     keep.save(out, "pool")
     assert sorted(p.name for p in (kept / "runs").iterdir()) == ["margin", "random"]
