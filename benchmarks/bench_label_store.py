@@ -15,6 +15,10 @@ candidate, 10 classes, 20 tomograms):
   label; the viewer before), interleaved key by key in the same session. The last column
   adds them up: one candidate's label + commit + totals, with the v4 view and a recount
   against today's.
+* **another program's label shown**: what the viewer does when its 2 s poll sees a write
+  by someone else (a second annotator, ``cryoal labels import``): ``LabellingSession.refresh``
+  (the round's queue with every entry's current label) and ``points`` (the tomogram's
+  candidates with theirs), each read by index per candidate.
 
 Times are medians of repeated calls, milliseconds; figures to compare are the ratios.
 
@@ -105,6 +109,7 @@ def _one_size(size: int, reps: int) -> dict[str, float]:
             session.label_counts("TS_00")
             commit.append((t1 - t0) * 1e3)
             totals[recount].append((time.perf_counter() - t1) * 1e3)
+        row["outside"] = _median_ms(lambda: (session.refresh(), session.points()), reps)
         row["commit"] = float(np.median(commit))
         row["totals_old"] = float(np.median(totals[True]))
         row["totals_new"] = float(np.median(totals[False]))
@@ -124,8 +129,8 @@ def main(argv: list[str]) -> str:
         "",
         "| labels H | one candidate's label: v4 view | today's view | ratio | label "
         "committed | totals recounted | totals kept by the session | a key's store work, "
-        "before / now |",
-        "|---|---|---|---|---|---|---|---|",
+        "before / now | another program's label shown (refresh + points) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for size, r in rows.items():
         before = r["one_old"] + r["commit"] + r["totals_old"]
@@ -133,6 +138,7 @@ def main(argv: list[str]) -> str:
         lines.append(
             f"| {size:,} | {r['one_old']:.2f} | {r['one_new']:.3f} | "
             f"{r['one_old'] / r['one_new']:.0f}× | {r['commit']:.1f} | {r['totals_old']:.1f} | "
-            f"{r['totals_new']:.2f} | {before:.1f} / {now:.1f} ms ({before / now:.1f}×) |"
+            f"{r['totals_new']:.2f} | {before:.1f} / {now:.1f} ms ({before / now:.1f}×) | "
+            f"{r['outside']:.0f} |"
         )
     return "\n".join(lines) + "\n"

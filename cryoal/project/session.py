@@ -847,8 +847,8 @@ class LabellingSession:
         store = self.store
         with store.consistent_read():
             cands = store.candidates(tomo_id)
-            labels = store.current_labels()
-        labels = labels[labels["tomo_id"] == tomo_id].set_index("candidate_id")
+            labels = store.current_labels(tomo_id=tomo_id)
+        labels = labels.set_index("candidate_id")
         names = labels["class_name"].where(labels["kind"] == KIND_CLASS, labels["kind"])
         ids = cands["candidate_id"].astype(str)
         queued = self.round_queue.set_index("candidate_id")

@@ -594,18 +594,26 @@ class LabelStore(CandidateEdits, MaskLabels):
             )
         return len(rows)
 
-    def current_labels(self, include_special: bool = True) -> pd.DataFrame:
-        """The winning (newest) label of every labelled candidate, sorted by candidate id.
+    def current_labels(
+        self, include_special: bool = True, tomo_id: str | None = None
+    ) -> pd.DataFrame:
+        """The winning (newest) label of every labelled candidate (of ``tomo_id`` only,
+        when given: read through the candidates' index, not the whole history), sorted by
+        candidate id.
 
         Columns ``LABEL_COLUMNS``: ``kind`` is ``class``, ``unsure`` or ``not-a-particle``;
         ``class_id`` / ``class_name`` are set for ``class`` rows only. Candidates whose
         newest label is ``cleared`` are unlabelled and not listed.
         """
-        sql = f"SELECT {', '.join(LABEL_COLUMNS)} FROM current_labels"
+        sql = f"SELECT {', '.join(LABEL_COLUMNS)} FROM current_labels WHERE 1"
+        params: tuple = ()
         if not include_special:
-            sql += f" WHERE kind = '{KIND_CLASS}'"
+            sql += f" AND kind = '{KIND_CLASS}'"
+        if tomo_id is not None:
+            sql += " AND tomo_id = ?"
+            params = (tomo_id,)
         with self._lock, translate_sqlite_errors(self.path):
-            rows = self._conn.execute(sql + " ORDER BY candidate_id").fetchall()
+            rows = self._conn.execute(sql + " ORDER BY candidate_id", params).fetchall()
         return _label_frame(rows)
 
     def count_labels(self) -> list[tuple[str, str, int]]:
@@ -775,15 +783,19 @@ class LabelStore(CandidateEdits, MaskLabels):
                 if row[0] is None:
                     return pd.DataFrame(columns=cols)
                 round = int(row[0])
+            # each suggestion's label looked up by candidate (an index search per row):
+            # a LEFT JOIN on the view would build the view for every candidate first
+            label_of = (
+                "(SELECT cl.{} FROM current_labels AS cl WHERE cl.candidate_id = s.candidate_id)"
+            )
             sql = (
                 "SELECT s.rank, s.candidate_id, s.score, s.strategy, c.tomo_id, c.z, c.y, c.x, "
-                "cl.kind, cl.class_name FROM suggestions AS s "
-                "JOIN live_candidates AS c ON c.candidate_id = s.candidate_id "
-                "LEFT JOIN current_labels AS cl ON cl.candidate_id = s.candidate_id "
+                f"{label_of.format('kind')}, {label_of.format('class_name')} "
+                "FROM suggestions AS s JOIN live_candidates AS c ON c.candidate_id = s.candidate_id "
                 "WHERE s.round = ?"
             )
             if not include_labelled:
-                sql += " AND cl.candidate_id IS NULL"
+                sql += f" AND {label_of.format('label_id')} IS NULL"
             rows = conn.execute(sql + " ORDER BY s.rank", (round,)).fetchall()
         return pd.DataFrame(rows, columns=cols)
 
