@@ -288,9 +288,8 @@ def calibration_table(cfg: BenchmarkConfig, frame: pd.DataFrame) -> str:
         f"batch {t.batch_size}, lr {t.lr:g} ({t.schedule}), class balance `{t.class_balance}`, "
         f"weights {'EMA-averaged' if t.average == 'ema' else 'of the last step'}. Only the "
         f"training seed changes: from {_start(cfg)}, one class-stratified labeled set per "
-        "budget; in "
-        "a warm chain, nested sets (the stratified smallest plus random pool samples), each "
-        "budget warm-started from the previous one's model.",
+        "budget; in a warm chain, nested sets (the stratified smallest plus random pool "
+        "samples), each budget warm-started from the previous one's model.",
         "",
         "| labels | training | seeds | test accuracy mean | std over seeds | range | final "
         "train loss | s per training |",
@@ -301,8 +300,8 @@ def calibration_table(cfg: BenchmarkConfig, frame: pd.DataFrame) -> str:
         sd = acc.std(ddof=1) if acc.size > 1 else float("nan")
         lines.append(
             f"| {b} | {schedule_name(int(s), int(w), _start(cfg))} | {acc.size} | "
-            f"{acc.mean():.3f} | "
-            f"{sd:.3f} | {acc.min():.3f}–{acc.max():.3f} | {g['train_loss'].mean():.3f} | "
+            f"{acc.mean():.3f} | {sd:.3f} | {acc.min():.3f}–{acc.max():.3f} | "
+            f"{g['train_loss'].mean():.3f} | "
             f"{g['train_s'].mean():.0f} |"
         )
     return "\n".join([*lines, ""]) + "\n"
