@@ -31,7 +31,7 @@ for pool in "${pools[@]}"; do
   saver=$!
   trap 'kill $saver 2> /dev/null || true' EXIT
   "$py" -m cryoal benchmark --preset cpu --config "benchmarks/study/$pool.yaml" --jobs 2 \
-      --out "$out" --no-progress >> "$out_root/$pool.log" 2>&1
+      --out "$out" >> "$out_root/$pool.log" 2>&1  # a plain progress line per tenth
   kill $saver 2> /dev/null || true
   "$py" benchmarks/study/keep.py save "$out" "$pool"
   echo "$(date -u +%FT%TZ) $pool: done" >> "$out_root/$pool.log"
