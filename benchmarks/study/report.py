@@ -73,8 +73,8 @@ def _demote(summary: str) -> str:
 
 def _progress(pool: str, folder: Path) -> str:
     """Finished runs against the study's config for the pool (``CONFIGS``), naming each arm
-    that has fewer than all its seeds (the kept ``benchmark.yaml`` holds only the arms of
-    the last pass, so it cannot say what is still to run)."""
+    that has fewer than all its seeds (the kept ``benchmark.yaml`` holds only the arms run
+    so far, so it cannot say what is still to run)."""
     cfg = yaml.safe_load((HERE / f"{CONFIGS[pool]}.yaml").read_text())
     seeds = yaml.safe_load((folder / "benchmark.yaml").read_text())["seeds"]
     labels = [s["label"] for s in cfg["strategies"]]
