@@ -8,7 +8,8 @@ On the ``cpu`` preset's data (10 SHREC templates, 32^3 at 10 Å, ±60° wedge, C
    interleaved in one process (samples/s, best of 3).
 1. ``pretrain`` — the teacher's encoder pretrained on the pool (never the test set) with
    each objective (``ntxent``, ``vicreg``; ``ntxent+pairs``: with its two views made from
-   each sample's two half reconstructions, which ``--halves=1`` simulates); wall time and
+   each sample's two half reconstructions, which ``--halves=1`` simulates; ``ntxent@60``:
+   60 epochs instead of ``--epochs``, so lengths compare in one run); wall time and
    samples/s, as a ratio to the supervised training step measured in the same run.
 2. ``probe`` — the frozen embedding: kNN (k = 10, capped at the labels) and linear-probe
    test accuracy with ``--draws`` class-stratified random label draws per budget; and what
@@ -94,11 +95,19 @@ def _pretrain_stage(ctx: dict[str, Any], ledger: _Ledger) -> None:
         key = f"pretrain:{obj}"
         if ledger.get(key):
             continue
-        objective, _, pairs = obj.partition("+")
+        variant, _, epochs = obj.partition("@")
+        objective, _, pairs = variant.partition("+")
         if pairs and (pairs != "pairs" or not ctx["store"].has_halves):
             raise SystemExit(f"bench_pretrain: {obj!r} needs the half pairs of --halves=1")
+        if epochs and not epochs.isdigit():
+            raise SystemExit(
+                f"bench_pretrain: {obj!r}: write the epochs as a whole number, e.g. ntxent@60"
+            )
         cfg = PretrainConfig(
-            objective=objective, epochs=ctx["epochs"], seed=0, noise_pairs=bool(pairs)
+            objective=objective,
+            epochs=int(epochs) if epochs else ctx["epochs"],
+            seed=0,
+            noise_pairs=bool(pairs),
         )
         t0 = time.perf_counter()
         enc = pretrain_cached(cfg, ctx["store"], ctx["pool"], ctx["out"] / "encoders")
@@ -236,7 +245,7 @@ def _report(ctx: dict[str, Any], ledger: _Ledger) -> str:
         f"Data: {ctx['data_line']}. Pretraining: {ctx['epochs']} epochs, batch 64 (two views "
         "each), AdamW 2e-3 cosine; views = wedge-safe flips, ±2 voxel shifts, added noise "
         "up to 0.5 × the sample's std (+pairs: made from the sample's two half "
-        "reconstructions, one each, instead of the sample twice).",
+        "reconstructions, one each, instead of the sample twice; @N: N epochs).",
         "",
     ]
     pre = ledger.where(stage="pretrain")

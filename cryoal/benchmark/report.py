@@ -13,7 +13,13 @@ import pandas as pd
 from cryoal.benchmark.config import BenchmarkConfig
 from cryoal.benchmark.layout import BenchmarkResult, run_dir
 from cryoal.benchmark.plots import plot_curves, plot_selections
-from cryoal.benchmark.stats import Interval, area_under_curve, labels_to_reach, t_interval
+from cryoal.benchmark.stats import (
+    Interval,
+    area_under_curve,
+    labels_to_reach,
+    mean_over_range,
+    t_interval,
+)
 from cryoal.io.atomic import atomic_path, atomic_write_text
 
 
@@ -329,6 +335,32 @@ def paired_differences(
             - area_under_curve(r["n_labeled"], r[metric])
         )
     return per_n, alc
+
+
+def paired_alc_over(
+    label: str,
+    ref: str,
+    complete: dict[tuple[str, int], pd.DataFrame],
+    *,
+    metric: str,
+    x: str,
+) -> list[float]:
+    """Per seed: ``label``'s mean ``metric`` minus ``ref``'s over the range of ``x`` (an
+    edit cost, cumulative) that both runs of the seed cover (:func:`mean_over_range`), the
+    ALC against ``x``; seeds whose runs share no range are left out."""
+    seeds_ref = {s: v for (lab, s), v in complete.items() if lab == ref}
+    out: list[float] = []
+    for (lb, seed), v in sorted(complete.items(), key=lambda kv: kv[0][1]):
+        if lb != label or seed not in seeds_ref:
+            continue
+        r = seeds_ref[seed]
+        lo = max(float(v[x].iloc[0]), float(r[x].iloc[0]))
+        hi = min(float(v[x].iloc[-1]), float(r[x].iloc[-1]))
+        if hi > lo:
+            out.append(
+                mean_over_range(v[x], v[metric], lo, hi) - mean_over_range(r[x], r[metric], lo, hi)
+            )
+    return out
 
 
 def labels_ratios(

@@ -6,9 +6,10 @@ and the cumulative edit cost of the labelled crops in voxels, painted from scrat
 (``cost_scratch``) and corrected from the proposing teacher's mask (``cost_correct``,
 :mod:`cryoal.al.edit_cost`). ``summary.md`` compares every arm, paired by seed, with
 ``random`` and ``random_foreground`` (those of them that are arms, or the configured
-``comparisons``): ALC and final Dice differences with 95 % Student-t intervals, and the
-crops and the cost each arm needs to reach the reference's final mean Dice, as ratios
-with intervals.
+``comparisons``): ALC differences against crops and against each edit cost (the mean
+Dice over the cost range both runs of a seed cover), final Dice differences, all with 95 %
+Student-t intervals, and the crops and the cost each arm needs to reach the reference's
+final mean Dice, as ratios with intervals.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from cryoal.benchmark.config import BenchmarkConfig
 from cryoal.benchmark.report import (
     labels_ratios,
     mean_std,
+    paired_alc_over,
     paired_differences,
     picks_table,
     ratio_text,
     sample_std,
     verdict_of,
 )
-from cryoal.benchmark.stats import area_under_curve, t_interval
+from cryoal.benchmark.stats import Interval, area_under_curve, t_interval
 
 METRIC_COLUMNS = ("mean_dice", "worst_dice", "mean_iou", "worst_iou")
 #: Cumulative edit cost column of each mode (voxels).
@@ -180,16 +182,20 @@ def _versus(arms: list[str], ref: str, complete: dict[Any, pd.DataFrame]) -> lis
     lines = [
         f"## Against {ref} (paired by seed: same initial crops, test set and training seeds)",
         "",
-        f"Mean paired difference to {ref} with its 95 % Student-t interval over seeds. An arm "
-        f"*beats {ref}* when the interval of its ALC difference lies above zero. Crops / cost "
-        f"to reach = per seed, the crops (or edit cost, linear between cycles) the arm needs "
-        f"to reach {ref}'s final mean Dice ({'n/a' if target is None else f'{target:.3f}'}) "
-        f"divided by what {ref} needs (its last value when it never does); below 1 saves.",
+        f"Mean paired difference to {ref} with its 95 % Student-t interval over seeds. ALC "
+        f"against crops: the mean Dice over the crop schedule; against a cost: the mean Dice "
+        f"over the range of edit cost (scratch or correction) that both runs of a seed "
+        f"cover, curves linear between cycles. An arm *beats {ref}* on an axis when the "
+        f"interval of its ALC difference there lies above zero. Crops / cost to reach = per "
+        f"seed, the crops (or edit cost, linear between cycles) the arm needs to reach {ref}'s "
+        f"final mean Dice ({'n/a' if target is None else f'{target:.3f}'}) divided by what "
+        f"{ref} needs (its last value when it never does); below 1 saves.",
         "",
-        "| strategy | seeds | ALC difference | final Dice difference | final worst-class Dice "
+        "| strategy | seeds | ALC difference (crops) | ALC difference (scratch cost) | ALC "
+        "difference (correction cost) | final Dice difference | final worst-class Dice "
         "difference | crops to reach | scratch cost to reach | correction cost to reach "
         "| verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lab in arms:
         if lab == ref:
@@ -199,6 +205,10 @@ def _versus(arms: list[str], ref: str, complete: dict[Any, pd.DataFrame]) -> lis
             continue
         worst, _ = paired_differences(lab, ref, complete, metric="worst_dice")
         d_alc = t_interval(alc)
+        d_cost = {
+            mode: t_interval(paired_alc_over(lab, ref, complete, metric="mean_dice", x=col))
+            for mode, col in COST_COLUMNS.items()
+        }
         last = max(per_n)
         reach = ["n/a"] * 3
         if target is not None and np.isfinite(target):
@@ -209,8 +219,23 @@ def _versus(arms: list[str], ref: str, complete: dict[Any, pd.DataFrame]) -> lis
                 for x in ("n_labeled", *COST_COLUMNS.values())
             ]
         lines.append(
-            f"| {lab} | {d_alc.n} | {d_alc} | {t_interval(per_n[last])} "
-            f"| {t_interval(worst.get(last, []))} | {' | '.join(reach)} "
-            f"| {verdict_of(d_alc, ref)} |"
+            f"| {lab} | {d_alc.n} | {d_alc} | {d_cost['scratch']} | {d_cost['correct']} "
+            f"| {t_interval(per_n[last])} | {t_interval(worst.get(last, []))} "
+            f"| {' | '.join(reach)} | {_verdicts(d_alc, d_cost, ref)} |"
         )
     return [*lines, ""]
+
+
+def _verdicts(d_crops: Interval, d_cost: dict[str, Interval], ref: str) -> str:
+    """The axes on which an arm's ALC interval excludes zero, grouped by verdict, e.g.
+    ``worse than random (crops, scratch cost)``; ``not resolved`` on none."""
+    axes = {
+        "crops": d_crops,
+        "scratch cost": d_cost["scratch"],
+        "correction cost": d_cost["correct"],
+    }
+    by_verdict: dict[str, list[str]] = {}
+    for axis, d in axes.items():
+        by_verdict.setdefault(verdict_of(d, ref), []).append(axis)
+    found = [f"{v} ({', '.join(a)})" for v, a in by_verdict.items() if v != "not resolved"]
+    return "; ".join(found) or "not resolved"

@@ -29,6 +29,19 @@ def area_under_curve(n: np.ndarray, acc: np.ndarray) -> float:
     return float(np.sum((acc[1:] + acc[:-1]) / 2 * np.diff(n)) / (n[-1] - n[0]))
 
 
+def mean_over_range(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
+    """Mean of the curve through ``(x, y)`` (linear between points, ``x`` increasing, shape
+    (C,)) over ``[lo, hi]``, a range inside ``x``'s: the area under a learning curve
+    against an axis (edit cost) on which two runs' points do not line up."""
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    if not x[0] <= lo < hi <= x[-1]:
+        raise ValueError(f"range [{lo}, {hi}] is not inside the curve's [{x[0]}, {x[-1]}]")
+    grid = np.union1d(x[(x > lo) & (x < hi)], [lo, hi])
+    vals = np.interp(grid, x, y)
+    return float(np.sum((vals[1:] + vals[:-1]) / 2 * np.diff(grid)) / (hi - lo))
+
+
 def labels_to_reach(n: np.ndarray, acc: np.ndarray, target: float) -> float | None:
     """First label count at which the curve reaches ``target`` (linear between cycles);
     ``None`` when it never does."""

@@ -14,7 +14,9 @@ from torch import nn
 
 from cryoal.al.edit_cost import correction_cost, proposal_changes, scratch_cost
 from cryoal.benchmark import load_benchmark_config, run_benchmark
-from cryoal.benchmark.seg_report import CURVE_COLUMNS
+from cryoal.benchmark.report import paired_alc_over, paired_differences
+from cryoal.benchmark.seg_report import CURVE_COLUMNS, _versus
+from cryoal.benchmark.stats import mean_over_range
 from cryoal.benchmark.tomograms import simulate_one, tomogram_split
 from cryoal.io.store import MASK_IGNORE, StoreWriter, SubtomogramStore
 from cryoal.train.metrics import ConfusionCounter, segmentation_metrics
@@ -100,6 +102,45 @@ def test_dice_and_iou_come_from_summed_counts_known_values() -> None:
     assert m["mean_iou"] == pytest.approx((1 / 4 + 3 / 5) / 2)
     assert m["worst_iou"] == pytest.approx(1 / 4)
     assert m["n_voxels"] == 9
+
+
+def test_dice_against_cost_compares_seeds_over_the_cost_range_both_runs_cover() -> None:
+    # the same Dice per crop, but the arm's crops cost half as much to paint: level on the
+    # crop axis, ahead on the cost axis (the curve is read where both runs have spent)
+    assert mean_over_range([0, 10], [0.0, 1.0], 0, 10) == pytest.approx(0.5)
+    assert mean_over_range([0, 10, 20], [0.0, 1.0, 1.0], 5, 15) == pytest.approx((3.75 + 5.0) / 10)
+    with pytest.raises(ValueError, match="not inside"):
+        mean_over_range([0, 10], [0.0, 1.0], 0, 11)
+    n = np.array([10, 20, 40])
+    dice = {seed: np.array([0.30, 0.40, 0.50]) + 0.02 * seed for seed in range(3)}
+    complete = {}
+    for seed, d in dice.items():
+        complete["random", seed] = pd.DataFrame(
+            {
+                "n_labeled": n,
+                "mean_dice": d,
+                "worst_dice": d - 0.1,
+                "cost_scratch": n * 2000.0,
+                "cost_correct": n * 1000.0,
+            }  # fmt: skip
+        )
+        complete["cheap", seed] = pd.DataFrame(
+            {
+                "n_labeled": n,
+                "mean_dice": d,
+                "worst_dice": d - 0.1,
+                "cost_scratch": n * 1000.0,
+                "cost_correct": n * 1000.0,
+            }  # fmt: skip
+        )
+    assert paired_differences("cheap", "random", complete, metric="mean_dice")[1] == [0.0] * 3
+    ahead = paired_alc_over("cheap", "random", complete, metric="mean_dice", x="cost_scratch")
+    assert len(ahead) == 3 and min(ahead) > 0.03
+    level = paired_alc_over("cheap", "random", complete, metric="mean_dice", x="cost_correct")
+    assert level == pytest.approx([0.0] * 3)
+    table = "\n".join(_versus(["cheap"], "random", complete))
+    row = next(line for line in table.splitlines() if line.startswith("| cheap "))
+    assert "beats random (scratch cost)" in row and "(crops" not in row
 
 
 def test_edit_costs_count_foreground_and_changed_voxels() -> None:
