@@ -92,7 +92,7 @@ def build_segment_project(tmp: Path) -> Path:
     overrides = {"teacher_preset": "tiny", "student_preset": "tiny", "epochs": 60,
                  "batch_size": 4}  # fmt: skip
     train_project(project, overrides=overrides)
-    suggest(project, k=12)
+    suggest(project, strategy="kt", k=12)
     project.close()
     return root
 

@@ -39,12 +39,13 @@ def test_a_segment_project_trains_on_its_masks(segment_project: Path, capsys) ->
     row = store.index_of(["TS_01:000001"])
     np.testing.assert_array_equal(store.masks(row)[0], frozen["TS_01:000001"])
     assert set(np.unique(store.labels)) == {0, 1}  # each crop's main foreground class
-    # the model ranks the unmasked candidates by KT-MSE (a segment project's default)
+    # the model ranks the unmasked candidates (a segment project's default: random weighted
+    # by the teacher's predicted foreground)
     assert run(["suggest", root, "--k", "2"]) == 0
     with LabelStore(segment_project / "labels.sqlite") as labels:
         queue = labels.queue(1)
     assert sorted(queue["candidate_id"]) == ["TS_01:000006", "TS_01:000007"]
-    assert set(queue["strategy"]) == {"kt"} and queue["score"].notna().all()
+    assert set(queue["strategy"]) == {"random_foreground"} and queue["score"].between(0, 1).all()
     scores = pd.read_csv(segment_project / "rounds" / "001" / "scores.csv")
     assert {"p_background", "p_small", "p_large"} <= set(scores.columns)
     queued = pd.read_csv(segment_project / "rounds" / "001" / "suggestions.csv")
@@ -59,6 +60,7 @@ def test_a_segment_project_trains_on_its_masks(segment_project: Path, capsys) ->
     crop = session.mask_crop()
     assert crop.proposal is not None and crop.proposal.shape == (16, 16, 16)
     assert crop.uncertainty is not None and (crop.uncertainty >= 0).all()
+    assert crop.uncertainty.max() > 0  # the KT-MSE map, whichever strategy ranked the crop
     np.testing.assert_array_equal(crop.start, crop.proposal)
     session.commit_mask(crop.start, seconds=1.5)
     second = session.current.candidate_id
@@ -145,7 +147,7 @@ def test_project_init_declares_the_task(tmp_path: Path) -> None:
     assert run(["project", "init", str(tmp_path / "seg"), "--classes", "membrane,ribosome",
                 "--task", "segment"]) == 0  # fmt: skip
     config = yaml.safe_load((tmp_path / "seg" / "project.yaml").read_text())
-    assert config["task"] == "segment" and config["defaults"]["strategy"] == "kt"
+    assert config["task"] == "segment" and config["defaults"]["strategy"] == "random_foreground"
     assert run(["project", "init", str(tmp_path / "cls"), "--classes", "a,b"]) == 0
     assert yaml.safe_load((tmp_path / "cls" / "project.yaml").read_text())["task"] == "classify"
 
