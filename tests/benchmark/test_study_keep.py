@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 KEEP = Path(__file__).resolve().parents[2] / "benchmarks" / "study" / "keep.py"
@@ -110,3 +111,38 @@ def test_a_later_stage_adds_its_arms_to_the_kept_study(tmp_path, monkeypatch):
     before = (kept / "benchmark.yaml").read_text()
     keep.save(out, "pool")  # nothing new: the kept configuration stays as it is
     assert (kept / "benchmark.yaml").read_text() == before
+
+
+def _report_module():  # noqa: ANN202 - the script as a module
+    spec = importlib.util.spec_from_file_location("study_report", KEEP.with_name("report.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass resolves annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_study_section_counts_runs_against_its_config_and_lists_pools_not_run(
+    tmp_path, monkeypatch
+):
+    report = _report_module()
+    monkeypatch.setattr(report, "KEPT", tmp_path / "kept")
+    monkeypatch.setattr(report, "IMAGES", tmp_path / "images")
+    (tmp_path / "images").mkdir()
+    pool = tmp_path / "kept" / "seg_snr01"
+    _finished_runs(pool, ("random", "kt-mean"))
+    (pool / "benchmark.yaml").write_text("preset: cpu-seg\nseeds: [0, 1]\n")
+    (pool / "summary.md").write_text("# Segmentation benchmark\n\n## Against random\n\n| row |\n")
+    (pool / "curves.png").write_bytes(b"\x89PNG curves")
+    study = report.STUDIES["seg_study"]
+    text = report.build(report.Study(study.intro, study.pools, study.configs, study.command,
+                                     stopped=frozenset({"entropy"})), "seg_study")  # fmt: skip
+    # the seg_snr01 config's seven arms over two seeds, each short arm named
+    assert "2 of 14 runs finished (still to run: random 1/2, random_foreground 0/2" in text
+    assert "kt-mean 1/2" in text and "; stopped: entropy at 0/2." in text
+    assert "entropy 0/2" not in text  # a stopped arm is not "still to run"
+    assert "#### Against random" in text  # the pool's summary, headings two levels down
+    assert "Not run yet: SNR 0.05." in text
+    assert (
+        tmp_path / "images" / "seg_study_seg_snr01_curves.png"
+    ).read_bytes() == b"\x89PNG curves"
