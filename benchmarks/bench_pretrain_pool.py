@@ -4,9 +4,9 @@ For each pool size a phantom store (10 classes, 32^3 at 10 Å, SNR 0.1, ±60° w
 is simulated once, then ``cryoal pretrain STORE --out ENC --epochs E`` runs in its own
 process with ``--threads`` torch threads, as a user runs it. Per size: seconds per epoch
 (from the encoder's per-epoch record), samples/s, the process's peak RSS against the
-store's size on disk, and the projected wall time of the default 30 epochs (30 × the
-measured seconds per epoch: an epoch is a fixed number of steps over the pool, so wall
-time is linear in epochs). The ratio of seconds per epoch between the two sizes, measured
+store's size on disk, and the projected wall time of the default epochs
+(``PretrainConfig.epochs`` × the measured seconds per epoch: an epoch is a fixed number
+of steps over the pool, so wall time is linear in epochs). The ratio of seconds per epoch between the two sizes, measured
 in one run, says whether cost is linear in the pool (5.0 for 10,000 against 2,000).
 
 Everything lands in ``--out`` (stores, encoders); a finished size is reused.
@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 WORK = Path(__file__).resolve().parent / "_work" / "pretrain_pool"
-DEFAULT_EPOCHS = 30
 
 
 def _opts(argv: list[str]) -> dict[str, str]:
@@ -81,6 +80,10 @@ def measure(out: Path, size: int, epochs: int, threads: int) -> dict[str, float]
 
 
 def main(argv: list[str]) -> str:
+    from cryoal.pretrain import PretrainConfig
+
+    default_epochs = PretrainConfig.model_fields["epochs"].default
+    load = os.getloadavg()[0]
     o = _opts(argv)
     out = Path(o.get("out", WORK))
     out.mkdir(parents=True, exist_ok=True)
@@ -95,13 +98,14 @@ def main(argv: list[str]) -> str:
         f"over {'the epochs after the first, which warms up' if epochs > 1 else 'the one epoch'}"
         f"), {threads} torch threads, `cryoal pretrain` in its own process.",
         "",
-        "| pool | s per epoch | samples/s | projected 30 epochs | peak RSS | store on disk |",
+        f"| pool | s per epoch | samples/s | projected {default_epochs} epochs (the default) "
+        "| peak RSS | store on disk |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['size']:,} | {r['epoch_s']:.1f} | {r['samples_per_s']:.0f} "
-            f"| {DEFAULT_EPOCHS * r['epoch_s'] / 60:.1f} min | {r['peak_rss_bytes'] / gib:.2f} GiB "
+            f"| {default_epochs * r['epoch_s'] / 60:.1f} min | {r['peak_rss_bytes'] / gib:.2f} GiB "
             f"| {r['store_bytes'] / gib:.2f} GiB |"
         )
     if len(rows) >= 2:
@@ -113,6 +117,11 @@ def main(argv: list[str]) -> str:
             f"peak RSS {b['peak_rss_bytes'] / a['peak_rss_bytes']:.2f}× for "
             f"{b['store_bytes'] / a['store_bytes']:.1f}× the data.",
         ]
+    lines += [
+        "",
+        f"Load average when the run started: {load:.1f} on {os.cpu_count()} cores (other jobs "
+        "share the machine when it is above 0.5; the times are then upper bounds).",
+    ]
     return "\n".join(lines)
 
 
