@@ -146,3 +146,14 @@ def test_a_study_section_counts_runs_against_its_config_and_lists_pools_not_run(
     assert (
         tmp_path / "images" / "seg_study_seg_snr01_curves.png"
     ).read_bytes() == b"\x89PNG curves"
+
+
+def test_the_classification_study_configs_load_and_pin_the_pretraining_their_runs_used():
+    from cryoal.benchmark.config import load_benchmark_config
+
+    study = KEEP.parent
+    pretrained = [p for p in sorted(study.glob("*.yaml")) if "pretrained: true" in p.read_text()]
+    assert len(pretrained) >= 6
+    for path in pretrained:
+        cfg = load_benchmark_config("cpu", path)
+        assert cfg.pretrain_config().epochs == 30, path.name  # the kept encoders' setting
