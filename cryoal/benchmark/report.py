@@ -311,6 +311,18 @@ def sample_std(values: np.ndarray) -> float:
     return float(values.std(ddof=1)) if values.size > 1 else float("nan")
 
 
+def seed_pairs(
+    label: str, ref: str, complete: dict[tuple[str, int], pd.DataFrame]
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """``(label's curve, ref's curve)`` of every seed both have finished, by seed."""
+    ref_runs = {s: v for (lab, s), v in complete.items() if lab == ref}
+    return [
+        (v, ref_runs[seed])
+        for (lb, seed), v in sorted(complete.items(), key=lambda kv: kv[0][1])
+        if lb == label and seed in ref_runs
+    ]
+
+
 def paired_differences(
     label: str,
     ref: str,
@@ -319,13 +331,9 @@ def paired_differences(
 ) -> tuple[dict[int, list[float]], list[float]]:
     """Per-seed differences ``label - ref`` of ``metric`` (a curves column): by
     labeled-set size, and in ALC (against labels)."""
-    seeds_ref = {s: v for (lab, s), v in complete.items() if lab == ref}
     per_n: dict[int, list[float]] = {}
     alc: list[float] = []
-    for (lb, seed), v in sorted(complete.items(), key=lambda kv: kv[0][1]):
-        if lb != label or seed not in seeds_ref:
-            continue
-        r = seeds_ref[seed]
+    for v, r in seed_pairs(label, ref, complete):
         rn = r.set_index("n_labeled")[metric]
         for n, a in zip(v["n_labeled"], v[metric], strict=True):
             if n in rn.index:
@@ -348,12 +356,8 @@ def paired_alc_over(
     """Per seed: ``label``'s mean ``metric`` minus ``ref``'s over the range of ``x`` (an
     edit cost, cumulative) that both runs of the seed cover (:func:`mean_over_range`), the
     ALC against ``x``; seeds whose runs share no range are left out."""
-    seeds_ref = {s: v for (lab, s), v in complete.items() if lab == ref}
     out: list[float] = []
-    for (lb, seed), v in sorted(complete.items(), key=lambda kv: kv[0][1]):
-        if lb != label or seed not in seeds_ref:
-            continue
-        r = seeds_ref[seed]
+    for v, r in seed_pairs(label, ref, complete):
         lo = max(float(v[x].iloc[0]), float(r[x].iloc[0]))
         hi = min(float(v[x].iloc[-1]), float(r[x].iloc[-1]))
         if hi > lo:
@@ -377,20 +381,15 @@ def labels_ratios(
     ``target`` divided by what ``ref`` needs with the same seed (``n_final`` when ``ref``
     never reaches it; None: ``ref``'s last ``x``); seeds where ``label`` never reaches it
     are left out. Returns the ratios and the number of seeds."""
-    seeds_ref = {s: v for (lab, s), v in complete.items() if lab == ref}
+    pairs = seed_pairs(label, ref, complete)
     ratios: list[float] = []
-    pairs = 0
-    for (lb, seed), v in complete.items():
-        if lb != label or seed not in seeds_ref:
-            continue
-        pairs += 1
+    for v, r in pairs:
         mine = labels_to_reach(v[x], v[metric], target)
-        r = seeds_ref[seed]
         fallback = float(r[x].iloc[-1]) if n_final is None else float(n_final)
         theirs = labels_to_reach(r[x], r[metric], target) or fallback
         if mine is not None:
             ratios.append(mine / theirs)
-    return ratios, pairs
+    return ratios, len(pairs)
 
 
 def ratio_text(ratios: list[float], pairs: int) -> str:
@@ -473,13 +472,10 @@ def half_budget_differences(
 ) -> list[float]:
     """Per seed: ``label``'s accuracy at ``n_final // 2`` labels minus ``ref``'s at
     ``n_final`` (empty when ``label`` has no training at half the labels)."""
-    seeds_ref = {s: v for (lab, s), v in complete.items() if lab == ref}
     out = []
-    for (lb, seed), v in sorted(complete.items(), key=lambda kv: kv[0][1]):
-        if lb != label or seed not in seeds_ref:
-            continue
+    for v, r in seed_pairs(label, ref, complete):
         mine = v.set_index("n_labeled")["accuracy"]
-        theirs = seeds_ref[seed].set_index("n_labeled")["accuracy"]
+        theirs = r.set_index("n_labeled")["accuracy"]
         if n_final // 2 in mine.index and n_final in theirs.index:
             out.append(float(mine[n_final // 2] - theirs[n_final]))
     return out
