@@ -206,7 +206,10 @@ class ProjectScene:
             self.viewer.layers.selection.active = self.image_layer
 
     def recolour(self, candidate_id: str) -> None:
-        """One candidate's ring in the colour of its current label."""
+        """One candidate's ring in the colour of its current label. The colour is written
+        into the layer's colour array in place, without an event: the caller refreshes the
+        layer (or moves the slice, which redraws it) once. napari's ``border_color`` setter
+        would re-validate every point's colour and redraw the layer a second time."""
         if self.session is None or self.points_layer is None:
             return
         i = self.point_index.get(candidate_id)
@@ -214,9 +217,7 @@ class ProjectScene:
             return
         pos = self.session.position(candidate_id)
         value = None if pos is None else self.session.entry(pos).label
-        colours = np.array(self.points_layer.border_color)
-        colours[i] = QColor(self.session.colour(value)).getRgbF()
-        self.points_layer.border_color = colours
+        self.points_layer.border_color[i] = QColor(self.session.colour(value)).getRgbF()
         # in place: the layer's feature table is this DataFrame (no re-validation per label)
         self.points_layer.features.loc[i, "label"] = value or ""
 

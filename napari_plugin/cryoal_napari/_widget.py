@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,7 +48,6 @@ from cryoal.project.session import (
 )
 from cryoal_napari._candidate_edits import CandidateEditor
 from cryoal_napari._keys import ViewerKeys
-from cryoal_napari._layers import refreshes_held
 from cryoal_napari._mask_layer import MaskEditor
 from cryoal_napari._presentation import (
     CROP_GAP,
@@ -565,13 +563,10 @@ class LabellingWidget(QWidget):
     # -- drawing ---------------------------------------------------------------------
     def _show_relabelled(self, candidate_id: str) -> None:
         """Show a candidate's new label (point colour, table row, totals), then the cursor's
-        candidate; the points layer is redrawn once, by the move to the next one (its
-        colour event, which redraws every point at once, is held back too)."""
-        layer = self.scene.points_layer
-        quiet = layer.events.border_color.blocker() if layer is not None else nullcontext()
-        with refreshes_held(layer), quiet:
-            self._refresh_candidate(candidate_id)
-        self._redraw(held=[layer])
+        candidate; the points layer is redrawn once, with the move to the next one (the
+        colour is written without a redraw of its own: ``ProjectScene.recolour``)."""
+        self._refresh_candidate(candidate_id)
+        self._redraw(held=[self.scene.points_layer])
 
     def _redraw(
         self, all_points: bool = False, centre: bool = True, held: Sequence[Any] = ()
