@@ -87,6 +87,8 @@ def save(out: Path, name: str) -> list[Path]:
 
         write_reports(config, dest)
         return copied + [dest / r for r in REPORTS if r != "benchmark.yaml"]
+    if not copied:  # nothing finished yet: no kept folder of empty reports
+        return copied
     for report in REPORTS:
         if (out / report).is_file():
             dest.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,8 @@ from cryoal.benchmark.layout import run_dir  # noqa: E402
 
 KEPT = HERE.parent / "results" / "study"
 IMAGES = ROOT / "docs" / "images"
+#: A kept run's state (``keep.py save`` keeps the states of finished runs only).
+FINISHED_RUNS = "runs/*/seed_*/state.json"
 
 AL_INTRO = """\
 Issue 20's study: does self-supervised pretraining on the pool (R1 = random labelling,
@@ -185,17 +187,19 @@ def build(study: Study, name: str) -> str:
     missing = []
     for pool, title in study.pools.items():
         folder = KEPT / pool
-        if not (folder / "summary.md").is_file():
-            missing.append(title)
+        if not (folder / "summary.md").is_file() or not any(folder.glob(FINISHED_RUNS)):
+            missing.append(title)  # a kept pool may hold only its encoder so far
             continue
         image = IMAGES / f"{name}_{pool}_curves.png"
+        curves = ""
         if (folder / "curves.png").is_file():
             shutil.copyfile(folder / "curves.png", image)
+            curves = f" Curves: `docs/images/{image.name}`."
         parts += [
             f"### {title}",
             "",
-            f"{_progress(study.configs[pool], folder, study.stopped)}{_pretraining(folder)}. "
-            f"Curves: `docs/images/{image.name}`.",
+            f"{_progress(study.configs[pool], folder, study.stopped)}{_pretraining(folder)}."
+            + curves,
             "",
             _demote((folder / "summary.md").read_text()),
             "",

@@ -83,6 +83,22 @@ def test_a_kept_study_keeps_only_its_own_arms(tmp_path, monkeypatch):
     assert rebuilt == [kept]
 
 
+def test_a_sitting_with_nothing_finished_keeps_nothing(tmp_path, monkeypatch):
+    """A save before the first run of a new pool has finished writes no kept folder (whose
+    empty reports would read as a pool with results)."""
+    keep = _keep_module()
+    monkeypatch.setattr(keep, "KEPT", tmp_path / "kept")
+    out = tmp_path / "sitting"
+    state = out / "runs" / "random" / "seed_0" / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"phase": "train"}))
+    (out / "benchmark.yaml").write_text("preset: cpu-seg\n")
+    (out / "summary.md").write_text("# Segmentation benchmark\n")
+
+    assert keep.save(out, "pool") == []
+    assert not (tmp_path / "kept" / "pool").exists()
+
+
 def test_a_later_stage_adds_its_arms_to_the_kept_study(tmp_path, monkeypatch):
     """A sitting whose configuration runs an arm the kept study had not yet run (the study's
     next stage) keeps that arm's finished runs, and the kept configuration names it."""
@@ -143,6 +159,13 @@ def test_a_study_section_counts_runs_against_its_config_and_lists_pools_not_run(
     assert "entropy 0/2" not in text  # a stopped arm is not "still to run"
     assert "#### Against random" in text  # the pool's summary, headings two levels down
     assert "Not run yet: SNR 0.05." in text
+    # a kept pool with its reports but no finished run yet is not run yet either
+    empty = tmp_path / "kept" / "seg_snr005"
+    empty.mkdir()
+    (empty / "benchmark.yaml").write_text("preset: cpu-seg\nseeds: [0, 1]\n")
+    (empty / "summary.md").write_text("# Segmentation benchmark\n")
+    assert "Not run yet: SNR 0.05." in report.build(study, "seg_study")
+    assert not (tmp_path / "images" / "seg_study_seg_snr005_curves.png").exists()
     assert (
         tmp_path / "images" / "seg_study_seg_snr01_curves.png"
     ).read_bytes() == b"\x89PNG curves"
