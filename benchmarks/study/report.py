@@ -81,10 +81,10 @@ R1 = random fine-tuned from the encoder (both the runs of issue 20's pool, resto
 with semi-supervised rounds, A2 = the projects' default acquisition with them, kt with them,
 and an ActiveKD arm (the frozen encoder with a linear head as the teacher, distilled into the
 student, PCoreSet; stopped after two seeds, far below R1). 5 paired seeds, budgets 50 … 600 of
-a 2,000-sample pool, test 3,000, the `cpu` preset's training. Config:
+a 2,000-sample pool, test 3,000, the `cpu` preset's training. Configs:
 `benchmarks/study/semi_snr01_balanced.yaml` (staged: S1 and ActiveKD, then A2
-(`semi_snr01_balanced_stage2.yaml`), then kt); finished runs:
-`benchmarks/results/study/semi_snr01_balanced/`.
+(`semi_snr01_balanced_stage2.yaml`), then kt) and `semi_snr01_lt10.yaml` (S1 first:
+`semi_snr01_lt10_stage1.yaml`); finished runs: `benchmarks/results/study/semi_<pool>/`.
 """
 
 SEG_INTRO = """\
@@ -123,7 +123,7 @@ STUDIES = {
             "semi_snr005_balanced": "SNR 0.05, balanced pool",
             "semi_snr005_lt10": "SNR 0.05, 10:1 long-tailed pool",
         },
-        {"semi_snr01_balanced": "semi_snr01_balanced"},
+        {"semi_snr01_balanced": "semi_snr01_balanced", "semi_snr01_lt10": "semi_snr01_lt10"},
         "cryoal benchmark --preset cpu --config benchmarks/study/semi_snr01_balanced.yaml "
         "--jobs 1 --out OUT  (R0, R1 restored first; then benchmarks/study/report.py)",
         stopped=frozenset({"activekd-probe+pcoreset"}),

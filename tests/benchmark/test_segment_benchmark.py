@@ -260,24 +260,3 @@ def test_the_resolved_benchmark_yaml_of_a_segment_benchmark_loads_back(tmp_path:
     path = tmp_path / "benchmark.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     assert load_benchmark_config(None, path) == cfg
-
-
-@pytest.mark.parametrize(
-    ("stage", "full", "preset"),
-    [
-        ("seg_snr005_stage_a", "seg_snr005", "cpu-seg"),
-        ("snr005_balanced_stage_a", "snr005_balanced", "cpu"),
-        ("semi_snr01_balanced_stage2", "semi_snr01_balanced", "cpu"),
-    ],
-)
-def test_a_study_stage_runs_arms_of_its_full_config_on_the_same_data(stage, full, preset) -> None:
-    """A stage's runs go into the folder the full config later resumes: each of its arms is
-    the full config's arm of that name, on the same data, schedule and seeds."""
-    folder = Path(__file__).resolve().parents[2] / "benchmarks" / "study"
-    staged = load_benchmark_config(preset, folder / f"{stage}.yaml")
-    whole = load_benchmark_config(preset, folder / f"{full}.yaml")
-    arms = {s.display_name: s for s in whole.strategies}
-    for arm in staged.strategies:
-        assert arms.get(arm.display_name) == arm, arm.display_name
-    skip = {"strategies", "comparisons"}
-    assert staged.model_dump(exclude=skip) == whole.model_dump(exclude=skip)

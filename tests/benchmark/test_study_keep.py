@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 KEEP = Path(__file__).resolve().parents[2] / "benchmarks" / "study" / "keep.py"
 
 
@@ -180,3 +182,46 @@ def test_the_classification_study_configs_load_and_pin_the_pretraining_their_run
     for path in pretrained:
         cfg = load_benchmark_config("cpu", path)
         assert cfg.pretrain_config().epochs == 30, path.name  # the kept encoders' setting
+
+
+@pytest.mark.parametrize(
+    ("stage", "full", "preset"),
+    [
+        ("seg_snr005_stage_a", "seg_snr005", "cpu-seg"),
+        ("snr005_balanced_stage_a", "snr005_balanced", "cpu"),
+        ("semi_snr01_balanced_stage2", "semi_snr01_balanced", "cpu"),
+        ("semi_snr01_lt10_stage1", "semi_snr01_lt10", "cpu"),
+    ],
+)
+def test_a_study_stage_runs_arms_of_its_full_config_on_the_same_data(stage, full, preset) -> None:
+    """A stage's runs go into the folder the full config later resumes: each of its arms is
+    the full config's arm of that name, on the same data, schedule and seeds."""
+    folder = KEEP.parent
+    from cryoal.benchmark.config import load_benchmark_config
+
+    staged = load_benchmark_config(preset, folder / f"{stage}.yaml")
+    whole = load_benchmark_config(preset, folder / f"{full}.yaml")
+    arms = {s.display_name: s for s in whole.strategies}
+    for arm in staged.strategies:
+        assert arms.get(arm.display_name) == arm, arm.display_name
+    skip = {"strategies", "comparisons"}
+    assert staged.model_dump(exclude=skip) == whole.model_dump(exclude=skip)
+
+
+@pytest.mark.parametrize(
+    ("semi", "pool"),
+    [("semi_snr01_balanced", "snr01_balanced"), ("semi_snr01_lt10", "snr01_lt10")],
+)
+def test_a_semi_study_pool_reuses_the_runs_of_its_pretraining_pool(semi, pool) -> None:
+    """Issue 24's pools restore R0 and R1 from issue 20's pool of the same data: the two
+    configs share data, schedule, seeds and pretraining, and both arms are the same."""
+    folder = KEEP.parent
+    from cryoal.benchmark.config import load_benchmark_config
+
+    semi_cfg = load_benchmark_config("cpu", folder / f"{semi}.yaml")
+    pool_cfg = load_benchmark_config("cpu", folder / f"{pool}.yaml")
+    skip = {"strategies", "comparisons"}
+    assert semi_cfg.model_dump(exclude=skip) == pool_cfg.model_dump(exclude=skip)
+    arms = {s.display_name: s for s in pool_cfg.strategies}
+    for label in ("random", "random-pretrained"):
+        assert arms[label] == next(s for s in semi_cfg.strategies if s.display_name == label)
