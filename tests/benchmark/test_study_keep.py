@@ -184,6 +184,22 @@ def test_the_classification_study_configs_load_and_pin_the_pretraining_their_run
         assert cfg.pretrain_config().epochs == 30, path.name  # the kept encoders' setting
 
 
+def _assert_runs_shared(config: str, other: str, labels: list[str] | None, preset: str) -> None:
+    """``config``'s runs of ``labels`` (None: all its arms) are ``other``'s: the same arms
+    on the same data, schedule, seeds and pretraining (``benchmarks/study/<name>.yaml``)."""
+    from cryoal.benchmark.config import load_benchmark_config
+
+    cfg = load_benchmark_config(preset, KEEP.parent / f"{config}.yaml")
+    ref = load_benchmark_config(preset, KEEP.parent / f"{other}.yaml")
+    skip = {"strategies", "comparisons"}
+    assert cfg.model_dump(exclude=skip) == ref.model_dump(exclude=skip)
+    arms = {s.display_name: s for s in ref.strategies}
+    assert set(labels or []) <= {s.display_name for s in cfg.strategies}
+    for arm in cfg.strategies:
+        if labels is None or arm.display_name in labels:
+            assert arms.get(arm.display_name) == arm, arm.display_name
+
+
 @pytest.mark.parametrize(
     ("stage", "full", "preset"),
     [
@@ -196,16 +212,7 @@ def test_the_classification_study_configs_load_and_pin_the_pretraining_their_run
 def test_a_study_stage_runs_arms_of_its_full_config_on_the_same_data(stage, full, preset) -> None:
     """A stage's runs go into the folder the full config later resumes: each of its arms is
     the full config's arm of that name, on the same data, schedule and seeds."""
-    folder = KEEP.parent
-    from cryoal.benchmark.config import load_benchmark_config
-
-    staged = load_benchmark_config(preset, folder / f"{stage}.yaml")
-    whole = load_benchmark_config(preset, folder / f"{full}.yaml")
-    arms = {s.display_name: s for s in whole.strategies}
-    for arm in staged.strategies:
-        assert arms.get(arm.display_name) == arm, arm.display_name
-    skip = {"strategies", "comparisons"}
-    assert staged.model_dump(exclude=skip) == whole.model_dump(exclude=skip)
+    _assert_runs_shared(stage, full, None, preset)
 
 
 @pytest.mark.parametrize(
@@ -215,13 +222,4 @@ def test_a_study_stage_runs_arms_of_its_full_config_on_the_same_data(stage, full
 def test_a_semi_study_pool_reuses_the_runs_of_its_pretraining_pool(semi, pool) -> None:
     """Issue 24's pools restore R0 and R1 from issue 20's pool of the same data: the two
     configs share data, schedule, seeds and pretraining, and both arms are the same."""
-    folder = KEEP.parent
-    from cryoal.benchmark.config import load_benchmark_config
-
-    semi_cfg = load_benchmark_config("cpu", folder / f"{semi}.yaml")
-    pool_cfg = load_benchmark_config("cpu", folder / f"{pool}.yaml")
-    skip = {"strategies", "comparisons"}
-    assert semi_cfg.model_dump(exclude=skip) == pool_cfg.model_dump(exclude=skip)
-    arms = {s.display_name: s for s in pool_cfg.strategies}
-    for label in ("random", "random-pretrained"):
-        assert arms[label] == next(s for s in semi_cfg.strategies if s.display_name == label)
+    _assert_runs_shared(semi, pool, ["random", "random-pretrained"], "cpu")
