@@ -419,7 +419,8 @@ def _versus(
         f"## Against {ref} (paired by seed: same test set and training seeds)",
         "",
         f"Mean paired difference to {ref} with its 95 % Student-t interval over seeds. A "
-        f"strategy *beats {ref}* when the interval of its ALC difference lies above zero. "
+        f"strategy *beats {ref}* when the interval of its ALC difference lies above zero "
+        f"(judged on {MIN_VERDICT_SEEDS} or more paired seeds). "
         f"Labels ratio = per seed, the labels the strategy needs to reach {ref}'s final mean "
         f"accuracy ({'n/a' if target is None else f'{target:.3f}'}) divided by the labels "
         f"{ref} needs (its last label count when it never does); below 1 saves labels. Half "
@@ -458,8 +459,17 @@ def _versus(
     return [*lines, "", *details, ""]
 
 
+#: Fewest paired seeds a verdict is given on: with two, the interval rests on one degree of
+#: freedom, and two seeds that happen to differ from ``ref`` by the same amount give an
+#: interval of zero width that "excludes zero" (seen in a study: both seeds 0.00917).
+MIN_VERDICT_SEEDS = 3
+
+
 def verdict_of(d_alc: Interval, ref: str) -> str:
-    """``beats ref`` / ``worse than ref`` when the paired ALC interval excludes zero."""
+    """``beats ref`` / ``worse than ref`` when the paired ALC interval excludes zero;
+    ``too few seeds`` below ``MIN_VERDICT_SEEDS`` pairs, whatever the interval."""
+    if d_alc.n < MIN_VERDICT_SEEDS:
+        return f"too few seeds ({d_alc.n} of at least {MIN_VERDICT_SEEDS})"
     if d_alc.above_zero:
         return f"beats {ref}"
     if d_alc.below_zero:

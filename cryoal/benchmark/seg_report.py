@@ -23,6 +23,7 @@ import pandas as pd
 
 from cryoal.benchmark.config import BenchmarkConfig
 from cryoal.benchmark.report import (
+    MIN_VERDICT_SEEDS,
     labels_ratios,
     mean_std,
     paired_alc_over,
@@ -186,7 +187,8 @@ def _versus(arms: list[str], ref: str, complete: dict[Any, pd.DataFrame]) -> lis
         f"against crops: the mean Dice over the crop schedule; against a cost: the mean Dice "
         f"over the range of edit cost (scratch or correction) that both runs of a seed "
         f"cover, curves linear between cycles. An arm *beats {ref}* on an axis when the "
-        f"interval of its ALC difference there lies above zero. Crops / cost to reach = per "
+        f"interval of its ALC difference there lies above zero (judged on "
+        f"{MIN_VERDICT_SEEDS} or more paired seeds). Crops / cost to reach = per "
         f"seed, the crops (or edit cost, linear between cycles) the arm needs to reach {ref}'s "
         f"final mean Dice ({'n/a' if target is None else f'{target:.3f}'}) divided by what "
         f"{ref} needs (its last value when it never does); below 1 saves.",
@@ -228,7 +230,10 @@ def _versus(arms: list[str], ref: str, complete: dict[Any, pd.DataFrame]) -> lis
 
 def _verdicts(d_crops: Interval, d_cost: dict[str, Interval], ref: str) -> str:
     """The axes on which an arm's ALC interval excludes zero, grouped by verdict, e.g.
-    ``worse than random (crops, scratch cost)``; ``not resolved`` on none."""
+    ``worse than random (crops, scratch cost)``; ``not resolved`` on none, ``too few
+    seeds`` below ``MIN_VERDICT_SEEDS`` pairs."""
+    if d_crops.n < MIN_VERDICT_SEEDS:
+        return verdict_of(d_crops, ref)
     axes = {
         "crops": d_crops,
         "scratch cost": d_cost["scratch"],

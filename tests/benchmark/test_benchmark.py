@@ -354,6 +354,13 @@ def test_summary_compares_the_pairs_it_is_given_with_the_half_budget_claim():
     assert "| a1 | 3 | +0.050 [+0.050, +0.050] |" in text.split("## Against r1")[1]
     # only the pairs asked for: r1 is never the one compared with a1's reference random twice
     assert text.count("| r1 | 3 |") == 1
+    # two seeds that differ from random by the same amount give a zero-width interval: no
+    # verdict is drawn from them
+    two = summarise(cfg.model_copy(update={"seeds": [0, 1]}),
+                    pd.DataFrame([r for r in rows if r["seed"] < 2]), pd.DataFrame())  # fmt: skip
+    row = next(line for line in two.splitlines() if line.startswith("| a1 | 2 |"))
+    assert "+0.250 [+0.250, +0.250]" in row and "beats" not in row
+    assert row.endswith("| too few seeds (2 of at least 3) |")
     with pytest.raises(ValueError, match="comparisons name 'b2', which is not a strategy"):
         BenchmarkConfig.model_validate(
             {"strategies": ["random"], "comparisons": [["b2", "random"]]}

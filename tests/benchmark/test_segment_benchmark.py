@@ -141,6 +141,9 @@ def test_dice_against_cost_compares_seeds_over_the_cost_range_both_runs_cover() 
     table = "\n".join(_versus(["cheap"], "random", complete))
     row = next(line for line in table.splitlines() if line.startswith("| cheap "))
     assert "beats random (scratch cost)" in row and "(crops" not in row
+    two = {key: v for key, v in complete.items() if key[1] < 2}
+    row = next(line for line in _versus(["cheap"], "random", two) if line.startswith("| cheap "))
+    assert "beats" not in row and "too few seeds (2 of at least 3)" in row
 
 
 def test_edit_costs_count_foreground_and_changed_voxels() -> None:
