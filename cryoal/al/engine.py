@@ -495,9 +495,14 @@ class ALEngine:
                     mode: int(sum(b["cost"][mode] for b in self.state["batches"]))
                     for mode in ("scratch", "correct")
                 }
-        pseudo = fitted.result.history[-1].get("pseudo_labels") if fitted.result.history else None
-        if pseudo is not None:  # semi-supervised training: the pool's pseudo-labels at the end
-            record["pseudo_labels"] = pseudo
+        last_epoch = fitted.result.history[-1] if fitted.result.history else {}
+        if last_epoch.get("pseudo_labels") is not None:
+            # semi-supervised training: the pool's pseudo-labels at the end, and the share of
+            # unlabelled samples the last epoch's loss pseudo-labelled
+            record["pseudo_labels"] = {
+                **last_epoch["pseudo_labels"],
+                "used_fraction": last_epoch["train"].get("pseudo_fraction"),
+            }
         self.state["history"].append(record)
         last = cycle + 1 >= self.config.n_cycles
         n_left = self.pool_ids.size - len(self.state["labels"])

@@ -75,9 +75,13 @@ HALF_COLUMNS = ("frequent_half_accuracy", "rarer_half_accuracy")
 
 
 #: curves.csv columns of semi-supervised runs, from the last epoch of each cycle's training:
-#: share of the pool holding a pseudo-label, their accuracy against the simulation's truth,
-#: and the lowest per-class coverage (by true class).
-PSEUDO_COLUMNS = ["pseudo_coverage", "pseudo_accuracy", "pseudo_worst_class_coverage"]
+#: share of the pool holding a pseudo-label (its latest prediction reached
+#: ``pseudo_threshold``), their accuracy against the simulation's truth,
+#: the lowest per-class coverage (by true class), and the share of unlabelled samples in the
+#: last epoch's batches that passed their class's threshold, i.e. were pseudo-labelled in
+#: the loss (NaN for runs recorded before it was kept).
+PSEUDO_COLUMNS = ["pseudo_coverage", "pseudo_accuracy", "pseudo_worst_class_coverage",
+                  "pseudo_used_fraction"]  # fmt: skip
 
 
 def _pseudo_columns(pseudo: dict[str, Any] | None) -> dict[str, float]:
@@ -85,10 +89,12 @@ def _pseudo_columns(pseudo: dict[str, Any] | None) -> dict[str, float]:
         return {}
     per_class = [c for c in pseudo["per_class"]["coverage"] if c is not None]
     acc = pseudo.get("accuracy")
+    used = pseudo.get("used_fraction")
     return {
         PSEUDO_COLUMNS[0]: float(pseudo["coverage"]),
         PSEUDO_COLUMNS[1]: float("nan") if acc is None else float(acc),
         PSEUDO_COLUMNS[2]: float(min(per_class)) if per_class else float("nan"),
+        PSEUDO_COLUMNS[3]: float("nan") if used is None else float(used),
     }
 
 
@@ -101,12 +107,19 @@ def _pseudo_table(labels: list[str], curves: pd.DataFrame) -> list[str]:
     lines = [
         "## Pseudo-labels of the semi-supervised arms",
         "",
-        "At the end of each cycle's training: the share of the pool holding a pseudo-label "
-        "(coverage), the share of those that are right (accuracy, against the simulation's "
-        "classes), and the coverage of the least covered class, mean over seeds. Pseudo-labels "
-        "never enter the labelled set.",
+        "At the end of each cycle's training, mean over seeds: *used*, the share of "
+        "unlabelled samples in the last epoch's batches whose confidence passed their class's "
+        "threshold, so that the loss pseudo-labelled them (– for runs recorded before this was "
+        "kept); *held*, the share of the pool whose latest prediction reached "
+        "`pseudo_threshold` (with `pseudo_adaptive`, FlexMatch's learning state, from which "
+        "the lower class thresholds follow); the "
+        "share of held pseudo-labels that are right (accuracy, against the simulation's "
+        "classes); and the held share of the least covered true class. Pseudo-labels never "
+        "enter the labelled set.",
         "",
-        "| strategy | " + " | ".join(f"{n}: coverage / accuracy / worst class" for n in ns) + " |",
+        "| strategy | "
+        + " | ".join(f"{n}: used / held / accuracy / worst class" for n in ns)
+        + " |",
         "|---|" + "---|" * len(ns),
     ]
     g = semi.groupby(["strategy", "n_labeled"])[PSEUDO_COLUMNS].mean()
@@ -118,8 +131,9 @@ def _pseudo_table(labels: list[str], curves: pd.DataFrame) -> list[str]:
             if (lab, n) not in g.index:
                 cells.append("–")
                 continue
-            cov, acc, worst = g.loc[(lab, n)]
-            cells.append(f"{cov:.2f} / {acc:.2f} / {worst:.2f}")
+            cov, acc, worst, used = g.loc[(lab, n)]
+            used_txt = "–" if np.isnan(used) else f"{used:.2f}"
+            cells.append(f"{used_txt} / {cov:.2f} / {acc:.2f} / {worst:.2f}")
         lines.append(f"| {lab} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 

@@ -229,3 +229,23 @@ def test_an_arm_that_keeps_the_student_records_the_students_test_accuracy(class_
     assert state["history"][0]["accuracy"] == pytest.approx(accuracy(run.student))
     with pytest.raises(ValueError, match="evaluate: student needs a trained student"):
         _config(evaluate="student", train=train.updated(student="none"))
+
+
+def test_a_semi_supervised_cycle_records_its_pseudo_labels_and_the_share_used(
+    class_store, tmp_path
+):
+    """The benchmark's pseudo-label table reads these: the pool's held pseudo-labels and the
+    share of unlabelled samples the last epoch's loss pseudo-labelled, as training logged."""
+    store = SubtomogramStore(class_store)
+    train = TrainConfig(teacher_preset="tiny", student_preset="tiny", steps=6, batch_size=8,
+                        semi_supervised="fixmatch",
+                        pseudo_threshold=0.5)  # fmt: skip
+    cfg = _config(strategy={"name": "random"}, n_cycles=1, initial=16, train=train)
+    state = ALEngine(store, SimulatedOracle(store), cfg, tmp_path / "run", pool_indices=np.arange(80),
+                     test_indices=np.arange(80, 96)).run()  # fmt: skip
+    h = state["history"][0]
+    last = json.loads((tmp_path / "run" / h["run_dir"] / "metrics.json").read_text())["epochs"][-1]
+    assert h["pseudo_labels"]["used_fraction"] == last["train"]["pseudo_fraction"]
+    # two classes: every weak view's top class has probability >= 0.5, so all pass
+    assert h["pseudo_labels"]["used_fraction"] == 1.0
+    assert h["pseudo_labels"]["coverage"] == last["pseudo_labels"]["coverage"]

@@ -387,6 +387,8 @@ def test_summary_reports_the_pseudo_labels_of_semi_supervised_arms(tmp_path: Pat
                         "per_class": {"coverage": [0.5, 0.1 * seed, None],
                                       "accuracy": [0.9, 0.8, None]},
                     }  # fmt: skip
+                    if c == 0:  # the second cycle as recorded before the used share was kept
+                        h["pseudo_labels"]["used_fraction"] = 0.7 + 0.2 * seed
                 history.append(h)
             path = tmp_path / "runs" / label / f"seed_{seed}" / "state.json"
             path.parent.mkdir(parents=True)
@@ -395,8 +397,9 @@ def test_summary_reports_the_pseudo_labels_of_semi_supervised_arms(tmp_path: Pat
     assert curves.loc[curves["strategy"] == "random", "pseudo_coverage"].isna().all()
     text = summarise(cfg, curves, selections)
     table = text.split("## Pseudo-labels of the semi-supervised arms")[1]
-    # mean over the two seeds: coverage 0.25 then 0.45, accuracy 0.9, worst class 0.05
-    assert "| s1 | 0.25 / 0.90 / 0.05 | 0.45 / 0.90 / 0.05 |" in table
+    # mean over the two seeds: used 0.80 (then not recorded), held 0.25 then 0.45, accuracy
+    # 0.9, worst class 0.05
+    assert "| s1 | 0.80 / 0.25 / 0.90 / 0.05 | – / 0.45 / 0.90 / 0.05 |" in table
     assert "| random |" not in table.split("##")[0]
 
 
