@@ -77,7 +77,8 @@ class Study:
 SEMI_INTRO = """\
 Issue 24's study: do semi-supervised rounds (FixMatch on the pool's unlabelled samples,
 fine-tuned from the pool's encoder) save labels beyond pretraining? R0 = random from scratch,
-R1 = random fine-tuned from the encoder (both the runs of issue 20's pool, restored), S1 = R1
+R1 = random fine-tuned from the encoder (both the runs of issue 20's pool, restored; on the
+long-tailed pool, whose encoder had not been kept, R1 ran again on a new one), S1 = R1
 with semi-supervised rounds, A2 = the projects' default acquisition with them, kt with them,
 and an ActiveKD arm (the frozen encoder with a linear head as the teacher, distilled into the
 student, PCoreSet; stopped after two seeds, far below R1). 5 paired seeds, budgets 50 … 600 of

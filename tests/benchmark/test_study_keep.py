@@ -220,6 +220,7 @@ def test_a_study_stage_runs_arms_of_its_full_config_on_the_same_data(stage, full
     [("semi_snr01_balanced", "snr01_balanced"), ("semi_snr01_lt10", "snr01_lt10")],
 )
 def test_a_semi_study_pool_reuses_the_runs_of_its_pretraining_pool(semi, pool) -> None:
-    """Issue 24's pools restore R0 and R1 from issue 20's pool of the same data: the two
-    configs share data, schedule, seeds and pretraining, and both arms are the same."""
+    """Issue 24's pools reuse R0 (and, where that pool's encoder was kept, R1) from issue
+    20's pool of the same data: the two configs share data, schedule, seeds and pretraining,
+    and both arms are the same."""
     _assert_runs_shared(semi, pool, ["random", "random-pretrained"], "cpu")
