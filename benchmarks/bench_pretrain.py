@@ -24,12 +24,17 @@ On the ``cpu`` preset's data (10 SHREC templates, 32^3 at 10 Å, ±60° wedge, C
 Usage: ``python benchmarks/run.py pretrain [--out=DIR] [--snr=0.1] [--imbalance=1] [--halves=0]
 [--objectives=ntxent,vicreg] [--epochs=60] [--budgets=50,100,300,600] [--draws=5]
 [--finetune-draws=5] [--stages=throughput,pretrain,probe,finetune] [--encoder-lr-scale=1.0]
-[--threads=2]``
+[--threads=2] [--image=pretrain_gonogo_snr01.png]``
+
+The plot is written to ``--out`` and copied to ``docs/images/`` (``--image``; by default
+named from the SNR and imbalance, e.g. ``pretrain_gonogo_snr005_lt10.png``), the path the
+report names, so that the results file points into the repository.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,7 @@ from typing import Any
 import numpy as np
 
 WORK = Path(__file__).resolve().parent / "_work" / "pretrain"
+IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 CHANCE_K = 10
 
 
@@ -450,4 +456,8 @@ def main(argv: list[str]) -> str:
             (out / f"{name}.done").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
     png = out / "pretrain_gonogo.png"
     _plot(ctx, ledger, png)
-    return _report(ctx, ledger) + f"\n\nPlot: `{png}`.\n"
+    tag = f"snr{snr:g}".replace(".", "") + (f"_lt{imb:g}" if imb != 1 else "")
+    image = IMAGES / o.get("image", f"pretrain_gonogo_{tag}.png")
+    image.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(png, image)
+    return _report(ctx, ledger) + f"\n\nPlot: `docs/images/{image.name}`.\n"
