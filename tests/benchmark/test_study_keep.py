@@ -224,3 +224,21 @@ def test_a_semi_study_pool_reuses_the_runs_of_its_pretraining_pool(semi, pool) -
     20's pool of the same data: the two configs share data, schedule, seeds and pretraining,
     and both arms are the same."""
     _assert_runs_shared(semi, pool, ["random", "random-pretrained"], "cpu")
+
+
+def test_every_kept_run_is_an_arm_of_its_kept_study() -> None:
+    """The reports are rebuilt from a kept folder's ``benchmark.yaml``: an arm whose runs
+    are kept but which that file lacks would silently drop out of every table (as
+    snr01_lt10's explore arm once did)."""
+    from cryoal.benchmark.config import load_benchmark_config
+    from cryoal.benchmark.layout import slug
+
+    kept = KEEP.parents[1] / "results" / "study"
+    pools = [p for p in sorted(kept.iterdir()) if (p / "benchmark.yaml").is_file()]
+    assert len(pools) >= 8
+    for pool in pools:
+        arms = {
+            slug(label) for label in load_benchmark_config(None, pool / "benchmark.yaml").labels()
+        }
+        runs = {p.name for p in (pool / "runs").iterdir()} if (pool / "runs").is_dir() else set()
+        assert runs <= arms, (pool.name, sorted(runs - arms))
