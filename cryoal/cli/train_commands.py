@@ -239,6 +239,7 @@ def _train_project(
     if main:
         if res.info.encoder is not None:
             typer.echo(f"the teacher started from the pretrained encoder {res.info.encoder}")
+        typer.echo(res.pool_note)
         _summary(res.fit_result)
         from cryoal.project.rounds import model_summary
 

@@ -56,6 +56,8 @@ class ProjectTrainResult:
 
     info: ModelInfo
     fit_result: Any
+    #: what the round did with its unlabelled candidates (:func:`pool_note`)
+    pool_note: str = ""
 
     @property
     def round(self) -> int:
@@ -297,8 +299,6 @@ def _train_project(
     # round's store with the label -1 (for segmentation a mask with no voxel annotated)
     # and never written anywhere as labels
     pool = _unlabelled_pool(directory, table) if _reads_pool(cfg) else rows.iloc[:0]
-    if len(pool):
-        log.info("semi-supervised: %d unlabelled candidates of the round", len(pool))
     extracted = pd.concat([rows, pool], ignore_index=True)
     store_labels = np.concatenate([labels, np.full(len(pool), -1, np.int64)])
     if masks is not None:
@@ -362,8 +362,27 @@ def _train_project(
     if ctx.is_main:
         write_model_info(project.root, info)
     D.barrier(ctx)
-    log.info("trained %s on %d labels", info.model_version, len(rows))
-    return ProjectTrainResult(info=info, fit_result=result)
+    note = pool_note(fitted.config, len(pool))
+    log.info("trained %s on %d labels; %s", info.model_version, len(rows), note)
+    return ProjectTrainResult(info=info, fit_result=result, pool_note=note)
+
+
+def pool_note(cfg: TrainConfig, n_pool: int) -> str:
+    """One line for the training log: what the round does with its unlabelled candidates
+    (``n_pool`` of them read), and how to turn semi-supervised rounds on where they are off."""
+    if cfg.semi_supervised != "none":
+        return (
+            f"semi-supervised ({cfg.semi_supervised}): the teacher also learns from "
+            f"pseudo-labels of {n_pool} unlabelled candidates of the round (never stored)"
+        )
+    if n_pool:
+        return f"the student also reads {n_pool} unlabelled candidates of the round"
+    if cfg.task != "classify":
+        return "unlabelled candidates: not read (semi-supervised rounds classify only)"
+    return (
+        "semi-supervised rounds: off (level with supervised fine-tuning in cryoal's study so far, "
+        "benchmarks/results/semi_study.md); --set semi_supervised=fixmatch turns them on"
+    )
 
 
 def _reads_pool(cfg: Any) -> bool:

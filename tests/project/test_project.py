@@ -267,6 +267,7 @@ def test_round_training_is_seeded_by_the_project_seed_unless_the_config_sets_one
 def test_semi_supervised_project_training_reads_the_pool_and_writes_no_label(
     tmp_path: Path,
     make_round0_labelled_project,  # noqa: ANN001
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import json
     import sqlite3
@@ -284,9 +285,11 @@ def test_semi_supervised_project_training_reads_the_pool_and_writes_no_label(
     args = ["train", str(proj), "--preset", "tiny", "--student-preset", "tiny", "--epochs",
             "2", "--batch-size", "8", "--no-pretrain", "--no-progress",
             "--set", "semi_supervised=fixmatch", "--set", "pseudo_threshold=0.5"]  # fmt: skip
+    capsys.readouterr()
     assert run(args) == 0
     # pseudo-labels never reach the label store: its history is exactly as it was
     assert history() == before
+    said = capsys.readouterr().out
     project = Project.open(proj)
     labelled = set(project.labels.current_labels(include_special=True)["candidate_id"])
     every = set(project.labels.candidates()["candidate_id"])
@@ -302,3 +305,17 @@ def test_semi_supervised_project_training_reads_the_pool_and_writes_no_label(
     metrics = json.loads((proj / "rounds/001/model/metrics.json").read_text())
     assert metrics["epochs"][-1]["pseudo_labels"]["coverage"] >= 0.0
     assert "pseudo_fraction" in metrics["epochs"][-1]["train"]
+    n_pool = int(unlabelled.sum())
+    assert (f"semi-supervised (fixmatch): the teacher also learns from pseudo-labels of "
+            f"{n_pool} unlabelled candidates of the round (never stored)") in said  # fmt: skip
+
+
+def test_training_says_what_it_does_with_the_unlabelled_candidates() -> None:
+    from cryoal.project.training import pool_note
+    from cryoal.train.config import TrainConfig
+
+    off = pool_note(TrainConfig(), 0)
+    assert off.startswith("semi-supervised rounds: off") and "semi_supervised=fixmatch" in off
+    student = pool_note(TrainConfig(student_data="labeled+unlabeled"), 40)
+    assert student == "the student also reads 40 unlabelled candidates of the round"
+    assert "classify only" in pool_note(TrainConfig(task="segment"), 0)
