@@ -112,10 +112,9 @@ def _pseudo_table(labels: list[str], curves: pd.DataFrame) -> list[str]:
         "threshold, so that the loss pseudo-labelled them (– for runs recorded before this was "
         "kept); *held*, the share of the pool whose latest prediction reached "
         "`pseudo_threshold` (with `pseudo_adaptive`, FlexMatch's learning state, from which "
-        "the lower class thresholds follow); the "
-        "share of held pseudo-labels that are right (accuracy, against the simulation's "
-        "classes); and the held share of the least covered true class. Pseudo-labels never "
-        "enter the labelled set.",
+        "the lower class thresholds follow); the share of held pseudo-labels that are right "
+        "(accuracy, against the simulation's classes); and the held share of the least "
+        "covered true class. Pseudo-labels never enter the labelled set.",
         "",
         "| strategy | "
         + " | ".join(f"{n}: used / held / accuracy / worst class" for n in ns)

@@ -233,8 +233,7 @@ def test_every_kept_run_is_an_arm_of_its_kept_study() -> None:
     from cryoal.benchmark.config import load_benchmark_config
     from cryoal.benchmark.layout import slug
 
-    kept = KEEP.parents[1] / "results" / "study"
-    pools = [p for p in sorted(kept.iterdir()) if (p / "benchmark.yaml").is_file()]
+    pools = [p for p in sorted(_keep_module().KEPT.iterdir()) if (p / "benchmark.yaml").is_file()]
     assert len(pools) >= 8
     for pool in pools:
         arms = {
